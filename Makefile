@@ -1,0 +1,37 @@
+# motionlab: `make train` runs the main job, `make test` runs the tests; both set up .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help setup train test test-all bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; motionlab needs Python 3.11 (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,export,landmarks]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install motionlab with its dev extras
+
+train: $(STAMP) ## train the quickstart Animator on the embedded toy world (ARGS="..." adds Hydra overrides)
+	$(BIN)/motionlab-train experiment=quickstart $(ARGS)
+
+test: $(STAMP) ## run the test suite (slow tests excluded)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: $(STAMP) ## run every test, slow ones included
+	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
+
+bench: $(STAMP) ## run the benchmarks and print their results (see docs/benchmarks.md)
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
+clean: ## remove run folders, caches and build files (keeps .venv)
+	rm -rf logs .cache .pytest_cache build dist *.egg-info
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -exec rm -rf {} +

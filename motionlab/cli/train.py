@@ -1,0 +1,23 @@
+"""``motionlab-train``: the Hydra entry point of :func:`motionlab.train.train`."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+from rich.console import Console
+
+from motionlab.train import metric_value, train
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics, _ = train(cfg)
+    console = Console()
+    for name in sorted(k for k in metrics if k.startswith(("val/", "test/"))):
+        console.print(f"  {name:<28} {metrics[name]:.5f}")
+    console.print(f"run folder: {cfg.paths.output_dir}")
+    return metric_value(metrics, cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

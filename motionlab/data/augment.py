@@ -1,0 +1,68 @@
+"""Batch augmentations that treat a sample's images as one scene (kornia colour ops).
+
+The same flip and the same colour change apply to ``source``, ``driver`` and ``driver_next`` of a
+sample, so motion between them stays what the data says it is; samples in a batch differ.
+Temporal augmentations (stride, time flip) live in the dataset because they choose frames.
+"""
+
+from __future__ import annotations
+
+import kornia.enhance as KE
+import torch
+from torch import nn
+
+IMAGE_KEYS = ("source", "driver", "driver_next")
+KEYPOINT_KEYS = ("source_keypoints", "driver_keypoints")
+
+
+def _per_sample(values: torch.Tensor) -> torch.Tensor:
+    return values.view(-1, 1, 1, 1)
+
+
+class PairedAugmentation(nn.Module):
+    """Random horizontal flip and colour jitter, shared by the images of each sample.
+
+    Args:
+        hflip: probability of a horizontal flip (keypoint x becomes ``W - 1 - x``; left/right names
+            are not swapped, so keep it 0 when regressing named keypoints).
+        brightness, contrast, saturation: factors drawn from ``[1 - v, 1 + v]`` (brightness additive, ``[-v, v]``).
+        hue: shift drawn from ``[-hue, hue]`` in radians.
+    """
+
+    def __init__(self, hflip: float = 0.5, brightness: float = 0.1, contrast: float = 0.1, saturation: float = 0.1, hue: float = 0.05):
+        super().__init__()
+        for name, value in (("hflip", hflip), ("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"augmentation {name} must be in [0, 1], got {value}")
+        if not 0.0 <= hue <= torch.pi:
+            raise ValueError(f"augmentation hue must be in [0, pi], got {hue}")
+        self.hflip, self.brightness, self.contrast, self.saturation, self.hue = hflip, brightness, contrast, saturation, hue
+
+    @torch.no_grad()
+    def forward(self, batch: dict) -> dict:
+        """Return a new batch dict; images (B, 3, H, W) in [0, 1], keypoints (B, K, 2) pixels."""
+        reference = batch["driver"]
+        b, device = reference.shape[0], reference.device
+        width = reference.shape[-1]
+
+        def uniform(spread: float) -> torch.Tensor:
+            return (torch.rand(b, device=device) * 2.0 - 1.0) * spread
+
+        flip = torch.rand(b, device=device) < self.hflip
+        brightness, contrast = uniform(self.brightness), 1.0 + uniform(self.contrast)
+        saturation, hue = 1.0 + uniform(self.saturation), uniform(self.hue)
+        out = dict(batch)
+        for key in IMAGE_KEYS:
+            if key not in batch:
+                continue
+            image = torch.where(_per_sample(flip), batch[key].flip(-1), batch[key])
+            image = KE.adjust_brightness(image, brightness)
+            image = KE.adjust_contrast(image, contrast)
+            image = KE.adjust_saturation(image, saturation)
+            out[key] = KE.adjust_hue(image, hue).clamp(0.0, 1.0)
+        for key in KEYPOINT_KEYS:
+            if key in batch:
+                points = batch[key].clone()
+                points[flip, :, 0] = width - 1 - points[flip, :, 0]
+                out[key] = points
+        return out

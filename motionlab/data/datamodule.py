@@ -1,0 +1,178 @@
+"""``PortraitVideoDataModule``: identity-disjoint splits of portrait / driver clips for every task."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from motionlab.data.augment import PairedAugmentation
+from motionlab.data.datasets import PortraitVideoDataset, discover_clips, split_identities
+from motionlab.data.synthetic import ToyWorldSpec, ensure_toy_world
+
+log = logging.getLogger(__name__)
+
+
+class EpochSeededRandomSampler(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch), so a resumed run sees the same order.
+
+    Lightning calls :meth:`set_epoch` at the start of every training epoch.
+    """
+
+    def __init__(self, length: int, seed: int = 0):
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack tensors and ints; keep strings as lists."""
+    out = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if isinstance(values[0], torch.Tensor):
+            out[key] = torch.stack(values)
+        elif isinstance(values[0], int):
+            out[key] = torch.tensor(values)
+        else:
+            out[key] = values
+    return out
+
+
+class PortraitVideoDataModule(L.LightningDataModule):
+    """Portrait / driver samples from a folder of clips, or from the toy world generated on demand.
+
+    Args:
+        root: folder of clips (see :mod:`motionlab.data.datasets` for layouts); ``None`` with ``toy_world``.
+        toy_world: settings of a toy world (:class:`ToyWorldSpec` fields) to generate under ``cache_dir``.
+        cache_dir: where generated data is kept between runs.
+        layout: ``auto``, ``seed``, ``videos`` or ``frames``.
+        image_size: side of the square images fed to the model.
+        val_fraction, test_fraction: identity fractions held out (test falls back to val when 0).
+        split_seed: seed of the identity split.
+        max_frames: driver frames per clip, spread uniformly; ``None`` for all.
+        temporal_max_stride, time_flip: temporal augmentation of the neighbouring frame (train only).
+        augmentation: a :class:`PairedAugmentation` applied to training batches on the device, or ``None``.
+        on_bad_clip: ``error`` or ``skip`` (skipped clips are counted in :attr:`skipped_clips` and logged).
+        shuffle_seed: seed of the per-epoch training shuffle.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        toy_world: dict | None = None,
+        cache_dir: str = ".cache",
+        layout: str = "auto",
+        image_size: int = 64,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.0,
+        split_seed: int = 0,
+        max_frames: int | None = None,
+        temporal_max_stride: int = 2,
+        time_flip: float = 0.5,
+        augmentation: PairedAugmentation | None = None,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        on_bad_clip: str = "error",
+        shuffle_seed: int = 0,
+    ):
+        super().__init__()
+        if (root is None) == (toy_world is None):
+            raise ValueError("data: give exactly one of data.root (your clips) or data.toy_world (generated data)")
+        self.root = Path(root) if root is not None else None
+        self.toy_world = ToyWorldSpec(**toy_world) if toy_world is not None else None
+        self.cache_dir = Path(cache_dir)
+        self.layout = layout
+        self.image_size = image_size
+        self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
+        self.max_frames = max_frames
+        self.temporal_max_stride, self.time_flip = temporal_max_stride, time_flip
+        self.augmentation = augmentation
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.on_bad_clip = on_bad_clip
+        self.shuffle_seed = shuffle_seed
+        self.splits: dict[str, list[str]] = {}
+        self.datasets: dict[str, PortraitVideoDataset] = {}
+
+    def data_root(self) -> Path:
+        """The folder the samples come from (generating the toy world on first use)."""
+        if self.toy_world is not None:
+            return ensure_toy_world(self.cache_dir, self.toy_world)
+        return self.root
+
+    def prepare_data(self) -> None:
+        if self.toy_world is not None:
+            ensure_toy_world(self.cache_dir, self.toy_world)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        layout, records = discover_clips(self.data_root(), self.layout)
+        self.splits = split_identities([r.identity for r in records], self.val_fraction, self.test_fraction, self.split_seed)
+        by_split = {name: [r for r in records if r.identity in set(ids)] for name, ids in self.splits.items()}
+        common = dict(image_size=self.image_size, max_frames=self.max_frames, on_bad_clip=self.on_bad_clip)
+        self.datasets["train"] = PortraitVideoDataset(
+            by_split["train"], temporal_max_stride=self.temporal_max_stride, time_flip=self.time_flip, source_frame="random", **common
+        )
+        for name in ("val", "test"):
+            if by_split[name]:
+                self.datasets[name] = PortraitVideoDataset(by_split[name], source_frame="first", **common)
+        if "test" not in self.datasets and "val" in self.datasets:
+            self.datasets["test"] = self.datasets["val"]
+        log.info(
+            "data: layout=%s root=%s identities train/val/test=%d/%d/%d samples train=%d skipped clips=%d",
+            layout, self.data_root(), len(self.splits["train"]), len(self.splits["val"]), len(self.splits["test"]),
+            len(self.datasets["train"]), self.skipped_clips,
+        )
+
+    @property
+    def skipped_clips(self) -> int:
+        """Clips dropped under ``on_bad_clip=skip`` (counted once per split dataset)."""
+        return sum(len(ds.skipped) for name, ds in self.datasets.items() if not (name == "test" and ds is self.datasets.get("val")))
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise RuntimeError(f"data: no {split} split (val_fraction={self.val_fraction}, test_fraction={self.test_fraction})")
+        dataset = self.datasets[split]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            sampler=EpochSeededRandomSampler(len(dataset), self.shuffle_seed) if shuffle else None,
+            drop_last=shuffle and len(dataset) >= self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            collate_fn=collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if self.augmentation is not None and self.trainer is not None and self.trainer.training:
+            return self.augmentation(batch)
+        return batch

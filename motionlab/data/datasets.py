@@ -1,0 +1,271 @@
+"""Portrait / driver-clip datasets over three on-disk layouts.
+
+Layouts (``layout=``):
+
+- ``seed``: ``<root>/<name>.png`` portraits with driver clips ``<root>/<name>_video/0000.png ...``
+  (optionally ``keypoints.npy`` (T, K, 2) and ``motion.npz``); the toy world writes this.
+- ``videos``: a folder of video files, each clip its own identity; the source frame is drawn from the
+  same clip (FOMM-style).
+- ``frames``: a folder of frame folders, each its own identity, source drawn from the same clip.
+- ``auto``: the first of the above that the folder matches.
+
+A sample is a dict of float tensors in [0, 1]: ``source`` (3, H, W) (the portrait, or a frame of the
+clip), ``driver`` (3, H, W) frame ``t``, ``driver_next`` (3, H, W) a neighbouring frame for temporal
+terms, plus ``identity`` (str), ``frame_index`` / ``next_index`` (int) and, when the layout carries
+ground truth, ``driver_keypoints`` / ``source_keypoints`` (K, 2) in pixels of the returned images.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from motionlab.data.video_io import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    ClipError,
+    open_clip,
+    read_image,
+)
+
+log = logging.getLogger(__name__)
+LAYOUTS = ("auto", "seed", "videos", "frames")
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One identity: its driver clip and, in the seed layout, its portrait and ground truth."""
+
+    identity: str
+    clip: Path
+    portrait: Path | None = None
+    keypoints: Path | None = None
+
+
+def _seed_records(root: Path) -> list[ClipRecord]:
+    records = []
+    for clip in sorted(p for p in root.iterdir() if p.is_dir() and p.name.endswith("_video")):
+        name = clip.name[: -len("_video")]
+        portraits = [root / f"{name}{ext}" for ext in IMAGE_EXTENSIONS if (root / f"{name}{ext}").is_file()]
+        if not portraits:
+            raise ClipError(f"seed layout: clip folder {clip} has no portrait {root / name}.png; add it or move the clip out")
+        gt = clip / "keypoints.npy"
+        records.append(ClipRecord(name, clip, portraits[0], gt if gt.is_file() else None))
+    return records
+
+
+def discover_clips(root: str | os.PathLike, layout: str = "auto") -> tuple[str, list[ClipRecord]]:
+    """Find the clips under ``root``; returns the layout used and one record per identity."""
+    root = Path(root)
+    if layout not in LAYOUTS:
+        raise ValueError(f"data layout must be one of {LAYOUTS}, got {layout!r}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"data root {root} does not exist or is not a folder; set data.root to your clips")
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    candidates = {
+        "seed": lambda: _seed_records(root),
+        "videos": lambda: [ClipRecord(p.stem, p) for p in entries if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS],
+        "frames": lambda: [ClipRecord(p.name, p) for p in entries if p.is_dir() and not p.name.endswith("_video")],
+    }
+    order = [layout] if layout != "auto" else ["seed", "videos", "frames"]
+    for name in order:
+        records = candidates[name]()
+        if records:
+            return name, records
+    raise ClipError(
+        f"data root {root} holds no clips for layout {layout!r}: expected <name>.png + <name>_video/ folders, "
+        f"video files ({', '.join(VIDEO_EXTENSIONS)}) or folders of frames"
+    )
+
+
+def split_identities(
+    identities: list[str], val_fraction: float, test_fraction: float = 0.0, seed: int = 0
+) -> dict[str, list[str]]:
+    """Identity-disjoint seeded split into train / val / test (test empty when its fraction is 0)."""
+    if not 0.0 <= val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1.0:
+        raise ValueError(f"split fractions must be in [0, 1) and sum below 1, got val={val_fraction}, test={test_fraction}")
+    order = sorted(identities)
+    np.random.default_rng(seed).shuffle(order)
+    n = len(order)
+    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
+    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
+    if n - n_val - n_test < 1:
+        raise ValueError(f"{n} identities are too few for val={val_fraction}, test={test_fraction}; add clips")
+    return {
+        "val": sorted(order[:n_val]),
+        "test": sorted(order[n_val : n_val + n_test]),
+        "train": sorted(order[n_val + n_test :]),
+    }
+
+
+def uniform_frame_indices(length: int, max_frames: int | None) -> np.ndarray:
+    """At most ``max_frames`` indices spread uniformly over a clip of ``length`` frames."""
+    if max_frames is None or max_frames >= length:
+        return np.arange(length)
+    return np.unique(np.linspace(0, length - 1, max_frames).round().astype(np.int64))
+
+
+def _to_tensor(frames: np.ndarray, size: int | None) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, S, S) float in [0, 1], resized with antialiasing when ``size`` is set."""
+    if size is not None and frames.shape[1:3] != (size, size):
+        frames = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BICUBIC)) for f in frames])
+    return torch.from_numpy(np.require(frames, requirements=("C", "W"))).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class PortraitVideoDataset(Dataset):
+    """(source, driver, neighbouring driver) samples over the clips of ``records``.
+
+    Args:
+        records: clips to serve (see :func:`discover_clips`).
+        image_size: side of the returned square images; ``None`` keeps the stored size.
+        max_frames: driver frames per clip, spread uniformly (``None``: all).
+        temporal_max_stride: the neighbouring frame is ``t + s``, ``s`` drawn from ``[1, stride]``.
+        time_flip: probability of taking the neighbour backwards in time (``t - s``).
+        source_frame: ``"random"`` (a random frame of the clip, FOMM-style) or ``"first"``; ignored
+            when the layout has portraits.
+        on_bad_clip: ``"error"`` raises on an unreadable or empty clip; ``"skip"`` drops it, counts it
+            in :attr:`skipped` and logs a warning.
+    """
+
+    def __init__(
+        self,
+        records: list[ClipRecord],
+        image_size: int | None = None,
+        max_frames: int | None = None,
+        temporal_max_stride: int = 1,
+        time_flip: float = 0.0,
+        source_frame: str = "random",
+        on_bad_clip: str = "error",
+    ):
+        if on_bad_clip not in ("error", "skip"):
+            raise ValueError(f"on_bad_clip must be 'error' or 'skip', got {on_bad_clip!r}")
+        if source_frame not in ("random", "first"):
+            raise ValueError(f"source_frame must be 'random' or 'first', got {source_frame!r}")
+        if temporal_max_stride < 1:
+            raise ValueError(f"temporal_max_stride must be >= 1, got {temporal_max_stride}")
+        self.image_size = image_size
+        self.temporal_max_stride = temporal_max_stride
+        self.time_flip = time_flip
+        self.source_frame = source_frame
+        self.records: list[ClipRecord] = []
+        self.lengths: list[int] = []
+        self.skipped: list[tuple[Path, str]] = []
+        index: list[tuple[int, int]] = []
+        for record in records:
+            try:
+                length = len(open_clip(record.clip))
+                if record.portrait is not None:
+                    read_image(record.portrait)
+            except ClipError as error:
+                if on_bad_clip == "error":
+                    raise
+                log.warning("skipping bad clip (data.on_bad_clip=skip): %s", error)
+                self.skipped.append((record.clip, str(error)))
+                continue
+            clip_id = len(self.records)
+            self.records.append(record)
+            self.lengths.append(length)
+            index.extend((clip_id, int(t)) for t in uniform_frame_indices(length, max_frames))
+        if not index:
+            raise ClipError(f"no usable clips among {len(records)} (skipped: {[str(p) for p, _ in self.skipped]})")
+        self.index = index
+        self._clips: dict[int, object] = {}
+        self._clips_pid: int | None = None
+        self._keypoints: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _clip(self, clip_id: int):
+        # Decoders hold OS handles that must not cross a fork into DataLoader workers: open per process.
+        if self._clips_pid != os.getpid():
+            self._clips, self._clips_pid = {}, os.getpid()
+        if clip_id not in self._clips:
+            self._clips[clip_id] = open_clip(self.records[clip_id].clip)
+        return self._clips[clip_id]
+
+    def _ground_truth(self, clip_id: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(T, K, 2) driver keypoints and the portrait's (K, 2) keypoints, when the layout has them."""
+        record = self.records[clip_id]
+        if record.keypoints is None:
+            return None
+        if clip_id not in self._keypoints:
+            self._keypoints[clip_id] = (np.load(record.keypoints, allow_pickle=False), _portrait_keypoints(record))
+        return self._keypoints[clip_id]
+
+    def _neighbour(self, t: int, length: int) -> int:
+        stride = int(torch.randint(1, self.temporal_max_stride + 1, ()).item()) if self.temporal_max_stride > 1 else 1
+        backwards = self.time_flip > 0 and torch.rand(()).item() < self.time_flip
+        step = -stride if backwards else stride
+        neighbour = t + step
+        if not 0 <= neighbour < length:
+            neighbour = t - step
+        return int(min(max(neighbour, 0), length - 1))
+
+    def __getitem__(self, item: int) -> dict:
+        clip_id, t = self.index[item]
+        record, length = self.records[clip_id], self.lengths[clip_id]
+        clip = self._clip(clip_id)
+        t_next = self._neighbour(t, length)
+        frames = clip.get([t, t_next])
+        stored_size = frames.shape[1:3]
+        driver, driver_next = _to_tensor(frames, self.image_size)
+        if record.portrait is not None:
+            portrait = read_image(record.portrait)
+            stored_portrait_size = portrait.shape[:2]
+            source = _to_tensor(portrait[None], self.image_size)[0]
+            source_index = -1
+        else:
+            source_index = 0 if self.source_frame == "first" else int(torch.randint(0, length, ()).item())
+            stored_portrait_size = stored_size
+            source = _to_tensor(clip.get([source_index]), self.image_size)[0]
+        sample = {
+            "source": source,
+            "driver": driver,
+            "driver_next": driver_next,
+            "identity": record.identity,
+            "frame_index": t,
+            "next_index": t_next,
+            "source_index": source_index,
+        }
+        gt = self._ground_truth(clip_id)
+        if gt is not None:
+            driver_points, portrait_points = gt
+            sample["driver_keypoints"] = self._rescale(driver_points[t], stored_size)
+            if portrait_points is not None:
+                sample["source_keypoints"] = self._rescale(portrait_points, stored_portrait_size)
+        return sample
+
+    def _rescale(self, points: np.ndarray, stored_size: tuple[int, int]) -> torch.Tensor:
+        points = torch.as_tensor(points, dtype=torch.float32)
+        if self.image_size is None:
+            return points
+        scale = torch.tensor([self.image_size / stored_size[1], self.image_size / stored_size[0]])
+        return (points + 0.5) * scale - 0.5  # pixel centres, not corners, are the unit of keypoints
+
+    def clip_frames(self, clip_id: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The source image and the first ``count`` frames of clip ``clip_id``: (3, S, S), (T, 3, S, S)."""
+        clip = self._clip(clip_id)
+        frames = _to_tensor(clip.get(range(min(count, len(clip)))), self.image_size)
+        record = self.records[clip_id]
+        if record.portrait is not None:
+            source = _to_tensor(read_image(record.portrait)[None], self.image_size)[0]
+        else:
+            source = frames[0]
+        return source, frames
+
+
+def _portrait_keypoints(record: ClipRecord) -> np.ndarray | None:
+    motion = record.clip / "motion.npz"
+    if not motion.is_file():
+        return None
+    with np.load(motion, allow_pickle=False) as data:
+        return data["portrait_keypoints"] if "portrait_keypoints" in data else None
+

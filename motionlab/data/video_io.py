@@ -1,0 +1,177 @@
+"""Reading clips (decord for video files, PIL for frame folders) and writing them (PyAV, PIL).
+
+Every reader raises :class:`ClipError` naming the file and what to do, so a bad clip is reported,
+never silently replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from motionlab.utils.io import atomic_path
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+class ClipError(RuntimeError):
+    """A clip or image that cannot be used, with the offending path in the message."""
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClipError(f"image {path} does not exist; check the path")
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ClipError(f"image {path} cannot be decoded ({error}); re-export it as PNG or JPEG") from error
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.stem)]
+
+
+def list_frame_files(folder: str | os.PathLike) -> list[Path]:
+    """Image files of a frame folder in natural order (``2.png`` before ``10.png``)."""
+    folder = Path(folder)
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+    return sorted(files, key=_natural_key)
+
+
+class FrameFolderClip:
+    """A clip stored as one image per frame."""
+
+    def __init__(self, folder: str | os.PathLike, fps: float = 25.0):
+        self.path = Path(folder)
+        if not self.path.is_dir():
+            raise ClipError(f"frame folder {self.path} does not exist")
+        self.files = list_frame_files(self.path)
+        if not self.files:
+            raise ClipError(f"frame folder {self.path} holds no images ({', '.join(IMAGE_EXTENSIONS)}); remove it or add frames")
+        self.fps = fps
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def get(self, indices: Sequence[int]) -> np.ndarray:
+        """(N, H, W, 3) uint8 frames at ``indices``."""
+        return np.stack([read_image(self.files[i]) for i in indices])
+
+
+class VideoFileClip:
+    """A clip in a video container, decoded with decord."""
+
+    def __init__(self, path: str | os.PathLike):
+        import decord
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ClipError(f"video {self.path} does not exist")
+        try:
+            self._reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=1)
+        except Exception as error:  # decord raises its own DECORDError and RuntimeError variants
+            raise ClipError(f"video {self.path} cannot be opened ({error}); check that it is a valid video file") from error
+        if len(self._reader) == 0:
+            raise ClipError(f"video {self.path} has no frames; remove it from the data folder")
+        self.fps = float(self._reader.get_avg_fps())
+
+    def __len__(self) -> int:
+        return len(self._reader)
+
+    def get(self, indices: Sequence[int]) -> np.ndarray:
+        try:
+            return self._reader.get_batch(list(indices)).asnumpy()
+        except Exception as error:
+            raise ClipError(f"video {self.path}: frames {list(indices)} cannot be decoded ({error})") from error
+
+
+def open_clip(path: str | os.PathLike) -> FrameFolderClip | VideoFileClip:
+    """Open a frame folder or a video file."""
+    path = Path(path)
+    if path.is_dir():
+        return FrameFolderClip(path)
+    if path.suffix.lower() in VIDEO_EXTENSIONS:
+        return VideoFileClip(path)
+    raise ClipError(f"{path} is neither a frame folder nor a video ({', '.join(VIDEO_EXTENSIONS)})")
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """Crop to even width and height, which H.264 with 4:2:0 chroma needs."""
+    h, w = frame.shape[:2]
+    return frame[: h - h % 2, : w - w % 2]
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    fps: float = 25.0,
+    crf: int = 20,
+    audio: tuple[np.ndarray, int] | None = None,
+) -> Path:
+    """Encode (H, W, 3) uint8 frames as H.264 (PyAV's bundled FFmpeg), optionally muxing mono audio.
+
+    ``audio`` is ``(samples, sample_rate)`` with float samples in [-1, 1]. The file appears only when
+    complete (written to a temporary name, then renamed).
+    """
+    import av
+
+    path = Path(path)
+    count = 0
+    with atomic_path(path) as scratch:
+        with av.open(str(scratch), mode="w") as container:  # the scratch name keeps the suffix: format by extension
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(crf), "preset": "veryfast"}
+            audio_stream = None
+            if audio is not None:
+                audio_stream = container.add_stream("aac", rate=int(audio[1]))
+                audio_stream.layout = "mono"
+            for frame in frames:
+                frame = _even(np.ascontiguousarray(frame, dtype=np.uint8))
+                if count == 0:
+                    stream.height, stream.width = frame.shape[:2]
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+                count += 1
+            if count == 0:
+                raise ValueError(f"write_video({path}): no frames to write")
+            for packet in stream.encode():
+                container.mux(packet)
+            if audio_stream is not None:
+                samples = np.clip(np.asarray(audio[0], np.float32), -1.0, 1.0).reshape(1, -1)
+                audio_frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+                audio_frame.sample_rate = int(audio[1])
+                for packet in audio_stream.encode(audio_frame):
+                    container.mux(packet)
+                for packet in audio_stream.encode():
+                    container.mux(packet)
+    return path
+
+
+def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float = 12.5) -> Path:
+    """Write (H, W, 3) uint8 frames as a looping GIF."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]
+    if not images:
+        raise ValueError(f"write_gif({path}): no frames to write")
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
+    return path
+
+
+def count_video_frames(path: str | os.PathLike) -> int:
+    """Decode a video completely with PyAV and count its frames (does not trust container metadata)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))

@@ -1,0 +1,93 @@
+"""The Animator: animates a static portrait from a driver frame by predicting and applying dense motion."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from motionlab.geometry import warp
+from motionlab.models.blocks import ConvNormAct, DownBlock, Hourglass, ResBlock, UpBlock
+from motionlab.models.registry import register_model
+
+
+@register_model("animator_v1")
+class AnimatorNet(nn.Module):
+    """Flow-and-occlusion image animator (version 1: motion is inferred from the two images).
+
+    A motion hourglass reads portrait and driver together and predicts a dense backward flow and an
+    occlusion map; an appearance encoder turns the portrait into features, which are warped by the
+    flow, masked by the occlusion map, refined by residual blocks and decoded to RGB plus a blend map.
+    The output mixes the full-resolution warped portrait (sharp where motion explains the change)
+    with the decoded image (where it does not: occlusions, eyes, mouth) by that blend map.
+
+    Args:
+        image_channels: channels of portrait and driver.
+        motion_channels: widths of the motion hourglass levels (H, W divisible by ``2 ** len``).
+        appearance_channels: widths of the appearance encoder's downsampling levels.
+        num_res_blocks: residual blocks at the bottleneck of the appearance path.
+        max_flow: the largest flow offset, in normalised units (2 = image width).
+    """
+
+    def __init__(
+        self,
+        image_channels: int = 3,
+        motion_channels: tuple[int, ...] = (32, 64, 128),
+        appearance_channels: tuple[int, ...] = (64, 128),
+        num_res_blocks: int = 2,
+        max_flow: float = 0.5,
+    ):
+        super().__init__()
+        self.image_channels = image_channels
+        self.max_flow = max_flow
+        self.motion = Hourglass(2 * image_channels, tuple(motion_channels))
+        self.flow_head = nn.Conv2d(self.motion.out_channels, 2, 7, padding=3)
+        self.occlusion_head = nn.Conv2d(self.motion.out_channels, 1, 7, padding=3)
+        # Start from the identity motion: zero flow, fully visible.
+        nn.init.zeros_(self.flow_head.weight)
+        nn.init.zeros_(self.flow_head.bias)
+        nn.init.zeros_(self.occlusion_head.weight)
+        nn.init.constant_(self.occlusion_head.bias, 3.0)
+
+        widths = list(appearance_channels)
+        self.stem = ConvNormAct(image_channels, widths[0] // 2, kernel_size=7)
+        encoder, previous = [], widths[0] // 2
+        for width in widths:
+            encoder.append(DownBlock(previous, width))
+            previous = width
+        self.encoder = nn.Sequential(*encoder)
+        self.bottleneck = nn.Sequential(*[ResBlock(previous) for _ in range(num_res_blocks)])
+        decoder = []
+        for width in reversed([widths[0] // 2, *widths[:-1]]):
+            decoder.append(UpBlock(previous, width))
+            previous = width
+        self.decoder = nn.Sequential(*decoder)
+        self.to_output = nn.Conv2d(previous, image_channels + 1, 7, padding=3)
+
+    def predict_motion(self, portrait: torch.Tensor, driver: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flow (B, H, W, 2) taking the portrait to the driver's pose, and occlusion (B, 1, H, W) in (0, 1)."""
+        hidden = self.motion(torch.cat([portrait, driver], dim=1))
+        flow = torch.tanh(self.flow_head(hidden)) * self.max_flow
+        return flow.permute(0, 2, 3, 1), torch.sigmoid(self.occlusion_head(hidden))
+
+    def forward(self, portrait: torch.Tensor, driver: torch.Tensor, strength: float = 1.0) -> dict[str, torch.Tensor]:
+        """Animate ``portrait`` (B, 3, H, W) towards ``driver`` (B, 3, H, W), both in [0, 1].
+
+        ``strength`` scales the predicted motion (1: full, 0: none). Returns ``image`` (B, 3, H, W),
+        ``flow`` (B, H, W, 2), ``occlusion`` (B, 1, H, W), ``blend`` (B, 1, H, W) (1: warped portrait,
+        0: decoded) and ``warped_portrait`` (B, 3, H, W).
+        """
+        if portrait.shape != driver.shape or portrait.ndim != 4 or portrait.shape[1] != self.image_channels:
+            raise ValueError(
+                f"portrait and driver must both be (B, {self.image_channels}, H, W), got {tuple(portrait.shape)} and {tuple(driver.shape)}"
+            )
+        flow, occlusion = self.predict_motion(portrait, driver)
+        flow = flow * strength
+        features = self.encoder(self.stem(portrait))
+        features = warp(features, flow)
+        features = features * F.interpolate(occlusion, size=features.shape[-2:], mode="bilinear", align_corners=False)
+        decoded = self.to_output(self.decoder(self.bottleneck(features)))
+        rgb, blend = torch.sigmoid(decoded[:, :-1]), torch.sigmoid(decoded[:, -1:])
+        warped_portrait = warp(portrait, flow)
+        image = blend * warped_portrait + (1.0 - blend) * rgb
+        return {"image": image, "flow": flow, "occlusion": occlusion, "blend": blend, "warped_portrait": warped_portrait}

@@ -1,0 +1,109 @@
+"""The Animator's LightningModule: it owns the network's losses, metrics and optimiser."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.image import PeakSignalNoiseRatio
+
+from motionlab.losses.animator import AnimatorLoss
+from motionlab.tasks.base import MotionlabTask
+
+
+def _per_sample_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).abs().flatten(1).mean(dim=1)
+
+
+class AnimatorTask(MotionlabTask):
+    """Trains an Animator network to re-render the portrait in the driver's pose.
+
+    Batches are dicts with ``source`` (the portrait), ``driver`` and ``driver_next`` (B, 3, H, W).
+
+    Args:
+        net: the animator network (``forward(portrait, driver, strength) -> dict``).
+        loss: an :class:`AnimatorLoss` (weights from ``conf/loss/``).
+        identity_batch_fraction: share of each batch also driven by itself for the identity term.
+        diagnostics_every_n_steps: how often the no-grad temporal diagnostic (motion smoothness) runs.
+    """
+
+    task_name = "animator"
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: AnimatorLoss,
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        identity_batch_fraction: float = 0.5,
+        diagnostics_every_n_steps: int = 50,
+    ):
+        super().__init__(optimizer=optimizer, scheduler=scheduler)
+        if not 0.0 < identity_batch_fraction <= 1.0:
+            raise ValueError(f"identity_batch_fraction must be in (0, 1], got {identity_batch_fraction}")
+        self.net = net
+        self.loss = loss
+        self.identity_batch_fraction = identity_batch_fraction
+        self.diagnostics_every_n_steps = diagnostics_every_n_steps
+        self.eval_metrics = nn.ModuleDict({split: self._metric_collection() for split in ("val", "test")})
+
+    @staticmethod
+    def _metric_collection() -> MetricCollection:
+        return MetricCollection(
+            {"l1": MeanMetric(), "l1_copy_baseline": MeanMetric(), "psnr": PeakSignalNoiseRatio(data_range=1.0)}
+        )
+
+    def forward(self, portrait: torch.Tensor, driver: torch.Tensor, strength: float = 1.0) -> dict[str, torch.Tensor]:
+        return self.net(portrait, driver, strength=strength)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        portrait, driver = batch["source"], batch["driver"]
+        outputs = self.net(portrait, driver)
+        identity_outputs = None
+        if self.loss.weights["identity"] > 0:
+            count = max(1, math.ceil(portrait.shape[0] * self.identity_batch_fraction))
+            identity_outputs = self.net(portrait[:count], portrait[:count], strength=self.loss.identity_strength)
+        terms = self.loss(outputs, identity_outputs, portrait, driver)
+        self.log("train/loss", terms["total"], prog_bar=True)
+        for name in ("reconstruction", "alignment", "identity", "tv", "residual_magnitude"):
+            if name in terms:
+                self.log(f"train/{name}", terms[name])
+        if self.global_step % self.diagnostics_every_n_steps == 0:
+            self.log("train/motion_smoothness", self._motion_smoothness(batch, outputs["image"]))
+        return terms["total"]
+
+    @torch.no_grad()
+    def _motion_smoothness(self, batch: dict, generated: torch.Tensor) -> torch.Tensor:
+        """Mean |(G(t') - G(t)) - (D(t') - D(t))|: does the output change between neighbouring driver frames as the driver does?"""
+        generated_next = self.net(batch["source"], batch["driver_next"])["image"]
+        return ((generated_next - generated) - (batch["driver_next"] - batch["driver"])).abs().mean()
+
+    def _evaluation_step(self, batch: dict, split: str) -> None:
+        portrait, driver = batch["source"], batch["driver"]
+        generated = self.net(portrait, driver)["image"].clamp(0.0, 1.0)
+        metrics = self.eval_metrics[split]
+        metrics["l1"].update(_per_sample_l1(generated, driver))
+        metrics["l1_copy_baseline"].update(_per_sample_l1(portrait, driver))
+        metrics["psnr"].update(generated, driver)
+
+    def _evaluation_epoch_end(self, split: str) -> None:
+        values = self.eval_metrics[split].compute()
+        self.eval_metrics[split].reset()
+        for name, value in values.items():
+            self.log(f"{split}/{name}", value, prog_bar=name == "l1")
+        self.log(f"{split}/l1_ratio_to_copy", values["l1"] / values["l1_copy_baseline"].clamp_min(1e-12))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluation_epoch_end("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end("test")

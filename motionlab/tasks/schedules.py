@@ -1,0 +1,29 @@
+"""Learning-rate schedules built from config as partials taking ``(optimizer, total_steps)``."""
+
+from __future__ import annotations
+
+import math
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+
+def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.05) -> LambdaLR:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` of the base rate at ``total_steps``."""
+    if total_steps < 1:
+        raise ValueError(f"warmup_cosine: total_steps must be >= 1, got {total_steps}")
+    if not 0.0 <= min_lr_ratio <= 1.0:
+        raise ValueError(f"warmup_cosine: min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return LambdaLR(optimizer, factor)
+
+
+def constant(optimizer: Optimizer, total_steps: int) -> LambdaLR:
+    """No schedule: the base learning rate throughout."""
+    return LambdaLR(optimizer, lambda step: 1.0)

@@ -1,0 +1,98 @@
+"""``train(cfg)``: build data, task, callbacks, loggers and trainer from a composed config and fit.
+
+Run it as ``motionlab-train`` or ``python -m motionlab.train`` (Hydra overrides on the command line).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from motionlab.callbacks.rng_state import RNGStateCallback
+from motionlab.utils.checkpoint import AtomicCheckpointIO, find_last_checkpoint
+from motionlab.utils.config import ConfigError, validate_config
+from motionlab.utils.io import flatten, write_json
+
+log = logging.getLogger(__name__)
+
+
+def _finish_wandb() -> None:
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def _resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    if cfg.ckpt_path is None:
+        return None
+    if cfg.ckpt_path == "last":
+        path = find_last_checkpoint(cfg.paths.log_dir, cfg.task_name, exclude=cfg.paths.output_dir)
+        log.info("ckpt_path=last resolved to %s", path)
+        return str(path)
+    if not Path(cfg.ckpt_path).is_file():
+        raise ConfigError(f"config key 'ckpt_path': {cfg.ckpt_path} is not a file; give a .ckpt path or 'last'")
+    return str(cfg.ckpt_path)
+
+
+def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """The value of ``name`` in ``metrics`` (for sweeps); a clear error when it was never logged."""
+    if name is None:
+        return None
+    if name not in metrics:
+        raise KeyError(f"optimized_metric {name!r} was not logged; logged metrics: {', '.join(sorted(metrics))}")
+    return metrics[name]
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
+    """Fit (and optionally test) the configured task; returns the final metrics and the built objects.
+
+    Writes ``<output_dir>/metrics.json`` and always closes the W&B run, also on failure.
+    """
+    run_config = validate_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = _resolve_ckpt_path(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule: L.LightningDataModule = instantiate(cfg.data)
+    task: L.LightningModule = instantiate(cfg.model, **({"loss": cfg.loss} if cfg.get("loss") is not None else {}))
+    task.run_config = run_config
+    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
+    callbacks.append(RNGStateCallback())
+    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+
+    started = time.perf_counter()
+    try:
+        counts = task.parameter_counts()
+        for logger in loggers:
+            logger.log_hyperparams({**flatten(run_config), **counts})
+        if cfg.train:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        train_metrics = dict(trainer.callback_metrics)
+        if cfg.test:
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        metrics = {k: float(v) for k, v in {**train_metrics, **trainer.callback_metrics}.items() if torch.as_tensor(v).numel() == 1}
+        metrics.update({k: float(v) for k, v in counts.items()})
+        metrics["trainer/global_step"] = float(trainer.global_step)
+        metrics["trainer/seconds"] = time.perf_counter() - started
+        if hasattr(datamodule, "skipped_clips") and getattr(datamodule, "datasets", None):
+            metrics["data/skipped_clips"] = float(datamodule.skipped_clips)
+        if trainer.is_global_zero:
+            write_json(output_dir / "metrics.json", metrics)
+    finally:
+        _finish_wandb()
+    return metrics, {"cfg": cfg, "datamodule": datamodule, "model": task, "trainer": trainer}
+
+
+if __name__ == "__main__":
+    from motionlab.cli.train import main
+
+    main()

@@ -1,0 +1,93 @@
+"""Checkpoint files: atomic writes, weights-only reads, strict state-dict loading, finding the last run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch import nn
+
+from motionlab.utils.io import atomic_open
+
+
+class WeightMismatchError(RuntimeError):
+    """A state dict that does not fit an architecture: names the missing, unexpected and mis-shaped keys."""
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through a temporary file and a rename: readers never see half a file."""
+    with atomic_open(path, "wb") as file:
+        torch.save(obj, file)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO whose writes are atomic (a killed run never leaves a truncated ``last.ckpt``)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options}")
+        atomic_torch_save(checkpoint, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint weights-only (no arbitrary code runs), with a clear error for a bad path or file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; give the path of a .ckpt written by motionlab-train")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle errors, truncated zip archives, non-weights payloads
+        raise RuntimeError(
+            f"checkpoint {path} cannot be read weights-only ({type(error).__name__}: {error}); "
+            "it may be truncated or hold Python objects beyond tensors and plain containers"
+        ) from error
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load ``state_dict`` into ``module`` requiring identical keys and shapes; otherwise list what differs."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = sorted(
+        f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in set(expected) & set(state_dict)
+        if tuple(state_dict[key].shape) != tuple(expected[key].shape)
+    )
+    if missing or unexpected or mismatched:
+
+        def listing(title: str, items: list[str]) -> str:
+            shown = ", ".join(items[:20]) + (f", ... ({len(items) - 20} more)" if len(items) > 20 else "")
+            return f"\n  {title} ({len(items)}): {shown}" if items else ""
+
+        raise WeightMismatchError(
+            f"weights in {source} do not match {type(module).__name__}:"
+            + listing("missing keys", missing)
+            + listing("unexpected keys", unexpected)
+            + listing("shape mismatches", mismatched)
+            + "\n  check that the checkpoint was trained with the same model config"
+        )
+    module.load_state_dict(state_dict, strict=True)
+
+
+def submodule_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries under ``prefix.`` with the prefix removed (a task's ``net.`` weights, say)."""
+    head = prefix + "."
+    return {key[len(head) :]: value for key, value in state_dict.items() if key.startswith(head)}
+
+
+def find_last_checkpoint(log_dir: str | os.PathLike, task_name: str, exclude: str | os.PathLike | None = None) -> Path:
+    """The newest ``last.ckpt`` under ``<log_dir>/<task_name>/`` (runs and multiruns), excluding ``exclude``'s folder."""
+    base = Path(log_dir) / task_name
+    excluded = Path(exclude).resolve() if exclude is not None else None
+    candidates = [
+        p for p in base.glob("**/checkpoints/last.ckpt") if excluded is None or excluded not in p.resolve().parents
+    ]
+    if not candidates:
+        raise FileNotFoundError(
+            f"ckpt_path=last: no checkpoints/last.ckpt under {base}; train this experiment first or give a path"
+        )
+    return max(candidates, key=lambda p: p.stat().st_mtime)

@@ -1,0 +1,144 @@
+"""Validate a composed run config before anything is built or trained.
+
+Every node with a ``_target_`` is checked against the signature of what it builds: a key that is not
+a parameter, or a value whose type contradicts the parameter's annotation, is one :class:`ConfigError`
+naming the dotted key. Missing mandatory values (``???``) are reported the same way.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+REQUIRED_KEYS = ("task_name", "seed", "data", "model", "trainer", "paths")
+HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+
+
+class ConfigError(ValueError):
+    """An invalid config value; the message names the dotted key."""
+
+
+def _constructor(node: Mapping, path: str) -> Callable:
+    target = node["_target_"]
+    try:
+        constructor = get_object(target)
+    except Exception as error:
+        raise ConfigError(f"config key '{path}._target_': cannot import {target!r} ({error})") from error
+    if target == "motionlab.models.registry.create_model":
+        from motionlab.models.registry import model_class
+
+        try:
+            return model_class(node.get("name"))
+        except KeyError as error:
+            raise ConfigError(f"config key '{path}.name': {error.args[0]}") from error
+    return constructor
+
+
+def _signature_of(constructor: Callable) -> tuple[inspect.Signature, dict]:
+    function = constructor.__init__ if inspect.isclass(constructor) else constructor
+    signature = inspect.signature(function)
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # annotations that cannot be resolved here are simply not type-checked
+        hints = {}
+    return signature, hints
+
+
+def _matches(value, annotation) -> bool:
+    """Whether a plain config value can stand for a parameter annotated ``annotation``."""
+    if annotation is inspect.Parameter.empty or annotation is typing.Any:
+        return True
+    if isinstance(value, Mapping) and "_target_" in value:
+        return True  # built by instantiate; its own node is checked separately
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arm) for arm in args)
+    if origin is typing.Literal:
+        return value in args
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if annotation in (Path, os.PathLike) or origin is os.PathLike:
+        return isinstance(value, str)
+    container = origin or annotation
+    if container in (list, tuple, Sequence, typing.Sequence):
+        if not isinstance(value, list):
+            return False
+        element = args[0] if args and (container is not tuple or len(args) == 2 and args[1] is Ellipsis or len(args) == 1) else None
+        return element is None or all(_matches(v, element) for v in value)
+    if container in (dict, Mapping, typing.Mapping):
+        return isinstance(value, Mapping)
+    return True  # objects, callables, ...: not expressible as plain values, nothing to check
+
+
+def _describe(annotation) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _check_target(node: Mapping, path: str) -> None:
+    constructor = _constructor(node, path)
+    signature, hints = _signature_of(constructor)
+    parameters = signature.parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    name = getattr(constructor, "__qualname__", str(constructor))
+    for key, value in node.items():
+        if key in HYDRA_KEYS or (key == "name" and node["_target_"] == "motionlab.models.registry.create_model"):
+            continue
+        if key not in parameters:
+            if accepts_any:
+                continue
+            accepted = ", ".join(p for p in parameters if p not in ("self", "args", "kwargs"))
+            raise ConfigError(f"config key '{path}.{key}' is not a parameter of {name} (it accepts: {accepted})")
+        annotation = hints.get(key, parameters[key].annotation)
+        if not _matches(value, annotation):
+            raise ConfigError(
+                f"config key '{path}.{key}' must be {_describe(annotation)} (parameter of {name}), "
+                f"got {value!r} ({type(value).__name__})"
+            )
+
+
+def _walk(node, path: str) -> None:
+    if isinstance(node, Mapping):
+        if "_target_" in node:
+            _check_target(node, path)
+        for key, value in node.items():
+            _walk(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _walk(value, f"{path}[{index}]")
+
+
+def resolved_container(cfg: DictConfig) -> dict:
+    """The config as plain containers with interpolations resolved; missing values raise :class:`ConfigError`."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as error:
+        raise ConfigError(f"config key '{error.full_key}' is required (???); set it on the command line, e.g. {error.full_key}=...") from error
+    except InterpolationResolutionError as error:
+        raise ConfigError(f"config key '{error.full_key}': {error.msg}") from error
+
+
+def validate_config(cfg: DictConfig, required: Sequence[str] = REQUIRED_KEYS) -> dict:
+    """Check ``cfg`` and return it resolved as plain containers; raise :class:`ConfigError` on the first problem."""
+    for key in required:
+        if key not in cfg or cfg[key] is None:
+            raise ConfigError(f"config key '{key}' is required but missing")
+    container = resolved_container(cfg)
+    _walk(container, "")
+    return container

@@ -1,0 +1,89 @@
+"""Shared fixtures: small real data on disk and Hydra configs composed the way motionlab-train composes them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from motionlab.data.synthetic import ToyWorldSpec, generate_toy_world
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TINY_WORLD = {"identities": 8, "frames": 8, "size": 32, "seed": 0}
+# A network small enough for CPU steps in milliseconds, same code paths as the real one.
+TINY_NET = [
+    "model.net.motion_channels=[8,16]",
+    "model.net.appearance_channels=[8,16]",
+    "model.net.num_res_blocks=1",
+]
+
+
+@pytest.fixture(autouse=True)
+def _single_thread_torch():
+    import torch
+
+    torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture(scope="session")
+def toy_world(tmp_path_factory) -> Path:
+    """A tiny toy world in the seed layout (8 identities x 8 frames, 32 px)."""
+    return generate_toy_world(tmp_path_factory.mktemp("toy") / "world", ToyWorldSpec(**TINY_WORLD))
+
+
+def tiny_overrides(root: Path) -> list[str]:
+    """Overrides for a seconds-long CPU run whose files all land under ``root``."""
+    return [
+        f"paths.root_dir={root}",
+        "data.toy_world.identities=8",
+        "data.toy_world.frames=8",
+        "data.toy_world.size=32",
+        "data.image_size=32",
+        "data.val_fraction=0.25",
+        "data.batch_size=4",
+        "data.eval_batch_size=8",
+        "callbacks.preview.every_n_steps=5",
+        "callbacks.preview.clip_frames=4",
+        *TINY_NET,
+    ]
+
+
+def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose ``train.yaml`` as Hydra would for a single run whose output folder is ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="motionlab.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg["hydra"]
+    return cfg
+
+
+def motionlab_bin(name: str) -> str:
+    """Path of an installed console script of this environment."""
+    import sys
+
+    path = Path(sys.executable).with_name(name)
+    assert path.is_file(), f"{name} is not installed next to {sys.executable}"
+    return str(path)
+
+
+def subprocess_env(root: Path) -> dict:
+    env = dict(os.environ)
+    env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"})
+    return env
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    from motionlab.data.video_io import read_image
+
+    return read_image(path)

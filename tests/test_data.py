@@ -1,0 +1,170 @@
+"""The data layer on real files: every layout, splits, frame sampling, augmentation, bad clips."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from motionlab.data.augment import PairedAugmentation
+from motionlab.data.datamodule import EpochSeededRandomSampler, PortraitVideoDataModule
+from motionlab.data.datasets import PortraitVideoDataset, discover_clips, split_identities, uniform_frame_indices
+from motionlab.data.video_io import ClipError, count_video_frames, list_frame_files, write_video
+
+from conftest import read_rgb
+
+
+def _frames(world, name):
+    return [read_rgb(p) for p in list_frame_files(world / f"{name}_video")]
+
+
+@pytest.fixture(scope="module")
+def video_folder(toy_world, tmp_path_factory):
+    """The toy clips re-encoded as H.264 mp4 files (one identity per file)."""
+    folder = tmp_path_factory.mktemp("videos")
+    for index in range(4):
+        name = f"id_{index:04d}"
+        write_video(folder / f"{name}.mp4", _frames(toy_world, name), fps=25, crf=10)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def frame_folders(toy_world, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("frames")
+    for index in range(4):
+        name = f"id_{index:04d}"
+        shutil.copytree(toy_world / f"{name}_video", folder / name, ignore=shutil.ignore_patterns("*.npy", "*.npz"))
+    return folder
+
+
+def test_seed_layout_samples(toy_world):
+    layout, records = discover_clips(toy_world)
+    assert layout == "seed" and len(records) == 8
+    dataset = PortraitVideoDataset(records[:2], temporal_max_stride=2)
+    assert len(dataset) == 16
+    sample = dataset[3]
+    assert sample["source"].shape == sample["driver"].shape == sample["driver_next"].shape == (3, 32, 32)
+    assert torch.equal(sample["source"], torch.from_numpy(read_rgb(records[0].portrait)).permute(2, 0, 1) / 255.0)
+    expected = read_rgb(records[0].clip / f"{sample['frame_index']:04d}.png")
+    assert torch.equal(sample["driver"], torch.from_numpy(expected).permute(2, 0, 1) / 255.0)
+    assert 1 <= abs(sample["next_index"] - sample["frame_index"]) <= 2
+    gt = np.load(records[0].clip / "keypoints.npy")[sample["frame_index"]]
+    assert torch.allclose(sample["driver_keypoints"], torch.from_numpy(gt))
+
+
+def test_resize_rescales_keypoints(toy_world):
+    _, records = discover_clips(toy_world)
+    full, half = PortraitVideoDataset(records[:1]), PortraitVideoDataset(records[:1], image_size=16)
+    assert half[0]["driver"].shape == (3, 16, 16)
+    assert torch.allclose((half[0]["driver_keypoints"] + 0.5) * 2, full[0]["driver_keypoints"] + 0.5)
+
+
+def test_video_layout_decodes_mp4(video_folder, toy_world):
+    layout, records = discover_clips(video_folder)
+    assert layout == "videos" and [r.identity for r in records] == [f"id_{i:04d}" for i in range(4)]
+    assert count_video_frames(records[0].clip) == 8
+    dataset = PortraitVideoDataset(records, source_frame="first")
+    sample = dataset[5]
+    assert sample["driver"].shape == (3, 32, 32) and sample["source_index"] == 0
+    original = read_rgb(toy_world / "id_0000_video" / f"{sample['frame_index']:04d}.png") / 255.0
+    decoded = sample["driver"].permute(1, 2, 0).numpy()
+    assert np.abs(decoded - original).mean() < 0.03  # lossy H.264 at crf 10, but the same picture
+
+
+def test_frames_layout(frame_folders):
+    layout, records = discover_clips(frame_folders)
+    assert layout == "frames" and len(records) == 4
+    dataset = PortraitVideoDataset(records, source_frame="random")
+    assert 0 <= dataset[0]["source_index"] < 8 and "driver_keypoints" not in dataset[0]
+
+
+def test_unreadable_and_empty_clips_are_named(video_folder, frame_folders, tmp_path):
+    broken = tmp_path / "videos"
+    shutil.copytree(video_folder, broken)
+    (broken / "zz_broken.mp4").write_bytes(b"this is not a video" * 10)
+    _, records = discover_clips(broken)
+    with pytest.raises(ClipError, match="zz_broken.mp4"):
+        PortraitVideoDataset(records)
+    dataset = PortraitVideoDataset(records, on_bad_clip="skip")
+    assert len(dataset.records) == 4 and [p.name for p, _ in dataset.skipped] == ["zz_broken.mp4"]
+
+    empty = tmp_path / "frames"
+    shutil.copytree(frame_folders, empty)
+    (empty / "empty_clip").mkdir()
+    _, records = discover_clips(empty)
+    with pytest.raises(ClipError, match="empty_clip.*holds no images"):
+        PortraitVideoDataset(records)
+
+
+def test_missing_root_and_unknown_layout(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        discover_clips(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="layout"):
+        discover_clips(tmp_path, layout="tiktok")
+    with pytest.raises(ClipError, match="holds no clips"):
+        discover_clips(tmp_path)
+
+
+def test_split_is_identity_disjoint_and_seeded():
+    ids = [f"id_{i}" for i in range(20)]
+    split = split_identities(ids, 0.2, 0.1, seed=3)
+    assert len(split["val"]) == 4 and len(split["test"]) == 2 and len(split["train"]) == 14
+    assert not set(split["train"]) & set(split["val"]) and not set(split["val"]) & set(split["test"])
+    assert split == split_identities(list(reversed(ids)), 0.2, 0.1, seed=3)
+    assert split != split_identities(ids, 0.2, 0.1, seed=4)
+    with pytest.raises(ValueError, match="too few"):
+        split_identities(ids[:2], 0.5, 0.4)
+
+
+def test_uniform_frame_sampling():
+    assert uniform_frame_indices(10, None).tolist() == list(range(10))
+    assert uniform_frame_indices(10, 4).tolist() == [0, 3, 6, 9]
+    assert uniform_frame_indices(3, 8).tolist() == [0, 1, 2]
+
+
+def test_epoch_seeded_sampler_depends_only_on_epoch():
+    a, b = EpochSeededRandomSampler(50, seed=1), EpochSeededRandomSampler(50, seed=1)
+    a.set_epoch(3)
+    list(b)  # iterating does not advance anything
+    b.set_epoch(3)
+    assert list(a) == list(b) and sorted(a) == list(range(50))
+    b.set_epoch(4)
+    assert list(a) != list(b)
+
+
+def test_paired_augmentation_is_shared_within_a_sample():
+    torch.manual_seed(0)
+    batch = {key: torch.rand(6, 3, 8, 8) for key in ("source", "driver", "driver_next")}
+    batch["driver_keypoints"] = torch.rand(6, 5, 2) * 7
+    flipped = PairedAugmentation(hflip=1.0, brightness=0, contrast=0, saturation=0, hue=0)(batch)
+    for key in ("source", "driver", "driver_next"):
+        assert torch.allclose(flipped[key], batch[key].flip(-1))
+    assert torch.allclose(flipped["driver_keypoints"][..., 0], 7 - batch["driver_keypoints"][..., 0])
+    jittered = PairedAugmentation(hflip=0.0, brightness=0.3, contrast=0, saturation=0, hue=0)(
+        {key: torch.full((4, 3, 8, 8), 0.5) for key in ("source", "driver", "driver_next")}
+    )
+    shift = jittered["source"][:, 0, 0, 0]
+    assert torch.allclose(jittered["driver"][:, 0, 0, 0], shift) and shift.unique().numel() > 1
+    with pytest.raises(ValueError, match="hflip"):
+        PairedAugmentation(hflip=2.0)
+
+
+def test_datamodule_batches_and_workers(toy_world):
+    datamodule = PortraitVideoDataModule(root=str(toy_world), image_size=32, val_fraction=0.25, batch_size=4, num_workers=2)
+    datamodule.setup("fit")
+    assert set(datamodule.splits["val"]).isdisjoint(datamodule.splits["train"])
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["driver"].shape == (4, 3, 32, 32) and len(batch["identity"]) == 4
+    assert all(identity in datamodule.splits["train"] for identity in batch["identity"])
+    val = next(iter(datamodule.val_dataloader()))
+    assert all(identity in datamodule.splits["val"] for identity in val["identity"])
+    assert datamodule.datasets["test"] is datamodule.datasets["val"]
+
+
+def test_datamodule_needs_exactly_one_source(toy_world):
+    with pytest.raises(ValueError, match="exactly one"):
+        PortraitVideoDataModule()
+    with pytest.raises(ValueError, match="exactly one"):
+        PortraitVideoDataModule(root=str(toy_world), toy_world={"identities": 2})

@@ -1,0 +1,128 @@
+"""Training through the real entry points: every experiment, resume, config errors, multirun, W&B."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from motionlab.train import train
+from motionlab.utils.checkpoint import find_last_checkpoint, load_checkpoint
+from motionlab.utils.config import ConfigError
+
+from conftest import compose_train, motionlab_bin, subprocess_env, tiny_overrides
+
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_fast_dev_run_every_experiment(experiment, tmp_path):
+    cfg = compose_train([f"experiment={experiment}", "trainer.fast_dev_run=true", "logger=none", *tiny_overrides(tmp_path)], tmp_path / "run")
+    metrics, objects = train(cfg)
+    assert objects["trainer"].global_step == 1
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == pytest.approx(metrics)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["state_dict"]
+
+
+def test_resume_gives_identical_weights(tmp_path):
+    common = ["experiment=quickstart", "logger=none", "trainer.deterministic=true", *tiny_overrides(tmp_path)]
+    train(compose_train([*common, "trainer.max_epochs=2"], tmp_path / "straight"))
+    train(compose_train([*common, "trainer.max_epochs=1"], tmp_path / "first"))
+    first_last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    _, objects = train(compose_train([*common, "trainer.max_epochs=2", f"ckpt_path={first_last}"], tmp_path / "resumed"))
+    assert objects["trainer"].current_epoch == 2
+    straight, resumed = _weights(tmp_path / "straight/checkpoints/last.ckpt"), _weights(tmp_path / "resumed/checkpoints/last.ckpt")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    one_epoch = _weights(first_last)
+    assert any(not torch.equal(one_epoch[k], straight[k]) for k in straight)  # the second epoch did train
+
+
+def test_checkpoint_is_weights_only_and_carries_the_config(tmp_path):
+    cfg = compose_train(["experiment=quickstart", "logger=none", "trainer.max_epochs=1", *tiny_overrides(tmp_path)], tmp_path / "run")
+    train(cfg)
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")  # torch.load(weights_only=True)
+    assert checkpoint["motionlab"]["config"]["model"]["net"]["name"] == "animator_v1"
+    assert "RNGStateCallback" in checkpoint["callbacks"]
+    assert not list((tmp_path / "run" / "checkpoints").glob(".*tmp*"))
+    previews = tmp_path / "run" / "previews"  # every 5 of 12 steps, and at the end
+    assert sorted(p.name for p in previews.glob("*.png")) == ["step_0000005.png", "step_0000010.png", "step_0000012.png"]
+    assert len(list(previews.glob("*.gif"))) == 3
+
+
+def test_ckpt_path_last_finds_the_newest_run(tmp_path):
+    common = ["experiment=quickstart", "logger=none", "trainer.max_epochs=1", *tiny_overrides(tmp_path)]
+    log_dir = tmp_path / "logs" / "quickstart" / "runs"
+    train(compose_train(common, log_dir / "a"))
+    assert find_last_checkpoint(tmp_path / "logs", "quickstart") == log_dir / "a" / "checkpoints" / "last.ckpt"
+    _, objects = train(compose_train([*common, "trainer.max_epochs=2", "ckpt_path=last"], log_dir / "b"))
+    assert objects["trainer"].current_epoch == 2
+    with pytest.raises(FileNotFoundError, match="no checkpoints/last.ckpt"):
+        find_last_checkpoint(tmp_path / "logs", "other_experiment")
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs"),
+        ("data.batch_size=many", "data.batch_size"),
+        ("+model.net.depth=3", "model.net.depth"),
+        ("loss.identity_strength=strong", "loss.identity_strength"),
+        ("data.augmentation.hflip=[1]", "data.augmentation.hflip"),
+    ],
+)
+def test_bad_config_value_fails_before_training(override, key, tmp_path):
+    cfg = compose_train(["experiment=quickstart", "logger=none", *tiny_overrides(tmp_path), override], tmp_path / "run")
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / ".cache").exists()  # nothing was built, not even the data
+
+
+def test_bad_config_on_the_command_line_names_the_key(tmp_path):
+    result = subprocess.run(
+        [motionlab_bin("motionlab-train"), "experiment=quickstart", "logger=none", "trainer.max_epochs=abc", *tiny_overrides(tmp_path)],
+        capture_output=True, text=True, env=subprocess_env(tmp_path), timeout=300,
+    )
+    assert result.returncode != 0
+    assert "config key 'trainer.max_epochs' must be" in result.stderr
+
+
+def test_multirun_writes_one_folder_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [
+            motionlab_bin("motionlab-train"), "-m", "experiment=quickstart", "logger=csv", "trainer.max_epochs=1",
+            "model.optimizer.lr=0.001,0.0003", f"hydra.sweep.dir={sweep}", *tiny_overrides(tmp_path),
+        ],
+        capture_output=True, text=True, env=subprocess_env(tmp_path), timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    learning_rates = []
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert "val/l1" in metrics and (job / "checkpoints" / "last.ckpt").is_file()
+        learning_rates.append(load_checkpoint(job / "checkpoints" / "last.ckpt")["motionlab"]["config"]["model"]["optimizer"]["lr"])
+    assert learning_rates == [0.001, 0.0003]
+
+
+def test_wandb_offline_run_in_the_run_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = compose_train(["experiment=quickstart", "logger=wandb", "trainer.max_epochs=1", *tiny_overrides(tmp_path)], tmp_path / "run")
+    metrics, _ = train(cfg)
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    import wandb
+
+    assert wandb.run is None  # train() finished the run
+    assert metrics["model/params_total"] > 0

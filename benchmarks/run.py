@@ -1,0 +1,114 @@
+"""``make bench``: throughput of motionlab's hot paths on this machine, printed as a markdown table.
+
+    python -m benchmarks.run [--steps N] [--only NAME ...]
+
+Each benchmark builds the real objects from the shipped configs (no stand-ins) and times them after
+a warm-up. Record results with the machine and command in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[tuple[str, float, str]]]] = {}
+
+
+def benchmark(name: str):
+    def register(function):
+        BENCHMARKS[name] = function
+        return function
+
+    return register
+
+
+def quickstart_config(cache_dir: str):
+    with initialize_config_module(config_module="motionlab.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=quickstart", "logger=none", "callbacks=none"])
+    with open_dict(cfg):
+        cfg.paths = {"root_dir": cache_dir, "data_dir": cache_dir, "log_dir": cache_dir, "cache_dir": cache_dir, "output_dir": cache_dir, "work_dir": cache_dir}
+    return cfg
+
+
+class StepTimer(L.Callback):
+    """Wall time of training batches after ``warmup`` batches (data loading included)."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.started, self.seconds = warmup, None, 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.warmup:
+            self.started = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.seconds = time.perf_counter() - self.started
+
+
+def _cache_dir() -> str:
+    return os.environ.get("MOTIONLAB_BENCH_CACHE", os.path.join(tempfile.gettempdir(), "motionlab-bench"))
+
+
+@benchmark("animator_quickstart")
+def animator_quickstart(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """Samples/s of the quickstart training step (forward, losses, backward, AdamW) and of its data loader alone."""
+    cfg = quickstart_config(_cache_dir())
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    batch_size = cfg.data.batch_size
+
+    # Data loader alone: decode + assemble batches, as the trainer would pull them.
+    iterator, batches = iter(loader), 0
+    next(iterator)
+    started = time.perf_counter()
+    for _ in range(args.steps * 4):
+        try:
+            next(iterator)
+        except StopIteration:
+            iterator = iter(loader)
+            next(iterator)
+        batches += 1
+    loader_rate = batches * batch_size / (time.perf_counter() - started)
+
+    # Training step: the real Lightning loop (forward, losses, backward, clipping, AdamW, logging).
+    task = instantiate(cfg.model, loss=cfg.loss)
+    timer = StepTimer(warmup=3)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_steps=timer.warmup + args.steps, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        gradient_clip_val=cfg.trainer.gradient_clip_val, callbacks=[timer],
+    )
+    trainer.fit(task, datamodule=datamodule)
+    step_rate = args.steps * batch_size / timer.seconds
+    return [
+        ("quickstart training step (batch 16, 64x64)", step_rate, "samples/s"),
+        (f"quickstart data loader alone (num_workers={cfg.data.num_workers})", loader_rate, "samples/s"),
+        ("loader / step ratio", loader_rate / step_rate, "x"),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20, help="timed iterations per measurement")
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), help="run only these benchmarks")
+    args = parser.parse_args(argv)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print("| benchmark | value | unit |\n|---|---:|---|")
+    for name in args.only or sorted(BENCHMARKS):
+        for label, value, unit in BENCHMARKS[name](args):
+            print(f"| {label} | {value:.1f} | {unit} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""motionlab-animate on a checkpoint trained here: real mp4 and GIF out, clear errors for bad inputs."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from motionlab.data.video_io import count_video_frames, write_video
+from motionlab.inference.animate import animate_files, load_network
+from motionlab.train import train
+from motionlab.utils.checkpoint import WeightMismatchError
+
+from conftest import compose_train, motionlab_bin, read_rgb, subprocess_env, tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("animate")
+    cfg = compose_train(["experiment=quickstart", "logger=none", "trainer.max_epochs=1", *tiny_overrides(root)], root / "run")
+    train(cfg)
+    return root / "run" / "checkpoints" / "last.ckpt"
+
+
+def test_animate_cli_writes_mp4_and_gif(checkpoint, toy_world, tmp_path):
+    driver = tmp_path / "driver.mp4"
+    write_video(driver, [read_rgb(p) for p in sorted((toy_world / "id_0003_video").glob("*.png"))], fps=25)
+    out, gif = tmp_path / "out.mp4", tmp_path / "side.gif"
+    result = subprocess.run(
+        [motionlab_bin("motionlab-animate"), f"ckpt={checkpoint}", f"portrait={toy_world / 'id_0003.png'}",
+         f"driver={driver}", f"out={out}", f"gif={gif}"],
+        capture_output=True, text=True, env=subprocess_env(tmp_path), timeout=300, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "wrote 8 frames at 25 fps" in result.stdout
+    assert count_video_frames(out) == 8
+    with Image.open(gif) as image:
+        assert image.n_frames == 8 and image.size == (3 * 32, 32)
+    assert not (tmp_path / "outputs").exists() and not list(tmp_path.glob("*.log"))
+
+
+def test_animate_frame_folder_driver_matches_direct_network(checkpoint, toy_world, tmp_path):
+    summary = animate_files(checkpoint, toy_world / "id_0001.png", toy_world / "id_0001_video", tmp_path / "o.mp4", fps=10, max_frames=5)
+    assert summary["frames"] == 5 and count_video_frames(tmp_path / "o.mp4") == 5
+    net, config = load_network(checkpoint)
+    assert config["data"]["image_size"] == 32
+    portrait = torch.from_numpy(read_rgb(toy_world / "id_0001.png")).permute(2, 0, 1)[None] / 255.0
+    with torch.no_grad():
+        out = net(portrait, portrait)["image"]
+    assert out.shape == (1, 3, 32, 32) and torch.isfinite(out).all()
+
+
+def test_weights_of_another_architecture_are_refused(checkpoint, tmp_path):
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["motionlab"]["config"]["model"]["net"]["num_res_blocks"] = 2
+    bad = tmp_path / "bad.ckpt"
+    torch.save(payload, bad)
+    with pytest.raises(WeightMismatchError, match=r"missing keys \(\d+\): bottleneck\.1\."):
+        load_network(bad)
+
+
+def test_non_motionlab_and_missing_files_are_clear_errors(tmp_path, toy_world, checkpoint):
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="not a motionlab checkpoint"):
+        load_network(foreign)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_network(tmp_path / "nope.ckpt")
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(RuntimeError, match="cannot be read weights-only"):
+        load_network(truncated)
+    with pytest.raises(Exception, match="nope.png"):
+        animate_files(checkpoint, tmp_path / "nope.png", toy_world / "id_0001_video", tmp_path / "o.mp4")
+    assert not (tmp_path / "o.mp4").exists()
+    assert np.all(np.isfinite(read_rgb(toy_world / "id_0001.png")))

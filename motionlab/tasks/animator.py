@@ -7,15 +7,10 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.image import PeakSignalNoiseRatio
 
 from motionlab.losses.animator import AnimatorLoss
+from motionlab.metrics.suite import EvaluationSuite
 from motionlab.tasks.base import MotionlabTask
-
-
-def _per_sample_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a - b).abs().flatten(1).mean(dim=1)
 
 
 class AnimatorTask(MotionlabTask):
@@ -28,6 +23,8 @@ class AnimatorTask(MotionlabTask):
         loss: an :class:`AnimatorLoss` (weights from ``conf/loss/``).
         identity_batch_fraction: share of each batch also driven by itself for the identity term.
         diagnostics_every_n_steps: how often the no-grad temporal diagnostic (motion smoothness) runs.
+        metrics: a factory (``_partial_: true``) of the :class:`EvaluationSuite` used for validation and
+            test; the default has reconstruction, temporal and colour metrics but no feature backbone.
     """
 
     task_name = "animator"
@@ -40,6 +37,7 @@ class AnimatorTask(MotionlabTask):
         scheduler: Callable | None = None,
         identity_batch_fraction: float = 0.5,
         diagnostics_every_n_steps: int = 50,
+        metrics: Callable[[], EvaluationSuite] | None = None,
     ):
         super().__init__(optimizer=optimizer, scheduler=scheduler)
         if not 0.0 < identity_batch_fraction <= 1.0:
@@ -48,13 +46,8 @@ class AnimatorTask(MotionlabTask):
         self.loss = loss
         self.identity_batch_fraction = identity_batch_fraction
         self.diagnostics_every_n_steps = diagnostics_every_n_steps
-        self.eval_metrics = nn.ModuleDict({split: self._metric_collection() for split in ("val", "test")})
-
-    @staticmethod
-    def _metric_collection() -> MetricCollection:
-        return MetricCollection(
-            {"l1": MeanMetric(), "l1_copy_baseline": MeanMetric(), "psnr": PeakSignalNoiseRatio(data_range=1.0)}
-        )
+        factory = metrics or (lambda: EvaluationSuite(frechet=False, identity=False))
+        self.eval_suites = nn.ModuleDict({split: factory() for split in ("val", "test")})
 
     def forward(self, portrait: torch.Tensor, driver: torch.Tensor, strength: float = 1.0) -> dict[str, torch.Tensor]:
         return self.net(portrait, driver, strength=strength)
@@ -82,19 +75,17 @@ class AnimatorTask(MotionlabTask):
         return ((generated_next - generated) - (batch["driver_next"] - batch["driver"])).abs().mean()
 
     def _evaluation_step(self, batch: dict, split: str) -> None:
-        portrait, driver = batch["source"], batch["driver"]
-        generated = self.net(portrait, driver)["image"].clamp(0.0, 1.0)
-        metrics = self.eval_metrics[split]
-        metrics["l1"].update(_per_sample_l1(generated, driver))
-        metrics["l1_copy_baseline"].update(_per_sample_l1(portrait, driver))
-        metrics["psnr"].update(generated, driver)
+        # A driver frame and its neighbour make a two-frame clip, enough for the temporal metrics.
+        portrait = batch["source"]
+        driver = torch.stack([batch["driver"], batch["driver_next"]], dim=1)
+        generated = torch.stack([self.net(portrait, driver[:, i])["image"].clamp(0.0, 1.0) for i in range(2)], dim=1)
+        self.eval_suites[split].update(portrait, driver, generated)
 
     def _evaluation_epoch_end(self, split: str) -> None:
-        values = self.eval_metrics[split].compute()
-        self.eval_metrics[split].reset()
+        values = self.eval_suites[split].compute()
+        self.eval_suites[split].reset()
         for name, value in values.items():
-            self.log(f"{split}/{name}", value, prog_bar=name == "l1")
-        self.log(f"{split}/l1_ratio_to_copy", values["l1"] / values["l1_copy_baseline"].clamp_min(1e-12))
+            self.log(f"{split}/{name}", value.float(), prog_bar=name == "l1")
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluation_step(batch, "val")

@@ -1,0 +1,128 @@
+"""The evaluation suite: every animation metric fed from (portrait, driver clip, generated clip).
+
+Validation uses it on frame pairs (T = 2: a driver frame and its neighbour); ``motionlab-eval`` on
+whole clips. Metric names say what they are computed with (``fd_effnetlite0`` is not Inception-FID;
+``aed_effnetlite0`` is the L2 distance of EfficientNet-Lite0 features).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from motionlab.metrics.colour import ColourDrift
+from motionlab.metrics.descriptor import AverageKeypointDistance, IdentityDistance
+from motionlab.metrics.features import ImageFeatures
+from motionlab.metrics.frechet import ClipFrechetDistance, FrechetDistance
+from motionlab.metrics.reconstruction import MeanAbsoluteError, ResidualMagnitude, reconstruction_metrics
+from motionlab.metrics.temporal import Flicker, MotionSmoothness, TemporalDifferenceConsistency
+
+
+class EvaluationSuite(nn.Module):
+    """Owns the metrics of one evaluation and updates each from clips.
+
+    Args:
+        frechet: image-level Fréchet distance on ``features`` (``fd_<backbone>``).
+        clip_frechet: clip-level (FVD-style) Fréchet distance (needs several clips of T >= 2).
+        identity: AED-style identity distance between generated frames and the portrait on ``features``.
+        temporal: temporal difference consistency and flicker.
+        colour: ΔE76 / CIEDE2000 colour drift against the portrait and its slope.
+        features: the feature backbone (built as ``ImageFeatures()`` when a metric needs one).
+        keypoint_detector: a module mapping (N, 3, H, W) images to (N, K, 2) keypoints in pixels, or
+            to a dict with ``"keypoints"`` (and optionally ``"confidence"``); enables AKD and motion smoothness.
+        flicker_threshold: driver change below which a pixel counts as static for flicker.
+    """
+
+    def __init__(
+        self,
+        frechet: bool = True,
+        clip_frechet: bool = False,
+        identity: bool = True,
+        temporal: bool = True,
+        colour: bool = True,
+        features: ImageFeatures | None = None,
+        keypoint_detector: nn.Module | None = None,
+        flicker_threshold: float = 0.02,
+    ):
+        super().__init__()
+        if features is None and (frechet or clip_frechet or identity):
+            features = ImageFeatures()
+        self.features = features
+        self.reconstruction = reconstruction_metrics()
+        self.copy_baseline = MeanAbsoluteError()
+        self.residual = ResidualMagnitude()
+        self.frechet = FrechetDistance(features) if frechet else None
+        self.clip_frechet = ClipFrechetDistance(features) if clip_frechet else None
+        self.identity = IdentityDistance() if identity else None
+        self.temporal_difference = TemporalDifferenceConsistency() if temporal else None
+        self.flicker = Flicker(static_threshold=flicker_threshold) if temporal else None
+        self.colour = ColourDrift() if colour else None
+        self.keypoint_detector = keypoint_detector
+        self.akd = AverageKeypointDistance() if keypoint_detector is not None else None
+        self.motion_smoothness = MotionSmoothness() if keypoint_detector is not None else None
+
+    def _keypoints(self, frames: torch.Tensor) -> torch.Tensor:
+        out = self.keypoint_detector(frames)
+        return out["keypoints"] if isinstance(out, dict) else out
+
+    @torch.no_grad()
+    def update(self, portrait: torch.Tensor, driver: torch.Tensor, generated: torch.Tensor) -> None:
+        """portrait (B, 3, H, W); driver and generated (B, T, 3, H, W), all in [0, 1]."""
+        if driver.shape != generated.shape or driver.ndim != 5 or portrait.shape != driver.shape[:1] + driver.shape[2:]:
+            raise ValueError(
+                f"EvaluationSuite.update expects portrait (B, 3, H, W) and driver / generated (B, T, 3, H, W), "
+                f"got {tuple(portrait.shape)}, {tuple(driver.shape)}, {tuple(generated.shape)}"
+            )
+        b, t = driver.shape[:2]
+        frames_driver, frames_generated = driver.flatten(0, 1), generated.flatten(0, 1)
+        portraits = portrait.repeat_interleave(t, dim=0)
+        self.reconstruction.update(frames_generated, frames_driver)
+        self.copy_baseline.update(portraits, frames_driver)
+        self.residual.update(frames_generated, portraits)
+        if self.frechet is not None:
+            self.frechet.update(frames_driver, real=True)
+            self.frechet.update(frames_generated, real=False)
+        if self.clip_frechet is not None and t >= 2:
+            self.clip_frechet.update(driver, real=True)
+            self.clip_frechet.update(generated, real=False)
+        if self.identity is not None:
+            self.identity.update(self.features(frames_generated), self.features(portrait).repeat_interleave(t, dim=0))
+        if self.temporal_difference is not None and t >= 2:
+            self.temporal_difference.update(generated, driver)
+            self.flicker.update(generated, driver)
+        if self.colour is not None:
+            self.colour.update(portrait, generated)
+        if self.keypoint_detector is not None:
+            kp_generated, kp_driver = self._keypoints(frames_generated), self._keypoints(frames_driver)
+            self.akd.update(kp_generated, kp_driver)
+            if t >= 3:
+                self.motion_smoothness.update(kp_generated.view(b, t, *kp_generated.shape[1:]))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """Flat dict of metric values (only those that received data)."""
+        values = {name: value for name, value in self.reconstruction.compute().items()}
+        values["l1_copy_baseline"] = self.copy_baseline.compute()
+        values["l1_ratio_to_copy"] = values["l1"] / values["l1_copy_baseline"].clamp_min(1e-12)
+        values["residual_magnitude"] = self.residual.compute()
+        backbone = self.features.metric_suffix if self.features is not None else None
+        if self.frechet is not None and self.frechet.real_count >= 2:
+            values[self.frechet.name] = self.frechet.compute()
+        if self.clip_frechet is not None and self.clip_frechet.real_count >= 2:
+            values[self.clip_frechet.name] = self.clip_frechet.compute()
+        if self.identity is not None:
+            values[f"aed_{backbone}"] = self.identity.compute()
+        if self.temporal_difference is not None and self.temporal_difference.count > 0:
+            values["temporal_difference"] = self.temporal_difference.compute()
+            values["flicker"] = self.flicker.compute()
+        if self.colour is not None:
+            values.update({k: v for k, v in self.colour.compute().items() if torch.isfinite(v)})
+        if self.akd is not None:
+            values["akd"] = self.akd.compute()
+            if self.motion_smoothness.count > 0:
+                values["motion_smoothness"] = self.motion_smoothness.compute()
+        return values
+
+    def reset(self) -> None:
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset") and callable(module.reset):
+                module.reset()

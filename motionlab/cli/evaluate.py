@@ -1,0 +1,77 @@
+"""``motionlab-eval``: score a checkpoint or a folder of generated videos; writes eval.json / .md / .html."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from motionlab.inference.evaluate import clips_from_checkpoint, clips_from_folders, evaluate_clips, metric_columns
+from motionlab.inference.report import NOTE, write_reports
+from motionlab.utils.config import ConfigError, validate_config
+
+log = logging.getLogger(__name__)
+
+
+def _log_wandb(result: dict, out_dir: Path, tags: list[str]) -> None:
+    import wandb
+
+    run = wandb.init(project="motionlab", job_type="eval", dir=str(out_dir), mode="offline", tags=tags, config={"source": result["source"]})
+    try:
+        run.summary.update({f"eval/{k}": v for k, v in result["metrics"].items()})
+        columns = metric_columns(result["clips"])
+        table = wandb.Table(columns=["clip", "frames", "preview", *columns])
+        for row in result["clips"]:
+            preview = wandb.Video(row["preview"], format="gif") if "preview" in row else None
+            table.add_data(row["clip"], row["frames"], preview, *[row[c] for c in columns])
+        run.log({"eval/clips": table, **{f"eval/{k}": v for k, v in result["metrics"].items()}})
+    finally:
+        wandb.finish()
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Run the evaluation ``cfg`` describes; returns the result dict written to ``eval.json``."""
+    options = validate_config(cfg, required=("paths", "suite"))
+    out_dir = Path(cfg.paths.output_dir)
+    suite = instantiate(cfg.suite)
+    if options["ckpt_path"] is not None:
+        if options["generated_dir"] is not None:
+            raise ConfigError("config keys 'ckpt_path' and 'generated_dir' exclude each other: score a checkpoint or a folder")
+        clips = clips_from_checkpoint(options["ckpt_path"], options["split"], options["max_clips"], options["max_frames"], options["batch_size"], options["device"])
+        source = f"checkpoint {options['ckpt_path']} ({options['split']} split)"
+    elif options["generated_dir"] is not None and options["driver_dir"] is not None:
+        clips = clips_from_folders(options["generated_dir"], options["driver_dir"], options["portrait_dir"], options["image_size"], options["max_clips"], options["max_frames"])
+        source = f"videos {options['generated_dir']} vs drivers {options['driver_dir']}"
+    else:
+        raise ConfigError("config: give ckpt_path=..., or ckpt_path=null with generated_dir=... and driver_dir=...")
+    result = evaluate_clips(clips, suite, preview_dir=out_dir / "previews", fps=options["preview_fps"])
+    result["source"] = source
+    result["note"] = NOTE
+    paths = write_reports(result, out_dir)
+    if options["wandb"]:
+        _log_wandb(result, out_dir, list(options["tags"]))
+
+    console = Console()
+    table = Table(title=f"motionlab-eval: {source}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in sorted(result["metrics"].items()):
+        table.add_row(name, f"{value:.4g}")
+    console.print(table)
+    console.print(f"[dim]{NOTE}[/dim]")
+    console.print(f"wrote {paths['json']}, {paths['md'].name}, {paths['html'].name} and {len(result['clips'])} previews")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

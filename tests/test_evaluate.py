@@ -1,0 +1,109 @@
+"""motionlab-eval: a checkpoint on its test split and a folder of someone else's videos, same code."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+
+from motionlab.cli.evaluate import evaluate
+from motionlab.data.video_io import list_frame_files, write_video
+from motionlab.inference.animate import animate_files
+from motionlab.train import train
+from motionlab.utils.config import ConfigError
+
+from conftest import compose_train, read_rgb, tiny_overrides
+
+FAST_SUITE = ["suite.features.input_size=64", "max_frames=6", "max_clips=2", "wandb=false"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    train(compose_train(["experiment=quickstart", "logger=none", "trainer.max_epochs=1", *tiny_overrides(root)], root / "run"))
+    return root / "run" / "checkpoints" / "last.ckpt"
+
+
+def compose_eval(overrides: list[str], output_dir: Path):
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="motionlab.conf", version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths = {**cfg.paths, "root_dir": str(output_dir), "output_dir": str(output_dir), "work_dir": str(output_dir),
+                     "log_dir": str(output_dir), "data_dir": str(output_dir), "cache_dir": str(output_dir)}
+    return cfg
+
+
+def test_eval_checkpoint_writes_reports(checkpoint, tmp_path):
+    result = evaluate(compose_eval([f"ckpt_path={checkpoint}", *FAST_SUITE, "wandb=true"], tmp_path))
+    expected = {"l1", "psnr", "ssim", "l1_copy_baseline", "fd_effnetlite0", "fvd_effnetlite0", "aed_effnetlite0",
+                "temporal_difference", "flicker", "delta_e76", "delta_e2000", "delta_e76_slope", "residual_magnitude"}
+    assert expected <= set(result["metrics"])
+    stored = json.loads((tmp_path / "eval.json").read_text())
+    assert stored["metrics"] == pytest.approx(result["metrics"]) and len(stored["clips"]) == 2
+    assert all(row["frames"] == 6 for row in stored["clips"])
+    markdown = (tmp_path / "eval.md").read_text()
+    assert "| fd_effnetlite0 |" in markdown and "not comparable with published Inception-FID" in markdown
+    page = (tmp_path / "eval.html").read_text()
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) == 2 and all((tmp_path / s).is_file() for s in sources)
+    assert list((tmp_path / "wandb").glob("offline-run-*/*.wandb"))
+
+
+def test_eval_scores_a_folder_of_generated_videos(checkpoint, toy_world, tmp_path):
+    drivers, generated, portraits = tmp_path / "drivers", tmp_path / "generated", tmp_path / "portraits"
+    portraits.mkdir()
+    for name in ("id_0001", "id_0002"):
+        frames = [read_rgb(p) for p in list_frame_files(toy_world / f"{name}_video")]
+        write_video(drivers / f"{name}.mp4", frames, fps=25, crf=10)
+        shutil.copy(toy_world / f"{name}.png", portraits / f"{name}.png")
+        animate_files(checkpoint, toy_world / f"{name}.png", drivers / f"{name}.mp4", generated / f"{name}.mp4")
+    out = tmp_path / "out"
+    result = evaluate(compose_eval(["ckpt_path=null", f"generated_dir={generated}", f"driver_dir={drivers}",
+                                    f"portrait_dir={portraits}", "image_size=32", *FAST_SUITE], out))
+    assert [row["clip"] for row in result["clips"]] == ["id_0001", "id_0002"]
+    rows = result["clips"]
+    assert result["metrics"]["l1"] > 0 and result["metrics"]["l1_copy_baseline"] > 0
+    assert result["metrics"]["l1"] == pytest.approx(sum(r["l1"] for r in rows) / len(rows))  # equal-length clips
+    # the drivers scored against themselves: ideal values
+    same = evaluate(compose_eval(["ckpt_path=null", f"generated_dir={drivers}", f"driver_dir={drivers}", "image_size=32", *FAST_SUITE], tmp_path / "same"))
+    assert same["metrics"]["l1"] == 0.0 and same["metrics"]["temporal_difference"] == 0.0
+    assert abs(same["metrics"]["fd_effnetlite0"]) < 1e-3
+
+
+def test_eval_config_errors(tmp_path, checkpoint):
+    with pytest.raises(ConfigError, match="ckpt_path"):
+        evaluate(compose_eval([*FAST_SUITE], tmp_path))  # ckpt_path: ??? is required
+    with pytest.raises(ConfigError, match="generated_dir"):
+        evaluate(compose_eval(["ckpt_path=null", *FAST_SUITE], tmp_path))
+    with pytest.raises(ConfigError, match="exclude each other"):
+        evaluate(compose_eval([f"ckpt_path={checkpoint}", f"generated_dir={tmp_path}", *FAST_SUITE], tmp_path))
+
+
+@pytest.mark.slow
+def test_eval_html_screenshot_in_headless_chromium(checkpoint, tmp_path):
+    """The report renders in a real browser, table and previews (needs Debian's chromium)."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    evaluate(compose_eval([f"ckpt_path={checkpoint}", *FAST_SUITE], tmp_path))
+    shot = tmp_path / "eval.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900",
+         f"--screenshot={shot}", (tmp_path / "eval.html").as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        pixels = image.convert("RGB")
+        assert pixels.size == (1400, 900)
+        assert len(set(pixels.resize((140, 90)).getdata())) > 20  # text, table lines and preview colours, not a blank page

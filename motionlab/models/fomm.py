@@ -1,0 +1,291 @@
+"""FOMM-compatible keypoint detector, dense motion network and occlusion-aware generator.
+
+Module and parameter names follow the First Order Motion Model release, so ``state_dict()`` of the
+``vox-256`` / ``taichi-256`` / ``mgif-256`` settings matches the published checkpoints key for key and
+shape for shape (see :mod:`motionlab.models.fomm_io` for reading and writing ``*.pth.tar``).
+
+Keypoints are (B, K, 2) in [-1, 1] with corner-aligned pixel coordinates, and every ``grid_sample``
+uses ``align_corners=True``: the published weights were trained with that (PyTorch 1.0) behaviour.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from motionlab.geometry import heatmap_to_keypoints, keypoints_to_gaussian, sparse_motions
+from motionlab.models.registry import register_model
+
+
+class SameBlock2d(nn.Module):
+    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding)
+        self.norm = nn.BatchNorm2d(out_features, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(x)))
+
+
+class DownBlock2d(SameBlock2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(super().forward(x), 2)
+
+
+class UpBlock2d(SameBlock2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class ResBlock2d(nn.Module):
+    def __init__(self, features: int, kernel_size: int = 3, padding: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, kernel_size, padding=padding)
+        self.conv2 = nn.Conv2d(features, features, kernel_size, padding=padding)
+        self.norm1 = nn.BatchNorm2d(features, affine=True)
+        self.norm2 = nn.BatchNorm2d(features, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(F.relu(self.norm1(x)))
+        return x + self.conv2(F.relu(self.norm2(out)))
+
+
+class Encoder(nn.Module):
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int):
+        super().__init__()
+        self.down_blocks = nn.ModuleList(
+            DownBlock2d(in_features if i == 0 else min(max_features, block_expansion * 2**i), min(max_features, block_expansion * 2 ** (i + 1)))
+            for i in range(num_blocks)
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outs = [x]
+        for block in self.down_blocks:
+            outs.append(block(outs[-1]))
+        return outs
+
+
+class Decoder(nn.Module):
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int):
+        super().__init__()
+        self.up_blocks = nn.ModuleList(
+            UpBlock2d((1 if i == num_blocks - 1 else 2) * min(max_features, block_expansion * 2 ** (i + 1)), min(max_features, block_expansion * 2**i))
+            for i in reversed(range(num_blocks))
+        )
+        self.out_filters = block_expansion + in_features
+
+    def forward(self, skips: list[torch.Tensor]) -> torch.Tensor:
+        skips = list(skips)
+        out = skips.pop()
+        for block in self.up_blocks:
+            out = torch.cat([block(out), skips.pop()], dim=1)
+        return out
+
+
+class Hourglass(nn.Module):
+    """FOMM's hourglass; H and W must be divisible by ``2 ** num_blocks``."""
+
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256):
+        super().__init__()
+        self.encoder = Encoder(block_expansion, in_features, num_blocks, max_features)
+        self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features)
+        self.out_filters = self.decoder.out_filters
+        self.factor = 2**num_blocks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % self.factor or x.shape[-2] % self.factor:
+            raise ValueError(f"hourglass input H, W must be divisible by {self.factor}, got {tuple(x.shape[-2:])}")
+        return self.decoder(self.encoder(x))
+
+
+class AntiAliasInterpolation2d(nn.Module):
+    """Gaussian blur then subsampling by ``1 / scale`` (FOMM's ``down`` with its 13x13 kernel at 0.25)."""
+
+    def __init__(self, channels: int, scale: float):
+        super().__init__()
+        sigma = (1 / scale - 1) / 2
+        size = 2 * round(sigma * 4) + 1
+        self.ka = size // 2
+        self.kb = self.ka - 1 if size % 2 == 0 else self.ka
+        grid = torch.arange(size, dtype=torch.float32)
+        profile = torch.exp(-(((grid - (size - 1) / 2) / (2 * sigma)) ** 2))
+        kernel = torch.outer(profile, profile)
+        kernel = kernel / kernel.sum()
+        self.register_buffer("weight", kernel.view(1, 1, size, size).repeat(channels, 1, 1, 1))
+        self.groups, self.step = channels, int(1 / scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.conv2d(F.pad(x, (self.ka, self.kb, self.ka, self.kb)), self.weight, groups=self.groups)
+        return out[:, :, :: self.step, :: self.step]
+
+
+class KPDetector(nn.Module):
+    """Unsupervised keypoints: hourglass -> K heatmaps -> softmax(./temperature) -> soft-argmax, with
+    optional 2x2 local Jacobians (heatmap-weighted sums of a 4-channel map per keypoint).
+
+    Returns ``{"value": (B, K, 2) in [-1, 1], "heatmap": (B, K, h, w), "jacobian": (B, K, 2, 2)}``.
+    """
+
+    def __init__(self, block_expansion: int = 32, num_kp: int = 10, num_channels: int = 3, max_features: int = 1024,
+                 num_blocks: int = 5, temperature: float = 0.1, estimate_jacobian: bool = True, scale_factor: float = 0.25,
+                 single_jacobian_map: bool = False, pad: int = 0):
+        super().__init__()
+        self.predictor = Hourglass(block_expansion, in_features=num_channels, max_features=max_features, num_blocks=num_blocks)
+        self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=7, padding=pad)
+        self.num_kp, self.temperature, self.scale_factor = num_kp, temperature, scale_factor
+        self.num_jacobian_maps = (1 if single_jacobian_map else num_kp) if estimate_jacobian else 0
+        if estimate_jacobian:
+            self.jacobian = nn.Conv2d(self.predictor.out_filters, 4 * self.num_jacobian_maps, kernel_size=7, padding=pad)
+            nn.init.zeros_(self.jacobian.weight)
+            with torch.no_grad():
+                self.jacobian.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0] * self.num_jacobian_maps))
+        else:
+            self.jacobian = None
+        if scale_factor != 1:
+            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.scale_factor != 1:
+            image = self.down(image)
+        features = self.predictor(image)
+        logits = self.kp(features)
+        b, k, h, w = logits.shape
+        heatmap = F.softmax(logits.view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)
+        out = {"value": heatmap_to_keypoints(heatmap), "heatmap": heatmap}
+        if self.jacobian is not None:
+            maps = self.jacobian(features).view(b, self.num_jacobian_maps, 4, h, w)
+            jacobian = (heatmap.unsqueeze(2) * maps).view(b, k, 4, -1).sum(-1)
+            out["jacobian"] = jacobian.view(b, k, 2, 2)
+        return out
+
+
+class DenseMotionNetwork(nn.Module):
+    """Sparse keypoint motions -> K + 1 soft masks -> dense backward deformation, plus an occlusion map."""
+
+    def __init__(self, block_expansion: int = 64, num_blocks: int = 5, max_features: int = 1024, num_kp: int = 10,
+                 num_channels: int = 3, estimate_occlusion_map: bool = True, scale_factor: float = 0.25, kp_variance: float = 0.01):
+        super().__init__()
+        self.hourglass = Hourglass(block_expansion, in_features=(num_kp + 1) * (num_channels + 1), max_features=max_features, num_blocks=num_blocks)
+        self.mask = nn.Conv2d(self.hourglass.out_filters, num_kp + 1, kernel_size=7, padding=3)
+        self.occlusion = nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=7, padding=3) if estimate_occlusion_map else None
+        self.num_kp, self.scale_factor, self.kp_variance = num_kp, scale_factor, kp_variance
+        if scale_factor != 1:
+            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
+
+    def forward(self, source: torch.Tensor, kp_driving: dict, kp_source: dict) -> dict[str, torch.Tensor]:
+        if self.scale_factor != 1:
+            source = self.down(source)
+        b, c, h, w = source.shape
+        gaussians = keypoints_to_gaussian(kp_driving["value"], h, w, self.kp_variance) - keypoints_to_gaussian(kp_source["value"], h, w, self.kp_variance)
+        heatmaps = torch.cat([gaussians.new_zeros(b, 1, h, w), gaussians], dim=1).unsqueeze(2)
+        motions = sparse_motions(h, w, kp_driving["value"], kp_source["value"], kp_driving.get("jacobian"), kp_source.get("jacobian"))
+        repeated = source.unsqueeze(1).expand(b, self.num_kp + 1, c, h, w).reshape(b * (self.num_kp + 1), c, h, w)
+        deformed = F.grid_sample(repeated, motions.view(b * (self.num_kp + 1), h, w, 2), align_corners=True).view(b, self.num_kp + 1, c, h, w)
+        prediction = self.hourglass(torch.cat([heatmaps, deformed], dim=2).view(b, -1, h, w))
+        mask = F.softmax(self.mask(prediction), dim=1)
+        deformation = (motions.permute(0, 1, 4, 2, 3) * mask.unsqueeze(2)).sum(dim=1).permute(0, 2, 3, 1)
+        out = {"sparse_deformed": deformed, "mask": mask, "deformation": deformation}
+        if self.occlusion is not None:
+            out["occlusion_map"] = torch.sigmoid(self.occlusion(prediction))
+        return out
+
+
+def deform(features: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
+    """Backward-warp (B, C, H, W) by a (B, h, w, 2) corner-aligned sampling grid (resized to H x W)."""
+    if deformation.shape[1:3] != features.shape[2:]:
+        deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=features.shape[2:], mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+    return F.grid_sample(features, deformation, align_corners=True)
+
+
+class OcclusionAwareGenerator(nn.Module):
+    """Encode the source, warp its features by the dense motion, mask by occlusion, decode.
+
+    ``forward(source, kp_driving, kp_source)`` returns ``prediction`` (B, 3, H, W) in [0, 1], plus
+    ``deformed`` (the warped source image), ``mask``, ``sparse_deformed`` and ``occlusion_map``.
+    """
+
+    def __init__(self, num_channels: int = 3, num_kp: int = 10, block_expansion: int = 64, max_features: int = 512,
+                 num_down_blocks: int = 2, num_bottleneck_blocks: int = 6, estimate_occlusion_map: bool = True,
+                 dense_motion_params: dict | None = None, estimate_jacobian: bool = True):
+        super().__init__()
+        self.dense_motion_network = (
+            DenseMotionNetwork(num_kp=num_kp, num_channels=num_channels, estimate_occlusion_map=estimate_occlusion_map, **dense_motion_params)
+            if dense_motion_params is not None else None
+        )
+        self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
+        self.down_blocks = nn.ModuleList(
+            DownBlock2d(min(max_features, block_expansion * 2**i), min(max_features, block_expansion * 2 ** (i + 1))) for i in range(num_down_blocks)
+        )
+        self.up_blocks = nn.ModuleList(
+            UpBlock2d(min(max_features, block_expansion * 2 ** (num_down_blocks - i)), min(max_features, block_expansion * 2 ** (num_down_blocks - i - 1)))
+            for i in range(num_down_blocks)
+        )
+        width = min(max_features, block_expansion * 2**num_down_blocks)
+        self.bottleneck = nn.Sequential()
+        for i in range(num_bottleneck_blocks):
+            self.bottleneck.add_module(f"r{i}", ResBlock2d(width))
+        self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=7, padding=3)
+
+    def forward(self, source: torch.Tensor, kp_driving: dict, kp_source: dict) -> dict[str, torch.Tensor]:
+        out = self.first(source)
+        for block in self.down_blocks:
+            out = block(out)
+        result: dict[str, torch.Tensor] = {}
+        if self.dense_motion_network is not None:
+            motion = self.dense_motion_network(source, kp_driving, kp_source)
+            result.update(mask=motion["mask"], sparse_deformed=motion["sparse_deformed"])
+            out = deform(out, motion["deformation"])
+            if "occlusion_map" in motion:
+                occlusion = motion["occlusion_map"]
+                result["occlusion_map"] = occlusion
+                if occlusion.shape[2:] != out.shape[2:]:
+                    occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear", align_corners=False)
+                out = out * occlusion
+            result["deformed"] = deform(source, motion["deformation"])
+        out = self.bottleneck(out)
+        for block in self.up_blocks:
+            out = block(out)
+        result["prediction"] = torch.sigmoid(self.final(out))
+        return result
+
+
+# Published FOMM model settings (config/*.yaml of the release): detector and generator arguments.
+FOMM_SETTINGS: dict[str, dict[str, dict]] = {
+    name: {
+        "kp_detector": {"block_expansion": 32, "num_kp": 10, "num_channels": 3, "max_features": 1024, "num_blocks": 5,
+                        "temperature": 0.1, "estimate_jacobian": True, "scale_factor": 0.25, "single_jacobian_map": name == "mgif-256"},
+        "generator": {"num_channels": 3, "num_kp": 10, "block_expansion": 64, "max_features": 512, "num_down_blocks": 2,
+                      "num_bottleneck_blocks": 6, "estimate_occlusion_map": True, "estimate_jacobian": True,
+                      "dense_motion_params": {"block_expansion": 64, "max_features": 1024, "num_blocks": 5, "scale_factor": 0.25}},
+    }
+    for name in ("vox-256", "taichi-256", "mgif-256")
+}
+
+
+class FOMM(nn.Module):
+    """Keypoint detector + occlusion-aware generator: animate ``source`` with the keypoints of ``driving``."""
+
+    def __init__(self, kp_detector: dict, generator: dict):
+        super().__init__()
+        if kp_detector.get("num_kp") != generator.get("num_kp"):
+            raise ValueError(f"kp_detector.num_kp ({kp_detector.get('num_kp')}) and generator.num_kp ({generator.get('num_kp')}) differ")
+        self.kp_detector = KPDetector(**kp_detector)
+        self.generator = OcclusionAwareGenerator(**generator)
+
+    def forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict[str, torch.Tensor]:
+        kp_source, kp_driving = self.kp_detector(source), self.kp_detector(driving)
+        out = self.generator(source, kp_driving=kp_driving, kp_source=kp_source)
+        return {**out, "image": out["prediction"], "kp_source": kp_source, "kp_driving": kp_driving}
+
+
+@register_model("fomm")
+def fomm(setting: str = "vox-256", **overrides) -> FOMM:
+    """A FOMM model with a published ``setting``; ``overrides`` (``kp_detector`` / ``generator`` dicts) change arguments."""
+    if setting not in FOMM_SETTINGS:
+        raise KeyError(f"unknown FOMM setting {setting!r}; choose one of {sorted(FOMM_SETTINGS)}")
+    parts = {part: {**FOMM_SETTINGS[setting][part], **overrides.get(part, {})} for part in ("kp_detector", "generator")}
+    unknown = set(overrides) - set(parts)
+    if unknown:
+        raise TypeError(f"fomm() got unexpected arguments {sorted(unknown)}; pass kp_detector={{...}} or generator={{...}}")
+    return FOMM(**parts)

@@ -1,0 +1,111 @@
+"""FOMM compatibility: key/shape parity with the published checkpoints, round trip, geometry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from motionlab.geometry import RandomAffineTPS, coordinate_grid, heatmap_to_keypoints, sparse_motions
+from motionlab.models import create_model
+from motionlab.models.fomm import FOMM_SETTINGS
+from motionlab.models.fomm_io import load_fomm_checkpoint, save_fomm_checkpoint
+from motionlab.utils.checkpoint import WeightMismatchError
+
+from conftest import SHARED
+
+MANIFEST = SHARED / "reference" / "weights" / "fomm.json"
+
+
+@pytest.mark.skipif(not MANIFEST.is_file(), reason="../shared/reference/weights/fomm.json is not present")
+@pytest.mark.parametrize("setting", sorted(FOMM_SETTINGS))
+def test_state_dicts_match_the_published_checkpoints(setting):
+    reference = json.loads(MANIFEST.read_text())[setting]
+    model = create_model("fomm", setting=setting)
+    for part, expected_count in (("kp_detector", 75), ("generator", 196)):
+        ours = {k: list(v.shape) for k, v in getattr(model, part).state_dict().items()}
+        assert len(ours) == len(reference[part]) == expected_count
+        assert ours == reference[part], f"{setting} {part}: {set(ours) ^ set(reference[part])}"
+
+
+@pytest.fixture(scope="module")
+def small_fomm():
+    """The FOMM architecture at a size that runs in milliseconds (same code, fewer channels)."""
+    torch.manual_seed(0)
+    return create_model(
+        "fomm", setting="vox-256",
+        kp_detector={"block_expansion": 8, "max_features": 32, "num_blocks": 3, "num_kp": 4},
+        generator={"block_expansion": 8, "max_features": 32, "num_bottleneck_blocks": 1, "num_kp": 4,
+                   "dense_motion_params": {"block_expansion": 8, "max_features": 32, "num_blocks": 3, "scale_factor": 0.25}},
+    ).eval()
+
+
+def test_forward_shapes(small_fomm):
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    out = small_fomm(source, driving)
+    assert out["image"].shape == (2, 3, 64, 64)
+    assert out["kp_source"]["value"].shape == (2, 4, 2) and out["kp_source"]["jacobian"].shape == (2, 4, 2, 2)
+    assert out["kp_source"]["value"].abs().max() <= 1
+    assert out["mask"].shape == (2, 5, 16, 16) and out["occlusion_map"].shape == (2, 1, 16, 16)
+
+
+def test_fomm_checkpoint_round_trip(small_fomm, tmp_path):
+    path = save_fomm_checkpoint(small_fomm, tmp_path / "model.pth.tar", epoch=7)
+    clone = create_model("fomm", setting="vox-256", **{
+        "kp_detector": {"block_expansion": 8, "max_features": 32, "num_blocks": 3, "num_kp": 4},
+        "generator": {"block_expansion": 8, "max_features": 32, "num_bottleneck_blocks": 1, "num_kp": 4,
+                      "dense_motion_params": {"block_expansion": 8, "max_features": 32, "num_blocks": 3, "scale_factor": 0.25}},
+    }).eval()
+    extra = load_fomm_checkpoint(clone, path)
+    assert extra == {"epoch": 7}
+    source, driving = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(small_fomm(source, driving)["image"], clone(source, driving)["image"])
+
+
+def test_foreign_checkpoints_are_refused_with_keys(small_fomm, tmp_path):
+    no_parts = tmp_path / "other.pth.tar"
+    torch.save({"generator_full": {}}, no_parts)
+    with pytest.raises(WeightMismatchError, match=r"entries \['kp_detector', 'generator'\] are missing"):
+        load_fomm_checkpoint(small_fomm, no_parts)
+    wrong = tmp_path / "wrong.pth.tar"
+    state = {"kp_detector": small_fomm.kp_detector.state_dict(), "generator": dict(small_fomm.generator.state_dict())}
+    state["generator"].pop("final.bias")
+    state["generator"]["extra.weight"] = torch.zeros(1)
+    torch.save(state, wrong)
+    with pytest.raises(WeightMismatchError, match=r"(?s)missing keys \(1\): final\.bias.*unexpected keys \(1\): extra\.weight"):
+        load_fomm_checkpoint(small_fomm, wrong)
+
+
+def test_soft_argmax_of_a_one_hot_heatmap():
+    heatmap = torch.zeros(1, 2, 5, 9)
+    heatmap[0, 0, 0, 0] = 1.0  # top-left corner
+    heatmap[0, 1, 2, 6] = 1.0
+    points = heatmap_to_keypoints(heatmap)
+    assert torch.allclose(points[0, 0], torch.tensor([-1.0, -1.0]))
+    assert torch.allclose(points[0, 1], torch.tensor([2 * 6 / 8 - 1, 0.0]))
+
+
+def test_sparse_motion_is_a_translation_without_jacobians():
+    kp_driving = torch.tensor([[[0.2, -0.1]]])
+    kp_source = torch.tensor([[[0.5, 0.3]]])
+    motions = sparse_motions(4, 4, kp_driving, kp_source)
+    grid = coordinate_grid(4, 4)
+    assert torch.allclose(motions[0, 0], grid)
+    assert torch.allclose(motions[0, 1], grid + torch.tensor([0.3, 0.4]))
+
+
+def test_random_warp_points_and_images_agree():
+    torch.manual_seed(0)
+    warp = RandomAffineTPS(2, sigma_affine=0.1, sigma_tps=0.01)
+    identity = RandomAffineTPS(2, sigma_affine=0.0, sigma_tps=0.0)
+    points = torch.rand(2, 6, 2) * 1.6 - 0.8
+    assert torch.allclose(identity.warp_points(points), points)
+    assert torch.allclose(identity.jacobian(points), torch.eye(2).expand(2, 6, 2, 2))
+    # an image that is a smooth function of position, warped, equals that function at the warped positions
+    grid = coordinate_grid(32, 32).permute(2, 0, 1).unsqueeze(0).expand(2, -1, -1, -1)
+    warped = warp.warp_images(grid)
+    expected = warp.warp_points(coordinate_grid(32, 32).view(1, -1, 2).expand(2, -1, -1)).view(2, 32, 32, 2).permute(0, 3, 1, 2)
+    inside = expected.abs().amax(1) < 0.95
+    assert torch.allclose(warped.permute(0, 2, 3, 1)[inside], expected.permute(0, 2, 3, 1)[inside], atol=1e-4)

@@ -16,12 +16,12 @@ from motionlab.data.synthetic import ToyWorldSpec, generate_toy_world
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TINY_WORLD = {"identities": 8, "frames": 8, "size": 32, "seed": 0}
-# A network small enough for CPU steps in milliseconds, same code paths as the real one.
-TINY_NET = [
-    "model.net.motion_channels=[8,16]",
-    "model.net.appearance_channels=[8,16]",
-    "model.net.num_res_blocks=1",
-]
+# Per experiment: networks small enough for CPU steps in milliseconds, same code paths as the real ones.
+TINY_NETS = {
+    "quickstart": ["model.net.motion_channels=[8,16]", "model.net.appearance_channels=[8,16]", "model.net.num_res_blocks=1"],
+    "descriptor_quick": ["model.net.num_kp=4", "model.net.kp_detector.block_expansion=8", "model.net.generator.block_expansion=8",
+                         "model.net.generator.dense_motion_params.block_expansion=8", "model.regression_frames=2"],
+}
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +38,8 @@ def toy_world(tmp_path_factory) -> Path:
     return generate_toy_world(tmp_path_factory.mktemp("toy") / "world", ToyWorldSpec(**TINY_WORLD))
 
 
-def tiny_overrides(root: Path) -> list[str]:
-    """Overrides for a seconds-long CPU run whose files all land under ``root``."""
+def tiny_overrides(root: Path, experiment: str = "quickstart") -> list[str]:
+    """Overrides for a seconds-long CPU run of ``experiment`` whose files all land under ``root``."""
     return [
         f"paths.root_dir={root}",
         "data.toy_world.identities=8",
@@ -51,7 +51,7 @@ def tiny_overrides(root: Path) -> list[str]:
         "data.eval_batch_size=8",
         "callbacks.preview.every_n_steps=5",
         "callbacks.preview.clip_frames=4",
-        *TINY_NET,
+        *TINY_NETS[experiment],
     ]
 
 

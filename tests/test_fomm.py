@@ -29,16 +29,21 @@ def test_state_dicts_match_the_published_checkpoints(setting):
         assert ours == reference[part], f"{setting} {part}: {set(ours) ^ set(reference[part])}"
 
 
-@pytest.fixture(scope="module")
-def small_fomm():
+def _small_fomm():
     """The FOMM architecture at a size that runs in milliseconds (same code, fewer channels)."""
-    torch.manual_seed(0)
     return create_model(
         "fomm", setting="vox-256",
-        kp_detector={"block_expansion": 8, "max_features": 32, "num_blocks": 3, "num_kp": 4},
-        generator={"block_expansion": 8, "max_features": 32, "num_bottleneck_blocks": 1, "num_kp": 4,
-                   "dense_motion_params": {"block_expansion": 8, "max_features": 32, "num_blocks": 3, "scale_factor": 0.25}},
+        num_kp=4,
+        kp_detector={"block_expansion": 8, "max_features": 32, "num_blocks": 3},
+        generator={"block_expansion": 8, "max_features": 32, "num_bottleneck_blocks": 1,
+                   "dense_motion_params": {"block_expansion": 8, "max_features": 32, "num_blocks": 3}},
     ).eval()
+
+
+@pytest.fixture(scope="module")
+def small_fomm():
+    torch.manual_seed(0)
+    return _small_fomm()
 
 
 def test_forward_shapes(small_fomm):
@@ -52,11 +57,7 @@ def test_forward_shapes(small_fomm):
 
 def test_fomm_checkpoint_round_trip(small_fomm, tmp_path):
     path = save_fomm_checkpoint(small_fomm, tmp_path / "model.pth.tar", epoch=7)
-    clone = create_model("fomm", setting="vox-256", **{
-        "kp_detector": {"block_expansion": 8, "max_features": 32, "num_blocks": 3, "num_kp": 4},
-        "generator": {"block_expansion": 8, "max_features": 32, "num_bottleneck_blocks": 1, "num_kp": 4,
-                      "dense_motion_params": {"block_expansion": 8, "max_features": 32, "num_blocks": 3, "scale_factor": 0.25}},
-    }).eval()
+    clone = _small_fomm().eval()
     extra = load_fomm_checkpoint(clone, path)
     assert extra == {"epoch": 7}
     source, driving = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)

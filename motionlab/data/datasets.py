@@ -192,7 +192,7 @@ class PortraitVideoDataset(Dataset):
             self._clips[clip_id] = open_clip(self.records[clip_id].clip)
         return self._clips[clip_id]
 
-    def _ground_truth(self, clip_id: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+    def ground_truth(self, clip_id: int) -> tuple[np.ndarray, np.ndarray | None] | None:
         """(T, K, 2) driver keypoints and the portrait's (K, 2) keypoints, when the layout has them."""
         record = self.records[clip_id]
         if record.keypoints is None:
@@ -236,7 +236,7 @@ class PortraitVideoDataset(Dataset):
             "next_index": t_next,
             "source_index": source_index,
         }
-        gt = self._ground_truth(clip_id)
+        gt = self.ground_truth(clip_id)
         if gt is not None:
             driver_points, portrait_points = gt
             sample["driver_keypoints"] = self._rescale(driver_points[t], stored_size)
@@ -261,6 +261,14 @@ class PortraitVideoDataset(Dataset):
         else:
             source = frames[0]
         return source, frames
+
+    def clip_keypoints(self, clip_id: int, count: int) -> torch.Tensor | None:
+        """Ground-truth (T, K, 2) pixel keypoints of the first ``count`` frames (at ``image_size``), if the layout has them."""
+        gt = self.ground_truth(clip_id)
+        if gt is None:
+            return None
+        stored_size = self._clip(clip_id).get([0]).shape[1:3]
+        return self._rescale(gt[0][:count], stored_size)
 
 
 def _portrait_keypoints(record: ClipRecord) -> np.ndarray | None:

@@ -60,7 +60,7 @@ def efficientnet_lite0_to_timm(state_dict: dict[str, torch.Tensor]) -> dict[str,
     return renamed
 
 
-def _load_efficientnet_lite0(features_only: bool) -> nn.Module:
+def load_efficientnet_lite0(features_only: bool) -> nn.Module:
     import timm
 
     from motionlab.utils.checkpoint import load_state_dict_strict
@@ -111,7 +111,7 @@ class ImageFeatures(nn.Module):
         super().__init__()
         self.backbone_name = backbone
         if backbone == "efficientnet_lite0":
-            net = _load_efficientnet_lite0(features_only=False)
+            net = load_efficientnet_lite0(features_only=False)
             self.input_size = input_size or 224
             self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
             self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)

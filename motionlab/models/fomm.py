@@ -280,12 +280,17 @@ class FOMM(nn.Module):
 
 
 @register_model("fomm")
-def fomm(setting: str = "vox-256", **overrides) -> FOMM:
-    """A FOMM model with a published ``setting``; ``overrides`` (``kp_detector`` / ``generator`` dicts) change arguments."""
+def fomm(setting: str = "vox-256", num_kp: int | None = None, kp_detector: dict | None = None, generator: dict | None = None) -> FOMM:
+    """A FOMM model with a published ``setting``.
+
+    ``num_kp`` sets the keypoint count of both parts; ``kp_detector`` / ``generator`` dicts override
+    individual arguments (``dense_motion_params`` is merged key by key).
+    """
     if setting not in FOMM_SETTINGS:
         raise KeyError(f"unknown FOMM setting {setting!r}; choose one of {sorted(FOMM_SETTINGS)}")
-    parts = {part: {**FOMM_SETTINGS[setting][part], **overrides.get(part, {})} for part in ("kp_detector", "generator")}
-    unknown = set(overrides) - set(parts)
-    if unknown:
-        raise TypeError(f"fomm() got unexpected arguments {sorted(unknown)}; pass kp_detector={{...}} or generator={{...}}")
-    return FOMM(**parts)
+    detector_args = {**FOMM_SETTINGS[setting]["kp_detector"], **(kp_detector or {})}
+    generator_args = {**FOMM_SETTINGS[setting]["generator"], **(generator or {})}
+    generator_args["dense_motion_params"] = {**FOMM_SETTINGS[setting]["generator"]["dense_motion_params"], **(generator or {}).get("dense_motion_params", {})}
+    if num_kp is not None:
+        detector_args["num_kp"] = generator_args["num_kp"] = num_kp
+    return FOMM(detector_args, generator_args)

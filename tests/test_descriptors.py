@@ -1,0 +1,81 @@
+"""Equivariance losses on constructed detectors; descriptor normalisation on known keypoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from motionlab.descriptors import canonical_order, movement_scale, normalize_keypoints
+from motionlab.geometry import RandomAffineTPS, coordinate_grid, heatmap_to_keypoints
+from motionlab.losses.descriptor import equivariance_losses
+
+
+def _blob_image(centres: torch.Tensor, size: int = 64, sigma: float = 0.05) -> torch.Tensor:
+    """(B, K, H, W) images, channel k a sharp Gaussian at centres[:, k] (normalised coordinates)."""
+    grid = coordinate_grid(size, size)
+    offsets = grid.view(1, 1, size, size, 2) - centres.view(*centres.shape[:2], 1, 1, 2)
+    return torch.exp(-offsets.square().sum(-1) / (2 * sigma**2))
+
+
+def exact_detector(image: torch.Tensor) -> dict:
+    """Finds each channel's blob by soft-argmax of the normalised image: equivariant by construction."""
+    heat = image / image.sum(dim=(-2, -1), keepdim=True)
+    return {"value": heatmap_to_keypoints(heat)}
+
+
+def test_equivariance_is_zero_for_an_exactly_equivariant_detector():
+    torch.manual_seed(0)
+    centres = torch.rand(3, 4, 2) * 1.0 - 0.5
+    images = _blob_image(centres)
+    transform = RandomAffineTPS(3, sigma_affine=0.05, sigma_tps=0.005)
+    value, jacobian = equivariance_losses(exact_detector, images, exact_detector(images), transform)
+    assert jacobian is None
+    assert value.item() < 2e-3  # bilinear resampling of a sampled blob, nothing more
+
+    constant = lambda image: {"value": torch.zeros(image.shape[0], 4, 2)}  # noqa: E731  a detector that ignores the image
+    value_bad, _ = equivariance_losses(constant, images, constant(images), transform)
+    assert value_bad.item() > 10 * value.item()
+
+
+def test_jacobian_equivariance_of_the_exact_detector_with_identity_jacobians():
+    torch.manual_seed(1)
+    images = _blob_image(torch.rand(2, 3, 2) - 0.5)
+
+    def with_jacobian(image):
+        out = exact_detector(image)
+        return {**out, "jacobian": torch.eye(2).expand(*out["value"].shape[:2], 2, 2)}
+
+    identity = RandomAffineTPS(2, sigma_affine=0.0, sigma_tps=0.0)
+    value, jacobian = equivariance_losses(with_jacobian, images, with_jacobian(images), identity)
+    assert value.item() < 1e-4 and jacobian.item() < 1e-6
+    stretched = RandomAffineTPS(2, sigma_affine=0.0, sigma_tps=0.0)
+    stretched.theta = torch.tensor([[[1.3, 0.0, 0.0], [0.0, 1.0, 0.0]]]).expand(2, 2, 3)
+    _, jacobian = equivariance_losses(with_jacobian, images, with_jacobian(images), stretched)
+    assert jacobian.item() == pytest.approx(0.3 / 4, rel=1e-4)  # |I - diag(1.3, 1)| averaged over 4 entries
+
+
+def test_relative_motion_transfer_known_answer():
+    source = {"value": torch.tensor([[[0.1, 0.2], [0.3, -0.4], [-0.5, 0.0]]]), "jacobian": torch.eye(2).expand(1, 3, 2, 2) * 2}
+    initial = {"value": torch.tensor([[[0.0, 0.0], [0.2, 0.2], [-0.2, 0.1]]]), "jacobian": torch.eye(2).expand(1, 3, 2, 2)}
+    driving = {"value": initial["value"] + torch.tensor([0.05, -0.1]), "jacobian": torch.eye(2).expand(1, 3, 2, 2) * 1.5}
+    out = normalize_keypoints(source, driving, initial)
+    assert torch.allclose(out["value"], source["value"] + torch.tensor([0.05, -0.1]))
+    assert torch.allclose(out["jacobian"], torch.eye(2).expand(1, 3, 2, 2) * 3.0)
+    absolute = normalize_keypoints(source, driving, initial, relative_movement=False)
+    assert torch.equal(absolute["value"], driving["value"])
+    # a source twice the size of the driver: movements are doubled
+    big = {"value": initial["value"] * 2}
+    assert movement_scale(big["value"], initial["value"]).item() == pytest.approx(2.0)
+    scaled = normalize_keypoints(big, driving, initial, relative_jacobian=False, adapt_movement_scale=True)
+    assert torch.allclose(scaled["value"], big["value"] + 2 * torch.tensor([0.05, -0.1]))
+
+
+def test_canonical_order_is_stable_under_permutation():
+    points = torch.tensor([[[0.5, 0.5], [-0.5, -0.5], [0.4, -0.52], [0.0, 0.9]]]).expand(5, 4, 2)
+    order = canonical_order(points)
+    assert order.tolist() == [1, 2, 0, 3]
+    shuffled = points[:, [3, 0, 2, 1]]
+    assert torch.equal(shuffled[:, canonical_order(shuffled)], points[:, order])
+    kp = {"value": points[:1], "jacobian": torch.arange(16.0).view(1, 4, 2, 2)}
+    ordered = normalize_keypoints(kp, kp, kp, order=order)
+    assert torch.allclose(ordered["jacobian"][0, 0], kp["jacobian"][0, 1])

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from motionlab.data.augment import PairedAugmentation
+from motionlab.data.descriptor_cache import DescriptorCache
 from motionlab.data.datasets import PortraitVideoDataset, discover_clips, split_identities
 from motionlab.data.synthetic import ToyWorldSpec, ensure_toy_world
 
@@ -67,6 +68,8 @@ class PortraitVideoDataModule(L.LightningDataModule):
         augmentation: a :class:`PairedAugmentation` applied to training batches on the device, or ``None``.
         on_bad_clip: ``error`` or ``skip`` (skipped clips are counted in :attr:`skipped_clips` and logged).
         shuffle_seed: seed of the per-epoch training shuffle.
+        descriptor_checkpoint: a trained descriptor model; its keypoints for every frame are cached under
+            ``cache_dir`` (computed when missing, recomputed with a warning when stale) and added to samples.
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class PortraitVideoDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         on_bad_clip: str = "error",
         shuffle_seed: int = 0,
+        descriptor_checkpoint: str | None = None,
     ):
         super().__init__()
         if (root is None) == (toy_world is None):
@@ -109,6 +113,7 @@ class PortraitVideoDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.on_bad_clip = on_bad_clip
         self.shuffle_seed = shuffle_seed
+        self.descriptor_checkpoint = descriptor_checkpoint
         self.splits: dict[str, list[str]] = {}
         self.datasets: dict[str, PortraitVideoDataset] = {}
 
@@ -118,9 +123,16 @@ class PortraitVideoDataModule(L.LightningDataModule):
             return ensure_toy_world(self.cache_dir, self.toy_world)
         return self.root
 
+    def descriptor_cache(self) -> DescriptorCache | None:
+        if self.descriptor_checkpoint is None:
+            return None
+        return DescriptorCache(self.cache_dir, self.descriptor_checkpoint, self.image_size)
+
     def prepare_data(self) -> None:
-        if self.toy_world is not None:
-            ensure_toy_world(self.cache_dir, self.toy_world)
+        root = self.data_root()
+        cache = self.descriptor_cache()
+        if cache is not None:
+            cache.ensure(discover_clips(root, self.layout)[1])
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -137,6 +149,11 @@ class PortraitVideoDataModule(L.LightningDataModule):
                 self.datasets[name] = PortraitVideoDataset(by_split[name], source_frame="first", **common)
         if "test" not in self.datasets and "val" in self.datasets:
             self.datasets["test"] = self.datasets["val"]
+        cache = self.descriptor_cache()
+        if cache is not None:
+            cache.ensure(records)  # a no-op after prepare_data; computes here when setup runs alone
+            for dataset in self.datasets.values():
+                dataset.descriptors = {r.identity: cache.load(r.identity) for r in dataset.records}
         log.info(
             "data: layout=%s root=%s identities train/val/test=%d/%d/%d samples train=%d skipped clips=%d",
             layout, self.data_root(), len(self.splits["train"]), len(self.splits["val"]), len(self.splits["test"]),

@@ -180,6 +180,8 @@ class PortraitVideoDataset(Dataset):
         self._clips: dict[int, object] = {}
         self._clips_pid: int | None = None
         self._keypoints: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        # identity -> cached descriptor arrays (see motionlab.data.descriptor_cache), set by the datamodule
+        self.descriptors: dict[str, dict[str, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -236,6 +238,15 @@ class PortraitVideoDataset(Dataset):
             "next_index": t_next,
             "source_index": source_index,
         }
+        cached = self.descriptors.get(record.identity)
+        if cached is not None:
+            for key in ("value", "jacobian"):
+                if key in cached:
+                    name = "descriptors" if key == "value" else "descriptor_jacobians"
+                    sample[f"driver_{name}"] = torch.from_numpy(cached[key][t])
+                    sample[f"driver_next_{name}"] = torch.from_numpy(cached[key][t_next])
+                    source = cached.get(f"portrait_{key}") if source_index < 0 else cached[key][source_index]
+                    sample[f"source_{name}"] = torch.from_numpy(np.asarray(source))
         gt = self.ground_truth(clip_id)
         if gt is not None:
             driver_points, portrait_points = gt

@@ -19,6 +19,8 @@ TINY_WORLD = {"identities": 8, "frames": 8, "size": 32, "seed": 0}
 # Per experiment: networks small enough for CPU steps in milliseconds, same code paths as the real ones.
 TINY_NETS = {
     "quickstart": ["model.net.motion_channels=[8,16]", "model.net.appearance_channels=[8,16]", "model.net.num_res_blocks=1"],
+    "animator_descriptors_quick": ["model.net.motion_channels=[8,16]", "model.net.appearance_channels=[8,16]",
+                                   "model.net.num_res_blocks=1", "model.net.num_descriptors=4"],
     "descriptor_quick": ["model.net.num_kp=4", "model.net.kp_detector.block_expansion=8", "model.net.generator.block_expansion=8",
                          "model.net.generator.dense_motion_params.block_expansion=8", "model.regression_frames=2"],
 }
@@ -53,6 +55,19 @@ def tiny_overrides(root: Path, experiment: str = "quickstart") -> list[str]:
         "callbacks.preview.clip_frames=4",
         *TINY_NETS[experiment],
     ]
+
+
+@pytest.fixture(scope="session")
+def descriptor_checkpoint(tmp_path_factory) -> Path:
+    """A descriptor model (tiny FOMM, 4 keypoints) trained for two steps on the tiny toy world."""
+    from motionlab.train import train
+
+    root = tmp_path_factory.mktemp("descriptor")
+    cfg = compose_train(["experiment=descriptor_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                         *tiny_overrides(root, "descriptor_quick")], root / "run")
+    metrics, _ = train(cfg)
+    assert "val/kp_to_gt_error_pct" in metrics and "val/akd" in metrics
+    return root / "run" / "checkpoints" / "last.ckpt"
 
 
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:

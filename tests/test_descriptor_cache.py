@@ -6,7 +6,6 @@ import json
 import logging
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,19 +14,8 @@ import torch
 from motionlab.data.datamodule import PortraitVideoDataModule
 from motionlab.data.datasets import discover_clips
 from motionlab.data.descriptor_cache import DescriptorCache, load_keypoint_detector
-from motionlab.train import train
 
-from conftest import compose_train, motionlab_bin, subprocess_env, tiny_overrides
-
-
-@pytest.fixture(scope="module")
-def descriptor_checkpoint(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("descriptor")
-    cfg = compose_train(["experiment=descriptor_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-                         *tiny_overrides(root, "descriptor_quick")], root / "run")
-    metrics, _ = train(cfg)
-    assert "val/kp_to_gt_error_pct" in metrics and "val/akd" in metrics
-    return root / "run" / "checkpoints" / "last.ckpt"
+from conftest import motionlab_bin, subprocess_env, tiny_overrides
 
 
 def test_cache_miss_hit_and_stale(descriptor_checkpoint, toy_world, tmp_path, caplog):

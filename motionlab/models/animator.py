@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionlab.geometry import warp
+from motionlab.geometry import keypoints_to_gaussian, warp
 from motionlab.models.blocks import ConvNormAct, DownBlock, Hourglass, ResBlock, UpBlock
 from motionlab.models.registry import register_model
 
@@ -27,6 +27,9 @@ class AnimatorNet(nn.Module):
         appearance_channels: widths of the appearance encoder's downsampling levels.
         num_res_blocks: residual blocks at the bottleneck of the appearance path.
         max_flow: the largest flow offset, in normalised units (2 = image width).
+        num_descriptors: K > 0 adds motion-descriptor inputs: Gaussian maps at the portrait's and the
+            driver's K keypoints (from a frozen descriptor model) join the motion hourglass's input.
+        descriptor_variance: variance of those Gaussians, in normalised units squared.
     """
 
     def __init__(
@@ -36,11 +39,14 @@ class AnimatorNet(nn.Module):
         appearance_channels: tuple[int, ...] = (64, 128),
         num_res_blocks: int = 2,
         max_flow: float = 0.5,
+        num_descriptors: int = 0,
+        descriptor_variance: float = 0.01,
     ):
         super().__init__()
         self.image_channels = image_channels
         self.max_flow = max_flow
-        self.motion = Hourglass(2 * image_channels, tuple(motion_channels))
+        self.num_descriptors, self.descriptor_variance = num_descriptors, descriptor_variance
+        self.motion = Hourglass(2 * image_channels + 2 * num_descriptors, tuple(motion_channels))
         self.flow_head = nn.Conv2d(self.motion.out_channels, 2, 7, padding=3)
         self.occlusion_head = nn.Conv2d(self.motion.out_channels, 1, 7, padding=3)
         # Start from the identity motion: zero flow, fully visible.
@@ -64,16 +70,19 @@ class AnimatorNet(nn.Module):
         self.decoder = nn.Sequential(*decoder)
         self.to_output = nn.Conv2d(previous, image_channels + 1, 7, padding=3)
 
-    def predict_motion(self, portrait: torch.Tensor, driver: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_motion(self, portrait: torch.Tensor, driver: torch.Tensor, descriptor_maps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Flow (B, H, W, 2) taking the portrait to the driver's pose, and occlusion (B, 1, H, W) in (0, 1)."""
-        hidden = self.motion(torch.cat([portrait, driver], dim=1))
+        inputs = [portrait, driver] if descriptor_maps is None else [portrait, driver, descriptor_maps]
+        hidden = self.motion(torch.cat(inputs, dim=1))
         flow = torch.tanh(self.flow_head(hidden)) * self.max_flow
         return flow.permute(0, 2, 3, 1), torch.sigmoid(self.occlusion_head(hidden))
 
-    def forward(self, portrait: torch.Tensor, driver: torch.Tensor, strength: float = 1.0) -> dict[str, torch.Tensor]:
+    def forward(self, portrait: torch.Tensor, driver: torch.Tensor, strength: float = 1.0,
+                portrait_descriptors: torch.Tensor | None = None, driver_descriptors: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Animate ``portrait`` (B, 3, H, W) towards ``driver`` (B, 3, H, W), both in [0, 1].
 
-        ``strength`` scales the predicted motion (1: full, 0: none). Returns ``image`` (B, 3, H, W),
+        ``strength`` scales the predicted motion (1: full, 0: none). With ``num_descriptors`` > 0 the
+        (B, K, 2) keypoints of portrait and driver are required. Returns ``image`` (B, 3, H, W),
         ``flow`` (B, H, W, 2), ``occlusion`` (B, 1, H, W), ``blend`` (B, 1, H, W) (1: warped portrait,
         0: decoded) and ``warped_portrait`` (B, 3, H, W).
         """
@@ -81,7 +90,16 @@ class AnimatorNet(nn.Module):
             raise ValueError(
                 f"portrait and driver must both be (B, {self.image_channels}, H, W), got {tuple(portrait.shape)} and {tuple(driver.shape)}"
             )
-        flow, occlusion = self.predict_motion(portrait, driver)
+        descriptor_maps = None
+        if self.num_descriptors:
+            if portrait_descriptors is None or driver_descriptors is None:
+                raise ValueError(f"this Animator takes motion descriptors: pass portrait_descriptors and driver_descriptors (B, {self.num_descriptors}, 2)")
+            if portrait_descriptors.shape[1:] != (self.num_descriptors, 2) or driver_descriptors.shape != portrait_descriptors.shape:
+                raise ValueError(f"descriptors must be (B, {self.num_descriptors}, 2), got {tuple(portrait_descriptors.shape)} and {tuple(driver_descriptors.shape)}")
+            h, w = portrait.shape[-2:]
+            descriptor_maps = torch.cat([keypoints_to_gaussian(portrait_descriptors, h, w, self.descriptor_variance),
+                                         keypoints_to_gaussian(driver_descriptors, h, w, self.descriptor_variance)], dim=1)
+        flow, occlusion = self.predict_motion(portrait, driver, descriptor_maps)
         flow = flow * strength
         features = self.encoder(self.stem(portrait))
         features = warp(features, flow)

@@ -14,7 +14,7 @@ from motionlab.inference.animate import animate_files, load_network
 from motionlab.train import train
 from motionlab.utils.checkpoint import WeightMismatchError
 
-from conftest import compose_train, motionlab_bin, read_rgb, subprocess_env, tiny_overrides
+from conftest import SHARED, compose_train, motionlab_bin, read_rgb, subprocess_env, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +77,32 @@ def test_non_motionlab_and_missing_files_are_clear_errors(tmp_path, toy_world, c
         animate_files(checkpoint, tmp_path / "nope.png", toy_world / "id_0001_video", tmp_path / "o.mp4")
     assert not (tmp_path / "o.mp4").exists()
     assert np.all(np.isfinite(read_rgb(toy_world / "id_0001.png")))
+
+
+def test_animate_with_keypoints_writes_overlay(descriptor_checkpoint, toy_world, tmp_path):
+    from motionlab.inference.animate import AnimatorPipeline
+
+    out, sbs = tmp_path / "kp.mp4", tmp_path / "kp_side.mp4"
+    summary = animate_files(descriptor_checkpoint, toy_world / "id_0002.png", toy_world / "id_0002_video", out,
+                            side_by_side_out=sbs, adapt_movement_scale=True)
+    assert summary["frames"] == 8 and count_video_frames(out) == 8 and count_video_frames(sbs) == 8
+    pipeline = AnimatorPipeline.from_checkpoint(descriptor_checkpoint)
+    frames = np.stack([read_rgb(toy_world / "id_0002_video" / f"{t:04d}.png") for t in range(3)])
+    first = next(pipeline.animate(read_rgb(toy_world / "id_0002.png"), frames))
+    assert first["driver_keypoints"].shape == (3, 4, 2) and first["generated"].shape == (3, 3, 32, 32)
+    # relative transfer: on the driver's first frame the portrait keeps its own keypoints, so the source is re-rendered
+    with torch.no_grad():
+        kp_source = pipeline.net.kp_detector(first["source"][:1])
+        direct = pipeline.net.generator(first["source"][:1], kp_driving=kp_source, kp_source=kp_source)["prediction"]
+    assert torch.allclose(first["generated"][0], direct[0].clamp(0, 1), atol=1e-5)
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "real" / "drivers" / "human_d0.mp4").is_file(), reason="../shared/data/real is not present")
+def test_animate_real_driver_and_portrait(descriptor_checkpoint, tmp_path):
+    """A real human driver clip and a real cartoon portrait go through the whole path (toy-trained weights)."""
+    real = SHARED / "data" / "real"
+    out = tmp_path / "real.mp4"
+    summary = animate_files(descriptor_checkpoint, real / "portraits" / "portrait_s7.jpg", real / "drivers" / "human_d0.mp4",
+                            out, max_frames=20, side_by_side_out=tmp_path / "real_side.mp4")
+    assert summary["frames"] == 20 and summary["fps"] == pytest.approx(25.0)
+    assert count_video_frames(out) == 20

@@ -14,6 +14,9 @@ from torch import nn
 from motionlab.callbacks.preview import side_by_side
 from motionlab.data.datasets import _to_tensor
 from motionlab.data.video_io import open_clip, read_image, write_gif, write_video
+from motionlab.descriptors import normalize_keypoints
+from motionlab.geometry import keypoints_to_pixels
+from motionlab.models.fomm import FOMM
 from motionlab.utils.checkpoint import load_checkpoint, load_state_dict_strict, submodule_state_dict
 
 
@@ -29,26 +32,70 @@ def load_network(checkpoint_path: str | os.PathLike, prefix: str = "net") -> tup
     return net.eval(), config
 
 
-class AnimatorPipeline:
-    """Portrait + driver frames -> animated frames, batched, at the checkpoint's image size."""
+KEYPOINT_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+                             [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], dtype=np.uint8)
 
-    def __init__(self, net: nn.Module, image_size: int, device: str = "cpu", batch_size: int = 16):
+
+def draw_keypoints(frames: np.ndarray, points: np.ndarray, radius: int = 1) -> np.ndarray:
+    """Copies of (T, H, W, 3) uint8 frames with (T, K, 2) pixel keypoints drawn as coloured squares."""
+    out = frames.copy()
+    height, width = frames.shape[1:3]
+    for t, frame_points in enumerate(points):
+        for k, (x, y) in enumerate(np.round(frame_points).astype(int)):
+            out[t, max(0, y - radius) : min(height, y + radius + 1), max(0, x - radius) : min(width, x + radius + 1)] = KEYPOINT_COLOURS[k % len(KEYPOINT_COLOURS)]
+    return out
+
+
+class AnimatorPipeline:
+    """Portrait + driver frames -> animated frames, batched, at the checkpoint's image size.
+
+    Animator checkpoints re-render the portrait in each driver frame's pose. Descriptor (FOMM)
+    checkpoints transfer keypoint motion: with ``relative`` the driver's motion since its first frame
+    is applied to the portrait's keypoints (:func:`motionlab.descriptors.normalize_keypoints`).
+    """
+
+    def __init__(self, net: nn.Module, image_size: int, device: str = "cpu", batch_size: int = 16,
+                 relative: bool = True, adapt_movement_scale: bool = False):
         self.net = net.to(device).eval()
         self.image_size, self.device, self.batch_size = image_size, torch.device(device), batch_size
+        self.relative, self.adapt_movement_scale = relative, adapt_movement_scale
+
+    @property
+    def has_keypoints(self) -> bool:
+        return isinstance(self.net, FOMM)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu", batch_size: int = 16) -> "AnimatorPipeline":
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu", batch_size: int = 16, **options) -> "AnimatorPipeline":
         net, config = load_network(path)
-        return cls(net, int(config["data"]["image_size"]), device=device, batch_size=batch_size)
+        return cls(net, int(config["data"]["image_size"]), device=device, batch_size=batch_size, **options)
 
     @torch.no_grad()
-    def animate(self, portrait: np.ndarray, frames: np.ndarray) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yield (portrait, driver, generated) batches of (N, 3, S, S) tensors for (T, H, W, 3) uint8 ``frames``."""
+    def animate(self, portrait: np.ndarray, frames: np.ndarray) -> Iterator[dict[str, torch.Tensor]]:
+        """Yield batches for (T, H, W, 3) uint8 ``frames``: ``source``, ``driver``, ``generated`` (N, 3, S, S) and,
+        for keypoint models, ``driver_keypoints`` / ``generated_keypoints`` (N, K, 2) in pixels."""
         source = _to_tensor(portrait[None], self.image_size).to(self.device)
+        kp_source = kp_initial = None
+        if self.has_keypoints:
+            kp_source = self.net.kp_detector(source)
+            kp_initial = self.net.kp_detector(_to_tensor(frames[:1], self.image_size).to(self.device))
         for start in range(0, len(frames), self.batch_size):
             driver = _to_tensor(frames[start : start + self.batch_size], self.image_size).to(self.device)
             sources = source.expand(driver.shape[0], -1, -1, -1)
-            yield sources, driver, self.net(sources, driver)["image"].clamp(0, 1)
+            if not self.has_keypoints:
+                yield {"source": sources, "driver": driver, "generated": self.net(sources, driver)["image"].clamp(0, 1)}
+                continue
+            n = driver.shape[0]
+            expand = lambda kp: {k: v.expand(n, *v.shape[1:]) for k, v in kp.items() if k in ("value", "jacobian")}  # noqa: E731
+            kp_driving = self.net.kp_detector(driver)
+            kp_norm = normalize_keypoints(expand(kp_source), kp_driving, expand(kp_initial), relative_movement=self.relative,
+                                          adapt_movement_scale=self.adapt_movement_scale)
+            generated = self.net.generator(sources, kp_driving=kp_norm, kp_source=expand(kp_source))["prediction"].clamp(0, 1)
+            size = self.image_size
+            yield {
+                "source": sources, "driver": driver, "generated": generated,
+                "driver_keypoints": keypoints_to_pixels(kp_driving["value"], size, size),
+                "generated_keypoints": keypoints_to_pixels(self.net.kp_detector(generated)["value"], size, size),
+            }
 
 
 def animate_files(
@@ -62,22 +109,33 @@ def animate_files(
     max_frames: int | None = None,
     device: str = "cpu",
     batch_size: int = 16,
+    relative: bool = True,
+    adapt_movement_scale: bool = False,
+    side_by_side_out: str | os.PathLike | None = None,
 ) -> dict:
     """Animate ``portrait`` (an image) with ``driver`` (a video or frame folder) and write ``out`` (mp4).
 
-    ``gif`` additionally writes portrait | driver | result side by side. Returns a summary dict.
+    ``gif`` additionally writes portrait | driver | result side by side; ``side_by_side_out`` writes
+    that as an mp4, with the keypoints drawn on driver and result for keypoint models. Returns a summary.
     """
-    pipeline = AnimatorPipeline.from_checkpoint(ckpt, device=device, batch_size=batch_size)
+    pipeline = AnimatorPipeline.from_checkpoint(ckpt, device=device, batch_size=batch_size, relative=relative,
+                                                adapt_movement_scale=adapt_movement_scale)
     clip = open_clip(driver)
     count = len(clip) if max_frames is None else min(len(clip), max_frames)
     frames = clip.get(range(count))
     results, triptychs = [], []
-    for sources, drivers, generated in pipeline.animate(read_image(portrait), frames):
-        results.extend(side_by_side(generated))
-        if gif is not None:
-            triptychs.extend(side_by_side(sources, drivers, generated))
+    for batch in pipeline.animate(read_image(portrait), frames):
+        results.extend(side_by_side(batch["generated"]))
+        if gif is not None or side_by_side_out is not None:
+            drivers, generated = side_by_side(batch["driver"]), side_by_side(batch["generated"])
+            if "driver_keypoints" in batch:
+                drivers = draw_keypoints(drivers, batch["driver_keypoints"].cpu().numpy())
+                generated = draw_keypoints(generated, batch["generated_keypoints"].cpu().numpy())
+            triptychs.extend(np.concatenate([side_by_side(batch["source"]), drivers, generated], axis=-2))
     rate = fps or clip.fps or 25.0
     write_video(out, results, fps=rate, crf=crf)
     if gif is not None:
         write_gif(gif, triptychs, fps=rate)
+    if side_by_side_out is not None:
+        write_video(side_by_side_out, triptychs, fps=rate, crf=crf)
     return {"frames": len(results), "fps": rate, "out": str(Path(out)), "gif": str(gif) if gif else None}

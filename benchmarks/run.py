@@ -118,6 +118,58 @@ def metrics_suite(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     return [("full metric suite, 256x256 (generated frames scored)", frames / (time.perf_counter() - started), "frames/s")]
 
 
+@benchmark("descriptors")
+def descriptors(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """Descriptor cache read vs recompute on the toy world, and the FOMM vox-256 generator at 256x256, batch 1 vs 8."""
+    from motionlab.data.datasets import discover_clips
+    from motionlab.data.descriptor_cache import DescriptorCache
+    from motionlab.data.synthetic import ToyWorldSpec, ensure_toy_world
+    from motionlab.models import create_model
+    from motionlab.utils.checkpoint import atomic_torch_save
+
+    results = []
+    cache_root = os.path.join(_cache_dir(), "descriptor-bench")
+    world = ensure_toy_world(cache_root, ToyWorldSpec(identities=8, frames=40, size=64))
+    records = discover_clips(world)[1]
+    torch.manual_seed(0)
+    model = create_model("fomm", setting="vox-256", num_kp=10, kp_detector={"block_expansion": 16, "max_features": 128, "num_blocks": 4,
+                                                                            "scale_factor": 0.5, "pad": 3}).eval()
+    checkpoint = os.path.join(cache_root, "descriptor.ckpt")  # the layout motionlab-train writes: config + net.* weights
+    atomic_torch_save({"motionlab": {"config": {"model": {"net": {"_target_": "motionlab.models.registry.create_model", "name": "fomm",
+                       "setting": "vox-256", "num_kp": 10, "kp_detector": {"block_expansion": 16, "max_features": 128, "num_blocks": 4,
+                       "scale_factor": 0.5, "pad": 3}}}, "data": {"image_size": 64}}},
+                       "state_dict": {f"net.{k}": v for k, v in model.state_dict().items()}}, checkpoint)
+    cache = DescriptorCache(cache_root, checkpoint, image_size=64)
+    started = time.perf_counter()
+    cache.build(records, model.kp_detector)
+    recompute = time.perf_counter() - started
+    started = time.perf_counter()
+    rounds = 5
+    for _ in range(rounds):
+        for record in records:
+            cache.load(record.identity)
+    read = (time.perf_counter() - started) / rounds
+    frames = len(records) * 40
+    results += [
+        ("descriptor recompute (detector, 64x64, 8 clips x 40 frames)", frames / recompute, "frames/s"),
+        ("descriptor cache read (same clips)", frames / read, "frames/s"),
+        ("cache read / recompute", recompute / read, "x"),
+    ]
+    generator = create_model("fomm", setting="vox-256").eval()
+    for batch in (1, 8):
+        source, driving = torch.rand(batch, 3, 256, 256), torch.rand(batch, 3, 256, 256)
+        with torch.no_grad():
+            kp_source, kp_driving = generator.kp_detector(source), generator.kp_detector(driving)
+            generator.generator(source, kp_driving=kp_driving, kp_source=kp_source)
+            repeats = max(1, args.steps // 10)
+            started = time.perf_counter()
+            for _ in range(repeats):
+                generator.generator(source, kp_driving=kp_driving, kp_source=kp_source)
+            rate = repeats * batch / (time.perf_counter() - started)
+        results.append((f"FOMM vox-256 generator, 256x256, batch {batch}", rate, "frames/s"))
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="timed iterations per measurement")

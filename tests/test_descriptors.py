@@ -79,3 +79,21 @@ def test_canonical_order_is_stable_under_permutation():
     kp = {"value": points[:1], "jacobian": torch.arange(16.0).view(1, 4, 2, 2)}
     ordered = normalize_keypoints(kp, kp, kp, order=order)
     assert torch.allclose(ordered["jacobian"][0, 0], kp["jacobian"][0, 1])
+
+
+def test_perceptual_pyramid_offline_and_vgg19_from_a_weights_file(tmp_path):
+    import torchvision
+
+    from motionlab.losses.descriptor import FeaturePyramid, PerceptualPyramidLoss
+
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 64, 64)
+    effnet = PerceptualPyramidLoss(FeaturePyramid(), scales=(1.0, 0.5))
+    assert effnet(images, images).item() == 0.0
+    assert effnet(images, images.flip(-1)).item() > 0.1
+    weights = tmp_path / "vgg19.pth"
+    torch.save(torchvision.models.vgg19().state_dict(), weights)  # a real-architecture file, random weights
+    vgg = FeaturePyramid("vgg19", weights_path=str(weights))
+    assert [f.shape[1] for f in vgg(images)] == [64, 128, 256, 512, 512]
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        FeaturePyramid("vgg19")

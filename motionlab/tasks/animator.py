@@ -114,15 +114,3 @@ class AnimatorTask(MotionlabTask):
         self.eval_suites[split].reset()
         for name, value in values.items():
             self.log(f"{split}/{name}", value.float(), prog_bar=name == "l1")
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluation_epoch_end("val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluation_epoch_end("test")

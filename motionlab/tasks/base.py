@@ -45,5 +45,24 @@ class MotionlabTask(L.LightningModule):
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return {"model/params_total": total, "model/params_trainable": trainable, "model/params_frozen": total - trainable}
 
+    # Validation and test share one path; a task implements _evaluation_step / _evaluation_epoch_end.
+    def _evaluation_step(self, batch: dict, split: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not evaluate")
+
+    def _evaluation_epoch_end(self, split: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not evaluate")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluation_epoch_end("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end("test")
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["motionlab"] = {"task": self.task_name, "config": self.run_config, "torch": str(torch.__version__)}

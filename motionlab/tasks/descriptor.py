@@ -106,15 +106,3 @@ class DescriptorTask(MotionlabTask):
             return None
         weights = fit_keypoint_regressor(*train)
         return keypoint_regression_error(weights, *held_out, image_size=datasets[split].image_size or 1)
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluation_epoch_end("val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluation_epoch_end("test")

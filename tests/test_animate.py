@@ -106,3 +106,22 @@ def test_animate_real_driver_and_portrait(descriptor_checkpoint, tmp_path):
                             out, max_frames=20, side_by_side_out=tmp_path / "real_side.mp4")
     assert summary["frames"] == 20 and summary["fps"] == pytest.approx(25.0)
     assert count_video_frames(out) == 20
+
+
+def test_animate_with_a_fomm_release_checkpoint(toy_world, tmp_path):
+    """The published vox-256 format (kp_detector + generator + optimiser entries) drives a portrait at 256 x 256."""
+    from motionlab.models import create_model
+    from motionlab.models.fomm_io import save_fomm_checkpoint
+
+    torch.manual_seed(0)
+    release = save_fomm_checkpoint(create_model("fomm", setting="vox-256"), tmp_path / "vox-cpk.pth.tar", epoch=99)
+    with pytest.raises(ValueError, match="fomm_setting=vox-256"):
+        load_network(release)
+    summary = animate_files(release, toy_world / "id_0001.png", toy_world / "id_0001_video", tmp_path / "fomm.mp4",
+                            max_frames=2, fomm_setting="vox-256")
+    assert summary["frames"] == 2
+    import av
+
+    with av.open(str(tmp_path / "fomm.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (256, 256)

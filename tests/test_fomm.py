@@ -110,3 +110,19 @@ def test_random_warp_points_and_images_agree():
     expected = warp.warp_points(coordinate_grid(32, 32).view(1, -1, 2).expand(2, -1, -1)).view(2, 32, 32, 2).permute(0, 3, 1, 2)
     inside = expected.abs().amax(1) < 0.95
     assert torch.allclose(warped.permute(0, 2, 3, 1)[inside], expected.permute(0, 2, 3, 1)[inside], atol=1e-4)
+
+
+def test_export_cli_writes_the_release_format(descriptor_checkpoint, tmp_path):
+    import subprocess
+
+    from conftest import motionlab_bin, subprocess_env
+
+    out = tmp_path / "exported.pth.tar"
+    result = subprocess.run([motionlab_bin("motionlab-export"), "fomm", f"ckpt={descriptor_checkpoint}", f"out={out}"],
+                            capture_output=True, text=True, env=subprocess_env(tmp_path), timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    exported = torch.load(out, weights_only=True)
+    trained = torch.load(descriptor_checkpoint, weights_only=True)["state_dict"]
+    assert set(exported) == {"kp_detector", "generator", "epoch"}
+    for key, value in exported["kp_detector"].items():
+        assert torch.equal(value, trained[f"net.kp_detector.{key}"])

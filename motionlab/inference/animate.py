@@ -16,20 +16,37 @@ from motionlab.data.datasets import _to_tensor
 from motionlab.data.video_io import open_clip, read_image, write_gif, write_video
 from motionlab.descriptors import normalize_keypoints
 from motionlab.geometry import keypoints_to_pixels
+from motionlab.models import create_model
 from motionlab.models.fomm import FOMM
+from motionlab.models.fomm_io import FOMM_PARTS
 from motionlab.utils.checkpoint import load_checkpoint, load_state_dict_strict, submodule_state_dict
 
 
-def load_network(checkpoint_path: str | os.PathLike, prefix: str = "net") -> tuple[nn.Module, dict]:
-    """Rebuild the network stored in a motionlab checkpoint (weights-only read) and its run config."""
+def load_network(checkpoint_path: str | os.PathLike, prefix: str = "net", fomm_setting: str | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the network stored in a checkpoint (weights-only read) and a config dict describing it.
+
+    motionlab checkpoints carry their run config. A First Order Motion Model release checkpoint
+    (``kp_detector`` + ``generator`` entries) needs ``fomm_setting`` (``vox-256``, ``taichi-256`` or
+    ``mgif-256``) and runs at 256 x 256.
+    """
     checkpoint = load_checkpoint(checkpoint_path)
     meta = checkpoint.get("motionlab")
-    if not isinstance(meta, dict) or "config" not in meta:
-        raise ValueError(f"{checkpoint_path} is not a motionlab checkpoint (no 'motionlab' entry); train one with motionlab-train")
-    config = meta["config"]
-    net = instantiate(config["model"][prefix])
-    load_state_dict_strict(net, submodule_state_dict(checkpoint["state_dict"], prefix), str(checkpoint_path))
-    return net.eval(), config
+    if isinstance(meta, dict) and "config" in meta:
+        config = meta["config"]
+        net = instantiate(config["model"][prefix])
+        load_state_dict_strict(net, submodule_state_dict(checkpoint["state_dict"], prefix), str(checkpoint_path))
+        return net.eval(), config
+    if all(part in checkpoint for part in FOMM_PARTS):
+        if fomm_setting is None:
+            raise ValueError(f"{checkpoint_path} is a FOMM release checkpoint; say which with fomm_setting=vox-256, taichi-256 or mgif-256")
+        net = create_model("fomm", setting=fomm_setting)
+        for part in FOMM_PARTS:
+            load_state_dict_strict(getattr(net, part), checkpoint[part], f"{checkpoint_path} [{part}]")
+        return net.eval(), {"data": {"image_size": 256}, "model": {prefix: {"name": "fomm", "setting": fomm_setting}}}
+    raise ValueError(
+        f"{checkpoint_path} is not a motionlab checkpoint (no 'motionlab' entry) nor a FOMM release checkpoint "
+        f"(entries {sorted(checkpoint)[:8]}); train one with motionlab-train"
+    )
 
 
 KEYPOINT_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
@@ -65,8 +82,9 @@ class AnimatorPipeline:
         return isinstance(self.net, FOMM)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu", batch_size: int = 16, **options) -> "AnimatorPipeline":
-        net, config = load_network(path)
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu", batch_size: int = 16, fomm_setting: str | None = None,
+                        **options) -> "AnimatorPipeline":
+        net, config = load_network(path, fomm_setting=fomm_setting)
         return cls(net, int(config["data"]["image_size"]), device=device, batch_size=batch_size, **options)
 
     @torch.no_grad()
@@ -112,6 +130,7 @@ def animate_files(
     relative: bool = True,
     adapt_movement_scale: bool = False,
     side_by_side_out: str | os.PathLike | None = None,
+    fomm_setting: str | None = None,
 ) -> dict:
     """Animate ``portrait`` (an image) with ``driver`` (a video or frame folder) and write ``out`` (mp4).
 
@@ -119,7 +138,7 @@ def animate_files(
     that as an mp4, with the keypoints drawn on driver and result for keypoint models. Returns a summary.
     """
     pipeline = AnimatorPipeline.from_checkpoint(ckpt, device=device, batch_size=batch_size, relative=relative,
-                                                adapt_movement_scale=adapt_movement_scale)
+                                                adapt_movement_scale=adapt_movement_scale, fomm_setting=fomm_setting)
     clip = open_clip(driver)
     count = len(clip) if max_frames is None else min(len(clip), max_frames)
     frames = clip.get(range(count))

@@ -13,8 +13,6 @@ from torch import nn
 
 IMAGE_KEYS = ("source", "driver", "driver_next")
 KEYPOINT_KEYS = ("source_keypoints", "driver_keypoints")
-DESCRIPTOR_KEYS = ("source_descriptors", "driver_descriptors", "driver_next_descriptors")
-JACOBIAN_KEYS = ("source_descriptor_jacobians", "driver_descriptor_jacobians", "driver_next_descriptor_jacobians")
 
 
 def _per_sample(values: torch.Tensor) -> torch.Tensor:
@@ -25,9 +23,10 @@ class PairedAugmentation(nn.Module):
     """Random horizontal flip and colour jitter, shared by the images of each sample.
 
     Args:
-        hflip: probability of a horizontal flip (keypoint x becomes ``W - 1 - x``, normalised descriptor
-            x becomes ``-x`` and its Jacobian ``F J F`` with ``F = diag(-1, 1)``; left/right names are not
-            swapped, so keep it 0 when regressing named keypoints).
+        hflip: probability of a horizontal flip (keypoint x becomes ``W - 1 - x``; left/right names are
+            not swapped, so keep it 0 when regressing named keypoints). Refused for batches with cached
+            descriptors: a learnt detector is not mirror-symmetric, so its keypoints on a flipped image are
+            not the mirrored keypoints, and the cache would no longer describe the images.
         brightness, contrast, saturation: factors drawn from ``[1 - v, 1 + v]`` (brightness additive, ``[-v, v]``).
         hue: shift drawn from ``[-hue, hue]`` in radians.
     """
@@ -44,6 +43,8 @@ class PairedAugmentation(nn.Module):
     @torch.no_grad()
     def forward(self, batch: dict) -> dict:
         """Return a new batch dict; images (B, 3, H, W) in [0, 1], keypoints (B, K, 2) pixels."""
+        if self.hflip > 0 and any(key.endswith("descriptors") for key in batch):
+            raise ValueError("data.augmentation.hflip must be 0 with cached descriptors (a flipped image has other keypoints); set it to 0")
         reference = batch["driver"]
         b, device = reference.shape[0], reference.device
         width = reference.shape[-1]
@@ -63,15 +64,9 @@ class PairedAugmentation(nn.Module):
             image = KE.adjust_contrast(image, contrast)
             image = KE.adjust_saturation(image, saturation)
             out[key] = KE.adjust_hue(image, hue).clamp(0.0, 1.0)
-        for key in KEYPOINT_KEYS + DESCRIPTOR_KEYS:
+        for key in KEYPOINT_KEYS:
             if key in batch:
                 points = batch[key].clone()
-                points[flip, :, 0] = (width - 1 if key in KEYPOINT_KEYS else 0.0) - points[flip, :, 0]
+                points[flip, :, 0] = width - 1 - points[flip, :, 0]
                 out[key] = points
-        for key in JACOBIAN_KEYS:
-            if key in batch:
-                jacobian = batch[key].clone()
-                jacobian[flip, :, 0, 1] *= -1  # F J F flips the sign of the off-diagonal terms
-                jacobian[flip, :, 1, 0] *= -1
-                out[key] = jacobian
         return out

@@ -1,0 +1,229 @@
+"""Lip-sync networks in the SyncTalk_2D layout: the 328 U-Net, the ``ave`` audio encoder and SyncNet.
+
+Module names follow SyncTalk_2D so state dicts match its checkpoints key for key (556 tensors for the
+U-Net, 91 for the audio encoder, 224 for SyncNet). Shapes:
+
+- U-Net: image (B, 6, 320, 320) = reference frame + masked current frame in [0, 1]; audio (B, 32, 16, 16)
+  (``ave``), (B, 32, 32, 32) (``hubert``) or (B, 256, 16, 32) (``wenet``) -> (B, 3, 320, 320) in [0, 1].
+- Audio encoder: mel window (B, 1, 80, 16) -> (B, 512).
+- SyncNet: the 320 x 320 face crop (B, 3, 320, 320) and audio features (U-Net layout) -> two L2-normalised
+  (B, 4608) embeddings (512 x 3 x 3).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from motionlab.models.registry import register_model
+
+AUDIO_SHAPES = {"ave": (32, 16, 16), "hubert": (32, 32, 32), "wenet": (256, 16, 32)}
+WIDTHS = (32, 64, 128, 256, 512)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand, 3x3 depthwise (stride), 1x1 project; optional identity shortcut."""
+
+    def __init__(self, inp: int, oup: int, stride: int = 1, residual: bool = False, expand_ratio: int = 2):
+        super().__init__()
+        hidden = inp * expand_ratio
+        self.residual = residual
+        self.conv = nn.Sequential(
+            nn.Conv2d(inp, hidden, 1, 1, 0, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.residual else self.conv(x)
+
+
+class DoubleConvDW(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 2):
+        super().__init__()
+        self.double_conv = nn.Sequential(
+            InvertedResidual(in_channels, out_channels, stride=stride), InvertedResidual(out_channels, out_channels, residual=True)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.double_conv(x)
+
+
+class InConvDW(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.inconv = nn.Sequential(InvertedResidual(in_channels, out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inconv(x)
+
+
+class Down(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.maxpool_conv = nn.Sequential(DoubleConvDW(in_channels, out_channels, stride=2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool_conv(x)
+
+
+class Up(nn.Module):
+    """2x bilinear upsampling (align_corners=True, as trained), pad to the skip, concatenate, DoubleConvDW."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = DoubleConvDW(in_channels, out_channels, stride=1)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+        dy, dx = skip.shape[2] - x.shape[2], skip.shape[3] - x.shape[3]
+        x = F.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+        return self.conv(torch.cat([x, skip], dim=1))
+
+
+class OutConv(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class AudioConv(nn.Module):
+    """Per-mode audio feature trunk: maps the mode's (C, H, W) features to (512, 10, 10)."""
+
+    def __init__(self, mode: str):
+        super().__init__()
+        c = WIDTHS
+        if mode == "wenet":
+            self.conv1 = InvertedResidual(c[3], c[3], residual=True)
+            self.conv2 = InvertedResidual(c[3], c[3], residual=True)
+            self.conv3 = nn.Conv2d(c[3], c[3], kernel_size=3, padding=1, stride=(1, 2))
+        else:
+            self.conv1 = InvertedResidual(c[0], c[1])
+            self.conv2 = InvertedResidual(c[1], c[2])
+            self.conv3 = nn.Conv2d(c[2], c[3], kernel_size=3, padding=1, stride=2 if mode == "hubert" else 1)
+        self.bn3 = nn.BatchNorm2d(c[3])
+        self.conv4 = InvertedResidual(c[3], c[3], residual=True)
+        self.conv5 = nn.Conv2d(c[3], c[4], kernel_size=3, padding=3, stride=2)
+        self.bn5 = nn.BatchNorm2d(c[4])
+        self.conv6 = InvertedResidual(c[4], c[4], residual=True)
+        self.conv7 = InvertedResidual(c[4], c[4], residual=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv2(self.conv1(x))
+        x = self.conv4(F.relu(self.bn3(self.conv3(x))))
+        x = F.relu(self.bn5(self.conv5(x)))
+        return self.conv7(self.conv6(x))
+
+
+@register_model("lipsync_unet328")
+class LipSyncUNet(nn.Module):
+    """SyncTalk_2D's 328 U-Net: 5 downsamplings of the 6-channel 320 x 320 input, audio fused at 10 x 10.
+
+    Args:
+        mode: audio feature type, ``ave``, ``hubert`` or ``wenet`` (see :data:`AUDIO_SHAPES`).
+        in_channels: 6 (reference + masked current frame).
+    """
+
+    def __init__(self, mode: str = "ave", in_channels: int = 6):
+        super().__init__()
+        if mode not in AUDIO_SHAPES:
+            raise ValueError(f"lip-sync audio mode must be one of {sorted(AUDIO_SHAPES)}, got {mode!r}")
+        self.mode = mode
+        c = WIDTHS
+        self.audio_model = AudioConv(mode)
+        self.fuse_conv = nn.Sequential(DoubleConvDW(c[4] * 2, c[4], stride=1), DoubleConvDW(c[4], c[3], stride=1))
+        self.inc = InConvDW(in_channels, c[0])
+        self.down1, self.down2, self.down3 = Down(c[0], c[0]), Down(c[0], c[1]), Down(c[1], c[2])
+        self.down4, self.down5 = Down(c[2], c[3]), Down(c[3], c[4])
+        self.up1, self.up2, self.up3 = Up(c[4], c[3] // 2), Up(c[3], c[2] // 2), Up(c[2], c[1] // 2)
+        self.up4, self.up5 = Up(c[1], c[0]), Up(c[1], c[0] // 2)
+        self.outc = OutConv(c[0] // 2, 3)
+
+    def forward(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        if image.ndim != 4 or image.shape[1] != self.inc.inconv[0].conv[0].in_channels:
+            raise ValueError(f"U-Net image input must be (B, 6, H, W), got {tuple(image.shape)}")
+        if tuple(audio.shape[1:]) != AUDIO_SHAPES[self.mode]:
+            raise ValueError(f"U-Net ({self.mode}) audio input must be (B, {', '.join(map(str, AUDIO_SHAPES[self.mode]))}), got {tuple(audio.shape)}")
+        x1 = self.inc(image)
+        x2 = self.down1(x1)
+        x3 = self.down2(x2)
+        x4 = self.down3(x3)
+        x5 = self.down4(x4)
+        x6 = self.fuse_conv(torch.cat([self.down5(x5), self.audio_model(audio)], dim=1))
+        x = self.up5(self.up4(self.up3(self.up2(self.up1(x6, x5), x4), x3), x2), x1)
+        return torch.sigmoid(self.outc(x))
+
+
+class ConvBlock(nn.Module):
+    """Conv + BatchNorm (+ identity shortcut) + LeakyReLU(0.01): Wav2Lip / SyncTalk_2D's ``Conv2d``."""
+
+    def __init__(self, cin: int, cout: int, kernel_size, stride=1, padding=1, residual: bool = False):
+        super().__init__()
+        self.conv_block = nn.Sequential(nn.Conv2d(cin, cout, kernel_size, stride, padding), nn.BatchNorm2d(cout))
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv_block(x)
+        return F.leaky_relu(out + x if self.residual else out, 0.01)
+
+
+def _res(channels: int) -> ConvBlock:
+    return ConvBlock(channels, channels, 3, 1, 1, residual=True)
+
+
+@register_model("lipsync_audio_encoder_ave")
+class AudioEncoder(nn.Module):
+    """The ``ave`` audio encoder: a (B, 1, 80, 16) mel window -> (B, 512) (SyncTalk_2D ``audio_encoder_ave``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.audio_encoder = nn.Sequential(
+            ConvBlock(1, 32, 3, 1, 1), _res(32), _res(32),
+            ConvBlock(32, 64, 3, (3, 1), 1), _res(64), _res(64),
+            ConvBlock(64, 128, 3, 3, 1), _res(128), _res(128),
+            ConvBlock(128, 256, 3, (3, 2), 1), _res(256),
+            ConvBlock(256, 512, 3, 1, 0), ConvBlock(512, 512, 1, 1, 0),
+        )
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        if mel.ndim != 4 or tuple(mel.shape[1:]) != (1, 80, 16):
+            raise ValueError(f"audio encoder input must be (B, 1, 80, 16) mel windows, got {tuple(mel.shape)}")
+        return self.audio_encoder(mel).flatten(1)
+
+
+@register_model("lipsync_syncnet328")
+class SyncNet(nn.Module):
+    """SyncTalk_2D's ``syncnet_328``: face and audio encoders to L2-normalised 512-d embeddings."""
+
+    def __init__(self, mode: str = "ave"):
+        super().__init__()
+        if mode not in AUDIO_SHAPES:
+            raise ValueError(f"SyncNet audio mode must be one of {sorted(AUDIO_SHAPES)}, got {mode!r}")
+        self.mode = mode
+        self.face_encoder = nn.Sequential(
+            ConvBlock(3, 32, 7, 1, 3), ConvBlock(32, 32, 5, 2, 1),
+            ConvBlock(32, 64, 5, 2, 1), _res(64), _res(64),
+            ConvBlock(64, 128, 3, 2, 1), _res(128), _res(128), _res(128),
+            ConvBlock(128, 256, 3, 2, 1), _res(256), _res(256),
+            ConvBlock(256, 512, 3, 2, 1), _res(512), _res(512),
+            ConvBlock(512, 512, 3, 2, 1), ConvBlock(512, 512, 3, 1, 0), ConvBlock(512, 512, 1, 1, 0),
+        )
+        # input channels of the audio branch as released (wenet SyncNets take 128 channels, unlike the U-Net)
+        channels, stride = {"ave": (32, 1), "hubert": (32, (2, 2)), "wenet": (128, (1, 2))}[mode]
+        self.audio_encoder = nn.Sequential(
+            ConvBlock(channels, 128, 3, 1, 1), _res(128), _res(128),
+            ConvBlock(128, 256, 3, stride, 1), _res(256), _res(256),
+            ConvBlock(256, 256, 3, 2, 2), _res(256), _res(256),
+            ConvBlock(256, 512, 3, 2, 1), _res(512), _res(512),
+            ConvBlock(512, 512, 3, 1, 0), ConvBlock(512, 512, 1, 1, 0),
+        )
+
+    def forward(self, face: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (audio embedding, face embedding), each (B, D) with unit L2 norm."""
+        audio_embedding = F.normalize(self.audio_encoder(audio).flatten(1), p=2, dim=1)
+        face_embedding = F.normalize(self.face_encoder(face).flatten(1), p=2, dim=1)
+        return audio_embedding, face_embedding

@@ -159,20 +159,23 @@ class LipSyncUNet(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """Conv + BatchNorm (+ identity shortcut) + LeakyReLU(0.01): Wav2Lip / SyncTalk_2D's ``Conv2d``."""
+    """Conv + BatchNorm (+ identity shortcut) + LeakyReLU: Wav2Lip / SyncTalk_2D's ``Conv2d``.
 
-    def __init__(self, cin: int, cout: int, kernel_size, stride=1, padding=1, residual: bool = False):
+    SyncNet uses slope 0.01; the ``ave`` audio encoder was trained with plain ReLU (slope 0).
+    """
+
+    def __init__(self, cin: int, cout: int, kernel_size, stride=1, padding=1, residual: bool = False, negative_slope: float = 0.01):
         super().__init__()
         self.conv_block = nn.Sequential(nn.Conv2d(cin, cout, kernel_size, stride, padding), nn.BatchNorm2d(cout))
-        self.residual = residual
+        self.residual, self.negative_slope = residual, negative_slope
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv_block(x)
-        return F.leaky_relu(out + x if self.residual else out, 0.01)
+        return F.leaky_relu(out + x if self.residual else out, self.negative_slope)
 
 
-def _res(channels: int) -> ConvBlock:
-    return ConvBlock(channels, channels, 3, 1, 1, residual=True)
+def _res(channels: int, negative_slope: float = 0.01) -> ConvBlock:
+    return ConvBlock(channels, channels, 3, 1, 1, residual=True, negative_slope=negative_slope)
 
 
 @register_model("lipsync_audio_encoder_ave")
@@ -181,12 +184,16 @@ class AudioEncoder(nn.Module):
 
     def __init__(self):
         super().__init__()
+
+        def block(cin, cout, kernel, stride=1, padding=1):
+            return ConvBlock(cin, cout, kernel, stride, padding, negative_slope=0.0)
+
         self.audio_encoder = nn.Sequential(
-            ConvBlock(1, 32, 3, 1, 1), _res(32), _res(32),
-            ConvBlock(32, 64, 3, (3, 1), 1), _res(64), _res(64),
-            ConvBlock(64, 128, 3, 3, 1), _res(128), _res(128),
-            ConvBlock(128, 256, 3, (3, 2), 1), _res(256),
-            ConvBlock(256, 512, 3, 1, 0), ConvBlock(512, 512, 1, 1, 0),
+            block(1, 32, 3), _res(32, 0.0), _res(32, 0.0),
+            block(32, 64, 3, (3, 1)), _res(64, 0.0), _res(64, 0.0),
+            block(64, 128, 3, 3), _res(128, 0.0), _res(128, 0.0),
+            block(128, 256, 3, (3, 2)), _res(256, 0.0),
+            block(256, 512, 3, 1, 0), block(512, 512, 1, 1, 0),
         )
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,92 @@
+"""Audio features for lip-sync, exactly as SyncTalk_2D / Wav2Lip compute them.
+
+Mel: 16 kHz, pre-emphasis 0.97, STFT n_fft 800 / hop 200 / win 800 (80 mel frames per second),
+80 mel bands 55-7600 Hz, dB with a -100 dB floor and 20 dB reference, normalised to [-4, 4].
+Each video frame ``i`` at ``fps`` reads the 16 mel frames starting at ``int(80 * i / fps)``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import signal
+
+SAMPLE_RATE = 16000
+MEL_FRAMES_PER_SECOND = 80.0
+MEL_WINDOW = 16
+CONTEXT = 16  # per-frame features of frames [i - 8, i + 8)
+
+
+class AudioError(RuntimeError):
+    """Audio that cannot be used, with the file named."""
+
+
+def load_wav(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 samples at ``sample_rate`` (resampled when needed); unreadable or empty audio is an error."""
+    import librosa
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"audio {path} does not exist")
+    try:
+        wav, _ = librosa.load(str(path), sr=sample_rate, mono=True)
+    except Exception as error:  # soundfile / audioread raise many types for bad files
+        raise AudioError(f"audio {path} cannot be decoded ({error}); convert it to a 16 kHz mono WAV") from error
+    if wav.size == 0:
+        raise AudioError(f"audio {path} holds no samples")
+    return wav.astype(np.float32)
+
+
+def melspectrogram(wav: np.ndarray) -> np.ndarray:
+    """(T_mel, 80) normalised log-mel frames of 16 kHz ``wav``."""
+    import librosa
+
+    emphasised = signal.lfilter([1, -0.97], [1], wav)
+    spectrum = np.abs(librosa.stft(y=emphasised, n_fft=800, hop_length=200, win_length=800))
+    mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=800, n_mels=80, fmin=55, fmax=7600) @ spectrum
+    decibels = 20 * np.log10(np.maximum(1e-5, mel)) - 20.0
+    return np.clip(8.0 * ((decibels + 100.0) / 100.0) - 4.0, -4.0, 4.0).T.astype(np.float32)
+
+
+def video_frame_count(mel_frames: int, fps: float = 25.0) -> int:
+    """Video frames covered by ``mel_frames`` mel frames (SyncTalk_2D's count)."""
+    return int((mel_frames - MEL_WINDOW) / MEL_FRAMES_PER_SECOND * fps) + 2
+
+
+def mel_window_start(frame_index: int, mel_frames: int, fps: float = 25.0) -> int:
+    """First mel frame of video frame ``frame_index``'s 16-frame window (shifted back at the end)."""
+    start = int(MEL_FRAMES_PER_SECOND * (frame_index / float(fps)))
+    return max(0, min(start, mel_frames - MEL_WINDOW))
+
+
+def mel_windows(mel: np.ndarray, num_frames: int, fps: float = 25.0) -> torch.Tensor:
+    """(N, 1, 80, 16) mel windows for video frames 0 .. N-1."""
+    if mel.shape[0] < MEL_WINDOW:
+        raise AudioError(f"audio too short: {mel.shape[0]} mel frames, at least {MEL_WINDOW} (0.2 s) needed")
+    starts = [mel_window_start(i, mel.shape[0], fps) for i in range(num_frames)]
+    return torch.from_numpy(np.stack([mel[s : s + MEL_WINDOW].T for s in starts])).unsqueeze(1)
+
+
+def frame_context(features: torch.Tensor, index: int, width: int = CONTEXT) -> torch.Tensor:
+    """Features of frames ``[index - width/2, index + width/2)`` from (N, D...) ``features``, edge-padded."""
+    half = width // 2
+    positions = torch.arange(index - half, index + half).clamp(0, features.shape[0] - 1)
+    return features[positions]
+
+
+AUDIO_FEATURE_SHAPES = {"ave": (32, 16, 16), "hubert": (32, 32, 32), "wenet": (256, 16, 32)}
+
+
+def audio_input(features: torch.Tensor, index: int, mode: str) -> torch.Tensor:
+    """The U-Net's audio input for video frame ``index``: the frame's context reshaped to the mode's shape."""
+    expected = AUDIO_FEATURE_SHAPES[mode]
+    context = frame_context(features, index)
+    if context.numel() != int(np.prod(expected)):
+        raise AudioError(
+            f"{mode} features of shape {tuple(features.shape[1:])} per frame give {context.numel()} values for 16 frames of context; "
+            f"the U-Net expects {expected} ({int(np.prod(expected)) // CONTEXT} values per frame)"
+        )
+    return context.reshape(expected)

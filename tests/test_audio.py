@@ -1,0 +1,64 @@
+"""Audio features against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from motionlab.data.audio import (
+    AudioError,
+    audio_input,
+    frame_context,
+    load_wav,
+    mel_window_start,
+    mel_windows,
+    melspectrogram,
+    video_frame_count,
+)
+
+
+def test_mel_frame_count_range_and_peak_band():
+    t = np.arange(16000) / 16000.0
+    wav = (0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
+    mel = melspectrogram(wav)
+    assert mel.shape == (81, 80)  # 1 + 16000 / 200 frames (centred STFT)
+    assert mel.min() >= -4.0 and mel.max() <= 4.0
+    import librosa
+
+    centres = librosa.mel_frequencies(n_mels=82, fmin=55, fmax=7600)[1:-1]
+    assert abs(centres[mel[40].argmax()] - 1000.0) < 60.0  # the 1 kHz tone lands in the band around 1 kHz
+    assert np.allclose(melspectrogram(np.zeros(8000, np.float32)), -4.0)  # silence is the floor
+
+
+def test_window_indices_hand_computed():
+    assert [mel_window_start(i, 1000) for i in range(6)] == [0, 3, 6, 9, 12, 16]  # int(80 * i / 25)
+    assert mel_window_start(100, 200) == 184  # shifted back to stay inside the clip
+    assert video_frame_count(81) == 22  # int((81 - 16) / 80 * 25) + 2
+    mel = np.arange(40 * 80, dtype=np.float32).reshape(40, 80)
+    windows = mel_windows(mel, 3)
+    assert windows.shape == (3, 1, 80, 16)
+    assert torch.equal(windows[1, 0, :, 0], torch.from_numpy(mel[3]))
+
+
+def test_context_edge_padding_and_reshape():
+    features = torch.arange(20, dtype=torch.float32).view(20, 1).expand(20, 512)
+    context = frame_context(features, 2)
+    assert context[:, 0].tolist() == [0] * 7 + list(range(1, 10))  # frames -6..9, clamped at 0
+    assert frame_context(features, 19)[:, 0].tolist() == list(range(11, 20)) + [19] * 7
+    assert audio_input(features, 5, "ave").shape == (32, 16, 16)
+    with pytest.raises(AudioError, match=r"expects \(32, 32, 32\)"):
+        audio_input(features, 5, "hubert")
+
+
+def test_unreadable_audio_is_an_error(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....not audio")
+    with pytest.raises(AudioError, match="bad.wav"):
+        load_wav(bad)
+    with pytest.raises(AudioError, match="does not exist"):
+        load_wav(tmp_path / "missing.wav")
+    good = tmp_path / "tone.wav"
+    soundfile.write(good, np.zeros(44100, np.float32), 44100)
+    assert load_wav(good).shape == (16000,)  # resampled to 16 kHz

@@ -1,6 +1,7 @@
 """``motionlab-data``: data preparation commands.
 
     motionlab-data synth --out DIR --identities N --frames T --size S --seed X
+    motionlab-data talking VIDEO --out DIR [--fps 25] [--smooth 3]
 """
 
 from __future__ import annotations
@@ -22,6 +23,18 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _talking(args: argparse.Namespace) -> int:
+    from motionlab.data.talking import preprocess_talking_video
+
+    summary = preprocess_talking_video(args.video, args.out, fps=args.fps, smooth_window=args.smooth, progress=True)
+    print(
+        f"wrote {summary['frames']} frames at {summary['fps']:g} fps (source {summary['source_fps']:g} fps), "
+        f"{summary['audio_seconds']:.2f} s of 16 kHz audio and landmarks to {args.out}; "
+        f"frames without a face: {summary['frames_without_face']}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="motionlab-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -36,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--rotation", type=float, default=defaults.rotation, help="in-plane rotation amplitude (radians)")
     synth.add_argument("--scale", type=float, default=defaults.scale, help="relative scale amplitude")
     synth.set_defaults(run=_synth)
+    talking = commands.add_parser("talking", help="preprocess a talking-head video into the SyncTalk_2D layout")
+    talking.add_argument("video", help="input video with an audio stream")
+    talking.add_argument("--out", required=True, help="output folder")
+    talking.add_argument("--fps", type=float, default=25.0, help="output frame rate")
+    talking.add_argument("--smooth", type=int, default=3, help="landmark smoothing window in frames (1: off)")
+    talking.set_defaults(run=_talking)
     return parser
 
 
@@ -43,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
         print(f"motionlab-data {args.command}: error: {error}", file=sys.stderr)
         return 2
 

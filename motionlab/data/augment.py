@@ -24,9 +24,10 @@ class PairedAugmentation(nn.Module):
 
     Args:
         hflip: probability of a horizontal flip (keypoint x becomes ``W - 1 - x``; left/right names are
-            not swapped, so keep it 0 when regressing named keypoints). Refused for batches with cached
-            descriptors: a learnt detector is not mirror-symmetric, so its keypoints on a flipped image are
-            not the mirrored keypoints, and the cache would no longer describe the images.
+            not swapped, so keep it 0 when regressing named keypoints).
+
+    Batches with cached descriptors are refused: a learnt detector answers a flipped or recoloured image
+    with other keypoints (not the mirrored or the same ones), so the cache would no longer describe it.
         brightness, contrast, saturation: factors drawn from ``[1 - v, 1 + v]`` (brightness additive, ``[-v, v]``).
         hue: shift drawn from ``[-hue, hue]`` in radians.
     """
@@ -43,8 +44,9 @@ class PairedAugmentation(nn.Module):
     @torch.no_grad()
     def forward(self, batch: dict) -> dict:
         """Return a new batch dict; images (B, 3, H, W) in [0, 1], keypoints (B, K, 2) pixels."""
-        if self.hflip > 0 and any(key.endswith("descriptors") for key in batch):
-            raise ValueError("data.augmentation.hflip must be 0 with cached descriptors (a flipped image has other keypoints); set it to 0")
+        if any(key.endswith("descriptors") for key in batch):
+            raise ValueError("augmentations change what the descriptor model sees, so cached descriptors would not describe "
+                             "the augmented images; set data.augmentation=null with data.descriptor_checkpoint")
         reference = batch["driver"]
         b, device = reference.shape[0], reference.device
         width = reference.shape[-1]

@@ -1,0 +1,188 @@
+"""Talking-head preprocessing into the SyncTalk_2D layout, and its face crop rule.
+
+``preprocess_talking_video(video, out)`` writes::
+
+    out/<name>.mp4                  the source video (copied)
+    out/full_body_img/{i}.jpg       frames resampled to 25 fps
+    out/landmarks/{i}.lms           68 "x y" lines in full-frame pixels (dlib), temporally smoothed
+    out/aud.wav                     16 kHz mono audio
+    out/preprocess.json             counts: frames, source fps, frames without a detected face
+
+The crop is defined by landmark roles, so 68-point (dlib) and SyncTalk_2D's 110-point ``.lms`` files
+give the same square: from the jaw point on the left at eye height to its mirror on the right, starting
+at the middle of the nose bridge and as tall as it is wide; resized to 328 and cut to the inner 320.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from motionlab.data.video_io import ClipError
+
+log = logging.getLogger(__name__)
+CROP_SIZE, INNER_SIZE = 328, 320
+# Indices of the points the crop rule uses, per landmark convention (points per face -> role -> index).
+LANDMARK_ROLES = {
+    68: {"jaw_left": 1, "jaw_right": 15, "nose_bridge": 29},
+    110: {"jaw_left": 1, "jaw_right": 31, "nose_bridge": 52},
+}
+
+
+def read_lms(path: str | os.PathLike) -> np.ndarray:
+    """(P, 2) float32 landmarks of a ``.lms`` file (one "x y" line per point)."""
+    try:
+        points = np.loadtxt(path, dtype=np.float32, ndmin=2)
+    except (OSError, ValueError) as error:
+        raise ClipError(f"landmark file {path} cannot be read as 'x y' lines ({error})") from error
+    if points.shape[1] != 2 or points.shape[0] not in LANDMARK_ROLES:
+        raise ClipError(f"landmark file {path}: {points.shape[0]} points of {points.shape[1]} values; expected 68 or 110 'x y' lines")
+    return points
+
+
+def write_lms(path: str | os.PathLike, points: np.ndarray) -> None:
+    Path(path).write_text("\n".join(f"{x:.2f} {y:.2f}" for x, y in points) + "\n")
+
+
+def crop_box(points: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the square face crop for (P, 2) landmarks in the 68- or 110-point convention."""
+    roles = LANDMARK_ROLES.get(len(points))
+    if roles is None:
+        raise ValueError(f"no crop rule for {len(points)} landmarks; known conventions: {sorted(LANDMARK_ROLES)}")
+    x0, x1 = int(points[roles["jaw_left"], 0]), int(points[roles["jaw_right"], 0])
+    y0 = int(points[roles["nose_bridge"], 1])
+    if x1 <= x0:
+        raise ValueError(f"degenerate face crop: jaw points at x={x0} and x={x1}")
+    return x0, y0, x1, y0 + (x1 - x0)
+
+
+def crop_face(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The (320, 320, 3) inner face crop of an (H, W, 3) uint8 frame, and the box it came from.
+
+    The box is clipped to the frame; the 328 resize uses area interpolation, as SyncTalk_2D.
+    """
+    x0, y0, x1, y1 = crop_box(points)
+    h, w = image.shape[:2]
+    box = (max(0, x0), max(0, y0), min(w, x1), min(h, y1))
+    crop = Image.fromarray(image[box[1] : box[3], box[0] : box[2]]).resize((CROP_SIZE, CROP_SIZE), Image.BOX)
+    margin = (CROP_SIZE - INNER_SIZE) // 2
+    return np.asarray(crop)[margin : margin + INNER_SIZE, margin : margin + INNER_SIZE], box
+
+
+def resample_indices(source_frames: int, source_fps: float, fps: float = 25.0) -> np.ndarray:
+    """Source frame shown at each output frame time ``i / fps`` (nearest earlier frame), covering the clip."""
+    duration = source_frames / source_fps
+    count = int(np.floor(duration * fps + 1e-6))
+    return np.minimum(np.floor(np.arange(count) / fps * source_fps + 1e-6).astype(int), source_frames - 1)
+
+
+def smooth_landmarks(landmarks: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average over time of (T, P, 2) landmarks (edges use the frames that exist)."""
+    if window <= 1:
+        return landmarks
+    half = window // 2
+    kernel = np.ones(window)
+    padded = np.pad(landmarks, ((half, half), (0, 0), (0, 0)), mode="constant")
+    weights = np.convolve(np.pad(np.ones(len(landmarks)), half), kernel, mode="valid")
+    summed = np.apply_along_axis(lambda series: np.convolve(series, kernel, mode="valid"), 0, padded)
+    return (summed / weights[:, None, None]).astype(np.float32)
+
+
+class DlibLandmarks:
+    """dlib's HOG face detector + the 68-point shape predictor shipped in ``face-recognition-models``."""
+
+    def __init__(self):
+        import importlib.util
+
+        import dlib
+
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError("face-recognition-models is not installed; run `make setup` (it ships the 68-point model)")
+        model = Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(model))
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray | None:
+        """(68, 2) landmarks of the largest face in an RGB frame, or None."""
+        faces = self.detector(frame, 0) or self.detector(frame, 1)
+        if not faces:
+            return None
+        face = max(faces, key=lambda r: r.width() * r.height())
+        shape = self.predictor(frame, face)
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
+def extract_audio(video: Path, out: Path, sample_rate: int = 16000) -> float:
+    """Decode the first audio stream, resample to mono ``sample_rate`` and write a WAV; returns seconds."""
+    import av
+    import soundfile
+
+    with av.open(str(video)) as container:
+        if not container.streams.audio:
+            raise ClipError(f"{video} has no audio stream; talking-head preprocessing needs the speech")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks = []
+        for frame in container.decode(audio=0):
+            chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(frame))
+        chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(None))
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if samples.size == 0:
+        raise ClipError(f"{video}: the audio stream decodes to no samples")
+    soundfile.write(str(out), samples, sample_rate, subtype="PCM_16")
+    return samples.size / sample_rate
+
+
+def preprocess_talking_video(video: str | os.PathLike, out: str | os.PathLike, fps: float = 25.0, smooth_window: int = 3,
+                             progress: bool = False, landmarker=None) -> dict:
+    """Write ``video`` in the SyncTalk_2D layout under ``out``; returns the summary written to preprocess.json."""
+    import decord
+
+    video, out = Path(video), Path(out)
+    if not video.is_file():
+        raise ClipError(f"video {video} does not exist")
+    try:
+        reader = decord.VideoReader(str(video), ctx=decord.cpu(0))
+    except Exception as error:
+        raise ClipError(f"video {video} cannot be opened ({error})") from error
+    source_fps = float(reader.get_avg_fps())
+    indices = resample_indices(len(reader), source_fps, fps)
+    if len(indices) == 0:
+        raise ClipError(f"video {video} is shorter than one frame at {fps} fps")
+    for sub in ("full_body_img", "landmarks"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy(video, out / video.name)
+    seconds = extract_audio(video, out / "aud.wav")
+    landmarker = landmarker or DlibLandmarks()
+    found: list[np.ndarray | None] = []
+    iterator = enumerate(indices)
+    if progress:
+        from rich.progress import track
+
+        iterator = track(iterator, total=len(indices), description=f"landmarks of {video.name}")
+    for i, source_index in iterator:
+        frame = reader[int(source_index)].asnumpy()
+        Image.fromarray(frame).save(out / "full_body_img" / f"{i}.jpg", quality=95)
+        found.append(landmarker(frame))
+    missing = [i for i, points in enumerate(found) if points is None]
+    if len(missing) == len(found):
+        raise ClipError(f"{video}: no face was found in any of its {len(found)} frames")
+    valid = [i for i, points in enumerate(found) if points is not None]
+    for i in missing:  # the previous frame's landmarks (the first valid ones before any detection)
+        earlier = [j for j in valid if j < i]
+        found[i] = found[earlier[-1] if earlier else valid[0]]
+    landmarks = smooth_landmarks(np.stack(found), smooth_window)
+    for i, points in enumerate(landmarks):
+        write_lms(out / "landmarks" / f"{i}.lms", points)
+    summary = {"video": str(video), "frames": len(indices), "fps": fps, "source_fps": source_fps, "audio_seconds": seconds,
+               "frames_without_face": len(missing), "frames_without_face_indices": missing, "smooth_window": smooth_window}
+    if missing:
+        log.warning("%s: no face in %d of %d frames (%s...); used the previous frame's landmarks", video, len(missing), len(found), missing[:10])
+    (out / "preprocess.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,95 @@
+"""Talking-head preprocessing on real files: a video with audio written here, and the shared real clip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+from motionlab.cli.data import main as data_main
+from motionlab.data.talking import crop_box, crop_face, read_lms, resample_indices, smooth_landmarks, write_lms
+from motionlab.data.video_io import ClipError, write_video
+
+from conftest import SHARED
+
+
+def _face_video(path, frames: int = 30, fps: float = 30.0, with_face=lambda i: True):
+    """A real photo of a face (scikit-image's astronaut), drifting, with a 440 Hz tone."""
+    from skimage import data
+
+    photo = data.astronaut()[:320, 80:400]
+    blank = np.full_like(photo, 127)
+    images = [np.roll(photo, i, axis=1) if with_face(i) else blank for i in range(frames)]
+    t = np.arange(int(48000 * frames / fps)) / 48000
+    write_video(path, images, fps=fps, crf=12, audio=(0.3 * np.sin(2 * np.pi * 440 * t).astype(np.float32), 48000))
+    return path
+
+
+def test_resample_to_25_fps():
+    assert len(resample_indices(354, 30.0)) == 295  # 11.8 s
+    assert resample_indices(6, 30.0).tolist() == [0, 1, 2, 3, 4]  # 0.2 s: frames at 0, 40, 80, 120, 160 ms
+    assert resample_indices(50, 25.0).tolist() == list(range(50))
+
+
+def test_crop_rule_for_68_and_110_points(tmp_path):
+    points68 = np.zeros((68, 2), np.float32)
+    points68[1], points68[15], points68[29] = (100, 200), (300, 210), (200, 150)
+    assert crop_box(points68) == (100, 150, 300, 350)
+    points110 = np.zeros((110, 2), np.float32)
+    points110[1], points110[31], points110[52] = (100, 200), (300, 210), (200, 150)
+    assert crop_box(points110) == (100, 150, 300, 350)
+    write_lms(tmp_path / "0.lms", points110)
+    assert np.allclose(read_lms(tmp_path / "0.lms"), points110)
+    (tmp_path / "bad.lms").write_text("1 2\n3 4\n")
+    with pytest.raises(ClipError, match="expected 68 or 110"):
+        read_lms(tmp_path / "bad.lms")
+    crop, box = crop_face(np.zeros((480, 640, 3), np.uint8), points68)
+    assert crop.shape == (320, 320, 3) and box == (100, 150, 300, 350)
+
+
+def test_smoothing_keeps_constant_tracks_and_damps_jitter():
+    track = np.zeros((9, 68, 2), np.float32)
+    assert np.allclose(smooth_landmarks(track + 5, 3), 5)
+    track[4] += 3.0
+    assert smooth_landmarks(track, 3)[4].max() == pytest.approx(1.0)
+
+
+def test_preprocess_a_video_with_audio(tmp_path):
+    video = _face_video(tmp_path / "talk.mp4", with_face=lambda i: i not in (10, 11))
+    out = tmp_path / "talk"
+    assert data_main(["talking", str(video), "--out", str(out)]) == 0
+    summary = json.loads((out / "preprocess.json").read_text())
+    assert summary["frames"] == 25 and summary["source_fps"] == pytest.approx(30.0)
+    frames = sorted(out.glob("full_body_img/*.jpg"))
+    assert len(frames) == 25 and len(list(out.glob("landmarks/*.lms"))) == 25
+    # frames 10 and 11 of the 30 fps source hold no face: output frames showing them reuse the previous landmarks
+    assert summary["frames_without_face"] == len(summary["frames_without_face_indices"]) > 0
+    points = read_lms(out / "landmarks" / "3.lms")
+    assert points.shape == (68, 2) and 0 < points[:, 0].min() and points[:, 0].max() < 320
+    audio, rate = soundfile.read(out / "aud.wav")
+    assert rate == 16000 and audio.ndim == 1 and abs(len(audio) / rate - 1.0) < 0.05
+    with Image.open(frames[0]) as image:
+        assert image.size == (320, 320)
+    assert (out / "talk.mp4").is_file()
+
+
+def test_a_clip_without_any_face_is_an_error(tmp_path):
+    video = _face_video(tmp_path / "empty.mp4", frames=10, with_face=lambda i: False)
+    with pytest.raises(ClipError, match="no face was found"):
+        from motionlab.data.talking import preprocess_talking_video
+
+        preprocess_talking_video(video, tmp_path / "out")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "data" / "real" / "drivers" / "human_talk_d3.mp4").is_file(), reason="../shared/data/real is not present")
+def test_preprocess_the_real_talking_clip(tmp_path):
+    out = tmp_path / "d3"
+    assert data_main(["talking", str(SHARED / "data" / "real" / "drivers" / "human_talk_d3.mp4"), "--out", str(out)]) == 0
+    summary = json.loads((out / "preprocess.json").read_text())
+    assert summary["frames"] == 295 and summary["frames_without_face"] == 0
+    assert len(list(out.glob("landmarks/*.lms"))) == 295
+    assert soundfile.info(out / "aud.wav").samplerate == 16000

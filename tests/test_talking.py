@@ -93,3 +93,23 @@ def test_preprocess_the_real_talking_clip(tmp_path):
     assert summary["frames"] == 295 and summary["frames_without_face"] == 0
     assert len(list(out.glob("landmarks/*.lms"))) == 295
     assert soundfile.info(out / "aud.wav").samplerate == 16000
+
+
+def test_toy_talking_clip_layout_and_sync(tmp_path):
+    import av
+
+    from motionlab.data.audio import load_wav
+    from motionlab.data.talking import mouth_from_audio
+
+    out = tmp_path / "toy"
+    assert data_main(["synth-talking", "--out", str(out), "--seconds", "2", "--size", "128", "--seed", "3"]) == 0
+    assert len(list(out.glob("full_body_img/*.jpg"))) == 50 and len(list(out.glob("landmarks/*.lms"))) == 50
+    box = crop_box(read_lms(out / "landmarks" / "0.lms"))
+    assert 0 <= box[0] < box[2] <= 128
+    wav = load_wav(out / "aud.wav")
+    assert len(wav) == 32000
+    mouth = np.load(out / "mouth.npy")
+    assert np.allclose(mouth, mouth_from_audio(wav, 50), atol=0.02)  # the mouth follows the audio it was made from
+    assert mouth.max() == pytest.approx(1.0) and mouth.min() < 0.2
+    with av.open(str(out / "toy_talk.mp4")) as container:
+        assert container.streams.video[0].frames == 50 and container.streams.audio

@@ -2,6 +2,7 @@
 
     motionlab-data synth --out DIR --identities N --frames T --size S --seed X
     motionlab-data talking VIDEO --out DIR [--fps 25] [--smooth 3]
+    motionlab-data synth-talking --out DIR [--seconds 4] [--size 256] [--seed 0]
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ def _talking(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth_talking(args: argparse.Namespace) -> int:
+    from motionlab.data.talking import synth_talking_clip
+
+    summary = synth_talking_clip(args.out, seconds=args.seconds, size=args.size, seed=args.seed)
+    print(f"wrote a toy talking head: {summary['frames']} frames at {summary['fps']:g} fps, {summary['size']}px, to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="motionlab-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     talking.add_argument("--fps", type=float, default=25.0, help="output frame rate")
     talking.add_argument("--smooth", type=int, default=3, help="landmark smoothing window in frames (1: off)")
     talking.set_defaults(run=_talking)
+    toy = commands.add_parser("synth-talking", help="render a toy talking head whose mouth follows synthetic speech")
+    toy.add_argument("--out", required=True)
+    toy.add_argument("--seconds", type=float, default=4.0)
+    toy.add_argument("--size", type=int, default=256)
+    toy.add_argument("--seed", type=int, default=0)
+    toy.set_defaults(run=_synth_talking)
     return parser
 
 

@@ -200,6 +200,33 @@ def keypoints(style: CharacterStyle, frame: dict[str, float], size: int) -> np.n
     return canvas_to_pixels(_local_to_canvas(local, frame), size).astype(np.float32)
 
 
+def landmarks68(style: CharacterStyle, frame: dict[str, float], size: int) -> np.ndarray:
+    """(68, 2) float32 pixel landmarks in dlib's 68-point convention, from the character's geometry.
+
+    Jaw 0-16 along the lower face outline (left to right), brows 17-26, nose bridge 27-30 down to the
+    tip, nostrils 31-35, eyes 36-47 (six points on each eye outline), outer lips 48-59, inner lips 60-67.
+    """
+    fw, fh, cy = style.face_width, style.face_height, 0.05
+    jaw_angles = np.linspace(np.pi, 0.0, 17)  # from the left side at eye height, round the chin, to the right
+    jaw = np.stack([fw * np.cos(jaw_angles), cy + fh * np.sin(jaw_angles)], axis=1)
+    jaw[:, 1] = np.maximum(jaw[:, 1], style.eye_height)
+    ex, ey, r = style.eye_spacing, style.eye_height, style.eye_radius
+    brow_y = ey - r - 0.07 - 0.05 * frame["brow"]
+    brows = [(side * ex + dx * 1.2 * r, brow_y) for side in (-1.0, 1.0) for dx in np.linspace(-1, 1, 5)]
+    nose = [(0.0, y) for y in np.linspace(ey, 0.14, 4)] + [(dx, 0.16) for dx in np.linspace(-0.05, 0.05, 5)]
+    eye_open = 0.005 + 0.8 * r * max(1.0 - frame["blink"], 0.0)
+    eye_angles = np.array([np.pi, 2 * np.pi / 3, np.pi / 3, 0.0, -np.pi / 3, -2 * np.pi / 3])
+    eyes = [(side * ex + r * np.cos(a), ey - eye_open * np.sin(a)) for side in (-1.0, 1.0) for a in eye_angles]
+    half_height = 0.015 + 0.09 * frame["mouth"]
+    outer_angles = np.pi - np.arange(12) * 2 * np.pi / 12
+    outer = [(style.mouth_width * np.cos(a), 0.30 - half_height * np.sin(a)) for a in outer_angles]
+    inner_angles = np.pi - np.arange(8) * 2 * np.pi / 8
+    inner_height = max(half_height - 0.022, 0.0)
+    inner = [(0.8 * style.mouth_width * np.cos(a), 0.30 - inner_height * np.sin(a)) for a in inner_angles]
+    local = np.concatenate([jaw, np.array(brows), np.array(nose), np.array(eyes), np.array(outer), np.array(inner)])
+    return canvas_to_pixels(_local_to_canvas(local, frame), size).astype(np.float32)
+
+
 def _ellipse_sdf(x: np.ndarray, y: np.ndarray, cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
     """Signed distance to an axis-aligned ellipse along the ray from its centre (negative inside).
 

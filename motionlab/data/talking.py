@@ -8,6 +8,8 @@
     out/aud.wav                     16 kHz mono audio
     out/preprocess.json             counts: frames, source fps, frames without a detected face
 
+``synth_talking_clip`` writes a toy talking head in the same layout, for tests that need no camera.
+
 The crop is defined by landmark roles, so 68-point (dlib) and SyncTalk_2D's 110-point ``.lms`` files
 give the same square: from the jaw point on the left at eye height to its mirror on the right, starting
 at the middle of the nose bridge and as tall as it is wide; resized to 328 and cut to the inner 320.
@@ -186,3 +188,63 @@ def preprocess_talking_video(video: str | os.PathLike, out: str | os.PathLike, f
         log.warning("%s: no face in %d of %d frames (%s...); used the previous frame's landmarks", video, len(missing), len(found), missing[:10])
     (out / "preprocess.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def speech_like_audio(seconds: float, rng: np.random.Generator, sample_rate: int = 16000) -> np.ndarray:
+    """Procedural speech-like audio: voiced syllables (harmonic tones with a wandering pitch under smooth
+    envelopes) separated by pauses, plus a little breath noise. Float32 in [-1, 1]."""
+    total = int(seconds * sample_rate)
+    audio = np.zeros(total, np.float32)
+    t = 0.15
+    while t < seconds - 0.15:
+        duration = rng.uniform(0.10, 0.30)
+        start, stop = int(t * sample_rate), min(total, int((t + duration) * sample_rate))
+        n = stop - start
+        time = np.arange(n) / sample_rate
+        pitch = rng.uniform(100, 220) * (1 + 0.08 * np.sin(2 * np.pi * rng.uniform(2, 5) * time))
+        phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+        voiced = sum(np.sin(k * phase) / k**1.2 for k in range(1, 9))
+        audio[start:stop] += (np.hanning(n) * rng.uniform(0.3, 0.8) * voiced / 2.5).astype(np.float32)
+        t += duration + (rng.uniform(0.25, 0.6) if rng.random() < 0.3 else rng.uniform(0.02, 0.08))
+    audio += rng.normal(0, 0.003, total).astype(np.float32)
+    return np.clip(audio, -1.0, 1.0)
+
+
+def mouth_from_audio(audio: np.ndarray, frames: int, fps: float = 25.0, sample_rate: int = 16000) -> np.ndarray:
+    """(frames,) mouth opening in [0, 1]: the RMS envelope of each video frame's audio, scaled to its 95th percentile."""
+    per_frame = sample_rate / fps
+    rms = np.array([np.sqrt(np.mean(audio[int(i * per_frame) : int((i + 1) * per_frame)] ** 2) + 1e-12) for i in range(frames)])
+    return np.clip(rms / max(np.percentile(rms, 95), 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def synth_talking_clip(out: str | os.PathLike, seconds: float = 4.0, size: int = 256, seed: int = 0, fps: float = 25.0, name: str = "toy_talk") -> dict:
+    """A toy talking head in the SyncTalk_2D layout whose mouth follows its own speech-like audio.
+
+    Writes ``<name>.mp4`` (H.264 + AAC), ``full_body_img/{i}.jpg``, ``landmarks/{i}.lms`` (68 points),
+    ``aud.wav`` (16 kHz) and ``mouth.npy`` (the ground-truth opening per frame). Deterministic by seed.
+    """
+    import soundfile
+
+    from motionlab.data.synthetic import MOTION_FIELDS, MotionRange, landmarks68, render_frame, sample_motion, sample_style
+    from motionlab.data.video_io import write_video
+
+    out = Path(out)
+    for sub in ("full_body_img", "landmarks"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    style = sample_style(rng)
+    frames = int(seconds * fps)
+    audio = speech_like_audio(frames / fps, rng)
+    motion = sample_motion(rng, frames, MotionRange(translation=0.03, rotation=0.06, scale=0.03, fps=fps))
+    motion["mouth"] = mouth_from_audio(audio, frames, fps)
+    images = []
+    for i in range(frames):
+        frame = {field: float(motion[field][i]) for field in MOTION_FIELDS}
+        image = render_frame(style, frame, size)
+        images.append(image)
+        Image.fromarray(image).save(out / "full_body_img" / f"{i}.jpg", quality=95)
+        write_lms(out / "landmarks" / f"{i}.lms", landmarks68(style, frame, size))
+    soundfile.write(str(out / "aud.wav"), audio, 16000, subtype="PCM_16")
+    write_video(out / f"{name}.mp4", images, fps=fps, audio=(audio, 16000))
+    np.save(out / "mouth.npy", motion["mouth"])
+    return {"frames": frames, "fps": fps, "seconds": frames / fps, "size": size}

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from motionlab.cli.subcommands import dispatch
 from motionlab.data.datasets import discover_clips
 from motionlab.utils.config import validate_config
-
-KINDS = ("descriptors",)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="cache")
@@ -28,11 +25,7 @@ def _descriptors(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in KINDS:
-        print(f"usage: motionlab-cache {{{','.join(KINDS)}}} ckpt=PATH [data=...] [hydra overrides]", file=sys.stderr)
-        sys.exit(2)
-    sys.argv.pop(1)
-    _descriptors()
+    dispatch("motionlab-cache", {"descriptors": _descriptors}, "ckpt=PATH [data=...] [hydra overrides]")
 
 
 if __name__ == "__main__":

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
+from motionlab.cli.subcommands import dispatch
 from motionlab.inference.animate import load_network
 from motionlab.models.fomm import FOMM
 from motionlab.models.fomm_io import save_fomm_checkpoint
 from motionlab.utils.config import resolved_container
-
-KINDS = ("fomm",)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
@@ -26,11 +23,7 @@ def _fomm(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in KINDS:
-        print(f"usage: motionlab-export {{{','.join(KINDS)}}} ckpt=PATH out=PATH", file=sys.stderr)
-        sys.exit(2)
-    sys.argv.pop(1)
-    _fomm()
+    dispatch("motionlab-export", {"fomm": _fomm}, "ckpt=PATH out=PATH")
 
 
 if __name__ == "__main__":

@@ -129,3 +129,22 @@ def test_wandb_offline_run_in_the_run_folder(tmp_path, monkeypatch):
 
     assert wandb.run is None  # train() finished the run
     assert metrics["model/params_total"] > 0
+
+
+def test_debug_fast_dev_run_preset(tmp_path):
+    overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("callbacks.")]
+    cfg = compose_train(["experiment=quickstart", "debug=fdr", *overrides], tmp_path / "run")
+    assert cfg.task_name == "debug" and cfg.trainer.fast_dev_run and not cfg.callbacks and not cfg.logger
+    _, objects = train(cfg)
+    assert objects["trainer"].global_step == 1
+
+
+def test_hparams_search_config_declares_a_sweep():
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="motionlab.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=quickstart", "hparams_search=animator_lr"], return_hydra_config=True)
+    assert cfg.optimized_metric == "val/l1"
+    assert set(cfg.hydra.sweeper.params) == {"model.optimizer.lr", "loss.identity"}

@@ -95,6 +95,7 @@ def _worker(rank: int, world: int, port: int, queue) -> None:
         local.update(data["generated"][rank::world], data["driver"][rank::world])
         if rank == 0:
             queue.put((values, float(local.compute())))
+        dist.barrier()  # both ranks are done with collectives before either tears its gloo threads down
     finally:
         dist.destroy_process_group()
 

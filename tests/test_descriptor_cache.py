@@ -8,7 +8,6 @@ import shutil
 import subprocess
 
 import numpy as np
-import pytest
 import torch
 
 from motionlab.data.datamodule import PortraitVideoDataModule

@@ -112,7 +112,7 @@ def uniform_frame_indices(length: int, max_frames: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, length - 1, max_frames).round().astype(np.int64))
 
 
-def _to_tensor(frames: np.ndarray, size: int | None) -> torch.Tensor:
+def frames_to_tensor(frames: np.ndarray, size: int | None) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, S, S) float in [0, 1], resized with antialiasing when ``size`` is set."""
     if size is not None and frames.shape[1:3] != (size, size):
         frames = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BICUBIC)) for f in frames])
@@ -219,16 +219,16 @@ class PortraitVideoDataset(Dataset):
         t_next = self._neighbour(t, length)
         frames = clip.get([t, t_next])
         stored_size = frames.shape[1:3]
-        driver, driver_next = _to_tensor(frames, self.image_size)
+        driver, driver_next = frames_to_tensor(frames, self.image_size)
         if record.portrait is not None:
             portrait = read_image(record.portrait)
             stored_portrait_size = portrait.shape[:2]
-            source = _to_tensor(portrait[None], self.image_size)[0]
+            source = frames_to_tensor(portrait[None], self.image_size)[0]
             source_index = -1
         else:
             source_index = 0 if self.source_frame == "first" else int(torch.randint(0, length, ()).item())
             stored_portrait_size = stored_size
-            source = _to_tensor(clip.get([source_index]), self.image_size)[0]
+            source = frames_to_tensor(clip.get([source_index]), self.image_size)[0]
         sample = {
             "source": source,
             "driver": driver,
@@ -265,10 +265,10 @@ class PortraitVideoDataset(Dataset):
     def clip_frames(self, clip_id: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The source image and the first ``count`` frames of clip ``clip_id``: (3, S, S), (T, 3, S, S)."""
         clip = self._clip(clip_id)
-        frames = _to_tensor(clip.get(range(min(count, len(clip)))), self.image_size)
+        frames = frames_to_tensor(clip.get(range(min(count, len(clip)))), self.image_size)
         record = self.records[clip_id]
         if record.portrait is not None:
-            source = _to_tensor(read_image(record.portrait)[None], self.image_size)[0]
+            source = frames_to_tensor(read_image(record.portrait)[None], self.image_size)[0]
         else:
             source = frames[0]
         return source, frames

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from motionlab.data.datasets import ClipRecord, _to_tensor
+from motionlab.data.datasets import ClipRecord, frames_to_tensor
 from motionlab.data.video_io import open_clip, read_image
 from motionlab.utils.io import atomic_open, write_json
 
@@ -98,11 +98,11 @@ class DescriptorCache:
         clips = {}
         for record in records:
             clip = open_clip(record.clip)
-            outputs = [detector(_to_tensor(clip.get(range(s, min(s + batch_size, len(clip)))), self.image_size).to(device))
+            outputs = [detector(frames_to_tensor(clip.get(range(s, min(s + batch_size, len(clip)))), self.image_size).to(device))
                        for s in range(0, len(clip), batch_size)]
             arrays = {key: torch.cat([o[key] for o in outputs]).cpu().numpy() for key in ("value", "jacobian") if key in outputs[0]}
             if record.portrait is not None:
-                portrait = detector(_to_tensor(read_image(record.portrait)[None], self.image_size).to(device))
+                portrait = detector(frames_to_tensor(read_image(record.portrait)[None], self.image_size).to(device))
                 arrays.update({f"portrait_{key}": portrait[key][0].cpu().numpy() for key in ("value", "jacobian") if key in portrait})
             name = f"{record.identity}.npz"
             with atomic_open(self.root / name, "wb") as file:

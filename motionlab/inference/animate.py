@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from motionlab.callbacks.preview import side_by_side
-from motionlab.data.datasets import _to_tensor
+from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.video_io import open_clip, read_image, write_gif, write_video
 from motionlab.descriptors import normalize_keypoints
 from motionlab.geometry import keypoints_to_pixels
@@ -91,13 +91,13 @@ class AnimatorPipeline:
     def animate(self, portrait: np.ndarray, frames: np.ndarray) -> Iterator[dict[str, torch.Tensor]]:
         """Yield batches for (T, H, W, 3) uint8 ``frames``: ``source``, ``driver``, ``generated`` (N, 3, S, S) and,
         for keypoint models, ``driver_keypoints`` / ``generated_keypoints`` (N, K, 2) in pixels."""
-        source = _to_tensor(portrait[None], self.image_size).to(self.device)
+        source = frames_to_tensor(portrait[None], self.image_size).to(self.device)
         kp_source = kp_initial = None
         if self.has_keypoints:
             kp_source = self.net.kp_detector(source)
-            kp_initial = self.net.kp_detector(_to_tensor(frames[:1], self.image_size).to(self.device))
+            kp_initial = self.net.kp_detector(frames_to_tensor(frames[:1], self.image_size).to(self.device))
         for start in range(0, len(frames), self.batch_size):
-            driver = _to_tensor(frames[start : start + self.batch_size], self.image_size).to(self.device)
+            driver = frames_to_tensor(frames[start : start + self.batch_size], self.image_size).to(self.device)
             sources = source.expand(driver.shape[0], -1, -1, -1)
             if not self.has_keypoints:
                 yield {"source": sources, "driver": driver, "generated": self.net(sources, driver)["image"].clamp(0, 1)}

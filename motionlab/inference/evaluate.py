@@ -16,7 +16,7 @@ import torch
 from hydra.utils import instantiate
 
 from motionlab.callbacks.preview import side_by_side
-from motionlab.data.datasets import _to_tensor
+from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.video_io import VIDEO_EXTENSIONS, ClipError, open_clip, read_image, write_gif
 from motionlab.inference.animate import load_network
 from motionlab.metrics.suite import EvaluationSuite
@@ -82,14 +82,14 @@ def clips_from_folders(generated_dir: str | os.PathLike, driver_dir: str | os.Pa
         frames = min(len(generated_clip), len(driver_clip), max_frames or 10**9)
         if frames < len(driver_clip) or frames < len(generated_clip):
             log.warning("clip %s: scoring the first %d frames (generated %d, driver %d)", name, frames, len(generated_clip), len(driver_clip))
-        driver = _to_tensor(driver_clip.get(range(frames)), image_size)
-        generated = _to_tensor(generated_clip.get(range(frames)), image_size)
+        driver = frames_to_tensor(driver_clip.get(range(frames)), image_size)
+        generated = frames_to_tensor(generated_clip.get(range(frames)), image_size)
         if portrait_dir is not None:
             candidates = [Path(portrait_dir) / f"{name}{ext}" for ext in (".png", ".jpg", ".jpeg")]
             path = next((c for c in candidates if c.is_file()), None)
             if path is None:
                 raise ClipError(f"no portrait for clip {name!r} in {portrait_dir} (looked for {', '.join(c.name for c in candidates)})")
-            portrait = _to_tensor(read_image(path)[None], image_size)[0]
+            portrait = frames_to_tensor(read_image(path)[None], image_size)[0]
         else:
             portrait = driver[0]
         yield EvalClip(name, portrait, driver, generated)

@@ -64,7 +64,7 @@ class Hourglass(nn.Module):
             previous = width
         self.up = nn.ModuleList()
         skips = [in_channels, *channels[:-1]]
-        for width, skip in zip(reversed(channels), reversed(skips)):
+        for skip in reversed(skips):
             self.up.append(UpBlock(previous, skip))
             previous = 2 * skip
         self.out_channels = previous

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 
 from motionlab.models.fomm import FOMM
 from motionlab.utils.checkpoint import WeightMismatchError, atomic_torch_save, load_checkpoint, load_state_dict_strict

@@ -14,7 +14,7 @@ from motionlab.data.datamodule import PortraitVideoDataModule
 from motionlab.data.datasets import discover_clips
 from motionlab.data.descriptor_cache import DescriptorCache, load_keypoint_detector
 
-from conftest import motionlab_bin, subprocess_env, tiny_overrides
+from conftest import motionlab_bin, read_rgb, subprocess_env, tiny_overrides
 
 
 def test_cache_miss_hit_and_stale(descriptor_checkpoint, toy_world, tmp_path, caplog):
@@ -28,7 +28,7 @@ def test_cache_miss_hit_and_stale(descriptor_checkpoint, toy_world, tmp_path, ca
     arrays = cache.load("id_0003")
     assert arrays["value"].shape == (8, 4, 2) and arrays["jacobian"].shape == (8, 4, 2, 2) and arrays["portrait_value"].shape == (4, 2)
     detector = load_keypoint_detector(checkpoint)
-    frames = torch.from_numpy(np.stack([np.asarray(__import__("PIL.Image").Image.open(p).convert("RGB")) for p in sorted((toy_world / "id_0003_video").glob("*.png"))]))
+    frames = torch.from_numpy(np.stack([read_rgb(p) for p in sorted((toy_world / "id_0003_video").glob("*.png"))]))
     with torch.no_grad():
         direct = detector(frames.permute(0, 3, 1, 2).float() / 255.0)["value"].numpy()
     assert np.allclose(arrays["value"], direct, atol=1e-5)

@@ -178,6 +178,7 @@ class PortraitVideoDataset(Dataset):
             raise ClipError(f"no usable clips among {len(records)} (skipped: {[str(p) for p, _ in self.skipped]})")
         self.index = index
         self._clips: dict[int, object] = {}
+        self._portraits: dict[int, tuple[torch.Tensor, tuple[int, int]]] = {}
         self._clips_pid: int | None = None
         self._keypoints: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         # identity -> cached descriptor arrays (see motionlab.data.descriptor_cache), set by the datamodule
@@ -189,10 +190,18 @@ class PortraitVideoDataset(Dataset):
     def _clip(self, clip_id: int):
         # Decoders hold OS handles that must not cross a fork into DataLoader workers: open per process.
         if self._clips_pid != os.getpid():
-            self._clips, self._clips_pid = {}, os.getpid()
+            self._clips, self._portraits, self._clips_pid = {}, {}, os.getpid()
         if clip_id not in self._clips:
             self._clips[clip_id] = open_clip(self.records[clip_id].clip)
         return self._clips[clip_id]
+
+    def _portrait(self, clip_id: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The clip's portrait as a (3, S, S) tensor and its stored (H, W), decoded once per process."""
+        self._clip(clip_id)  # resets the per-process caches after a fork
+        if clip_id not in self._portraits:
+            image = read_image(self.records[clip_id].portrait)
+            self._portraits[clip_id] = (frames_to_tensor(image[None], self.image_size)[0], image.shape[:2])
+        return self._portraits[clip_id]
 
     def ground_truth(self, clip_id: int) -> tuple[np.ndarray, np.ndarray | None] | None:
         """(T, K, 2) driver keypoints and the portrait's (K, 2) keypoints, when the layout has them."""
@@ -221,9 +230,7 @@ class PortraitVideoDataset(Dataset):
         stored_size = frames.shape[1:3]
         driver, driver_next = frames_to_tensor(frames, self.image_size)
         if record.portrait is not None:
-            portrait = read_image(record.portrait)
-            stored_portrait_size = portrait.shape[:2]
-            source = frames_to_tensor(portrait[None], self.image_size)[0]
+            source, stored_portrait_size = self._portrait(clip_id)
             source_index = -1
         else:
             source_index = 0 if self.source_frame == "first" else int(torch.randint(0, length, ()).item())
@@ -267,10 +274,7 @@ class PortraitVideoDataset(Dataset):
         clip = self._clip(clip_id)
         frames = frames_to_tensor(clip.get(range(min(count, len(clip)))), self.image_size)
         record = self.records[clip_id]
-        if record.portrait is not None:
-            source = frames_to_tensor(read_image(record.portrait)[None], self.image_size)[0]
-        else:
-            source = frames[0]
+        source = self._portrait(clip_id)[0] if record.portrait is not None else frames[0]
         return source, frames
 
     def clip_keypoints(self, clip_id: int, count: int) -> torch.Tensor | None:

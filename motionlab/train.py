@@ -61,7 +61,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule: L.LightningDataModule = instantiate(cfg.data)
-    task: L.LightningModule = instantiate(cfg.model, **({"loss": cfg.loss} if cfg.get("loss") is not None else {}))
+    task: L.LightningModule = instantiate(cfg.model, **({"loss": cfg.loss} if cfg.get("loss") else {}))
     task.run_config = run_config
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
     callbacks.append(RNGStateCallback())

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from scipy import signal
 
+from motionlab.models.lipsync import AUDIO_SHAPES
+
 SAMPLE_RATE = 16000
 MEL_FRAMES_PER_SECOND = 80.0
 MEL_WINDOW = 16
@@ -77,12 +79,9 @@ def frame_context(features: torch.Tensor, index: int, width: int = CONTEXT) -> t
     return features[positions]
 
 
-AUDIO_FEATURE_SHAPES = {"ave": (32, 16, 16), "hubert": (32, 32, 32), "wenet": (256, 16, 32)}
-
-
 def audio_input(features: torch.Tensor, index: int, mode: str) -> torch.Tensor:
     """The U-Net's audio input for video frame ``index``: the frame's context reshaped to the mode's shape."""
-    expected = AUDIO_FEATURE_SHAPES[mode]
+    expected = AUDIO_SHAPES[mode]
     context = frame_context(features, index)
     if context.numel() != int(np.prod(expected)):
         raise AudioError(

@@ -151,6 +151,9 @@ def write_video(
                 samples = np.clip(np.asarray(audio[0], np.float32), -1.0, 1.0).reshape(1, -1)
                 audio_frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
                 audio_frame.sample_rate = int(audio[1])
+                # timestamps let the muxer write an edit list that hides the AAC encoder's priming samples,
+                # so the audio stream lasts exactly as long as the samples given
+                audio_frame.pts, audio_frame.time_base = 0, Fraction(1, int(audio[1]))
                 for packet in audio_stream.encode(audio_frame):
                     container.mux(packet)
                 for packet in audio_stream.encode():

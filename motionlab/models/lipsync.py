@@ -229,8 +229,51 @@ class SyncNet(nn.Module):
             ConvBlock(512, 512, 3, 1, 0), ConvBlock(512, 512, 1, 1, 0),
         )
 
+    def embed_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, *AUDIO_SHAPES[mode]) U-Net-layout audio features -> (B, 4608) unit vectors."""
+        expected = (AUDIO_SHAPES[self.mode][0] // 2, *AUDIO_SHAPES[self.mode][1:]) if self.mode == "wenet" else AUDIO_SHAPES[self.mode]
+        if tuple(audio.shape[1:]) != expected:
+            raise ValueError(f"SyncNet ({self.mode}) audio input must be (B, {', '.join(map(str, expected))}), got {tuple(audio.shape)}")
+        return F.normalize(self.audio_encoder(audio).flatten(1), p=2, dim=1)
+
+    def embed_face(self, face: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 320, 320) face crops in [0, 1] -> (B, 4608) unit vectors."""
+        if face.ndim != 4 or face.shape[1] != 3:
+            raise ValueError(f"SyncNet face input must be (B, 3, 320, 320), got {tuple(face.shape)}")
+        return F.normalize(self.face_encoder(face).flatten(1), p=2, dim=1)
+
     def forward(self, face: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (audio embedding, face embedding), each (B, D) with unit L2 norm."""
-        audio_embedding = F.normalize(self.audio_encoder(audio).flatten(1), p=2, dim=1)
-        face_embedding = F.normalize(self.face_encoder(face).flatten(1), p=2, dim=1)
-        return audio_embedding, face_embedding
+        return self.embed_audio(audio), self.embed_face(face)
+
+
+@register_model("lipsync_av_encoder")
+class AudioVisualEncoder(nn.Module):
+    """The ``ave`` audio encoder paired with a lower-face encoder, trained contrastively so the audio
+    embedding carries what the mouth shows. Only ``audio`` is used afterwards (its state dict is
+    SyncTalk_2D's ``audio_encoder_ave`` layout under ``audio.``).
+
+    Shapes: mel (B, 1, 80, 16) and lower-face crops (B, 3, 160, 320) -> (B, 512) unit vectors each.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.audio = AudioEncoder()
+        self.face = nn.Sequential(
+            ConvBlock(3, 32, 7, 2, 3), ConvBlock(32, 64, 5, (1, 2), 2), _res(64),
+            ConvBlock(64, 128, 3, 2, 1), _res(128),
+            ConvBlock(128, 256, 3, 2, 1), _res(256),
+            ConvBlock(256, 512, 3, 2, 1), _res(512),
+            ConvBlock(512, 512, 3, 2, 1), ConvBlock(512, 512, 5, 1, 0),
+        )
+
+    def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.audio(mel), p=2, dim=1)
+
+    def embed_face(self, face: torch.Tensor) -> torch.Tensor:
+        if face.ndim != 4 or tuple(face.shape[1:]) != (3, 160, 320):
+            raise ValueError(f"lower-face input must be (B, 3, 160, 320), got {tuple(face.shape)}")
+        return F.normalize(self.face(face).flatten(1), p=2, dim=1)
+
+    def forward(self, face: torch.Tensor, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.embed_audio(mel), self.embed_face(face)

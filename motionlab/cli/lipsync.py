@@ -1,0 +1,20 @@
+"""``motionlab-lipsync``: make a template clip speak new audio with a trained lip-sync U-Net."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from motionlab.inference.lipsync import lipsync_files
+from motionlab.utils.config import resolved_container
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="lipsync")
+def main(cfg: DictConfig) -> None:
+    options = {key: value for key, value in resolved_container(cfg).items() if key != "hydra"}
+    summary = lipsync_files(**options)
+    print(f"wrote {summary['frames']} frames ({summary['audio_seconds']:.2f} s of audio, {summary['runtime']}) to {summary['out']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""Lip-sync samples from talking-head folders in the SyncTalk_2D layout (see :mod:`motionlab.data.talking`).
+
+A clip folder holds ``full_body_img/{i}.jpg``, ``landmarks/{i}.lms`` and ``aud.wav``. Every frame is
+cropped by its landmarks to the inner 320 x 320 face (:func:`crop_face`); the mel windows come from
+``aud.wav``; per-frame audio features come from ``aud_<mode>.npy``:
+
+- ``ave``: (N, 512) from an ``ave`` audio encoder. Computed from ``aud.wav`` with the encoder checkpoint
+  you give and cached as ``aud_ave.npy`` next to ``aud_ave.json`` (the encoder's and the wav's SHA-256):
+  a cache written with another encoder or wav is stale and recomputed with a warning. A file without
+  that manifest (SyncTalk_2D's own preprocessing) is used as is when no encoder is given.
+- ``hubert`` (``aud_hu.npy``, 2048 values per frame) and ``wenet`` (``aud_wenet.npy``, 8192 per frame):
+  computed by your own HuBERT / WeNet pipelines, read with shape checks.
+
+Training and validation frames are split in time within each clip (the last ``val_fraction`` of the
+frames, after a gap as long as the audio context so no validation audio is seen in training).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from motionlab.data.audio import CONTEXT, AudioError, audio_input, load_wav, mel_windows, melspectrogram
+from motionlab.data.datamodule import EpochSeededRandomSampler, collate
+from motionlab.data.descriptor_cache import file_digest
+from motionlab.data.talking import INNER_SIZE, crop_face, read_lms, synth_talking_clip
+from motionlab.data.video_io import ClipError, list_frame_files, read_image
+from motionlab.models.lipsync import AUDIO_SHAPES
+from motionlab.utils.io import write_json
+
+log = logging.getLogger(__name__)
+FEATURE_FILES = {"ave": "aud_ave.npy", "hubert": "aud_hu.npy", "wenet": "aud_wenet.npy"}
+
+
+def is_talking_clip(folder: Path) -> bool:
+    return (folder / "full_body_img").is_dir() and (folder / "landmarks").is_dir()
+
+
+def discover_talking_clips(root: str | os.PathLike) -> list[Path]:
+    """``root`` itself when it is a clip folder, else its sub-folders that are; an error when there are none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ClipError(f"lip-sync data root {root} is not a folder; run `motionlab-data talking VIDEO --out DIR` first")
+    if is_talking_clip(root):
+        return [root]
+    clips = sorted(p for p in root.iterdir() if p.is_dir() and is_talking_clip(p))
+    if not clips:
+        raise ClipError(f"{root} holds no talking-head clip (a folder with full_body_img/ and landmarks/); "
+                        "run `motionlab-data talking VIDEO --out DIR` first")
+    return clips
+
+
+class TalkingClip:
+    """One clip folder: its 320 x 320 face crops, crop boxes, landmarks and mel windows, read once."""
+
+    def __init__(self, folder: str | os.PathLike, fps: float = 25.0):
+        self.folder, self.fps = Path(folder), fps
+        self.frame_files = list_frame_files(self.folder / "full_body_img")
+        if not self.frame_files:
+            raise ClipError(f"{self.folder / 'full_body_img'} holds no frames")
+        self.landmarks = np.stack([read_lms(self._lms(i)) for i in range(len(self.frame_files))])
+        self._crops: np.ndarray | None = None
+        self._boxes: np.ndarray | None = None
+        self._mel: torch.Tensor | None = None
+
+    def _lms(self, index: int) -> Path:
+        path = self.folder / "landmarks" / f"{self.frame_files[index].stem}.lms"
+        if not path.is_file():
+            raise ClipError(f"{path} is missing: every frame in full_body_img/ needs its landmarks (re-run motionlab-data talking)")
+        return path
+
+    def __len__(self) -> int:
+        return len(self.frame_files)
+
+    def _load_crops(self) -> None:
+        crops, boxes = [], []
+        for path, points in zip(self.frame_files, self.landmarks):
+            try:
+                crop, box = crop_face(read_image(path), points)
+            except ValueError as error:
+                raise ClipError(f"{path}: {error}") from error
+            crops.append(crop)
+            boxes.append(box)
+        self._crops, self._boxes = np.stack(crops), np.array(boxes)
+
+    @property
+    def crops(self) -> np.ndarray:
+        """(N, 320, 320, 3) uint8 face crops."""
+        if self._crops is None:
+            self._load_crops()
+        return self._crops
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """(N, 4) crop boxes (x0, y0, x1, y1) in frame pixels."""
+        if self._boxes is None:
+            self._load_crops()
+        return self._boxes
+
+    @property
+    def mel(self) -> torch.Tensor:
+        """(N, 1, 80, 16) mel windows, one per video frame."""
+        if self._mel is None:
+            wav = self.folder / "aud.wav"
+            self._mel = mel_windows(melspectrogram(load_wav(wav)), len(self), self.fps)
+        return self._mel
+
+
+@torch.no_grad()
+def encode_audio(encoder: nn.Module, mel: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """(N, 512) ``ave`` features of (N, 1, 80, 16) mel windows."""
+    encoder = encoder.eval()
+    return torch.cat([encoder(mel[i : i + batch_size]) for i in range(0, len(mel), batch_size)]).numpy().astype(np.float32)
+
+
+def audio_features(clip: TalkingClip, mode: str, encoder_checkpoint: str | os.PathLike | None = None) -> torch.Tensor:
+    """(N, ...) per-frame audio features of ``clip`` for ``mode`` (see the module docstring for files and caching)."""
+    if mode not in FEATURE_FILES:
+        raise ValueError(f"audio feature mode must be one of {sorted(FEATURE_FILES)}, got {mode!r}")
+    path = clip.folder / FEATURE_FILES[mode]
+    if mode == "ave" and encoder_checkpoint is not None:
+        features = _cached_ave_features(clip, path, Path(encoder_checkpoint))
+    elif path.is_file():
+        features = np.load(path, allow_pickle=False)
+    elif mode == "ave":
+        raise AudioError(f"{path} does not exist: give the audio encoder checkpoint (data.audio_encoder_ckpt=...) to compute it")
+    else:
+        raise AudioError(f"{path} does not exist: compute {mode} features per video frame with your {mode} pipeline and save them there")
+    per_frame = int(np.prod(AUDIO_SHAPES[mode])) // CONTEXT
+    if features.shape[0] < len(clip) or int(np.prod(features.shape[1:])) != per_frame:
+        raise AudioError(f"{path}: shape {features.shape}; expected ({len(clip)}, ...) with {per_frame} values per frame "
+                         f"(one row per video frame; the U-Net reads 16 frames as {AUDIO_SHAPES[mode]})")
+    return torch.from_numpy(np.ascontiguousarray(features[: len(clip)], dtype=np.float32)).reshape(len(clip), -1)
+
+
+def _cached_ave_features(clip: TalkingClip, path: Path, encoder_checkpoint: Path) -> np.ndarray:
+    from motionlab.inference.lipsync import load_audio_encoder
+
+    manifest_path = path.with_suffix(".json")
+    key = {"encoder_sha256": file_digest(encoder_checkpoint), "wav_sha256": file_digest(clip.folder / "aud.wav"), "frames": len(clip), "fps": clip.fps}
+    if path.is_file() and manifest_path.is_file():
+        if json.loads(manifest_path.read_text()) == key:
+            return np.load(path, allow_pickle=False)
+        log.warning("%s was computed with another audio encoder or audio; recomputing with %s", path, encoder_checkpoint)
+    elif path.is_file():
+        kept = path.with_name("aud_ave.user.npy")
+        log.warning("%s has no manifest (not written by motionlab); kept as %s, computing with %s", path, kept.name, encoder_checkpoint)
+        path.replace(kept)
+    features = encode_audio(load_audio_encoder(encoder_checkpoint), clip.mel)
+    np.save(path, features)
+    write_json(manifest_path, key)  # written last: a killed run leaves no manifest, so the cache is recomputed
+    return features
+
+
+def face_tensor(crops: np.ndarray) -> torch.Tensor:
+    """(..., 320, 320, 3) uint8 -> (..., 3, 320, 320) float in [0, 1]."""
+    return torch.from_numpy(crops).movedim(-1, -3).float().div_(255.0)
+
+
+class LipSyncDataset(Dataset):
+    """Samples of frames ``indices[c]`` of each clip ``c``.
+
+    Each sample: ``face`` (3, 320, 320) crop of the frame, ``reference`` a crop of another frame of the
+    clip, ``mel`` / ``mel_offsync`` (1, 80, 16) windows of the frame and of an off-sync frame at least
+    ``min_offset`` frames away (same clip), ``audio`` / ``audio_offsync`` in the U-Net layout when features
+    are given, and ``clip`` / ``frame`` indices. ``random`` draws references and off-sync frames afresh
+    (training); otherwise they are fixed per sample, so validation is repeatable.
+    """
+
+    def __init__(self, clips: list[TalkingClip], indices: list[np.ndarray], features: list[torch.Tensor] | None = None,
+                 mode: str = "ave", min_offset: int = 5, random: bool = True):
+        self.clips, self.features, self.mode = clips, features, mode
+        self.min_offset, self.random = min_offset, random
+        self.items = [(c, int(i)) for c, frames in enumerate(indices) for i in frames]
+        self.indices = indices
+        for c, frames in enumerate(indices):
+            if len(frames) <= 2 * min_offset:
+                raise ClipError(f"{clips[c].folder}: {len(frames)} frames in a split are too few for off-sync pairs {min_offset} frames apart")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _offsync(self, clip: int, frame: int, rng: np.random.Generator) -> int:
+        frames = self.indices[clip]
+        far = frames[np.abs(frames - frame) >= self.min_offset]
+        return int(rng.choice(far))
+
+    def __getitem__(self, index: int) -> dict:
+        c, i = self.items[index]
+        # training draws follow torch's seeded RNG (seed_everything seeds workers too); validation is fixed per sample
+        rng = np.random.default_rng(int(torch.randint(2**31, (1,))) if self.random else index)
+        frames = self.indices[c]
+        reference = int(rng.choice(frames))
+        j = self._offsync(c, i, rng)
+        clip = self.clips[c]
+        sample = {
+            "face": face_tensor(clip.crops[i]), "reference": face_tensor(clip.crops[reference]),
+            "mel": clip.mel[i], "mel_offsync": clip.mel[j], "clip": c, "frame": i,
+        }
+        if self.features is not None:
+            sample["audio"] = audio_input(self.features[c], i, self.mode)
+            sample["audio_offsync"] = audio_input(self.features[c], j, self.mode)
+        return sample
+
+
+def temporal_split(frames: int, val_fraction: float, gap: int = CONTEXT) -> tuple[np.ndarray, np.ndarray]:
+    """Train indices (the start) and validation indices (the last ``val_fraction``), ``gap`` frames apart."""
+    n_val = int(round(frames * val_fraction))
+    if val_fraction > 0 and (n_val < 1 or frames - n_val - gap < 1):
+        raise ClipError(f"a clip of {frames} frames is too short for val_fraction={val_fraction} with a {gap}-frame gap")
+    if n_val == 0:
+        return np.arange(frames), np.arange(0)
+    return np.arange(frames - n_val - gap), np.arange(frames - n_val, frames)
+
+
+class LipSyncDataModule(L.LightningDataModule):
+    """Talking-head clips (your folders, or a generated toy talking world) for the lip-sync tasks.
+
+    Args:
+        root: a clip folder or a folder of clip folders; ``None`` with ``toy_talking``.
+        toy_talking: ``{clips, seconds, size, seed}`` of toy talking heads generated under ``cache_dir``.
+        mode: audio features for the U-Net and SyncNet (``ave``, ``hubert``, ``wenet``), or ``None`` for
+            mel windows only (training the ``ave`` audio encoder).
+        audio_encoder_ckpt: the ``ave`` audio encoder (a ``lipsync_av`` run or SyncTalk_2D's file).
+        val_fraction: the tail of every clip held out for validation.
+        min_offset: off-sync pairs are at least this many frames apart.
+    """
+
+    def __init__(self, root: str | None = None, toy_talking: dict | None = None, cache_dir: str = ".cache", mode: str | None = "ave",
+                 audio_encoder_ckpt: str | None = None, val_fraction: float = 0.15, min_offset: int = 5, fps: float = 25.0,
+                 batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 0, shuffle_seed: int = 0):
+        super().__init__()
+        if (root is None) == (toy_talking is None):
+            raise ValueError("data: give exactly one of data.root (your preprocessed clips) or data.toy_talking (generated)")
+        self.root, self.toy_talking, self.cache_dir = root, toy_talking, Path(cache_dir)
+        self.mode, self.audio_encoder_ckpt = mode, audio_encoder_ckpt
+        self.val_fraction, self.min_offset, self.fps = val_fraction, min_offset, fps
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers, self.shuffle_seed = num_workers, shuffle_seed
+        self.clips: list[TalkingClip] = []
+        self.datasets: dict[str, LipSyncDataset] = {}
+
+    def data_root(self) -> Path:
+        if self.root is not None:
+            return Path(self.root)
+        spec = {"clips": 2, "seconds": 6.0, "size": 256, "seed": 0, **self.toy_talking}
+        root = self.cache_dir / "toy_talking" / "c{clips}_s{seconds:g}_px{size}_seed{seed}".format(**spec)
+        for c in range(spec["clips"]):
+            folder = root / f"clip{c}"
+            if not (folder / "done").is_file():  # written last: an interrupted generation is redone
+                synth_talking_clip(folder, seconds=spec["seconds"], size=spec["size"], seed=spec["seed"] * 1000 + c, fps=self.fps)
+                (folder / "done").write_text("")
+        return root
+
+    def prepare_data(self) -> None:
+        self.data_root()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        self.clips = [TalkingClip(folder, self.fps) for folder in discover_talking_clips(self.data_root())]
+        features = None
+        if self.mode is not None:
+            features = [audio_features(clip, self.mode, self.audio_encoder_ckpt) for clip in self.clips]
+        splits = [temporal_split(len(clip), self.val_fraction) for clip in self.clips]
+        common = dict(features=features, mode=self.mode or "ave", min_offset=self.min_offset)
+        self.datasets["train"] = LipSyncDataset(self.clips, [s[0] for s in splits], random=True, **common)
+        if self.val_fraction > 0:
+            self.datasets["val"] = self.datasets["test"] = LipSyncDataset(self.clips, [s[1] for s in splits], random=False, **common)
+        log.info("lip-sync data: %d clips under %s, frames train/val=%d/%d, audio features=%s",
+                 len(self.clips), self.data_root(), len(self.datasets["train"]), len(self.datasets.get("val", [])), self.mode)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise RuntimeError(f"data: no {split} split (val_fraction={self.val_fraction})")
+        dataset = self.datasets[split]
+        return DataLoader(dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
+                          sampler=EpochSeededRandomSampler(len(dataset), self.shuffle_seed) if shuffle else None,
+                          drop_last=shuffle and len(dataset) >= self.batch_size, num_workers=self.num_workers, collate_fn=collate)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -63,7 +63,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     task: L.LightningModule = instantiate(cfg.model, **({"loss": cfg.loss} if cfg.get("loss") else {}))
     task.run_config = run_config
-    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
+    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
     callbacks.append(RNGStateCallback())
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])

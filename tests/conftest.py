@@ -40,8 +40,20 @@ def toy_world(tmp_path_factory) -> Path:
     return generate_toy_world(tmp_path_factory.mktemp("toy") / "world", ToyWorldSpec(**TINY_WORLD))
 
 
-def tiny_overrides(root: Path, experiment: str = "quickstart") -> list[str]:
-    """Overrides for a seconds-long CPU run of ``experiment`` whose files all land under ``root``."""
+# Lip-sync experiments run on one 3-second toy talking head at 128 px (the networks keep their real size:
+# their state dicts are SyncTalk_2D's); the *_real_* ones read it as a preprocessed folder.
+TINY_TALKING = ["data.toy_talking.clips=1", "data.toy_talking.seconds=3", "data.toy_talking.size=128"]
+
+
+def tiny_overrides(root: Path, experiment: str = "quickstart", lipsync: dict | None = None) -> list[str]:
+    """Overrides for a seconds-long CPU run of ``experiment`` whose files all land under ``root``.
+
+    Lip-sync experiments need ``lipsync`` (the ``lipsync_checkpoints`` fixture) for their inputs.
+    """
+    if experiment.startswith("lipsync"):
+        data = [f"data.root={lipsync['clip']}"] if "_real_" in experiment else TINY_TALKING
+        return [f"paths.root_dir={root}", *data, "data.batch_size=2", "data.eval_batch_size=4",
+                f"audio_encoder_ckpt={lipsync['audio_encoder']}", f"syncnet_ckpt={lipsync['syncnet']}"]
     return [
         f"paths.root_dir={root}",
         "data.toy_world.identities=8",
@@ -68,6 +80,34 @@ def descriptor_checkpoint(tmp_path_factory) -> Path:
     metrics, _ = train(cfg)
     assert "val/kp_to_gt_error_pct" in metrics and "val/akd" in metrics
     return root / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def talking_clip(tmp_path_factory) -> Path:
+    """A 3-second toy talking head at 128 px in the SyncTalk_2D layout (mp4 with audio, frames, .lms, aud.wav)."""
+    from motionlab.data.talking import synth_talking_clip
+
+    folder = tmp_path_factory.mktemp("talking") / "toy_talk"
+    synth_talking_clip(folder, seconds=3.0, size=128, seed=3)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def lipsync_checkpoints(tmp_path_factory, talking_clip) -> dict[str, Path]:
+    """The three lip-sync stages, two training steps each, chained as in the README: the ave audio encoder,
+    SyncNet on its features, the U-Net with the sync loss. Returns their last.ckpt paths and the clip."""
+    from motionlab.train import train
+
+    root = tmp_path_factory.mktemp("lipsync")
+    common = ["logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+              f"data.root={talking_clip}", "data.val_fraction=0.3", "data.batch_size=2", "data.eval_batch_size=16", f"paths.root_dir={root}"]
+    paths = {"clip": talking_clip}
+    for experiment, key in (("lipsync_av_real_quick", "audio_encoder"), ("lipsync_syncnet_real_quick", "syncnet"), ("lipsync_real_quick", "unet")):
+        links = [f"{name}_ckpt={paths[name]}" for name in ("audio_encoder", "syncnet") if name in paths]
+        metrics, _ = train(compose_train([f"experiment={experiment}", *common, *links], root / key))
+        paths[key] = root / key / "checkpoints" / "last.ckpt"
+        paths[f"{key}_metrics"] = metrics
+    return paths
 
 
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:

@@ -20,10 +20,13 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "con
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_fast_dev_run_every_experiment(experiment, tmp_path, request):
-    extra = []
+    extra, lipsync = [], None
     if experiment == "animator_descriptors_quick":  # needs a trained descriptor model
         extra = [f"descriptor_ckpt={request.getfixturevalue('descriptor_checkpoint')}"]
-    cfg = compose_train([f"experiment={experiment}", "trainer.fast_dev_run=true", "logger=none", *tiny_overrides(tmp_path, experiment), *extra], tmp_path / "run")
+    if experiment.startswith("lipsync"):  # needs the earlier lip-sync stages
+        lipsync = request.getfixturevalue("lipsync_checkpoints")
+    overrides = [f"experiment={experiment}", "trainer.fast_dev_run=true", "logger=none", *tiny_overrides(tmp_path, experiment, lipsync), *extra]
+    cfg = compose_train(overrides, tmp_path / "run")
     metrics, objects = train(cfg)
     assert objects["trainer"].global_step == 1
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))

@@ -1,0 +1,232 @@
+"""Lip-sync end to end on real files: the datamodule over a toy talking head, the three training stages,
+the sync losses and metrics, video inference (frame count, audio duration, paste-back) and ONNX parity."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import av
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from motionlab.data.audio import AudioError
+from motionlab.data.lipsync import LipSyncDataModule, TalkingClip, audio_features, temporal_split
+from motionlab.data.talking import crop_face, read_lms
+from motionlab.data.video_io import read_image
+from motionlab.inference.lipsync import bounce_index, feather_mask, load_audio_encoder, load_lipsync_unet, load_syncnet, paste_back
+from motionlab.losses.lipsync import sync_pair_loss
+from motionlab.models.lipsync import LipSyncUNet, SyncNet
+from motionlab.tasks.lipsync import SYNCTALK_MASK, mask_face
+from motionlab.utils.checkpoint import WeightMismatchError
+
+from conftest import motionlab_bin, subprocess_env
+
+
+def test_temporal_split_leaves_a_context_gap():
+    train, val = temporal_split(100, 0.2)
+    assert val.tolist() == list(range(80, 100)) and train.max() == 100 - 20 - 16 - 1
+    with pytest.raises(Exception, match="too short"):
+        temporal_split(20, 0.5)
+
+
+def test_datamodule_samples(talking_clip, lipsync_checkpoints, tmp_path):
+    clip = shutil.copytree(talking_clip, tmp_path / "clip")
+    data = LipSyncDataModule(root=str(clip), mode="ave", audio_encoder_ckpt=str(lipsync_checkpoints["audio_encoder"]), val_fraction=0.3, batch_size=3)
+    data.setup()
+    batch = next(iter(data.train_dataloader()))
+    assert batch["face"].shape == batch["reference"].shape == (3, 3, 320, 320)
+    assert batch["mel"].shape == batch["mel_offsync"].shape == (3, 1, 80, 16)
+    assert batch["audio"].shape == batch["audio_offsync"].shape == (3, 32, 16, 16)
+    val = data.datasets["val"]
+    sample = val[0]
+    assert torch.equal(sample["reference"], val[0]["reference"])  # validation is repeatable
+    rng = np.random.default_rng(0)
+    for c, i in val.items:  # off-sync audio comes from frames of the same split at least min_offset away
+        j = val._offsync(c, i, rng)
+        assert abs(j - i) >= data.min_offset and j in val.indices[c]
+    # the crop is the landmark crop of the frame on disk
+    frame = read_image(clip / "full_body_img" / "0.jpg")
+    assert np.array_equal(TalkingClip(clip).crops[0], crop_face(frame, read_lms(clip / "landmarks" / "0.lms"))[0])
+
+
+def test_ave_feature_cache_hit_stale_and_user_file(talking_clip, lipsync_checkpoints, tmp_path, caplog):
+    clip_dir = shutil.copytree(talking_clip, tmp_path / "clip")
+    for name in ("aud_ave.npy", "aud_ave.json"):
+        (clip_dir / name).unlink(missing_ok=True)
+    encoder = lipsync_checkpoints["audio_encoder"]
+    clip = TalkingClip(clip_dir)
+    first = audio_features(clip, "ave", encoder)
+    assert first.shape == (len(clip), 512) and (clip_dir / "aud_ave.json").is_file()
+    stamp = (clip_dir / "aud_ave.npy").stat().st_mtime_ns
+    assert torch.equal(audio_features(clip, "ave", encoder), first) and (clip_dir / "aud_ave.npy").stat().st_mtime_ns == stamp  # hit
+    manifest = json.loads((clip_dir / "aud_ave.json").read_text())
+    (clip_dir / "aud_ave.json").write_text(json.dumps({**manifest, "encoder_sha256": "0" * 64}))
+    with caplog.at_level("WARNING"):
+        assert torch.allclose(audio_features(clip, "ave", encoder), first)  # stale: recomputed
+    assert "another audio encoder" in caplog.text
+    # a user's own file (no manifest) is used without an encoder, and kept aside when one is given
+    (clip_dir / "aud_ave.json").unlink()
+    np.save(clip_dir / "aud_ave.npy", np.ones((len(clip), 512), np.float32))
+    assert audio_features(clip, "ave").eq(1).all()
+    audio_features(clip, "ave", encoder)
+    assert np.load(clip_dir / "aud_ave.user.npy").shape == (len(clip), 512)
+
+
+def test_hubert_and_wenet_features_are_shape_checked(talking_clip, tmp_path):
+    clip_dir = shutil.copytree(talking_clip, tmp_path / "clip")
+    clip = TalkingClip(clip_dir)
+    with pytest.raises(AudioError, match="aud_hu.npy does not exist"):
+        audio_features(clip, "hubert")
+    np.save(clip_dir / "aud_hu.npy", np.zeros((len(clip), 2, 1024), np.float32))
+    assert audio_features(clip, "hubert").shape == (len(clip), 2048)
+    np.save(clip_dir / "aud_wenet.npy", np.zeros((len(clip), 1000), np.float32))
+    with pytest.raises(AudioError, match=r"8192 values per frame .*\(256, 16, 32\)"):
+        audio_features(clip, "wenet")
+
+
+def test_sync_loss_labels_both_ways():
+    a = torch.nn.functional.normalize(torch.rand(4, 8), dim=1)
+    orthogonal = torch.nn.functional.normalize(torch.cat([torch.zeros(4, 4), torch.ones(4, 4)], 1), dim=1)
+    aligned = torch.nn.functional.normalize(torch.cat([torch.ones(4, 4), torch.zeros(4, 4)], 1), dim=1)
+    ones, zeros = torch.ones(4), torch.zeros(4)
+    assert sync_pair_loss(a, a, ones) < 1e-4 and sync_pair_loss(aligned, orthogonal, zeros) < 1e-4
+    assert sync_pair_loss(a, a, zeros) > 5 and sync_pair_loss(aligned, orthogonal, ones) > 5
+
+
+def test_three_stages_trained_and_logged(lipsync_checkpoints):
+    av, syncnet, unet = (lipsync_checkpoints[f"{k}_metrics"] for k in ("audio_encoder", "syncnet", "unet"))
+    for metrics in (av, syncnet):
+        assert 0.0 <= metrics["val/sync_acc"] <= 1.0 and np.isfinite(metrics["val/loss"])
+        assert {"val/lse_d_ours", "val/lse_c_ours", "val/sync_offset_ours"} <= set(metrics)  # 22 held-out frames: the +-15 sweep ran
+    assert unet["val/mouth_l1"] > 0 and "train/sync" in unet and "train/perceptual" in unet and "val/lse_c_ours" in unet
+
+
+def test_sync_stage_zeroes_gradients_between_steps(lipsync_checkpoints, tmp_path):
+    """Lightning zeroes gradients before every step (SyncTalk_2D's SyncNet loop never does): with lr 0 the
+    gradient applied at step 2 equals a fresh backward of step 2's batch, not the sum with step 1's."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from conftest import compose_train
+
+    seen = {}
+
+    class Probe(L.Callback):
+        def on_before_optimizer_step(self, trainer, module, optimizer):
+            seen[trainer.global_step] = module.net.face[0].conv_block[0].weight.grad.clone()
+
+    cfg = compose_train(["experiment=lipsync_av_real_quick", f"data.root={lipsync_checkpoints['clip']}", "data.val_fraction=0.3",
+                         "data.eval_batch_size=2", "model.optimizer.lr=0.0", "model.optimizer.weight_decay=0.0", f"paths.root_dir={tmp_path}"],
+                        tmp_path / "run")
+    task, data = instantiate(cfg.model), instantiate(cfg.data)
+    data.setup()
+    loader = data.val_dataloader()  # fixed pairs: the same batches can be drawn again below
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[Probe()], limit_val_batches=0)
+    trainer.fit(task, train_dataloaders=loader)
+    second = list(loader)[1]
+    task.zero_grad()
+    task._loss(*task._pairs(second))[0].backward()
+    fresh = task.net.face[0].conv_block[0].weight.grad
+    assert torch.allclose(seen[1], fresh, atol=1e-6) and not torch.allclose(seen[1], seen[0] + fresh, atol=1e-6)
+
+
+def test_bounce_feather_and_paste_back():
+    assert [bounce_index(i, 4) for i in range(9)] == [0, 1, 2, 3, 2, 1, 0, 1, 2]
+    assert bounce_index(5, 1) == 0
+    mask = feather_mask(40, 30, 8)
+    assert mask.shape == (40, 30, 1) and mask[20, 15, 0] == 1 and mask[0, 15, 0] == pytest.approx(1 / 8)
+    frame = np.full((200, 200, 3), 50, np.uint8)
+    face = np.full((320, 320, 3), 200, np.uint8)
+    hard, soft = paste_back(frame, face, (40, 60, 140, 160), feather=0), paste_back(frame, face, (40, 60, 140, 160), feather=12)
+    assert (hard[:60] == 50).all() and (hard[160:] == 50).all() and abs(int(hard[110, 90, 0]) - 200) <= 1
+    assert hard[61, 90, 0] > soft[61, 90, 0] > 50  # the seam is blended
+    assert abs(int(soft[110, 90, 0]) - 200) <= 1
+
+
+def test_mask_is_synctalk_rectangle():
+    masked = mask_face(torch.ones(1, 3, 320, 320))
+    x, y, w, h = SYNCTALK_MASK
+    assert masked[..., y : y + h, x : x + w].sum() == 0 and masked.sum() == 3 * (320 * 320 - w * h)
+
+
+def test_weight_files_are_checked(lipsync_checkpoints, tmp_path):
+    net, settings = load_lipsync_unet(lipsync_checkpoints["unet"])
+    assert isinstance(net, LipSyncUNet) and settings["mode"] == "ave" and settings["mask"] == SYNCTALK_MASK
+    plain = tmp_path / "unet_plain.pth"  # SyncTalk_2D saves a bare state dict
+    torch.save(net.state_dict(), plain)
+    assert load_lipsync_unet(plain, mode="ave")[0].state_dict().keys() == net.state_dict().keys()
+    with pytest.raises(ValueError, match="mode=ave"):
+        load_lipsync_unet(plain)
+    with pytest.raises(WeightMismatchError, match=r"shape mismatches \(\d+\): audio_model"):
+        load_lipsync_unet(plain, mode="wenet")
+    torch.save({k: v for k, v in net.state_dict().items() if not k.startswith("up5.")}, plain)
+    with pytest.raises(WeightMismatchError, match=r"missing keys \(\d+\): up5\."):
+        load_lipsync_unet(plain, mode="ave")
+    encoder = load_audio_encoder(lipsync_checkpoints["audio_encoder"])
+    torch.save({k.removeprefix("audio_encoder."): v for k, v in encoder.state_dict().items()}, tmp_path / "audio_visual_encoder.pth")
+    assert torch.equal(load_audio_encoder(tmp_path / "audio_visual_encoder.pth").audio_encoder[0].conv_block[0].weight,
+                       encoder.audio_encoder[0].conv_block[0].weight)
+    assert isinstance(load_syncnet(lipsync_checkpoints["syncnet"]), SyncNet)
+    with pytest.raises(ValueError, match="not a SyncNet"):
+        load_syncnet(lipsync_checkpoints["unet"])
+
+
+def _wav(path, seconds: float) -> None:
+    t = np.arange(int(seconds * 16000)) / 16000
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 2.5 * t) > 0)).astype(np.float32), 16000)
+
+
+def _streams(path):
+    with av.open(str(path)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        seconds = float(audio.duration * audio.time_base)
+        return sum(1 for _ in container.decode(video=0)), seconds, (video.codec_context.name, audio.codec_context.name)
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_lipsync_cli_writes_video_with_exact_audio(lipsync_checkpoints, tmp_path, runtime):
+    template = shutil.copytree(lipsync_checkpoints["clip"], tmp_path / "template")
+    (template / "landmarks" / "5.lms").unlink()  # nearest valid landmarks are used
+    wav = tmp_path / "speech.wav"
+    _wav(wav, 3.7)  # longer than the 3 s template: frames bounce
+    out = tmp_path / "out.mp4"
+    result = subprocess.run([motionlab_bin("motionlab-lipsync"), f"ckpt={lipsync_checkpoints['unet']}", f"template={template}",
+                             f"audio={wav}", f"out={out}", f"runtime={runtime}", "batch_size=4"],
+                            capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    frames, audio_seconds, codecs = _streams(out)
+    assert frames == round(25 * 3.7) and abs(audio_seconds - 3.7) <= 1 / 25 and codecs == ("h264", "aac")
+    assert "without landmarks use the nearest" in result.stdout + result.stderr
+
+
+def test_lipsync_refuses_unreadable_audio(lipsync_checkpoints, tmp_path):
+    bad = tmp_path / "speech.wav"
+    bad.write_bytes(b"not a wav")
+    result = subprocess.run([motionlab_bin("motionlab-lipsync"), f"ckpt={lipsync_checkpoints['unet']}", f"template={lipsync_checkpoints['clip']}",
+                             f"audio={bad}", f"out={tmp_path / 'out.mp4'}"], capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path)
+    assert result.returncode != 0 and "cannot be decoded" in result.stderr and not (tmp_path / "out.mp4").exists()
+
+
+def test_onnx_export_parity_and_reference_outputs(lipsync_checkpoints, tmp_path):
+    out, reference = tmp_path / "unet.onnx", tmp_path / "reference"
+    result = subprocess.run([motionlab_bin("motionlab-export"), "onnx", f"ckpt={lipsync_checkpoints['unet']}", f"out={out}",
+                             f"template={lipsync_checkpoints['clip']}", "--reference-outputs", str(reference)],
+                            capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "image ['batch', 6, 320, 320]" in result.stdout and "'real'" in result.stdout
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    inputs = {name: np.load(reference / f"{name}.npy") for name in ("image", "audio")}
+    assert inputs["image"].shape[0] == 2  # real frames of the template
+    np.testing.assert_allclose(session.run(None, inputs)[0], np.load(reference / "face.npy"), atol=1e-4)
+    batch3 = session.run(None, {k: np.concatenate([v, v[:1]]) for k, v in inputs.items()})[0]  # dynamic batch
+    assert batch3.shape == (3, 3, 320, 320)
+    encoder = subprocess.run([motionlab_bin("motionlab-export"), "onnx", f"ckpt={lipsync_checkpoints['unet']}", f"out={tmp_path / 'audio.onnx'}",
+                              "part=audio_encoder"], capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path, timeout=600)
+    assert encoder.returncode == 0 and "mel ['batch', 1, 80, 16]" in encoder.stdout, encoder.stderr[-3000:]

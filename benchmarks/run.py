@@ -14,8 +14,10 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
@@ -167,6 +169,60 @@ def descriptors(args: argparse.Namespace) -> list[tuple[str, float, str]]:
                 generator.generator(source, kp_driving=kp_driving, kp_source=kp_source)
             rate = repeats * batch / (time.perf_counter() - started)
         results.append((f"FOMM vox-256 generator, 256x256, batch {batch}", rate, "frames/s"))
+    return results
+
+
+def _lipsync_template(cache_root: str) -> Path:
+    """The preprocessed real clip when present (``motionlab-data talking ... --out data/talking/human_talk_d3``), else a toy talking head at 512 px."""
+    real = Path("data/talking/human_talk_d3")
+    if (real / "full_body_img").is_dir():
+        return real
+    from motionlab.data.talking import synth_talking_clip
+
+    toy = Path(cache_root) / "toy_talk_512"
+    if not (toy / "done").is_file():
+        synth_talking_clip(toy, seconds=4.0, size=512, seed=0)
+        (toy / "done").write_text("")
+    return toy
+
+
+@benchmark("lipsync_video")
+def lipsync_video(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """Lip-sync video end to end (decode, crop, U-Net, paste back, H.264 + AAC mux): motionlab's pipeline (onnxruntime and
+    eager PyTorch, batch 8, threads overlapping decode / model / encode) vs the SyncTalk_2D-style per-frame loop, same weights."""
+    import soundfile
+
+    from benchmarks.synctalk_reference import synctalk_reference_loop
+    from motionlab.data.audio import load_wav, mel_windows, melspectrogram
+    from motionlab.data.lipsync import encode_audio
+    from motionlab.inference.export import OnnxRunner, export_onnx
+    from motionlab.inference.lipsync import LipSyncPipeline
+    from motionlab.models.lipsync import AudioEncoder, LipSyncUNet
+
+    cache_root = os.path.join(_cache_dir(), "lipsync-bench")
+    template = _lipsync_template(cache_root)
+    seconds = max(2.0, args.steps / 5)  # 20 steps: 4 s, 100 frames
+    frames = int(round(seconds * 25))
+    wav_path = Path(cache_root) / "speech.wav"
+    wav = load_wav(template / "aud.wav")[: int(seconds * 16000)]
+    soundfile.write(wav_path, wav, 16000)
+    torch.manual_seed(0)
+    net, encoder = LipSyncUNet("ave").eval(), AudioEncoder().eval()
+    onnx_path = export_onnx(net, Path(cache_root) / "unet_ave.onnx")
+    features = torch.from_numpy(encode_audio(encoder, mel_windows(melspectrogram(wav), frames)))
+    results = [(f"template: {template} ({'real' if 'human' in str(template) else 'toy'}), {frames} frames", float(frames), "frames")]
+
+    reference_seconds, recorded = synctalk_reference_loop(net, features, wav, template, Path(cache_root) / "reference.mp4", frames)
+    results.append(("SyncTalk_2D-style loop (batch 1, eager, cv2, MJPG + mux)", frames / reference_seconds, "frames/s"))
+    onnx = OnnxRunner(onnx_path, threads=torch.get_num_threads())
+    difference = max(float(np.abs(onnx(image[None].numpy(), audio[None].numpy())[0] - output.numpy()).max()) for image, audio, output in recorded)
+    for label, runner in (("onnxruntime", onnx), ("eager PyTorch, channels_last", net)):
+        pipeline = LipSyncPipeline(runner, mode="ave", audio_encoder=encoder, batch_size=8, feather=16)
+        started = time.perf_counter()
+        summary = pipeline.run(template, wav_path, Path(cache_root) / f"motionlab_{label.split()[0]}.mp4")
+        rate = summary["frames"] / (time.perf_counter() - started)
+        results += [(f"motionlab-lipsync, {label}, batch 8", rate, "frames/s"), (f"  speed-up over the reference loop ({label})", rate * reference_seconds / frames, "x")]
+    results.append(("U-Net max abs difference, onnxruntime vs the loop's eager outputs (1e6 x)", difference * 1e6, "1e-6"))
     return results
 
 

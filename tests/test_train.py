@@ -52,6 +52,17 @@ def test_resume_gives_identical_weights(tmp_path):
     assert any(not torch.equal(one_epoch[k], straight[k]) for k in straight)  # the second epoch did train
 
 
+def test_last_checkpoint_follows_training_when_the_metric_stops_improving(tmp_path):
+    # mode=max on a falling loss: only epoch 0 is "best", yet last.ckpt must hold the final epoch (resume point)
+    cfg = compose_train(["experiment=quickstart", "logger=none", "trainer.max_epochs=2", "callbacks.model_checkpoint.mode=max",
+                         *tiny_overrides(tmp_path)], tmp_path / "run")
+    _, objects = train(cfg)
+    folder = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in folder.glob("*.ckpt")) == ["epoch_000.ckpt", "last.ckpt"]
+    assert load_checkpoint(folder / "last.ckpt")["global_step"] == objects["trainer"].global_step
+    assert load_checkpoint(folder / "epoch_000.ckpt")["epoch"] == 0
+
+
 def test_checkpoint_is_weights_only_and_carries_the_config(tmp_path):
     cfg = compose_train(["experiment=quickstart", "logger=none", "trainer.max_epochs=1", *tiny_overrides(tmp_path)], tmp_path / "run")
     train(cfg)

@@ -1,7 +1,7 @@
 """``motionlab-data``: data preparation commands.
 
     motionlab-data synth --out DIR --identities N --frames T --size S --seed X
-    motionlab-data talking VIDEO --out DIR [--fps 25] [--smooth 3]
+    motionlab-data talking VIDEO --out DIR [--fps 25] [--smooth 3] [--audio-encoder CKPT]
     motionlab-data synth-talking --out DIR [--seconds 4] [--size 256] [--seed 0]
 """
 
@@ -33,6 +33,11 @@ def _talking(args: argparse.Namespace) -> int:
         f"{summary['audio_seconds']:.2f} s of 16 kHz audio and landmarks to {args.out}; "
         f"frames without a face: {summary['frames_without_face']}"
     )
+    if args.audio_encoder is not None:
+        from motionlab.data.lipsync import TalkingClip, audio_features
+
+        features = audio_features(TalkingClip(args.out, fps=args.fps), "ave", args.audio_encoder)
+        print(f"wrote ave audio features {tuple(features.shape)} to {args.out}/aud_ave.npy")
     return 0
 
 
@@ -63,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     talking.add_argument("--out", required=True, help="output folder")
     talking.add_argument("--fps", type=float, default=25.0, help="output frame rate")
     talking.add_argument("--smooth", type=int, default=3, help="landmark smoothing window in frames (1: off)")
+    talking.add_argument("--audio-encoder", default=None, help="an ave audio encoder checkpoint: also write aud_ave.npy (cached by its hash)")
     talking.set_defaults(run=_talking)
     toy = commands.add_parser("synth-talking", help="render a toy talking head whose mouth follows synthetic speech")
     toy.add_argument("--out", required=True)

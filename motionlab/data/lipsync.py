@@ -37,6 +37,7 @@ from motionlab.models.lipsync import AUDIO_SHAPES
 from motionlab.utils.io import write_json
 
 log = logging.getLogger(__name__)
+SILENCE_PEAK = 1e-4  # below this the audio holds nothing to learn from (16-bit PCM steps are 3e-5)
 FEATURE_FILES = {"ave": "aud_ave.npy", "hubert": "aud_hu.npy", "wenet": "aud_wenet.npy"}
 
 
@@ -109,8 +110,13 @@ class TalkingClip:
     def mel(self) -> torch.Tensor:
         """(N, 1, 80, 16) mel windows, one per video frame."""
         if self._mel is None:
-            wav = self.folder / "aud.wav"
-            self._mel = mel_windows(melspectrogram(load_wav(wav)), len(self), self.fps)
+            path = self.folder / "aud.wav"
+            wav = load_wav(path)
+            peak = float(np.abs(wav).max())
+            if peak < SILENCE_PEAK:
+                raise AudioError(f"{path} is silent (peak amplitude {peak:.2g}): lip-sync training needs the speech; "
+                                 "check the source video's audio track")
+            self._mel = mel_windows(melspectrogram(wav), len(self), self.fps)
         return self._mel
 
 

@@ -121,8 +121,8 @@ class DlibLandmarks:
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 
-def extract_audio(video: Path, out: Path, sample_rate: int = 16000) -> float:
-    """Decode the first audio stream, resample to mono ``sample_rate`` and write a WAV; returns seconds."""
+def extract_audio(video: Path, out: Path, sample_rate: int = 16000) -> tuple[float, float]:
+    """Decode the first audio stream, resample to mono ``sample_rate`` and write a WAV; returns seconds and peak amplitude."""
     import av
     import soundfile
 
@@ -138,7 +138,7 @@ def extract_audio(video: Path, out: Path, sample_rate: int = 16000) -> float:
     if samples.size == 0:
         raise ClipError(f"{video}: the audio stream decodes to no samples")
     soundfile.write(str(out), samples, sample_rate, subtype="PCM_16")
-    return samples.size / sample_rate
+    return samples.size / sample_rate, float(np.abs(samples).max())
 
 
 def preprocess_talking_video(video: str | os.PathLike, out: str | os.PathLike, fps: float = 25.0, smooth_window: int = 3,
@@ -160,7 +160,9 @@ def preprocess_talking_video(video: str | os.PathLike, out: str | os.PathLike, f
     for sub in ("full_body_img", "landmarks"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     shutil.copy(video, out / video.name)
-    seconds = extract_audio(video, out / "aud.wav")
+    seconds, peak = extract_audio(video, out / "aud.wav")
+    if peak < 1e-4:
+        log.warning("%s: the audio track is silent (peak amplitude %.2g); lip-sync training on it will be refused", video, peak)
     landmarker = landmarker or DlibLandmarks()
     found: list[np.ndarray | None] = []
     iterator = enumerate(indices)
@@ -182,7 +184,7 @@ def preprocess_talking_video(video: str | os.PathLike, out: str | os.PathLike, f
     landmarks = smooth_landmarks(np.stack(found), smooth_window)
     for i, points in enumerate(landmarks):
         write_lms(out / "landmarks" / f"{i}.lms", points)
-    summary = {"video": str(video), "frames": len(indices), "fps": fps, "source_fps": source_fps, "audio_seconds": seconds,
+    summary = {"video": str(video), "frames": len(indices), "fps": fps, "source_fps": source_fps, "audio_seconds": seconds, "audio_peak": peak,
                "frames_without_face": len(missing), "frames_without_face_indices": missing, "smooth_window": smooth_window}
     if missing:
         log.warning("%s: no face in %d of %d frames (%s...); used the previous frame's landmarks", video, len(missing), len(found), missing[:10])

@@ -21,6 +21,20 @@ def sync_pair_loss(audio_embedding: torch.Tensor, face_embedding: torch.Tensor, 
     return F.binary_cross_entropy(sync_probability(audio_embedding, face_embedding), in_sync.to(audio_embedding.dtype))
 
 
+def sync_contrastive_loss(audio_embedding: torch.Tensor, face_embedding: torch.Tensor, offsync_audio: torch.Tensor,
+                          temperature: float = 0.07) -> torch.Tensor:
+    """InfoNCE over a batch: each face's in-sync audio against the other faces' audio and every off-sync window.
+
+    (B, D) unit embeddings; ``offsync_audio`` (B, D) are extra negatives from the same clips, hard ones at
+    least ``min_offset`` frames away. Symmetric: audio -> face over the in-sync faces as well.
+    """
+    candidates = torch.cat([audio_embedding, offsync_audio])  # (2B, D): column i < B is face i's positive
+    logits = face_embedding @ candidates.T / temperature
+    targets = torch.arange(len(face_embedding), device=face_embedding.device)
+    audio_to_face = audio_embedding @ face_embedding.T / temperature
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(audio_to_face, targets))
+
+
 class LipSyncLoss(nn.Module):
     """``l1 * |pred - target| + perceptual_weight * perceptual(pred, target) + sync * BCE(SyncNet(pred, audio), 1)``.
 

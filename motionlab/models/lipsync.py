@@ -253,7 +253,8 @@ class AudioVisualEncoder(nn.Module):
     embedding carries what the mouth shows. Only ``audio`` is used afterwards (its state dict is
     SyncTalk_2D's ``audio_encoder_ave`` layout under ``audio.``).
 
-    Shapes: mel (B, 1, 80, 16) and lower-face crops (B, 3, 160, 320) -> (B, 512) unit vectors each.
+    Shapes: mel (B, 1, 80, 16) and face crops (B, 3, H, W) (the lower half (160, 320) of the 320 crop for
+    human faces) -> (B, 512) unit vectors each; the face branch pools globally, so any crop size works.
     """
 
     def __init__(self):
@@ -264,15 +265,15 @@ class AudioVisualEncoder(nn.Module):
             ConvBlock(64, 128, 3, 2, 1), _res(128),
             ConvBlock(128, 256, 3, 2, 1), _res(256),
             ConvBlock(256, 512, 3, 2, 1), _res(512),
-            ConvBlock(512, 512, 3, 2, 1), ConvBlock(512, 512, 5, 1, 0),
+            ConvBlock(512, 512, 3, 2, 1), ConvBlock(512, 512, 3, 1, 1), nn.AdaptiveAvgPool2d(1),
         )
 
     def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.audio(mel), p=2, dim=1)
 
     def embed_face(self, face: torch.Tensor) -> torch.Tensor:
-        if face.ndim != 4 or tuple(face.shape[1:]) != (3, 160, 320):
-            raise ValueError(f"lower-face input must be (B, 3, 160, 320), got {tuple(face.shape)}")
+        if face.ndim != 4 or face.shape[1] != 3:
+            raise ValueError(f"face input must be (B, 3, H, W), got {tuple(face.shape)}")
         return F.normalize(self.face(face).flatten(1), p=2, dim=1)
 
     def forward(self, face: torch.Tensor, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

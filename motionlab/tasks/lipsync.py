@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionlab.losses.lipsync import LipSyncLoss, sync_pair_loss, sync_probability
+from motionlab.losses.lipsync import LipSyncLoss, sync_contrastive_loss, sync_pair_loss, sync_probability
 from motionlab.metrics.sync import SyncScores
 from motionlab.tasks.base import MotionlabTask
 
@@ -24,6 +24,17 @@ MOUTH_REGION = (slice(160, 310), slice(60, 260))
 def lower_face(face: torch.Tensor) -> torch.Tensor:
     """The bottom half (B, 3, 160, 320) of (B, 3, 320, 320) face crops: what the mouth shows."""
     return face[..., face.shape[-2] // 2 :, :]
+
+
+def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Each image moved by its own random offset of up to ``max_shift`` pixels (edges replicated): crops of one
+    clip then differ by more than their head pose, so a sync model cannot match frames by position alone."""
+    if max_shift <= 0:
+        return images
+    b, _, h, w = images.shape
+    padded = F.pad(images, [max_shift] * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * max_shift + 1, (b, 2), device=images.device)
+    return torch.stack([padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(offsets.tolist())])
 
 
 def syncnet_audio(audio: torch.Tensor, mode: str) -> torch.Tensor:
@@ -41,29 +52,37 @@ def mask_face(face: torch.Tensor, rect: tuple[int, int, int, int] = SYNCTALK_MAS
 
 
 class SyncTask(MotionlabTask):
-    """Trains a two-tower audio-visual model on in-sync pairs (label 1) and off-sync pairs (label 0: the
-    same face with audio from at least ``data.min_offset`` frames away) with Wav2Lip's BCE on cosine.
+    """Trains a two-tower audio-visual model on in-sync pairs and off-sync pairs (the same face with audio
+    from at least ``data.min_offset`` frames away).
+
+    ``loss_type``: ``bce`` is Wav2Lip's BCE on cosine similarity (in-sync label 1, off-sync label 0), which
+    makes the cosine a sync probability (what the U-Net's sync loss needs); ``contrastive`` is InfoNCE with
+    the batch's other audio and the off-sync windows as negatives (faster to learn an embedding).
 
     ``net`` has ``embed_face`` and ``embed_audio``: the ``ave`` :class:`AudioVisualEncoder` (lower-face
     crops and mel windows: ``audio_key="mel"``) or a :class:`SyncNet` (full crops and U-Net-layout features:
-    ``audio_key="audio"``). Validation logs ``sync_acc`` (pairs classified at 0.5) and, per held-out clip,
-    the offset sweep of :class:`SyncScores` (``*_ours``: our SyncNet, not published LSE numbers).
+    ``audio_key="audio"``). Validation logs ``sync_acc``: the fraction of held-out frames whose in-sync audio
+    is nearer than their off-sync audio; ``sync_bce_acc`` (pairs classified at 0.5, ``bce`` only) and, per
+    held-out clip, the offset sweep of :class:`SyncScores` (``*_ours``: our SyncNet, not published LSE numbers).
     """
 
     task_name = "lipsync_sync"
 
     def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable | None = None, audio_key: str = "audio",
-                 face_region: str = "full", max_offset: int = 15):
+                 face_region: str = "full", loss_type: str = "bce", temperature: float = 0.07, max_shift: int = 0, max_offset: int = 15):
         super().__init__(optimizer=optimizer, scheduler=scheduler)
-        if audio_key not in ("mel", "audio") or face_region not in ("full", "lower"):
-            raise ValueError(f"SyncTask: audio_key must be mel|audio and face_region full|lower, got {audio_key!r}, {face_region!r}")
+        if audio_key not in ("mel", "audio") or face_region not in ("full", "lower") or loss_type not in ("bce", "contrastive"):
+            raise ValueError(f"SyncTask: audio_key must be mel|audio, face_region full|lower and loss_type bce|contrastive, "
+                             f"got {audio_key!r}, {face_region!r}, {loss_type!r}")
         self.net, self.audio_key, self.face_region = net, audio_key, face_region
+        self.loss_type, self.temperature, self.max_shift = loss_type, temperature, max_shift
         self.mode = getattr(net, "mode", "ave")
         self.sync_scores = SyncScores(max_offset=max_offset)
         self._val_embeddings: list[tuple[torch.Tensor, ...]] = []
 
     def _face(self, batch: dict) -> torch.Tensor:
-        return lower_face(batch["face"]) if self.face_region == "lower" else batch["face"]
+        face = random_shift(batch["face"], self.max_shift) if self.training else batch["face"]
+        return lower_face(face) if self.face_region == "lower" else face
 
     def _audio(self, batch: dict, key: str) -> torch.Tensor:
         audio = batch[key]
@@ -75,23 +94,28 @@ class SyncTask(MotionlabTask):
         audio_sync, audio_off = audio.chunk(2)
         return face, audio_sync, audio_off
 
-    def _loss(self, face, audio_sync, audio_off) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, face, audio_sync, audio_off) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        in_sync, off_sync = sync_probability(audio_sync, face), sync_probability(audio_off, face)
+        scores = {"sync_acc": (in_sync > off_sync).float().mean()}
+        if self.loss_type == "contrastive":
+            return sync_contrastive_loss(audio_sync, face, audio_off, self.temperature), scores
         ones, zeros = torch.ones(len(face), device=face.device), torch.zeros(len(face), device=face.device)
-        loss = 0.5 * (sync_pair_loss(audio_sync, face, ones) + sync_pair_loss(audio_off, face, zeros))
-        correct = torch.cat([sync_probability(audio_sync, face) > 0.5, sync_probability(audio_off, face) <= 0.5])
-        return loss, correct.float().mean()
+        scores["sync_bce_acc"] = torch.cat([in_sync > 0.5, off_sync <= 0.5]).float().mean()
+        return 0.5 * (sync_pair_loss(audio_sync, face, ones) + sync_pair_loss(audio_off, face, zeros)), scores
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, accuracy = self._loss(*self._pairs(batch))
+        loss, scores = self._loss(*self._pairs(batch))
         self.log("train/loss", loss, prog_bar=True)
-        self.log("train/sync_acc", accuracy)
+        for name, value in scores.items():
+            self.log(f"train/{name}", value)
         return loss
 
     def _evaluation_step(self, batch: dict, split: str) -> None:
         face, audio_sync, audio_off = self._pairs(batch)
-        loss, accuracy = self._loss(face, audio_sync, audio_off)
+        loss, scores = self._loss(face, audio_sync, audio_off)
         self.log(f"{split}/loss", loss, batch_size=len(face), sync_dist=True)
-        self.log(f"{split}/sync_acc", accuracy, batch_size=len(face), prog_bar=True, sync_dist=True)
+        for name, value in scores.items():
+            self.log(f"{split}/{name}", value, batch_size=len(face), prog_bar=name == "sync_acc", sync_dist=True)
         self._val_embeddings.append((batch["clip"], batch["frame"], face, audio_sync))
 
     def _evaluation_epoch_end(self, split: str) -> None:

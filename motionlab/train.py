@@ -73,6 +73,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         counts = task.parameter_counts()
         for logger in loggers:
             logger.log_hyperparams({**flatten(run_config), **counts})
+        before = {}
+        if cfg.get("validate_before_training") and cfg.train and ckpt_path is None:
+            # the untrained model's validation metrics: the "before" of a before / after comparison
+            before = {f"before/{k}": float(v) for k, v in trainer.validate(task, datamodule=datamodule, verbose=False)[0].items()}
         if cfg.train:
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         train_metrics = dict(trainer.callback_metrics)
@@ -81,6 +85,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics = {k: float(v) for k, v in {**train_metrics, **trainer.callback_metrics}.items() if torch.as_tensor(v).numel() == 1}
         metrics.update({k: float(v) for k, v in counts.items()})
+        metrics.update(before)
         metrics["trainer/global_step"] = float(trainer.global_step)
         metrics["trainer/seconds"] = time.perf_counter() - started
         if hasattr(datamodule, "skipped_clips") and getattr(datamodule, "datasets", None):

@@ -99,7 +99,7 @@ def lipsync_checkpoints(tmp_path_factory, talking_clip) -> dict[str, Path]:
     from motionlab.train import train
 
     root = tmp_path_factory.mktemp("lipsync")
-    common = ["logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+    common = ["logger=none", "trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1",
               f"data.root={talking_clip}", "data.val_fraction=0.3", "data.batch_size=2", "data.eval_batch_size=16", f"paths.root_dir={root}"]
     paths = {"clip": talking_clip}
     for experiment, key in (("lipsync_av_real_quick", "audio_encoder"), ("lipsync_syncnet_real_quick", "syncnet"), ("lipsync_real_quick", "unet")):
@@ -121,6 +121,20 @@ def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
         cfg.paths.output_dir = str(output_dir)
         del cfg["hydra"]
     return cfg
+
+
+def face_video(path, frames: int = 30, fps: float = 30.0, with_face=lambda i: True):
+    """A real photo of a face (scikit-image's astronaut), drifting, with a 440 Hz tone, as H.264 + AAC."""
+    from skimage import data
+
+    from motionlab.data.video_io import write_video
+
+    photo = data.astronaut()[:320, 80:400]
+    blank = np.full_like(photo, 127)
+    images = [np.roll(photo, i, axis=1) if with_face(i) else blank for i in range(frames)]
+    t = np.arange(int(48000 * frames / fps)) / 48000
+    write_video(path, images, fps=fps, crf=12, audio=(0.3 * np.sin(2 * np.pi * 440 * t).astype(np.float32), 48000))
+    return path
 
 
 def motionlab_bin(name: str) -> str:

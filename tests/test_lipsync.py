@@ -23,7 +23,7 @@ from motionlab.models.lipsync import LipSyncUNet, SyncNet
 from motionlab.tasks.lipsync import SYNCTALK_MASK, mask_face
 from motionlab.utils.checkpoint import WeightMismatchError
 
-from conftest import motionlab_bin, subprocess_env
+from conftest import face_video, motionlab_bin, subprocess_env
 
 
 def test_temporal_split_leaves_a_context_gap():
@@ -76,6 +76,23 @@ def test_ave_feature_cache_hit_stale_and_user_file(talking_clip, lipsync_checkpo
     assert np.load(clip_dir / "aud_ave.user.npy").shape == (len(clip), 512)
 
 
+def test_preprocessing_writes_ave_features(lipsync_checkpoints, tmp_path):
+    from motionlab.cli.data import main as data_main
+
+    video = face_video(tmp_path / "talk.mp4")
+    out = tmp_path / "talk"
+    assert data_main(["talking", str(video), "--out", str(out), "--audio-encoder", str(lipsync_checkpoints["audio_encoder"])]) == 0
+    assert np.load(out / "aud_ave.npy").shape == (25, 512)
+    assert json.loads((out / "aud_ave.json").read_text())["frames"] == 25
+
+
+def test_silent_training_audio_is_refused(talking_clip, tmp_path):
+    clip_dir = shutil.copytree(talking_clip, tmp_path / "clip")
+    soundfile.write(clip_dir / "aud.wav", np.zeros(48000, np.float32), 16000)
+    with pytest.raises(AudioError, match=r"aud.wav is silent .*audio track"):
+        TalkingClip(clip_dir).mel
+
+
 def test_hubert_and_wenet_features_are_shape_checked(talking_clip, tmp_path):
     clip_dir = shutil.copytree(talking_clip, tmp_path / "clip")
     clip = TalkingClip(clip_dir)
@@ -103,6 +120,8 @@ def test_three_stages_trained_and_logged(lipsync_checkpoints):
         assert 0.0 <= metrics["val/sync_acc"] <= 1.0 and np.isfinite(metrics["val/loss"])
         assert {"val/lse_d_ours", "val/lse_c_ours", "val/sync_offset_ours"} <= set(metrics)  # 22 held-out frames: the +-15 sweep ran
     assert unet["val/mouth_l1"] > 0 and "train/sync" in unet and "train/perceptual" in unet and "val/lse_c_ours" in unet
+    assert unet["before/val/mouth_l1"] > 0 and unet["before/val/mouth_l1"] != unet["val/mouth_l1"]  # validated before training too
+    assert unet["val/mouth_l1_reference"] == pytest.approx(unet["before/val/mouth_l1_reference"])  # the copy baseline: same frames
 
 
 def test_sync_stage_zeroes_gradients_between_steps(lipsync_checkpoints, tmp_path):

@@ -11,21 +11,9 @@ from PIL import Image
 
 from motionlab.cli.data import main as data_main
 from motionlab.data.talking import crop_box, crop_face, read_lms, resample_indices, smooth_landmarks, write_lms
-from motionlab.data.video_io import ClipError, write_video
+from motionlab.data.video_io import ClipError
 
-from conftest import SHARED
-
-
-def _face_video(path, frames: int = 30, fps: float = 30.0, with_face=lambda i: True):
-    """A real photo of a face (scikit-image's astronaut), drifting, with a 440 Hz tone."""
-    from skimage import data
-
-    photo = data.astronaut()[:320, 80:400]
-    blank = np.full_like(photo, 127)
-    images = [np.roll(photo, i, axis=1) if with_face(i) else blank for i in range(frames)]
-    t = np.arange(int(48000 * frames / fps)) / 48000
-    write_video(path, images, fps=fps, crf=12, audio=(0.3 * np.sin(2 * np.pi * 440 * t).astype(np.float32), 48000))
-    return path
+from conftest import SHARED, face_video
 
 
 def test_resample_to_25_fps():
@@ -58,7 +46,7 @@ def test_smoothing_keeps_constant_tracks_and_damps_jitter():
 
 
 def test_preprocess_a_video_with_audio(tmp_path):
-    video = _face_video(tmp_path / "talk.mp4", with_face=lambda i: i not in (10, 11))
+    video = face_video(tmp_path / "talk.mp4", with_face=lambda i: i not in (10, 11))
     out = tmp_path / "talk"
     assert data_main(["talking", str(video), "--out", str(out)]) == 0
     summary = json.loads((out / "preprocess.json").read_text())
@@ -77,7 +65,7 @@ def test_preprocess_a_video_with_audio(tmp_path):
 
 
 def test_a_clip_without_any_face_is_an_error(tmp_path):
-    video = _face_video(tmp_path / "empty.mp4", frames=10, with_face=lambda i: False)
+    video = face_video(tmp_path / "empty.mp4", frames=10, with_face=lambda i: False)
     with pytest.raises(ClipError, match="no face was found"):
         from motionlab.data.talking import preprocess_talking_video
 
@@ -93,6 +81,7 @@ def test_preprocess_the_real_talking_clip(tmp_path):
     assert summary["frames"] == 295 and summary["frames_without_face"] == 0
     assert len(list(out.glob("landmarks/*.lms"))) == 295
     assert soundfile.info(out / "aud.wav").samplerate == 16000
+    assert summary["audio_peak"] == 0.0  # d3's AAC track decodes to digital silence: recorded, and training on it is refused
 
 
 def test_toy_talking_clip_layout_and_sync(tmp_path):

@@ -31,7 +31,8 @@ class PreviewCallback(Callback):
     """Every ``every_n_steps`` training steps (and at the end), render previews of held-out identities.
 
     Writes ``<output_dir>/previews/step_XXXXXXX.png`` (one row per sample: portrait | driver | generated)
-    and ``.gif`` (the first validation clip animated), and logs both to W&B when it is the logger.
+    and ``.gif`` (the first validation clip animated), and logs both to W&B when it is the logger. A task
+    with a ``preview(dataset, num_samples) -> (grid, caption)`` method renders its own still instead.
     Rendering uses the network in eval mode and no random numbers, so it does not perturb training.
     """
 
@@ -55,6 +56,8 @@ class PreviewCallback(Callback):
         dataset = getattr(datamodule, "datasets", {}).get("val") if datamodule is not None else None
         if dataset is None:
             return None
+        if hasattr(pl_module, "preview"):  # tasks with their own preview layout (the lip-sync U-Net)
+            return self._render_task_preview(trainer, pl_module, dataset)
         was_training = pl_module.training
         pl_module.eval()
         try:
@@ -87,3 +90,20 @@ class PreviewCallback(Callback):
                     }
                 )
         return still, gif
+
+    def _render_task_preview(self, trainer: L.Trainer, pl_module: L.LightningModule, dataset) -> tuple[Path, None]:
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            grid, caption = pl_module.preview(dataset, self.num_samples)
+        finally:
+            pl_module.train(was_training)
+        still = self.output_dir / f"step_{trainer.global_step:07d}.png"
+        still.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(grid).save(still)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                import wandb
+
+                logger.experiment.log({"preview/grid": wandb.Image(str(still), caption=caption), "trainer/global_step": trainer.global_step})
+        return still, None

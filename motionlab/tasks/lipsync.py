@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -77,7 +78,7 @@ class SyncTask(MotionlabTask):
         self.net, self.audio_key, self.face_region = net, audio_key, face_region
         self.loss_type, self.temperature, self.max_shift = loss_type, temperature, max_shift
         self.mode = getattr(net, "mode", "ave")
-        self.sync_scores = SyncScores(max_offset=max_offset)
+        self.max_offset = max_offset
         self._val_embeddings: list[tuple[torch.Tensor, ...]] = []
 
     def _face(self, batch: dict) -> torch.Tensor:
@@ -119,15 +120,19 @@ class SyncTask(MotionlabTask):
         self._val_embeddings.append((batch["clip"], batch["frame"], face, audio_sync))
 
     def _evaluation_epoch_end(self, split: str) -> None:
-        for name, value in clip_sync_scores(self, self._val_embeddings, self.sync_scores).items():
+        for name, value in clip_sync_scores(self, self._val_embeddings, self.max_offset).items():
             self.log(f"{split}/{name}", value)
         self._val_embeddings.clear()
 
 
-def clip_sync_scores(task: MotionlabTask, embeddings: list[tuple[torch.Tensor, ...]], scores: SyncScores) -> dict[str, torch.Tensor]:
-    """The offset sweep over each held-out clip's frames, from (clip, frame, face, audio) batches gathered on all ranks."""
+def clip_sync_scores(task: MotionlabTask, embeddings: list[tuple[torch.Tensor, ...]], max_offset: int) -> dict[str, torch.Tensor]:
+    """The offset sweep over each held-out clip's frames, from (clip, frame, face, audio) batches gathered on all ranks.
+
+    Every rank gathers every clip whole, so a fresh local :class:`SyncScores` gives the same answer on all of them.
+    """
     if not embeddings:
         return {}
+    scores = SyncScores(max_offset=max_offset).to(task.device)
     clip, frame, face, audio = (torch.cat(parts) for parts in zip(*embeddings))
     if task.trainer.world_size > 1:  # every rank sees every clip whole (padded samples repeat frames: deduplicated)
         clip, frame, face, audio = (task.all_gather(t).flatten(0, 1) for t in (clip, frame, face, audio))
@@ -137,12 +142,7 @@ def clip_sync_scores(task: MotionlabTask, embeddings: list[tuple[torch.Tensor, .
         order = torch.zeros(len(frames), dtype=torch.long, device=chosen.device).scatter_(0, first, chosen)
         if len(frames) > scores.max_offset:
             scores.update(face[order].float(), audio[order].float())
-    if int(scores.clips) == 0:
-        scores.reset()
-        return {}
-    values = scores.compute()
-    scores.reset()
-    return values
+    return scores.compute() if int(scores.clips) > 0 else {}
 
 
 class LipSyncTask(MotionlabTask):
@@ -169,7 +169,7 @@ class LipSyncTask(MotionlabTask):
             from motionlab.inference.lipsync import load_syncnet
 
             self.syncnet = load_syncnet(syncnet_ckpt, mode=net.mode).requires_grad_(False)
-        self.sync_scores = SyncScores(max_offset=max_offset)
+        self.max_offset = max_offset
         self._val_embeddings: list[tuple[torch.Tensor, ...]] = []
 
     def train(self, mode: bool = True) -> "LipSyncTask":
@@ -196,6 +196,18 @@ class LipSyncTask(MotionlabTask):
             self.log(f"train/{name}", value)
         return total
 
+    @torch.no_grad()
+    def preview(self, dataset, num_samples: int) -> tuple[np.ndarray, str]:
+        """Rows of held-out frames: reference | masked input | generated | target, as a uint8 grid."""
+        from motionlab.callbacks.preview import side_by_side
+
+        indices = np.linspace(0, len(dataset) - 1, num_samples).round().astype(int)
+        samples = [dataset[int(i)] for i in indices]
+        reference, face, audio = (torch.stack([s[key] for s in samples]).to(self.device) for key in ("reference", "face", "audio"))
+        generated = self(reference, face, audio)
+        rows = [side_by_side(r, mask_face(f[None], self.mask)[0], g, f) for r, f, g in zip(reference, face, generated)]
+        return np.concatenate(rows, axis=0), "reference | masked | generated | target"
+
     def _evaluation_step(self, batch: dict, split: str) -> None:
         face = batch["face"]
         generated = self(batch["reference"], face, batch["audio"]).clamp(0, 1)
@@ -203,12 +215,14 @@ class LipSyncTask(MotionlabTask):
         n = len(face)
         self.log(f"{split}/l1", F.l1_loss(generated, face), batch_size=n, prog_bar=True, sync_dist=True)
         self.log(f"{split}/mouth_l1", F.l1_loss(generated[..., rows, cols], face[..., rows, cols]), batch_size=n, prog_bar=True, sync_dist=True)
+        # the trivial baseline: the reference frame's mouth as the answer
+        self.log(f"{split}/mouth_l1_reference", F.l1_loss(batch["reference"][..., rows, cols], face[..., rows, cols]), batch_size=n, sync_dist=True)
         if self.syncnet is not None:
             audio_embedding, face_embedding = self.syncnet(generated, syncnet_audio(batch["audio"], self.net.mode))
             self.log(f"{split}/sync_prob", sync_probability(audio_embedding, face_embedding).mean(), batch_size=n, sync_dist=True)
             self._val_embeddings.append((batch["clip"], batch["frame"], face_embedding, audio_embedding))
 
     def _evaluation_epoch_end(self, split: str) -> None:
-        for name, value in clip_sync_scores(self, self._val_embeddings, self.sync_scores).items():
+        for name, value in clip_sync_scores(self, self._val_embeddings, self.max_offset).items():
             self.log(f"{split}/{name}", value)
         self._val_embeddings.clear()

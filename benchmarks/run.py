@@ -203,6 +203,7 @@ def lipsync_video(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     template = _lipsync_template(cache_root)
     seconds = max(2.0, args.steps / 5)  # 20 steps: 4 s, 100 frames
     frames = int(round(seconds * 25))
+    Path(cache_root).mkdir(parents=True, exist_ok=True)
     wav_path = Path(cache_root) / "speech.wav"
     wav = load_wav(template / "aud.wav")[: int(seconds * 16000)]
     soundfile.write(wav_path, wav, 16000)

@@ -286,7 +286,11 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, mode: str | No
         path = Path(onnx) if onnx else Path(ckpt).with_name(f"{Path(ckpt).stem}.{file_digest(ckpt)[:12]}.onnx")
         if not path.is_file():
             export_onnx(net, path)
-            log.info("exported %s; onnxruntime parity %s", path, check_parity(net, path))
+            try:
+                log.info("exported %s; onnxruntime parity %s", path, check_parity(net, path))
+            except Exception:
+                path.unlink(missing_ok=True)  # never leave an unchecked graph to be picked up by the next run
+                raise
         runner = OnnxRunner(path)
     pipeline = LipSyncPipeline(runner, mode=settings["mode"], audio_encoder=encoder, mask=settings["mask"],
                                batch_size=batch_size, feather=feather, fps=fps, device=device)

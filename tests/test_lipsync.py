@@ -139,7 +139,8 @@ def test_sync_stage_zeroes_gradients_between_steps(lipsync_checkpoints, tmp_path
             seen[trainer.global_step] = module.net.face[0].conv_block[0].weight.grad.clone()
 
     cfg = compose_train(["experiment=lipsync_av_real_quick", f"data.root={lipsync_checkpoints['clip']}", "data.val_fraction=0.3",
-                         "data.eval_batch_size=2", "model.optimizer.lr=0.0", "model.optimizer.weight_decay=0.0", f"paths.root_dir={tmp_path}"],
+                         "data.eval_batch_size=2", "model.optimizer.lr=0.0", "model.optimizer.weight_decay=0.0", "model.max_shift=0",
+                         f"paths.root_dir={tmp_path}"],
                         tmp_path / "run")
     task, data = instantiate(cfg.model), instantiate(cfg.data)
     data.setup()
@@ -165,6 +166,18 @@ def test_bounce_feather_and_paste_back():
     assert (hard[:60] == 50).all() and (hard[160:] == 50).all() and abs(int(hard[110, 90, 0]) - 200) <= 1
     assert hard[61, 90, 0] > soft[61, 90, 0] > 50  # the seam is blended
     assert abs(int(soft[110, 90, 0]) - 200) <= 1
+
+
+def test_random_shift_moves_each_crop_within_bounds():
+    from motionlab.tasks.lipsync import random_shift
+
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    torch.manual_seed(0)
+    shifted = random_shift(images, 2)
+    assert shifted.shape == images.shape and torch.equal(random_shift(images, 0), images)
+    padded = torch.nn.functional.pad(images, [2] * 4, mode="replicate")
+    for i in range(2):  # each output is some 8 x 8 window of its own padded image
+        assert any(torch.equal(shifted[i], padded[i, :, y : y + 8, x : x + 8]) for y in range(5) for x in range(5))
 
 
 def test_mask_is_synctalk_rectangle():

@@ -114,15 +114,14 @@ def test_bad_config_on_the_command_line_names_the_key(tmp_path):
 
 
 def test_multirun_writes_one_folder_per_job(tmp_path):
-    sweep = tmp_path / "sweep"
+    # as a user types it: no paths.root_dir or hydra.sweep.dir, the sweep lands under ./logs of the working directory
+    overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("paths.root_dir=")]
     result = subprocess.run(
-        [
-            motionlab_bin("motionlab-train"), "-m", "experiment=quickstart", "logger=csv", "trainer.max_epochs=1",
-            "model.optimizer.lr=0.001,0.0003", f"hydra.sweep.dir={sweep}", *tiny_overrides(tmp_path),
-        ],
-        capture_output=True, text=True, env=subprocess_env(tmp_path), timeout=600,
+        [motionlab_bin("motionlab-train"), "-m", "experiment=quickstart", "logger=csv", "trainer.max_epochs=1", "model.optimizer.lr=0.001,0.0003", *overrides],
+        capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "logs" / "quickstart" / "multiruns").iterdir()
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert [p.name for p in jobs] == ["0", "1"]
     learning_rates = []

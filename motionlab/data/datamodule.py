@@ -52,7 +52,23 @@ def collate(samples: list[dict]) -> dict:
     return out
 
 
-class PortraitVideoDataModule(L.LightningDataModule):
+class SplitDataModule(L.LightningDataModule):
+    """Train / val / test loaders from one ``_loader(split, shuffle)`` that a datamodule defines."""
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+class PortraitVideoDataModule(SplitDataModule):
     """Portrait / driver samples from a folder of clips, or from the toy world generated on demand.
 
     Args:
@@ -179,15 +195,6 @@ class PortraitVideoDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers,
             collate_fn=collate,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if self.augmentation is not None and self.trainer is not None and self.trainer.training:

@@ -22,14 +22,13 @@ import logging
 import os
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from motionlab.data.audio import CONTEXT, AudioError, audio_input, load_wav, mel_windows, melspectrogram
-from motionlab.data.datamodule import EpochSeededRandomSampler, collate
+from motionlab.data.datamodule import EpochSeededRandomSampler, SplitDataModule, collate
 from motionlab.data.descriptor_cache import file_digest
 from motionlab.data.talking import INNER_SIZE, crop_face, read_lms, synth_talking_clip
 from motionlab.data.video_io import ClipError, list_frame_files, read_image
@@ -227,7 +226,7 @@ def temporal_split(frames: int, val_fraction: float, gap: int = CONTEXT) -> tupl
     return np.arange(frames - n_val - gap), np.arange(frames - n_val, frames)
 
 
-class LipSyncDataModule(L.LightningDataModule):
+class LipSyncDataModule(SplitDataModule):
     """Talking-head clips (your folders, or a generated toy talking world) for the lip-sync tasks.
 
     Args:
@@ -291,12 +290,3 @@ class LipSyncDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
                           sampler=EpochSeededRandomSampler(len(dataset), self.shuffle_seed) if shuffle else None,
                           drop_last=shuffle and len(dataset) >= self.batch_size, num_workers=self.num_workers, collate_fn=collate)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -22,6 +22,17 @@ from motionlab.models.fomm_io import FOMM_PARTS
 from motionlab.utils.checkpoint import load_checkpoint, load_state_dict_strict, submodule_state_dict
 
 
+def motionlab_network(checkpoint: dict, source: str | os.PathLike, prefix: str = "net") -> tuple[nn.Module, dict] | None:
+    """The network of an already-read motionlab checkpoint (rebuilt from its run config), or None for other files."""
+    meta = checkpoint.get("motionlab")
+    if not (isinstance(meta, dict) and "config" in meta):
+        return None
+    config = meta["config"]
+    net = instantiate(config["model"][prefix])
+    load_state_dict_strict(net, submodule_state_dict(checkpoint["state_dict"], prefix), str(source))
+    return net.eval(), config
+
+
 def load_network(checkpoint_path: str | os.PathLike, prefix: str = "net", fomm_setting: str | None = None) -> tuple[nn.Module, dict]:
     """Rebuild the network stored in a checkpoint (weights-only read) and a config dict describing it.
 
@@ -30,12 +41,9 @@ def load_network(checkpoint_path: str | os.PathLike, prefix: str = "net", fomm_s
     ``mgif-256``) and runs at 256 x 256.
     """
     checkpoint = load_checkpoint(checkpoint_path)
-    meta = checkpoint.get("motionlab")
-    if isinstance(meta, dict) and "config" in meta:
-        config = meta["config"]
-        net = instantiate(config["model"][prefix])
-        load_state_dict_strict(net, submodule_state_dict(checkpoint["state_dict"], prefix), str(checkpoint_path))
-        return net.eval(), config
+    built = motionlab_network(checkpoint, checkpoint_path, prefix)
+    if built is not None:
+        return built
     if all(part in checkpoint for part in FOMM_PARTS):
         if fomm_setting is None:
             raise ValueError(f"{checkpoint_path} is a FOMM release checkpoint; say which with fomm_setting=vox-256, taichi-256 or mgif-256")

@@ -27,20 +27,12 @@ from motionlab.data.audio import SAMPLE_RATE, audio_input, load_wav, mel_windows
 from motionlab.data.lipsync import encode_audio, face_tensor
 from motionlab.data.talking import CROP_SIZE, INNER_SIZE, LANDMARK_ROLES, crop_face
 from motionlab.data.video_io import ClipError, list_frame_files, read_image, write_video
+from motionlab.inference.animate import motionlab_network
 from motionlab.models.lipsync import AudioEncoder, LipSyncUNet, SyncNet
 from motionlab.tasks.lipsync import SYNCTALK_MASK, mask_face
-from motionlab.utils.checkpoint import load_checkpoint, load_state_dict_strict, submodule_state_dict
+from motionlab.utils.checkpoint import load_checkpoint, load_state_dict_strict
 
 log = logging.getLogger(__name__)
-
-
-def _motionlab_net(checkpoint: dict, path: str | os.PathLike) -> tuple[nn.Module, dict] | None:
-    from motionlab.inference.animate import load_network
-
-    meta = checkpoint.get("motionlab")
-    if isinstance(meta, dict) and "config" in meta:
-        return load_network(path)
-    return None
 
 
 def _plain_state_dict(checkpoint: dict, path: str | os.PathLike, what: str) -> dict:
@@ -53,7 +45,7 @@ def _plain_state_dict(checkpoint: dict, path: str | os.PathLike, what: str) -> d
 def load_audio_encoder(path: str | os.PathLike) -> AudioEncoder:
     """The frozen ``ave`` audio encoder from a ``lipsync_av`` run or SyncTalk_2D's ``audio_visual_encoder.pth``."""
     checkpoint = load_checkpoint(path)
-    built = _motionlab_net(checkpoint, path)
+    built = motionlab_network(checkpoint, path)
     if built is not None:
         net = built[0]
         if not hasattr(net, "audio") or not isinstance(net.audio, AudioEncoder):
@@ -70,7 +62,7 @@ def load_audio_encoder(path: str | os.PathLike) -> AudioEncoder:
 def load_syncnet(path: str | os.PathLike, mode: str = "ave") -> SyncNet:
     """A frozen SyncNet from a ``lipsync_syncnet`` run or a SyncTalk_2D ``syncnet_328`` state dict."""
     checkpoint = load_checkpoint(path)
-    built = _motionlab_net(checkpoint, path)
+    built = motionlab_network(checkpoint, path)
     if built is not None:
         net = built[0]
         if not isinstance(net, SyncNet):
@@ -87,7 +79,7 @@ def load_lipsync_unet(path: str | os.PathLike, mode: str | None = None) -> tuple
     """The U-Net and its settings (``mode``, ``mask``, ``audio_encoder_ckpt``) from a motionlab run or a
     SyncTalk_2D state dict (then ``mode`` is required and the mask is SyncTalk_2D's)."""
     checkpoint = load_checkpoint(path)
-    built = _motionlab_net(checkpoint, path)
+    built = motionlab_network(checkpoint, path)
     if built is not None:
         net, config = built
         if not isinstance(net, LipSyncUNet):

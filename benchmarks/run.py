@@ -134,12 +134,10 @@ def descriptors(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     world = ensure_toy_world(cache_root, ToyWorldSpec(identities=8, frames=40, size=64))
     records = discover_clips(world)[1]
     torch.manual_seed(0)
-    model = create_model("fomm", setting="vox-256", num_kp=10, kp_detector={"block_expansion": 16, "max_features": 128, "num_blocks": 4,
-                                                                            "scale_factor": 0.5, "pad": 3}).eval()
-    checkpoint = os.path.join(cache_root, "descriptor.ckpt")  # the layout motionlab-train writes: config + net.* weights
-    atomic_torch_save({"motionlab": {"config": {"model": {"net": {"_target_": "motionlab.models.registry.create_model", "name": "fomm",
-                       "setting": "vox-256", "num_kp": 10, "kp_detector": {"block_expansion": 16, "max_features": 128, "num_blocks": 4,
-                       "scale_factor": 0.5, "pad": 3}}}, "data": {"image_size": 64}}},
+    model = create_model("fomm_vox256", input_size=64, num_kp=10, kp_detector={"block_expansion": 16, "max_features": 128, "num_blocks": 4,
+                                                                               "scale_factor": 0.5, "pad": 3}).eval()
+    checkpoint = os.path.join(cache_root, "descriptor.ckpt")  # the layout motionlab-train writes: model specs + net.* weights
+    atomic_torch_save({"motionlab": {"task": "descriptor", "models": {"net": model.model_info.spec()}, "predictor": {}},
                        "state_dict": {f"net.{k}": v for k, v in model.state_dict().items()}}, checkpoint)
     cache = DescriptorCache(cache_root, checkpoint, image_size=64)
     started = time.perf_counter()
@@ -157,7 +155,7 @@ def descriptors(args: argparse.Namespace) -> list[tuple[str, float, str]]:
         ("descriptor cache read (same clips)", frames / read, "frames/s"),
         ("cache read / recompute", recompute / read, "x"),
     ]
-    generator = create_model("fomm", setting="vox-256").eval()
+    generator = create_model("fomm_vox256").eval()
     for batch in (1, 8):
         source, driving = torch.rand(batch, 3, 256, 256), torch.rand(batch, 3, 256, 256)
         with torch.no_grad():
@@ -197,7 +195,8 @@ def lipsync_video(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     from motionlab.data.lipsync import encode_audio
     from motionlab.inference.export import OnnxRunner, export_onnx
     from motionlab.inference.lipsync import LipSyncPipeline
-    from motionlab.models.lipsync import AudioEncoder, LipSyncUNet
+    from motionlab.models import create_model
+    from motionlab.tasks.lipsync import LipSyncPredictor
 
     cache_root = os.path.join(_cache_dir(), "lipsync-bench")
     template = _lipsync_template(cache_root)
@@ -208,7 +207,7 @@ def lipsync_video(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     wav = load_wav(template / "aud.wav")[: int(seconds * 16000)]
     soundfile.write(wav_path, wav, 16000)
     torch.manual_seed(0)
-    net, encoder = LipSyncUNet("ave").eval(), AudioEncoder().eval()
+    net, encoder = create_model("lipsync_unet328_ave").eval(), create_model("lipsync_audio_encoder_ave").eval()
     onnx_path = export_onnx(net, Path(cache_root) / "unet_ave.onnx")
     features = torch.from_numpy(encode_audio(encoder, mel_windows(melspectrogram(wav), frames)))
     results = [(f"template: {template} ({'real' if 'human' in str(template) else 'toy'}), {frames} frames", float(frames), "frames")]
@@ -217,8 +216,10 @@ def lipsync_video(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     results.append(("SyncTalk_2D-style loop (batch 1, eager, cv2, MJPG + mux)", frames / reference_seconds, "frames/s"))
     onnx = OnnxRunner(onnx_path, threads=torch.get_num_threads())
     difference = max(float(np.abs(onnx(image[None].numpy(), audio[None].numpy())[0] - output.numpy()).max()) for image, audio, output in recorded)
-    for label, runner in (("onnxruntime", onnx), ("eager PyTorch, channels_last", net)):
-        pipeline = LipSyncPipeline(runner, mode="ave", audio_encoder=encoder, batch_size=8, feather=16)
+    for label, runner in (("onnxruntime", onnx), ("eager PyTorch, channels_last", None)):
+        predictor = LipSyncPredictor(net, encoder)
+        predictor.runner = runner  # None: the eager network
+        pipeline = LipSyncPipeline(predictor.to("cpu"), batch_size=8, feather=16)
         started = time.perf_counter()
         summary = pipeline.run(template, wav_path, Path(cache_root) / f"motionlab_{label.split()[0]}.mp4")
         rate = summary["frames"] / (time.perf_counter() - started)

@@ -1,6 +1,6 @@
 """``train(cfg)``: build data, task, callbacks, loggers and trainer from a composed config and fit.
 
-Run it as ``motionlab-train`` or ``python -m motionlab.train`` (Hydra overrides on the command line).
+Run it as ``motionlab-train`` (:mod:`motionlab.cli.train`, Hydra overrides on the command line).
 """
 
 from __future__ import annotations
@@ -63,6 +63,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     task: L.LightningModule = instantiate(cfg.model, **({"loss": cfg.loss} if cfg.get("loss") else {}))
     task.run_config = run_config
+    if cfg.get("init_from"):
+        if ckpt_path is not None:
+            raise ConfigError("config keys 'init_from' and 'ckpt_path' exclude each other: start from weights, or resume a run")
+        task.init_from(cfg.init_from)
+        log.info("model.net starts from the weights of %s", cfg.init_from)
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
     callbacks.append(RNGStateCallback())
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
@@ -96,8 +101,3 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         _finish_wandb()
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": task, "trainer": trainer}
 
-
-if __name__ == "__main__":
-    from motionlab.cli.train import main
-
-    main()

@@ -52,8 +52,7 @@ def tiny_overrides(root: Path, experiment: str = "quickstart", lipsync: dict | N
     """
     if experiment.startswith("lipsync"):
         data = [f"data.root={lipsync['clip']}"] if "_real_" in experiment else TINY_TALKING
-        return [f"paths.root_dir={root}", *data, "data.batch_size=2", "data.eval_batch_size=4",
-                f"audio_encoder_ckpt={lipsync['audio_encoder']}", f"syncnet_ckpt={lipsync['syncnet']}"]
+        return [f"paths.root_dir={root}", *data, "data.batch_size=2", "data.eval_batch_size=4", *lipsync_links(experiment, lipsync)]
     return [
         f"paths.root_dir={root}",
         "data.toy_world.identities=8",
@@ -83,6 +82,23 @@ def descriptor_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def animator_descriptors_checkpoint(tmp_path_factory, descriptor_checkpoint) -> Path:
+    """The descriptor Animator trained for two steps on a copy of the descriptor model, which is then deleted: the
+    checkpoint must be usable on its own (it carries its frozen detector)."""
+    import shutil
+
+    from motionlab.train import train
+
+    root = tmp_path_factory.mktemp("animator_descriptors")
+    detector = shutil.copy(descriptor_checkpoint, root / "descriptor.ckpt")
+    cfg = compose_train(["experiment=animator_descriptors_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                         f"data.descriptor_checkpoint={detector}", *tiny_overrides(root, "animator_descriptors_quick")], root / "run")
+    train(cfg)
+    Path(detector).unlink()
+    return root / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
 def talking_clip(tmp_path_factory) -> Path:
     """A 3-second toy talking head at 128 px in the SyncTalk_2D layout (mp4 with audio, frames, .lms, aud.wav)."""
     from motionlab.data.talking import synth_talking_clip
@@ -103,11 +119,20 @@ def lipsync_checkpoints(tmp_path_factory, talking_clip) -> dict[str, Path]:
               f"data.root={talking_clip}", "data.val_fraction=0.3", "data.batch_size=2", "data.eval_batch_size=16", f"paths.root_dir={root}"]
     paths = {"clip": talking_clip}
     for experiment, key in (("lipsync_av_real_quick", "audio_encoder"), ("lipsync_syncnet_real_quick", "syncnet"), ("lipsync_real_quick", "unet")):
-        links = [f"{name}_ckpt={paths[name]}" for name in ("audio_encoder", "syncnet") if name in paths]
-        metrics, _ = train(compose_train([f"experiment={experiment}", *common, *links], root / key))
+        metrics, _ = train(compose_train([f"experiment={experiment}", *common, *lipsync_links(experiment, paths)], root / key))
         paths[key] = root / key / "checkpoints" / "last.ckpt"
         paths[f"{key}_metrics"] = metrics
     return paths
+
+
+def lipsync_links(experiment: str, checkpoints: dict) -> list[str]:
+    """The overrides chaining the lip-sync stages as the README does: stage 2 reads stage 1's encoder, stage 3 both."""
+    links = []
+    if "syncnet" in experiment or "lipsync_quick" in experiment or "lipsync_real_quick" in experiment:
+        links.append(f"data.audio_encoder_ckpt={checkpoints['audio_encoder']}")
+    if "lipsync_quick" in experiment or "lipsync_real_quick" in experiment:
+        links.append(f"model.syncnet.pretrained={checkpoints['syncnet']}")
+    return links
 
 
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
@@ -150,6 +175,14 @@ def subprocess_env(root: Path) -> dict:
     env = dict(os.environ)
     env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"})
     return env
+
+
+def count_video_frames(path) -> int:
+    """Decode a video completely with PyAV and count its frames (does not trust container metadata)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
 
 
 def read_rgb(path: Path) -> np.ndarray:

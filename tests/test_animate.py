@@ -9,12 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from motionlab.data.video_io import count_video_frames, write_video
-from motionlab.inference.animate import animate_files, load_network
+from motionlab.data.video_io import write_video
+from motionlab.inference.animate import animate_files
+from motionlab.models import CheckpointFormatError, load_model
+from motionlab.tasks import load_predictor
 from motionlab.train import train
 from motionlab.utils.checkpoint import WeightMismatchError
 
-from conftest import SHARED, compose_train, motionlab_bin, read_rgb, subprocess_env, tiny_overrides
+from conftest import SHARED, count_video_frames, compose_train, motionlab_bin, read_rgb, subprocess_env, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +47,8 @@ def test_animate_cli_writes_mp4_and_gif(checkpoint, toy_world, tmp_path):
 def test_animate_frame_folder_driver_matches_direct_network(checkpoint, toy_world, tmp_path):
     summary = animate_files(checkpoint, toy_world / "id_0001.png", toy_world / "id_0001_video", tmp_path / "o.mp4", fps=10, max_frames=5)
     assert summary["frames"] == 5 and count_video_frames(tmp_path / "o.mp4") == 5
-    net, config = load_network(checkpoint)
-    assert config["data"]["image_size"] == 32
+    net = load_model(checkpoint)
+    assert net.model_info.name == "animator_v1" and net.model_info.input_size == (32, 32)
     portrait = torch.from_numpy(read_rgb(toy_world / "id_0001.png")).permute(2, 0, 1)[None] / 255.0
     with torch.no_grad():
         out = net(portrait, portrait)["image"]
@@ -55,24 +57,24 @@ def test_animate_frame_folder_driver_matches_direct_network(checkpoint, toy_worl
 
 def test_weights_of_another_architecture_are_refused(checkpoint, tmp_path):
     payload = torch.load(checkpoint, weights_only=True)
-    payload["motionlab"]["config"]["model"]["net"]["num_res_blocks"] = 2
+    payload["motionlab"]["models"]["net"]["args"]["num_res_blocks"] = 2
     bad = tmp_path / "bad.ckpt"
     torch.save(payload, bad)
     with pytest.raises(WeightMismatchError, match=r"missing keys \(\d+\): bottleneck\.1\."):
-        load_network(bad)
+        load_model(bad)
 
 
 def test_non_motionlab_and_missing_files_are_clear_errors(tmp_path, toy_world, checkpoint):
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)
-    with pytest.raises(ValueError, match="not a motionlab checkpoint"):
-        load_network(foreign)
+    with pytest.raises(CheckpointFormatError, match="not a motionlab checkpoint.*model=NAME, one of: animator_v1, fomm_mgif256"):
+        load_model(foreign)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_network(tmp_path / "nope.ckpt")
+        load_model(tmp_path / "nope.ckpt")
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(checkpoint.read_bytes()[:1000])
     with pytest.raises(RuntimeError, match="cannot be read weights-only"):
-        load_network(truncated)
+        load_model(truncated)
     with pytest.raises(Exception, match="nope.png"):
         animate_files(checkpoint, tmp_path / "nope.png", toy_world / "id_0001_video", tmp_path / "o.mp4")
     assert not (tmp_path / "o.mp4").exists()
@@ -80,21 +82,41 @@ def test_non_motionlab_and_missing_files_are_clear_errors(tmp_path, toy_world, c
 
 
 def test_animate_with_keypoints_writes_overlay(descriptor_checkpoint, toy_world, tmp_path):
-    from motionlab.inference.animate import AnimatorPipeline
+    from motionlab.inference.animate import animate_frames
 
     out, sbs = tmp_path / "kp.mp4", tmp_path / "kp_side.mp4"
     summary = animate_files(descriptor_checkpoint, toy_world / "id_0002.png", toy_world / "id_0002_video", out,
                             side_by_side_out=sbs, adapt_movement_scale=True)
     assert summary["frames"] == 8 and count_video_frames(out) == 8 and count_video_frames(sbs) == 8
-    pipeline = AnimatorPipeline.from_checkpoint(descriptor_checkpoint)
+    predictor = load_predictor(descriptor_checkpoint)
     frames = np.stack([read_rgb(toy_world / "id_0002_video" / f"{t:04d}.png") for t in range(3)])
-    first = next(pipeline.animate(read_rgb(toy_world / "id_0002.png"), frames))
-    assert first["driver_keypoints"].shape == (3, 4, 2) and first["generated"].shape == (3, 3, 32, 32)
+    first = next(animate_frames(predictor, read_rgb(toy_world / "id_0002.png"), frames))
+    assert first["driver_keypoints"].value.shape == (3, 4, 2) and first["generated"].shape == (3, 3, 32, 32)
+    assert first["driver_keypoints"].to_pixels().value.max() <= 31
     # relative transfer: on the driver's first frame the portrait keeps its own keypoints, so the source is re-rendered
     with torch.no_grad():
-        kp_source = pipeline.net.kp_detector(first["source"][:1])
-        direct = pipeline.net.generator(first["source"][:1], kp_driving=kp_source, kp_source=kp_source)["prediction"]
+        kp_source = predictor.net.kp_detector(first["source"][:1])
+        direct = predictor.net.generator(first["source"][:1], kp_driving=kp_source, kp_source=kp_source)["prediction"]
     assert torch.allclose(first["generated"][0], direct[0].clamp(0, 1), atol=1e-5)
+
+
+def test_animate_a_descriptor_animator_checkpoint(animator_descriptors_checkpoint, toy_world, tmp_path):
+    """The descriptor Animator needs keypoints only its task computes: its predictor detects them with the frozen
+    detector stored in the checkpoint (the descriptor run's file is gone), exactly as the task does."""
+    from motionlab.tasks.animator import AnimatorPredictor, animate
+
+    out = tmp_path / "desc.mp4"
+    summary = animate_files(animator_descriptors_checkpoint, toy_world / "id_0004.png", toy_world / "id_0004_video", out, gif=tmp_path / "d.gif")
+    assert summary["frames"] == 8 and count_video_frames(out) == 8
+    predictor = load_predictor(animator_descriptors_checkpoint)
+    assert isinstance(predictor, AnimatorPredictor) and predictor.descriptor_model is not None
+    portrait = torch.from_numpy(read_rgb(toy_world / "id_0004.png")).permute(2, 0, 1)[None] / 255.0
+    driver = torch.from_numpy(read_rgb(toy_world / "id_0004_video" / "0003.png")).permute(2, 0, 1)[None] / 255.0
+    with torch.no_grad():
+        descriptors = (predictor.descriptor_model(portrait).value, predictor.descriptor_model(driver).value)
+        direct = predictor.net(portrait, driver, portrait_descriptors=descriptors[0], driver_descriptors=descriptors[1])["image"].clamp(0, 1)
+        assert torch.allclose(predictor(portrait, driver, driver)["generated"], direct, atol=1e-6)
+        assert torch.allclose(animate(predictor.net, predictor.descriptor_model, portrait, driver)["image"].clamp(0, 1), direct)
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "real" / "drivers" / "human_d0.mp4").is_file(), reason="../shared/data/real is not present")
@@ -111,14 +133,14 @@ def test_animate_real_driver_and_portrait(descriptor_checkpoint, tmp_path):
 def test_animate_with_a_fomm_release_checkpoint(toy_world, tmp_path):
     """The published vox-256 format (kp_detector + generator + optimiser entries) drives a portrait at 256 x 256."""
     from motionlab.models import create_model
-    from motionlab.models.fomm_io import save_fomm_checkpoint
+    from motionlab.models.fomm import save_fomm_checkpoint
 
     torch.manual_seed(0)
-    release = save_fomm_checkpoint(create_model("fomm", setting="vox-256"), tmp_path / "vox-cpk.pth.tar", epoch=99)
-    with pytest.raises(ValueError, match="fomm_setting=vox-256"):
-        load_network(release)
+    release = save_fomm_checkpoint(create_model("fomm_vox256"), tmp_path / "vox-cpk.pth.tar", epoch=99)
+    with pytest.raises(CheckpointFormatError, match="model=NAME"):
+        load_model(release)
     summary = animate_files(release, toy_world / "id_0001.png", toy_world / "id_0001_video", tmp_path / "fomm.mp4",
-                            max_frames=2, fomm_setting="vox-256")
+                            max_frames=2, model="fomm_vox256")
     assert summary["frames"] == 2
     import av
 

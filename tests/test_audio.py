@@ -15,7 +15,6 @@ from motionlab.data.audio import (
     mel_window_start,
     mel_windows,
     melspectrogram,
-    video_frame_count,
 )
 
 
@@ -35,7 +34,6 @@ def test_mel_frame_count_range_and_peak_band():
 def test_window_indices_hand_computed():
     assert [mel_window_start(i, 1000) for i in range(6)] == [0, 3, 6, 9, 12, 16]  # int(80 * i / 25)
     assert mel_window_start(100, 200) == 184  # shifted back to stay inside the clip
-    assert video_frame_count(81) == 22  # int((81 - 16) / 80 * 25) + 2
     mel = np.arange(40 * 80, dtype=np.float32).reshape(40, 80)
     windows = mel_windows(mel, 3)
     assert windows.shape == (3, 1, 80, 16)

@@ -11,9 +11,9 @@ import torch
 from motionlab.data.augment import PairedAugmentation
 from motionlab.data.datamodule import EpochSeededRandomSampler, PortraitVideoDataModule
 from motionlab.data.datasets import PortraitVideoDataset, discover_clips, split_identities, uniform_frame_indices
-from motionlab.data.video_io import ClipError, count_video_frames, list_frame_files, write_video
+from motionlab.data.video_io import ClipError, list_frame_files, write_video
 
-from conftest import read_rgb
+from conftest import count_video_frames, read_rgb
 
 
 def _frames(world, name):

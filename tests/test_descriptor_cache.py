@@ -12,7 +12,8 @@ import torch
 
 from motionlab.data.datamodule import PortraitVideoDataModule
 from motionlab.data.datasets import discover_clips
-from motionlab.data.descriptor_cache import DescriptorCache, load_keypoint_detector
+from motionlab.data.descriptor_cache import DescriptorCache
+from motionlab.models import load_model
 
 from conftest import motionlab_bin, read_rgb, subprocess_env, tiny_overrides
 
@@ -27,10 +28,10 @@ def test_cache_miss_hit_and_stale(descriptor_checkpoint, toy_world, tmp_path, ca
     assert cache.status(records) == "hit"
     arrays = cache.load("id_0003")
     assert arrays["value"].shape == (8, 4, 2) and arrays["jacobian"].shape == (8, 4, 2, 2) and arrays["portrait_value"].shape == (4, 2)
-    detector = load_keypoint_detector(checkpoint)
+    detector = load_model(checkpoint, component="kp_detector")
     frames = torch.from_numpy(np.stack([read_rgb(p) for p in sorted((toy_world / "id_0003_video").glob("*.png"))]))
     with torch.no_grad():
-        direct = detector(frames.permute(0, 3, 1, 2).float() / 255.0)["value"].numpy()
+        direct = detector(frames.permute(0, 3, 1, 2).float() / 255.0).value.numpy()
     assert np.allclose(arrays["value"], direct, atol=1e-5)
     stamp = (root / "id_0003.npz").stat().st_mtime_ns
     cache.ensure(records)

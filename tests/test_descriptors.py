@@ -1,13 +1,12 @@
-"""Equivariance losses on constructed detectors; descriptor normalisation on known keypoints."""
+"""Equivariance losses on constructed detectors; relative motion and the keypoint container on known keypoints."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from motionlab.descriptors import canonical_order, movement_scale, normalize_keypoints
-from motionlab.geometry import RandomAffineTPS, coordinate_grid, heatmap_to_keypoints
-from motionlab.losses.descriptor import equivariance_losses
+from motionlab.geometry import Keypoints, RandomAffineTPS, coordinate_grid, heatmap_to_keypoints, movement_scale, relative_motion
+from motionlab.losses.equivariance import equivariance_losses
 
 
 def _blob_image(centres: torch.Tensor, size: int = 64, sigma: float = 0.05) -> torch.Tensor:
@@ -17,10 +16,10 @@ def _blob_image(centres: torch.Tensor, size: int = 64, sigma: float = 0.05) -> t
     return torch.exp(-offsets.square().sum(-1) / (2 * sigma**2))
 
 
-def exact_detector(image: torch.Tensor) -> dict:
+def exact_detector(image: torch.Tensor) -> Keypoints:
     """Finds each channel's blob by soft-argmax of the normalised image: equivariant by construction."""
     heat = image / image.sum(dim=(-2, -1), keepdim=True)
-    return {"value": heatmap_to_keypoints(heat)}
+    return Keypoints(heatmap_to_keypoints(heat), size=tuple(image.shape[-2:]))
 
 
 def test_equivariance_is_zero_for_an_exactly_equivariant_detector():
@@ -32,7 +31,7 @@ def test_equivariance_is_zero_for_an_exactly_equivariant_detector():
     assert jacobian is None
     assert value.item() < 2e-3  # bilinear resampling of a sampled blob, nothing more
 
-    constant = lambda image: {"value": torch.zeros(image.shape[0], 4, 2)}  # noqa: E731  a detector that ignores the image
+    constant = lambda image: Keypoints(torch.zeros(image.shape[0], 4, 2), size=(64, 64))  # noqa: E731  ignores the image
     value_bad, _ = equivariance_losses(constant, images, constant(images), transform)
     assert value_bad.item() > 10 * value.item()
 
@@ -43,7 +42,7 @@ def test_jacobian_equivariance_of_the_exact_detector_with_identity_jacobians():
 
     def with_jacobian(image):
         out = exact_detector(image)
-        return {**out, "jacobian": torch.eye(2).expand(*out["value"].shape[:2], 2, 2)}
+        return Keypoints(out.value, size=out.size, jacobian=torch.eye(2).expand(*out.value.shape[:2], 2, 2))
 
     identity = RandomAffineTPS(2, sigma_affine=0.0, sigma_tps=0.0)
     value, jacobian = equivariance_losses(with_jacobian, images, with_jacobian(images), identity)
@@ -54,37 +53,43 @@ def test_jacobian_equivariance_of_the_exact_detector_with_identity_jacobians():
     assert jacobian.item() == pytest.approx(0.3 / 4, rel=1e-4)  # |I - diag(1.3, 1)| averaged over 4 entries
 
 
+def _kp(value, jacobian=None) -> Keypoints:
+    return Keypoints(value, size=(65, 33), jacobian=jacobian)
+
+
 def test_relative_motion_transfer_known_answer():
-    source = {"value": torch.tensor([[[0.1, 0.2], [0.3, -0.4], [-0.5, 0.0]]]), "jacobian": torch.eye(2).expand(1, 3, 2, 2) * 2}
-    initial = {"value": torch.tensor([[[0.0, 0.0], [0.2, 0.2], [-0.2, 0.1]]]), "jacobian": torch.eye(2).expand(1, 3, 2, 2)}
-    driving = {"value": initial["value"] + torch.tensor([0.05, -0.1]), "jacobian": torch.eye(2).expand(1, 3, 2, 2) * 1.5}
-    out = normalize_keypoints(source, driving, initial)
-    assert torch.allclose(out["value"], source["value"] + torch.tensor([0.05, -0.1]))
-    assert torch.allclose(out["jacobian"], torch.eye(2).expand(1, 3, 2, 2) * 3.0)
-    absolute = normalize_keypoints(source, driving, initial, relative_movement=False)
-    assert torch.equal(absolute["value"], driving["value"])
+    source = _kp(torch.tensor([[[0.1, 0.2], [0.3, -0.4], [-0.5, 0.0]]]), torch.eye(2).expand(1, 3, 2, 2) * 2)
+    initial = _kp(torch.tensor([[[0.0, 0.0], [0.2, 0.2], [-0.2, 0.1]]]), torch.eye(2).expand(1, 3, 2, 2))
+    driving = _kp(initial.value + torch.tensor([0.05, -0.1]), torch.eye(2).expand(1, 3, 2, 2) * 1.5)
+    out = relative_motion(source, driving, initial)
+    assert torch.allclose(out.value, source.value + torch.tensor([0.05, -0.1]))
+    assert torch.allclose(out.jacobian, torch.eye(2).expand(1, 3, 2, 2) * 3.0)
+    absolute = relative_motion(source, driving, initial, relative_movement=False)
+    assert torch.equal(absolute.value, driving.value)
     # a source twice the size of the driver: movements are doubled
-    big = {"value": initial["value"] * 2}
-    assert movement_scale(big["value"], initial["value"]).item() == pytest.approx(2.0)
-    scaled = normalize_keypoints(big, driving, initial, relative_jacobian=False, adapt_movement_scale=True)
-    assert torch.allclose(scaled["value"], big["value"] + 2 * torch.tensor([0.05, -0.1]))
+    big = _kp(initial.value * 2)
+    assert movement_scale(big, initial).item() == pytest.approx(2.0)
+    scaled = relative_motion(big, driving, initial, relative_jacobian=False, adapt_movement_scale=True)
+    assert torch.allclose(scaled.value, big.value + 2 * torch.tensor([0.05, -0.1]))
 
 
-def test_canonical_order_is_stable_under_permutation():
-    points = torch.tensor([[[0.5, 0.5], [-0.5, -0.5], [0.4, -0.52], [0.0, 0.9]]]).expand(5, 4, 2)
-    order = canonical_order(points)
-    assert order.tolist() == [1, 2, 0, 3]
-    shuffled = points[:, [3, 0, 2, 1]]
-    assert torch.equal(shuffled[:, canonical_order(shuffled)], points[:, order])
-    kp = {"value": points[:1], "jacobian": torch.arange(16.0).view(1, 4, 2, 2)}
-    ordered = normalize_keypoints(kp, kp, kp, order=order)
-    assert torch.allclose(ordered["jacobian"][0, 0], kp["jacobian"][0, 1])
+def test_keypoint_conventions_round_trip_and_shapes_are_checked():
+    kp = _kp(torch.tensor([[[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]]]), torch.eye(2).expand(1, 3, 2, 2))
+    pixels = kp.to_pixels()  # corner-aligned: -1 and 1 are the centres of the first and last pixels
+    assert pixels.convention == "pixels" and pixels.value.tolist() == [[[0.0, 0.0], [32.0, 64.0], [16.0, 32.0]]]
+    assert torch.allclose(pixels.to_normalized().value, kp.value) and pixels.jacobian is kp.jacobian
+    assert kp.expand(4).value.shape == (4, 3, 2) and kp.expand(4).jacobian.shape == (4, 3, 2, 2)
+    assert set(kp.as_arrays()) == {"value", "jacobian"} and (kp.as_arrays()["value"] == kp.value.numpy()).all()
+    with pytest.raises(ValueError, match=r"keypoints.value must have shape \(B, K, 2\), got \(3, 2\)"):
+        Keypoints(torch.zeros(3, 2), size=(8, 8))
+    with pytest.raises(ValueError, match=r"keypoints.jacobian must have shape \(1, 3, 2, 2\)"):
+        _kp(kp.value, torch.zeros(1, 3, 2))
 
 
 def test_perceptual_pyramid_offline_and_vgg19_from_a_weights_file(tmp_path):
     import torchvision
 
-    from motionlab.losses.descriptor import FeaturePyramid, PerceptualPyramidLoss
+    from motionlab.losses.perceptual import FeaturePyramid, PerceptualPyramidLoss
 
     torch.manual_seed(0)
     images = torch.rand(2, 3, 64, 64)

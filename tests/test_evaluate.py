@@ -78,6 +78,41 @@ def test_eval_scores_a_folder_of_generated_videos(checkpoint, toy_world, tmp_pat
     assert abs(same["metrics"]["fd_effnetlite0"]) < 1e-3
 
 
+def test_eval_a_descriptor_animator_checkpoint(animator_descriptors_checkpoint, tmp_path):
+    """Its predictor supplies the descriptors from the stored detector; no descriptor cache or file is needed."""
+    result = evaluate(compose_eval([f"ckpt_path={animator_descriptors_checkpoint}", *FAST_SUITE, "suite.frechet=false",
+                                    "suite.clip_frechet=false", "suite.identity=false"], tmp_path))
+    assert len(result["clips"]) == 2 and 0 < result["metrics"]["l1"] < 1
+    assert result["metrics"]["l1"] != result["metrics"]["l1_copy_baseline"]
+
+
+def test_a_checkpoint_cannot_name_code_to_run(checkpoint, tmp_path):
+    """Weights-only files hold plain data, but a stored config could name any callable for instantiate: neither the
+    model specs nor the stored data config may name one (nothing is run; the error names the key)."""
+    import torch
+
+    from motionlab.models import CheckpointFormatError, load_model
+
+    marker = tmp_path / "ran"
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["motionlab"]["config"]["data"] = {"_target_": "os.system", "command": f"touch {marker}"}
+    evil_data = tmp_path / "evil_data.ckpt"
+    torch.save(payload, evil_data)
+    with pytest.raises(ConfigError, match=r"'data._target_' is 'os.system'"):
+        evaluate(compose_eval([f"ckpt_path={evil_data}", *FAST_SUITE], tmp_path / "out"))
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["motionlab"]["models"]["net"]["args"]["motion_channels"] = {"_target_": "os.system", "command": f"touch {marker}"}
+    evil_model = tmp_path / "evil_model.ckpt"
+    torch.save(payload, evil_model)
+    with pytest.raises(CheckpointFormatError, match="motion_channels: key '_target_' is not a plain argument name"):
+        load_model(evil_model)
+    payload["motionlab"]["models"]["net"] = {"name": "os.system", "args": {}}
+    torch.save(payload, evil_model)
+    with pytest.raises(CheckpointFormatError, match="unknown model 'os.system'; registered models: animator_v1"):
+        load_model(evil_model)
+    assert not marker.exists()
+
+
 def test_eval_config_errors(tmp_path, checkpoint):
     with pytest.raises(ConfigError, match="ckpt_path"):
         evaluate(compose_eval([*FAST_SUITE], tmp_path))  # ckpt_path: ??? is required

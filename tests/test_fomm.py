@@ -7,10 +7,9 @@ import json
 import pytest
 import torch
 
-from motionlab.geometry import RandomAffineTPS, coordinate_grid, heatmap_to_keypoints, sparse_motions
-from motionlab.models import create_model
-from motionlab.models.fomm import FOMM_SETTINGS
-from motionlab.models.fomm_io import load_fomm_checkpoint, save_fomm_checkpoint
+from motionlab.geometry import Keypoints, RandomAffineTPS, coordinate_grid, heatmap_to_keypoints, sparse_motions
+from motionlab.models import create_model, load_pretrained
+from motionlab.models.fomm import save_fomm_checkpoint
 from motionlab.utils.checkpoint import WeightMismatchError
 
 from conftest import SHARED
@@ -19,20 +18,27 @@ MANIFEST = SHARED / "reference" / "weights" / "fomm.json"
 
 
 @pytest.mark.skipif(not MANIFEST.is_file(), reason="../shared/reference/weights/fomm.json is not present")
-@pytest.mark.parametrize("setting", sorted(FOMM_SETTINGS))
-def test_state_dicts_match_the_published_checkpoints(setting):
+@pytest.mark.parametrize("variant", ["fomm_vox256", "fomm_taichi256", "fomm_mgif256"])
+def test_state_dicts_match_the_published_checkpoints(variant, tmp_path):
+    """Key/shape parity with the shared manifest, and a release-layout file of those shapes loads through create_model."""
+    setting = {"fomm_vox256": "vox-256", "fomm_taichi256": "taichi-256", "fomm_mgif256": "mgif-256"}[variant]
     reference = json.loads(MANIFEST.read_text())[setting]
-    model = create_model("fomm", setting=setting)
+    model = create_model(variant)
     for part, expected_count in (("kp_detector", 75), ("generator", 196)):
         ours = {k: list(v.shape) for k, v in getattr(model, part).state_dict().items()}
         assert len(ours) == len(reference[part]) == expected_count
         assert ours == reference[part], f"{setting} {part}: {set(ours) ^ set(reference[part])}"
+    release = {part: {key: torch.full(shape, 0.5) for key, shape in reference[part].items()} for part in ("kp_detector", "generator")}
+    torch.save({**release, "discriminator": {}, "optimizer_generator": {}, "epoch": 99}, tmp_path / "release.pth.tar")
+    loaded = create_model(variant, pretrained=tmp_path / "release.pth.tar")
+    assert all(bool((value == 0.5).all()) for value in loaded.state_dict().values() if value.is_floating_point())
+    assert model.model_info.input_size == (256, 256) and model.model_info.family == "keypoint_animator"
 
 
 def _small_fomm():
     """The FOMM architecture at a size that runs in milliseconds (same code, fewer channels)."""
     return create_model(
-        "fomm", setting="vox-256",
+        "fomm_vox256", input_size=64,
         num_kp=4,
         kp_detector={"block_expansion": 8, "max_features": 32, "num_blocks": 3},
         generator={"block_expansion": 8, "max_features": 32, "num_bottleneck_blocks": 1,
@@ -50,16 +56,17 @@ def test_forward_shapes(small_fomm):
     source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
     out = small_fomm(source, driving)
     assert out["image"].shape == (2, 3, 64, 64)
-    assert out["kp_source"]["value"].shape == (2, 4, 2) and out["kp_source"]["jacobian"].shape == (2, 4, 2, 2)
-    assert out["kp_source"]["value"].abs().max() <= 1
+    assert out["kp_source"].value.shape == (2, 4, 2) and out["kp_source"].jacobian.shape == (2, 4, 2, 2)
+    assert out["kp_source"].value.abs().max() <= 1 and out["kp_source"].size == (64, 64)
     assert out["mask"].shape == (2, 5, 16, 16) and out["occlusion_map"].shape == (2, 1, 16, 16)
 
 
 def test_fomm_checkpoint_round_trip(small_fomm, tmp_path):
     path = save_fomm_checkpoint(small_fomm, tmp_path / "model.pth.tar", epoch=7)
-    clone = _small_fomm().eval()
-    extra = load_fomm_checkpoint(clone, path)
-    assert extra == {"epoch": 7}
+    assert torch.load(path, weights_only=True)["epoch"] == 7
+    clone = _small_fomm()
+    load_pretrained(clone, path)
+    clone.eval()
     source, driving = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(small_fomm(source, driving)["image"], clone(source, driving)["image"])
@@ -68,15 +75,15 @@ def test_fomm_checkpoint_round_trip(small_fomm, tmp_path):
 def test_foreign_checkpoints_are_refused_with_keys(small_fomm, tmp_path):
     no_parts = tmp_path / "other.pth.tar"
     torch.save({"generator_full": {}}, no_parts)
-    with pytest.raises(WeightMismatchError, match=r"entries \['kp_detector', 'generator'\] are missing"):
-        load_fomm_checkpoint(small_fomm, no_parts)
+    with pytest.raises(WeightMismatchError, match=r"not a FOMM checkpoint: entries \['kp_detector', 'generator'\] are missing"):
+        load_pretrained(_small_fomm(), no_parts)
     wrong = tmp_path / "wrong.pth.tar"
     state = {"kp_detector": small_fomm.kp_detector.state_dict(), "generator": dict(small_fomm.generator.state_dict())}
     state["generator"].pop("final.bias")
     state["generator"]["extra.weight"] = torch.zeros(1)
     torch.save(state, wrong)
-    with pytest.raises(WeightMismatchError, match=r"(?s)missing keys \(1\): final\.bias.*unexpected keys \(1\): extra\.weight"):
-        load_fomm_checkpoint(small_fomm, wrong)
+    with pytest.raises(WeightMismatchError, match=r"(?s)missing keys \(1\): generator\.final\.bias.*unexpected keys \(1\): generator\.extra\.weight"):
+        load_pretrained(_small_fomm(), wrong)
 
 
 def test_soft_argmax_of_a_one_hot_heatmap():
@@ -89,8 +96,8 @@ def test_soft_argmax_of_a_one_hot_heatmap():
 
 
 def test_sparse_motion_is_a_translation_without_jacobians():
-    kp_driving = torch.tensor([[[0.2, -0.1]]])
-    kp_source = torch.tensor([[[0.5, 0.3]]])
+    kp_driving = Keypoints(torch.tensor([[[0.2, -0.1]]]), size=(4, 4))
+    kp_source = Keypoints(torch.tensor([[[0.5, 0.3]]]), size=(4, 4))
     motions = sparse_motions(4, 4, kp_driving, kp_source)
     grid = coordinate_grid(4, 4)
     assert torch.allclose(motions[0, 0], grid)

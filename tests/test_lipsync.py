@@ -17,10 +17,12 @@ from motionlab.data.audio import AudioError
 from motionlab.data.lipsync import LipSyncDataModule, TalkingClip, audio_features, temporal_split
 from motionlab.data.talking import crop_face, read_lms
 from motionlab.data.video_io import read_image
-from motionlab.inference.lipsync import bounce_index, feather_mask, load_audio_encoder, load_lipsync_unet, load_syncnet, paste_back
-from motionlab.losses.lipsync import sync_pair_loss
+from motionlab.inference.lipsync import bounce_index, feather_mask, paste_back
+from motionlab.losses.sync import sync_pair_loss
+from motionlab.models import CheckpointFormatError, create_model, load_model
 from motionlab.models.lipsync import LipSyncUNet, SyncNet
-from motionlab.tasks.lipsync import SYNCTALK_MASK, mask_face
+from motionlab.tasks import load_predictor
+from motionlab.tasks.lipsync import SYNCTALK_MASK, LipSyncPredictor, mask_face
 from motionlab.utils.checkpoint import WeightMismatchError
 
 from conftest import face_video, motionlab_bin, subprocess_env
@@ -142,7 +144,7 @@ def test_sync_stage_zeroes_gradients_between_steps(lipsync_checkpoints, tmp_path
                          "data.eval_batch_size=2", "model.optimizer.lr=0.0", "model.optimizer.weight_decay=0.0", "model.max_shift=0",
                          f"paths.root_dir={tmp_path}"],
                         tmp_path / "run")
-    task, data = instantiate(cfg.model), instantiate(cfg.data)
+    task, data = instantiate(cfg.model, loss=cfg.loss), instantiate(cfg.data)
     data.setup()
     loader = data.val_dataloader()  # fixed pairs: the same batches can be drawn again below
     trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -150,7 +152,7 @@ def test_sync_stage_zeroes_gradients_between_steps(lipsync_checkpoints, tmp_path
     trainer.fit(task, train_dataloaders=loader)
     second = list(loader)[1]
     task.zero_grad()
-    task._loss(*task._pairs(second))[0].backward()
+    task.loss(task._embeddings(second), second)["total"].backward()
     fresh = task.net.face[0].conv_block[0].weight.grad
     assert torch.allclose(seen[1], fresh, atol=1e-6) and not torch.allclose(seen[1], seen[0] + fresh, atol=1e-6)
 
@@ -187,25 +189,32 @@ def test_mask_is_synctalk_rectangle():
 
 
 def test_weight_files_are_checked(lipsync_checkpoints, tmp_path):
-    net, settings = load_lipsync_unet(lipsync_checkpoints["unet"])
-    assert isinstance(net, LipSyncUNet) and settings["mode"] == "ave" and settings["mask"] == SYNCTALK_MASK
+    predictor = load_predictor(lipsync_checkpoints["unet"])
+    net = predictor.net
+    assert isinstance(predictor, LipSyncPredictor) and isinstance(net, LipSyncUNet) and predictor.mode == "ave"
+    assert predictor.mask == SYNCTALK_MASK and predictor.audio_encoder is not None  # the encoder travels with the U-Net
     plain = tmp_path / "unet_plain.pth"  # SyncTalk_2D saves a bare state dict
     torch.save(net.state_dict(), plain)
-    assert load_lipsync_unet(plain, mode="ave")[0].state_dict().keys() == net.state_dict().keys()
-    with pytest.raises(ValueError, match="mode=ave"):
-        load_lipsync_unet(plain)
+    encoder_file = tmp_path / "audio_visual_encoder.pth"
+    torch.save({k.removeprefix("audio_encoder."): v for k, v in predictor.audio_encoder.state_dict().items()}, encoder_file)
+    foreign = load_predictor(plain, model="lipsync_unet328_ave", audio_encoder_ckpt=encoder_file)
+    assert foreign.net.state_dict().keys() == net.state_dict().keys()
+    assert torch.equal(foreign.audio_encoder.audio_encoder[0].conv_block[0].weight, predictor.audio_encoder.audio_encoder[0].conv_block[0].weight)
+    with pytest.raises(CheckpointFormatError, match="model=NAME"):
+        load_predictor(plain)
+    with pytest.raises(ValueError, match="audio encoder"):
+        load_predictor(plain, model="lipsync_unet328_ave")
     with pytest.raises(WeightMismatchError, match=r"shape mismatches \(\d+\): audio_model"):
-        load_lipsync_unet(plain, mode="wenet")
+        load_model(plain, name="lipsync_unet328_wenet")
     torch.save({k: v for k, v in net.state_dict().items() if not k.startswith("up5.")}, plain)
     with pytest.raises(WeightMismatchError, match=r"missing keys \(\d+\): up5\."):
-        load_lipsync_unet(plain, mode="ave")
-    encoder = load_audio_encoder(lipsync_checkpoints["audio_encoder"])
-    torch.save({k.removeprefix("audio_encoder."): v for k, v in encoder.state_dict().items()}, tmp_path / "audio_visual_encoder.pth")
-    assert torch.equal(load_audio_encoder(tmp_path / "audio_visual_encoder.pth").audio_encoder[0].conv_block[0].weight,
-                       encoder.audio_encoder[0].conv_block[0].weight)
-    assert isinstance(load_syncnet(lipsync_checkpoints["syncnet"]), SyncNet)
-    with pytest.raises(ValueError, match="not a SyncNet"):
-        load_syncnet(lipsync_checkpoints["unet"])
+        load_model(plain, name="lipsync_unet328_ave")
+    # stage 1's run holds the encoder inside the audio-visual model: the encoder variant accepts it
+    encoder = create_model("lipsync_audio_encoder_ave", pretrained=lipsync_checkpoints["audio_encoder"])
+    assert torch.equal(encoder.audio_encoder[0].conv_block[0].weight, predictor.audio_encoder.audio_encoder[0].conv_block[0].weight)
+    assert isinstance(create_model("syncnet328_ave", pretrained=lipsync_checkpoints["syncnet"]), SyncNet)
+    with pytest.raises(CheckpointFormatError, match="holds a lipsync_unet328_ave .*not a syncnet328_ave"):
+        create_model("syncnet328_ave", pretrained=lipsync_checkpoints["unet"])
 
 
 def _wav(path, seconds: float) -> None:
@@ -262,3 +271,20 @@ def test_onnx_export_parity_and_reference_outputs(lipsync_checkpoints, tmp_path)
     encoder = subprocess.run([motionlab_bin("motionlab-export"), "onnx", f"ckpt={lipsync_checkpoints['unet']}", f"out={tmp_path / 'audio.onnx'}",
                               "part=audio_encoder"], capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path, timeout=600)
     assert encoder.returncode == 0 and "mel ['batch', 1, 80, 16]" in encoder.stdout, encoder.stderr[-3000:]
+
+
+def test_onnx_export_uses_the_checkpoints_mask(lipsync_checkpoints, tmp_path):
+    """A U-Net trained with a non-default mask: the exported reference inputs blank exactly that rectangle."""
+    from motionlab.inference.export import export_lipsync_onnx
+
+    payload = torch.load(lipsync_checkpoints["unet"], weights_only=True)
+    payload["motionlab"]["predictor"]["mask"] = [40, 150, 240, 160]
+    ckpt = tmp_path / "masked.ckpt"
+    torch.save(payload, ckpt)
+    report = export_lipsync_onnx(str(ckpt), str(tmp_path / "unet.onnx"), template=str(lipsync_checkpoints["clip"]),
+                                 reference_outputs=str(tmp_path / "ref"))
+    assert report["parity"]["real"] <= 1e-4
+    image = np.load(tmp_path / "ref" / "image.npy")  # (2, 6, 320, 320): reference | masked current frame
+    current = image[:, 3:]
+    assert (current[..., 150:310, 40:280] == 0).all() and current[..., 10:140, 10:300].max() > 0
+    assert np.array_equal(current[..., :150, :], image[:, :3, :150, :])  # outside the mask: the frame itself

@@ -7,11 +7,11 @@ import pytest
 import scipy.linalg
 import torch
 
+from motionlab.geometry import Keypoints
 from motionlab.metrics.colour import ColourDrift, delta_e2000, mean_lab
 from motionlab.metrics.descriptor import (
     AverageKeypointDistance,
     IdentityDistance,
-    MissingKeypointRate,
     fit_keypoint_regressor,
     keypoint_regression_error,
 )
@@ -160,18 +160,15 @@ def test_motion_smoothness_known_answers():
     assert float(metric.compute()) == pytest.approx((1 + 2 + 1) / 4)
 
 
-def test_akd_is_the_displacement_length_and_mkr_counts_misses():
-    driver = torch.rand(5, 10, 2) * 64
+def test_akd_is_the_displacement_length_in_pixels_of_detector_output():
+    driver = torch.rand(5, 10, 2) * 2 - 1  # normalised, as a detector returns them, on 65 x 65 images
     akd = AverageKeypointDistance()
-    akd.update(driver + torch.tensor([3.0, 4.0]), driver)
+    shift = torch.tensor([3.0, 4.0]) / 32  # 3 and 4 pixels
+    akd.update(Keypoints(driver + shift, size=(65, 65)), Keypoints(driver, size=(65, 65)))
     assert float(akd.compute()) == pytest.approx(5.0)
     akd.reset()
-    akd.update(driver, driver)
-    assert float(akd.compute()) == 0.0
-    mkr = MissingKeypointRate(threshold=0.5)
-    driver_conf = torch.tensor([[0.9, 0.9, 0.9, 0.1]])
-    mkr.update(torch.tensor([[0.9, 0.2, 0.8, 0.9]]), driver_conf)
-    assert float(mkr.compute()) == pytest.approx(1 / 3)
+    akd.update(Keypoints(driver, size=(65, 65)), Keypoints(driver, size=(65, 65)).to_pixels())  # conventions mix
+    assert float(akd.compute()) == pytest.approx(0.0, abs=1e-5)
 
 
 def test_identity_distance_l2_and_squared():

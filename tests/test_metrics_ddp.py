@@ -30,8 +30,6 @@ def _data() -> dict[str, torch.Tensor]:
         "portrait": rand(4, 3, 32, 32),
         "keypoints": rand(4, 5, 6, 2) * 32,
         "keypoints_generated": rand(4, 5, 6, 2) * 32,
-        "confidence": rand(4, 6),
-        "confidence_generated": rand(4, 6),
         "embeddings": rand(4, 16),
         "embeddings_generated": rand(4, 16),
         "audio": rand(4, 40, 8),
@@ -44,7 +42,8 @@ def _data() -> dict[str, torch.Tensor]:
 def _metric_values(rank: int, world: int) -> dict[str, float]:
     """Update every metric with this rank's share (samples rank, rank + world, ...) and compute."""
     from motionlab.metrics.colour import ColourDrift
-    from motionlab.metrics.descriptor import AverageKeypointDistance, IdentityDistance, MissingKeypointRate
+    from motionlab.geometry import Keypoints
+    from motionlab.metrics.descriptor import AverageKeypointDistance, IdentityDistance
     from motionlab.metrics.frechet import FeatureFrechetDistance
     from motionlab.metrics.reconstruction import ResidualMagnitude, reconstruction_metrics
     from motionlab.metrics.sync import SyncScores
@@ -61,8 +60,8 @@ def _metric_values(rank: int, world: int) -> dict[str, float]:
         ("tdc", TemporalDifferenceConsistency(), (mine["generated"], mine["driver"])),
         ("flicker", Flicker(static_threshold=0.5), (mine["generated"], mine["driver"])),
         ("smoothness", MotionSmoothness(), (mine["keypoints"],)),
-        ("akd", AverageKeypointDistance(), (mine["keypoints_generated"].flatten(0, 1), mine["keypoints"].flatten(0, 1))),
-        ("mkr", MissingKeypointRate(), (mine["confidence_generated"], mine["confidence"])),
+        ("akd", AverageKeypointDistance(), (Keypoints(mine["keypoints_generated"].flatten(0, 1), size=(64, 64), convention="pixels"),
+                                            Keypoints(mine["keypoints"].flatten(0, 1), size=(64, 64), convention="pixels"))),
         ("aed", IdentityDistance(), (mine["embeddings_generated"], mine["embeddings"])),
         ("residual", ResidualMagnitude(), (mine["generated"][:, 0], mine["portrait"])),
     ]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from motionlab.geometry import identity_grid, total_variation, warp
+from motionlab.geometry import identity_grid, keypoints_to_gaussian, total_variation, warp
 from motionlab.losses.animator import AnimatorLoss
 from motionlab.models import create_model, list_models
 from motionlab.utils.checkpoint import WeightMismatchError, load_state_dict_strict
@@ -25,7 +25,7 @@ def test_warp_zero_flow_is_identity_and_a_shift_moves_by_one_pixel():
     one_pixel[..., 0] = 2.0 / 8  # sample one pixel to the right
     shifted = warp(image, one_pixel)
     assert torch.allclose(shifted[..., :-1], image[..., 1:], atol=1e-6)
-    with pytest.raises(ValueError, match=r"flow must have shape \(B, H, W, 2\)"):
+    with pytest.raises(ValueError, match=r"flow must have shape \(2, H, W, 2\), got \(2, 8, 8\)"):
         warp(image, torch.zeros(2, 8, 8))
 
 
@@ -65,7 +65,7 @@ def test_animator_learns_a_translation():
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     errors = []
     for _ in range(30):
-        terms = loss(net(portrait, driver), None, portrait, driver)
+        terms = loss(net(portrait, driver), {"source": portrait, "driver": driver})
         optimizer.zero_grad()
         terms["total"].backward()
         optimizer.step()
@@ -73,10 +73,46 @@ def test_animator_learns_a_translation():
     assert errors[-1] < 0.5 * errors[0]
 
 
+def test_geometry_gradients_match_finite_differences():
+    torch.manual_seed(0)
+    image = torch.rand(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    flow = (0.2 * torch.rand(1, 6, 6, 2, dtype=torch.float64) - 0.1).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda i, f: warp(i, f), (image, flow))
+    points = (torch.rand(1, 3, 2, dtype=torch.float64) - 0.5).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda p: keypoints_to_gaussian(p, 5, 7, 0.05), (points,))
+
+
+VARIANTS = list_models()
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_registered_variant_builds_and_carries_its_metadata(name):
+    net = create_model(name)
+    info = net.model_info
+    assert info.name == name and info.spec() == {"name": name, "args": {}, "component": None}
+    assert sum(p.numel() for p in net.parameters()) > 0
+    if info.example_inputs is not None:  # exportable: its example inputs run through it
+        inputs = info.example_inputs(1, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            net.eval()(*inputs.values())
+
+
 def test_registry_unknown_name_lists_known():
-    assert "animator_v1" in list_models()
-    with pytest.raises(KeyError, match="animator_v1"):
+    assert {"animator_v1", "fomm_vox256", "lipsync_unet328_wenet", "syncnet328_hubert"} <= set(VARIANTS)
+    with pytest.raises(KeyError, match="unknown model 'animator_v9'; registered models: animator_v1, fomm_mgif256"):
         create_model("animator_v9")
+
+
+def test_a_model_config_naming_an_unknown_variant_lists_the_known_ones(tmp_path):
+    from conftest import compose_train
+    from motionlab.utils.config import ConfigError, validate_config
+
+    cfg = compose_train(["experiment=quickstart", "model.net.name=animator_v9", f"paths.root_dir={tmp_path}"], tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"config key 'model.net.name': unknown model 'animator_v9'; registered models: animator_v1, "):
+        validate_config(cfg)
+    cfg = compose_train(["experiment=quickstart", "+model.net.depth=3", f"paths.root_dir={tmp_path}"], tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"'model.net.depth' is not a parameter of animator_v1 \(it accepts: input_size, image_channels"):
+        validate_config(cfg)
 
 
 def test_strict_loading_names_missing_and_unexpected_keys():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from motionlab.train import train
-from motionlab.utils.checkpoint import find_last_checkpoint, load_checkpoint
+from motionlab.utils.checkpoint import WeightMismatchError, find_last_checkpoint, load_checkpoint
 from motionlab.utils.config import ConfigError
 
 from conftest import compose_train, motionlab_bin, subprocess_env, tiny_overrides
@@ -22,7 +22,7 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "con
 def test_fast_dev_run_every_experiment(experiment, tmp_path, request):
     extra, lipsync = [], None
     if experiment == "animator_descriptors_quick":  # needs a trained descriptor model
-        extra = [f"descriptor_ckpt={request.getfixturevalue('descriptor_checkpoint')}"]
+        extra = [f"data.descriptor_checkpoint={request.getfixturevalue('descriptor_checkpoint')}"]
     if experiment.startswith("lipsync"):  # needs the earlier lip-sync stages
         lipsync = request.getfixturevalue("lipsync_checkpoints")
     overrides = [f"experiment={experiment}", "trainer.fast_dev_run=true", "logger=none", *tiny_overrides(tmp_path, experiment, lipsync), *extra]
@@ -67,7 +67,10 @@ def test_checkpoint_is_weights_only_and_carries_the_config(tmp_path):
     cfg = compose_train(["experiment=quickstart", "logger=none", "trainer.max_epochs=1", *tiny_overrides(tmp_path)], tmp_path / "run")
     train(cfg)
     checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")  # torch.load(weights_only=True)
-    assert checkpoint["motionlab"]["config"]["model"]["net"]["name"] == "animator_v1"
+    meta = checkpoint["motionlab"]
+    assert meta["task"] == "animator" and meta["config"]["model"]["net"]["name"] == "animator_v1"
+    assert meta["models"] == {"net": {"name": "animator_v1", "component": None, "args": {
+        "input_size": 32, "image_channels": 3, "motion_channels": [8, 16], "appearance_channels": [8, 16], "num_res_blocks": 1, "max_flow": 0.5}}}
     assert "RNGStateCallback" in checkpoint["callbacks"]
     assert not list((tmp_path / "run" / "checkpoints").glob(".*tmp*"))
     previews = tmp_path / "run" / "previews"  # every 5 of 12 steps, and at the end
@@ -161,3 +164,51 @@ def test_hparams_search_config_declares_a_sweep():
         cfg = compose(config_name="train", overrides=["experiment=quickstart", "hparams_search=animator_lr"], return_hydra_config=True)
     assert cfg.optimized_metric == "val/l1"
     assert set(cfg.hydra.sweeper.params) == {"model.optimizer.lr", "loss.identity"}
+
+
+def test_init_from_starts_from_pretrained_weights_at_step_zero(tmp_path):
+    common = ["experiment=quickstart", "logger=none", "trainer.max_epochs=1", *tiny_overrides(tmp_path)]
+    train(compose_train(common, tmp_path / "first"))
+    first = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    cfg = compose_train([*common, f"init_from={first}", "+trainer.limit_train_batches=1"], tmp_path / "second")
+    from hydra.utils import instantiate
+
+    task = instantiate(cfg.model, loss=cfg.loss)
+    task.init_from(first)
+    weights = _weights(first)
+    assert all(torch.equal(value, weights[f"net.{key}"]) for key, value in task.net.state_dict().items())
+    _, objects = train(cfg)
+    assert objects["trainer"].global_step == 1  # a fresh run (resuming would continue at the first run's step)
+    with pytest.raises(ConfigError, match="'init_from' and 'ckpt_path' exclude each other"):
+        train(compose_train([*common, f"init_from={first}", f"ckpt_path={first}"], tmp_path / "third"))
+    other = compose_train([*common, f"init_from={first}", "model.net.num_res_blocks=2"], tmp_path / "fourth")
+    with pytest.raises(WeightMismatchError, match=r"missing keys \(\d+\): bottleneck\.1\."):
+        train(other)
+
+
+def test_several_optimizers_each_get_their_group_and_schedule():
+    """The base task's seam for adversarial terms: one optimiser (and schedule) per named parameter group."""
+    import functools
+
+    from motionlab.tasks.base import MotionlabTask
+    from motionlab.tasks.schedules import warmup_cosine
+
+    class TwoNetworks(MotionlabTask):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.net, self.critic = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+
+        def parameter_groups(self):
+            return {"net": self.net.parameters(), "critic": self.critic.parameters()}
+
+    task = TwoNetworks(optimizer={"net": functools.partial(torch.optim.Adam, lr=1e-3), "critic": functools.partial(torch.optim.SGD, lr=0.1)},
+                       scheduler={"critic": functools.partial(warmup_cosine, warmup_steps=2)})
+    task.trainer = type("T", (), {"estimated_stepping_batches": 10})()
+    configured = task.configure_optimizers()
+    assert not task.automatic_optimization and len(configured) == 2
+    net, critic = configured
+    assert isinstance(net["optimizer"], torch.optim.Adam) and "lr_scheduler" not in net
+    assert [p for g in critic["optimizer"].param_groups for p in g["params"]] == list(task.critic.parameters())
+    assert critic["lr_scheduler"]["interval"] == "step"
+    with pytest.raises(ValueError, match=r"schedulers for \['gan'\] have no optimizer"):
+        TwoNetworks(optimizer={"net": functools.partial(torch.optim.Adam)}, scheduler={"gan": functools.partial(warmup_cosine)})

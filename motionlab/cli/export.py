@@ -8,18 +8,17 @@ import hydra
 from omegaconf import DictConfig
 
 from motionlab.cli.subcommands import dispatch
-from motionlab.inference.animate import load_network
-from motionlab.models.fomm import FOMM
-from motionlab.models.fomm_io import save_fomm_checkpoint
+from motionlab.models import load_model
+from motionlab.models.fomm import save_fomm_checkpoint
 from motionlab.utils.config import resolved_container
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def _fomm(cfg: DictConfig) -> None:
     options = resolved_container(cfg)
-    net, _ = load_network(options["ckpt"])
-    if not isinstance(net, FOMM):
-        raise ValueError(f"{options['ckpt']} holds a {type(net).__name__}; only descriptor (FOMM) models export to the FOMM format")
+    net = load_model(options["ckpt"], name=options["model"])
+    if net.model_info.family != "keypoint_animator":
+        raise ValueError(f"{options['ckpt']} holds a {net.model_info.name}; only keypoint (FOMM) models export to the FOMM format")
     path = save_fomm_checkpoint(net, options["out"])
     print(f"wrote FOMM checkpoint {path} (kp_detector: {len(net.kp_detector.state_dict())} tensors, generator: {len(net.generator.state_dict())})")
 

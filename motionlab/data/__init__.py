@@ -1,0 +1,9 @@
+"""Data: the toy world, clip datasets and datamodules, talking-head preprocessing, audio features, caches."""
+
+# What a checkpoint's stored data config may build when an evaluation rebuilds its test split
+# (motionlab.utils.config.instantiate_trusted refuses any other _target_).
+TRUSTED_DATA_TARGETS = (
+    "motionlab.data.datamodule.PortraitVideoDataModule",
+    "motionlab.data.lipsync.LipSyncDataModule",
+    "motionlab.data.augment.PairedAugmentation",
+)

@@ -53,11 +53,6 @@ def melspectrogram(wav: np.ndarray) -> np.ndarray:
     return np.clip(8.0 * ((decibels + 100.0) / 100.0) - 4.0, -4.0, 4.0).T.astype(np.float32)
 
 
-def video_frame_count(mel_frames: int, fps: float = 25.0) -> int:
-    """Video frames covered by ``mel_frames`` mel frames (SyncTalk_2D's count)."""
-    return int((mel_frames - MEL_WINDOW) / MEL_FRAMES_PER_SECOND * fps) + 2
-
-
 def mel_window_start(frame_index: int, mel_frames: int, fps: float = 25.0) -> int:
     """First mel frame of video frame ``frame_index``'s 16-frame window (shifted back at the end)."""
     start = int(MEL_FRAMES_PER_SECOND * (frame_index / float(fps)))

@@ -1,7 +1,7 @@
 """On-disk descriptor caches: per-clip keypoints (and Jacobians) of a trained descriptor model.
 
-Layout under ``<cache_dir>/descriptors/<key>/``: ``<identity>.npz`` per clip (``value`` (T, K, 2),
-``jacobian`` (T, K, 2, 2) when the model has them, ``portrait_value`` / ``portrait_jacobian`` for
+Layout under ``<cache_dir>/descriptors/<key>/``: ``<identity>.npz`` per clip (:meth:`Keypoints.as_arrays` of the
+detector's output: ``value`` (T, K, 2) normalised, ``jacobian`` (T, K, 2, 2) when the model has them, ``portrait_value`` / ``portrait_jacobian`` for
 the seed layout) and ``manifest.json`` written last. The key combines the checkpoint's SHA-256 and the
 preprocessing settings, so another checkpoint or image size never reads stale descriptors.
 """
@@ -20,29 +20,12 @@ from torch import nn
 
 from motionlab.data.datasets import ClipRecord, frames_to_tensor
 from motionlab.data.video_io import open_clip, read_image
-from motionlab.utils.io import atomic_open, write_json
+from motionlab.geometry import Keypoints
+from motionlab.models import load_model
+from motionlab.utils.io import atomic_open, file_digest, write_json
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_keypoint_detector(checkpoint_path: str | os.PathLike) -> nn.Module:
-    """The frozen keypoint detector of a descriptor checkpoint written by ``motionlab-train`` (weights-only read)."""
-    from motionlab.inference.animate import load_network
-
-    net, _ = load_network(checkpoint_path)
-    if not hasattr(net, "kp_detector"):
-        raise ValueError(f"{checkpoint_path} holds a {type(net).__name__}, not a descriptor model with a kp_detector (train experiment=descriptor_quick)")
-    return net.kp_detector.eval().requires_grad_(False)
 
 
 class DescriptorCache:
@@ -88,7 +71,7 @@ class DescriptorCache:
             return self.root
         if state == "stale":
             log.warning("descriptor cache %s is stale for these clips or settings; recomputing", self.root)
-        self.build(records, load_keypoint_detector(self.checkpoint).to(device), device=device, batch_size=batch_size)
+        self.build(records, load_model(self.checkpoint, component="kp_detector").to(device), device=device, batch_size=batch_size)
         return self.root
 
     @torch.no_grad()
@@ -98,12 +81,12 @@ class DescriptorCache:
         clips = {}
         for record in records:
             clip = open_clip(record.clip)
-            outputs = [detector(frames_to_tensor(clip.get(range(s, min(s + batch_size, len(clip)))), self.image_size).to(device))
+            batches = [detector(frames_to_tensor(clip.get(range(s, min(s + batch_size, len(clip)))), self.image_size).to(device)).as_arrays()
                        for s in range(0, len(clip), batch_size)]
-            arrays = {key: torch.cat([o[key] for o in outputs]).cpu().numpy() for key in ("value", "jacobian") if key in outputs[0]}
+            arrays = {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
             if record.portrait is not None:
-                portrait = detector(frames_to_tensor(read_image(record.portrait)[None], self.image_size).to(device))
-                arrays.update({f"portrait_{key}": portrait[key][0].cpu().numpy() for key in ("value", "jacobian") if key in portrait})
+                portrait: Keypoints = detector(frames_to_tensor(read_image(record.portrait)[None], self.image_size).to(device))
+                arrays.update({f"portrait_{key}": value[0] for key, value in portrait.as_arrays().items()})
             name = f"{record.identity}.npz"
             with atomic_open(self.root / name, "wb") as file:
                 np.savez(file, **arrays)

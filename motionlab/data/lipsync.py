@@ -29,11 +29,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from motionlab.data.audio import CONTEXT, AudioError, audio_input, load_wav, mel_windows, melspectrogram
 from motionlab.data.datamodule import EpochSeededRandomSampler, SplitDataModule, collate
-from motionlab.data.descriptor_cache import file_digest
 from motionlab.data.talking import INNER_SIZE, crop_face, read_lms, synth_talking_clip
 from motionlab.data.video_io import ClipError, list_frame_files, read_image
+from motionlab.models import create_model, freeze
 from motionlab.models.lipsync import AUDIO_SHAPES
-from motionlab.utils.io import write_json
+from motionlab.utils.io import file_digest, write_json
 
 log = logging.getLogger(__name__)
 SILENCE_PEAK = 1e-4  # below this the audio holds nothing to learn from (16-bit PCM steps are 3e-5)
@@ -123,7 +123,9 @@ class TalkingClip:
 def encode_audio(encoder: nn.Module, mel: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     """(N, 512) ``ave`` features of (N, 1, 80, 16) mel windows."""
     encoder = encoder.eval()
-    return torch.cat([encoder(mel[i : i + batch_size]) for i in range(0, len(mel), batch_size)]).numpy().astype(np.float32)
+    device = next(encoder.parameters()).device
+    with torch.no_grad():
+        return torch.cat([encoder(mel[i : i + batch_size].to(device)) for i in range(0, len(mel), batch_size)]).cpu().numpy().astype(np.float32)
 
 
 def audio_features(clip: TalkingClip, mode: str, encoder_checkpoint: str | os.PathLike | None = None) -> torch.Tensor:
@@ -147,8 +149,6 @@ def audio_features(clip: TalkingClip, mode: str, encoder_checkpoint: str | os.Pa
 
 
 def _cached_ave_features(clip: TalkingClip, path: Path, encoder_checkpoint: Path) -> np.ndarray:
-    from motionlab.inference.lipsync import load_audio_encoder
-
     manifest_path = path.with_suffix(".json")
     key = {"encoder_sha256": file_digest(encoder_checkpoint), "wav_sha256": file_digest(clip.folder / "aud.wav"), "frames": len(clip), "fps": clip.fps}
     if path.is_file() and manifest_path.is_file():
@@ -159,7 +159,7 @@ def _cached_ave_features(clip: TalkingClip, path: Path, encoder_checkpoint: Path
         kept = path.with_name("aud_ave.user.npy")
         log.warning("%s has no manifest (not written by motionlab); kept as %s, computing with %s", path, kept.name, encoder_checkpoint)
         path.replace(kept)
-    features = encode_audio(load_audio_encoder(encoder_checkpoint), clip.mel)
+    features = encode_audio(freeze(create_model("lipsync_audio_encoder_ave", pretrained=encoder_checkpoint)), clip.mel)
     np.save(path, features)
     write_json(manifest_path, key)  # written last: a killed run leaves no manifest, so the cache is recomputed
     return features

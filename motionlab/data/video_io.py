@@ -171,10 +171,3 @@ def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float 
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
     return path
 
-
-def count_video_frames(path: str | os.PathLike) -> int:
-    """Decode a video completely with PyAV and count its frames (does not trust container metadata)."""
-    import av
-
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))

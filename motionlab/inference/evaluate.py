@@ -13,13 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 
 from motionlab.callbacks.preview import side_by_side
+from motionlab.data import TRUSTED_DATA_TARGETS
 from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.video_io import VIDEO_EXTENSIONS, ClipError, open_clip, read_image, write_gif
-from motionlab.inference.animate import load_network
 from motionlab.metrics.suite import EvaluationSuite
+from motionlab.models import motionlab_meta
+from motionlab.tasks import AnimationPredictor, load_predictor
+from motionlab.utils.checkpoint import load_checkpoint
+from motionlab.utils.config import instantiate_trusted
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +37,27 @@ class EvalClip:
     generated: torch.Tensor
 
 
+def checkpoint_datamodule(ckpt: str | os.PathLike):
+    """The datamodule a checkpoint was trained with, rebuilt from its stored data config (only the datamodule classes
+    of :data:`motionlab.data.TRUSTED_DATA_TARGETS` may be named there). Descriptor caches are not needed: the
+    predictor detects descriptors from the frames."""
+    meta = motionlab_meta(load_checkpoint(ckpt))
+    if meta is None or "data" not in meta.get("config", {}):
+        raise ValueError(f"{ckpt} carries no run config to rebuild its data from; score videos with generated_dir= / driver_dir=")
+    data = dict(meta["config"]["data"])
+    if "descriptor_checkpoint" in data:
+        data["descriptor_checkpoint"] = None
+    return instantiate_trusted(data, TRUSTED_DATA_TARGETS, f"{ckpt} [motionlab.config.data]")
+
+
 @torch.no_grad()
 def clips_from_checkpoint(ckpt: str | os.PathLike, split: str = "test", max_clips: int | None = None, max_frames: int | None = None,
                           batch_size: int = 16, device: str = "cpu") -> Iterator[EvalClip]:
-    """Animate the clips of a checkpoint's own datamodule ``split`` (identities it never trained on)."""
-    net, config = load_network(ckpt)
-    net = net.to(device)
-    datamodule = instantiate(config["data"])
+    """Animate the clips of a checkpoint's own datamodule ``split`` (identities it never trained on) with its predictor."""
+    predictor = load_predictor(ckpt, device=device)
+    if not isinstance(predictor, AnimationPredictor):
+        raise ValueError(f"{ckpt} is not an animation checkpoint; motionlab-eval scores animation (lip-sync runs log their own metrics)")
+    datamodule = checkpoint_datamodule(ckpt)
     datamodule.prepare_data()
     datamodule.setup("test")
     if split not in datamodule.datasets:
@@ -49,11 +66,9 @@ def clips_from_checkpoint(ckpt: str | os.PathLike, split: str = "test", max_clip
     count = len(dataset.records) if max_clips is None else min(max_clips, len(dataset.records))
     for clip_id in range(count):
         portrait, frames = dataset.clip_frames(clip_id, max_frames or dataset.lengths[clip_id])
-        portrait, frames = portrait.to(device), frames.to(device)
-        generated = torch.cat([
-            net(portrait.expand(len(chunk), -1, -1, -1), chunk)["image"].clamp(0, 1) for chunk in frames.split(batch_size)
-        ])
-        yield EvalClip(dataset.records[clip_id].identity, portrait.cpu(), frames.cpu(), generated.cpu())
+        portrait, frames = portrait[None].to(device), frames.to(device)
+        generated = torch.cat([predictor(portrait, chunk, frames[:1])["generated"] for chunk in frames.split(batch_size)])
+        yield EvalClip(dataset.records[clip_id].identity, portrait[0].cpu(), frames.cpu(), generated.cpu())
 
 
 def _find_clip(folder: Path, name: str) -> Path:

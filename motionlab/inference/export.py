@@ -1,8 +1,10 @@
-"""ONNX export of the lip-sync U-Net and the ``ave`` audio encoder, with an onnxruntime parity check.
+"""ONNX export of any registered network that declares example inputs (the lip-sync U-Net, the ``ave`` audio
+encoder), with an onnxruntime parity check.
 
-Exports use a dynamic batch axis. The parity check runs the exported graph in onnxruntime (CPU) on
-random and, when given, real inputs and compares with eager PyTorch: the largest absolute difference
-must stay within ``tolerance`` (1e-4), otherwise the export is refused and the file removed.
+Inputs and outputs are named from the model's :class:`~motionlab.models.ModelInfo` (``example_inputs``,
+``output_names``); the batch axis is dynamic. The parity check runs the exported graph in onnxruntime (CPU) on
+random and, when given, real inputs and compares with eager PyTorch: the largest absolute difference must stay
+within ``tolerance`` (1e-4), otherwise the export is refused and the file removed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from motionlab.models.lipsync import AUDIO_SHAPES, AudioEncoder, LipSyncUNet
+from motionlab.tasks import load_predictor
+from motionlab.tasks.lipsync import LipSyncPredictor
 from motionlab.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -28,33 +31,19 @@ class ParityError(RuntimeError):
 
 
 def example_inputs(net: nn.Module, batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random inputs named as in the exported graph.
-
-    U-Net images are random but image-like: uniform noise on a 40 x 40 grid, bilinearly upsampled. Per-pixel
-    white noise drives a trained U-Net's activations far outside what faces do, where float32 itself is off by
-    ~1e-4 (PyTorch and onnxruntime each differ from a float64 run by ~9e-5 there), so it would measure
-    rounding, not the export. ``ave`` audio features are non-negative (ReLU outputs); HuBERT / WeNet ones are normal.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    if isinstance(net, LipSyncUNet):
-        coarse = torch.rand(batch, 6, 40, 40, generator=generator)
-        audio = torch.randn(batch, *AUDIO_SHAPES[net.mode], generator=generator)
-        return {"image": torch.nn.functional.interpolate(coarse, size=(320, 320), mode="bilinear", align_corners=False),
-                "audio": audio.abs() if net.mode == "ave" else audio}
-    if isinstance(net, AudioEncoder):
-        return {"mel": torch.rand(batch, 1, 80, 16, generator=generator) * 8 - 4}
-    raise TypeError(f"no ONNX export for {type(net).__name__}; exportable: LipSyncUNet, AudioEncoder")
-
-
-def output_names(net: nn.Module) -> list[str]:
-    return ["face"] if isinstance(net, LipSyncUNet) else ["features"]
+    """The model's own example inputs (named as in the exported graph), or a clear error for non-exportable ones."""
+    make = net.model_info.example_inputs
+    if make is None:
+        raise TypeError(f"{net.model_info.name} declares no example inputs: it has no ONNX export "
+                        "(exportable: the lip-sync U-Nets and the ave audio encoder)")
+    return make(batch, torch.Generator().manual_seed(seed))
 
 
 def export_onnx(net: nn.Module, out: str | os.PathLike) -> Path:
     """Write ``net`` (eval mode, float32) as ONNX with a dynamic batch axis; returns the path."""
     net = net.eval().float()
     inputs = example_inputs(net)
-    names = output_names(net)
+    names = list(net.model_info.output_names)
     dynamic = {name: {0: "batch"} for name in [*inputs, *names]}
     out = Path(out)
     with atomic_path(out) as scratch, torch.no_grad(), warnings.catch_warnings():
@@ -104,6 +93,18 @@ def check_parity(net: nn.Module, path: str | os.PathLike, real_inputs: dict[str,
     return report
 
 
+def export_checked(net: nn.Module, out: str | os.PathLike, real_inputs: dict[str, torch.Tensor] | None = None,
+                   tolerance: float = 1e-4) -> dict:
+    """Export and check parity; a graph that fails the check is removed, never left for a later run to pick up."""
+    path = export_onnx(net, out)
+    try:
+        report = check_parity(net, path, real_inputs, tolerance)
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+    return {"out": str(path), "parity": report}
+
+
 def write_reference_outputs(net: nn.Module, inputs: dict[str, torch.Tensor], folder: str | os.PathLike) -> list[Path]:
     """Save ``inputs`` and PyTorch's outputs as ``.npy`` files, for validating other runtimes."""
     folder = Path(folder)
@@ -111,58 +112,24 @@ def write_reference_outputs(net: nn.Module, inputs: dict[str, torch.Tensor], fol
     with torch.no_grad():
         output = net.eval()(*inputs.values())
     written = []
-    for name, value in {**inputs, output_names(net)[0]: output}.items():
+    for name, value in {**inputs, net.model_info.output_names[0]: output}.items():
         np.save(folder / f"{name}.npy", value.numpy().astype(np.float32))
         written.append(folder / f"{name}.npy")
     return written
 
 
-def _real_inputs(part: str, net: nn.Module, template: str | os.PathLike, encoder: nn.Module | None, frames: int = 2) -> dict[str, torch.Tensor]:
-    """The first ``frames`` frames of a template folder as the network's inputs (crops and their audio)."""
-    from motionlab.data.audio import audio_input
-    from motionlab.data.lipsync import TalkingClip, audio_features, encode_audio, face_tensor
-    from motionlab.tasks.lipsync import mask_face
-
-    clip = TalkingClip(template)
-    if part == "audio_encoder":
-        return {"mel": clip.mel[:frames]}
-    if net.mode == "ave":
-        features = torch.from_numpy(encode_audio(encoder, clip.mel))
-    else:
-        features = audio_features(clip, net.mode)
-    faces = face_tensor(clip.crops[:frames])
-    return {"image": torch.cat([faces, mask_face(faces)], dim=1),
-            "audio": torch.stack([audio_input(features, i, net.mode) for i in range(frames)])}
-
-
-def export_lipsync_onnx(ckpt: str, out: str, part: str = "unet", mode: str | None = None, audio_encoder_ckpt: str | None = None,
+def export_lipsync_onnx(ckpt: str, out: str, part: str = "net", model: str | None = None, audio_encoder_ckpt: str | None = None,
                         template: str | None = None, reference_outputs: str | None = None, tolerance: float = 1e-4) -> dict:
-    """``motionlab-export onnx``: export, check parity (random and real inputs), optionally write reference outputs."""
-    from motionlab.inference.lipsync import load_audio_encoder, load_lipsync_unet
-
-    if part not in ("unet", "audio_encoder"):
-        raise ValueError(f"part must be unet or audio_encoder, got {part!r}")
-    if part == "audio_encoder" and audio_encoder_ckpt is None and mode is None:
-        try:  # the encoder a U-Net run was trained with, or ckpt itself is an encoder
-            unet_settings = load_lipsync_unet(ckpt)[1]
-            audio_encoder_ckpt = unet_settings["audio_encoder_ckpt"]
-        except ValueError:
-            audio_encoder_ckpt = ckpt
-    unet = load_lipsync_unet(ckpt, mode) if part == "unet" else None
-    encoder = None
-    if part == "audio_encoder" or (unet[0].mode == "ave" and template is not None):
-        encoder_path = audio_encoder_ckpt or unet[1]["audio_encoder_ckpt"]
-        if encoder_path is None:
-            raise ValueError("give audio_encoder_ckpt=... (the ave encoder) for this export")
-        encoder = load_audio_encoder(encoder_path)
-    net = encoder if part == "audio_encoder" else unet[0]
-    path = export_onnx(net, out)
-    real = _real_inputs(part, net, template, encoder) if template is not None else None
-    try:
-        report = check_parity(net, path, real, tolerance)
-    except ParityError:
-        path.unlink(missing_ok=True)
-        raise
+    """``motionlab-export onnx``: export a network of a lip-sync predictor (``part=net``: the U-Net, ``part=audio_encoder``),
+    check parity on random and (with ``template``) real inputs assembled by the predictor, optionally write reference outputs."""
+    predictor = load_predictor(ckpt, model=model, audio_encoder_ckpt=audio_encoder_ckpt)
+    if not isinstance(predictor, LipSyncPredictor):
+        raise ValueError(f"{ckpt} is not a lip-sync U-Net checkpoint: ONNX export serves the lip-sync networks")
+    if part not in predictor.networks:
+        raise ValueError(f"part must be one of {sorted(predictor.networks)} for {ckpt}, got {part!r}")
+    net = predictor.networks[part]
+    real = predictor.template_inputs(template, part) if template is not None else None
+    result = export_checked(net, out, real, tolerance)
     written = write_reference_outputs(net, real if real is not None else example_inputs(net), reference_outputs) if reference_outputs else []
     inputs = {name: ["batch", *value.shape[1:]] for name, value in example_inputs(net).items()}
-    return {"out": str(path), "inputs": inputs, "parity": report, "reference_outputs": str(reference_outputs) if written else None}
+    return {**result, "inputs": inputs, "reference_outputs": str(reference_outputs) if written else None}

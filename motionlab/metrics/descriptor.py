@@ -6,42 +6,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from motionlab.geometry import Keypoints
 from motionlab.metrics.base import MeanState
 
 
-def _check_keypoints(name: str, a: torch.Tensor, b: torch.Tensor) -> None:
-    if a.shape != b.shape or a.ndim != 3 or a.shape[-1] != 2:
-        raise ValueError(f"{name} expects two (N, K, 2) keypoint tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-
-
 class AverageKeypointDistance(MeanState):
-    """AKD: mean L2 distance between corresponding keypoints of generated and driver frames.
+    """AKD: mean L2 distance, in pixels, between corresponding keypoints of generated and driver frames.
 
-    ``update(generated, driver)`` takes (N, K, 2) keypoints in pixels (detect them with the same
-    descriptor model on both); optional (N, K) ``visible`` masks restrict the mean to keypoints found
-    in both, as in FOMM's evaluation.
+    ``update(generated, driver)`` takes the :class:`Keypoints` a detector returned for each (the same detector on
+    both; any convention); optional (N, K) ``visible`` masks restrict the mean to keypoints found in both, as in
+    FOMM's evaluation.
     """
 
-    def update(self, generated: torch.Tensor, driver: torch.Tensor, visible: torch.Tensor | None = None) -> None:
-        _check_keypoints("AverageKeypointDistance", generated, driver)
+    def update(self, generated: Keypoints, driver: Keypoints, visible: torch.Tensor | None = None) -> None:
+        generated, driver = generated.to_pixels().value, driver.to_pixels().value
+        if generated.shape != driver.shape:
+            raise ValueError(f"AverageKeypointDistance: keypoints of one shape expected, got {tuple(generated.shape)} and {tuple(driver.shape)}")
         self._add((generated - driver).norm(dim=-1), visible)
-
-
-class MissingKeypointRate(MeanState):
-    """MKR: fraction of keypoints detected in the driver frame (confidence >= threshold) that are not
-    detected in the generated frame. ``update`` takes (N, K) confidences from a detector that reports them."""
-
-    higher_is_better = False
-
-    def __init__(self, threshold: float = 0.5, **kwargs):
-        super().__init__(**kwargs)
-        self.threshold = threshold
-
-    def update(self, generated_confidence: torch.Tensor, driver_confidence: torch.Tensor) -> None:
-        if generated_confidence.shape != driver_confidence.shape:
-            raise ValueError(f"MissingKeypointRate: confidence shapes differ: {tuple(generated_confidence.shape)} vs {tuple(driver_confidence.shape)}")
-        present = driver_confidence >= self.threshold
-        self._add((generated_confidence < self.threshold).to(torch.float64), present)
 
 
 class IdentityDistance(MeanState):

@@ -28,8 +28,9 @@ class EvaluationSuite(nn.Module):
         temporal: temporal difference consistency and flicker.
         colour: ΔE76 / CIEDE2000 colour drift against the portrait and its slope.
         features: the feature backbone (built as ``ImageFeatures()`` when a metric needs one).
-        keypoint_detector: a module mapping (N, 3, H, W) images to (N, K, 2) keypoints in pixels, or
-            to a dict with ``"keypoints"`` (and optionally ``"confidence"``); enables AKD and motion smoothness.
+        keypoint_detector: a detector mapping (N, 3, H, W) images to :class:`Keypoints` (a descriptor model's
+            ``kp_detector``); enables AKD and motion smoothness. It is evaluation equipment, not part of the suite:
+            it is neither registered as a sub-module nor moved with it.
         flicker_threshold: driver change below which a pixel counts as static for flicker.
     """
 
@@ -57,13 +58,9 @@ class EvaluationSuite(nn.Module):
         self.temporal_difference = TemporalDifferenceConsistency() if temporal else None
         self.flicker = Flicker(static_threshold=flicker_threshold) if temporal else None
         self.colour = ColourDrift() if colour else None
-        self.keypoint_detector = keypoint_detector
+        object.__setattr__(self, "keypoint_detector", keypoint_detector)  # unregistered: see the docstring
         self.akd = AverageKeypointDistance() if keypoint_detector is not None else None
         self.motion_smoothness = MotionSmoothness() if keypoint_detector is not None else None
-
-    def _keypoints(self, frames: torch.Tensor) -> torch.Tensor:
-        out = self.keypoint_detector(frames)
-        return out["keypoints"] if isinstance(out, dict) else out
 
     @torch.no_grad()
     def update(self, portrait: torch.Tensor, driver: torch.Tensor, generated: torch.Tensor) -> None:
@@ -93,10 +90,11 @@ class EvaluationSuite(nn.Module):
         if self.colour is not None:
             self.colour.update(portrait, generated)
         if self.keypoint_detector is not None:
-            kp_generated, kp_driver = self._keypoints(frames_generated), self._keypoints(frames_driver)
+            kp_generated, kp_driver = self.keypoint_detector(frames_generated), self.keypoint_detector(frames_driver)
             self.akd.update(kp_generated, kp_driver)
             if t >= 3:
-                self.motion_smoothness.update(kp_generated.view(b, t, *kp_generated.shape[1:]))
+                pixels = kp_generated.to_pixels().value
+                self.motion_smoothness.update(pixels.view(b, t, *pixels.shape[1:]))
 
     def compute(self) -> dict[str, torch.Tensor]:
         """Flat dict of metric values (only those that received data)."""

@@ -1,6 +1,25 @@
-"""Plain ``nn.Module`` architectures; importing this package registers them by name."""
+"""Networks and the one door from a name or a checkpoint to a ready network (:mod:`motionlab.models.builder`).
 
-from motionlab.models import animator, fomm, lipsync  # noqa: F401  (registers every architecture)
-from motionlab.models.registry import create_model, list_models, model_class, register_model
+Importing this package registers every variant (:func:`list_models`): ``animator_v1``, ``fomm_vox256`` ...,
+``lipsync_unet328_{ave,hubert,wenet}``, ``syncnet328_{ave,hubert,wenet}``, ``lipsync_audio_encoder_ave``,
+``lipsync_av_encoder``.
+"""
 
-__all__ = ["create_model", "list_models", "model_class", "register_model"]
+from motionlab.models import animator, fomm, lipsync  # noqa: F401  (registers every variant)
+from motionlab.models.builder import (
+    CheckpointFormatError,
+    checkpoint_models,
+    create_model,
+    freeze,
+    load_model,
+    load_pretrained,
+    model_from_spec,
+    motionlab_meta,
+    stored_models,
+)
+from motionlab.models.registry import ModelInfo, list_models, model_builder, register_model
+
+__all__ = [
+    "CheckpointFormatError", "ModelInfo", "checkpoint_models", "create_model", "freeze", "list_models", "load_model", "load_pretrained",
+    "model_builder", "model_from_spec", "motionlab_meta", "register_model", "stored_models",
+]

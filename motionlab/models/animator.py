@@ -11,7 +11,6 @@ from motionlab.models.blocks import ConvNormAct, DownBlock, Hourglass, ResBlock,
 from motionlab.models.registry import register_model
 
 
-@register_model("animator_v1")
 class AnimatorNet(nn.Module):
     """Flow-and-occlusion image animator (version 1: motion is inferred from the two images).
 
@@ -109,3 +108,11 @@ class AnimatorNet(nn.Module):
         warped_portrait = warp(portrait, flow)
         image = blend * warped_portrait + (1.0 - blend) * rgb
         return {"image": image, "flow": flow, "occlusion": occlusion, "blend": blend, "warped_portrait": warped_portrait}
+
+
+@register_model(family="animator", input_size=64)
+def animator_v1(input_size: int = 64, image_channels: int = 3, motion_channels: tuple[int, ...] = (32, 64, 128),
+                appearance_channels: tuple[int, ...] = (64, 128), num_res_blocks: int = 2, max_flow: float = 0.5,
+                num_descriptors: int = 0, descriptor_variance: float = 0.01) -> AnimatorNet:
+    """The Animator, version 1 (see :class:`AnimatorNet`); ``input_size`` is the side it is trained and run at."""
+    return AnimatorNet(image_channels, motion_channels, appearance_channels, num_res_blocks, max_flow, num_descriptors, descriptor_variance)

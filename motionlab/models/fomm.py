@@ -1,11 +1,13 @@
-"""FOMM-compatible keypoint detector, dense motion network and occlusion-aware generator.
+"""FOMM-compatible keypoint detector, dense motion network and occlusion-aware generator, and the FOMM
+release format (``*.pth.tar`` with ``kp_detector`` and ``generator`` state dicts) beside them.
 
 Module and parameter names follow the First Order Motion Model release, so ``state_dict()`` of the
-``vox-256`` / ``taichi-256`` / ``mgif-256`` settings matches the published checkpoints key for key and
-shape for shape (see :mod:`motionlab.models.fomm_io` for reading and writing ``*.pth.tar``).
+``fomm_vox256`` / ``fomm_taichi256`` / ``fomm_mgif256`` variants matches the published checkpoints key for
+key and shape for shape; :func:`fomm_checkpoint_filter` reads those files, :func:`save_fomm_checkpoint`
+writes them.
 
-Keypoints are (B, K, 2) in [-1, 1] with corner-aligned pixel coordinates, and every ``grid_sample``
-uses ``align_corners=True``: the published weights were trained with that (PyTorch 1.0) behaviour.
+Keypoints are :class:`~motionlab.geometry.Keypoints`, normalised (corner-aligned [-1, 1]); every
+``grid_sample`` uses ``align_corners=True``: the published weights were trained with that (PyTorch 1.0) behaviour.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionlab.geometry import heatmap_to_keypoints, keypoints_to_gaussian, sparse_motions
+from motionlab.geometry import Keypoints, heatmap_to_keypoints, keypoints_to_gaussian, sparse_motions
 from motionlab.models.registry import register_model
+from motionlab.utils.checkpoint import WeightMismatchError, atomic_torch_save
 
 
 class SameBlock2d(nn.Module):
@@ -124,7 +127,7 @@ class KPDetector(nn.Module):
     """Unsupervised keypoints: hourglass -> K heatmaps -> softmax(./temperature) -> soft-argmax, with
     optional 2x2 local Jacobians (heatmap-weighted sums of a 4-channel map per keypoint).
 
-    Returns ``{"value": (B, K, 2) in [-1, 1], "heatmap": (B, K, h, w), "jacobian": (B, K, 2, 2)}``.
+    Returns normalised :class:`Keypoints` of the (B, 3, H, W) input: ``value`` (B, K, 2), ``jacobian`` (B, K, 2, 2).
     """
 
     def __init__(self, block_expansion: int = 32, num_kp: int = 10, num_channels: int = 3, max_features: int = 1024,
@@ -145,19 +148,19 @@ class KPDetector(nn.Module):
         if scale_factor != 1:
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> Keypoints:
+        size = tuple(image.shape[-2:])
         if self.scale_factor != 1:
             image = self.down(image)
         features = self.predictor(image)
         logits = self.kp(features)
         b, k, h, w = logits.shape
         heatmap = F.softmax(logits.view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)
-        out = {"value": heatmap_to_keypoints(heatmap), "heatmap": heatmap}
+        jacobian = None
         if self.jacobian is not None:
             maps = self.jacobian(features).view(b, self.num_jacobian_maps, 4, h, w)
-            jacobian = (heatmap.unsqueeze(2) * maps).view(b, k, 4, -1).sum(-1)
-            out["jacobian"] = jacobian.view(b, k, 2, 2)
-        return out
+            jacobian = (heatmap.unsqueeze(2) * maps).view(b, k, 4, -1).sum(-1).view(b, k, 2, 2)
+        return Keypoints(heatmap_to_keypoints(heatmap), size=size, jacobian=jacobian)
 
 
 class DenseMotionNetwork(nn.Module):
@@ -173,13 +176,13 @@ class DenseMotionNetwork(nn.Module):
         if scale_factor != 1:
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
 
-    def forward(self, source: torch.Tensor, kp_driving: dict, kp_source: dict) -> dict[str, torch.Tensor]:
+    def forward(self, source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> dict[str, torch.Tensor]:
         if self.scale_factor != 1:
             source = self.down(source)
         b, c, h, w = source.shape
-        gaussians = keypoints_to_gaussian(kp_driving["value"], h, w, self.kp_variance) - keypoints_to_gaussian(kp_source["value"], h, w, self.kp_variance)
+        gaussians = keypoints_to_gaussian(kp_driving.value, h, w, self.kp_variance) - keypoints_to_gaussian(kp_source.value, h, w, self.kp_variance)
         heatmaps = torch.cat([gaussians.new_zeros(b, 1, h, w), gaussians], dim=1).unsqueeze(2)
-        motions = sparse_motions(h, w, kp_driving["value"], kp_source["value"], kp_driving.get("jacobian"), kp_source.get("jacobian"))
+        motions = sparse_motions(h, w, kp_driving, kp_source)
         repeated = source.unsqueeze(1).expand(b, self.num_kp + 1, c, h, w).reshape(b * (self.num_kp + 1), c, h, w)
         deformed = F.grid_sample(repeated, motions.view(b * (self.num_kp + 1), h, w, 2), align_corners=True).view(b, self.num_kp + 1, c, h, w)
         prediction = self.hourglass(torch.cat([heatmaps, deformed], dim=2).view(b, -1, h, w))
@@ -227,7 +230,7 @@ class OcclusionAwareGenerator(nn.Module):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(width))
         self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=7, padding=3)
 
-    def forward(self, source: torch.Tensor, kp_driving: dict, kp_source: dict) -> dict[str, torch.Tensor]:
+    def forward(self, source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> dict[str, torch.Tensor]:
         out = self.first(source)
         for block in self.down_blocks:
             out = block(out)
@@ -279,18 +282,57 @@ class FOMM(nn.Module):
         return {**out, "image": out["prediction"], "kp_source": kp_source, "kp_driving": kp_driving}
 
 
-@register_model("fomm")
-def fomm(setting: str = "vox-256", num_kp: int | None = None, kp_detector: dict | None = None, generator: dict | None = None) -> FOMM:
-    """A FOMM model with a published ``setting``.
+FOMM_PARTS = ("kp_detector", "generator")
 
-    ``num_kp`` sets the keypoint count of both parts; ``kp_detector`` / ``generator`` dicts override
-    individual arguments (``dense_motion_params`` is merged key by key).
-    """
-    if setting not in FOMM_SETTINGS:
-        raise KeyError(f"unknown FOMM setting {setting!r}; choose one of {sorted(FOMM_SETTINGS)}")
+
+def _fomm(setting: str, num_kp: int | None, kp_detector: dict | None, generator: dict | None) -> FOMM:
+    """A FOMM model with a published ``setting``; ``num_kp`` sets both parts' keypoint count; ``kp_detector`` /
+    ``generator`` dicts override single arguments (``dense_motion_params`` is merged key by key)."""
     detector_args = {**FOMM_SETTINGS[setting]["kp_detector"], **(kp_detector or {})}
     generator_args = {**FOMM_SETTINGS[setting]["generator"], **(generator or {})}
     generator_args["dense_motion_params"] = {**FOMM_SETTINGS[setting]["generator"]["dense_motion_params"], **(generator or {}).get("dense_motion_params", {})}
     if num_kp is not None:
         detector_args["num_kp"] = generator_args["num_kp"] = num_kp
     return FOMM(detector_args, generator_args)
+
+
+def fomm_checkpoint_filter(state: dict, source: str) -> dict:
+    """FOMM release files (``kp_detector`` and ``generator`` state dicts next to ``discriminator``, optimisers and
+    ``epoch``) as one flat state dict; flat state dicts (motionlab's ``net``) pass through."""
+    if not any(isinstance(value, dict) for value in state.values()):
+        return state
+    missing = [part for part in FOMM_PARTS if not isinstance(state.get(part), dict)]
+    if missing:
+        raise WeightMismatchError(f"{source} is not a FOMM checkpoint: entries {missing} are missing (it has {sorted(state)}); "
+                                  "expected the release format with 'kp_detector' and 'generator' state dicts")
+    return {f"{part}.{key}": value for part in FOMM_PARTS for key, value in state[part].items()}
+
+
+def save_fomm_checkpoint(model: FOMM, path, epoch: int = 0):
+    """Write ``model`` in the FOMM release format (readable by the original ``demo.py``); returns the path."""
+    payload = {part: getattr(model, part).state_dict() for part in FOMM_PARTS}
+    payload["epoch"] = epoch
+    atomic_torch_save(payload, path)
+    return path
+
+
+# input_size: the side the model is trained and run at (inference resizes to it)
+_FOMM_INFO = dict(family="keypoint_animator", input_size=256, checkpoint_filter=fomm_checkpoint_filter)
+
+
+@register_model(**_FOMM_INFO)
+def fomm_vox256(input_size: int = 256, num_kp: int | None = None, kp_detector: dict | None = None, generator: dict | None = None) -> FOMM:
+    """FOMM with the published vox-256 settings (faces; ``vox-cpk.pth.tar``)."""
+    return _fomm("vox-256", num_kp, kp_detector, generator)
+
+
+@register_model(**_FOMM_INFO)
+def fomm_taichi256(input_size: int = 256, num_kp: int | None = None, kp_detector: dict | None = None, generator: dict | None = None) -> FOMM:
+    """FOMM with the published taichi-256 settings (full bodies; ``taichi-cpk.pth.tar``)."""
+    return _fomm("taichi-256", num_kp, kp_detector, generator)
+
+
+@register_model(**_FOMM_INFO)
+def fomm_mgif256(input_size: int = 256, num_kp: int | None = None, kp_detector: dict | None = None, generator: dict | None = None) -> FOMM:
+    """FOMM with the published mgif-256 settings (one shared Jacobian map; ``mgif-cpk.pth.tar``)."""
+    return _fomm("mgif-256", num_kp, kp_detector, generator)

@@ -119,7 +119,6 @@ class AudioConv(nn.Module):
         return self.conv7(self.conv6(x))
 
 
-@register_model("lipsync_unet328")
 class LipSyncUNet(nn.Module):
     """SyncTalk_2D's 328 U-Net: 5 downsamplings of the 6-channel 320 x 320 input, audio fused at 10 x 10.
 
@@ -178,7 +177,6 @@ def _res(channels: int, negative_slope: float = 0.01) -> ConvBlock:
     return ConvBlock(channels, channels, 3, 1, 1, residual=True, negative_slope=negative_slope)
 
 
-@register_model("lipsync_audio_encoder_ave")
 class AudioEncoder(nn.Module):
     """The ``ave`` audio encoder: a (B, 1, 80, 16) mel window -> (B, 512) (SyncTalk_2D ``audio_encoder_ave``)."""
 
@@ -202,7 +200,6 @@ class AudioEncoder(nn.Module):
         return self.audio_encoder(mel).flatten(1)
 
 
-@register_model("lipsync_syncnet328")
 class SyncNet(nn.Module):
     """SyncTalk_2D's ``syncnet_328``: face and audio encoders to L2-normalised 512-d embeddings."""
 
@@ -247,7 +244,6 @@ class SyncNet(nn.Module):
         return self.embed_audio(audio), self.embed_face(face)
 
 
-@register_model("lipsync_av_encoder")
 class AudioVisualEncoder(nn.Module):
     """The ``ave`` audio encoder paired with a lower-face encoder, trained contrastively so the audio
     embedding carries what the mouth shows. Only ``audio`` is used afterwards (its state dict is
@@ -278,3 +274,100 @@ class AudioVisualEncoder(nn.Module):
 
     def forward(self, face: torch.Tensor, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.embed_audio(mel), self.embed_face(face)
+
+
+def syncnet_audio(audio: torch.Tensor, mode: str) -> torch.Tensor:
+    """A SyncNet's audio input from U-Net-layout features: all of it, except for ``wenet``, whose SyncNet reads
+    the centre 8 of the 16 context frames (channels 64:192 of 256)."""
+    return audio[:, 64:192] if mode == "wenet" else audio
+
+
+# --- SyncTalk_2D files and the registered variants ---
+
+
+def synctalk_filter(state: dict, source: str) -> dict:
+    """SyncTalk_2D saves plain state dicts, from ``nn.DataParallel`` with a ``module.`` prefix."""
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def audio_encoder_filter(state: dict, source: str) -> dict:
+    """The ``ave`` encoder's weights from SyncTalk_2D's ``audio_visual_encoder.pth`` (the Sequential's own keys)
+    or from a motionlab ``lipsync_av_encoder`` run (its ``audio.`` sub-network)."""
+    state = synctalk_filter(state, source)
+    if any(key.startswith("audio.") for key in state):
+        return {key.removeprefix("audio."): value for key, value in state.items() if key.startswith("audio.")}
+    if not any(key.startswith("audio_encoder.") for key in state):
+        return {f"audio_encoder.{key}": value for key, value in state.items()}
+    return state
+
+
+def _unet_examples(mode: str):
+    def example_inputs(batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Image-like random inputs: uniform noise on a 40 x 40 grid, bilinearly upsampled. Per-pixel white noise drives a
+        trained U-Net far outside what faces do, where float32 itself is off by ~1e-4 (PyTorch and onnxruntime each
+        differ from float64 by ~9e-5 there): parity would measure rounding, not the export. ``ave`` features are
+        non-negative (ReLU outputs); HuBERT / WeNet ones are normal."""
+        coarse = torch.rand(batch, 6, 40, 40, generator=generator)
+        audio = torch.randn(batch, *AUDIO_SHAPES[mode], generator=generator)
+        return {"image": F.interpolate(coarse, size=(320, 320), mode="bilinear", align_corners=False),
+                "audio": audio.abs() if mode == "ave" else audio}
+
+    return example_inputs
+
+
+def _mel_examples(batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Log-mel windows in the range the mel front end produces."""
+    return {"mel": torch.rand(batch, 1, 80, 16, generator=generator) * 8 - 4}
+
+
+_UNET = dict(family="lipsync_unet", input_size=320, output_names=("face",), checkpoint_filter=synctalk_filter)
+_SYNCNET = dict(family="syncnet", input_size=320, output_names=("audio_embedding", "face_embedding"), checkpoint_filter=synctalk_filter)
+
+
+@register_model(**_UNET, example_inputs=_unet_examples("ave"))
+def lipsync_unet328_ave() -> LipSyncUNet:
+    """SyncTalk_2D's ``unet_328`` on ``ave`` audio features."""
+    return LipSyncUNet("ave")
+
+
+@register_model(**_UNET, example_inputs=_unet_examples("hubert"))
+def lipsync_unet328_hubert() -> LipSyncUNet:
+    """SyncTalk_2D's ``unet_328`` on HuBERT audio features."""
+    return LipSyncUNet("hubert")
+
+
+@register_model(**_UNET, example_inputs=_unet_examples("wenet"))
+def lipsync_unet328_wenet() -> LipSyncUNet:
+    """SyncTalk_2D's ``unet_328`` on WeNet audio features."""
+    return LipSyncUNet("wenet")
+
+
+@register_model(**_SYNCNET)
+def syncnet328_ave() -> SyncNet:
+    """SyncTalk_2D's ``syncnet_328`` on ``ave`` features."""
+    return SyncNet("ave")
+
+
+@register_model(**_SYNCNET)
+def syncnet328_hubert() -> SyncNet:
+    """SyncTalk_2D's ``syncnet_328`` on HuBERT features."""
+    return SyncNet("hubert")
+
+
+@register_model(**_SYNCNET)
+def syncnet328_wenet() -> SyncNet:
+    """SyncTalk_2D's ``syncnet_328`` on WeNet features (its audio branch reads the centre 8 of 16 frames)."""
+    return SyncNet("wenet")
+
+
+@register_model(family="audio_encoder", output_names=("features",), checkpoint_filter=audio_encoder_filter,
+                example_inputs=_mel_examples, accepts_from=("lipsync_av_encoder",))
+def lipsync_audio_encoder_ave() -> AudioEncoder:
+    """SyncTalk_2D's ``ave`` audio encoder: (B, 1, 80, 16) mel windows -> (B, 512)."""
+    return AudioEncoder()
+
+
+@register_model(family="av_encoder", output_names=("audio_embedding", "face_embedding"))
+def lipsync_av_encoder() -> AudioVisualEncoder:
+    """The ``ave`` audio encoder with a lower-face encoder, trained contrastively (stage 1 of lip-sync)."""
+    return AudioVisualEncoder()

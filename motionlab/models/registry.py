@@ -1,37 +1,112 @@
-"""A small model registry: architectures selectable by name, built from explicit arguments (timm-style)."""
+"""Registered model variants (timm-style): each name is a function that builds the network from explicit
+arguments, registered with the metadata inference and export need to call it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+ExampleInputs = Callable[[int, torch.Generator], dict[str, torch.Tensor]]
+CheckpointFilter = Callable[[dict, str], dict]
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a model constructor under ``name``."""
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a built model is and how to call it; every model from :func:`create_model` carries one as ``model_info``.
 
-    def decorator(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    Args:
+        name: the registered variant.
+        family: what kind of network it is (``animator``, ``keypoint_animator``, ``lipsync_unet``, ``syncnet``,
+            ``audio_encoder``, ``av_encoder``); predictors are chosen by it.
+        input_size: (H, W) the model is trained and run at; inference resizes its inputs to it.
+        value_range: range of image inputs and outputs.
+        example_inputs: ``(batch, generator) -> {input name: tensor}`` realistic inputs for export and parity checks.
+        output_names: names of the outputs in exported graphs.
+        checkpoint_filter: ``(state_dict, source) -> state_dict`` mapping foreign key layouts (release files,
+            other wrappers) onto this architecture's keys; lives beside the architecture.
+        accepts_from: other variants whose motionlab checkpoints hold weights for this one (the filter extracts them).
+        args: the explicit arguments it was built with; component: the sub-module taken from it, if any.
+    """
+
+    name: str
+    family: str
+    input_size: tuple[int, int] | None = None
+    value_range: tuple[float, float] = (0.0, 1.0)
+    example_inputs: ExampleInputs | None = None
+    output_names: tuple[str, ...] = ("output",)
+    checkpoint_filter: CheckpointFilter | None = None
+    accepts_from: tuple[str, ...] = ()
+    args: dict = field(default_factory=dict)
+    component: str | None = None
+
+    def spec(self) -> dict:
+        """The plain-data recipe stored in checkpoints: rebuilt with :func:`motionlab.models.model_from_spec` only."""
+        return {"name": self.name, "args": self.args, "component": self.component}
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable[..., nn.Module]
+    info: ModelInfo
+
+
+_MODELS: dict[str, _Entry] = {}
+
+
+def register_model(family: str, input_size: int | None = None, **info) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering a variant builder under its function name, with its :class:`ModelInfo` fields.
+
+    A builder that takes ``input_size`` records the value it was given as the model's input size.
+    """
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = builder.__name__
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = constructor
-        return constructor
+        size = None if input_size is None else (input_size, input_size)
+        _MODELS[name] = _Entry(builder, ModelInfo(name=name, family=family, input_size=size, **info))
+        return builder
 
     return decorator
 
 
-def list_models() -> list[str]:
-    return sorted(_MODELS)
+def list_models(family: str | None = None) -> list[str]:
+    return sorted(name for name, entry in _MODELS.items() if family is None or entry.info.family == family)
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build the registered model ``name`` with ``kwargs``; unknown names list the known ones."""
-    return model_class(name)(**kwargs)
-
-
-def model_class(name: str) -> Callable[..., nn.Module]:
-    """The constructor registered as ``name`` (used to check config keys against its signature)."""
+def _entry(name: str) -> _Entry:
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
     return _MODELS[name]
+
+
+def model_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder registered as ``name`` (its signature lists the variant's arguments)."""
+    return _entry(name).builder
+
+
+def _plain(value):
+    """Config containers (Hydra passes OmegaConf nodes) as plain dicts and lists: what specs store and builders see."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def build(name: str, args: dict) -> nn.Module:
+    """Call the builder of ``name`` with ``args`` and attach its :class:`ModelInfo` as ``model_info``."""
+    entry = _entry(name)
+    args = {key: _plain(value) for key, value in args.items()}
+    model = entry.builder(**args)
+    info = replace(entry.info, args=dict(args))
+    if "input_size" in args:
+        info = replace(info, input_size=(int(args["input_size"]), int(args["input_size"])))
+    model.model_info = info
+    return model

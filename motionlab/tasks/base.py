@@ -1,40 +1,90 @@
-"""What every motionlab LightningModule shares: optimiser / scheduler wiring and the checkpoint payload."""
+"""What every motionlab LightningModule shares: optimisers, frozen helper networks, pretrained starts, logging of
+loss terms, evaluation hooks and the checkpoint payload."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable, Mapping
 
 import lightning as L
 import torch
+from torch import nn
+
+from motionlab.models import freeze, load_pretrained
 
 
 class MotionlabTask(L.LightningModule):
     """Base task.
 
     Args:
-        optimizer: partial taking ``params`` (``_partial_: true`` in config).
-        scheduler: partial taking ``(optimizer, total_steps)`` or ``None``; stepped every step.
+        optimizer: a partial taking ``params`` (``_partial_: true`` in config), or a mapping of such partials by
+            parameter group (:meth:`parameter_groups`; several optimisers mean manual optimisation, GAN-style).
+        scheduler: a partial taking ``(optimizer, total_steps)`` (or a mapping by group, or ``None``); stepped every step.
 
-    ``run_config`` (set by :func:`motionlab.train.train`) is the resolved run configuration as plain
-    containers. It is stored in every checkpoint under ``"motionlab"`` so inference can rebuild the
-    network without Hydra; plain containers keep checkpoints loadable with ``torch.load(weights_only=True)``.
+    Networks a task trains live in ``net``; frozen helpers (a SyncNet, a descriptor model) arrive built by config
+    and are registered with :meth:`add_helper`. Every network built by :mod:`motionlab.models` carries a spec;
+    :meth:`on_save_checkpoint` stores them, with :meth:`predictor_settings` and the run config (a record only),
+    under ``"motionlab"``, so :func:`motionlab.tasks.load_predictor` rebuilds the task's predictor from the file.
     """
 
     task_name = "base"
 
-    def __init__(self, optimizer: Callable, scheduler: Callable | None = None):
+    def __init__(self, optimizer: Callable | Mapping[str, Callable], scheduler: Callable | Mapping[str, Callable] | None = None):
         super().__init__()
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
+        self.optimizer_factories = dict(optimizer) if isinstance(optimizer, Mapping) else {"net": optimizer}
+        if isinstance(scheduler, Mapping):
+            self.scheduler_factories = dict(scheduler)
+        else:
+            self.scheduler_factories = {name: scheduler for name in self.optimizer_factories} if scheduler is not None else {}
+        unknown = set(self.scheduler_factories) - set(self.optimizer_factories)
+        if unknown:
+            raise ValueError(f"schedulers for {sorted(unknown)} have no optimizer (optimizers: {sorted(self.optimizer_factories)})")
+        self.automatic_optimization = len(self.optimizer_factories) == 1
+        self.helper_names: list[str] = []
         self.run_config: dict = {}
 
+    def add_helper(self, name: str, module: nn.Module | None) -> None:
+        """Register a frozen helper network as attribute ``name`` (``None`` allowed): no gradients, always in eval mode."""
+        setattr(self, name, freeze(module) if module is not None else None)
+        if module is not None:
+            self.helper_names.append(name)
+
+    def train(self, mode: bool = True) -> "MotionlabTask":
+        super().train(mode)
+        for name in self.helper_names:
+            getattr(self, name).eval()  # frozen: batch-norm statistics must not move
+        return self
+
+    def init_from(self, path: str | os.PathLike) -> None:
+        """Start ``net`` from pretrained weights (a motionlab checkpoint of the same variant, or a published file its
+        architecture reads); unlike resuming (``ckpt_path``), optimiser, schedule and step start afresh."""
+        load_pretrained(self.net, path)
+
+    def parameter_groups(self) -> dict[str, Iterable[torch.nn.Parameter]]:
+        """Trainable parameters by optimiser name; one optimiser (``net``) takes every trainable parameter."""
+        if len(self.optimizer_factories) != 1:
+            raise NotImplementedError(f"{type(self).__name__} has optimizers {sorted(self.optimizer_factories)}: it must define parameter_groups()")
+        return {next(iter(self.optimizer_factories)): [p for p in self.parameters() if p.requires_grad]}
+
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
-        if self.scheduler_factory is None:
-            return optimizer
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=max(1, total_steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        groups = self.parameter_groups()
+        configured = []
+        for name, factory in self.optimizer_factories.items():
+            optimizer = factory(params=list(groups[name]))
+            entry: dict = {"optimizer": optimizer}
+            if name in self.scheduler_factories:
+                total_steps = int(self.trainer.estimated_stepping_batches)
+                entry["lr_scheduler"] = {"scheduler": self.scheduler_factories[name](optimizer=optimizer, total_steps=max(1, total_steps)), "interval": "step"}
+            configured.append(entry)
+        if len(configured) == 1:
+            return configured[0] if "lr_scheduler" in configured[0] else configured[0]["optimizer"]
+        return configured
+
+    def log_terms(self, split: str, terms: Mapping[str, torch.Tensor], **options) -> None:
+        """Log every entry a loss returned as ``<split>/<name>`` (``total`` as ``<split>/loss``, on the progress bar)."""
+        for name, value in terms.items():
+            key = "loss" if name == "total" else name
+            self.log(f"{split}/{key}", value, prog_bar=name == "total", **options)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         # Logged by the task rather than LearningRateMonitor, which refuses to run without a logger.
@@ -64,5 +114,11 @@ class MotionlabTask(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._evaluation_epoch_end("test")
 
+    def predictor_settings(self) -> dict:
+        """Plain settings the task's predictor needs besides the networks (the lip-sync mask, say)."""
+        return {}
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["motionlab"] = {"task": self.task_name, "config": self.run_config, "torch": str(torch.__version__)}
+        specs = {name: module.model_info.spec() for name, module in self.named_children() if hasattr(module, "model_info")}
+        checkpoint["motionlab"] = {"task": self.task_name, "models": specs, "predictor": self.predictor_settings(),
+                                   "config": self.run_config, "torch": str(torch.__version__)}

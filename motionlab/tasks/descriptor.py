@@ -10,15 +10,15 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from motionlab.geometry import RandomAffineTPS, keypoints_to_pixels
-from motionlab.losses.descriptor import DescriptorLoss, equivariance_losses
-from motionlab.metrics.descriptor import AverageKeypointDistance, fit_keypoint_regressor, keypoint_regression_error
+from motionlab.geometry import relative_motion
+from motionlab.losses.descriptor import DescriptorLoss
+from motionlab.metrics.descriptor import fit_keypoint_regressor, keypoint_regression_error
 from motionlab.metrics.suite import EvaluationSuite
 from motionlab.models.fomm import FOMM
 from motionlab.tasks.base import MotionlabTask
+from motionlab.tasks.predictor import AnimationPredictor, register_predictor
 
 
 class DescriptorTask(MotionlabTask):
@@ -34,48 +34,29 @@ class DescriptorTask(MotionlabTask):
 
     def __init__(self, net: FOMM, loss: DescriptorLoss, optimizer: Callable, scheduler: Callable | None = None, regression_frames: int = 8):
         super().__init__(optimizer=optimizer, scheduler=scheduler)
-        self.net, self.loss = net, loss
+        self.net, self.loss = net, loss.bind(kp_detector=net.kp_detector)
         self.regression_frames = regression_frames
-        self.eval_suites = nn.ModuleDict({split: EvaluationSuite(frechet=False, identity=False) for split in ("val", "test")})
-        self.akd = nn.ModuleDict({split: AverageKeypointDistance() for split in ("val", "test")})
+        # AKD of generated vs driver frames through the detector being trained
+        self.eval_suites = nn.ModuleDict({split: EvaluationSuite(frechet=False, identity=False, keypoint_detector=net.kp_detector)
+                                          for split in ("val", "test")})
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict:
         return self.net(source, driving)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        source, driving = batch["source"], batch["driver"]
-        out = self.net(source, driving)
-        terms = {"perceptual": self.loss.perceptual(out["image"], driving)}
-        if self.loss.reconstruction_l1 > 0:
-            terms["reconstruction"] = self.loss.reconstruction_l1 * F.l1_loss(out["image"], driving)
-        if self.loss.equivariance_value > 0 or self.loss.equivariance_jacobian > 0:
-            transform = RandomAffineTPS(driving.shape[0], self.loss.sigma_affine, self.loss.sigma_tps, self.loss.points_tps,
-                                        device=driving.device, dtype=driving.dtype)
-            value, jacobian = equivariance_losses(self.net.kp_detector, driving, out["kp_driving"], transform)
-            terms["equivariance_value"] = self.loss.equivariance_value * value
-            if jacobian is not None and self.loss.equivariance_jacobian > 0:
-                terms["equivariance_jacobian"] = self.loss.equivariance_jacobian * jacobian
-        total = sum(terms.values())
-        self.log("train/loss", total, prog_bar=True)
-        for name, value in terms.items():
-            self.log(f"train/{name}", value)
-        return total
+        terms = self.loss(self.net(batch["source"], batch["driver"]), batch)
+        self.log_terms("train", terms)
+        return terms["total"]
 
     def _evaluation_step(self, batch: dict, split: str) -> None:
         source = batch["source"]
         driver = torch.stack([batch["driver"], batch["driver_next"]], dim=1)
-        outputs = [self.net(source, driver[:, i]) for i in range(2)]
-        generated = torch.stack([o["image"].clamp(0, 1) for o in outputs], dim=1)
+        generated = torch.stack([self.net(source, driver[:, i])["image"].clamp(0, 1) for i in range(2)], dim=1)
         self.eval_suites[split].update(source, driver, generated)
-        height, width = source.shape[-2:]
-        kp_generated = self.net.kp_detector(outputs[0]["image"])["value"]
-        self.akd[split].update(keypoints_to_pixels(kp_generated, height, width), keypoints_to_pixels(outputs[0]["kp_driving"]["value"], height, width))
 
     def _evaluation_epoch_end(self, split: str) -> None:
         values = self.eval_suites[split].compute()
-        values["akd"] = self.akd[split].compute()
         self.eval_suites[split].reset()
-        self.akd[split].reset()
         error = self.keypoint_regression_error(split)
         if error is not None:
             values["kp_to_gt_error_pct"] = torch.tensor(error)
@@ -90,8 +71,7 @@ class DescriptorTask(MotionlabTask):
             if gt is None:
                 return None
             _, frames = dataset.clip_frames(clip_id, self.regression_frames)
-            kp = self.net.kp_detector(frames.to(self.device))["value"]
-            predicted.append(keypoints_to_pixels(kp, *frames.shape[-2:]).cpu().numpy())
+            predicted.append(self.net.kp_detector(frames.to(self.device)).to_pixels().value.cpu().numpy())
             truth.append(gt.numpy())
         return np.concatenate(predicted), np.concatenate(truth)
 
@@ -106,3 +86,34 @@ class DescriptorTask(MotionlabTask):
             return None
         weights = fit_keypoint_regressor(*train)
         return keypoint_regression_error(weights, *held_out, image_size=datasets[split].image_size or 1)
+
+
+@register_predictor
+class DescriptorPredictor(AnimationPredictor):
+    """A keypoint model (a descriptor checkpoint or a FOMM release file) at inference: relative motion transfer.
+
+    With ``relative`` the driver's keypoint motion since the clip's first frame is applied to the portrait's
+    keypoints (:func:`motionlab.geometry.relative_motion`), scaled by the ratio of keypoint hull areas with
+    ``adapt_movement_scale``; without it the driver's keypoints are used as they are.
+    """
+
+    families = ("keypoint_animator",)
+
+    def __init__(self, net: FOMM, relative: bool = True, adapt_movement_scale: bool = False):
+        super().__init__(net=net)
+        self.relative, self.adapt_movement_scale = relative, adapt_movement_scale
+
+    @classmethod
+    def from_models(cls, models: dict[str, nn.Module], settings: dict, relative: bool = True, adapt_movement_scale: bool = False,
+                    **options) -> "DescriptorPredictor":
+        return cls(models["net"], relative=relative, adapt_movement_scale=adapt_movement_scale)
+
+    @torch.no_grad()
+    def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor) -> dict:
+        n = driver.shape[0]
+        detector = self.net.kp_detector
+        kp_source, kp_initial = detector(portrait).expand(n), detector(initial).expand(n)
+        kp_driving = detector(driver)
+        kp_motion = relative_motion(kp_source, kp_driving, kp_initial, relative_movement=self.relative, adapt_movement_scale=self.adapt_movement_scale)
+        generated = self.net.generator(portrait.expand(n, -1, -1, -1), kp_driving=kp_motion, kp_source=kp_source)["prediction"].clamp(0, 1)
+        return {"generated": generated, "driver_keypoints": kp_driving, "generated_keypoints": detector(generated)}

@@ -1,20 +1,27 @@
-"""Lip-sync tasks: the audio-visual sync models (``ave`` encoder, SyncNet) and the SyncTalk_2D-layout U-Net.
+"""Lip-sync tasks and predictor: the audio-visual sync models (``ave`` encoder, SyncNet) and the SyncTalk_2D-layout
+U-Net, whose input (reference crop + masked current crop) is assembled here, once, for training and inference.
 
 Batches come from :class:`motionlab.data.lipsync.LipSyncDataModule`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from motionlab.losses.lipsync import LipSyncLoss, sync_contrastive_loss, sync_pair_loss, sync_probability
+from motionlab.data.audio import audio_input, mel_windows, melspectrogram
+from motionlab.data.lipsync import TalkingClip, audio_features, encode_audio, face_tensor
+from motionlab.losses.lipsync import LipSyncLoss
+from motionlab.losses.sync import SyncLoss, sync_probability
 from motionlab.metrics.sync import SyncScores
+from motionlab.models import create_model
+from motionlab.models.lipsync import syncnet_audio
 from motionlab.tasks.base import MotionlabTask
+from motionlab.tasks.predictor import Predictor, register_predictor
 
 # (x, y, width, height) blanked in the current frame's 320 crop: SyncTalk_2D's rectangle
 SYNCTALK_MASK = (5, 5, 310, 305)
@@ -33,15 +40,9 @@ def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
     if max_shift <= 0:
         return images
     b, _, h, w = images.shape
-    padded = F.pad(images, [max_shift] * 4, mode="replicate")
+    padded = torch.nn.functional.pad(images, [max_shift] * 4, mode="replicate")
     offsets = torch.randint(0, 2 * max_shift + 1, (b, 2), device=images.device)
     return torch.stack([padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(offsets.tolist())])
-
-
-def syncnet_audio(audio: torch.Tensor, mode: str) -> torch.Tensor:
-    """The SyncNet's audio input from the U-Net layout: all of it, except for ``wenet`` whose SyncNet
-    reads the centre 8 of the 16 context frames (channels 64:192 of 256)."""
-    return audio[:, 64:192] if mode == "wenet" else audio
 
 
 def mask_face(face: torch.Tensor, rect: tuple[int, int, int, int] = SYNCTALK_MASK) -> torch.Tensor:
@@ -52,33 +53,32 @@ def mask_face(face: torch.Tensor, rect: tuple[int, int, int, int] = SYNCTALK_MAS
     return masked
 
 
+def unet_input(reference: torch.Tensor, face: torch.Tensor, mask: tuple[int, int, int, int]) -> torch.Tensor:
+    """The U-Net's (B, 6, 320, 320) image input: the reference crop and the current crop with ``mask`` blanked."""
+    return torch.cat([reference, mask_face(face, mask)], dim=1)
+
+
 class SyncTask(MotionlabTask):
     """Trains a two-tower audio-visual model on in-sync pairs and off-sync pairs (the same face with audio
-    from at least ``data.min_offset`` frames away).
+    from at least ``data.min_offset`` frames away), with a :class:`SyncLoss` (``conf/loss/sync.yaml``).
 
-    ``loss_type``: ``bce`` is Wav2Lip's BCE on cosine similarity (in-sync label 1, off-sync label 0), which
-    makes the cosine a sync probability (what the U-Net's sync loss needs); ``contrastive`` is InfoNCE with
-    the batch's other audio and the off-sync windows as negatives (faster to learn an embedding).
-
-    ``net`` has ``embed_face`` and ``embed_audio``: the ``ave`` :class:`AudioVisualEncoder` (lower-face
-    crops and mel windows: ``audio_key="mel"``) or a :class:`SyncNet` (full crops and U-Net-layout features:
-    ``audio_key="audio"``). Validation logs ``sync_acc``: the fraction of held-out frames whose in-sync audio
-    is nearer than their off-sync audio; ``sync_bce_acc`` (pairs classified at 0.5, ``bce`` only) and, per
-    held-out clip, the offset sweep of :class:`SyncScores` (``*_ours``: our SyncNet, not published LSE numbers).
+    ``net`` has ``embed_face`` and ``embed_audio``: the ``ave`` :class:`AudioVisualEncoder` (lower-face crops and
+    mel windows: ``audio_key="mel"``) or a :class:`SyncNet` (full crops and U-Net-layout features:
+    ``audio_key="audio"``). Validation logs the loss's entries (``sync_acc``: the fraction of held-out frames whose
+    in-sync audio is nearer than their off-sync audio) and, per held-out clip, the offset sweep of
+    :class:`SyncScores` (``*_ours``: our SyncNet, not published LSE numbers).
     """
 
     task_name = "lipsync_sync"
 
-    def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable | None = None, audio_key: str = "audio",
-                 face_region: str = "full", loss_type: str = "bce", temperature: float = 0.07, max_shift: int = 0, max_offset: int = 15):
+    def __init__(self, net: nn.Module, loss: SyncLoss, optimizer: Callable, scheduler: Callable | None = None, audio_key: str = "audio",
+                 face_region: str = "full", max_shift: int = 0, max_offset: int = 15):
         super().__init__(optimizer=optimizer, scheduler=scheduler)
-        if audio_key not in ("mel", "audio") or face_region not in ("full", "lower") or loss_type not in ("bce", "contrastive"):
-            raise ValueError(f"SyncTask: audio_key must be mel|audio, face_region full|lower and loss_type bce|contrastive, "
-                             f"got {audio_key!r}, {face_region!r}, {loss_type!r}")
-        self.net, self.audio_key, self.face_region = net, audio_key, face_region
-        self.loss_type, self.temperature, self.max_shift = loss_type, temperature, max_shift
+        if audio_key not in ("mel", "audio") or face_region not in ("full", "lower"):
+            raise ValueError(f"SyncTask: audio_key must be mel|audio and face_region full|lower, got {audio_key!r}, {face_region!r}")
+        self.net, self.loss, self.audio_key, self.face_region = net, loss, audio_key, face_region
+        self.max_shift, self.max_offset = max_shift, max_offset
         self.mode = getattr(net, "mode", "ave")
-        self.max_offset = max_offset
         self._val_embeddings: list[tuple[torch.Tensor, ...]] = []
 
     def _face(self, batch: dict) -> torch.Tensor:
@@ -89,35 +89,21 @@ class SyncTask(MotionlabTask):
         audio = batch[key]
         return audio if self.audio_key == "mel" else syncnet_audio(audio, self.mode)
 
-    def _pairs(self, batch: dict) -> tuple[torch.Tensor, ...]:
+    def _embeddings(self, batch: dict) -> dict[str, torch.Tensor]:
         face = self.net.embed_face(self._face(batch))
         audio = self.net.embed_audio(torch.cat([self._audio(batch, self.audio_key), self._audio(batch, f"{self.audio_key}_offsync")]))
         audio_sync, audio_off = audio.chunk(2)
-        return face, audio_sync, audio_off
-
-    def _loss(self, face, audio_sync, audio_off) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        in_sync, off_sync = sync_probability(audio_sync, face), sync_probability(audio_off, face)
-        scores = {"sync_acc": (in_sync > off_sync).float().mean()}
-        if self.loss_type == "contrastive":
-            return sync_contrastive_loss(audio_sync, face, audio_off, self.temperature), scores
-        ones, zeros = torch.ones(len(face), device=face.device), torch.zeros(len(face), device=face.device)
-        scores["sync_bce_acc"] = torch.cat([in_sync > 0.5, off_sync <= 0.5]).float().mean()
-        return 0.5 * (sync_pair_loss(audio_sync, face, ones) + sync_pair_loss(audio_off, face, zeros)), scores
+        return {"face": face, "audio": audio_sync, "audio_offsync": audio_off}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, scores = self._loss(*self._pairs(batch))
-        self.log("train/loss", loss, prog_bar=True)
-        for name, value in scores.items():
-            self.log(f"train/{name}", value)
-        return loss
+        terms = self.loss(self._embeddings(batch), batch)
+        self.log_terms("train", terms)
+        return terms["total"]
 
     def _evaluation_step(self, batch: dict, split: str) -> None:
-        face, audio_sync, audio_off = self._pairs(batch)
-        loss, scores = self._loss(face, audio_sync, audio_off)
-        self.log(f"{split}/loss", loss, batch_size=len(face), sync_dist=True)
-        for name, value in scores.items():
-            self.log(f"{split}/{name}", value, batch_size=len(face), prog_bar=name == "sync_acc", sync_dist=True)
-        self._val_embeddings.append((batch["clip"], batch["frame"], face, audio_sync))
+        outputs = self._embeddings(batch)
+        self.log_terms(split, self.loss(outputs, batch), batch_size=len(outputs["face"]), sync_dist=True)
+        self._val_embeddings.append((batch["clip"], batch["frame"], outputs["face"], outputs["audio"]))
 
     def _evaluation_epoch_end(self, split: str) -> None:
         for name, value in clip_sync_scores(self, self._val_embeddings, self.max_offset).items():
@@ -149,52 +135,42 @@ class LipSyncTask(MotionlabTask):
     """Trains the SyncTalk_2D-layout U-Net: (reference crop + masked current crop, audio) -> current crop.
 
     Args:
-        net: a :class:`LipSyncUNet`.
+        net: a ``lipsync_unet328_*`` U-Net.
         loss: a :class:`LipSyncLoss`.
-        syncnet_ckpt: a trained SyncNet (``lipsync_syncnet`` run or SyncTalk_2D file) for the sync loss and
-            the held-out sync scores; frozen. Needed when ``loss.sync > 0``.
+        syncnet: a trained SyncNet for the sync loss and the held-out sync scores (frozen); needed when ``loss.sync > 0``.
+        audio_encoder: the ``ave`` encoder whose features the U-Net reads (frozen); kept in the checkpoint so
+            inference turns speech into features with no other file. ``None`` for HuBERT / WeNet U-Nets.
         mask: the ``(x, y, width, height)`` rectangle blanked in the current frame (SyncTalk_2D's by default).
     """
 
     task_name = "lipsync"
 
     def __init__(self, net: nn.Module, loss: LipSyncLoss, optimizer: Callable, scheduler: Callable | None = None,
-                 syncnet_ckpt: str | None = None, mask: tuple[int, int, int, int] = SYNCTALK_MASK, max_offset: int = 15):
+                 syncnet: nn.Module | None = None, audio_encoder: nn.Module | None = None,
+                 mask: tuple[int, int, int, int] = SYNCTALK_MASK, max_offset: int = 15):
         super().__init__(optimizer=optimizer, scheduler=scheduler)
-        self.net, self.loss, self.mask = net, loss, tuple(mask)
-        if loss.sync > 0 and syncnet_ckpt is None:
-            raise ValueError("loss.sync > 0 needs model.syncnet_ckpt: train experiment=lipsync_syncnet_quick first, or set loss.sync=0")
-        self.syncnet = None
-        if syncnet_ckpt is not None:
-            from motionlab.inference.lipsync import load_syncnet
-
-            self.syncnet = load_syncnet(syncnet_ckpt, mode=net.mode).requires_grad_(False)
-        self.max_offset = max_offset
+        self.net, self.mask, self.max_offset = net, tuple(mask), max_offset
+        if loss.active("sync") and syncnet is None:
+            raise ValueError("loss.sync > 0 needs model.syncnet.pretrained=<a lipsync_syncnet run or SyncTalk_2D syncnet file>, or set loss.sync=0")
+        if syncnet is not None and syncnet.mode != net.mode:
+            raise ValueError(f"the SyncNet reads {syncnet.mode} features, the U-Net {net.mode}: use syncnet328_{net.mode}")
+        if (net.mode == "ave") != (audio_encoder is not None):
+            raise ValueError(f"a {net.mode} U-Net takes {'the' if net.mode == 'ave' else 'no'} ave audio encoder (model.audio_encoder)")
+        self.add_helper("syncnet", syncnet)
+        self.add_helper("audio_encoder", audio_encoder)
+        self.loss = loss.bind(syncnet=self.syncnet)
         self._val_embeddings: list[tuple[torch.Tensor, ...]] = []
 
-    def train(self, mode: bool = True) -> "LipSyncTask":
-        super().train(mode)
-        if self.syncnet is not None:
-            self.syncnet.eval()  # frozen: BatchNorm keeps its statistics
-        return self
+    def predictor_settings(self) -> dict:
+        return {"mask": list(self.mask)}
 
     def forward(self, reference: torch.Tensor, face: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([reference, mask_face(face, self.mask)], dim=1), audio)
+        return self.net(unet_input(reference, face, self.mask), audio)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        face = batch["face"]
-        generated = self(batch["reference"], face, batch["audio"])
-        terms = {"l1": self.loss.l1 * F.l1_loss(generated, face)}
-        if self.loss.perceptual is not None and self.loss.perceptual_weight > 0:
-            terms["perceptual"] = self.loss.perceptual_weight * self.loss.perceptual(generated, face)
-        if self.loss.sync > 0:
-            audio_embedding, face_embedding = self.syncnet(generated, syncnet_audio(batch["audio"], self.net.mode))
-            terms["sync"] = self.loss.sync * sync_pair_loss(audio_embedding, face_embedding, torch.ones(len(face), device=face.device))
-        total = sum(terms.values())
-        self.log("train/loss", total, prog_bar=True)
-        for name, value in terms.items():
-            self.log(f"train/{name}", value)
-        return total
+        terms = self.loss({"image": self(batch["reference"], batch["face"], batch["audio"])}, batch)
+        self.log_terms("train", terms)
+        return terms["total"]
 
     @torch.no_grad()
     def preview(self, dataset, num_samples: int) -> tuple[np.ndarray, str]:
@@ -213,10 +189,10 @@ class LipSyncTask(MotionlabTask):
         generated = self(batch["reference"], face, batch["audio"]).clamp(0, 1)
         rows, cols = MOUTH_REGION
         n = len(face)
-        self.log(f"{split}/l1", F.l1_loss(generated, face), batch_size=n, prog_bar=True, sync_dist=True)
-        self.log(f"{split}/mouth_l1", F.l1_loss(generated[..., rows, cols], face[..., rows, cols]), batch_size=n, prog_bar=True, sync_dist=True)
+        self.log(f"{split}/l1", torch.nn.functional.l1_loss(generated, face), batch_size=n, prog_bar=True, sync_dist=True)
+        self.log(f"{split}/mouth_l1", torch.nn.functional.l1_loss(generated[..., rows, cols], face[..., rows, cols]), batch_size=n, prog_bar=True, sync_dist=True)
         # the trivial baseline: the reference frame's mouth as the answer
-        self.log(f"{split}/mouth_l1_reference", F.l1_loss(batch["reference"][..., rows, cols], face[..., rows, cols]), batch_size=n, sync_dist=True)
+        self.log(f"{split}/mouth_l1_reference", torch.nn.functional.l1_loss(batch["reference"][..., rows, cols], face[..., rows, cols]), batch_size=n, sync_dist=True)
         if self.syncnet is not None:
             audio_embedding, face_embedding = self.syncnet(generated, syncnet_audio(batch["audio"], self.net.mode))
             self.log(f"{split}/sync_prob", sync_probability(audio_embedding, face_embedding).mean(), batch_size=n, sync_dist=True)
@@ -226,3 +202,71 @@ class LipSyncTask(MotionlabTask):
         for name, value in clip_sync_scores(self, self._val_embeddings, self.max_offset).items():
             self.log(f"{split}/{name}", value)
         self._val_embeddings.clear()
+
+
+@register_predictor
+class LipSyncPredictor(Predictor):
+    """A lip-sync U-Net at inference: speech -> per-frame audio features (through its ``ave`` encoder), face crops
+    -> the U-Net input with the checkpoint's mask, -> generated crops.
+
+    ``runner`` is what computes the U-Net: the eager network (default) or any callable ``(image, audio) -> array`` on
+    numpy float32 arrays (an onnxruntime session of the exported net, :class:`motionlab.inference.export.OnnxRunner`).
+    """
+
+    families = ("lipsync_unet",)
+
+    def __init__(self, net: nn.Module, audio_encoder: nn.Module | None = None, mask=SYNCTALK_MASK):
+        super().__init__(net=net, audio_encoder=audio_encoder)
+        self.mode, self.mask = net.mode, tuple(mask)
+        self.runner: Callable | None = None
+        if self.mode == "ave" and audio_encoder is None:
+            raise ValueError("ave U-Nets need the audio encoder they were trained with (audio_encoder_ckpt=...)")
+
+    @classmethod
+    def from_models(cls, models: dict[str, nn.Module], settings: dict, audio_encoder_ckpt: str | os.PathLike | None = None,
+                    **options) -> "LipSyncPredictor":
+        """``audio_encoder_ckpt`` replaces the checkpoint's own encoder (needed for SyncTalk_2D ``ave`` U-Net files)."""
+        encoder = models.get("audio_encoder")
+        if audio_encoder_ckpt is not None:
+            encoder = create_model("lipsync_audio_encoder_ave", pretrained=audio_encoder_ckpt)
+        return cls(models["net"], encoder, settings.get("mask", SYNCTALK_MASK))
+
+    def speech_features(self, wav: np.ndarray, frames: int, fps: float, features_path: str | os.PathLike | None = None) -> torch.Tensor:
+        """(frames, F) per-frame audio features of 16 kHz ``wav``: computed by the ``ave`` encoder, or read from the
+        ``.npy`` of your HuBERT / WeNet pipeline (one row per video frame)."""
+        if self.mode == "ave":
+            return torch.from_numpy(encode_audio(self.audio_encoder, mel_windows(melspectrogram(wav), frames, fps)))
+        if features_path is None:
+            raise ValueError(f"{self.mode} U-Nets read per-frame features from a .npy you computed (features=PATH)")
+        features = torch.from_numpy(np.load(features_path, allow_pickle=False)).float()
+        if len(features) < frames:
+            raise ValueError(f"{features_path}: {len(features)} feature rows for {frames} video frames")
+        return features[:frames].reshape(frames, -1)
+
+    def inputs(self, faces: torch.Tensor, features: torch.Tensor, steps) -> dict[str, torch.Tensor]:
+        """The U-Net's named inputs for (N, 3, 320, 320) crops (each its own reference, as at inference) at frame ``steps``."""
+        return {"image": unet_input(faces, faces, self.mask), "audio": torch.stack([audio_input(features, step, self.mode) for step in steps])}
+
+    def template_inputs(self, template: str | os.PathLike, part: str = "net", frames: int = 2) -> dict[str, torch.Tensor]:
+        """The first ``frames`` frames of a template folder as the inputs of network ``part`` (real-input parity checks)."""
+        clip = TalkingClip(template)
+        if part == "audio_encoder":
+            return {"mel": clip.mel[:frames]}
+        features = torch.from_numpy(encode_audio(self.audio_encoder, clip.mel)) if self.mode == "ave" else audio_features(clip, self.mode)
+        return self.inputs(face_tensor(clip.crops[:frames]), features, range(frames))
+
+    @torch.inference_mode()
+    def __call__(self, crops: np.ndarray, audio: torch.Tensor) -> np.ndarray:
+        """(N, 320, 320, 3) uint8 crops and (N, ...) U-Net-layout audio -> (N, 320, 320, 3) uint8 generated crops."""
+        faces = face_tensor(crops)
+        image = unet_input(faces, faces, self.mask)
+        if self.runner is None:
+            out = self.net(image.to(self.device, memory_format=torch.channels_last), audio.to(self.device)).float().cpu()
+        else:
+            out = torch.from_numpy(self.runner(image.numpy(), audio.numpy()))
+        return (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    def to(self, device: str | torch.device) -> "LipSyncPredictor":
+        super().to(device)
+        self.net = self.net.to(memory_format=torch.channels_last)
+        return self

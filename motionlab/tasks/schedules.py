@@ -24,11 +24,6 @@ def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0,
     return LambdaLR(optimizer, factor)
 
 
-def constant(optimizer: Optimizer, total_steps: int) -> LambdaLR:
-    """No schedule: the base learning rate throughout."""
-    return LambdaLR(optimizer, lambda step: 1.0)
-
-
 def multistep(optimizer: Optimizer, total_steps: int, milestones: tuple[float, ...] = (0.6, 0.9), gamma: float = 0.1) -> LambdaLR:
     """Multiply the rate by ``gamma`` at each milestone, given as a fraction of training (FOMM: epochs 60, 90 of 100)."""
     if any(not 0.0 < m < 1.0 for m in milestones):

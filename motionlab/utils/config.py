@@ -32,11 +32,11 @@ def _constructor(node: Mapping, path: str) -> Callable:
         constructor = get_object(target)
     except Exception as error:
         raise ConfigError(f"config key '{path}._target_': cannot import {target!r} ({error})") from error
-    if target == "motionlab.models.registry.create_model":
-        from motionlab.models.registry import model_class
-
+    # a factory whose parameters depend on the node (create_model: the variant's builder) says so itself
+    signature_for = getattr(constructor, "signature_for", None)
+    if signature_for is not None:
         try:
-            return model_class(node.get("name"))
+            return signature_for(node)
         except KeyError as error:
             raise ConfigError(f"config key '{path}.name': {error.args[0]}") from error
     return constructor
@@ -94,11 +94,13 @@ def _describe(annotation) -> str:
 def _check_target(node: Mapping, path: str) -> None:
     constructor = _constructor(node, path)
     signature, hints = _signature_of(constructor)
+    # keys taken by the factory itself (create_model's name and pretrained) are not the builder's
+    factory_keys = set(inspect.signature(get_object(node["_target_"])).parameters) if constructor is not get_object(node["_target_"]) else set()
     parameters = signature.parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     name = getattr(constructor, "__qualname__", str(constructor))
     for key, value in node.items():
-        if key in HYDRA_KEYS or (key == "name" and node["_target_"] == "motionlab.models.registry.create_model"):
+        if key in HYDRA_KEYS or key in factory_keys:
             continue
         if key not in parameters:
             if accepts_any:
@@ -142,3 +144,26 @@ def validate_config(cfg: DictConfig, required: Sequence[str] = REQUIRED_KEYS) ->
     container = resolved_container(cfg)
     _walk(container, "")
     return container
+
+
+def instantiate_trusted(node: Mapping, allowed: Sequence[str], where: str, **overrides):
+    """``instantiate`` for configs read from files (a checkpoint's stored run config): every ``_target_`` in ``node``
+    must be one of ``allowed``, so a file cannot name other code to run; otherwise a :class:`ConfigError`."""
+
+    def check(value, path: str) -> None:
+        if isinstance(value, Mapping):
+            target = value.get("_target_")
+            if target is not None and target not in allowed:
+                raise ConfigError(f"{where}: '{path}._target_' is {target!r}, which a stored config may not name (allowed: {', '.join(allowed)})")
+            for key, item in value.items():
+                if key in ("_args_",):
+                    raise ConfigError(f"{where}: '{path}.{key}' is not allowed in a stored config")
+                check(item, f"{path}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                check(item, f"{path}[{index}]")
+
+    check(node, "data")
+    from hydra.utils import instantiate
+
+    return instantiate(dict(node), **overrides)

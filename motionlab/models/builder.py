@@ -1,0 +1,151 @@
+"""Checkpoint -> ready model: the one door through which every network is built and given weights.
+
+A motionlab checkpoint (written by ``motionlab-train``) stores, under ``"motionlab"``, the task name and a
+*spec* of every network it holds: ``{"name": registered variant, "args": plain values, "component": None}``.
+Rebuilding goes through :func:`model_from_spec` only (registered builders, explicit arguments, no
+``instantiate``), so a checkpoint cannot name code to run. Foreign files (FOMM ``*.pth.tar``, SyncTalk_2D
+state dicts) load through the checkpoint filter registered beside each architecture. Reads are weights-only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+
+from torch import nn
+
+from motionlab.models.registry import build, list_models, model_builder
+from motionlab.utils.checkpoint import load_checkpoint, load_state_dict_strict, submodule_state_dict
+
+PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+class CheckpointFormatError(ValueError):
+    """A file that is not what it was given as (not a motionlab checkpoint, another network, a bad spec)."""
+
+
+def motionlab_meta(checkpoint: Mapping) -> dict | None:
+    """The ``"motionlab"`` entry of a checkpoint written by ``motionlab-train``, or None for other files."""
+    meta = checkpoint.get("motionlab")
+    return meta if isinstance(meta, dict) and isinstance(meta.get("models"), dict) else None
+
+
+def _check_plain(value, where: str) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str) or key.startswith("_"):
+                raise CheckpointFormatError(f"{where}: key {key!r} is not a plain argument name (specs hold no '_target_'-style keys)")
+            _check_plain(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]")
+    elif not isinstance(value, PLAIN_TYPES):
+        raise CheckpointFormatError(f"{where}: {type(value).__name__} is not a plain value")
+
+
+def model_from_spec(spec: Mapping, where: str = "model spec") -> nn.Module:
+    """Build the network a stored spec describes (registered name, plain arguments, optional component)."""
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("args", {}), Mapping):
+        raise CheckpointFormatError(f"{where}: expected {{'name': str, 'args': dict, 'component': str|None}}, got {spec!r}")
+    _check_plain(dict(spec.get("args", {})), f"{where}.args")
+    try:
+        model = build(spec["name"], dict(spec.get("args", {})))
+    except KeyError as error:
+        raise CheckpointFormatError(f"{where}: {error.args[0]}") from error
+    component = spec.get("component")
+    if component is None:
+        return model
+    if not isinstance(component, str) or not isinstance(getattr(model, component, None), nn.Module):
+        raise CheckpointFormatError(f"{where}: {spec['name']} has no sub-network {component!r}")
+    return take_component(model, component)
+
+
+def take_component(model: nn.Module, component: str) -> nn.Module:
+    """The sub-network ``component`` of a built model, carrying the parent's spec with the component named."""
+    part = getattr(model, component)
+    part.model_info = replace(model.model_info, component=component)
+    return part
+
+
+def load_pretrained(model: nn.Module, path: str | os.PathLike, checkpoint: Mapping | None = None) -> nn.Module:
+    """Load weights into a model built by :func:`create_model`, from a motionlab checkpoint or a foreign file.
+
+    A motionlab checkpoint must hold this variant (or one listed in ``accepts_from``) as its ``net``; other
+    files go through the variant's ``checkpoint_filter``. Keys and shapes must match exactly: otherwise a
+    :class:`~motionlab.utils.checkpoint.WeightMismatchError` names the missing, unexpected and mis-shaped keys.
+    """
+    checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
+    info = model.model_info
+    meta = motionlab_meta(checkpoint)
+    if meta is not None:
+        stored = meta["models"].get("net", {})
+        if stored.get("name") != info.name and stored.get("name") not in info.accepts_from:
+            raise CheckpointFormatError(
+                f"{path} holds a {stored.get('name')} (task {meta.get('task')}), not a {info.name}"
+                + (f" (nor {', '.join(info.accepts_from)})" if info.accepts_from else "")
+            )
+        state = submodule_state_dict(checkpoint["state_dict"], "net")
+    else:
+        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint.get("state_dict"), Mapping) else checkpoint
+    if info.checkpoint_filter is not None:
+        state = info.checkpoint_filter(dict(state), str(path))
+    load_state_dict_strict(model, state, str(path))
+    return model
+
+
+def create_model(name: str, pretrained: str | os.PathLike | None = None, **overrides) -> nn.Module:
+    """Build the registered variant ``name`` with ``overrides`` of its explicit arguments; with ``pretrained``,
+    load its weights (see :func:`load_pretrained`). Unknown names list the known ones."""
+    model = build(name, overrides)
+    if pretrained is not None:
+        load_pretrained(model, pretrained)
+    return model
+
+
+# the config checker validates a create_model node against the variant builder named in it
+create_model.signature_for = lambda node: model_builder(node.get("name"))
+
+
+def stored_models(checkpoint: Mapping, source: str | os.PathLike) -> dict[str, nn.Module]:
+    """Every network a motionlab checkpoint holds (its ``net`` and frozen helpers), rebuilt from their specs,
+    weights loaded strictly, in eval mode."""
+    meta = motionlab_meta(checkpoint)
+    if meta is None:
+        raise CheckpointFormatError(f"{source} is not a motionlab checkpoint (no 'motionlab' entry with model specs)")
+    models = {}
+    for attribute, spec in meta["models"].items():
+        model = model_from_spec(spec, f"{source} [motionlab.models.{attribute}]")
+        load_state_dict_strict(model, submodule_state_dict(checkpoint["state_dict"], attribute), f"{source} [{attribute}]")
+        models[attribute] = model.eval()
+    return models
+
+
+def checkpoint_models(checkpoint: Mapping, source: str | os.PathLike, name: str | None = None) -> dict[str, nn.Module]:
+    """The networks of an already-read checkpoint: a motionlab checkpoint's stored ones (``name`` may confirm its
+    ``net``), or ``{"net": ...}`` for a foreign file, which needs ``name``, the registered variant it fits."""
+    if motionlab_meta(checkpoint) is not None:
+        models = stored_models(checkpoint, source)
+        if name is not None and models["net"].model_info.name != name:
+            raise CheckpointFormatError(f"{source} holds a {models['net'].model_info.name}, not a {name}")
+        return models
+    if name is None:
+        raise CheckpointFormatError(
+            f"{source} is not a motionlab checkpoint (entries {sorted(checkpoint)[:8]}); for a published file say which "
+            f"architecture it is with model=NAME, one of: {', '.join(list_models())}"
+        )
+    return {"net": load_pretrained(build(name, {}), source, checkpoint).eval()}
+
+
+def load_model(path: str | os.PathLike, name: str | None = None, component: str | None = None) -> nn.Module:
+    """A ready network (eval mode) from a checkpoint file: a motionlab checkpoint's ``net`` rebuilt from its spec,
+    or a foreign file read as the registered variant ``name``. ``component`` takes a sub-network (the
+    ``kp_detector`` of a descriptor model, say), which carries the spec with the component named."""
+    model = checkpoint_models(load_checkpoint(path), path, name)["net"]
+    return take_component(model, component) if component is not None else model
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """A frozen helper network: eval mode, no gradients (tasks keep it in eval mode while training)."""
+    return module.eval().requires_grad_(False)
+

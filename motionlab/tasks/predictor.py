@@ -1,0 +1,80 @@
+"""Predictors: what a task does around its networks at inference, rebuilt from any checkpoint of that task.
+
+``motionlab-animate``, ``motionlab-eval``, ``motionlab-lipsync`` and ``motionlab-export`` call
+:func:`load_predictor` and use what it returns; none of them looks at model classes. A predictor is chosen by
+the family of the checkpoint's ``net`` (:attr:`motionlab.models.ModelInfo.family`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from motionlab.models import checkpoint_models, motionlab_meta
+from motionlab.utils.checkpoint import load_checkpoint
+
+_PREDICTORS: dict[str, type["Predictor"]] = {}
+
+
+class Predictor:
+    """Base of the predictors: holds the networks (``networks``: attribute name -> module) and moves them."""
+
+    families: tuple[str, ...] = ()
+
+    def __init__(self, **networks: nn.Module | None):
+        self.networks = {name: module.eval() for name, module in networks.items() if module is not None}
+        for name in networks:
+            setattr(self, name, self.networks.get(name))
+        self.device = torch.device("cpu")
+
+    @classmethod
+    def from_models(cls, models: dict[str, nn.Module], settings: dict, **options) -> "Predictor":
+        raise NotImplementedError
+
+    def to(self, device: str | torch.device) -> "Predictor":
+        self.device = torch.device(device)
+        for name, module in self.networks.items():
+            setattr(self, name, module.to(self.device))
+        return self
+
+
+def register_predictor(cls: type[Predictor]) -> type[Predictor]:
+    for family in cls.families:
+        _PREDICTORS[family] = cls
+    return cls
+
+
+def load_predictor(path: str | os.PathLike, model: str | None = None, device: str = "cpu", **options) -> Predictor:
+    """The predictor of a checkpoint (weights-only read).
+
+    motionlab checkpoints carry their networks' specs and the task's predictor settings; published files
+    (FOMM ``*.pth.tar``, SyncTalk_2D state dicts) need ``model``, the registered variant they fit. ``options``
+    go to the predictor (relative motion for keypoint models, the audio encoder for a SyncTalk_2D U-Net ...).
+    """
+    checkpoint = load_checkpoint(path)
+    models = checkpoint_models(checkpoint, path, model)
+    meta = motionlab_meta(checkpoint)
+    family = models["net"].model_info.family
+    if family not in _PREDICTORS:
+        raise ValueError(f"{path} holds a {models['net'].model_info.name} ({family}); there is no inference for it here: "
+                         f"predictors exist for {', '.join(sorted(_PREDICTORS))} networks")
+    settings = meta.get("predictor", {}) if meta is not None else {}
+    return _PREDICTORS[family].from_models(models, settings, **options).to(device)
+
+
+class AnimationPredictor(Predictor):
+    """Portrait + driver frames -> animated frames at the network's input size.
+
+    ``predictor(portrait, driver, initial)`` takes the (1, 3, S, S) portrait, (N, 3, S, S) driver frames and the
+    clip's (1, 3, S, S) first frame, all in [0, 1] on :attr:`device`, and returns ``generated`` (N, 3, S, S) in
+    [0, 1] and, for keypoint models, ``driver_keypoints`` / ``generated_keypoints`` (:class:`Keypoints`).
+    """
+
+    @property
+    def image_size(self) -> int:
+        return self.net.model_info.input_size[0]
+
+    def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor) -> dict:
+        raise NotImplementedError

@@ -171,7 +171,7 @@ def descriptors(args: argparse.Namespace) -> list[tuple[str, float, str]]:
 
 
 def _lipsync_template(cache_root: str) -> Path:
-    """The preprocessed real clip when present (``motionlab-data talking ... --out data/talking/human_talk_d6``), else a toy talking head at 512 px."""
+    """The preprocessed real clip when present (``motionlab-data talking video=... out=data/talking/human_talk_d6``), else a toy talking head at 512 px."""
     real = Path("data/talking/human_talk_d6")
     if (real / "full_body_img").is_dir():
         return real

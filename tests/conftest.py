@@ -171,6 +171,13 @@ def motionlab_bin(name: str) -> str:
     return str(path)
 
 
+def run_cli(name: str, *args, cwd: Path, timeout: int = 600):
+    """Run the installed console script ``name`` with ``args`` (key=value overrides) in ``cwd``; returns the CompletedProcess."""
+    import subprocess
+
+    return subprocess.run([motionlab_bin(name), *map(str, args)], capture_output=True, text=True, env=subprocess_env(cwd), cwd=cwd, timeout=timeout)
+
+
 def subprocess_env(root: Path) -> dict:
     env = dict(os.environ)
     env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"})

@@ -79,11 +79,12 @@ def test_ave_feature_cache_hit_stale_and_user_file(talking_clip, lipsync_checkpo
 
 
 def test_preprocessing_writes_ave_features(lipsync_checkpoints, tmp_path):
-    from motionlab.cli.data import main as data_main
+    from conftest import run_cli
 
     video = face_video(tmp_path / "talk.mp4")
     out = tmp_path / "talk"
-    assert data_main(["talking", str(video), "--out", str(out), "--audio-encoder", str(lipsync_checkpoints["audio_encoder"])]) == 0
+    result = run_cli("motionlab-data", "talking", f"video={video}", f"out={out}", f"audio_encoder={lipsync_checkpoints['audio_encoder']}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
     assert np.load(out / "aud_ave.npy").shape == (25, 512)
     assert json.loads((out / "aud_ave.json").read_text())["frames"] == 25
 
@@ -256,7 +257,7 @@ def test_lipsync_refuses_unreadable_audio(lipsync_checkpoints, tmp_path):
 def test_onnx_export_parity_and_reference_outputs(lipsync_checkpoints, tmp_path):
     out, reference = tmp_path / "unet.onnx", tmp_path / "reference"
     result = subprocess.run([motionlab_bin("motionlab-export"), "onnx", f"ckpt={lipsync_checkpoints['unet']}", f"out={out}",
-                             f"template={lipsync_checkpoints['clip']}", "--reference-outputs", str(reference)],
+                             f"template={lipsync_checkpoints['clip']}", f"reference_outputs={reference}"],
                             capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "image ['batch', 6, 320, 320]" in result.stdout and "'real'" in result.stdout

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from motionlab.cli.data import main as data_main
 from motionlab.data.synthetic import (
     KEYPOINT_NAMES,
     MOTION_FIELDS,
@@ -74,12 +73,16 @@ def test_ensure_toy_world_caches(tmp_path):
     assert other != first
 
 
-def test_synth_cli(tmp_path, capsys):
+def test_synth_cli(tmp_path):
+    from conftest import run_cli
+
     out = tmp_path / "world"
-    assert data_main(["synth", "--out", str(out), "--identities", "2", "--frames", "3", "--size", "20", "--seed", "5"]) == 0
+    result = run_cli("motionlab-data", "synth", f"out={out}", "identities=2", "frames=3", "size=20", "seed=5", cwd=tmp_path)
+    assert result.returncode == 0 and "wrote 2 identities x 3 frames at 20px" in result.stdout, result.stderr[-2000:]
     assert (out / "id_0001_video" / "0002.png").is_file()
-    assert data_main(["synth", "--out", str(out), "--identities", "2"]) == 2
-    assert "not empty" in capsys.readouterr().err
+    again = run_cli("motionlab-data", "synth", f"out={out}", "identities=2", cwd=tmp_path)
+    assert again.returncode != 0 and "not empty" in again.stderr
+    assert not (tmp_path / "outputs").exists()  # data commands write only what they are asked to
 
 
 def test_spec_rejects_bad_values():

@@ -9,11 +9,10 @@ import pytest
 import soundfile
 from PIL import Image
 
-from motionlab.cli.data import main as data_main
 from motionlab.data.talking import crop_box, crop_face, read_lms, resample_indices, smooth_landmarks, write_lms
 from motionlab.data.video_io import ClipError
 
-from conftest import SHARED, face_video
+from conftest import SHARED, face_video, run_cli
 
 
 def test_resample_to_25_fps():
@@ -48,7 +47,8 @@ def test_smoothing_keeps_constant_tracks_and_damps_jitter():
 def test_preprocess_a_video_with_audio(tmp_path):
     video = face_video(tmp_path / "talk.mp4", with_face=lambda i: i not in (10, 11))
     out = tmp_path / "talk"
-    assert data_main(["talking", str(video), "--out", str(out)]) == 0
+    result = run_cli("motionlab-data", "talking", f"video={video}", f"out={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "preprocess.json").read_text())
     assert summary["frames"] == 25 and summary["source_fps"] == pytest.approx(30.0)
     frames = sorted(out.glob("full_body_img/*.jpg"))
@@ -76,7 +76,8 @@ def test_a_clip_without_any_face_is_an_error(tmp_path):
 @pytest.mark.skipif(not (SHARED / "data" / "real" / "drivers" / "human_talk_d3.mp4").is_file(), reason="../shared/data/real is not present")
 def test_preprocess_the_real_talking_clip(tmp_path):
     out = tmp_path / "d3"
-    assert data_main(["talking", str(SHARED / "data" / "real" / "drivers" / "human_talk_d3.mp4"), "--out", str(out)]) == 0
+    result = run_cli("motionlab-data", "talking", f"video={SHARED / 'data' / 'real' / 'drivers' / 'human_talk_d3.mp4'}", f"out={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "preprocess.json").read_text())
     assert summary["frames"] == 295 and summary["frames_without_face"] == 0
     assert len(list(out.glob("landmarks/*.lms"))) == 295
@@ -91,7 +92,8 @@ def test_toy_talking_clip_layout_and_sync(tmp_path):
     from motionlab.data.talking import mouth_from_audio
 
     out = tmp_path / "toy"
-    assert data_main(["synth-talking", "--out", str(out), "--seconds", "2", "--size", "128", "--seed", "3"]) == 0
+    result = run_cli("motionlab-data", "synth-talking", f"out={out}", "seconds=2", "size=128", "seed=3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
     assert len(list(out.glob("full_body_img/*.jpg"))) == 50 and len(list(out.glob("landmarks/*.lms"))) == 50
     box = crop_box(read_lms(out / "landmarks" / "0.lms"))
     assert 0 <= box[0] < box[2] <= 128

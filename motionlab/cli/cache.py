@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from motionlab.cli.subcommands import dispatch
+from motionlab.cli.app import dispatch
 from motionlab.data.datasets import discover_clips
 from motionlab.utils.config import validate_config
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="cache")
 def _descriptors(cfg: DictConfig) -> None:
     validate_config(cfg, required=("ckpt", "data", "paths"))
     with open_dict(cfg):
@@ -25,8 +23,7 @@ def _descriptors(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    dispatch("motionlab-cache", {"descriptors": _descriptors}, "ckpt=PATH [data=...] [hydra overrides]")
-
+    dispatch("motionlab-cache", {"descriptors": ("cache", _descriptors)})
 
 if __name__ == "__main__":
     main()

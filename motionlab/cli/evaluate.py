@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from motionlab.cli.app import hydra_app
 from motionlab.inference.evaluate import clips_from_checkpoint, clips_from_folders, evaluate_clips, metric_columns
 from motionlab.inference.report import NOTE, write_reports
 from motionlab.utils.config import ConfigError, validate_config
@@ -68,9 +68,7 @@ def evaluate(cfg: DictConfig) -> dict:
     return result
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+main = hydra_app("eval", evaluate)
 
 
 if __name__ == "__main__":

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
+from motionlab.cli.app import hydra_app
 from motionlab.inference.lipsync import lipsync_files
 from motionlab.utils.config import resolved_container
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="lipsync")
-def main(cfg: DictConfig) -> None:
+def _lipsync(cfg: DictConfig) -> None:
     options = {key: value for key, value in resolved_container(cfg).items() if key != "hydra"}
     summary = lipsync_files(**options)
     print(f"wrote {summary['frames']} frames ({summary['audio_seconds']:.2f} s of audio, {summary['runtime']}) to {summary['out']}")
 
+
+main = hydra_app("lipsync", _lipsync)
 
 if __name__ == "__main__":
     main()

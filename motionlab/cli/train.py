@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 from rich.console import Console
 
+from motionlab.cli.app import hydra_app
 from motionlab.train import metric_value, train
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _train(cfg: DictConfig) -> float | None:
     metrics, _ = train(cfg)
     console = Console()
     for name in sorted(k for k in metrics if k.startswith(("val/", "test/"))):
@@ -18,6 +17,8 @@ def main(cfg: DictConfig) -> float | None:
     console.print(f"run folder: {cfg.paths.output_dir}")
     return metric_value(metrics, cfg.get("optimized_metric"))
 
+
+main = hydra_app("train", _train)
 
 if __name__ == "__main__":
     main()

@@ -48,13 +48,13 @@ def discover_talking_clips(root: str | os.PathLike) -> list[Path]:
     """``root`` itself when it is a clip folder, else its sub-folders that are; an error when there are none."""
     root = Path(root)
     if not root.is_dir():
-        raise ClipError(f"lip-sync data root {root} is not a folder; run `motionlab-data talking VIDEO --out DIR` first")
+        raise ClipError(f"lip-sync data root {root} is not a folder; run `motionlab-data talking video=VIDEO out=DIR` first")
     if is_talking_clip(root):
         return [root]
     clips = sorted(p for p in root.iterdir() if p.is_dir() and is_talking_clip(p))
     if not clips:
         raise ClipError(f"{root} holds no talking-head clip (a folder with full_body_img/ and landmarks/); "
-                        "run `motionlab-data talking VIDEO --out DIR` first")
+                        "run `motionlab-data talking video=VIDEO out=DIR` first")
     return clips
 
 

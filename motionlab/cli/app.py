@@ -1,0 +1,54 @@
+"""The one convention of motionlab's commands: ``motionlab-<name> [KIND] key=value ...``.
+
+Each command (or each KIND of one) is a Hydra app over ``conf/<config>.yaml``: its keys are set as ``key=value``,
+``--help`` prints them with their defaults, a description and an example (the config's ``hydra.help`` header and
+footer), and ``--cfg job`` shows the composed config. Commands with kinds list them on ``--help`` or when none is given.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def hydra_app(config_name: str, run: Callable[[DictConfig], object]) -> Callable[[], object]:
+    """The console entry point running ``run(cfg)`` as the Hydra app of ``conf/<config_name>.yaml``."""
+
+    @hydra.main(version_base="1.3", config_path="../conf", config_name=config_name)
+    def main(cfg: DictConfig):
+        return run(cfg)
+
+    return main
+
+
+def _help_lines(config_name: str) -> tuple[str, list[str]]:
+    """The first line of a config's ``hydra.help.header`` and the example lines of its footer."""
+    help_node = OmegaConf.load(CONF_DIR / f"{config_name}.yaml").hydra.help
+    examples = [line.strip() for line in help_node.footer.splitlines() if line.strip().startswith("motionlab-")]
+    return help_node.header.splitlines()[0].split(": ", 1)[-1], examples
+
+
+def dispatch(prog: str, kinds: dict[str, tuple[str, Callable[[DictConfig], object]]]) -> None:
+    """Run ``kinds[sys.argv[1]]`` (a config name and the function it feeds) as a Hydra app with the rest of the
+    arguments as overrides; list the kinds, from their configs' help, on ``--help`` (exit 0) or when the first
+    argument is not a kind (exit 2)."""
+    first = sys.argv[1] if len(sys.argv) > 1 else None
+    if first in kinds:
+        del sys.argv[1]
+        hydra_app(*kinds[first])()
+        return
+    lines = [f"usage: {prog} {{{','.join(kinds)}}} key=value ...   ({prog} KIND --help lists the keys of KIND)", ""]
+    for name, (config_name, _) in kinds.items():
+        summary, examples = _help_lines(config_name)
+        lines += [f"  {name:<14} {summary}", *(f"  {'':<14} e.g. {example}" for example in examples if f" {name} " in example)]
+    help_asked = first in ("-h", "--help")
+    print("\n".join(lines), file=sys.stdout if help_asked else sys.stderr)
+    if not help_asked:
+        print(f"{prog}: error: " + (f"unknown kind {first!r}" if first else "give a kind"), file=sys.stderr)
+    sys.exit(0 if help_asked else 2)

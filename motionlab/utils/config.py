@@ -26,20 +26,22 @@ class ConfigError(ValueError):
     """An invalid config value; the message names the dotted key."""
 
 
-def _constructor(node: Mapping, path: str) -> Callable:
+def _constructor(node: Mapping, path: str) -> tuple[Callable, set[str]]:
+    """What ``node`` builds, and the keys its factory takes itself rather than passing on."""
     target = node["_target_"]
     try:
         constructor = get_object(target)
     except Exception as error:
         raise ConfigError(f"config key '{path}._target_': cannot import {target!r} ({error})") from error
-    # a factory whose parameters depend on the node (create_model: the variant's builder) says so itself
+    # a factory whose parameters depend on the node (create_model: the variant's builder) says so itself;
+    # its own keys (create_model's name and pretrained) are not the builder's
     signature_for = getattr(constructor, "signature_for", None)
-    if signature_for is not None:
-        try:
-            return signature_for(node)
-        except KeyError as error:
-            raise ConfigError(f"config key '{path}.name': {error.args[0]}") from error
-    return constructor
+    if signature_for is None:
+        return constructor, set()
+    try:
+        return signature_for(node), set(inspect.signature(constructor).parameters)
+    except KeyError as error:
+        raise ConfigError(f"config key '{path}.name': {error.args[0]}") from error
 
 
 def _signature_of(constructor: Callable) -> tuple[inspect.Signature, dict]:
@@ -92,10 +94,8 @@ def _describe(annotation) -> str:
 
 
 def _check_target(node: Mapping, path: str) -> None:
-    constructor = _constructor(node, path)
+    constructor, factory_keys = _constructor(node, path)
     signature, hints = _signature_of(constructor)
-    # keys taken by the factory itself (create_model's name and pretrained) are not the builder's
-    factory_keys = set(inspect.signature(get_object(node["_target_"])).parameters) if constructor is not get_object(node["_target_"]) else set()
     parameters = signature.parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     name = getattr(constructor, "__qualname__", str(constructor))

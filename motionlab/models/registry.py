@@ -74,8 +74,8 @@ def register_model(family: str, input_size: int | None = None, **info) -> Callab
     return decorator
 
 
-def list_models(family: str | None = None) -> list[str]:
-    return sorted(name for name, entry in _MODELS.items() if family is None or entry.info.family == family)
+def list_models() -> list[str]:
+    return sorted(_MODELS)
 
 
 def _entry(name: str) -> _Entry:

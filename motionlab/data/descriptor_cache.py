@@ -1,7 +1,8 @@
 """On-disk descriptor caches: per-clip keypoints (and Jacobians) of a trained descriptor model.
 
 Layout under ``<cache_dir>/descriptors/<key>/``: ``<identity>.npz`` per clip (:meth:`Keypoints.as_arrays` of the
-detector's output: ``value`` (T, K, 2) normalised, ``jacobian`` (T, K, 2, 2) when the model has them, ``portrait_value`` / ``portrait_jacobian`` for
+detector's output: ``value`` (T, K, 2) normalised, ``jacobian`` (T, K, 2, 2) when the model has them,
+``portrait_value`` / ``portrait_jacobian`` for
 the seed layout) and ``manifest.json`` written last. The key combines the checkpoint's SHA-256 and the
 preprocessing settings, so another checkpoint or image size never reads stale descriptors.
 """

@@ -20,7 +20,7 @@ from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.video_io import VIDEO_EXTENSIONS, ClipError, open_clip, read_image, write_gif
 from motionlab.metrics.suite import EvaluationSuite
 from motionlab.models import motionlab_meta
-from motionlab.tasks import AnimationPredictor, load_predictor
+from motionlab.tasks import AnimationPredictor, predictor_from_checkpoint
 from motionlab.utils.checkpoint import load_checkpoint
 from motionlab.utils.config import instantiate_trusted
 
@@ -37,11 +37,11 @@ class EvalClip:
     generated: torch.Tensor
 
 
-def checkpoint_datamodule(ckpt: str | os.PathLike):
-    """The datamodule a checkpoint was trained with, rebuilt from its stored data config (only the datamodule classes
-    of :data:`motionlab.data.TRUSTED_DATA_TARGETS` may be named there). Descriptor caches are not needed: the
-    predictor detects descriptors from the frames."""
-    meta = motionlab_meta(load_checkpoint(ckpt))
+def checkpoint_datamodule(checkpoint: dict, ckpt: str | os.PathLike):
+    """The datamodule an already-read checkpoint was trained with, rebuilt from its stored data config (only the
+    datamodule classes of :data:`motionlab.data.TRUSTED_DATA_TARGETS` may be named there). Descriptor caches are not
+    needed: the predictor detects descriptors from the frames."""
+    meta = motionlab_meta(checkpoint)
     if meta is None or "data" not in meta.get("config", {}):
         raise ValueError(f"{ckpt} carries no run config to rebuild its data from; score videos with generated_dir= / driver_dir=")
     data = dict(meta["config"]["data"])
@@ -54,10 +54,11 @@ def checkpoint_datamodule(ckpt: str | os.PathLike):
 def clips_from_checkpoint(ckpt: str | os.PathLike, split: str = "test", max_clips: int | None = None, max_frames: int | None = None,
                           batch_size: int = 16, device: str = "cpu") -> Iterator[EvalClip]:
     """Animate the clips of a checkpoint's own datamodule ``split`` (identities it never trained on) with its predictor."""
-    predictor = load_predictor(ckpt, device=device)
+    checkpoint = load_checkpoint(ckpt)
+    predictor = predictor_from_checkpoint(checkpoint, ckpt, device=device)
     if not isinstance(predictor, AnimationPredictor):
         raise ValueError(f"{ckpt} is not an animation checkpoint; motionlab-eval scores animation (lip-sync runs log their own metrics)")
-    datamodule = checkpoint_datamodule(ckpt)
+    datamodule = checkpoint_datamodule(checkpoint, ckpt)
     datamodule.prepare_data()
     datamodule.setup("test")
     if split not in datamodule.datasets:

@@ -48,9 +48,10 @@ def model_from_spec(spec: Mapping, where: str = "model spec") -> nn.Module:
     """Build the network a stored spec describes (registered name, plain arguments, optional component)."""
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("args", {}), Mapping):
         raise CheckpointFormatError(f"{where}: expected {{'name': str, 'args': dict, 'component': str|None}}, got {spec!r}")
-    _check_plain(dict(spec.get("args", {})), f"{where}.args")
+    args = dict(spec.get("args", {}))
+    _check_plain(args, f"{where}.args")
     try:
-        model = build(spec["name"], dict(spec.get("args", {})))
+        model = build(spec["name"], args)
     except KeyError as error:
         raise CheckpointFormatError(f"{where}: {error.args[0]}") from error
     component = spec.get("component")
@@ -87,7 +88,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, checkpoint: Mappi
             )
         state = submodule_state_dict(checkpoint["state_dict"], "net")
     else:
-        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint.get("state_dict"), Mapping) else checkpoint
+        state = checkpoint["state_dict"] if isinstance(checkpoint.get("state_dict"), Mapping) else checkpoint
     if info.checkpoint_filter is not None:
         state = info.checkpoint_filter(dict(state), str(path))
     load_state_dict_strict(model, state, str(path))

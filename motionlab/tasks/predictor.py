@@ -47,13 +47,18 @@ def register_predictor(cls: type[Predictor]) -> type[Predictor]:
 
 
 def load_predictor(path: str | os.PathLike, model: str | None = None, device: str = "cpu", **options) -> Predictor:
-    """The predictor of a checkpoint (weights-only read).
+    """The predictor of a checkpoint file (weights-only read); see :func:`predictor_from_checkpoint`."""
+    return predictor_from_checkpoint(load_checkpoint(path), path, model, device, **options)
+
+
+def predictor_from_checkpoint(checkpoint: dict, path: str | os.PathLike, model: str | None = None, device: str = "cpu",
+                              **options) -> Predictor:
+    """The predictor of an already-read checkpoint.
 
     motionlab checkpoints carry their networks' specs and the task's predictor settings; published files
     (FOMM ``*.pth.tar``, SyncTalk_2D state dicts) need ``model``, the registered variant they fit. ``options``
     go to the predictor (relative motion for keypoint models, the audio encoder for a SyncTalk_2D U-Net ...).
     """
-    checkpoint = load_checkpoint(path)
     models = checkpoint_models(checkpoint, path, model)
     meta = motionlab_meta(checkpoint)
     family = models["net"].model_info.family

@@ -15,7 +15,8 @@ import torch
 
 from motionlab.data.audio import AudioError
 from motionlab.data.lipsync import LipSyncDataModule, TalkingClip, audio_features, temporal_split
-from motionlab.data.talking import crop_face, read_lms
+from motionlab.data.landmarks import read_lms
+from motionlab.data.talking import crop_face
 from motionlab.data.video_io import read_image
 from motionlab.inference.lipsync import bounce_index, feather_mask, paste_back
 from motionlab.losses.sync import sync_pair_loss

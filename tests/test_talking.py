@@ -9,7 +9,8 @@ import pytest
 import soundfile
 from PIL import Image
 
-from motionlab.data.talking import crop_box, crop_face, read_lms, resample_indices, smooth_landmarks, write_lms
+from motionlab.data.landmarks import read_lms, smooth_landmarks, write_lms
+from motionlab.data.talking import crop_box, crop_face, resample_indices
 from motionlab.data.video_io import ClipError
 
 from conftest import SHARED, face_video, run_cli

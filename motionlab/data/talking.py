@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from motionlab.data.landmarks import DlibLandmarks, fill_missing, smooth_landmarks, write_lms
 from motionlab.data.video_io import ClipError
 
 log = logging.getLogger(__name__)
@@ -35,21 +36,6 @@ LANDMARK_ROLES = {
     68: {"jaw_left": 1, "jaw_right": 15, "nose_bridge": 29},
     110: {"jaw_left": 1, "jaw_right": 31, "nose_bridge": 52},
 }
-
-
-def read_lms(path: str | os.PathLike) -> np.ndarray:
-    """(P, 2) float32 landmarks of a ``.lms`` file (one "x y" line per point)."""
-    try:
-        points = np.loadtxt(path, dtype=np.float32, ndmin=2)
-    except (OSError, ValueError) as error:
-        raise ClipError(f"landmark file {path} cannot be read as 'x y' lines ({error})") from error
-    if points.shape[1] != 2 or points.shape[0] not in LANDMARK_ROLES:
-        raise ClipError(f"landmark file {path}: {points.shape[0]} points of {points.shape[1]} values; expected 68 or 110 'x y' lines")
-    return points
-
-
-def write_lms(path: str | os.PathLike, points: np.ndarray) -> None:
-    Path(path).write_text("\n".join(f"{x:.2f} {y:.2f}" for x, y in points) + "\n")
 
 
 def crop_box(points: np.ndarray) -> tuple[int, int, int, int]:
@@ -82,43 +68,6 @@ def resample_indices(source_frames: int, source_fps: float, fps: float = 25.0) -
     duration = source_frames / source_fps
     count = int(np.floor(duration * fps + 1e-6))
     return np.minimum(np.floor(np.arange(count) / fps * source_fps + 1e-6).astype(int), source_frames - 1)
-
-
-def smooth_landmarks(landmarks: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average over time of (T, P, 2) landmarks (edges use the frames that exist)."""
-    if window <= 1:
-        return landmarks
-    half = window // 2
-    kernel = np.ones(window)
-    padded = np.pad(landmarks, ((half, half), (0, 0), (0, 0)), mode="constant")
-    weights = np.convolve(np.pad(np.ones(len(landmarks)), half), kernel, mode="valid")
-    summed = np.apply_along_axis(lambda series: np.convolve(series, kernel, mode="valid"), 0, padded)
-    return (summed / weights[:, None, None]).astype(np.float32)
-
-
-class DlibLandmarks:
-    """dlib's HOG face detector + the 68-point shape predictor shipped in ``face-recognition-models``."""
-
-    def __init__(self):
-        import importlib.util
-
-        import dlib
-
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None or spec.origin is None:
-            raise ModuleNotFoundError("face-recognition-models is not installed; run `make setup` (it ships the 68-point model)")
-        model = Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(model))
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray | None:
-        """(68, 2) landmarks of the largest face in an RGB frame, or None."""
-        faces = self.detector(frame, 0) or self.detector(frame, 1)
-        if not faces:
-            return None
-        face = max(faces, key=lambda r: r.width() * r.height())
-        shape = self.predictor(frame, face)
-        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 
 def extract_audio(video: Path, out: Path, sample_rate: int = 16000) -> tuple[float, float]:
@@ -174,14 +123,10 @@ def preprocess_talking_video(video: str | os.PathLike, out: str | os.PathLike, f
         frame = reader[int(source_index)].asnumpy()
         Image.fromarray(frame).save(out / "full_body_img" / f"{i}.jpg", quality=95)
         found.append(landmarker(frame))
-    missing = [i for i, points in enumerate(found) if points is None]
-    if len(missing) == len(found):
-        raise ClipError(f"{video}: no face was found in any of its {len(found)} frames")
-    valid = [i for i, points in enumerate(found) if points is not None]
-    for i in missing:  # the previous frame's landmarks (the first valid ones before any detection)
-        earlier = [j for j in valid if j < i]
-        found[i] = found[earlier[-1] if earlier else valid[0]]
-    landmarks = smooth_landmarks(np.stack(found), smooth_window)
+    detected = np.array([points is not None for points in found])
+    missing = np.flatnonzero(~detected).tolist()
+    raw = np.stack([points if points is not None else np.full((68, 2), np.nan, np.float32) for points in found])
+    landmarks = smooth_landmarks(fill_missing(raw, detected, str(video)), smooth_window)
     for i, points in enumerate(landmarks):
         write_lms(out / "landmarks" / f"{i}.lms", points)
     summary = {"video": str(video), "frames": len(indices), "fps": fps, "source_fps": source_fps, "audio_seconds": seconds, "audio_peak": peak,

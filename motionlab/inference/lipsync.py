@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 
 from motionlab.data.audio import SAMPLE_RATE, audio_input, load_wav
-from motionlab.data.talking import CROP_SIZE, INNER_SIZE, crop_face, read_lms
+from motionlab.data.landmarks import read_lms
+from motionlab.data.talking import CROP_SIZE, INNER_SIZE, crop_face
 from motionlab.data.video_io import ClipError, list_frame_files, read_image, write_video
 from motionlab.tasks import load_predictor
 from motionlab.tasks.lipsync import LipSyncPredictor

@@ -1,0 +1,101 @@
+"""Facial landmarks: the 68-point iBUG-300W layout, normalisation into a face frame, and motion signals.
+
+Convention (every function here):
+    landmarks are numpy arrays (T, P, 2), x first, in pixels of the frame they were found on (x right, y down,
+    origin at the top-left pixel's centre) or in any similar units; P is 68 (dlib / iBUG-300W order) or 110
+    (SyncTalk_2D's ``.lms``). "Left" and "right" are image-left and image-right. A face frame is a similarity
+    transform (translation, uniform scale, rotation); no resampling, so there is no ``align_corners`` question.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# iBUG-300W 68-point layout (dlib's shape_predictor_68_face_landmarks order).
+IBUG68 = {
+    "jaw": slice(0, 17),
+    "left_brow": slice(17, 22),
+    "right_brow": slice(22, 27),
+    "nose_bridge": slice(27, 31),
+    "nostrils": slice(31, 36),
+    "left_eye": slice(36, 42),
+    "right_eye": slice(42, 48),
+    "outer_lips": slice(48, 60),
+    "inner_lips": slice(60, 68),
+}
+# Points whose means anchor the face frame, per layout: the two eye centres for 68 points (the inter-ocular
+# distance is the unit); for SyncTalk_2D's 110 points, whose eye indices are not published with the format, the
+# jaw points at eye height that its crop rule uses (the face width is the unit there).
+FRAME_ANCHORS = {68: (list(range(36, 42)), list(range(42, 48))), 110: ([1], [31])}
+SIGNALS = ("mouth_opening", "eye_opening", "head_roll", "x", "y")
+
+
+def _check_landmarks(points: np.ndarray, name: str = "landmarks") -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 3 or points.shape[-1] != 2:
+        raise ValueError(f"{name}: expected (T, P, 2) points, got shape {points.shape}")
+    if points.shape[1] not in FRAME_ANCHORS:
+        raise ValueError(f"{name}: {points.shape[1]} points per frame; known layouts: {sorted(FRAME_ANCHORS)} points")
+    return points
+
+
+def face_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame: the anchor midpoint (T, 2), the anchor distance (T,) and the roll angle (T,) in radians (the
+    angle of the left-to-right anchor line; positive turns from +x towards +y, i.e. clockwise on screen)."""
+    points = _check_landmarks(points)
+    left_ids, right_ids = FRAME_ANCHORS[points.shape[1]]
+    left, right = points[:, left_ids].mean(axis=1), points[:, right_ids].mean(axis=1)
+    axis = right - left
+    return (left + right) / 2.0, np.linalg.norm(axis, axis=-1), np.arctan2(axis[:, 1], axis[:, 0])
+
+
+def normalize_landmarks(points: np.ndarray, reference: int = 0) -> np.ndarray:
+    """Landmarks in the face frame of frame ``reference``: centred on its anchor midpoint, divided by its anchor
+    distance (the inter-ocular distance for 68 points) and rotated so its eye line is horizontal.
+
+    One transform for the whole clip, so motion relative to the reference frame (head translation, roll, scale,
+    expressions) survives while where the face sits in the picture, how big it is and the camera's roll do not:
+    a translated, scaled or rolled copy of a clip normalises to the same output.
+    """
+    points = _check_landmarks(points)
+    centre, distance, roll = (value[reference] for value in face_frame(points[reference : reference + 1]))
+    if distance <= 1e-6:
+        raise ValueError(f"landmarks: the face-frame anchors of reference frame {reference} coincide; cannot normalise")
+    c, s = np.cos(-roll), np.sin(-roll)
+    unroll = np.array([[c, -s], [s, c]])
+    return ((points - centre) @ unroll.T / distance).astype(np.float32)
+
+
+def motion_signals(points: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame motion signals of a 68-point clip, each (T,), measured in the first frame's face frame.
+
+    ``mouth_opening``: mean gap between the inner lips (61-67, 62-66, 63-65) over the inter-ocular distance;
+    ``eye_opening``: mean gap between the eyelids (37-41, 38-40, 43-47, 44-46) over it; ``head_roll``: the eye
+    line's angle (radians) relative to the first frame; ``x`` / ``y``: the eye midpoint's displacement from the
+    first frame's, in first-frame inter-ocular distances.
+    """
+    points = _check_landmarks(points)
+    if points.shape[1] != 68:
+        raise ValueError(f"motion signals are defined on the 68-point layout, got {points.shape[1]} points")
+    normalised = normalize_landmarks(points)
+    _, distance, roll = face_frame(normalised)
+
+    def gap(pairs: list[tuple[int, int]]) -> np.ndarray:
+        return np.mean([np.linalg.norm(normalised[:, a] - normalised[:, b], axis=-1) for a, b in pairs], axis=0) / distance
+
+    centre = face_frame(normalised)[0]
+    return {
+        "mouth_opening": gap([(61, 67), (62, 66), (63, 65)]),
+        "eye_opening": gap([(37, 41), (38, 40), (43, 47), (44, 46)]),
+        "head_roll": np.unwrap(roll) - roll[0],
+        "x": centre[:, 0] - centre[0, 0],
+        "y": centre[:, 1] - centre[0, 1],
+    }
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two (T,) signals; NaN when either is constant (no motion to agree on)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    a, b = a - a.mean(), b - b.mean()
+    norm = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / norm) if norm > 1e-12 else float("nan")

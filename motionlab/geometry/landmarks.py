@@ -58,7 +58,7 @@ def normalize_landmarks(points: np.ndarray, reference: int = 0) -> np.ndarray:
     a translated, scaled or rolled copy of a clip normalises to the same output.
     """
     points = _check_landmarks(points)
-    centre, distance, roll = (value[reference] for value in face_frame(points[reference : reference + 1]))
+    centre, distance, roll = (value[0] for value in face_frame(points[reference : reference + 1]))
     if distance <= 1e-6:
         raise ValueError(f"landmarks: the face-frame anchors of reference frame {reference} coincide; cannot normalise")
     c, s = np.cos(-roll), np.sin(-roll)

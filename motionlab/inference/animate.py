@@ -1,5 +1,6 @@
 """Animate a portrait with a driver clip: any animation checkpoint (Animator, descriptor model, FOMM release file)
-through the predictor its task defines."""
+through the predictor its task defines, or a descriptor model driven by another domain's landmarks through an
+adapter checkpoint."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from motionlab.callbacks.preview import side_by_side
 from motionlab.data.datasets import frames_to_tensor
-from motionlab.data.video_io import open_clip, read_image, write_gif, write_video
+from motionlab.data.landmarks import LandmarkSequence, read_landmarks
+from motionlab.data.video_io import VIDEO_EXTENSIONS, open_clip, read_image, write_gif, write_video
 from motionlab.tasks import AnimationPredictor, load_predictor
+from motionlab.tasks.adapter import LandmarkDrivenPredictor, load_adapter_predictor
 
 KEYPOINT_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
                              [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], dtype=np.uint8)
@@ -39,6 +43,38 @@ def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: 
         yield {"source": source.expand(driver.shape[0], -1, -1, -1), "driver": driver, **predictor(source, driver, initial)}
 
 
+def _upscaled(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, h, w, 3) uint8 frames resized to (size, size) with nearest neighbours (pixels stay visible)."""
+    if frames.shape[1:3] == (size, size):
+        return frames
+    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.NEAREST)) for f in frames])
+
+
+def driver_views(driver: str | os.PathLike, landmarks: LandmarkSequence, size: int) -> np.ndarray:
+    """(T, S, S, 3) uint8 views of a landmark driver with its landmarks drawn: its frames when it is a video, a
+    blank canvas for landmark files and toy clips."""
+    path = Path(driver)
+    count = len(landmarks)
+    if path.suffix.lower() in VIDEO_EXTENSIONS:
+        frames = open_clip(path).get(range(count))
+        height, width = frames.shape[1:3]
+    else:
+        height, width = landmarks.frame_size or (np.nanmax(landmarks.points[..., 1]) * 1.1, np.nanmax(landmarks.points[..., 0]) * 1.1)
+        frames = np.full((count, size, size, 3), 235, np.uint8)
+    views = side_by_side(frames_to_tensor(frames, size)) if frames.shape[1:3] != (size, size) else frames
+    scale = np.array([size / width, size / height])
+    return draw_keypoints(views, (landmarks.points + 0.5) * scale - 0.5, radius=1)
+
+
+def animate_with_landmarks(predictor: LandmarkDrivenPredictor, portrait: np.ndarray, landmarks: LandmarkSequence, batch_size: int = 16):
+    """Yield ``generated`` / ``generated_keypoints`` / ``source`` batches of a landmark-driven animation."""
+    source = frames_to_tensor(portrait[None], predictor.image_size).to(predictor.device)
+    motion = predictor.motion(landmarks.points)
+    for start in range(0, len(landmarks), batch_size):
+        part = {key: value[start : start + batch_size] for key, value in motion.items()}
+        yield {"source": source.expand(part["value"].shape[0], -1, -1, -1), **predictor(source, part)}
+
+
 def animate_files(
     ckpt: str | os.PathLike,
     portrait: str | os.PathLike,
@@ -54,30 +90,47 @@ def animate_files(
     adapt_movement_scale: bool = False,
     side_by_side_out: str | os.PathLike | None = None,
     model: str | None = None,
+    adapter: str | os.PathLike | None = None,
 ) -> dict:
-    """Animate ``portrait`` (an image) with ``driver`` (a video or frame folder) and write ``out`` (mp4).
+    """Animate ``portrait`` (an image) with ``driver`` and write ``out`` (mp4).
 
-    ``model`` names the architecture of a published file (``fomm_vox256`` ...). ``gif`` additionally writes
-    portrait | driver | result side by side; ``side_by_side_out`` writes that as an mp4, with the keypoints drawn
-    on driver and result for keypoint models. Returns a summary.
+    Without ``adapter`` the driver is a video or frame folder fed to the checkpoint's predictor; ``model`` names the
+    architecture of a published file (``fomm_vox256`` ...). With ``adapter`` (an adapter checkpoint trained for the
+    descriptor checkpoint ``ckpt``) the driver is any landmark source (:func:`motionlab.data.landmarks.read_landmarks`:
+    a video through dlib, ``.npy`` / ``.lms``, a toy clip) and drives the descriptor model's generator through the
+    adapter. ``gif`` / ``side_by_side_out`` write portrait | driver | result side by side (GIF / mp4), with the
+    keypoints (or the driver's landmarks) drawn. Returns a summary.
     """
-    predictor = load_predictor(ckpt, model=model, device=device, relative=relative, adapt_movement_scale=adapt_movement_scale)
-    if not isinstance(predictor, AnimationPredictor):
-        raise ValueError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); see motionlab-lipsync")
-    clip = open_clip(driver)
-    count = len(clip) if max_frames is None else min(len(clip), max_frames)
-    frames = clip.get(range(count))
-    results, triptychs = [], []
+    triptychs, results = [], []
     with torch.inference_mode():
-        for batch in animate_frames(predictor, read_image(portrait), frames, batch_size):
-            results.extend(side_by_side(batch["generated"]))
-            if gif is not None or side_by_side_out is not None:
+        if adapter is not None:
+            predictor = load_adapter_predictor(ckpt, adapter, device)
+            landmarks = read_landmarks(driver, max_frames=max_frames)
+            # panels of at least 256 px: 64 px generators give results too small to read the landmarks on
+            panel = max(predictor.image_size, 256)
+            views = driver_views(driver, landmarks, panel)
+            rate = fps or landmarks.fps or 25.0
+            for batch in animate_with_landmarks(predictor, read_image(portrait), landmarks, batch_size):
+                generated = side_by_side(batch["generated"])
+                results.extend(generated)
+                points = (batch["generated_keypoints"].to_pixels().value.cpu().numpy() + 0.5) * panel / predictor.image_size - 0.5
+                drawn = draw_keypoints(_upscaled(generated, panel), points, radius=2)
+                shown = views[len(triptychs) : len(triptychs) + len(drawn)]
+                triptychs.extend(np.concatenate([shown, _upscaled(side_by_side(batch["source"]), panel), drawn], axis=-2))
+        else:
+            predictor = load_predictor(ckpt, model=model, device=device, relative=relative, adapt_movement_scale=adapt_movement_scale)
+            if not isinstance(predictor, AnimationPredictor):
+                raise ValueError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); see motionlab-lipsync")
+            clip = open_clip(driver)
+            count = len(clip) if max_frames is None else min(len(clip), max_frames)
+            rate = fps or clip.fps or 25.0
+            for batch in animate_frames(predictor, read_image(portrait), clip.get(range(count)), batch_size):
+                results.extend(side_by_side(batch["generated"]))
                 drivers, generated = side_by_side(batch["driver"]), side_by_side(batch["generated"])
                 if "driver_keypoints" in batch:
                     drivers = draw_keypoints(drivers, batch["driver_keypoints"].to_pixels().value.cpu().numpy())
                     generated = draw_keypoints(generated, batch["generated_keypoints"].to_pixels().value.cpu().numpy())
                 triptychs.extend(np.concatenate([side_by_side(batch["source"]), drivers, generated], axis=-2))
-    rate = fps or clip.fps or 25.0
     write_video(out, results, fps=rate, crf=crf)
     if gif is not None:
         write_gif(gif, triptychs, fps=rate)

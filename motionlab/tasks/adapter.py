@@ -1,0 +1,200 @@
+"""Domain adapters: training (:class:`AdapterTask`) and landmark-driven animation through a descriptor model's
+generator (:class:`LandmarkDrivenPredictor`).
+
+The adapter maps another domain's face landmarks into the motion space of a frozen descriptor checkpoint (FOMM
+keypoints + Jacobians); the generator takes motion only as keypoints, never driver pixels, so a human video drives
+a cartoon portrait: landmarks -> normalisation (reference frame 0) -> adapter -> relative motion on the portrait's
+keypoints -> generator. An adapter checkpoint records its descriptor checkpoint's SHA-256 and refuses any other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from motionlab.geometry import Keypoints
+from motionlab.geometry.landmarks import normalize_landmarks
+from motionlab.losses.adapter import AdapterLoss
+from motionlab.models import CheckpointFormatError, load_model, motionlab_meta, stored_models
+from motionlab.models.adapter import apply_motion
+from motionlab.tasks.base import MotionlabTask
+from motionlab.utils.checkpoint import load_checkpoint
+from motionlab.utils.io import file_digest
+
+
+def landmark_windows(points: np.ndarray, window: int, reference: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adapter inputs for every frame of (T, P, 2) pixel landmarks: (T, W, P, 2) windows of normalised displacements
+    from frame ``reference`` (edges repeat the first / last frame) and the (T, P, 2) reference face."""
+    normalised = normalize_landmarks(points, reference=reference)
+    relative = normalised - normalised[reference]
+    offsets = np.arange(window) - window // 2
+    index = np.clip(np.arange(len(points))[:, None] + offsets, 0, len(points) - 1)
+    reference_face = np.broadcast_to(normalised[reference], normalised.shape)
+    return torch.from_numpy(relative[index]), torch.from_numpy(np.ascontiguousarray(reference_face))
+
+
+def _descriptor_model(path: str | os.PathLike, num_kp: int) -> nn.Module:
+    model = load_model(path)
+    if model.model_info.family != "keypoint_animator":
+        raise CheckpointFormatError(f"{path} holds a {model.model_info.name}; an adapter maps into a descriptor (keypoint) model's space")
+    if model.kp_detector.num_kp != num_kp:
+        raise CheckpointFormatError(f"{path} has {model.kp_detector.num_kp} keypoints but the adapter predicts {num_kp}; set model.net.num_kp")
+    return model.eval().requires_grad_(False)
+
+
+class AdapterTask(MotionlabTask):
+    """Trains a landmark adapter (and, for cycle terms, its inverse) into a frozen descriptor model's space.
+
+    Args:
+        net: the adapter (``landmark_adapter_mlp`` / ``landmark_adapter_temporal``).
+        loss: an :class:`AdapterLoss`.
+        descriptor_checkpoint: the descriptor model; only its SHA-256 is stored in the adapter checkpoint. Validation
+            and test use its generator to score generated frames.
+        inverse: the inverse adapter (``descriptor_to_landmarks_mlp``), trained alongside when given.
+
+    Validation / test (paired toy clips, reference frame 0, the cartoon's frame 0 as the portrait) log
+    ``kp_error_pct`` (adapter keypoints vs the descriptor model's on the paired cartoon frames, % of image size),
+    ``l1`` (generated vs the cartoon ground truth), the same for ``*_affine`` (a least-squares affine landmark ->
+    keypoint map fitted on the training pairs, the lower baseline) and ``l1_own`` (driving with the cartoon's own
+    descriptors, the upper bound), and ``gap_closed_pct`` = 100 (l1_affine - l1) / (l1_affine - l1_own).
+    """
+
+    task_name = "adapter"
+
+    def __init__(self, net: nn.Module, loss: AdapterLoss, optimizer: Callable, descriptor_checkpoint: str,
+                 scheduler: Callable | None = None, inverse: nn.Module | None = None):
+        super().__init__(optimizer=optimizer, scheduler=scheduler)
+        self.net, self.inverse = net, inverse
+        self.descriptor_checkpoint = Path(descriptor_checkpoint)
+        # not a sub-module: the adapter file records which descriptor model it belongs to, not a copy of it
+        self._descriptor = [_descriptor_model(self.descriptor_checkpoint, net.num_kp)]
+        self.descriptor_sha256 = file_digest(self.descriptor_checkpoint)
+        self.loss = loss.bind(adapter=self.net, inverse=inverse)
+        self.affine: torch.Tensor | None = None
+        self._sums: dict[str, float] = {}
+
+    @property
+    def descriptor_model(self) -> nn.Module:
+        model = self._descriptor[0]
+        if next(model.parameters()).device != self.device:
+            self._descriptor[0] = model.to(self.device)
+        return self._descriptor[0]
+
+    def forward(self, window: torch.Tensor, reference: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.net(window, reference)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        b = batch["landmarks"].shape[0]
+        windows = torch.cat([batch["landmarks_prev"], batch["landmarks"], batch["landmarks_next"]])
+        motion = self.net(windows, batch["reference_landmarks"].repeat(3, 1, 1))
+        outputs = {name: {key: value[i * b : (i + 1) * b] for key, value in motion.items()} for i, name in enumerate(("prev", "current", "next"))}
+        terms = self.loss(outputs, batch)
+        self.log_terms("train", terms)
+        return terms["total"]
+
+    def _fit_affine(self) -> None:
+        """The lower baseline: ridge least squares from landmark displacements to keypoint displacements (train pairs)."""
+        landmarks, descriptors = self.trainer.datamodule.training_pairs()
+        x = np.concatenate([landmarks, np.ones((len(landmarks), 1), np.float32)], axis=1).astype(np.float64)
+        gram = x.T @ x + 1e-3 * np.eye(x.shape[1])
+        self.affine = torch.from_numpy(np.linalg.solve(gram, x.T @ descriptors)).float()
+
+    def _evaluation_step(self, batch: dict, split: str) -> None:
+        if self.affine is None:
+            self._fit_affine()
+        window = batch["landmarks"]
+        centre = window[:, window.shape[1] // 2].flatten(1)
+        size = batch["source"].shape[-2:]
+        scale = (size[1] - 1) / 2.0 / size[1] * 100.0  # normalised units -> % of the image side
+        reference = Keypoints(batch["reference_descriptors"], size, jacobian=batch.get("reference_jacobians"))
+        eye = torch.eye(2, device=centre.device).expand(*batch["descriptor_delta"].shape[:2], 2, 2)
+        affine = torch.cat([centre, torch.ones_like(centre[:, :1])], 1) @ self.affine.to(centre.device)
+        motions = {
+            "": self.net(window, batch["reference_landmarks"]),
+            "_affine": {"value": affine.view_as(batch["descriptor_delta"]), "jacobian": eye},
+            "_own": {"value": batch["descriptor_delta"], "jacobian": batch.get("jacobian_ratio", eye)},
+        }
+        generator = self.descriptor_model.generator
+        for suffix, motion in motions.items():
+            driving = apply_motion(reference, motion)
+            generated = generator(batch["source"], kp_driving=driving, kp_source=reference)["prediction"].clamp(0, 1)
+            self._add(f"l1{suffix}", (generated - batch["driver"]).abs().mean(dim=(1, 2, 3)))
+            if suffix != "_own":
+                self._add(f"kp_error_pct{suffix}", (driving.value - batch["descriptors"]).norm(dim=-1).mean(dim=1) * scale)
+
+    def _add(self, name: str, values: torch.Tensor) -> None:
+        total, count = self._sums.get(name, (0.0, 0))
+        self._sums[name] = (total + float(values.sum()), count + values.numel())
+
+    def _evaluation_epoch_end(self, split: str) -> None:
+        values = {name: total / max(count, 1) for name, (total, count) in self._sums.items()}
+        self._sums = {}
+        if not values:
+            return
+        gap = values["l1_affine"] - values["l1_own"]
+        values["gap_closed_pct"] = 100.0 * (values["l1_affine"] - values["l1"]) / gap if gap > 1e-9 else float("nan")
+        for name, value in values.items():
+            self.log(f"{split}/{name}", torch.tensor(value, dtype=torch.float32), prog_bar=name in ("kp_error_pct", "gap_closed_pct"))
+
+    def on_fit_start(self) -> None:
+        self.affine = None  # refitted on this run's training pairs at the first evaluation
+
+    def predictor_settings(self) -> dict:
+        return {"descriptor_sha256": self.descriptor_sha256, "descriptor_checkpoint": str(self.descriptor_checkpoint), "window": self.net.window}
+
+
+class LandmarkDrivenPredictor:
+    """A descriptor model's generator driven by landmarks through an adapter.
+
+    ``motion(points)`` maps (T, P, 2) pixel landmarks (reference frame 0) to relative keypoint motion;
+    ``predictor(portrait, motion)`` animates a (1, 3, S, S) portrait with it, returning ``generated`` (N, 3, S, S) and
+    ``generated_keypoints`` (the adapted keypoints on the portrait).
+    """
+
+    def __init__(self, descriptor_model: nn.Module, adapter: nn.Module, device: str = "cpu"):
+        self.device = torch.device(device)
+        self.descriptor_model = descriptor_model.eval().to(self.device)
+        self.adapter = adapter.eval().to(self.device)
+
+    @property
+    def image_size(self) -> int:
+        return self.descriptor_model.model_info.input_size[0]
+
+    @torch.no_grad()
+    def motion(self, points: np.ndarray) -> dict[str, torch.Tensor]:
+        if points.shape[1] != self.adapter.num_landmarks:
+            raise ValueError(f"the adapter was trained on {self.adapter.num_landmarks}-point landmarks; this source has {points.shape[1]} points")
+        windows, reference = landmark_windows(points, self.adapter.window)
+        return self.adapter(windows.to(self.device), reference.to(self.device))
+
+    @torch.no_grad()
+    def __call__(self, portrait: torch.Tensor, motion: dict[str, torch.Tensor]) -> dict:
+        n = motion["value"].shape[0]
+        kp_portrait = self.descriptor_model.kp_detector(portrait).expand(n)
+        driving = apply_motion(kp_portrait, motion)
+        generated = self.descriptor_model.generator(portrait.expand(n, -1, -1, -1), kp_driving=driving, kp_source=kp_portrait)["prediction"]
+        return {"generated": generated.clamp(0, 1), "generated_keypoints": driving}
+
+
+def load_adapter_predictor(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str | os.PathLike, device: str = "cpu") -> LandmarkDrivenPredictor:
+    """The landmark-driven predictor of an adapter checkpoint and the descriptor checkpoint it was trained for; a
+    descriptor file with another SHA-256 than the one the adapter recorded is refused."""
+    checkpoint = load_checkpoint(adapter_ckpt)
+    meta = motionlab_meta(checkpoint)
+    if meta is None or meta.get("task") != "adapter":
+        raise CheckpointFormatError(f"{adapter_ckpt} is not an adapter checkpoint (task {None if meta is None else meta.get('task')}); "
+                                    f"train one with motionlab-train experiment=adapter_paired_quick")
+    expected = meta["predictor"]["descriptor_sha256"]
+    actual = file_digest(descriptor_ckpt)
+    if actual != expected:
+        raise CheckpointFormatError(
+            f"adapter {adapter_ckpt} was trained for the descriptor checkpoint with SHA-256 {expected[:16]}... "
+            f"({meta['predictor'].get('descriptor_checkpoint')}); {descriptor_ckpt} has {actual[:16]}...: give that descriptor "
+            f"checkpoint, or train an adapter for this one")
+    adapter = stored_models(checkpoint, adapter_ckpt)["net"]
+    return LandmarkDrivenPredictor(_descriptor_model(descriptor_ckpt, adapter.num_kp), adapter, device)

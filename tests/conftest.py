@@ -48,8 +48,13 @@ TINY_TALKING = ["data.toy_talking.clips=1", "data.toy_talking.seconds=3", "data.
 def tiny_overrides(root: Path, experiment: str = "quickstart", lipsync: dict | None = None) -> list[str]:
     """Overrides for a seconds-long CPU run of ``experiment`` whose files all land under ``root``.
 
-    Lip-sync experiments need ``lipsync`` (the ``lipsync_checkpoints`` fixture) for their inputs.
+    Lip-sync experiments need ``lipsync`` (the ``lipsync_checkpoints`` fixture) for their inputs; adapter
+    experiments a ``data.descriptor_checkpoint`` with 4 keypoints (the ``descriptor_checkpoint`` fixture).
     """
+    if experiment.startswith("adapter"):
+        return [f"paths.root_dir={root}", "data.toy_world.identities=8", "data.toy_world.frames=8", "data.toy_world.size=32",
+                "data.image_size=32", "data.val_fraction=0.25", "data.test_fraction=0.25", "data.batch_size=8", "model.net.num_kp=4",
+                "model.net.hidden=16"]
     if experiment.startswith("lipsync"):
         data = [f"data.root={lipsync['clip']}"] if "_real_" in experiment else TINY_TALKING
         return [f"paths.root_dir={root}", *data, "data.batch_size=2", "data.eval_batch_size=4", *lipsync_links(experiment, lipsync)]
@@ -95,6 +100,19 @@ def animator_descriptors_checkpoint(tmp_path_factory, descriptor_checkpoint) -> 
                          f"data.descriptor_checkpoint={detector}", *tiny_overrides(root, "animator_descriptors_quick")], root / "run")
     train(cfg)
     Path(detector).unlink()
+    return root / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def adapter_checkpoint(tmp_path_factory, descriptor_checkpoint) -> Path:
+    """A paired landmark adapter (temporal, window 5) trained for two steps into the tiny descriptor model's space."""
+    from motionlab.train import train
+
+    root = tmp_path_factory.mktemp("adapter")
+    cfg = compose_train(["experiment=adapter_paired_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                         f"data.descriptor_checkpoint={descriptor_checkpoint}", *tiny_overrides(root, "adapter_paired_quick")], root / "run")
+    metrics, _ = train(cfg)
+    assert {"test/kp_error_pct", "test/l1", "test/l1_affine", "test/l1_own", "test/gap_closed_pct"} <= set(metrics)
     return root / "run" / "checkpoints" / "last.ckpt"
 
 

@@ -21,7 +21,7 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "con
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_fast_dev_run_every_experiment(experiment, tmp_path, request):
     extra, lipsync = [], None
-    if experiment == "animator_descriptors_quick":  # needs a trained descriptor model
+    if experiment == "animator_descriptors_quick" or experiment.startswith("adapter"):  # needs a trained descriptor model
         extra = [f"data.descriptor_checkpoint={request.getfixturevalue('descriptor_checkpoint')}"]
     if experiment.startswith("lipsync"):  # needs the earlier lip-sync stages
         lipsync = request.getfixturevalue("lipsync_checkpoints")

@@ -34,10 +34,33 @@ def _log_wandb(result: dict, out_dir: Path, tags: list[str]) -> None:
         wandb.finish()
 
 
+def _evaluate_cross_domain(options: dict, out_dir: Path) -> dict:
+    from motionlab.geometry.landmarks import SIGNALS
+    from motionlab.inference.cross_domain import evaluate_cross_domain, write_cross_domain_reports
+
+    if options["ckpt_path"] is None or not options["drivers"]:
+        raise ConfigError("cross-domain evaluation: give ckpt_path=<descriptor checkpoint>, adapter=<adapter checkpoint> and drivers=[clip, ...]")
+    result = evaluate_cross_domain(options["ckpt_path"], options["adapter"], list(options["drivers"]), options["paths"]["cache_dir"],
+                                   options["portrait"], options["max_frames"], options["device"])
+    paths = write_cross_domain_reports(result, out_dir)
+    table = Table(title="motionlab-eval: motion agreement (Pearson, driver vs generated)")
+    table.add_column("clip")
+    for name in SIGNALS:
+        table.add_column(name, justify="right")
+    for name, clip in result["clips"].items():
+        table.add_row(name, *(f"{clip['correlation'][s]:.3f}" for s in SIGNALS))
+    console = Console()
+    console.print(table)
+    console.print(f"wrote {paths['metrics']}, {paths['json'].name}, {paths['md'].name} and {paths['html'].name}")
+    return result
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """Run the evaluation ``cfg`` describes; returns the result dict written to ``eval.json``."""
     options = validate_config(cfg, required=("paths", "suite"))
     out_dir = Path(cfg.paths.output_dir)
+    if options["adapter"] is not None:
+        return _evaluate_cross_domain(options, out_dir)
     suite = instantiate(cfg.suite)
     if options["ckpt_path"] is not None:
         if options["generated_dir"] is not None:

@@ -5,5 +5,6 @@
 TRUSTED_DATA_TARGETS = (
     "motionlab.data.datamodule.PortraitVideoDataModule",
     "motionlab.data.lipsync.LipSyncDataModule",
+    "motionlab.data.cross_domain.CrossDomainDataModule",
     "motionlab.data.augment.PairedAugmentation",
 )

@@ -11,14 +11,19 @@ from motionlab.losses.contrastive import info_nce
 
 
 def gaussian_mmd(x: torch.Tensor, y: torch.Tensor, bandwidths: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 1.0)) -> torch.Tensor:
-    """Squared maximum mean discrepancy between samples (N, D) and (M, D) under a sum of Gaussian kernels
-    ``exp(-|a - b|^2 / (2 h^2 D))`` (bandwidths per dimension). 0 iff the two sets share a distribution (in the limit)."""
+    """Unbiased estimate of the squared maximum mean discrepancy between samples (N, D) and (M, D) (N, M >= 2) under a
+    sum of Gaussian kernels ``exp(-|a - b|^2 / (2 h^2 D))`` (bandwidths per dimension): 0 in expectation when the two
+    sets share a distribution."""
     d = x.shape[1]
     joint = torch.cat([x, y])
     distances = torch.cdist(joint, joint).square()
     kernel = sum(torch.exp(-distances / (2 * h * h * d)) for h in bandwidths)
-    n = len(x)
-    return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
+    n, m = len(x), len(y)
+
+    def within(block: torch.Tensor, size: int) -> torch.Tensor:
+        return (block.sum() - block.diagonal().sum()) / (size * (size - 1))
+
+    return within(kernel[:n, :n], n) + within(kernel[n:, n:], m) - 2 * kernel[:n, n:].mean()
 
 
 def flat_motion(motion: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,160 @@
+"""Domain adapters: the loss terms' known answers, the adapter checkpoint's descriptor binding, landmark-driven
+animation from a real clip through the CLI, and the cross-domain evaluation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import SHARED, count_video_frames, run_cli
+from motionlab.losses.adapter import AdapterLoss, gaussian_mmd
+from motionlab.models import CheckpointFormatError, create_model
+from motionlab.tasks.adapter import landmark_windows, load_adapter_predictor
+from motionlab.utils.checkpoint import atomic_torch_save, load_checkpoint
+
+P = 68
+
+
+class _LinearAdapter(nn.Module):
+    """Landmark displacements of the window's centre frame -> keypoint displacements through a matrix (K = P)."""
+
+    window, num_landmarks, num_kp = 1, P, P
+
+    def __init__(self, matrix: torch.Tensor):
+        super().__init__()
+        self.matrix = matrix
+
+    def forward(self, window: torch.Tensor, reference: torch.Tensor) -> dict:
+        value = (window[:, 0].flatten(1) @ self.matrix.T).view(-1, P, 2)
+        return {"value": value, "jacobian": torch.eye(2).expand(value.shape[0], P, 2, 2)}
+
+
+class _LinearInverse(nn.Module):
+    def __init__(self, matrix: torch.Tensor):
+        super().__init__()
+        self.matrix = matrix
+
+    def forward(self, value: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return (value.flatten(1) @ self.matrix.T).view(-1, P, 2)
+
+
+def _batch(b: int = 6, seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {"landmarks": torch.randn(b, 1, P, 2, generator=generator), "reference_landmarks": torch.randn(b, P, 2, generator=generator),
+            "descriptor_window": torch.randn(b, 1, P, 2, generator=generator), "descriptor_delta": torch.randn(b, P, 2, generator=generator)}
+
+
+def _cycle(adapter: nn.Module, inverse: nn.Module, batch: dict) -> float:
+    loss = AdapterLoss(cycle=1.0).bind(adapter=adapter, inverse=inverse)
+    outputs = {"current": adapter(batch["landmarks"], batch["reference_landmarks"])}
+    return float(loss(outputs, batch)["cycle"])
+
+
+def test_cycle_loss_is_zero_for_an_exact_inverse_pair_and_positive_otherwise():
+    matrix = torch.linalg.qr(torch.randn(2 * P, 2 * P, generator=torch.Generator().manual_seed(1)))[0] * 0.3
+    matrix = matrix + torch.eye(2 * P)  # well-conditioned, invertible
+    batch = _batch()
+    exact = _cycle(_LinearAdapter(matrix), _LinearInverse(torch.linalg.inv(matrix)), batch)
+    assert exact == pytest.approx(0.0, abs=1e-5)
+    assert _cycle(_LinearAdapter(matrix), _LinearInverse(torch.linalg.inv(matrix) * 1.1), batch) > 0.05
+    assert _cycle(_LinearAdapter(matrix), _LinearInverse(torch.eye(2 * P)), batch) > 0.05
+
+
+def test_contrastive_loss_is_lower_for_aligned_than_for_shuffled_pairs():
+    batch = _batch(b=16)
+    target = batch["descriptor_delta"]
+    loss = AdapterLoss(contrastive=1.0)
+    aligned = {"value": target + 0.1 * torch.randn_like(target), "jacobian": torch.eye(2).expand(16, P, 2, 2)}
+    shuffled = {"value": aligned["value"][torch.roll(torch.arange(16), 1)], "jacobian": aligned["jacobian"]}
+    assert float(loss({"current": aligned}, batch)["contrastive"]) < 0.1 < float(loss({"current": shuffled}, batch)["contrastive"])
+
+
+def test_distribution_term_separates_shifted_samples():
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 8, generator=generator), torch.randn(64, 8, generator=generator)
+    same, shifted = float(gaussian_mmd(x, y)), float(gaussian_mmd(x, y + 1.0))
+    assert abs(same) < 0.05 < shifted
+
+
+def test_relative_and_smoothness_terms_have_known_answers():
+    adapter = create_model("landmark_adapter_mlp", num_kp=4, hidden=16)  # zero-initialised head: no motion, identity Jacobians
+    batch = {**_batch(), "descriptor_delta": torch.zeros(6, 4, 2)}
+    outputs = {name: adapter(batch["landmarks"], batch["reference_landmarks"]) for name in ("prev", "current", "next")}
+    terms = AdapterLoss(relative=1.0, smoothness=1.0, keypoint=1.0).bind(adapter=adapter)(outputs, batch)
+    assert float(terms["relative"]) == 0.0 and float(terms["smoothness"]) == 0.0 and float(terms["keypoint"]) == 0.0
+    ramp = {name: {"value": torch.full((6, 4, 2), float(i) ** 2), "jacobian": outputs["current"]["jacobian"]} for i, name in enumerate(("prev", "current", "next"))}
+    assert float(AdapterLoss(smoothness=1.0)(ramp, batch)["smoothness"]) == pytest.approx(2.0)
+
+
+def test_adapter_windows_are_centred_and_relative_to_the_first_frame():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(50, 200, (6, P, 2)).astype(np.float32)
+    windows, reference = landmark_windows(points, window=3)
+    assert windows.shape == (6, 3, P, 2) and reference.shape == (6, P, 2)
+    assert torch.all(windows[0, 1] == 0) and torch.equal(windows[0, 0], windows[0, 1])  # the first frame, edge repeated
+    assert torch.equal(windows[3, 2], windows[4, 1])
+    with pytest.raises(ValueError, match="odd"):
+        create_model("landmark_adapter_temporal", window=4)
+
+
+def test_adapter_refuses_a_descriptor_checkpoint_with_another_hash(adapter_checkpoint, descriptor_checkpoint, tmp_path):
+    predictor = load_adapter_predictor(descriptor_checkpoint, adapter_checkpoint)
+    assert predictor.adapter.model_info.name == "landmark_adapter_temporal"
+    other = load_checkpoint(descriptor_checkpoint)
+    key = next(k for k in other["state_dict"] if k.endswith("kp.weight"))
+    other["state_dict"][key] = other["state_dict"][key] + 0.01
+    atomic_torch_save(other, tmp_path / "other_descriptor.ckpt")
+    with pytest.raises(CheckpointFormatError, match="SHA-256"):
+        load_adapter_predictor(tmp_path / "other_descriptor.ckpt", adapter_checkpoint)
+    with pytest.raises(CheckpointFormatError, match="not an adapter checkpoint"):
+        load_adapter_predictor(descriptor_checkpoint, descriptor_checkpoint)
+    stored = load_checkpoint(adapter_checkpoint)["motionlab"]
+    assert "descriptor_model" not in stored["models"] and len(stored["predictor"]["descriptor_sha256"]) == 64
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "real" / "drivers" / "human_d0.mp4").is_file(), reason="needs ../shared/data/real")
+def test_a_real_human_clip_drives_a_cartoon_through_the_adapter(adapter_checkpoint, descriptor_checkpoint, toy_world, tmp_path):
+    driver = SHARED / "data" / "real" / "drivers" / "human_d0.mp4"
+    out, side = tmp_path / "out.mp4", tmp_path / "side.mp4"
+    result = run_cli("motionlab-animate", f"ckpt={descriptor_checkpoint}", f"adapter={adapter_checkpoint}", f"portrait={toy_world / 'id_0001.png'}",
+                     f"driver={driver}", f"out={out}", f"side_by_side_out={side}", "max_frames=6", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert count_video_frames(out) == 6 and count_video_frames(side) == 6
+    from motionlab.data.video_io import open_clip
+
+    triptych = open_clip(side).get([0])[0]
+    assert triptych.shape[:2] == (256, 768)  # driver with landmarks | portrait | result with keypoints, 256 px panels
+
+
+def test_cross_domain_evaluation_writes_motion_agreement(adapter_checkpoint, descriptor_checkpoint, toy_world, tmp_path):
+    drivers = [toy_world / "id_0002_video", toy_world / "id_0003_video"]  # toy human performances: no dlib, seconds
+    result = run_cli("motionlab-eval", f"ckpt_path={descriptor_checkpoint}", f"adapter={adapter_checkpoint}",
+                     f"drivers=[{','.join(map(str, drivers))}]", f"paths.root_dir={tmp_path}", "hydra.run.dir=eval", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    signals = ("mouth_opening", "eye_opening", "head_roll", "x", "y")
+    assert {f"agreement/id_0002_video/{s}" for s in signals} | {f"agreement/mean/{s}" for s in signals} <= set(metrics)
+    report = (tmp_path / "eval" / "eval.html").read_text()
+    assert report.count("<svg") == 10 and "id_0003_video" in report
+    clip = json.loads((tmp_path / "eval" / "eval.json").read_text())["clips"]["id_0002_video"]
+    assert len(clip["driver"]["mouth_opening"]) == len(clip["generated"]["mouth_opening"]) == 8
+
+
+def test_adapter_checkpoint_loads_without_its_training_folder(adapter_checkpoint, descriptor_checkpoint, tmp_path):
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    copy = shutil.copy(adapter_checkpoint, moved / "adapter.ckpt")
+    predictor = load_adapter_predictor(descriptor_checkpoint, copy)
+    points = np.random.default_rng(0).uniform(40, 200, (5, P, 2)).astype(np.float32)
+    motion = predictor.motion(points)
+    portrait = torch.rand(1, 3, predictor.image_size, predictor.image_size)
+    out = predictor(portrait, motion)
+    assert out["generated"].shape == (5, 3, predictor.image_size, predictor.image_size)
+    assert out["generated_keypoints"].value.shape == (5, 4, 2)
+    with pytest.raises(ValueError, match="68-point"):
+        predictor.motion(np.zeros((5, 110, 2), np.float32))

@@ -1,0 +1,120 @@
+"""Landmarks: the face-frame normalisation's invariances, motion signals, the sources behind read_landmarks, and the
+toy world's human domain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from motionlab.data.landmarks import fill_missing, read_landmarks, write_lms
+from motionlab.data.synthetic import sample_motion
+from motionlab.data.toy_human import DetectorNoise, paired_human_clip, render_human
+from motionlab.data.video_io import ClipError
+from motionlab.geometry.landmarks import IBUG68, face_frame, motion_signals, normalize_landmarks, pearson
+
+
+def _clip(frames: int = 30, seed: int = 0, noise: DetectorNoise | None = None) -> tuple[np.ndarray, dict]:
+    motion = sample_motion(np.random.default_rng(seed), frames)
+    points, _, _ = paired_human_clip("id_0003", motion, noise=noise)
+    return points, motion
+
+
+def _similarity(points: np.ndarray, angle: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return points @ rotation.T * scale + np.array(shift)
+
+
+@pytest.mark.parametrize("reference", [0, 7])
+def test_normalisation_ignores_translation_scale_and_roll_of_the_whole_clip(reference):
+    points, _ = _clip()
+    expected = normalize_landmarks(points, reference)
+    for angle, scale, shift in [(0.0, 1.0, (40.0, -25.0)), (0.0, 2.5, (0.0, 0.0)), (0.6, 1.0, (0.0, 0.0)), (-0.3, 0.4, (13.0, 90.0))]:
+        assert np.allclose(normalize_landmarks(_similarity(points, angle, scale, shift), reference), expected, atol=1e-5)
+
+
+def test_normalised_reference_frame_has_unit_level_eyes_at_the_origin():
+    points, _ = _clip()
+    normalised = normalize_landmarks(points, reference=4)
+    centre, distance, roll = face_frame(normalised[4:5])
+    assert np.allclose(centre, 0, atol=1e-6) and distance[0] == pytest.approx(1.0) and roll[0] == pytest.approx(0.0, abs=1e-6)
+    # motion relative to the reference survives: other frames are not all normalised to the same face frame
+    assert np.abs(face_frame(normalised)[2]).max() > 0.05
+
+
+def test_normalisation_of_110_point_files_uses_the_jaw_anchors():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 300, size=(3, 110, 2)).astype(np.float32)
+    expected = normalize_landmarks(points)
+    assert np.allclose(normalize_landmarks(_similarity(points, 0.4, 1.7, (5.0, 9.0))), expected, atol=1e-4)
+    assert np.allclose(expected[0, 1], [-0.5, 0.0], atol=1e-6) and np.allclose(expected[0, 31], [0.5, 0.0], atol=1e-6)
+
+
+def test_normalisation_refuses_unknown_layouts_and_coincident_anchors():
+    with pytest.raises(ValueError, match="known layouts"):
+        normalize_landmarks(np.zeros((2, 5, 2)))
+    with pytest.raises(ValueError, match="coincide"):
+        normalize_landmarks(np.zeros((2, 68, 2)))
+
+
+def test_motion_signals_follow_the_motion_that_drew_the_face():
+    points, motion = _clip(frames=60)
+    signals = motion_signals(points)
+    assert pearson(signals["mouth_opening"], motion["mouth"]) > 0.99
+    assert pearson(signals["eye_opening"], -motion["blink"]) > 0.99
+    assert pearson(signals["head_roll"], motion["rotation"]) > 0.99
+    assert signals["head_roll"][0] == 0.0 and signals["x"][0] == 0.0
+    # camera roll is a constant per identity: x / y follow tx / ty up to that rotation and the head's own roll
+    assert max(abs(pearson(signals["x"], motion["tx"])), abs(pearson(signals["x"], motion["ty"]))) > 0.8
+    assert np.isnan(pearson(np.ones(5), np.arange(5.0)))
+
+
+def test_human_domain_is_paired_by_construction_and_differs_per_identity():
+    motion = sample_motion(np.random.default_rng(1), 20)
+    a, found_a, style_a = paired_human_clip("id_0001", motion)
+    b, _, style_b = paired_human_clip("id_0002", motion)
+    again, _, _ = paired_human_clip("id_0001", motion)
+    assert np.array_equal(np.nan_to_num(a), np.nan_to_num(again)) and style_a != style_b
+    clean, found, _ = paired_human_clip("id_0001", motion, noise=None)
+    assert found.all() and np.isfinite(clean).all()
+    noisy = a[found_a]
+    error = np.linalg.norm(noisy - clean[found_a], axis=-1)
+    assert 0 < np.median(error) < 3.0  # detector-like jitter of a few pixels at 256 px
+    heavy, found_heavy, _ = paired_human_clip("id_0001", sample_motion(np.random.default_rng(2), 200), noise=DetectorNoise(lost=0.2))
+    assert 10 < (~found_heavy).sum() < 80 and np.isnan(heavy[~found_heavy]).all()
+    image = render_human(clean[0], style_a, 256)
+    x, y = np.round(clean[0, 30]).astype(int)  # the nose tip sits on skin
+    assert image.shape == (256, 256, 3) and np.abs(image[y, x + 3].astype(int) - np.array(style_a.skin) * 255).max() < 40
+
+
+def test_missing_frames_take_the_previous_detection_and_an_empty_clip_is_an_error():
+    points = np.arange(4 * 68 * 2, dtype=np.float32).reshape(4, 68, 2)
+    found = np.array([False, True, False, True])
+    filled = fill_missing(points, found, "clip.mp4")
+    assert np.array_equal(filled[0], points[1]) and np.array_equal(filled[2], points[1]) and np.array_equal(filled[3], points[3])
+    with pytest.raises(ClipError, match="clip.mp4: no face was found in any of its 4 frames"):
+        fill_missing(points, np.zeros(4, bool), "clip.mp4")
+
+
+def test_read_landmarks_from_npy_lms_and_toy_clips(tmp_path, toy_world):
+    points, _ = _clip(frames=6)
+    np.save(tmp_path / "clip.npy", points)
+    from_npy = read_landmarks(tmp_path / "clip.npy")
+    assert np.allclose(from_npy.points, points) and from_npy.found.all()
+    (tmp_path / "lms").mkdir()
+    for t in range(12):  # numeric order, not text order (10.lms after 9.lms)
+        write_lms(tmp_path / "lms" / f"{t}.lms", points[t % 6] + t)
+    from_lms = read_landmarks(tmp_path / "lms", max_frames=11)
+    assert len(from_lms) == 11 and np.allclose(from_lms.points[10], points[4] + 10, atol=0.01)
+    toy = read_landmarks(toy_world / "id_0000_video")
+    assert toy.points.shape == (8, 68, 2) and np.isfinite(toy.points).all() and toy.frame_size == (256, 256)
+    np.save(tmp_path / "bad.npy", np.zeros((4, 5, 2)))
+    with pytest.raises(ClipError, match=r"bad.npy: shape \(4, 5, 2\)"):
+        read_landmarks(tmp_path / "bad.npy")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ClipError, match="not a landmark source"):
+        read_landmarks(tmp_path / "notes.txt")
+
+
+def test_ibug_layout_covers_68_points_once():
+    covered = np.concatenate([np.arange(68)[part] for part in IBUG68.values()])
+    assert sorted(covered.tolist()) == list(range(68))

@@ -61,7 +61,8 @@ class AdapterTask(MotionlabTask):
     ``kp_error_pct`` (adapter keypoints vs the descriptor model's on the paired cartoon frames, % of image size),
     ``l1`` (generated vs the cartoon ground truth), the same for ``*_affine`` (a least-squares affine landmark ->
     keypoint map fitted on the training pairs, the lower baseline) and ``l1_own`` (driving with the cartoon's own
-    descriptors, the upper bound), and ``gap_closed_pct`` = 100 (l1_affine - l1) / (l1_affine - l1_own).
+    descriptors, the upper bound), and ``gap_closed_pct`` = 100 (l1_affine - l1) / (l1_affine - l1_own) (left out when
+    the baseline is no worse than the upper bound).
     """
 
     task_name = "adapter"
@@ -137,7 +138,8 @@ class AdapterTask(MotionlabTask):
         if not values:
             return
         gap = values["l1_affine"] - values["l1_own"]
-        values["gap_closed_pct"] = 100.0 * (values["l1_affine"] - values["l1"]) / gap if gap > 1e-9 else float("nan")
+        if gap > 1e-9:  # undefined when the baseline is no worse than the upper bound (an untrained generator)
+            values["gap_closed_pct"] = 100.0 * (values["l1_affine"] - values["l1"]) / gap
         for name, value in values.items():
             self.log(f"{split}/{name}", torch.tensor(value, dtype=torch.float32), prog_bar=name in ("kp_error_pct", "gap_closed_pct"))
 

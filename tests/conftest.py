@@ -97,7 +97,7 @@ def animator_descriptors_checkpoint(tmp_path_factory, descriptor_checkpoint) -> 
     root = tmp_path_factory.mktemp("animator_descriptors")
     detector = shutil.copy(descriptor_checkpoint, root / "descriptor.ckpt")
     cfg = compose_train(["experiment=animator_descriptors_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-                         f"data.descriptor_checkpoint={detector}", *tiny_overrides(root, "animator_descriptors_quick")], root / "run")
+                         f"model.descriptor_model.path={detector}", *tiny_overrides(root, "animator_descriptors_quick")], root / "run")
     train(cfg)
     Path(detector).unlink()
     return root / "run" / "checkpoints" / "last.ckpt"

@@ -2,7 +2,7 @@
 (:mod:`.transforms`). Each module's docstring states its convention (shapes, coordinate origin, ``align_corners``)."""
 
 from motionlab.geometry.checks import check_shape
-from motionlab.geometry.flow import identity_grid, resize_flow, total_variation, warp
+from motionlab.geometry.flow import flow_at, identity_grid, keypoints_to_flow_coordinates, resize_flow, total_variation, warp
 from motionlab.geometry.keypoints import (
     HeadPose,
     Keypoints,
@@ -16,6 +16,6 @@ from motionlab.geometry.keypoints import (
 from motionlab.geometry.transforms import RandomAffineTPS
 
 __all__ = [
-    "HeadPose", "Keypoints", "RandomAffineTPS", "check_shape", "coordinate_grid", "heatmap_to_keypoints", "identity_grid",
-    "keypoints_to_gaussian", "movement_scale", "relative_motion", "resize_flow", "sparse_motions", "total_variation", "warp",
+    "HeadPose", "Keypoints", "RandomAffineTPS", "check_shape", "coordinate_grid", "flow_at", "heatmap_to_keypoints", "identity_grid",
+    "keypoints_to_flow_coordinates", "keypoints_to_gaussian", "movement_scale", "relative_motion", "resize_flow", "sparse_motions", "total_variation", "warp",
 ]

@@ -41,6 +41,22 @@ def warp(image: torch.Tensor, flow: torch.Tensor, padding_mode: str = "border") 
     return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
 
+def keypoints_to_flow_coordinates(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, K, 2) corner-aligned keypoints (:mod:`motionlab.geometry.keypoints`: +-1 at the outer pixel *centres*) in
+    this module's edge-aligned coordinates (+-1 at the outer *edges*): ``u = k (n - 1) / n`` per axis."""
+    check_shape(points, ["B", "K", 2], "keypoints")
+    return points * points.new_tensor([(width - 1) / width, (height - 1) / height])
+
+
+def flow_at(flow: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """The (B, H, W, 2) flow bilinearly sampled at (B, K, 2) edge-aligned points -> (B, K, 2): where the input is read
+    for the output at each point is ``points + flow_at(flow, points)``."""
+    check_shape(flow, ["B", "H", "W", 2], "flow")
+    check_shape(points, [flow.shape[0], "K", 2], "points")
+    sampled = F.grid_sample(flow.permute(0, 3, 1, 2), points.unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=False)
+    return sampled[:, :, 0].permute(0, 2, 1)
+
+
 def total_variation(field: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference between neighbouring pixels of a (B, C, H, W) field (anisotropic TV), a scalar."""
     check_shape(field, ["B", "C", "H", "W"], "field")

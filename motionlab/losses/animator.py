@@ -8,7 +8,7 @@ import kornia.filters as KF
 import torch
 import torch.nn.functional as F
 
-from motionlab.geometry import total_variation
+from motionlab.geometry import flow_at, keypoints_to_flow_coordinates, total_variation
 from motionlab.losses.base import TaskLoss
 
 
@@ -27,7 +27,9 @@ class AnimatorLoss(TaskLoss):
       (generated - portrait) and (driver - portrait): the coarse motion must match even where fine
       detail cannot. (``alignment_mode="descriptor"``): L1 between the descriptor deltas of the
       generated and the driver frame relative to the portrait, through the frozen ``descriptor_model``;
-      the self-driven portrait must show a zero delta.
+      the self-driven portrait must show a zero delta. (``alignment_mode="flow_keypoints"``): the flow must carry each
+      driver keypoint to the portrait's same keypoint (L1 between ``kp_driver + flow(kp_driver)`` and ``kp_portrait``):
+      descriptors of the real frames supervise the motion directly, no detector runs on generated frames.
     - ``identity``: the first ``identity_batch_fraction`` of the batch's portraits, driven by themselves at
       ``identity_strength`` (a second pass through the bound ``animate``), must return the portrait (L1).
     - ``tv``: total variation of the flow field (piecewise-smooth motion).
@@ -45,8 +47,8 @@ class AnimatorLoss(TaskLoss):
             raise ValueError(f"identity_strength must be in [0, 1], got {identity_strength}")
         if not 0.0 < identity_batch_fraction <= 1.0:
             raise ValueError(f"identity_batch_fraction must be in (0, 1], got {identity_batch_fraction}")
-        if alignment_mode not in ("blurred_residual", "descriptor"):
-            raise ValueError(f"alignment_mode must be 'blurred_residual' or 'descriptor', got {alignment_mode!r}")
+        if alignment_mode not in ("blurred_residual", "descriptor", "flow_keypoints"):
+            raise ValueError(f"alignment_mode must be 'blurred_residual', 'descriptor' or 'flow_keypoints', got {alignment_mode!r}")
         self.identity_strength, self.identity_batch_fraction = identity_strength, identity_batch_fraction
         self.alignment_blur_sigma, self.alignment_mode = alignment_blur_sigma, alignment_mode
 
@@ -63,8 +65,15 @@ class AnimatorLoss(TaskLoss):
         if self.alignment_mode == "blurred_residual":
             terms["alignment"] = F.l1_loss(generated_residual, blurred_residual(driver, portrait, self.alignment_blur_sigma))
         else:
+            portrait_descriptors, driver_descriptors = outputs.get("portrait_descriptors", portrait_descriptors), outputs.get("driver_descriptors", driver_descriptors)
             if portrait_descriptors is None or driver_descriptors is None:
-                raise ValueError("alignment_mode=descriptor needs the batch's source/driver descriptors (data.descriptor_checkpoint)")
+                raise ValueError(f"alignment_mode={self.alignment_mode} needs descriptors of portrait and driver (a net with num_descriptors)")
+        if self.alignment_mode == "flow_keypoints":
+            height, width = generated.shape[-2:]
+            driver_points = keypoints_to_flow_coordinates(driver_descriptors, height, width)
+            terms["alignment"] = F.l1_loss(driver_points + flow_at(outputs["flow"], driver_points),
+                                           keypoints_to_flow_coordinates(portrait_descriptors, height, width))
+        elif self.alignment_mode == "descriptor":
             detector = self.network("descriptor_model")
             generated_delta = detector(generated).value - portrait_descriptors
             terms["alignment"] = F.l1_loss(generated_delta, driver_descriptors - portrait_descriptors)

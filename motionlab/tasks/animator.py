@@ -23,11 +23,14 @@ def animate(net: nn.Module, descriptor_model: nn.Module | None, portrait: torch.
             portrait_descriptors: torch.Tensor | None = None, driver_descriptors: torch.Tensor | None = None,
             strength: float = 1.0) -> dict[str, torch.Tensor]:
     """The Animator's forward as its task runs it: a net with ``num_descriptors`` gets the (B, K, 2) normalised
-    keypoints of portrait and driver, given (cached) or detected by the frozen ``descriptor_model``."""
+    keypoints of portrait and driver, given (cached) or detected by the frozen ``descriptor_model`` on the images as
+    they are (augmented ones included); they are returned with the outputs as ``portrait_descriptors`` /
+    ``driver_descriptors``."""
     if not getattr(net, "num_descriptors", 0):
         return net(portrait, driver, strength=strength)
-    return net(portrait, driver, strength=strength, portrait_descriptors=_descriptors(descriptor_model, portrait, portrait_descriptors),
-               driver_descriptors=_descriptors(descriptor_model, driver, driver_descriptors))
+    descriptors = {"portrait_descriptors": _descriptors(descriptor_model, portrait, portrait_descriptors),
+                   "driver_descriptors": _descriptors(descriptor_model, driver, driver_descriptors)}
+    return {**net(portrait, driver, strength=strength, **descriptors), **descriptors}
 
 
 class AnimatorTask(MotionlabTask):

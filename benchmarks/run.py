@@ -228,6 +228,56 @@ def lipsync_video(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     return results
 
 
+@benchmark("cross_domain")
+def cross_domain(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """Landmarks -> descriptors through the adapters (normalisation and windows included), and the whole landmark-driven
+    animate loop (landmarks -> adapter -> descriptor_quick-sized FOMM at 64x64), side by side; dlib on a real frame when
+    ../shared/data/real is present."""
+    from motionlab.data.landmarks import read_landmarks
+    from motionlab.data.synthetic import ToyWorldSpec, ensure_toy_world
+    from motionlab.models import create_model
+    from motionlab.tasks.adapter import LandmarkDrivenPredictor
+
+    torch.manual_seed(0)
+    world = ensure_toy_world(os.path.join(_cache_dir(), "cross-domain-bench"), ToyWorldSpec(identities=2, frames=200, size=64))
+    landmarks = read_landmarks(world / "id_0000_video")
+    frames = len(landmarks)
+    results = []
+    fomm = create_model("fomm_vox256", input_size=64, num_kp=10,
+                        kp_detector={"block_expansion": 16, "max_features": 128, "num_blocks": 4, "scale_factor": 0.5, "pad": 3},
+                        generator={"block_expansion": 32, "max_features": 128, "num_bottleneck_blocks": 2,
+                                   "dense_motion_params": {"block_expansion": 32, "max_features": 128, "num_blocks": 4, "scale_factor": 0.5}})
+    portrait = torch.rand(1, 3, 64, 64)
+    for name in ("landmark_adapter_mlp", "landmark_adapter_temporal"):
+        predictor = LandmarkDrivenPredictor(fomm, create_model(name, num_kp=10))
+        predictor.motion(landmarks.points)  # warm-up
+        repeats = max(1, args.steps // 4)
+        started = time.perf_counter()
+        for _ in range(repeats):
+            motion = predictor.motion(landmarks.points)
+        adapter_rate = repeats * frames / (time.perf_counter() - started)
+        started = time.perf_counter()
+        motion = predictor.motion(landmarks.points)
+        for start in range(0, frames, 16):
+            predictor(portrait, {key: value[start : start + 16] for key, value in motion.items()})
+        loop_rate = frames / (time.perf_counter() - started)
+        results += [(f"{name}: landmarks -> descriptors ({frames} frames)", adapter_rate, "frames/s"),
+                    (f"{name}: whole landmark-driven animate loop, 64x64, batch 16", loop_rate, "frames/s"),
+                    (f"{name}: adapter / whole loop", adapter_rate / loop_rate, "x")]
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "drivers" / "human_d0.mp4"
+    if real.is_file():
+        from motionlab.data.landmarks import DlibLandmarks
+        from motionlab.data.video_io import open_clip
+
+        frame, detector = open_clip(real).get([0])[0], DlibLandmarks()
+        detector(frame)
+        started = time.perf_counter()
+        for _ in range(max(1, args.steps // 4)):
+            detector(frame)
+        results.append((f"dlib 68 landmarks on a {frame.shape[1]}x{frame.shape[0]} real frame", max(1, args.steps // 4) / (time.perf_counter() - started), "frames/s"))
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="timed iterations per measurement")

@@ -102,3 +102,22 @@ def test_perceptual_pyramid_offline_and_vgg19_from_a_weights_file(tmp_path):
     assert [f.shape[1] for f in vgg(images)] == [64, 128, 256, 512, 512]
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
         FeaturePyramid("vgg19")
+
+
+def test_flow_at_keypoints_known_answers_and_gradients():
+    from motionlab.geometry import flow_at, keypoints_to_flow_coordinates, warp
+
+    # corner-aligned +-1 sits on the outer pixel centres, which edge-aligned coordinates put at +-(n - 1) / n
+    points = torch.tensor([[[-1.0, 1.0], [0.0, 0.5]]])
+    assert torch.allclose(keypoints_to_flow_coordinates(points, 8, 4), torch.tensor([[[-0.75, 0.875], [0.0, 0.4375]]]))
+    # a constant flow is read back anywhere; a flow sending pixel p to the keypoint moves an image's dot onto it
+    flow = torch.zeros(1, 16, 16, 2)
+    flow[..., 0] = 0.25
+    assert torch.allclose(flow_at(flow, torch.tensor([[[0.1, -0.3], [0.9, 0.9]]])), torch.tensor([[[0.25, 0.0], [0.25, 0.0]]]))
+    image = torch.zeros(1, 1, 16, 16)
+    image[0, 0, 8, 10] = 1.0  # pixel x = 10 -> edge-aligned (2 * 10 + 1) / 16 - 1 = 0.3125
+    moved = warp(image, flow)  # output p reads input p + 0.25 (two pixels to the right)
+    assert moved[0, 0, 8, 8] == pytest.approx(1.0)
+    flow = torch.randn(2, 8, 8, 2, requires_grad=True)
+    flow_at(flow, torch.rand(2, 3, 2) * 2 - 1).sum().backward()
+    assert flow.grad is not None and flow.grad.abs().sum() > 0 and torch.isclose(flow.grad.sum(), torch.tensor(2 * 3 * 2.0))

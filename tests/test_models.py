@@ -73,6 +73,20 @@ def test_animator_learns_a_translation():
     assert errors[-1] < 0.5 * errors[0]
 
 
+def test_flow_keypoint_alignment_is_zero_for_the_flow_that_carries_driver_keypoints_to_the_portrait():
+    portrait_kp = torch.tensor([[[-0.5, 0.2], [0.3, -0.4]]])
+    driver_kp = portrait_kp + torch.tensor([0.2, -0.1])  # the driver shows the face moved right and up
+    images = {"source": torch.rand(1, 3, 16, 16), "driver": torch.rand(1, 3, 16, 16)}
+    loss = AnimatorLoss(identity=0.0, alignment_mode="flow_keypoints")
+    # backward flow: the driver's keypoint reads the portrait where the same keypoint sits (-0.2, +0.1 corner units)
+    exact = torch.zeros(1, 16, 16, 2) + torch.tensor([-0.2, 0.1]) * 15 / 16
+    outputs = {"image": images["driver"], "flow": exact, "portrait_descriptors": portrait_kp, "driver_descriptors": driver_kp}
+    assert loss(outputs, images)["alignment"].item() == pytest.approx(0.0, abs=1e-6)
+    assert loss({**outputs, "flow": torch.zeros(1, 16, 16, 2)}, images)["alignment"].item() == pytest.approx(0.15 * 15 / 16, rel=1e-5)
+    with pytest.raises(ValueError, match="needs descriptors"):
+        loss({"image": images["driver"], "flow": exact}, images)
+
+
 def test_geometry_gradients_match_finite_differences():
     torch.manual_seed(0)
     image = torch.rand(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)

@@ -14,6 +14,7 @@ from PIL import Image
 from motionlab.callbacks.preview import side_by_side
 from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.landmarks import LandmarkSequence, read_landmarks
+from motionlab.data.toy_human import human_style_for, render_human
 from motionlab.data.video_io import VIDEO_EXTENSIONS, open_clip, read_image, write_gif, write_video
 from motionlab.tasks import AnimationPredictor, load_predictor
 from motionlab.tasks.adapter import LandmarkDrivenPredictor, load_adapter_predictor
@@ -51,13 +52,17 @@ def _upscaled(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 def driver_views(driver: str | os.PathLike, landmarks: LandmarkSequence, size: int) -> np.ndarray:
-    """(T, S, S, 3) uint8 views of a landmark driver with its landmarks drawn: its frames when it is a video, a
-    blank canvas for landmark files and toy clips."""
+    """(T, S, S, 3) uint8 views of a landmark driver with its landmarks drawn: its frames when it is a video, the
+    human-style render of a toy clip's human performance, a blank canvas for landmark files."""
     path = Path(driver)
     count = len(landmarks)
     if path.suffix.lower() in VIDEO_EXTENSIONS:
         frames = open_clip(path).get(range(count))
         height, width = frames.shape[1:3]
+    elif path.is_dir() and (path / "motion.npz").is_file() and landmarks.frame_size is not None:
+        style = human_style_for(path.name.removesuffix("_video"))
+        height, width = landmarks.frame_size
+        frames = np.stack([render_human(points, style, width) for points in landmarks.points])
     else:
         height, width = landmarks.frame_size or (np.nanmax(landmarks.points[..., 1]) * 1.1, np.nanmax(landmarks.points[..., 0]) * 1.1)
         frames = np.full((count, size, size, 3), 235, np.uint8)

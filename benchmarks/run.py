@@ -250,14 +250,14 @@ def cross_domain(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     portrait = torch.rand(1, 3, 64, 64)
     for name in ("landmark_adapter_mlp", "landmark_adapter_temporal"):
         predictor = LandmarkDrivenPredictor(fomm, create_model(name, num_kp=10))
-        predictor.motion(landmarks.points)  # warm-up
+        predictor.motion(landmarks.points, portrait)  # warm-up
         repeats = max(1, args.steps // 4)
         started = time.perf_counter()
         for _ in range(repeats):
-            motion = predictor.motion(landmarks.points)
+            motion = predictor.motion(landmarks.points, portrait)
         adapter_rate = repeats * frames / (time.perf_counter() - started)
         started = time.perf_counter()
-        motion = predictor.motion(landmarks.points)
+        motion = predictor.motion(landmarks.points, portrait)
         for start in range(0, frames, 16):
             predictor(portrait, {key: value[start : start + 16] for key, value in motion.items()})
         loop_rate = frames / (time.perf_counter() - started)

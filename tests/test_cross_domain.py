@@ -29,7 +29,7 @@ class _LinearAdapter(nn.Module):
         super().__init__()
         self.matrix = matrix
 
-    def forward(self, window: torch.Tensor, reference: torch.Tensor) -> dict:
+    def forward(self, window: torch.Tensor, reference: torch.Tensor, keypoints: torch.Tensor) -> dict:
         value = (window[:, 0].flatten(1) @ self.matrix.T).view(-1, P, 2)
         return {"value": value, "jacobian": torch.eye(2).expand(value.shape[0], P, 2, 2)}
 
@@ -46,12 +46,13 @@ class _LinearInverse(nn.Module):
 def _batch(b: int = 6, seed: int = 0) -> dict:
     generator = torch.Generator().manual_seed(seed)
     return {"landmarks": torch.randn(b, 1, P, 2, generator=generator), "reference_landmarks": torch.randn(b, P, 2, generator=generator),
-            "descriptor_window": torch.randn(b, 1, P, 2, generator=generator), "descriptor_delta": torch.randn(b, P, 2, generator=generator)}
+            "descriptor_window": torch.randn(b, 1, P, 2, generator=generator), "descriptor_delta": torch.randn(b, P, 2, generator=generator),
+            "reference_descriptors": torch.randn(b, P, 2, generator=generator)}
 
 
 def _cycle(adapter: nn.Module, inverse: nn.Module, batch: dict) -> float:
     loss = AdapterLoss(cycle=1.0).bind(adapter=adapter, inverse=inverse)
-    outputs = {"current": adapter(batch["landmarks"], batch["reference_landmarks"])}
+    outputs = {"current": adapter(batch["landmarks"], batch["reference_landmarks"], batch["reference_descriptors"])}
     return float(loss(outputs, batch)["cycle"])
 
 
@@ -83,8 +84,8 @@ def test_distribution_term_separates_shifted_samples():
 
 def test_relative_and_smoothness_terms_have_known_answers():
     adapter = create_model("landmark_adapter_mlp", num_kp=4, hidden=16)  # zero-initialised head: no motion, identity Jacobians
-    batch = {**_batch(), "descriptor_delta": torch.zeros(6, 4, 2)}
-    outputs = {name: adapter(batch["landmarks"], batch["reference_landmarks"]) for name in ("prev", "current", "next")}
+    batch = {**_batch(), "descriptor_delta": torch.zeros(6, 4, 2), "reference_descriptors": torch.rand(6, 4, 2)}
+    outputs = {name: adapter(batch["landmarks"], batch["reference_landmarks"], batch["reference_descriptors"]) for name in ("prev", "current", "next")}
     terms = AdapterLoss(relative=1.0, smoothness=1.0, keypoint=1.0).bind(adapter=adapter)(outputs, batch)
     assert float(terms["relative"]) == 0.0 and float(terms["smoothness"]) == 0.0 and float(terms["keypoint"]) == 0.0
     ramp = {name: {"value": torch.full((6, 4, 2), float(i) ** 2), "jacobian": outputs["current"]["jacobian"]} for i, name in enumerate(("prev", "current", "next"))}
@@ -138,7 +139,8 @@ def test_cross_domain_evaluation_writes_motion_agreement(adapter_checkpoint, des
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     signals = ("mouth_opening", "eye_opening", "head_roll", "x", "y")
-    assert {f"agreement/id_0002_video/{s}" for s in signals} | {f"agreement/mean/{s}" for s in signals} <= set(metrics)
+    expected = {f"agreement/{clip}/{s}" for clip in ("id_0002_video", "mean", "ceiling") for s in signals}
+    assert expected <= set(metrics)
     report = (tmp_path / "eval" / "eval.html").read_text()
     assert report.count("<svg") == 10 and "id_0003_video" in report
     clip = json.loads((tmp_path / "eval" / "eval.json").read_text())["clips"]["id_0002_video"]
@@ -151,10 +153,10 @@ def test_adapter_checkpoint_loads_without_its_training_folder(adapter_checkpoint
     copy = shutil.copy(adapter_checkpoint, moved / "adapter.ckpt")
     predictor = load_adapter_predictor(descriptor_checkpoint, copy)
     points = np.random.default_rng(0).uniform(40, 200, (5, P, 2)).astype(np.float32)
-    motion = predictor.motion(points)
     portrait = torch.rand(1, 3, predictor.image_size, predictor.image_size)
+    motion = predictor.motion(points, portrait)
     out = predictor(portrait, motion)
     assert out["generated"].shape == (5, 3, predictor.image_size, predictor.image_size)
     assert out["generated_keypoints"].value.shape == (5, 4, 2)
     with pytest.raises(ValueError, match="68-point"):
-        predictor.motion(np.zeros((5, 110, 2), np.float32))
+        predictor.motion(np.zeros((5, 110, 2), np.float32), portrait)

@@ -49,6 +49,7 @@ def _evaluate_cross_domain(options: dict, out_dir: Path) -> dict:
         table.add_column(name, justify="right")
     for name, clip in result["clips"].items():
         table.add_row(name, *(f"{clip['correlation'][s]:.3f}" for s in SIGNALS))
+    table.add_row("ceiling (own descriptors)", *(f"{result['metrics'][f'agreement/ceiling/{s}']:.3f}" for s in SIGNALS))
     console = Console()
     console.print(table)
     console.print(f"wrote {paths['metrics']}, {paths['json'].name}, {paths['md'].name} and {paths['html'].name}")

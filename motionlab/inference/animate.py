@@ -74,7 +74,7 @@ def driver_views(driver: str | os.PathLike, landmarks: LandmarkSequence, size: i
 def animate_with_landmarks(predictor: LandmarkDrivenPredictor, portrait: np.ndarray, landmarks: LandmarkSequence, batch_size: int = 16):
     """Yield ``generated`` / ``generated_keypoints`` / ``source`` batches of a landmark-driven animation."""
     source = frames_to_tensor(portrait[None], predictor.image_size).to(predictor.device)
-    motion = predictor.motion(landmarks.points)
+    motion = predictor.motion(landmarks.points, source)
     for start in range(0, len(landmarks), batch_size):
         part = {key: value[start : start + batch_size] for key, value in motion.items()}
         yield {"source": source.expand(part["value"].shape[0], -1, -1, -1), **predictor(source, part)}

@@ -79,7 +79,7 @@ class AdapterLoss(TaskLoss):
             terms["smoothness"] = (outputs["next"]["value"] - 2 * current["value"] + outputs["prev"]["value"]).abs().mean()
         if self.active("relative"):
             adapter = self.network("adapter")
-            still = adapter(torch.zeros_like(batch["landmarks"]), batch["reference_landmarks"])
+            still = adapter(torch.zeros_like(batch["landmarks"]), batch["reference_landmarks"], batch["reference_descriptors"])
             eye = torch.eye(2, device=still["value"].device, dtype=still["value"].dtype)
             terms["relative"] = still["value"].abs().mean() + (still["jacobian"] - eye).abs().mean()
         return self.total(terms)
@@ -95,6 +95,6 @@ class AdapterLoss(TaskLoss):
         descriptors = batch["descriptor_window"]
         b, w = descriptors.shape[:2]
         imagined = inverse(descriptors.flatten(0, 1), reference.repeat_interleave(w, dim=0)).view(b, w, *window.shape[2:])
-        back = adapter(imagined, reference)
+        back = adapter(imagined, reference, batch["reference_descriptors"])
         backward_cycle = F.l1_loss(back["value"], descriptors[:, centre])
         return forward_cycle + backward_cycle

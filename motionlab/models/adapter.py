@@ -3,8 +3,9 @@ keypoints (and back), so another domain (a human video's landmarks) drives a key
 
 Convention: inputs are landmarks in the reference frame's face frame (:func:`motionlab.geometry.landmarks.
 normalize_landmarks`, inter-ocular units), given as ``window`` (B, W, P, 2) displacements from the reference frame
-(frame centred in the window: the one being mapped) and ``reference`` (B, P, 2), the reference frame itself (the
-face's proportions). Outputs are FOMM-style relative motion in the descriptor space (corner-aligned normalised
+(frame centred in the window: the one being mapped), ``reference`` (B, P, 2), the reference frame itself (the
+face's proportions), and ``keypoints`` (B, K, 2), the descriptor keypoints the motion will be applied to (the
+portrait's at inference; how far a keypoint moves under a head turn depends on where it sits). Outputs are FOMM-style relative motion in the descriptor space (corner-aligned normalised
 image units): ``value`` (B, K, 2) keypoint displacements since the reference frame and ``jacobian`` (B, K, 2, 2)
 the ratio ``J_t J_ref^-1``; :func:`apply_motion` puts them on a portrait's keypoints.
 """
@@ -55,16 +56,17 @@ class LandmarkAdapter(nn.Module):
             motion_features = window * hidden
         else:
             motion_features = features
-        self.mlp = _mlp(motion_features + features, hidden, depth, num_kp * (6 if jacobians else 2))
+        self.mlp = _mlp(motion_features + features + 2 * num_kp, hidden, depth, num_kp * (6 if jacobians else 2))
 
-    def forward(self, window: torch.Tensor, reference: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, window: torch.Tensor, reference: torch.Tensor, keypoints: torch.Tensor) -> dict[str, torch.Tensor]:
         check_shape(window, ["B", self.window, self.num_landmarks, 2], "adapter window")
         check_shape(reference, [window.shape[0], self.num_landmarks, 2], "adapter reference")
+        check_shape(keypoints, [window.shape[0], self.num_kp, 2], "adapter keypoints")
         b = window.shape[0]
         motion = window.reshape(b, self.window, -1)
         if self.temporal is not None:
             motion = self.temporal(motion.transpose(1, 2))
-        out = self.mlp(torch.cat([motion.reshape(b, -1), reference.reshape(b, -1)], dim=1))
+        out = self.mlp(torch.cat([motion.reshape(b, -1), reference.reshape(b, -1), keypoints.reshape(b, -1)], dim=1))
         value = out[:, : 2 * self.num_kp].view(b, self.num_kp, 2)
         eye = torch.eye(2, device=out.device, dtype=out.dtype).expand(b, self.num_kp, 2, 2)
         jacobian = eye + out[:, 2 * self.num_kp :].view(b, self.num_kp, 2, 2) if self.jacobians else eye

@@ -86,13 +86,13 @@ class AdapterTask(MotionlabTask):
             self._descriptor[0] = model.to(self.device)
         return self._descriptor[0]
 
-    def forward(self, window: torch.Tensor, reference: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.net(window, reference)
+    def forward(self, window: torch.Tensor, reference: torch.Tensor, keypoints: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.net(window, reference, keypoints)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         b = batch["landmarks"].shape[0]
         windows = torch.cat([batch["landmarks_prev"], batch["landmarks"], batch["landmarks_next"]])
-        motion = self.net(windows, batch["reference_landmarks"].repeat(3, 1, 1))
+        motion = self.net(windows, batch["reference_landmarks"].repeat(3, 1, 1), batch["reference_descriptors"].repeat(3, 1, 1))
         outputs = {name: {key: value[i * b : (i + 1) * b] for key, value in motion.items()} for i, name in enumerate(("prev", "current", "next"))}
         terms = self.loss(outputs, batch)
         self.log_terms("train", terms)
@@ -116,7 +116,7 @@ class AdapterTask(MotionlabTask):
         eye = torch.eye(2, device=centre.device).expand(*batch["descriptor_delta"].shape[:2], 2, 2)
         affine = torch.cat([centre, torch.ones_like(centre[:, :1])], 1) @ self.affine.to(centre.device)
         motions = {
-            "": self.net(window, batch["reference_landmarks"]),
+            "": self.net(window, batch["reference_landmarks"], batch["reference_descriptors"]),
             "_affine": {"value": affine.view_as(batch["descriptor_delta"]), "jacobian": eye},
             "_own": {"value": batch["descriptor_delta"], "jacobian": batch.get("jacobian_ratio", eye)},
         }
@@ -153,9 +153,9 @@ class AdapterTask(MotionlabTask):
 class LandmarkDrivenPredictor:
     """A descriptor model's generator driven by landmarks through an adapter.
 
-    ``motion(points)`` maps (T, P, 2) pixel landmarks (reference frame 0) to relative keypoint motion;
-    ``predictor(portrait, motion)`` animates a (1, 3, S, S) portrait with it, returning ``generated`` (N, 3, S, S) and
-    ``generated_keypoints`` (the adapted keypoints on the portrait).
+    ``motion(points, portrait)`` maps (T, P, 2) pixel landmarks (reference frame 0) to relative keypoint motion for the
+    (1, 3, S, S) portrait's keypoints; ``predictor(portrait, motion)`` animates the portrait with it, returning
+    ``generated`` (N, 3, S, S) and ``generated_keypoints`` (the adapted keypoints on the portrait).
     """
 
     def __init__(self, descriptor_model: nn.Module, adapter: nn.Module, device: str = "cpu"):
@@ -168,11 +168,12 @@ class LandmarkDrivenPredictor:
         return self.descriptor_model.model_info.input_size[0]
 
     @torch.no_grad()
-    def motion(self, points: np.ndarray) -> dict[str, torch.Tensor]:
+    def motion(self, points: np.ndarray, portrait: torch.Tensor) -> dict[str, torch.Tensor]:
         if points.shape[1] != self.adapter.num_landmarks:
             raise ValueError(f"the adapter was trained on {self.adapter.num_landmarks}-point landmarks; this source has {points.shape[1]} points")
         windows, reference = landmark_windows(points, self.adapter.window)
-        return self.adapter(windows.to(self.device), reference.to(self.device))
+        keypoints = self.descriptor_model.kp_detector(portrait).value.expand(len(points), -1, -1)
+        return self.adapter(windows.to(self.device), reference.to(self.device), keypoints)
 
     @torch.no_grad()
     def __call__(self, portrait: torch.Tensor, motion: dict[str, torch.Tensor]) -> dict:

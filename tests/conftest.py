@@ -97,7 +97,8 @@ def animator_descriptors_checkpoint(tmp_path_factory, descriptor_checkpoint) -> 
     root = tmp_path_factory.mktemp("animator_descriptors")
     detector = shutil.copy(descriptor_checkpoint, root / "descriptor.ckpt")
     cfg = compose_train(["experiment=animator_descriptors_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-                         f"model.descriptor_model.path={detector}", *tiny_overrides(root, "animator_descriptors_quick")], root / "run")
+                         # no cache: the detector runs on every batch, and the flow is supervised by its keypoints
+                         "data.descriptor_checkpoint=null", f"model.descriptor_model.path={detector}", "loss.alignment_mode=flow_keypoints", *tiny_overrides(root, "animator_descriptors_quick")], root / "run")
     train(cfg)
     Path(detector).unlink()
     return root / "run" / "checkpoints" / "last.ckpt"

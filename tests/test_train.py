@@ -23,9 +23,8 @@ def test_fast_dev_run_every_experiment(experiment, tmp_path, request):
     extra, lipsync = [], None
     if experiment.startswith("adapter"):  # maps into a trained descriptor model
         extra = [f"data.descriptor_checkpoint={request.getfixturevalue('descriptor_checkpoint')}"]
-    if experiment == "animator_descriptors_quick":  # here through the descriptor cache (no augmentation); the fixture detects on the fly
-        detector = request.getfixturevalue("descriptor_checkpoint")
-        extra = [f"data.descriptor_checkpoint={detector}", f"model.descriptor_model.path={detector}", "data.augmentation=null"]
+    if experiment == "animator_descriptors_quick":  # here through the descriptor cache; the fixture detects on the fly
+        extra = [f"data.descriptor_checkpoint={request.getfixturevalue('descriptor_checkpoint')}"]
     if experiment.startswith("lipsync"):  # needs the earlier lip-sync stages
         lipsync = request.getfixturevalue("lipsync_checkpoints")
     overrides = [f"experiment={experiment}", "trainer.fast_dev_run=true", "logger=none", *tiny_overrides(tmp_path, experiment, lipsync), *extra]

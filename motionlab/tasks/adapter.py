@@ -77,7 +77,7 @@ class AdapterTask(MotionlabTask):
         self.descriptor_sha256 = file_digest(self.descriptor_checkpoint)
         self.loss = loss.bind(adapter=self.net, inverse=inverse)
         self.affine: torch.Tensor | None = None
-        self._sums: dict[str, float] = {}
+        self._sums: dict[str, tuple[float, int]] = {}  # metric -> (sum, count) over the evaluation epoch
 
     @property
     def descriptor_model(self) -> nn.Module:

@@ -1,0 +1,177 @@
+"""Landmark sources behind one interface: dlib on video, landmark files, and the toy world's human domain.
+
+:func:`read_landmarks` turns any of them into a :class:`LandmarkSequence` (pixels, the convention of
+:mod:`motionlab.geometry.landmarks`):
+
+- a video file: dlib's HOG face detector and 68-point shape predictor on every frame (the talking-head
+  preprocessing's detector), frames without a face filled from the previous found frame, a centred moving average;
+- ``.npy``: a (T, P, 2) array; a ``.lms`` file (one frame) or a folder of ``0.lms, 1.lms ...`` (a preprocessed
+  talking-head folder's ``landmarks/``), 68 or 110 points per frame;
+- a toy-world clip folder (``<name>_video/`` with ``motion.npz``): the human performance paired with it by
+  construction (:mod:`motionlab.data.toy_human`), seen through detector-like noise.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from motionlab.data.video_io import VIDEO_EXTENSIONS, ClipError
+from motionlab.geometry.landmarks import FRAME_ANCHORS
+
+LANDMARK_FILE_SUFFIXES = (".npy", ".lms")
+
+
+@dataclass(frozen=True)
+class LandmarkSequence:
+    """Landmarks of one clip.
+
+    Args:
+        points: (T, P, 2) float32 pixels; frames without a detection are filled (see :func:`fill_missing`).
+        found: (T,) bool, True where the source observed a face.
+        frame_size: (H, W) of the frames the points refer to, when known.
+        fps: frame rate, when known.
+        source: where they came from (a path and the kind of source).
+    """
+
+    points: np.ndarray
+    found: np.ndarray
+    frame_size: tuple[int, int] | None = None
+    fps: float | None = None
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+def read_lms(path: str | os.PathLike) -> np.ndarray:
+    """(P, 2) float32 landmarks of a ``.lms`` file (one "x y" line per point)."""
+    try:
+        points = np.loadtxt(path, dtype=np.float32, ndmin=2)
+    except (OSError, ValueError) as error:
+        raise ClipError(f"landmark file {path} cannot be read as 'x y' lines ({error})") from error
+    if points.shape[1] != 2 or points.shape[0] not in FRAME_ANCHORS:
+        raise ClipError(f"landmark file {path}: {points.shape[0]} points of {points.shape[1]} values; expected 68 or 110 'x y' lines")
+    return points
+
+
+def write_lms(path: str | os.PathLike, points: np.ndarray) -> None:
+    Path(path).write_text("\n".join(f"{x:.2f} {y:.2f}" for x, y in points) + "\n")
+
+
+def smooth_landmarks(landmarks: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average over time of (T, P, 2) landmarks (edges use the frames that exist)."""
+    if window <= 1:
+        return landmarks
+    half = window // 2
+    kernel = np.ones(window)
+    padded = np.pad(landmarks, ((half, half), (0, 0), (0, 0)), mode="constant")
+    weights = np.convolve(np.pad(np.ones(len(landmarks)), half), kernel, mode="valid")
+    summed = np.apply_along_axis(lambda series: np.convolve(series, kernel, mode="valid"), 0, padded)
+    return (summed / weights[:, None, None]).astype(np.float32)
+
+
+def fill_missing(points: np.ndarray, found: np.ndarray, source: str) -> np.ndarray:
+    """(T, P, 2) points with every frame not ``found`` replaced by the previous found frame (frames before the
+    first detection take the first one); a clip with no detection at all is an error naming ``source``."""
+    found = np.asarray(found, bool)
+    if not found.any():
+        raise ClipError(f"{source}: no face was found in any of its {len(found)} frames")
+    filled = np.array(points, dtype=np.float32, copy=True)
+    last = int(np.argmax(found))
+    for t in range(len(filled)):
+        if found[t]:
+            last = t
+        else:
+            filled[t] = filled[last]
+    return filled
+
+
+class DlibLandmarks:
+    """dlib's HOG face detector + the 68-point shape predictor shipped in ``face-recognition-models``."""
+
+    def __init__(self):
+        import importlib.util
+
+        import dlib
+
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError("face-recognition-models is not installed; run `make setup` (it ships the 68-point model)")
+        model = Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(model))
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray | None:
+        """(68, 2) landmarks of the largest face in an RGB frame, or None."""
+        faces = self.detector(frame, 0) or self.detector(frame, 1)
+        if not faces:
+            return None
+        face = max(faces, key=lambda r: r.width() * r.height())
+        shape = self.predictor(frame, face)
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
+def detect_landmarks(frames, source: str, smooth_window: int = 3, landmarker=None) -> LandmarkSequence:
+    """dlib landmarks of an iterable of (H, W, 3) uint8 RGB frames (missing faces filled, then smoothed)."""
+    landmarker = landmarker or DlibLandmarks()
+    detections, size = [], None
+    for frame in frames:
+        size = frame.shape[:2]
+        detections.append(landmarker(frame))
+    found = np.array([points is not None for points in detections])
+    raw = np.stack([points if points is not None else np.full((68, 2), np.nan, np.float32) for points in detections])
+    points = smooth_landmarks(fill_missing(raw, found, source), smooth_window)
+    return LandmarkSequence(points, found, size, None, f"{source} (dlib 68 points)")
+
+
+def _lms_folder(folder: Path) -> np.ndarray:
+    files = sorted(folder.glob("*.lms"), key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0, p.stem))
+    if not files:
+        raise ClipError(f"landmark folder {folder} holds no .lms files")
+    return np.stack([read_lms(f) for f in files])
+
+
+def _checked_array(points: np.ndarray, path: Path) -> np.ndarray:
+    if points.ndim != 3 or points.shape[-1] != 2 or points.shape[1] not in FRAME_ANCHORS:
+        raise ClipError(f"landmark file {path}: shape {points.shape}; expected (T, P, 2) with P in {sorted(FRAME_ANCHORS)}")
+    return points.astype(np.float32)
+
+
+def read_landmarks(path: str | os.PathLike, max_frames: int | None = None, smooth_window: int = 3, toy_seed: int = 0,
+                   landmarker=None) -> LandmarkSequence:
+    """The landmarks of ``path``, whichever source it is (see the module docstring); ``max_frames`` keeps the first ones."""
+    path = Path(path)
+    if not path.exists():
+        raise ClipError(f"landmark source {path} does not exist")
+    if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+        from motionlab.data.video_io import open_clip
+
+        clip = open_clip(path)
+        count = len(clip) if max_frames is None else min(len(clip), max_frames)
+        frames = (clip.get([t])[0] for t in range(count))
+        sequence = detect_landmarks(frames, str(path), smooth_window, landmarker)
+        return LandmarkSequence(sequence.points, sequence.found, sequence.frame_size, clip.fps, sequence.source)
+    if path.is_dir() and (path / "motion.npz").is_file():
+        from motionlab.data.toy_human import paired_human_clip
+
+        with np.load(path / "motion.npz", allow_pickle=False) as data:
+            motion = {name: data[name][:max_frames] for name in ("tx", "ty", "rotation", "scale", "blink", "mouth", "brow")}
+        identity = path.name.removesuffix("_video")
+        noisy, found, _ = paired_human_clip(identity, motion, seed=toy_seed)
+        return LandmarkSequence(fill_missing(noisy, found, str(path)), found, (256, 256), 25.0, f"{path} (toy human domain)")
+    if path.is_dir():
+        folder = path / "landmarks" if (path / "landmarks").is_dir() else path
+        points = _lms_folder(folder)[:max_frames]
+    elif path.suffix.lower() == ".lms":
+        points = read_lms(path)[None]
+    elif path.suffix.lower() == ".npy":
+        points = _checked_array(np.load(path, allow_pickle=False), path)[:max_frames]
+    else:
+        raise ClipError(f"{path} is not a landmark source: give a video ({', '.join(VIDEO_EXTENSIONS)}), a .npy (T, P, 2), "
+                        f"a .lms file or folder of them, or a toy-world clip folder")
+    found = np.isfinite(points).all(axis=(1, 2))
+    return LandmarkSequence(fill_missing(points, found, str(path)), found, None, None, str(path))

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from motionlab.data.video_io import VIDEO_EXTENSIONS, ClipError
+from motionlab.data.synthetic import MOTION_FIELDS
+from motionlab.data.toy_human import paired_human_clip
+from motionlab.data.video_io import VIDEO_EXTENSIONS, ClipError, open_clip
 from motionlab.geometry.landmarks import FRAME_ANCHORS
 
 LANDMARK_FILE_SUFFIXES = (".npy", ".lms")
@@ -148,18 +150,14 @@ def read_landmarks(path: str | os.PathLike, max_frames: int | None = None, smoot
     if not path.exists():
         raise ClipError(f"landmark source {path} does not exist")
     if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
-        from motionlab.data.video_io import open_clip
-
         clip = open_clip(path)
         count = len(clip) if max_frames is None else min(len(clip), max_frames)
         frames = (clip.get([t])[0] for t in range(count))
         sequence = detect_landmarks(frames, str(path), smooth_window, landmarker)
         return LandmarkSequence(sequence.points, sequence.found, sequence.frame_size, clip.fps, sequence.source)
     if path.is_dir() and (path / "motion.npz").is_file():
-        from motionlab.data.toy_human import paired_human_clip
-
         with np.load(path / "motion.npz", allow_pickle=False) as data:
-            motion = {name: data[name][:max_frames] for name in ("tx", "ty", "rotation", "scale", "blink", "mouth", "brow")}
+            motion = {name: data[name][:max_frames] for name in MOTION_FIELDS}
         identity = path.name.removesuffix("_video")
         noisy, found, _ = paired_human_clip(identity, motion, seed=toy_seed)
         return LandmarkSequence(fill_missing(noisy, found, str(path)), found, (256, 256), 25.0, f"{path} (toy human domain)")

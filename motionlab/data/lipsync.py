@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from motionlab.data.audio import CONTEXT, AudioError, audio_input, load_wav, mel_windows, melspectrogram
 from motionlab.data.datamodule import EpochSeededRandomSampler, SplitDataModule, collate
 from motionlab.data.landmarks import read_lms
-from motionlab.data.talking import INNER_SIZE, crop_face, synth_talking_clip
+from motionlab.data.talking import crop_face, synth_talking_clip
 from motionlab.data.video_io import ClipError, list_frame_files, read_image
 from motionlab.models import create_model, freeze
 from motionlab.models.lipsync import AUDIO_SHAPES

@@ -12,9 +12,10 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from motionlab.callbacks.rng_state import RNGStateCallback
+from motionlab.models.lora import LoraSpec, lora_spec
 from motionlab.utils.checkpoint import AtomicCheckpointIO, find_last_checkpoint
 from motionlab.utils.config import ConfigError, validate_config
 from motionlab.utils.io import flatten, write_json
@@ -64,10 +65,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     task: L.LightningModule = instantiate(cfg.model, **({"loss": cfg.loss} if cfg.get("loss") else {}))
     task.run_config = run_config
     if cfg.get("init_from"):
-        if ckpt_path is not None:
+        if ckpt_path is not None and not cfg.get("lora"):
             raise ConfigError("config keys 'init_from' and 'ckpt_path' exclude each other: start from weights, or resume a run")
         task.init_from(cfg.init_from)
         log.info("model.net starts from the weights of %s", cfg.init_from)
+    if cfg.get("lora"):
+        if not cfg.get("init_from"):
+            raise ConfigError("lora=... adapts a frozen base: give its weights with init_from=<base checkpoint> (also when resuming)")
+        task.add_lora(LoraSpec.from_dict(OmegaConf.to_container(cfg.lora, resolve=True)), cfg.init_from)
+        log.info("LoRA on model.net: %s", lora_spec(task.net))
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
     callbacks.append(RNGStateCallback())
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]

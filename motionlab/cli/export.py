@@ -1,4 +1,4 @@
-"""``motionlab-export {fomm,onnx} ckpt=... out=...``: write a trained model in another format (see conf/export.yaml)."""
+"""``motionlab-export {fomm,onnx,lora,merge} ckpt=... out=...``: write a trained model in another format (see conf/export.yaml)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _fomm(cfg: DictConfig) -> None:
 def _onnx(cfg: DictConfig) -> None:
     from motionlab.inference.export import export_lipsync_onnx
 
-    options = {key: value for key, value in resolved_container(cfg).items() if key != "hydra"}
+    options = {key: value for key, value in resolved_container(cfg).items() if key not in ("hydra", "base")}
     report = export_lipsync_onnx(**options)
     shapes = ", ".join(f"{name} {shape}" for name, shape in report["inputs"].items())
     print(f"wrote {report['out']} (inputs: {shapes}; batch axis dynamic); onnxruntime parity, max abs difference: {report['parity']}")
@@ -30,8 +30,24 @@ def _onnx(cfg: DictConfig) -> None:
         print(f"reference inputs and outputs in {report['reference_outputs']}")
 
 
+def _lora(cfg: DictConfig) -> None:
+    from motionlab.inference.export import export_lora_adapter
+
+    options = resolved_container(cfg)
+    report = export_lora_adapter(options["ckpt"], options["out"], options["base"])
+    print(f"wrote {report['out']} ({report['tensors']} tensors, {report['bytes']} bytes; base sha256 {report['base_sha256']})")
+
+
+def _merge(cfg: DictConfig) -> None:
+    from motionlab.inference.export import merge_lora_checkpoint
+
+    options = resolved_container(cfg)
+    report = merge_lora_checkpoint(options["ckpt"], options["out"], options["base"])
+    print(f"wrote {report['out']} ({report['bytes']} bytes): the adapters merged into base sha256 {report['base_sha256']}")
+
+
 def main() -> None:
-    dispatch("motionlab-export", {"fomm": ("export", _fomm), "onnx": ("export", _onnx)})
+    dispatch("motionlab-export", {"fomm": ("export", _fomm), "onnx": ("export", _onnx), "lora": ("export", _lora), "merge": ("export", _merge)})
 
 if __name__ == "__main__":
     main()

@@ -96,6 +96,7 @@ def animate_files(
     side_by_side_out: str | os.PathLike | None = None,
     model: str | None = None,
     adapter: str | os.PathLike | None = None,
+    lora: str | os.PathLike | None = None,
 ) -> dict:
     """Animate ``portrait`` (an image) with ``driver`` and write ``out`` (mp4).
 
@@ -104,11 +105,14 @@ def animate_files(
     descriptor checkpoint ``ckpt``) the driver is any landmark source (:func:`motionlab.data.landmarks.read_landmarks`:
     a video through dlib, ``.npy`` / ``.lms``, a toy clip) and drives the descriptor model's generator through the
     adapter. ``gif`` / ``side_by_side_out`` write portrait | driver | result side by side (GIF / mp4), with the
-    keypoints (or the driver's landmarks) drawn. Returns a summary.
+    keypoints (or the driver's landmarks) drawn. ``lora`` adds a LoRA adapter file trained on ``ckpt`` (unmerged).
+    Returns a summary.
     """
     triptychs, results = [], []
     with torch.inference_mode():
         if adapter is not None:
+            if lora is not None:
+                raise ValueError("lora= applies to the animation network of ckpt; a landmark adapter run (adapter=) takes none")
             predictor = load_adapter_predictor(ckpt, adapter, device)
             landmarks = read_landmarks(driver, max_frames=max_frames)
             # panels of at least 256 px: 64 px generators give results too small to read the landmarks on
@@ -123,7 +127,7 @@ def animate_files(
                 shown = views[len(triptychs) : len(triptychs) + len(drawn)]
                 triptychs.extend(np.concatenate([shown, _upscaled(side_by_side(batch["source"]), panel), drawn], axis=-2))
         else:
-            predictor = load_predictor(ckpt, model=model, device=device, relative=relative, adapt_movement_scale=adapt_movement_scale)
+            predictor = load_predictor(ckpt, model=model, device=device, lora=lora, relative=relative, adapt_movement_scale=adapt_movement_scale)
             if not isinstance(predictor, AnimationPredictor):
                 raise ValueError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); see motionlab-lipsync")
             clip = open_clip(driver)

@@ -1,5 +1,5 @@
-"""ONNX export of any registered network that declares example inputs (the lip-sync U-Net, the ``ave`` audio
-encoder), with an onnxruntime parity check.
+"""Export: ONNX of any registered network that declares example inputs (the lip-sync U-Net, the ``ave`` audio
+encoder), with an onnxruntime parity check; LoRA runs as adapter files or merged checkpoints.
 
 Inputs and outputs are named from the model's :class:`~motionlab.models.ModelInfo` (``example_inputs``,
 ``output_names``); the batch axis is dynamic. The parity check runs the exported graph in onnxruntime (CPU) on
@@ -18,9 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from motionlab.models import checkpoint_models, motionlab_meta
+from motionlab.models.lora import check_base, load_adapter, merge_lora, read_adapter, save_adapter
 from motionlab.tasks import load_predictor
 from motionlab.tasks.lipsync import LipSyncPredictor
-from motionlab.utils.io import atomic_path
+from motionlab.utils.checkpoint import CheckpointFormatError, atomic_torch_save, load_checkpoint
+from motionlab.utils.io import atomic_path, file_digest
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -133,3 +136,47 @@ def export_lipsync_onnx(ckpt: str, out: str, part: str = "net", model: str | Non
     written = write_reference_outputs(net, real if real is not None else example_inputs(net), reference_outputs) if reference_outputs else []
     inputs = {name: ["batch", *value.shape[1:]] for name, value in example_inputs(net).items()}
     return {**result, "inputs": inputs, "reference_outputs": str(reference_outputs) if written else None}
+
+
+def _lora_run(ckpt: str | os.PathLike, base: str | os.PathLike | None) -> tuple[dict[str, nn.Module], dict]:
+    """The networks of a LoRA run's checkpoint (adapters on ``net``) and its ``motionlab`` entry."""
+    checkpoint = load_checkpoint(ckpt)
+    meta = motionlab_meta(checkpoint)
+    if meta is None or meta.get("lora") is None:
+        raise CheckpointFormatError(f"{ckpt} is not a LoRA run's checkpoint (no motionlab.lora entry): train one with lora=... init_from=<base>")
+    return checkpoint_models(checkpoint, ckpt, base=base), meta
+
+
+def export_lora_adapter(ckpt: str | os.PathLike, out: str | os.PathLike, base: str | os.PathLike | None = None) -> dict:
+    """``motionlab-export lora``: the adapters of a LoRA run's checkpoint as a safetensors file recording the base's SHA-256."""
+    models, meta = _lora_run(ckpt, base)
+    lora = meta["lora"]
+    path = save_adapter(models["net"], out, lora["base_sha256"], Path(lora["base_path"]).name)
+    return {"out": str(path), "bytes": path.stat().st_size, "tensors": len(read_adapter(path)[0]), "base_sha256": lora["base_sha256"]}
+
+
+def merge_lora_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, base: str | os.PathLike | None = None) -> dict:
+    """``motionlab-export merge``: fold LoRA adapters into their base and write a normal motionlab checkpoint (loadable
+    by every command, ONNX-exportable). ``ckpt`` is a LoRA run's checkpoint (its base found as recorded or at
+    ``base``) or an adapter file (``base`` required: the checkpoint it was trained on)."""
+    if str(ckpt).endswith(".safetensors"):
+        if base is None:
+            raise ValueError(f"{ckpt} is an adapter file: give the base checkpoint it was trained on with base=PATH")
+        base_checkpoint = load_checkpoint(base)
+        meta = motionlab_meta(base_checkpoint)
+        if meta is None:
+            raise CheckpointFormatError(f"{base} is not a motionlab checkpoint: merging writes one, so the base must be one")
+        models = checkpoint_models(base_checkpoint, base)
+        load_adapter(models["net"], ckpt, file_digest(base), str(base))
+        origin = {"adapter": str(ckpt), "adapter_sha256": file_digest(ckpt), "base_sha256": file_digest(base)}
+    else:
+        models, meta = _lora_run(ckpt, base)
+        origin = {"lora_run": str(ckpt), "lora_run_sha256": file_digest(ckpt), "base_sha256": meta["lora"]["base_sha256"]}
+    merge_lora(models["net"])
+    state = {f"{attribute}.{key}": value for attribute, model in models.items() for key, value in model.state_dict().items()}
+    payload = {"state_dict": state, "motionlab": {**{k: v for k, v in meta.items() if k != "lora"},
+                                                  "models": {attribute: model.model_info.spec() for attribute, model in models.items()},
+                                                  "merged_lora": origin}}
+    out = Path(out)
+    atomic_torch_save(payload, out)
+    return {"out": str(out), "bytes": out.stat().st_size, **origin}

@@ -11,6 +11,8 @@ The checkpoint's :class:`~motionlab.tasks.lipsync.LipSyncPredictor` does what th
 
 from __future__ import annotations
 
+import copy
+
 import logging
 import os
 import queue
@@ -26,6 +28,7 @@ from motionlab.data.audio import SAMPLE_RATE, audio_input, load_wav
 from motionlab.data.landmarks import read_lms
 from motionlab.data.talking import CROP_SIZE, INNER_SIZE, crop_face
 from motionlab.data.video_io import ClipError, list_frame_files, read_image, write_video
+from motionlab.models.lora import merge_lora
 from motionlab.tasks import load_predictor
 from motionlab.tasks.lipsync import LipSyncPredictor
 
@@ -160,8 +163,9 @@ class LipSyncPipeline:
 
 def lipsync_files(ckpt: str, template: str, audio: str, out: str, model: str | None = None, audio_encoder_ckpt: str | None = None,
                   features: str | None = None, runtime: str = "torch", onnx: str | None = None, batch_size: int = 8,
-                  feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu") -> dict:
-    """``motionlab-lipsync``: load the checkpoint's predictor, pick the runtime, write ``out``."""
+                  feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora: str | None = None) -> dict:
+    """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora``, a speaker's LoRA adapter file trained on
+    ``ckpt``, unmerged), pick the runtime, write ``out``."""
     from motionlab.inference.export import OnnxRunner, export_checked
     from motionlab.utils.io import file_digest
 
@@ -170,13 +174,16 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, model: str | N
     for name, value in (("template", template), ("audio", audio)):
         if not Path(value).exists():
             raise FileNotFoundError(f"{name}={value} does not exist")
-    predictor = load_predictor(ckpt, model=model, device=device, audio_encoder_ckpt=audio_encoder_ckpt)
+    predictor = load_predictor(ckpt, model=model, device=device, lora=lora, audio_encoder_ckpt=audio_encoder_ckpt)
     if not isinstance(predictor, LipSyncPredictor):
         raise ValueError(f"{ckpt} is not a lip-sync U-Net checkpoint (its predictor is {type(predictor).__name__})")
     if runtime == "onnx":
-        path = Path(onnx) if onnx else Path(ckpt).with_name(f"{Path(ckpt).stem}.{file_digest(ckpt)[:12]}.onnx")
+        # the graph is the U-Net with the adapters merged: an export per (base, adapter) pair
+        key = file_digest(ckpt)[:12] + (f".lora-{file_digest(lora)[:12]}" if lora is not None else "")
+        path = Path(onnx) if onnx else Path(ckpt).with_name(f"{Path(ckpt).stem}.{key}.onnx")
         if not path.is_file():
-            log.info("exported %s; onnxruntime parity %s", path, export_checked(predictor.net, path)["parity"])
+            net = merge_lora(copy.deepcopy(predictor.net)) if lora is not None else predictor.net
+            log.info("exported %s; onnxruntime parity %s", path, export_checked(net, path)["parity"])
         predictor.runner = OnnxRunner(path)
     pipeline = LipSyncPipeline(predictor, batch_size=batch_size, feather=feather, fps=fps)
     return {**pipeline.run(template, audio, out, crf=crf, features_path=features), "runtime": runtime}

@@ -110,7 +110,8 @@ class AnimatorNet(nn.Module):
         return {"image": image, "flow": flow, "occlusion": occlusion, "blend": blend, "warped_portrait": warped_portrait}
 
 
-@register_model(family="animator", input_size=64)
+# LoRA by default adapts the appearance decoder: what an unseen identity's rendering needs most
+@register_model(family="animator", input_size=64, lora_targets=r"decoder\.\d+\.1\.0|to_output")
 def animator_v1(input_size: int = 64, image_channels: int = 3, motion_channels: tuple[int, ...] = (32, 64, 128),
                 appearance_channels: tuple[int, ...] = (64, 128), num_res_blocks: int = 2, max_flow: float = 0.5,
                 num_descriptors: int = 0, descriptor_variance: float = 0.01) -> AnimatorNet:

@@ -12,17 +12,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 
 from torch import nn
 
+from motionlab.models.lora import LoraSpec, add_lora, check_base, load_adapter_state_dict
 from motionlab.models.registry import build, list_models, model_builder
-from motionlab.utils.checkpoint import load_checkpoint, load_state_dict_strict, submodule_state_dict
+from motionlab.utils.checkpoint import CheckpointFormatError, load_checkpoint, load_state_dict_strict, submodule_state_dict
+from motionlab.utils.io import file_digest
 
 PLAIN_TYPES = (str, int, float, bool, type(None))
-
-
-class CheckpointFormatError(ValueError):
-    """A file that is not what it was given as (not a motionlab checkpoint, another network, a bad spec)."""
 
 
 def motionlab_meta(checkpoint: Mapping) -> dict | None:
@@ -108,12 +107,15 @@ def create_model(name: str, pretrained: str | os.PathLike | None = None, **overr
 create_model.signature_for = lambda node: model_builder(node.get("name"))
 
 
-def stored_models(checkpoint: Mapping, source: str | os.PathLike) -> dict[str, nn.Module]:
+def stored_models(checkpoint: Mapping, source: str | os.PathLike, base: str | os.PathLike | None = None) -> dict[str, nn.Module]:
     """Every network a motionlab checkpoint holds (its ``net`` and frozen helpers), rebuilt from their specs,
-    weights loaded strictly, in eval mode."""
+    weights loaded strictly, in eval mode. A LoRA checkpoint holds adapters only: its networks are its base
+    checkpoint's (``base``, or the path it recorded; the SHA-256 must match) with the adapters added to ``net``."""
     meta = motionlab_meta(checkpoint)
     if meta is None:
         raise CheckpointFormatError(f"{source} is not a motionlab checkpoint (no 'motionlab' entry with model specs)")
+    if meta.get("lora") is not None:
+        return _lora_checkpoint_models(checkpoint, meta, source, base)
     models = {}
     for attribute, spec in meta["models"].items():
         model = model_from_spec(spec, f"{source} [motionlab.models.{attribute}]")
@@ -122,11 +124,27 @@ def stored_models(checkpoint: Mapping, source: str | os.PathLike) -> dict[str, n
     return models
 
 
-def checkpoint_models(checkpoint: Mapping, source: str | os.PathLike, name: str | None = None) -> dict[str, nn.Module]:
+def _lora_checkpoint_models(checkpoint: Mapping, meta: dict, source: str | os.PathLike, base: str | os.PathLike | None) -> dict[str, nn.Module]:
+    lora = meta["lora"]
+    base_path = Path(base if base is not None else lora["base_path"])
+    if not base_path.is_file():
+        raise FileNotFoundError(f"{source} holds LoRA adapters trained on base {lora['base_path']} (sha256 {lora['base_sha256']}), "
+                                "which is not there: give the base checkpoint with base=PATH")
+    check_base(lora["base_sha256"], file_digest(base_path), str(source), str(base_path), Path(lora["base_path"]).name)
+    models = checkpoint_models(load_checkpoint(base_path), base_path, meta["models"]["net"]["name"])
+    add_lora(models["net"], LoraSpec.from_dict(lora["spec"], f"{source} [motionlab.lora.spec]"))
+    load_adapter_state_dict(models["net"], submodule_state_dict(checkpoint["state_dict"], "net"), str(source))
+    models["net"].eval()
+    return models
+
+
+def checkpoint_models(checkpoint: Mapping, source: str | os.PathLike, name: str | None = None,
+                      base: str | os.PathLike | None = None) -> dict[str, nn.Module]:
     """The networks of an already-read checkpoint: a motionlab checkpoint's stored ones (``name`` may confirm its
-    ``net``), or ``{"net": ...}`` for a foreign file, which needs ``name``, the registered variant it fits."""
+    ``net``; ``base`` locates a LoRA checkpoint's base), or ``{"net": ...}`` for a foreign file, which needs
+    ``name``, the registered variant it fits."""
     if motionlab_meta(checkpoint) is not None:
-        models = stored_models(checkpoint, source)
+        models = stored_models(checkpoint, source, base)
         if name is not None and models["net"].model_info.name != name:
             raise CheckpointFormatError(f"{source} holds a {models['net'].model_info.name}, not a {name}")
         return models

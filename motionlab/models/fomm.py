@@ -317,7 +317,9 @@ def save_fomm_checkpoint(model: FOMM, path, epoch: int = 0):
 
 
 # input_size: the side the model is trained and run at (inference resizes to it)
-_FOMM_INFO = dict(family="keypoint_animator", input_size=256, checkpoint_filter=fomm_checkpoint_filter)
+# LoRA by default adapts the generator's appearance path (bottleneck, decoder, output)
+_FOMM_INFO = dict(family="keypoint_animator", input_size=256, checkpoint_filter=fomm_checkpoint_filter,
+                  lora_targets=r"generator\.(bottleneck\.r\d+\.conv[12]|up_blocks\.\d+\.conv|final)")
 
 
 @register_model(**_FOMM_INFO)

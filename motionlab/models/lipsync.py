@@ -320,7 +320,9 @@ def _mel_examples(batch: int, generator: torch.Generator) -> dict[str, torch.Ten
     return {"mel": torch.rand(batch, 1, 80, 16, generator=generator) * 8 - 4}
 
 
-_UNET = dict(family="lipsync_unet", input_size=320, output_names=("face",), checkpoint_filter=synctalk_filter)
+# LoRA by default adapts every 1x1 convolution (the depthwise 3x3 ones cannot be merged) and the output layer
+_UNET = dict(family="lipsync_unet", input_size=320, output_names=("face",), checkpoint_filter=synctalk_filter,
+             lora_targets=r".*\.conv\.[06]|outc\.conv")
 _SYNCNET = dict(family="syncnet", input_size=320, output_names=("audio_embedding", "face_embedding"), checkpoint_filter=synctalk_filter)
 
 

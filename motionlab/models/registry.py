@@ -29,6 +29,7 @@ class ModelInfo:
         checkpoint_filter: ``(state_dict, source) -> state_dict`` mapping foreign key layouts (release files,
             other wrappers) onto this architecture's keys; lives beside the architecture.
         accepts_from: other variants whose motionlab checkpoints hold weights for this one (the filter extracts them).
+        lora_targets: the default LoRA targets, a regular expression over module names (:mod:`motionlab.models.lora`).
         args: the explicit arguments it was built with; component: the sub-module taken from it, if any.
     """
 
@@ -40,6 +41,7 @@ class ModelInfo:
     output_names: tuple[str, ...] = ("output",)
     checkpoint_filter: CheckpointFilter | None = None
     accepts_from: tuple[str, ...] = ()
+    lora_targets: str | None = None
     args: dict = field(default_factory=dict)
     component: str | None = None
 

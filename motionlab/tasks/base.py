@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 import lightning as L
 import torch
 from torch import nn
 
-from motionlab.models import freeze, load_pretrained
+from motionlab.models import CheckpointFormatError, freeze, load_pretrained
+from motionlab.models.lora import LoraSpec, add_lora, check_base, is_adapter_key, lora_spec
+from motionlab.utils.io import file_digest
 
 
 class MotionlabTask(L.LightningModule):
@@ -25,6 +28,10 @@ class MotionlabTask(L.LightningModule):
     and are registered with :meth:`add_helper`. Every network built by :mod:`motionlab.models` carries a spec;
     :meth:`on_save_checkpoint` stores them, with :meth:`predictor_settings` and the run config (a record only),
     under ``"motionlab"``, so :func:`motionlab.tasks.load_predictor` rebuilds the task's predictor from the file.
+
+    With LoRA (:meth:`add_lora`) only the adapters of ``net`` train; checkpoints then hold those alone (no frozen
+    base or helper weights), with the LoRA spec and the base checkpoint's path and SHA-256 under
+    ``motionlab.lora``; resuming puts the base weights back after checking that digest.
     """
 
     task_name = "base"
@@ -42,6 +49,7 @@ class MotionlabTask(L.LightningModule):
         self.automatic_optimization = len(self.optimizer_factories) == 1
         self.helper_names: list[str] = []
         self.run_config: dict = {}
+        self.lora_base: dict | None = None
 
     def add_helper(self, name: str, module: nn.Module | None) -> None:
         """Register a frozen helper network as attribute ``name`` (``None`` allowed): no gradients, always in eval mode."""
@@ -53,12 +61,32 @@ class MotionlabTask(L.LightningModule):
         super().train(mode)
         for name in self.helper_names:
             getattr(self, name).eval()  # frozen: batch-norm statistics must not move
+        if self.lora_base is not None:
+            self._freeze_base_norms()
         return self
+
+    def _freeze_base_norms(self) -> None:
+        """Under LoRA the base's batch norms run on their stored statistics (modules_to_save copies still train).
+        Lightning keeps each module's mode across validation, so setting it once holds for the run."""
+        for module in self.net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in module.parameters(recurse=False)):
+                module.eval()
 
     def init_from(self, path: str | os.PathLike) -> None:
         """Start ``net`` from pretrained weights (a motionlab checkpoint of the same variant, or a published file its
         architecture reads); unlike resuming (``ckpt_path``), optimiser, schedule and step start afresh."""
         load_pretrained(self.net, path)
+
+    def add_lora(self, spec: LoraSpec, base: str | os.PathLike) -> None:
+        """Freeze ``net`` (already holding the weights of the checkpoint ``base``) and add LoRA adapters to it;
+        only they (and ``spec.modules_to_save``) train from here on."""
+        add_lora(self.net, spec)
+        self.lora_base = {"path": str(Path(base).resolve()), "sha256": file_digest(base)}
+        self._freeze_base_norms()
+
+    def _dropped_from_checkpoint(self, key: str) -> bool:
+        """Under LoRA: the frozen base and helper weights, which the base checkpoint and the config already hold."""
+        return (key.startswith("net.") and not is_adapter_key(key)) or any(key.startswith(f"{name}.") for name in self.helper_names)
 
     def parameter_groups(self) -> dict[str, Iterable[torch.nn.Parameter]]:
         """Trainable parameters by optimiser name; one optimiser (``net``) takes every trainable parameter."""
@@ -122,3 +150,23 @@ class MotionlabTask(L.LightningModule):
         specs = {name: module.model_info.spec() for name, module in self.named_children() if hasattr(module, "model_info")}
         checkpoint["motionlab"] = {"task": self.task_name, "models": specs, "predictor": self.predictor_settings(),
                                    "config": self.run_config, "torch": str(torch.__version__)}
+        if self.lora_base is not None:
+            checkpoint["motionlab"]["lora"] = {"spec": lora_spec(self.net).to_dict(), "base_path": self.lora_base["path"],
+                                               "base_sha256": self.lora_base["sha256"]}
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not self._dropped_from_checkpoint(k)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Resuming (or testing) a LoRA run: the file holds the adapters; the base weights come from init_from.
+        lora = (checkpoint.get("motionlab") or {}).get("lora")
+        if (lora is None) != (self.lora_base is None):
+            raise CheckpointFormatError(
+                "this checkpoint holds LoRA adapters: resume it with the same lora=... and init_from=<its base>"
+                if lora is not None else "this run adds LoRA adapters (lora=...) but the checkpoint has none: resume a LoRA run's checkpoint")
+        if lora is None:
+            return
+        check_base(lora["base_sha256"], self.lora_base["sha256"], "the checkpoint being resumed", f"init_from {self.lora_base['path']}",
+                   Path(lora["base_path"]).name)
+        state = checkpoint["state_dict"]
+        for key, value in self.state_dict().items():
+            if key not in state and self._dropped_from_checkpoint(key):
+                state[key] = value

@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from motionlab.models import checkpoint_models, motionlab_meta
+from motionlab.models.lora import load_adapter
 from motionlab.utils.checkpoint import load_checkpoint
+from motionlab.utils.io import file_digest
 
 _PREDICTORS: dict[str, type["Predictor"]] = {}
 
@@ -46,20 +48,27 @@ def register_predictor(cls: type[Predictor]) -> type[Predictor]:
     return cls
 
 
-def load_predictor(path: str | os.PathLike, model: str | None = None, device: str = "cpu", **options) -> Predictor:
+def load_predictor(path: str | os.PathLike, model: str | None = None, device: str = "cpu", base: str | os.PathLike | None = None,
+                   lora: str | os.PathLike | None = None, **options) -> Predictor:
     """The predictor of a checkpoint file (weights-only read); see :func:`predictor_from_checkpoint`."""
-    return predictor_from_checkpoint(load_checkpoint(path), path, model, device, **options)
+    return predictor_from_checkpoint(load_checkpoint(path), path, model, device, base, lora, **options)
 
 
 def predictor_from_checkpoint(checkpoint: dict, path: str | os.PathLike, model: str | None = None, device: str = "cpu",
-                              **options) -> Predictor:
+                              base: str | os.PathLike | None = None, lora: str | os.PathLike | None = None, **options) -> Predictor:
     """The predictor of an already-read checkpoint.
 
     motionlab checkpoints carry their networks' specs and the task's predictor settings; published files
-    (FOMM ``*.pth.tar``, SyncTalk_2D state dicts) need ``model``, the registered variant they fit. ``options``
-    go to the predictor (relative motion for keypoint models, the audio encoder for a SyncTalk_2D U-Net ...).
+    (FOMM ``*.pth.tar``, SyncTalk_2D state dicts) need ``model``, the registered variant they fit. A LoRA run's
+    checkpoint finds its base at the recorded path or ``base``. ``lora`` adds the adapters of an adapter file to
+    ``net`` unmerged (switchable with :func:`motionlab.models.lora.set_lora_enabled`); the file must have been
+    trained on this very checkpoint (SHA-256). ``options`` go to the predictor (relative motion for keypoint
+    models, the audio encoder for a SyncTalk_2D U-Net ...).
     """
-    models = checkpoint_models(checkpoint, path, model)
+    models = checkpoint_models(checkpoint, path, model, base)
+    if lora is not None:
+        load_adapter(models["net"], lora, file_digest(path), str(path))
+        models["net"].eval()
     meta = motionlab_meta(checkpoint)
     family = models["net"].model_info.family
     if family not in _PREDICTORS:

@@ -18,6 +18,10 @@ class WeightMismatchError(RuntimeError):
     """A state dict that does not fit an architecture: names the missing, unexpected and mis-shaped keys."""
 
 
+class CheckpointFormatError(ValueError):
+    """A file that is not what it was given as (not a motionlab checkpoint, another network, a bad spec, another base)."""
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` through a temporary file and a rename: readers never see half a file."""
     with atomic_open(path, "wb") as file:
@@ -47,9 +51,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ) from error
 
 
-def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """Load ``state_dict`` into ``module`` requiring identical keys and shapes; otherwise list what differs."""
-    expected = module.state_dict()
+def check_state_dict(expected: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor], target: str, source: str) -> None:
+    """Require ``state_dict`` to have exactly the keys and shapes of ``expected``; otherwise list what differs."""
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     mismatched = sorted(
@@ -64,12 +67,17 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
             return f"\n  {title} ({len(items)}): {shown}" if items else ""
 
         raise WeightMismatchError(
-            f"weights in {source} do not match {type(module).__name__}:"
+            f"weights in {source} do not match {target}:"
             + listing("missing keys", missing)
             + listing("unexpected keys", unexpected)
             + listing("shape mismatches", mismatched)
             + "\n  check that the checkpoint was trained with the same model config"
         )
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load ``state_dict`` into ``module`` requiring identical keys and shapes; otherwise list what differs."""
+    check_state_dict(module.state_dict(), state_dict, type(module).__name__, source)
     module.load_state_dict(state_dict, strict=True)
 
 

@@ -3,11 +3,7 @@ base, resume, export / merge commands, inference with lora=."""
 
 from __future__ import annotations
 
-import json
-import warnings
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from motionlab.models import checkpoint_models, motionlab_meta
-from motionlab.models.lora import check_base, load_adapter, merge_lora, read_adapter, save_adapter
+from motionlab.models.lora import load_adapter, merge_lora, read_adapter, save_adapter
 from motionlab.tasks import load_predictor
 from motionlab.tasks.lipsync import LipSyncPredictor
 from motionlab.utils.checkpoint import CheckpointFormatError, atomic_torch_save, load_checkpoint

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import torchmetrics
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -88,6 +89,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         if cfg.get("validate_before_training") and cfg.train and ckpt_path is None:
             # the untrained model's validation metrics: the "before" of a before / after comparison
             before = {f"before/{k}": float(v) for k, v in trainer.validate(task, datamodule=datamodule, verbose=False)[0].items()}
+            # validate() resets metric states under inference mode; fit's validation updates them in place outside it
+            for module in task.modules():
+                if isinstance(module, torchmetrics.Metric):
+                    module.reset()
         if cfg.train:
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         train_metrics = dict(trainer.callback_metrics)

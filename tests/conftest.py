@@ -19,6 +19,7 @@ TINY_WORLD = {"identities": 8, "frames": 8, "size": 32, "seed": 0}
 # Per experiment: networks small enough for CPU steps in milliseconds, same code paths as the real ones.
 TINY_NETS = {
     "quickstart": ["model.net.motion_channels=[8,16]", "model.net.appearance_channels=[8,16]", "model.net.num_res_blocks=1"],
+    "lora_animator_target": ["model.net.motion_channels=[8,16]", "model.net.appearance_channels=[8,16]", "model.net.num_res_blocks=1"],
     "animator_descriptors_quick": ["model.net.motion_channels=[8,16]", "model.net.appearance_channels=[8,16]",
                                    "model.net.num_res_blocks=1", "model.net.num_descriptors=4"],
     "descriptor_quick": ["model.net.num_kp=4", "model.net.kp_detector.block_expansion=8", "model.net.generator.block_expansion=8",
@@ -71,6 +72,16 @@ def tiny_overrides(root: Path, experiment: str = "quickstart", lipsync: dict | N
         "callbacks.preview.clip_frames=4",
         *TINY_NETS[experiment],
     ]
+
+
+@pytest.fixture(scope="session")
+def animator_base_checkpoint(tmp_path_factory) -> Path:
+    """A tiny quickstart Animator (one epoch): the base of the LoRA runs."""
+    from motionlab.train import train
+
+    root = tmp_path_factory.mktemp("animator_base")
+    train(compose_train(["experiment=quickstart", "logger=none", "trainer.max_epochs=1", "trainer.deterministic=true", *tiny_overrides(root)], root / "run"))
+    return root / "run" / "checkpoints" / "last.ckpt"
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import count_video_frames, read_rgb
 
 from motionlab.data.augment import PairedAugmentation
-from motionlab.data.datamodule import EpochSeededRandomSampler, PortraitVideoDataModule
+from motionlab.data.datamodule import EpochSeededRandomSampler, PortraitVideoDataModule, TargetDataModule
 from motionlab.data.datasets import PortraitVideoDataset, discover_clips, split_identities, uniform_frame_indices
 from motionlab.data.video_io import ClipError, list_frame_files, write_video
-
-from conftest import count_video_frames, read_rgb
 
 
 def _frames(world, name):
@@ -175,3 +174,20 @@ def test_augmentation_is_refused_with_cached_descriptors():
     batch["driver_descriptors"] = torch.rand(2, 4, 2)
     with pytest.raises(ValueError, match="set data.augmentation=null"):
         PairedAugmentation(hflip=0.0)(batch)
+
+
+def test_target_datamodule_splits_one_identity_in_time(toy_world):
+    datamodule = TargetDataModule(identity="id_0002", root=str(toy_world), layout="seed", image_size=32, train_fraction=0.5,
+                                  max_frames=3, repeats=4, batch_size=2)
+    datamodule.setup()
+    train, held_out = datamodule.datasets["train"], datamodule.datasets["val"]
+    train_frames = {t for _, t in train.index}
+    assert len(train_frames) == 3 and max(train_frames) < 4 <= min(t for _, t in held_out.index)  # 8 frames: 0-3 | 4-7
+    assert len(datamodule.train_dataloader().sampler) == 12  # 4 shuffled passes per epoch
+    for item in range(len(train)):
+        sample = train[item]
+        assert sample["next_index"] < 4 and sample["identity"] == "id_0002"  # neighbours never leak into held-out frames
+    _, frames = held_out.clip_frames(0)
+    assert frames.shape[0] == 4
+    with pytest.raises(ValueError, match="is not among"):
+        TargetDataModule(identity="nobody", root=str(toy_world), layout="seed").setup()

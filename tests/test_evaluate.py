@@ -142,3 +142,15 @@ def test_eval_html_screenshot_in_headless_chromium(checkpoint, tmp_path):
         pixels = image.convert("RGB")
         assert pixels.size == (1400, 900)
         assert len(set(pixels.resize((140, 90)).getdata())) > 20  # text, table lines and preview colours, not a blank page
+
+
+def test_eval_scores_identity_against_a_profile(checkpoint, tmp_path):
+    from motionlab.data.profile import build_profile, write_profile
+
+    world = next(checkpoint.parents[2].glob(".cache/toy_world_*"))  # the checkpoint's toy world, in its run's cache
+    own = write_profile(build_profile(world / "id_0000_video", max_frames=4, embedder="image"), tmp_path / "id0.json")
+    result = evaluate(compose_eval([f"ckpt_path={checkpoint}", *FAST_SUITE, "suite.frechet=false", "suite.clip_frechet=false",
+                                    f"profile={own}"], tmp_path / "out"))
+    value = result["metrics"]["csim_profile_image"]
+    assert 0.0 < value <= 1.0 and result["metrics"]["csim_profile_image_frames_missed"] == 0
+    assert all(0.0 < row["csim_profile_image"] <= 1.0 for row in result["clips"])

@@ -3,30 +3,19 @@ base, resume, export / merge commands, inference with lora=."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
+from conftest import compose_train, run_cli, tiny_overrides
 from torch import nn
 
 from motionlab.inference.export import export_lora_adapter, merge_lora_checkpoint
 from motionlab.models import CheckpointFormatError, create_model, load_model
-from motionlab.models.lora import (
-    LoraSpec,
-    add_lora,
-    adapter_state_dict,
-    load_adapter,
-    merge_lora,
-    read_adapter,
-    save_adapter,
-    set_lora_enabled,
-)
+from motionlab.models.lora import LoraSpec, adapter_state_dict, add_lora, load_adapter, merge_lora, read_adapter, save_adapter, set_lora_enabled
 from motionlab.models.registry import ModelInfo
 from motionlab.tasks import load_predictor
 from motionlab.train import train
 from motionlab.utils.checkpoint import load_checkpoint, submodule_state_dict
 from motionlab.utils.io import file_digest
-
-from conftest import compose_train, run_cli, tiny_overrides
 
 
 class NormedNet(nn.Module):
@@ -123,12 +112,11 @@ def test_adapter_file_round_trip_and_base_check(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def lora_runs(tmp_path_factory):
-    """A tiny base Animator, then LoRA runs on it: two epochs straight, one epoch, and that one resumed to two."""
+def lora_runs(tmp_path_factory, animator_base_checkpoint):
+    """LoRA runs on a tiny base Animator: two epochs straight, one epoch, and that one resumed to two."""
     root = tmp_path_factory.mktemp("lora")
     common = ["experiment=quickstart", "logger=none", "trainer.deterministic=true", *tiny_overrides(root)]
-    train(compose_train([*common, "trainer.max_epochs=1"], root / "base"))
-    base = root / "base" / "checkpoints" / "last.ckpt"
+    base = animator_base_checkpoint
     lora = [*common, "lora=default", "lora.rank=4", "lora.dropout=0.1", f"init_from={base}"]
     metrics, objects = train(compose_train([*lora, "trainer.max_epochs=2"], root / "straight"))
     train(compose_train([*lora, "trainer.max_epochs=1"], root / "first"))

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import compose_train, motionlab_bin, subprocess_env, tiny_overrides
 
 from motionlab.train import train
 from motionlab.utils.checkpoint import WeightMismatchError, find_last_checkpoint, load_checkpoint
 from motionlab.utils.config import ConfigError
-
-from conftest import compose_train, motionlab_bin, subprocess_env, tiny_overrides
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml"))
 
@@ -27,6 +26,8 @@ def test_fast_dev_run_every_experiment(experiment, tmp_path, request):
         extra = [f"data.descriptor_checkpoint={request.getfixturevalue('descriptor_checkpoint')}"]
     if experiment.startswith("lipsync"):  # needs the earlier lip-sync stages
         lipsync = request.getfixturevalue("lipsync_checkpoints")
+    if experiment == "lora_animator_target":  # adapts a trained Animator
+        extra = [f"init_from={request.getfixturevalue('animator_base_checkpoint')}"]
     overrides = [f"experiment={experiment}", "trainer.fast_dev_run=true", "logger=none", *tiny_overrides(tmp_path, experiment, lipsync), *extra]
     cfg = compose_train(overrides, tmp_path / "run")
     metrics, objects = train(cfg)

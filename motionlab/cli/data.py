@@ -1,4 +1,4 @@
-"""``motionlab-data {synth,talking,synth-talking} key=value ...``: data preparation (see conf/data_*.yaml)."""
+"""``motionlab-data {synth,talking,synth-talking,profile} key=value ...``: data preparation (see conf/data_*.yaml)."""
 
 from __future__ import annotations
 
@@ -47,9 +47,20 @@ def _synth_talking(cfg: DictConfig) -> None:
     print(f"wrote a toy talking head: {summary['frames']} frames at {summary['fps']:g} fps, {summary['size']}px, to {options['out']}")
 
 
+def _profile(cfg: DictConfig) -> None:
+    from motionlab.data.profile import build_profile, write_profile
+
+    options = _options(cfg)
+    out = options.pop("out")
+    profile = build_profile(**options)
+    path = write_profile(profile, out)
+    print(f"wrote {path}: {profile.name}, {len(profile.frames)} of {profile.frame_count} frames, {profile.embedder} embeddings "
+          f"({len(profile.mean)}-d), spread {profile.spread:.4f}, frames without a face {profile.frames_without_face}")
+
+
 def main() -> None:
     dispatch("motionlab-data", {"synth": ("data_synth", _synth), "talking": ("data_talking", _talking),
-                                "synth-talking": ("data_synth_talking", _synth_talking)})
+                                "synth-talking": ("data_synth_talking", _synth_talking), "profile": ("data_profile", _profile)})
 
 if __name__ == "__main__":
     main()

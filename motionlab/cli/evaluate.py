@@ -11,8 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from motionlab.cli.app import hydra_app
+from motionlab.data.profile import read_profile
 from motionlab.inference.evaluate import clips_from_checkpoint, clips_from_folders, evaluate_clips, metric_columns
 from motionlab.inference.report import NOTE, write_reports
+from motionlab.metrics.identity import ProfileSimilarity
 from motionlab.utils.config import ConfigError, validate_config
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,10 @@ def _log_wandb(result: dict, out_dir: Path, tags: list[str]) -> None:
 
 def _evaluate_cross_domain(options: dict, out_dir: Path) -> dict:
     from motionlab.geometry.landmarks import SIGNALS
-    from motionlab.inference.cross_domain import evaluate_cross_domain, write_cross_domain_reports
+    from motionlab.inference.cross_domain import (
+        evaluate_cross_domain,
+        write_cross_domain_reports,
+    )
 
     if options["ckpt_path"] is None or not options["drivers"]:
         raise ConfigError("cross-domain evaluation: give ckpt_path=<descriptor checkpoint>, adapter=<adapter checkpoint> and drivers=[clip, ...]")
@@ -73,7 +78,12 @@ def evaluate(cfg: DictConfig) -> dict:
         source = f"videos {options['generated_dir']} vs drivers {options['driver_dir']}"
     else:
         raise ConfigError("config: give ckpt_path=..., or ckpt_path=null with generated_dir=... and driver_dir=...")
-    result = evaluate_clips(clips, suite, preview_dir=out_dir / "previews", fps=options["preview_fps"])
+    profile = None
+    if options["profile"] is not None:
+        identity = read_profile(options["profile"])
+        profile = ProfileSimilarity(identity.mean_vector(), identity.embedder)
+        source += f", CSIM to profile {identity.name}"
+    result = evaluate_clips(clips, suite, preview_dir=out_dir / "previews", fps=options["preview_fps"], profile=profile)
     result["source"] = source
     result["note"] = NOTE
     paths = write_reports(result, out_dir)

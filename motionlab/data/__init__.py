@@ -4,6 +4,7 @@
 # (motionlab.utils.config.instantiate_trusted refuses any other _target_).
 TRUSTED_DATA_TARGETS = (
     "motionlab.data.datamodule.PortraitVideoDataModule",
+    "motionlab.data.datamodule.TargetDataModule",
     "motionlab.data.lipsync.LipSyncDataModule",
     "motionlab.data.cross_domain.CrossDomainDataModule",
     "motionlab.data.augment.PairedAugmentation",

@@ -11,31 +11,32 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from motionlab.data.augment import PairedAugmentation
-from motionlab.data.descriptor_cache import DescriptorCache
 from motionlab.data.datasets import PortraitVideoDataset, discover_clips, split_identities
+from motionlab.data.descriptor_cache import DescriptorCache
 from motionlab.data.synthetic import ToyWorldSpec, ensure_toy_world
 
 log = logging.getLogger(__name__)
 
 
 class EpochSeededRandomSampler(Sampler[int]):
-    """A shuffle that depends only on (seed, epoch), so a resumed run sees the same order.
+    """A shuffle that depends only on (seed, epoch), so a resumed run sees the same order; ``repeats`` shuffled
+    passes over the data make one epoch.
 
     Lightning calls :meth:`set_epoch` at the start of every training epoch.
     """
 
-    def __init__(self, length: int, seed: int = 0):
-        self.length, self.seed, self.epoch = length, seed, 0
+    def __init__(self, length: int, seed: int = 0, repeats: int = 1):
+        self.length, self.seed, self.repeats, self.epoch = length, seed, repeats, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.length
+        return self.length * self.repeats
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
+        return iter(torch.cat([torch.randperm(self.length, generator=generator) for _ in range(self.repeats)]).tolist())
 
 
 def collate(samples: list[dict]) -> dict:
@@ -132,6 +133,7 @@ class PortraitVideoDataModule(SplitDataModule):
         self.descriptor_checkpoint = descriptor_checkpoint
         self.splits: dict[str, list[str]] = {}
         self.datasets: dict[str, PortraitVideoDataset] = {}
+        self.repeats = 1  # shuffled passes over the training samples per epoch
 
     def data_root(self) -> Path:
         """The folder the samples come from (generating the toy world on first use)."""
@@ -165,16 +167,19 @@ class PortraitVideoDataModule(SplitDataModule):
                 self.datasets[name] = PortraitVideoDataset(by_split[name], source_frame="first", **common)
         if "test" not in self.datasets and "val" in self.datasets:
             self.datasets["test"] = self.datasets["val"]
-        cache = self.descriptor_cache()
-        if cache is not None:
-            cache.ensure(records)  # a no-op after prepare_data; computes here when setup runs alone
-            for dataset in self.datasets.values():
-                dataset.descriptors = {r.identity: cache.load(r.identity) for r in dataset.records}
+        self._attach_descriptors(records)
         log.info(
             "data: layout=%s root=%s identities train/val/test=%d/%d/%d samples train=%d skipped clips=%d",
             layout, self.data_root(), len(self.splits["train"]), len(self.splits["val"]), len(self.splits["test"]),
             len(self.datasets["train"]), self.skipped_clips,
         )
+
+    def _attach_descriptors(self, records: list) -> None:
+        cache = self.descriptor_cache()
+        if cache is not None:
+            cache.ensure(records)  # a no-op after prepare_data; computes here when setup runs alone
+            for dataset in self.datasets.values():
+                dataset.descriptors = {r.identity: cache.load(r.identity) for r in dataset.records}
 
     @property
     def skipped_clips(self) -> int:
@@ -185,11 +190,12 @@ class PortraitVideoDataModule(SplitDataModule):
         if split not in self.datasets:
             raise RuntimeError(f"data: no {split} split (val_fraction={self.val_fraction}, test_fraction={self.test_fraction})")
         dataset = self.datasets[split]
+        sampler = EpochSeededRandomSampler(len(dataset), self.shuffle_seed, self.repeats) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            sampler=EpochSeededRandomSampler(len(dataset), self.shuffle_seed) if shuffle else None,
-            drop_last=shuffle and len(dataset) >= self.batch_size,
+            sampler=sampler,
+            drop_last=shuffle and len(sampler) >= self.batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
@@ -200,3 +206,43 @@ class PortraitVideoDataModule(SplitDataModule):
         if self.augmentation is not None and self.trainer is not None and self.trainer.training:
             return self.augmentation(batch)
         return batch
+
+
+class TargetDataModule(PortraitVideoDataModule):
+    """One target identity split in time, for per-target fine-tuning (``lora=...``): the first ``train_fraction``
+    of its clip trains, at most ``max_frames`` frames of it spread uniformly (the few frames a user has); the rest
+    is held out, for val and test.
+
+    Args:
+        identity: the identity (clip name) to adapt to; other arguments as :class:`PortraitVideoDataModule`
+            (its identity split settings do not apply).
+        train_fraction: the leading fraction of the clip the training frames come from.
+        repeats: shuffled passes over the few training frames per epoch (each with fresh neighbours and
+            augmentation), so that validation, checkpoints and the progress bar come at a useful pace.
+    """
+
+    def __init__(self, identity: str, train_fraction: float = 0.5, repeats: int = 10, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < train_fraction < 1.0:
+            raise ValueError(f"data.train_fraction must be in (0, 1): the rest of the clip is held out; got {train_fraction}")
+        if repeats < 1:
+            raise ValueError(f"data.repeats must be >= 1, got {repeats}")
+        self.identity, self.train_fraction, self.repeats = identity, train_fraction, repeats
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        layout, records = discover_clips(self.data_root(), self.layout)
+        chosen = [r for r in records if r.identity == self.identity]
+        if not chosen:
+            names = ", ".join(r.identity for r in records[:8])
+            raise ValueError(f"data.identity={self.identity!r} is not among the {len(records)} identities of {self.data_root()} ({names}, ...)")
+        self.splits = {split: [self.identity] for split in ("train", "val", "test")}
+        common = dict(image_size=self.image_size, on_bad_clip="error")
+        self.datasets["train"] = PortraitVideoDataset(chosen, max_frames=self.max_frames, frame_range=(0.0, self.train_fraction),
+                                                      temporal_max_stride=self.temporal_max_stride, time_flip=self.time_flip,
+                                                      source_frame="random", **common)
+        self.datasets["val"] = self.datasets["test"] = PortraitVideoDataset(chosen, frame_range=(self.train_fraction, 1.0), source_frame="first", **common)
+        self._attach_descriptors(chosen)
+        log.info("data: target %s (layout=%s): %d training frames from the first %.0f%% of its clip, %d held out",
+                 self.identity, layout, len(self.datasets["train"]), 100 * self.train_fraction, len(self.datasets["val"]))

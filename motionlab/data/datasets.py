@@ -27,13 +27,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from motionlab.data.video_io import (
-    IMAGE_EXTENSIONS,
-    VIDEO_EXTENSIONS,
-    ClipError,
-    open_clip,
-    read_image,
-)
+from motionlab.data.video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipError, open_clip, read_image
 
 log = logging.getLogger(__name__)
 LAYOUTS = ("auto", "seed", "videos", "frames")
@@ -133,6 +127,8 @@ class PortraitVideoDataset(Dataset):
             when the layout has portraits.
         on_bad_clip: ``"error"`` raises on an unreadable or empty clip; ``"skip"`` drops it, counts it
             in :attr:`skipped` and logs a warning.
+        frame_range: the part of every clip served, as fractions ``(start, stop)`` of its length (a time split of
+            one identity: the first half trains, the second is held out); neighbouring frames stay inside it.
     """
 
     def __init__(
@@ -144,6 +140,7 @@ class PortraitVideoDataset(Dataset):
         time_flip: float = 0.0,
         source_frame: str = "random",
         on_bad_clip: str = "error",
+        frame_range: tuple[float, float] = (0.0, 1.0),
     ):
         if on_bad_clip not in ("error", "skip"):
             raise ValueError(f"on_bad_clip must be 'error' or 'skip', got {on_bad_clip!r}")
@@ -151,12 +148,14 @@ class PortraitVideoDataset(Dataset):
             raise ValueError(f"source_frame must be 'random' or 'first', got {source_frame!r}")
         if temporal_max_stride < 1:
             raise ValueError(f"temporal_max_stride must be >= 1, got {temporal_max_stride}")
+        if not 0.0 <= frame_range[0] < frame_range[1] <= 1.0:
+            raise ValueError(f"frame_range must be fractions 0 <= start < stop <= 1 of a clip, got {tuple(frame_range)}")
         self.image_size = image_size
         self.temporal_max_stride = temporal_max_stride
         self.time_flip = time_flip
         self.source_frame = source_frame
         self.records: list[ClipRecord] = []
-        self.lengths: list[int] = []
+        self.spans: list[tuple[int, int]] = []  # the served [start, stop) frames of every clip
         self.skipped: list[tuple[Path, str]] = []
         index: list[tuple[int, int]] = []
         for record in records:
@@ -170,10 +169,11 @@ class PortraitVideoDataset(Dataset):
                 log.warning("skipping bad clip (data.on_bad_clip=skip): %s", error)
                 self.skipped.append((record.clip, str(error)))
                 continue
+            start, stop = round(frame_range[0] * length), max(round(frame_range[0] * length) + 1, round(frame_range[1] * length))
             clip_id = len(self.records)
             self.records.append(record)
-            self.lengths.append(length)
-            index.extend((clip_id, int(t)) for t in uniform_frame_indices(length, max_frames))
+            self.spans.append((start, stop))
+            index.extend((clip_id, start + int(t)) for t in uniform_frame_indices(stop - start, max_frames))
         if not index:
             raise ClipError(f"no usable clips among {len(records)} (skipped: {[str(p) for p, _ in self.skipped]})")
         self.index = index
@@ -212,20 +212,21 @@ class PortraitVideoDataset(Dataset):
             self._keypoints[clip_id] = (np.load(record.keypoints, allow_pickle=False), _portrait_keypoints(record))
         return self._keypoints[clip_id]
 
-    def _neighbour(self, t: int, length: int) -> int:
+    def _neighbour(self, t: int, span: tuple[int, int]) -> int:
+        start, stop = span
         stride = int(torch.randint(1, self.temporal_max_stride + 1, ()).item()) if self.temporal_max_stride > 1 else 1
         backwards = self.time_flip > 0 and torch.rand(()).item() < self.time_flip
         step = -stride if backwards else stride
         neighbour = t + step
-        if not 0 <= neighbour < length:
+        if not start <= neighbour < stop:
             neighbour = t - step
-        return int(min(max(neighbour, 0), length - 1))
+        return int(min(max(neighbour, start), stop - 1))
 
     def __getitem__(self, item: int) -> dict:
         clip_id, t = self.index[item]
-        record, length = self.records[clip_id], self.lengths[clip_id]
+        record = self.records[clip_id]
         clip = self._clip(clip_id)
-        t_next = self._neighbour(t, length)
+        t_next = self._neighbour(t, self.spans[clip_id])
         frames = clip.get([t, t_next])
         stored_size = frames.shape[1:3]
         driver, driver_next = frames_to_tensor(frames, self.image_size)
@@ -233,7 +234,8 @@ class PortraitVideoDataset(Dataset):
             source, stored_portrait_size = self._portrait(clip_id)
             source_index = -1
         else:
-            source_index = 0 if self.source_frame == "first" else int(torch.randint(0, length, ()).item())
+            # "first": the clip's first frame, the reference every split shares; "random": one inside the served span
+            source_index = 0 if self.source_frame == "first" else int(torch.randint(*self.spans[clip_id], ()).item())
             stored_portrait_size = stored_size
             source = frames_to_tensor(clip.get([source_index]), self.image_size)[0]
         sample = {
@@ -269,21 +271,26 @@ class PortraitVideoDataset(Dataset):
         scale = torch.tensor([self.image_size / stored_size[1], self.image_size / stored_size[0]])
         return (points + 0.5) * scale - 0.5  # pixel centres, not corners, are the unit of keypoints
 
-    def clip_frames(self, clip_id: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The source image and the first ``count`` frames of clip ``clip_id``: (3, S, S), (T, 3, S, S)."""
+    def clip_frames(self, clip_id: int, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The source image and the first ``count`` (all: ``None``) served frames of clip ``clip_id``: (3, S, S), (T, 3, S, S).
+        The source is the portrait, or the clip's first frame in layouts without one."""
         clip = self._clip(clip_id)
-        frames = frames_to_tensor(clip.get(range(min(count, len(clip)))), self.image_size)
+        start, stop = self.spans[clip_id]
+        stop = stop if count is None else min(stop, start + count)
+        frames = frames_to_tensor(clip.get(range(start, stop)), self.image_size)
         record = self.records[clip_id]
-        source = self._portrait(clip_id)[0] if record.portrait is not None else frames[0]
+        source = self._portrait(clip_id)[0] if record.portrait is not None else frames_to_tensor(clip.get([0]), self.image_size)[0]
         return source, frames
 
-    def clip_keypoints(self, clip_id: int, count: int) -> torch.Tensor | None:
-        """Ground-truth (T, K, 2) pixel keypoints of the first ``count`` frames (at ``image_size``), if the layout has them."""
+    def clip_keypoints(self, clip_id: int, count: int | None = None) -> torch.Tensor | None:
+        """Ground-truth (T, K, 2) pixel keypoints of the frames :meth:`clip_frames` serves (at ``image_size``), if the layout has them."""
         gt = self.ground_truth(clip_id)
         if gt is None:
             return None
+        start, stop = self.spans[clip_id]
+        stop = stop if count is None else min(stop, start + count)
         stored_size = self._clip(clip_id).get([0]).shape[1:3]
-        return self._rescale(gt[0][:count], stored_size)
+        return self._rescale(gt[0][start:stop], stored_size)
 
 
 def _portrait_keypoints(record: ClipRecord) -> np.ndarray | None:

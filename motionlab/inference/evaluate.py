@@ -18,6 +18,7 @@ from motionlab.callbacks.preview import side_by_side
 from motionlab.data import TRUSTED_DATA_TARGETS
 from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.video_io import VIDEO_EXTENSIONS, ClipError, open_clip, read_image, write_gif
+from motionlab.metrics.identity import ProfileSimilarity
 from motionlab.metrics.suite import EvaluationSuite
 from motionlab.models import motionlab_meta
 from motionlab.tasks import AnimationPredictor, predictor_from_checkpoint
@@ -66,7 +67,7 @@ def clips_from_checkpoint(ckpt: str | os.PathLike, split: str = "test", max_clip
     dataset = datamodule.datasets[split]
     count = len(dataset.records) if max_clips is None else min(max_clips, len(dataset.records))
     for clip_id in range(count):
-        portrait, frames = dataset.clip_frames(clip_id, max_frames or dataset.lengths[clip_id])
+        portrait, frames = dataset.clip_frames(clip_id, max_frames)
         portrait, frames = portrait[None].to(device), frames.to(device)
         generated = torch.cat([predictor(portrait, chunk, frames[:1])["generated"] for chunk in frames.split(batch_size)])
         yield EvalClip(dataset.records[clip_id].identity, portrait[0].cpu(), frames.cpu(), generated.cpu())
@@ -111,11 +112,13 @@ def clips_from_folders(generated_dir: str | os.PathLike, driver_dir: str | os.Pa
         yield EvalClip(name, portrait, driver, generated)
 
 
-def evaluate_clips(clips: Iterator[EvalClip], suite: EvaluationSuite, preview_dir: Path | None = None, fps: float = 12.5) -> dict:
+def evaluate_clips(clips: Iterator[EvalClip], suite: EvaluationSuite, preview_dir: Path | None = None, fps: float = 12.5,
+                   profile: ProfileSimilarity | None = None) -> dict:
     """Update ``suite`` with every clip; returns ``{"metrics": aggregate, "clips": per-clip rows}``.
 
-    Per-clip rows use the cheap metrics only (reconstruction, temporal, colour); the feature-based ones
-    are distribution-level and appear in the aggregate.
+    Per-clip rows use the cheap metrics only (reconstruction, temporal, colour) and, with ``profile``, the CSIM of
+    the generated frames to an identity profile; the feature-based ones are distribution-level and appear in the
+    aggregate.
     """
     row_suite = EvaluationSuite(frechet=False, clip_frechet=False, identity=False, keypoint_detector=suite.keypoint_detector)
     rows = []
@@ -126,13 +129,16 @@ def evaluate_clips(clips: Iterator[EvalClip], suite: EvaluationSuite, preview_di
         row = {"clip": clip.name, "frames": int(clip.driver.shape[0])}
         row.update({name: float(value) for name, value in row_suite.compute().items()})
         row_suite.reset()
+        if profile is not None:
+            row[profile.metric_name] = profile.update(clip.generated)
         if preview_dir is not None:
             portraits = clip.portrait.expand_as(clip.driver)
             row["preview"] = str(write_gif(preview_dir / f"{clip.name}.gif", list(side_by_side(portraits, clip.driver, clip.generated)), fps=fps))
         rows.append(row)
     if not rows:
         raise ClipError("no clips were evaluated")
-    return {"metrics": {name: float(value) for name, value in suite.compute().items()}, "clips": rows}
+    metrics = {name: float(value) for name, value in suite.compute().items()}
+    return {"metrics": {**metrics, **(profile.compute() if profile is not None else {})}, "clips": rows}
 
 
 def metric_columns(rows: list[dict]) -> list[str]:

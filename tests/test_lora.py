@@ -200,3 +200,14 @@ def test_export_commands(lora_runs, tmp_path):
     merged = run_cli("motionlab-export", "merge", "ckpt=target.safetensors", f"base={lora_runs['base']}", "out=merged.ckpt", cwd=tmp_path)
     assert merged.returncode == 0 and "merged into base sha256" in merged.stdout, merged.stderr
     assert (tmp_path / "target.safetensors").stat().st_size < 0.1 * lora_runs["base"].stat().st_size
+
+
+def test_rank8_adapter_files_are_small_next_to_their_base(tmp_path, lipsync_checkpoints):
+    # a full-size Animator v1 checkpoint (one step on tiny data) and the lip-sync fixture's full-size U-Net checkpoint
+    overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("model.net")]
+    train(compose_train(["experiment=quickstart", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=1",
+                         "+trainer.limit_val_batches=1", *overrides], tmp_path / "animator"))
+    for base in (tmp_path / "animator" / "checkpoints" / "last.ckpt", lipsync_checkpoints["unet"]):
+        net = add_lora(load_model(base), LoraSpec(rank=8))
+        adapter = save_adapter(net, tmp_path / f"{net.model_info.name}.safetensors", file_digest(base), base.name)
+        assert adapter.stat().st_size <= 0.02 * base.stat().st_size, (net.model_info.name, adapter.stat().st_size, base.stat().st_size)

@@ -9,6 +9,7 @@ a warm-up. Record results with the machine and command in docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import tempfile
@@ -275,6 +276,71 @@ def cross_domain(args: argparse.Namespace) -> list[tuple[str, float, str]]:
         for _ in range(max(1, args.steps // 4)):
             detector(frame)
         results.append((f"dlib 68 landmarks on a {frame.shape[1]}x{frame.shape[0]} real frame", max(1, args.steps // 4) / (time.perf_counter() - started), "frames/s"))
+    return results
+
+
+def _lora_networks(name: str):
+    """A network and its rank-8 LoRA twin (default targets, adapters given non-zero values), same base weights."""
+    from motionlab.models import create_model
+    from motionlab.models.lora import LoraSpec, add_lora
+
+    torch.manual_seed(0)
+    base = create_model(name)
+    adapted = add_lora(copy.deepcopy(base), LoraSpec(rank=8))
+    with torch.no_grad():
+        for parameter_name, parameter in adapted.named_parameters():
+            if "lora_B" in parameter_name:
+                parameter.normal_(0, 0.01)
+    return base, adapted
+
+
+@benchmark("lora")
+def lora(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """LoRA (rank 8, default targets) against full fine-tuning: training step time (forward, L1, backward, AdamW) and
+    the memory of what training keeps per parameter (gradients + AdamW moments); then inference with the adapters
+    unmerged against merged. Animator v1 at 64x64 (batch 16) and the lip-sync U-Net at 320x320 (batch 2 / 8)."""
+    from motionlab.models.lora import merge_lora
+
+    results = []
+    cases = {"animator_v1": (16, lambda b: (torch.rand(b, 3, 64, 64), torch.rand(b, 3, 64, 64)), lambda out: out["image"]),
+             "lipsync_unet328_ave": (2, lambda b: (torch.rand(b, 6, 320, 320), torch.rand(b, 32, 16, 16)), lambda out: out)}
+    for name, (batch, make_inputs, image_of) in cases.items():
+        base, adapted = _lora_networks(name)
+        inputs, target = make_inputs(batch), torch.rand(batch, 3, *make_inputs(1)[0].shape[-2:])
+        steps = max(2, args.steps // (8 if name.startswith("lipsync") else 1))
+        timings = {}
+        for label, net in (("full fine-tuning", base), ("LoRA rank 8", adapted)):
+            net.train()
+            trainable = [p for p in net.parameters() if p.requires_grad]
+            optimizer = torch.optim.AdamW(trainable, lr=1e-4)
+            for step in range(steps + 2):  # two warm-up steps
+                if step == 2:
+                    started = time.perf_counter()
+                loss = torch.nn.functional.l1_loss(image_of(net(*inputs)), target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            timings[label] = (time.perf_counter() - started) / steps
+            state_bytes = 3 * sum(p.numel() * p.element_size() for p in trainable)  # gradient + two AdamW moments
+            results += [(f"{name}: {label} training step (batch {batch})", 1000 * timings[label], "ms"),
+                        (f"{name}: {label} trained state (gradients + AdamW moments)", state_bytes / 2**20, "MiB")]
+        results.append((f"{name}: full / LoRA step time", timings["full fine-tuning"] / timings["LoRA rank 8"], "x"))
+
+        infer_batch = 16 if name == "animator_v1" else 8
+        frames = make_inputs(infer_batch)
+        unmerged = adapted.eval()
+        merged = merge_lora(copy.deepcopy(unmerged)).eval()
+        rates = {}
+        with torch.inference_mode():
+            for label, net in (("unmerged", unmerged), ("merged", merged)):
+                net(*frames)
+                repeats = max(2, args.steps // (8 if name.startswith("lipsync") else 2))
+                started = time.perf_counter()
+                for _ in range(repeats):
+                    net(*frames)
+                rates[label] = repeats * infer_batch / (time.perf_counter() - started)
+                results.append((f"{name}: inference, adapters {label} (batch {infer_batch})", rates[label], "frames/s"))
+        results.append((f"{name}: merged / unmerged inference", rates["merged"] / rates["unmerged"], "x"))
     return results
 
 

@@ -56,7 +56,7 @@ def tiny_overrides(root: Path, experiment: str = "quickstart", lipsync: dict | N
         return [f"paths.root_dir={root}", "data.toy_world.identities=8", "data.toy_world.frames=8", "data.toy_world.size=32",
                 "data.image_size=32", "data.val_fraction=0.25", "data.test_fraction=0.25", "data.batch_size=8", "model.net.num_kp=4",
                 "model.net.hidden=16"]
-    if experiment.startswith("lipsync"):
+    if "lipsync" in experiment:
         data = [f"data.root={lipsync['clip']}"] if "_real_" in experiment else TINY_TALKING
         return [f"paths.root_dir={root}", *data, "data.batch_size=2", "data.eval_batch_size=4", *lipsync_links(experiment, lipsync)]
     return [
@@ -158,9 +158,10 @@ def lipsync_checkpoints(tmp_path_factory, talking_clip) -> dict[str, Path]:
 def lipsync_links(experiment: str, checkpoints: dict) -> list[str]:
     """The overrides chaining the lip-sync stages as the README does: stage 2 reads stage 1's encoder, stage 3 both."""
     links = []
-    if "syncnet" in experiment or "lipsync_quick" in experiment or "lipsync_real_quick" in experiment:
+    unet = experiment in ("lipsync_quick", "lipsync_real_quick", "lora_lipsync_speaker")
+    if "syncnet" in experiment or unet:
         links.append(f"data.audio_encoder_ckpt={checkpoints['audio_encoder']}")
-    if "lipsync_quick" in experiment or "lipsync_real_quick" in experiment:
+    if unet:
         links.append(f"model.syncnet.pretrained={checkpoints['syncnet']}")
     return links
 

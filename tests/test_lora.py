@@ -211,3 +211,9 @@ def test_rank8_adapter_files_are_small_next_to_their_base(tmp_path, lipsync_chec
         net = add_lora(load_model(base), LoraSpec(rank=8))
         adapter = save_adapter(net, tmp_path / f"{net.model_info.name}.safetensors", file_digest(base), base.name)
         assert adapter.stat().st_size <= 0.02 * base.stat().st_size, (net.model_info.name, adapter.stat().st_size, base.stat().st_size)
+    # the U-Net's adapters (1x1 convolutions between batch norms) merge exactly too
+    _trained_adapters(net)
+    inputs = net.model_info.example_inputs(1, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        unmerged = net(*inputs.values())
+        assert (merge_lora(net)(*inputs.values()) - unmerged).abs().max() < 1e-5

@@ -90,3 +90,16 @@ def test_spec_rejects_bad_values():
         ToyWorldSpec(size=8)
     with pytest.raises(ValueError, match="identities"):
         ToyWorldSpec(identities=0)
+
+
+def test_human_renderer_writes_a_second_domain(tmp_path):
+    human = ensure_toy_world(tmp_path, ToyWorldSpec(identities=2, frames=3, size=32, renderer="human"))
+    character = ensure_toy_world(tmp_path, ToyWorldSpec(identities=2, frames=3, size=32))
+    assert human != character and ToyWorldSpec().cache_key() == "c622d3f151a2"  # the default world keeps its cache key
+    points = np.load(human / "id_0000_video" / "landmarks.npy")
+    frame = read_rgb(human / "id_0000_video" / "0001.png")
+    assert points.shape == (3, 68, 2) and frame.shape == (32, 32, 3)
+    assert not (human / "id_0000_video" / "keypoints.npy").exists()  # no descriptor ground truth for another face
+    assert not np.array_equal(frame, read_rgb(character / "id_0000_video" / "0001.png"))
+    with pytest.raises(ValueError, match="renderer must be one of"):
+        ToyWorldSpec(renderer="painting")

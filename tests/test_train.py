@@ -24,8 +24,10 @@ def test_fast_dev_run_every_experiment(experiment, tmp_path, request):
         extra = [f"data.descriptor_checkpoint={request.getfixturevalue('descriptor_checkpoint')}"]
     if experiment == "animator_descriptors_quick":  # here through the descriptor cache; the fixture detects on the fly
         extra = [f"data.descriptor_checkpoint={request.getfixturevalue('descriptor_checkpoint')}"]
-    if experiment.startswith("lipsync"):  # needs the earlier lip-sync stages
+    if "lipsync" in experiment:  # needs the earlier lip-sync stages
         lipsync = request.getfixturevalue("lipsync_checkpoints")
+    if experiment == "lora_lipsync_speaker":  # adapts a trained U-Net
+        extra = [f"init_from={lipsync['unet']}"]
     if experiment == "lora_animator_target":  # adapts a trained Animator
         extra = [f"init_from={request.getfixturevalue('animator_base_checkpoint')}"]
     overrides = [f"experiment={experiment}", "trainer.fast_dev_run=true", "logger=none", *tiny_overrides(tmp_path, experiment, lipsync), *extra]

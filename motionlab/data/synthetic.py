@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -294,6 +295,19 @@ def _frame(motion: dict[str, np.ndarray], index: int) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class Renderer:
+    """How a toy world's identities look: ``sample_style(rng)`` draws one, ``write(root, name, style, motion, size)``
+    writes it in the seed layout (portrait, frames, and ground truth where the renderer has it)."""
+
+    sample_style: Callable[[np.random.Generator], object]
+    write: Callable[[Path, str, object, dict, int], None]
+
+
+# renderer name -> Renderer; motionlab.data.toy_human adds "human" (motionlab.data imports it)
+RENDERERS: dict[str, Renderer] = {}
+
+
+@dataclass(frozen=True)
 class ToyWorldSpec:
     """Everything that determines a generated toy world (and so its cache key)."""
 
@@ -304,6 +318,8 @@ class ToyWorldSpec:
     translation: float = MotionRange.translation
     rotation: float = MotionRange.rotation
     scale: float = MotionRange.scale
+    # how identities look: "character" (the Live2D-like characters) or "human" (motionlab.data.toy_human's faces)
+    renderer: str = "character"
 
     def __post_init__(self) -> None:
         for name in ("identities", "frames", "size"):
@@ -311,9 +327,14 @@ class ToyWorldSpec:
                 raise ValueError(f"toy world: {name} must be >= 1, got {getattr(self, name)}")
         if self.size < 16:
             raise ValueError(f"toy world: size must be >= 16 pixels to draw a face, got {self.size}")
+        if self.renderer not in RENDERERS:
+            raise ValueError(f"toy world: renderer must be one of {sorted(RENDERERS)}, got {self.renderer!r}")
 
     def cache_key(self) -> str:
-        payload = json.dumps({"version": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
+        settings = asdict(self)
+        if self.renderer == "character":  # worlds generated before renderers existed keep their key
+            del settings["renderer"]
+        payload = json.dumps({"version": FORMAT_VERSION, **settings}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     @property
@@ -347,6 +368,9 @@ def write_identity(root: Path, name: str, style: CharacterStyle, motion: dict[st
     )
 
 
+RENDERERS["character"] = Renderer(sample_style, write_identity)
+
+
 def generate_toy_world(out: str | os.PathLike, spec: ToyWorldSpec, progress: bool = False) -> Path:
     """Write a toy world to ``out`` (created; must be empty or absent). Deterministic in ``spec``."""
     root = Path(out)
@@ -359,10 +383,11 @@ def generate_toy_world(out: str | os.PathLike, spec: ToyWorldSpec, progress: boo
         from rich.progress import track
 
         iterator = track(iterator, description=f"rendering {spec.identities} identities")
+    renderer = RENDERERS[spec.renderer]
     for index in iterator:
-        style = sample_style(rng)
+        style = renderer.sample_style(rng)
         motion = sample_motion(rng, spec.frames, spec.motion_range)
-        write_identity(root, identity_name(index), style, motion, spec.size)
+        renderer.write(root, identity_name(index), style, motion, spec.size)
     manifest = {"format_version": FORMAT_VERSION, "keypoint_names": list(KEYPOINT_NAMES), **asdict(spec)}
     (root / "toy_world.json").write_text(json.dumps(manifest, indent=2))
     return root
@@ -379,7 +404,7 @@ def ensure_toy_world(cache_dir: str | os.PathLike, spec: ToyWorldSpec) -> Path:
     manifest = target / "toy_world.json"
     if manifest.is_file():
         stored = json.loads(manifest.read_text())
-        if all(stored.get(f.name) == getattr(spec, f.name) for f in fields(spec)):
+        if all(stored.get(f.name, f.default) == getattr(spec, f.name) for f in fields(spec)):
             return target
         raise RuntimeError(f"toy world cache {target} holds other settings than {spec}; delete the folder")
     cache.mkdir(parents=True, exist_ok=True)

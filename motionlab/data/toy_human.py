@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from motionlab.data.synthetic import BASE_SCALE, MOTION_FIELDS
+from motionlab.data.synthetic import BASE_SCALE, MOTION_FIELDS, RENDERERS, Renderer, neutral_motion
 from motionlab.geometry.landmarks import IBUG68
 
 
@@ -185,3 +186,18 @@ def paired_human_clip(identity: str, motion: dict[str, np.ndarray], seed: int = 
         return points, np.ones(len(points), bool), style
     noisy, found = detector_view(points, noise, np.random.default_rng(_seed_of(identity, seed, "noise")))
     return noisy, found, style
+
+
+def write_human_identity(root: Path, name: str, style: HumanStyle, motion: dict[str, np.ndarray], size: int) -> None:
+    """Write one human-style identity in the seed layout under ``root``: its neutral portrait, the rendered frames of
+    ``motion`` and their noise-free 68 landmarks (``landmarks.npy``; no descriptor keypoints: a different face)."""
+    Image.fromarray(render_human(human_landmarks(style, neutral_motion(), size)[0], style, size)).save(root / f"{name}.png")
+    clip_dir = root / f"{name}_video"
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    points = human_landmarks(style, motion, size)
+    for t, frame_points in enumerate(points):
+        Image.fromarray(render_human(frame_points, style, size)).save(clip_dir / f"{t:04d}.png")
+    np.save(clip_dir / "landmarks.npy", points)
+
+
+RENDERERS["human"] = Renderer(sample_human_style, write_human_identity)

@@ -131,7 +131,7 @@ class LipSyncUNet(nn.Module):
         super().__init__()
         if mode not in AUDIO_SHAPES:
             raise ValueError(f"lip-sync audio mode must be one of {sorted(AUDIO_SHAPES)}, got {mode!r}")
-        self.mode = mode
+        self.mode, self.in_channels = mode, in_channels
         c = WIDTHS
         self.audio_model = AudioConv(mode)
         self.fuse_conv = nn.Sequential(DoubleConvDW(c[4] * 2, c[4], stride=1), DoubleConvDW(c[4], c[3], stride=1))
@@ -143,8 +143,8 @@ class LipSyncUNet(nn.Module):
         self.outc = OutConv(c[0] // 2, 3)
 
     def forward(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        if image.ndim != 4 or image.shape[1] != self.inc.inconv[0].conv[0].in_channels:
-            raise ValueError(f"U-Net image input must be (B, 6, H, W), got {tuple(image.shape)}")
+        if image.ndim != 4 or image.shape[1] != self.in_channels:
+            raise ValueError(f"U-Net image input must be (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
         if tuple(audio.shape[1:]) != AUDIO_SHAPES[self.mode]:
             raise ValueError(f"U-Net ({self.mode}) audio input must be (B, {', '.join(map(str, AUDIO_SHAPES[self.mode]))}), got {tuple(audio.shape)}")
         x1 = self.inc(image)

@@ -8,7 +8,7 @@ import torch
 from conftest import compose_train, run_cli, tiny_overrides
 from torch import nn
 
-from motionlab.inference.export import export_lora_adapter, merge_lora_checkpoint
+from motionlab.inference.export import export_lipsync_onnx, export_lora_adapter, merge_lora_checkpoint
 from motionlab.models import CheckpointFormatError, create_model, load_model
 from motionlab.models.lora import LoraSpec, adapter_state_dict, add_lora, load_adapter, merge_lora, read_adapter, save_adapter, set_lora_enabled
 from motionlab.models.registry import ModelInfo
@@ -211,9 +211,15 @@ def test_rank8_adapter_files_are_small_next_to_their_base(tmp_path, lipsync_chec
         net = add_lora(load_model(base), LoraSpec(rank=8))
         adapter = save_adapter(net, tmp_path / f"{net.model_info.name}.safetensors", file_digest(base), base.name)
         assert adapter.stat().st_size <= 0.02 * base.stat().st_size, (net.model_info.name, adapter.stat().st_size, base.stat().st_size)
-    # the U-Net's adapters (1x1 convolutions between batch norms) merge exactly too
+    # the U-Net's adapters (1x1 convolutions between batch norms) merge exactly, and the merged file exports to ONNX
     _trained_adapters(net)
     inputs = net.model_info.example_inputs(1, torch.Generator().manual_seed(0))
     with torch.no_grad():
         unmerged = net(*inputs.values())
-        assert (merge_lora(net)(*inputs.values()) - unmerged).abs().max() < 1e-5
+    trained = save_adapter(net, tmp_path / "speaker.safetensors", file_digest(base), base.name)
+    merge_lora_checkpoint(trained, tmp_path / "merged.ckpt", base=base)
+    merged = load_model(tmp_path / "merged.ckpt")
+    with torch.no_grad():
+        assert (merged(*inputs.values()) - unmerged).abs().max() < 1e-5
+    report = export_lipsync_onnx(str(tmp_path / "merged.ckpt"), str(tmp_path / "merged.onnx"))
+    assert max(report["parity"].values()) <= 1e-4

@@ -123,10 +123,15 @@ class DlibLandmarks:
             return None
         return self.predictor(frame, max(faces, key=lambda r: r.width() * r.height()))
 
+    @staticmethod
+    def points(shape) -> np.ndarray:
+        """(68, 2) float32 pixel coordinates of a dlib shape."""
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
     def __call__(self, frame: np.ndarray) -> np.ndarray | None:
         """(68, 2) landmarks of the largest face in an RGB frame, or None."""
         shape = self.shape(frame)
-        return None if shape is None else np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+        return None if shape is None else self.points(shape)
 
 
 def detect_landmarks(frames, source: str, smooth_window: int = 3, landmarker=None) -> LandmarkSequence:
@@ -136,6 +141,11 @@ def detect_landmarks(frames, source: str, smooth_window: int = 3, landmarker=Non
     for frame in frames:
         size = frame.shape[:2]
         detections.append(landmarker(frame))
+    return landmark_sequence(detections, size, source, smooth_window)
+
+
+def landmark_sequence(detections: list[np.ndarray | None], size: tuple[int, int], source: str, smooth_window: int = 3) -> LandmarkSequence:
+    """Per-frame (68, 2) dlib detections (None: no face) of (H, W) = ``size`` frames -> missing filled, then smoothed."""
     found = np.array([points is not None for points in detections])
     raw = np.stack([points if points is not None else np.full((68, 2), np.nan, np.float32) for points in detections])
     points = smooth_landmarks(fill_missing(raw, found, source), smooth_window)

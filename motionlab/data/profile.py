@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from motionlab.data.datasets import uniform_frame_indices
-from motionlab.data.landmarks import DlibLandmarks, detect_landmarks, face_model_path
+from motionlab.data.landmarks import DlibLandmarks, face_model_path, landmark_sequence
 from motionlab.data.video_io import IMAGE_EXTENSIONS, open_clip, read_image
 from motionlab.metrics.identity import EMBEDDERS, csim, make_embedder, unit
 from motionlab.utils.io import atomic_write_text, file_digest
@@ -86,14 +86,18 @@ def build_profile(source: str | os.PathLike, max_frames: int = 32, embedder: str
         raise ValueError(f"embedder must be auto or one of {EMBEDDERS}, got {embedder!r}")
     frames, indices, count, digest = _read_frames(source, max_frames)
     landmarker = DlibLandmarks()
-    found = np.array([landmarker.shape(np.ascontiguousarray(f)) is not None for f in frames])
+    shapes = [landmarker.shape(np.ascontiguousarray(f)) for f in frames]  # detected once: landmarks and face embeddings
+    found = np.array([shape is not None for shape in shapes])
     if embedder == "auto":
         embedder = "face" if found.mean() >= 0.5 else "image"
     if embedder == "face" and not found.any():
         raise ValueError(f"{source}: dlib finds no face in any of {len(frames)} frames; use embedder=image for non-human portraits")
-    landmarks = detect_landmarks(frames, str(source), smooth_window, landmarker).points if found.any() else None
+    landmarks = None
+    if found.any():
+        detections = [None if shape is None else DlibLandmarks.points(shape) for shape in shapes]
+        landmarks = landmark_sequence(detections, frames.shape[1:3], str(source), smooth_window).points
     model = make_embedder(embedder)
-    embeddings, embedded = model(frames)
+    embeddings, embedded = model(frames, shapes)
     kept = embeddings[embedded]
     mean = unit(unit(kept).mean(axis=0))
     spread = float(1.0 - csim(kept, mean).mean())

@@ -37,11 +37,12 @@ class FaceEmbedder:
         self.model_path = face_model_path(self.model_name)
         self.model = dlib.face_recognition_model_v1(str(self.model_path))
 
-    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, H, W, 3) uint8 RGB -> (N, 128) float32 embeddings (NaN rows where no face) and the (N,) found mask."""
+    def __call__(self, frames: np.ndarray, shapes: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W, 3) uint8 RGB -> (N, 128) float32 embeddings (NaN rows where no face) and the (N,) found mask.
+        ``shapes``: the frames' dlib shapes when already detected (None entries: no face)."""
         embeddings = np.full((len(frames), self.dim), np.nan, np.float32)
         for i, frame in enumerate(frames):
-            shape = self.landmarks.shape(np.ascontiguousarray(frame))
+            shape = self.landmarks.shape(np.ascontiguousarray(frame)) if shapes is None else shapes[i]
             if shape is not None:
                 embeddings[i] = np.asarray(self.model.compute_face_descriptor(np.ascontiguousarray(frame), shape), np.float32)
         return embeddings, ~np.isnan(embeddings[:, 0])
@@ -64,8 +65,9 @@ class ImageEmbedder:
         self.model_path = efficientnet_lite0_weights_path()
 
     @torch.no_grad()
-    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, H, W, 3) uint8 RGB -> (N, 1280) float32 unit embeddings and an all-true found mask."""
+    def __call__(self, frames: np.ndarray, shapes: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W, 3) uint8 RGB -> (N, 1280) float32 unit embeddings and an all-true found mask (``shapes`` unused:
+        the whole image is embedded)."""
         images = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
         features = torch.cat([self.features(chunk) for chunk in images.split(16)]).float()
         embeddings = torch.nn.functional.normalize(features, dim=1).numpy()

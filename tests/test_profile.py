@@ -36,7 +36,7 @@ def test_profile_round_trips_through_json(toy_world, tmp_path):
 @needs_real
 def test_csim_prefers_the_same_person():
     d0, d6 = REAL / "drivers" / "human_d0.mp4", REAL / "drivers" / "human_talk_d6.mp4"
-    own, other = build_profile(d0, max_frames=6), build_profile(d6, max_frames=6)
+    own, other = build_profile(d0, max_frames=4), build_profile(d6, max_frames=4)
     assert own.embedder == other.embedder == "face" and np.asarray(own.landmarks).shape == (len(own.frames), 68, 2)
     held_out = [i + 5 for i in own.frames[:-1]]  # frames the profile did not use
     embeddings, found = FaceEmbedder()(open_clip(d0).get(held_out))

@@ -11,11 +11,14 @@ from motionlab.data.audio import (
     AudioError,
     audio_input,
     frame_context,
+    frame_count,
+    per_frame_features,
     load_wav,
     mel_window_start,
     mel_windows,
     melspectrogram,
 )
+from motionlab.models.lipsync import CONVENTIONS
 
 
 def test_mel_frame_count_range_and_peak_band():
@@ -40,14 +43,42 @@ def test_window_indices_hand_computed():
     assert torch.equal(windows[1, 0, :, 0], torch.from_numpy(mel[3]))
 
 
+MOTIONLAB, SYNCTALK = CONVENTIONS["motionlab"], CONVENTIONS["synctalk_2d"]
+
+
 def test_context_edge_padding_and_reshape():
     features = torch.arange(20, dtype=torch.float32).view(20, 1).expand(20, 512)
-    context = frame_context(features, 2)
+    context = frame_context(features, 2, MOTIONLAB)
     assert context[:, 0].tolist() == [0] * 7 + list(range(1, 10))  # frames -6..9, clamped at 0
-    assert frame_context(features, 19)[:, 0].tolist() == list(range(11, 20)) + [19] * 7
-    assert audio_input(features, 5, "ave").shape == (32, 16, 16)
+    assert frame_context(features, 19, MOTIONLAB)[:, 0].tolist() == list(range(11, 20)) + [19] * 7
+    assert audio_input(features, 5, "ave", MOTIONLAB).shape == (32, 16, 16)
     with pytest.raises(AudioError, match=r"expects \(32, 32, 32\)"):
-        audio_input(features, 5, "hubert")
+        audio_input(features, 5, "hubert", MOTIONLAB)
+
+
+def test_synctalk_context_hand_computed():
+    """Encoder outputs o_0 .. o_19 (value k + 1 for o_k): SyncTalk_2D pads them to [o_0, o_0 .. o_19, o_19] (22 rows,
+    22 frames) and gives frame i the rows [i - 8, i + 8), zeros outside; so frame i is centred on o_(i - 1)."""
+    outputs = (torch.arange(20, dtype=torch.float32) + 1).view(20, 1).expand(20, 512)
+    rows = per_frame_features(outputs, SYNCTALK)
+    assert rows[:, 0].tolist() == [1] + list(range(1, 21)) + [20]
+    assert frame_context(rows, 0, SYNCTALK)[:, 0].tolist() == [0] * 8 + [1, 1, 2, 3, 4, 5, 6, 7]
+    assert frame_context(rows, 10, SYNCTALK)[:, 0].tolist() == list(range(2, 18))  # rows 2..17 = o_1 .. o_16
+    assert frame_context(rows, 21, SYNCTALK)[:, 0].tolist() == [13, 14, 15, 16, 17, 18, 19, 20, 20] + [0] * 7
+    # motionlab centres frame i on o_i: SyncTalk_2D's frame i + 1 context, one frame (40 ms) apart, except at the ends
+    assert frame_context(outputs, 9, MOTIONLAB)[:, 0].tolist() == frame_context(rows, 10, SYNCTALK)[:, 0].tolist()
+    assert audio_input(rows, 0, "ave", SYNCTALK)[:8].abs().sum() == 0
+
+
+def test_frame_count_rules():
+    # SyncTalk_2D: int((mel_frames - 16) / 80 * 25) + 2 encoder windows, plus its two padding rows
+    for seconds, mel_frames, expected in ((6.0, 481, 149), (1.0, 81, 24), (2.5, 201, 61), (0.25, 21, 5)):
+        samples = int(seconds * 16000)
+        assert 1 + samples // 200 == mel_frames == melspectrogram(np.zeros(samples, np.float32)).shape[0]
+        assert frame_count(samples, SYNCTALK) == expected == int((mel_frames - 16) / 80 * 25) + 4
+    assert frame_count(96000, MOTIONLAB) == 150 and frame_count(96000 + 300, MOTIONLAB) == 150  # round(seconds * 25)
+    with pytest.raises(AudioError, match="too short"):
+        frame_count(2000, SYNCTALK)
 
 
 def test_unreadable_audio_is_an_error(tmp_path):

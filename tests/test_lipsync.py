@@ -21,7 +21,7 @@ from motionlab.data.video_io import read_image
 from motionlab.inference.lipsync import bounce_index, feather_mask, paste_back
 from motionlab.losses.sync import sync_pair_loss
 from motionlab.models import CheckpointFormatError, create_model, load_model
-from motionlab.models.lipsync import LipSyncUNet, SyncNet
+from motionlab.models.lipsync import CONVENTIONS, LipSyncUNet, SyncNet
 from motionlab.tasks import load_predictor
 from motionlab.tasks.lipsync import SYNCTALK_MASK, LipSyncPredictor, mask_face
 from motionlab.utils.checkpoint import WeightMismatchError
@@ -53,7 +53,7 @@ def test_datamodule_samples(talking_clip, lipsync_checkpoints, tmp_path):
         assert abs(j - i) >= data.min_offset and j in val.indices[c]
     # the crop is the landmark crop of the frame on disk
     frame = read_image(clip / "full_body_img" / "0.jpg")
-    assert np.array_equal(TalkingClip(clip).crops[0], crop_face(frame, read_lms(clip / "landmarks" / "0.lms"))[0])
+    assert np.array_equal(TalkingClip(clip).crops[0], crop_face(frame, read_lms(clip / "landmarks" / "0.lms"), CONVENTIONS["motionlab"])[0])
 
 
 def test_ave_feature_cache_hit_stale_and_user_file(talking_clip, lipsync_checkpoints, tmp_path, caplog):
@@ -71,12 +71,15 @@ def test_ave_feature_cache_hit_stale_and_user_file(talking_clip, lipsync_checkpo
     with caplog.at_level("WARNING"):
         assert torch.allclose(audio_features(clip, "ave", encoder), first)  # stale: recomputed
     assert "another audio encoder" in caplog.text
-    # a user's own file (no manifest) is used without an encoder, and kept aside when one is given
+    # a file without a manifest is SyncTalk_2D's: used under its convention, refused under motionlab's, kept aside
+    # when an encoder is given
     (clip_dir / "aud_ave.json").unlink()
-    np.save(clip_dir / "aud_ave.npy", np.ones((len(clip), 512), np.float32))
-    assert audio_features(clip, "ave").eq(1).all()
+    np.save(clip_dir / "aud_ave.npy", np.ones((len(clip) + 1, 512), np.float32))
+    assert audio_features(TalkingClip(clip_dir, convention="synctalk_2d"), "ave").eq(1).all()
+    with pytest.raises(AudioError, match="holds synctalk_2d features .*no motionlab manifest.*reads motionlab ones"):
+        audio_features(clip, "ave")
     audio_features(clip, "ave", encoder)
-    assert np.load(clip_dir / "aud_ave.user.npy").shape == (len(clip), 512)
+    assert np.load(clip_dir / "aud_ave.user.npy").shape == (len(clip) + 1, 512)
 
 
 def test_preprocessing_writes_ave_features(lipsync_checkpoints, tmp_path):
@@ -103,9 +106,13 @@ def test_hubert_and_wenet_features_are_shape_checked(talking_clip, tmp_path):
     with pytest.raises(AudioError, match="aud_hu.npy does not exist"):
         audio_features(clip, "hubert")
     np.save(clip_dir / "aud_hu.npy", np.zeros((len(clip), 2, 1024), np.float32))
+    with pytest.raises(AudioError, match=r"holds synctalk_2d features .*aud_hu.json"):
+        audio_features(clip, "hubert")  # without a manifest: SyncTalk_2D's rows, one frame off for a motionlab model
+    (clip_dir / "aud_hu.json").write_text('{"convention": "motionlab"}')
     assert audio_features(clip, "hubert").shape == (len(clip), 2048)
     np.save(clip_dir / "aud_wenet.npy", np.zeros((len(clip), 1000), np.float32))
-    with pytest.raises(AudioError, match=r"8192 values per frame .*\(256, 16, 32\)"):
+    (clip_dir / "aud_wenet.json").write_text('{"convention": "motionlab"}')
+    with pytest.raises(AudioError, match=r"8192 values per video frame .*\(256, 16, 32\)"):
         audio_features(clip, "wenet")
 
 
@@ -166,10 +173,84 @@ def test_bounce_feather_and_paste_back():
     assert mask.shape == (40, 30, 1) and mask[20, 15, 0] == 1 and mask[0, 15, 0] == pytest.approx(1 / 8)
     frame = np.full((200, 200, 3), 50, np.uint8)
     face = np.full((320, 320, 3), 200, np.uint8)
-    hard, soft = paste_back(frame, face, (40, 60, 140, 160), feather=0), paste_back(frame, face, (40, 60, 140, 160), feather=12)
+    hard, soft = (paste_back(frame, face, (40, 60, 140, 160), feather, CONVENTIONS["motionlab"]) for feather in (0, 12))
     assert (hard[:60] == 50).all() and (hard[160:] == 50).all() and abs(int(hard[110, 90, 0]) - 200) <= 1
     assert hard[61, 90, 0] > soft[61, 90, 0] > 50  # the seam is blended
     assert abs(int(soft[110, 90, 0]) - 200) <= 1
+
+
+def test_synctalk_feature_file_matches_and_conventions_do_not_mix(talking_clip, tmp_path):
+    """SyncTalk_2D's aud_ave.npy for a wav (its own writer, benchmarks/synctalk_reference.py) equals motionlab's
+    computation under the synctalk_2d convention exactly; a motionlab U-Net refuses that file."""
+    from benchmarks.synctalk_reference import synctalk_aud_ave
+    from motionlab.data.audio import load_wav
+    from motionlab.data.lipsync import speech_features
+
+    torch.manual_seed(0)
+    encoder = create_model("lipsync_audio_encoder_ave").eval()
+    wav_path = talking_clip / "aud.wav"  # 3.0 s: 241 mel frames, 72 windows, 74 rows
+    reference = synctalk_aud_ave(encoder, wav_path)
+    wav = load_wav(wav_path)
+    ours = speech_features(encoder, wav, CONVENTIONS["synctalk_2d"])
+    assert reference.shape == (74, 512) and np.array_equal(ours.numpy(), reference)
+    np.save(tmp_path / "aud_ave.npy", reference)
+    synctalk = LipSyncPredictor(create_model("lipsync_unet328_ave"), encoder, convention="synctalk_2d")
+    features, frames = synctalk.speech_features(wav, 25.0, tmp_path / "aud_ave.npy")
+    assert frames == 74 and np.array_equal(features.numpy(), reference)  # one output frame per row, as SyncTalk_2D
+    motionlab = LipSyncPredictor(synctalk.net, encoder)
+    assert motionlab.speech_features(wav, 25.0)[1] == 75  # round(3.0 s * 25)
+    with pytest.raises(AudioError, match="aud_ave.npy holds synctalk_2d features"):
+        motionlab.speech_features(wav, 25.0, tmp_path / "aud_ave.npy")
+
+
+class BlueReader(torch.nn.Module):
+    """A stand-in for a BGR-trained U-Net: it reads channel 0 as blue (turning it over), keeps green and dims red by the
+    audio; anything fed RGB comes out visibly wrong."""
+
+    mode = "hubert"
+
+    def forward(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        reference, masked = image[:, :3], image[:, 3:]
+        loudness = audio.mean(dim=(1, 2, 3)).view(-1, 1, 1).sigmoid()
+        return torch.stack([1 - reference[:, 0], 0.5 * (reference[:, 1] + masked[:, 1]), reference[:, 2] * loudness], dim=1)
+
+
+def test_bgr_stand_in_gives_synctalk_frames(talking_clip, tmp_path):
+    """Through motionlab's pipeline (synctalk_2d convention, hard paste) a BGR network gives exactly the frames of
+    SyncTalk_2D's own loop (BGR reads, bounce from frame 1, zero-padded context, truncation, cubic paste); under
+    motionlab's convention (RGB) the same network gives other frames."""
+    from benchmarks.synctalk_reference import synctalk_frames
+    from motionlab.inference.lipsync import LipSyncPipeline
+
+    rows = np.random.default_rng(0).normal(size=(12, 2048)).astype(np.float32)
+    np.save(tmp_path / "aud_hu.npy", rows)  # no manifest: a SyncTalk_2D feature file
+    reference = [frame[:, :, ::-1] for frame, *_ in synctalk_frames(BlueReader(), rows, talking_clip)]
+    pipeline = LipSyncPipeline(LipSyncPredictor(BlueReader(), convention="synctalk_2d"), batch_size=5, feather=0)
+    frames, produced = pipeline.frames(talking_clip, np.zeros(16000, np.float32), tmp_path / "aud_hu.npy")
+    produced = list(produced)
+    assert frames == len(produced) == len(reference) == 12
+    for ours, theirs in zip(produced, reference):
+        assert np.array_equal(ours, theirs)
+    (tmp_path / "aud_hu.json").write_text(json.dumps({"convention": "motionlab"}))
+    rgb = LipSyncPipeline(LipSyncPredictor(BlueReader()), batch_size=5, feather=0)
+    _, produced_rgb = rgb.frames(talking_clip, np.zeros(int(12 / 25 * 16000), np.float32), tmp_path / "aud_hu.npy")
+    assert np.abs(next(iter(produced_rgb)).astype(int) - reference[0]).max() > 100
+
+
+def test_init_from_takes_weights_of_the_datas_convention_only(lipsync_checkpoints, tmp_path):
+    from hydra.utils import instantiate
+
+    from conftest import compose_train, lipsync_links
+
+    cfg = compose_train(["experiment=lipsync_real_quick", f"data.root={lipsync_checkpoints['clip']}", "data.convention=synctalk_2d",
+                         *lipsync_links("lipsync_real_quick", lipsync_checkpoints), f"paths.root_dir={tmp_path}"], tmp_path / "run")
+    task = instantiate(cfg.model, loss=cfg.loss)
+    assert task.convention.name == "synctalk_2d" and task.predictor_settings()["convention"] == "synctalk_2d"
+    with pytest.raises(ValueError, match="motionlab convention, the data is set up for synctalk_2d: set data.convention=motionlab"):
+        task.init_from(lipsync_checkpoints["unet"])
+    plain = tmp_path / "unet.pth"  # a SyncTalk_2D file: trained in its convention
+    torch.save(task.net.state_dict(), plain)
+    task.init_from(plain)
 
 
 def test_random_shift_moves_each_crop_within_bounds():
@@ -195,12 +276,13 @@ def test_weight_files_are_checked(lipsync_checkpoints, tmp_path):
     net = predictor.net
     assert isinstance(predictor, LipSyncPredictor) and isinstance(net, LipSyncUNet) and predictor.mode == "ave"
     assert predictor.mask == SYNCTALK_MASK and predictor.audio_encoder is not None  # the encoder travels with the U-Net
+    assert predictor.convention.name == "motionlab"  # recorded by the task
     plain = tmp_path / "unet_plain.pth"  # SyncTalk_2D saves a bare state dict
     torch.save(net.state_dict(), plain)
     encoder_file = tmp_path / "audio_visual_encoder.pth"
     torch.save({k.removeprefix("audio_encoder."): v for k, v in predictor.audio_encoder.state_dict().items()}, encoder_file)
     foreign = load_predictor(plain, model="lipsync_unet328_ave", audio_encoder_ckpt=encoder_file)
-    assert foreign.net.state_dict().keys() == net.state_dict().keys()
+    assert foreign.net.state_dict().keys() == net.state_dict().keys() and foreign.convention.name == "synctalk_2d"
     assert torch.equal(foreign.audio_encoder.audio_encoder[0].conv_block[0].weight, predictor.audio_encoder.audio_encoder[0].conv_block[0].weight)
     with pytest.raises(CheckpointFormatError, match="model=NAME"):
         load_predictor(plain)

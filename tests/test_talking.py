@@ -12,6 +12,7 @@ from PIL import Image
 from motionlab.data.landmarks import read_lms, smooth_landmarks, write_lms
 from motionlab.data.talking import crop_box, crop_face, resample_indices
 from motionlab.data.video_io import ClipError
+from motionlab.models.lipsync import CONVENTIONS
 
 from conftest import SHARED, face_video, run_cli
 
@@ -23,19 +24,39 @@ def test_resample_to_25_fps():
 
 
 def test_crop_rule_for_68_and_110_points(tmp_path):
-    points68 = np.zeros((68, 2), np.float32)
-    points68[1], points68[15], points68[29] = (100, 200), (300, 210), (200, 150)
-    assert crop_box(points68) == (100, 150, 300, 350)
+    # SyncTalk_2D's rule on its 110 points: contour 1 to contour 31, from nose-bridge point 52 down, square
     points110 = np.zeros((110, 2), np.float32)
-    points110[1], points110[31], points110[52] = (100, 200), (300, 210), (200, 150)
-    assert crop_box(points110) == (100, 150, 300, 350)
+    points110[1], points110[31], points110[52] = (100.7, 200), (300.2, 210), (200, 150.9)
+    assert crop_box(points110) == (100, 150, 300, 350)  # .lms values truncated, as SyncTalk_2D's int32 cast
+    # the same face in dlib's 68: WFLW contour 1 lies between dlib 0 and 1, 31 between 15 and 16; bridge 52 is dlib 28
+    points68 = np.zeros((68, 2), np.float32)
+    points68[0], points68[1], points68[15], points68[16] = (96, 180), (104, 215), (297, 215), (303, 180)
+    points68[28], points68[29] = (200, 150), (200, 171)
+    assert crop_box(points68) == (100, 150, 300, 350)
     write_lms(tmp_path / "0.lms", points110)
     assert np.allclose(read_lms(tmp_path / "0.lms"), points110)
     (tmp_path / "bad.lms").write_text("1 2\n3 4\n")
     with pytest.raises(ClipError, match="expected 68 or 110"):
         read_lms(tmp_path / "bad.lms")
-    crop, box = crop_face(np.zeros((480, 640, 3), np.uint8), points68)
+    crop, box = crop_face(np.zeros((480, 640, 3), np.uint8), points68, CONVENTIONS["motionlab"])
     assert crop.shape == (320, 320, 3) and box == (100, 150, 300, 350)
+
+
+def test_crop_past_the_frame_is_padded_or_clipped_by_convention():
+    """A box running past the bottom: motionlab pads (edge rows, the face keeps its proportions); SyncTalk_2D clips
+    the box, and the resize stretches what is left."""
+    image = np.zeros((300, 400, 3), np.uint8)
+    image[:, :, 0] = (np.arange(300) % 251).astype(np.uint8)[:, None]  # rows tell where a pixel came from
+    points = np.zeros((110, 2), np.float32)
+    points[1], points[31], points[52] = (100, 0), (300, 0), (0, 150)  # box (100, 150, 300, 350): 50 rows past the frame
+    padded, box = crop_face(image, points, CONVENTIONS["motionlab"])
+    clipped, clipped_box = crop_face(image, points, CONVENTIONS["synctalk_2d"])
+    assert box == (100, 150, 300, 350) and clipped_box == (100, 150, 300, 300)
+    # 328 / 200 = 1.64 crop pixels per frame row: padded row 150 + r / 1.64, clipped row 150 + r / 2.19
+    row = 160
+    assert abs(int(padded[row, 160, 0]) - (150 + (row + 4) / 1.64)) <= 2
+    assert abs(int(clipped[row, 160, 0]) - (150 + (row + 4) * 150 / 328)) <= 2
+    assert (padded[300:, :, 0] == 299 % 251).all()  # the padding repeats the last frame row
 
 
 def test_smoothing_keeps_constant_tracks_and_damps_jitter():

@@ -35,8 +35,8 @@ def _talking(cfg: DictConfig) -> None:
     if options["audio_encoder"] is not None:
         from motionlab.data.lipsync import TalkingClip, audio_features
 
-        features = audio_features(TalkingClip(options["out"], fps=options["fps"]), "ave", options["audio_encoder"])
-        print(f"wrote ave audio features {tuple(features.shape)} to {options['out']}/aud_ave.npy")
+        features = audio_features(TalkingClip(options["out"], fps=options["fps"], convention=options["convention"]), "ave", options["audio_encoder"])
+        print(f"wrote {options['convention']} ave audio features {tuple(features.shape)} to {options['out']}/aud_ave.npy")
 
 
 def _synth_talking(cfg: DictConfig) -> None:

@@ -2,7 +2,9 @@
 
 Mel: 16 kHz, pre-emphasis 0.97, STFT n_fft 800 / hop 200 / win 800 (80 mel frames per second),
 80 mel bands 55-7600 Hz, dB with a -100 dB floor and 20 dB reference, normalised to [-4, 4].
-Each video frame ``i`` at ``fps`` reads the 16 mel frames starting at ``int(80 * i / fps)``.
+Encoder window ``j`` at ``fps`` reads the 16 mel frames starting at ``int(80 * j / fps)``; which windows a video
+frame's audio context holds, how many frames a clip of speech gives and how the ends are padded is the model's
+:class:`~motionlab.models.lipsync.LipSyncConvention` (:func:`frame_context`, one function for training and inference).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 from scipy import signal
 
-from motionlab.models.lipsync import AUDIO_SHAPES
+from motionlab.models.lipsync import AUDIO_SHAPES, LipSyncConvention
 
 SAMPLE_RATE = 16000
 MEL_FRAMES_PER_SECOND = 80.0
@@ -54,30 +56,62 @@ def melspectrogram(wav: np.ndarray) -> np.ndarray:
 
 
 def mel_window_start(frame_index: int, mel_frames: int, fps: float = 25.0) -> int:
-    """First mel frame of video frame ``frame_index``'s 16-frame window (shifted back at the end)."""
+    """First mel frame of encoder window ``frame_index``'s 16 frames (shifted back at the end)."""
     start = int(MEL_FRAMES_PER_SECOND * (frame_index / float(fps)))
     return max(0, min(start, mel_frames - MEL_WINDOW))
 
 
 def mel_windows(mel: np.ndarray, num_frames: int, fps: float = 25.0) -> torch.Tensor:
-    """(N, 1, 80, 16) mel windows for video frames 0 .. N-1."""
+    """(N, 1, 80, 16) mel windows 0 .. N-1, window ``j`` starting at time ``j / fps``."""
     if mel.shape[0] < MEL_WINDOW:
         raise AudioError(f"audio too short: {mel.shape[0]} mel frames, at least {MEL_WINDOW} (0.2 s) needed")
     starts = [mel_window_start(i, mel.shape[0], fps) for i in range(num_frames)]
     return torch.from_numpy(np.stack([mel[s : s + MEL_WINDOW].T for s in starts])).unsqueeze(1)
 
 
-def frame_context(features: torch.Tensor, index: int, width: int = CONTEXT) -> torch.Tensor:
-    """Features of frames ``[index - width/2, index + width/2)`` from (N, D...) ``features``, edge-padded."""
+def encoder_window_count(num_samples: int, convention: LipSyncConvention, fps: float = 25.0) -> int:
+    """How many mel windows the audio encoder reads for ``num_samples`` of 16 kHz speech: one per output frame
+    (``round(seconds * fps)``), or SyncTalk_2D's audio dataset length ``int((mel_frames - 16) / 80 * fps) + 2``."""
+    if convention.frame_count == "duration":
+        return max(1, int(round(num_samples / SAMPLE_RATE * fps)))
+    mel_frames = 1 + num_samples // 200  # the centred STFT's frame count (hop 200)
+    if mel_frames < MEL_WINDOW:
+        raise AudioError(f"audio too short: {mel_frames} mel frames, at least {MEL_WINDOW} (0.2 s) needed")
+    return int((mel_frames - MEL_WINDOW) / MEL_FRAMES_PER_SECOND * fps) + 2
+
+
+def frame_count(num_samples: int, convention: LipSyncConvention, fps: float = 25.0) -> int:
+    """Output video frames for ``num_samples`` of 16 kHz speech: the feature rows (:func:`per_frame_features`)."""
+    return encoder_window_count(num_samples, convention, fps) + 2 * convention.feature_edge_rows
+
+
+def per_frame_features(encoder_outputs: torch.Tensor, convention: LipSyncConvention) -> torch.Tensor:
+    """The feature rows the U-Net's contexts index: the encoder outputs with the convention's copies of the first and
+    last output around them (what a SyncTalk_2D ``aud_ave.npy`` holds)."""
+    pad = convention.feature_edge_rows
+    if pad == 0:
+        return encoder_outputs
+    return torch.cat([encoder_outputs[:1].expand(pad, *encoder_outputs.shape[1:]), encoder_outputs,
+                      encoder_outputs[-1:].expand(pad, *encoder_outputs.shape[1:])])
+
+
+def frame_context(features: torch.Tensor, index: int, convention: LipSyncConvention, width: int = CONTEXT) -> torch.Tensor:
+    """Rows ``[index - width/2, index + width/2)`` of (N, D...) per-frame ``features``: video frame ``index``'s audio
+    context, the same function for training and inference. Rows outside ``[0, N)`` repeat the end rows
+    (``edge``) or are zero (``zeros``), as the convention says."""
     half = width // 2
-    positions = torch.arange(index - half, index + half).clamp(0, features.shape[0] - 1)
-    return features[positions]
+    positions = torch.arange(index - half, index + half)
+    context = features[positions.clamp(0, features.shape[0] - 1)]
+    if convention.context_padding == "zeros":
+        outside = (positions < 0) | (positions >= features.shape[0])
+        context = context.masked_fill(outside.view(-1, *([1] * (features.dim() - 1))), 0.0)
+    return context
 
 
-def audio_input(features: torch.Tensor, index: int, mode: str) -> torch.Tensor:
+def audio_input(features: torch.Tensor, index: int, mode: str, convention: LipSyncConvention) -> torch.Tensor:
     """The U-Net's audio input for video frame ``index``: the frame's context reshaped to the mode's shape."""
     expected = AUDIO_SHAPES[mode]
-    context = frame_context(features, index)
+    context = frame_context(features, index, convention)
     if context.numel() != int(np.prod(expected)):
         raise AudioError(
             f"{mode} features of shape {tuple(features.shape[1:])} per frame give {context.numel()} values for 16 frames of context; "

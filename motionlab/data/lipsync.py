@@ -2,14 +2,19 @@
 
 A clip folder holds ``full_body_img/{i}.jpg``, ``landmarks/{i}.lms`` and ``aud.wav``. Every frame is
 cropped by its landmarks to the inner 320 x 320 face (:func:`crop_face`); the mel windows come from
-``aud.wav``; per-frame audio features come from ``aud_<mode>.npy``:
+``aud.wav``; per-frame audio features come from ``aud_<mode>.npy``. Crops, channel order and the rows of the
+feature files follow the data's :class:`~motionlab.models.lipsync.LipSyncConvention` (``data.convention``):
 
-- ``ave``: (N, 512) from an ``ave`` audio encoder. Computed from ``aud.wav`` with the encoder checkpoint
-  you give and cached as ``aud_ave.npy`` next to ``aud_ave.json`` (the encoder's and the wav's SHA-256):
-  a cache written with another encoder or wav is stale and recomputed with a warning. A file without
-  that manifest (SyncTalk_2D's own preprocessing) is used as is when no encoder is given.
+- ``ave``: (rows, 512) from an ``ave`` audio encoder. Computed from ``aud.wav`` with the encoder checkpoint
+  you give and cached as ``aud_ave.npy`` next to ``aud_ave.json`` (the encoder's and the wav's SHA-256 and the
+  convention): a cache written with another encoder, wav or convention is recomputed with a warning.
 - ``hubert`` (``aud_hu.npy``, 2048 values per frame) and ``wenet`` (``aud_wenet.npy``, 8192 per frame):
   computed by your own HuBERT / WeNet pipelines, read with shape checks.
+
+A feature file without a manifest is SyncTalk_2D's own (its rows padded by one copy of the first and last encoder
+output): used as is under the ``synctalk_2d`` convention, an error under ``motionlab``'s, never a silent one-frame
+shift. A ``motionlab``-convention file of your own pipeline declares itself with ``{"convention": "motionlab"}`` in
+the ``.json`` beside it.
 
 Training and validation frames are split in time within each clip (the last ``val_fraction`` of the
 frames, after a gap as long as the audio context so no validation audio is seen in training).
@@ -27,14 +32,23 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from motionlab.data.audio import CONTEXT, AudioError, audio_input, load_wav, mel_windows, melspectrogram
+from motionlab.data.audio import (
+    CONTEXT,
+    AudioError,
+    audio_input,
+    encoder_window_count,
+    load_wav,
+    mel_windows,
+    melspectrogram,
+    per_frame_features,
+)
 from motionlab.data.datamodule import EpochSeededRandomSampler, SplitDataModule, collate
 from motionlab.data.landmarks import read_lms
 from motionlab.data.talking import crop_face, synth_talking_clip
 from motionlab.data.video_io import ClipError, list_frame_files, read_image
 from motionlab.models import create_model, freeze
-from motionlab.models.lipsync import AUDIO_SHAPES
-from motionlab.utils.io import file_digest, write_json
+from motionlab.models.lipsync import AUDIO_SHAPES, LipSyncConvention, lipsync_convention, to_channel_order
+from motionlab.utils.io import atomic_open, file_digest, write_json
 
 log = logging.getLogger(__name__)
 SILENCE_PEAK = 1e-4  # below this the audio holds nothing to learn from (16-bit PCM steps are 3e-5)
@@ -60,10 +74,11 @@ def discover_talking_clips(root: str | os.PathLike) -> list[Path]:
 
 
 class TalkingClip:
-    """One clip folder: its 320 x 320 face crops, crop boxes, landmarks and mel windows, read once."""
+    """One clip folder: its 320 x 320 face crops (cut as ``convention`` says), crop boxes, landmarks and mel windows,
+    read once."""
 
-    def __init__(self, folder: str | os.PathLike, fps: float = 25.0):
-        self.folder, self.fps = Path(folder), fps
+    def __init__(self, folder: str | os.PathLike, fps: float = 25.0, convention: str | LipSyncConvention = "motionlab"):
+        self.folder, self.fps, self.convention = Path(folder), fps, lipsync_convention(convention)
         self.frame_files = list_frame_files(self.folder / "full_body_img")
         if not self.frame_files:
             raise ClipError(f"{self.folder / 'full_body_img'} holds no frames")
@@ -85,7 +100,7 @@ class TalkingClip:
         crops, boxes = [], []
         for path, points in zip(self.frame_files, self.landmarks):
             try:
-                crop, box = crop_face(read_image(path), points)
+                crop, box = crop_face(read_image(path), points, self.convention)
             except ValueError as error:
                 raise ClipError(f"{path}: {error}") from error
             crops.append(crop)
@@ -106,17 +121,21 @@ class TalkingClip:
             self._load_crops()
         return self._boxes
 
+    def wav(self) -> np.ndarray:
+        """The clip's speech (``aud.wav``, 16 kHz); silence is an error."""
+        path = self.folder / "aud.wav"
+        wav = load_wav(path)
+        peak = float(np.abs(wav).max())
+        if peak < SILENCE_PEAK:
+            raise AudioError(f"{path} is silent (peak amplitude {peak:.2g}): lip-sync training needs the speech; "
+                             "check the source video's audio track")
+        return wav
+
     @property
     def mel(self) -> torch.Tensor:
-        """(N, 1, 80, 16) mel windows, one per video frame."""
+        """(N, 1, 80, 16) mel windows, one per video frame, window ``i`` starting at frame ``i``'s time."""
         if self._mel is None:
-            path = self.folder / "aud.wav"
-            wav = load_wav(path)
-            peak = float(np.abs(wav).max())
-            if peak < SILENCE_PEAK:
-                raise AudioError(f"{path} is silent (peak amplitude {peak:.2g}): lip-sync training needs the speech; "
-                                 "check the source video's audio track")
-            self._mel = mel_windows(melspectrogram(wav), len(self), self.fps)
+            self._mel = mel_windows(melspectrogram(self.wav()), len(self), self.fps)
         return self._mel
 
 
@@ -129,46 +148,91 @@ def encode_audio(encoder: nn.Module, mel: torch.Tensor, batch_size: int = 64) ->
         return torch.cat([encoder(mel[i : i + batch_size].to(device)) for i in range(0, len(mel), batch_size)]).cpu().numpy().astype(np.float32)
 
 
+def speech_features(encoder: nn.Module, wav: np.ndarray, convention: LipSyncConvention, fps: float = 25.0,
+                    frames: int | None = None) -> torch.Tensor:
+    """(rows, 512) per-frame ``ave`` features of 16 kHz ``wav`` under ``convention``: the encoder's windows
+    (:func:`~motionlab.data.audio.encoder_window_count`, or one per frame of a ``frames``-long video) with the
+    convention's edge rows; what SyncTalk_2D writes as ``aud_ave.npy`` under its convention."""
+    windows = encoder_window_count(len(wav), convention, fps) if frames is None else frames - 2 * convention.feature_edge_rows
+    outputs = torch.from_numpy(encode_audio(encoder, mel_windows(melspectrogram(wav), windows, fps)))
+    return per_frame_features(outputs, convention)
+
+
+def feature_file_convention(path: Path) -> str:
+    """The convention of a per-frame feature file: its manifest's (``<name>.json``, written by motionlab; older
+    manifests are ``motionlab``'s), or ``synctalk_2d`` for a file without one (SyncTalk_2D's own preprocessing)."""
+    manifest = path.with_suffix(".json")
+    if not manifest.is_file():
+        return "synctalk_2d"
+    return json.loads(manifest.read_text()).get("convention", "motionlab")
+
+
+def read_feature_file(path: str | os.PathLike, mode: str, convention: LipSyncConvention) -> torch.Tensor:
+    """(rows, F) per-frame features from a ``.npy``; one of another convention than the model's is an error."""
+    path = Path(path)
+    found = feature_file_convention(path)
+    if found != convention.name:
+        raise AudioError(f"{path} holds {found} features ({'its manifest says so' if found != 'synctalk_2d' else 'no motionlab manifest beside it'}); "
+                         f"this model reads {convention.name} ones: their rows align with video frames differently. "
+                         + ("Give the audio encoder to compute them, or use a model of that convention"
+                            if mode == "ave" else f"compute them for {convention.name} and write {path.with_suffix('.json').name} "
+                            f'with {{"convention": "{convention.name}"}}'))
+    features = np.load(path, allow_pickle=False)
+    per_frame = int(np.prod(AUDIO_SHAPES[mode])) // CONTEXT
+    if features.ndim < 2 or int(np.prod(features.shape[1:])) != per_frame:
+        raise AudioError(f"{path}: shape {features.shape}; expected (rows, ...) with {per_frame} values per video frame "
+                         f"(the U-Net reads 16 rows as {AUDIO_SHAPES[mode]})")
+    return torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).reshape(len(features), -1)
+
+
 def audio_features(clip: TalkingClip, mode: str, encoder_checkpoint: str | os.PathLike | None = None) -> torch.Tensor:
-    """(N, ...) per-frame audio features of ``clip`` for ``mode`` (see the module docstring for files and caching)."""
+    """(rows, F) per-frame audio features of ``clip`` for ``mode`` under the clip's convention (see the module docstring
+    for files and caching); ``motionlab`` ones hold one row per video frame."""
     if mode not in FEATURE_FILES:
         raise ValueError(f"audio feature mode must be one of {sorted(FEATURE_FILES)}, got {mode!r}")
     path = clip.folder / FEATURE_FILES[mode]
     if mode == "ave" and encoder_checkpoint is not None:
         features = _cached_ave_features(clip, path, Path(encoder_checkpoint))
     elif path.is_file():
-        features = np.load(path, allow_pickle=False)
+        features = read_feature_file(path, mode, clip.convention)
     elif mode == "ave":
         raise AudioError(f"{path} does not exist: give the audio encoder checkpoint (data.audio_encoder_ckpt=...) to compute it")
     else:
         raise AudioError(f"{path} does not exist: compute {mode} features per video frame with your {mode} pipeline and save them there")
-    per_frame = int(np.prod(AUDIO_SHAPES[mode])) // CONTEXT
-    if features.shape[0] < len(clip) or int(np.prod(features.shape[1:])) != per_frame:
-        raise AudioError(f"{path}: shape {features.shape}; expected ({len(clip)}, ...) with {per_frame} values per frame "
-                         f"(one row per video frame; the U-Net reads 16 frames as {AUDIO_SHAPES[mode]})")
-    return torch.from_numpy(np.ascontiguousarray(features[: len(clip)], dtype=np.float32)).reshape(len(clip), -1)
+    if clip.convention.frame_count == "duration":
+        if len(features) < len(clip):
+            raise AudioError(f"{path}: {len(features)} feature rows for {len(clip)} video frames (one row per frame)")
+        return features[: len(clip)]
+    if abs(len(features) - len(clip)) > 2:
+        log.warning("%s: %d feature rows for %d video frames; frames past the rows get zero audio context, as in SyncTalk_2D",
+                    path, len(features), len(clip))
+    return features
 
 
-def _cached_ave_features(clip: TalkingClip, path: Path, encoder_checkpoint: Path) -> np.ndarray:
+def _cached_ave_features(clip: TalkingClip, path: Path, encoder_checkpoint: Path) -> torch.Tensor:
     manifest_path = path.with_suffix(".json")
-    key = {"encoder_sha256": file_digest(encoder_checkpoint), "wav_sha256": file_digest(clip.folder / "aud.wav"), "frames": len(clip), "fps": clip.fps}
+    key = {"encoder_sha256": file_digest(encoder_checkpoint), "wav_sha256": file_digest(clip.folder / "aud.wav"), "frames": len(clip),
+           "fps": clip.fps, "convention": clip.convention.name}
     if path.is_file() and manifest_path.is_file():
         if json.loads(manifest_path.read_text()) == key:
-            return np.load(path, allow_pickle=False)
-        log.warning("%s was computed with another audio encoder or audio; recomputing with %s", path, encoder_checkpoint)
+            return torch.from_numpy(np.load(path, allow_pickle=False))
+        log.warning("%s was computed with another audio encoder, audio or convention; recomputing with %s", path, encoder_checkpoint)
     elif path.is_file():
         kept = path.with_name("aud_ave.user.npy")
         log.warning("%s has no manifest (not written by motionlab); kept as %s, computing with %s", path, kept.name, encoder_checkpoint)
         path.replace(kept)
-    features = encode_audio(freeze(create_model("lipsync_audio_encoder_ave", pretrained=encoder_checkpoint)), clip.mel)
-    np.save(path, features)
+    encoder = freeze(create_model("lipsync_audio_encoder_ave", pretrained=encoder_checkpoint))
+    frames = len(clip) if clip.convention.frame_count == "duration" else None
+    features = speech_features(encoder, clip.wav(), clip.convention, clip.fps, frames)
+    with atomic_open(path, "wb") as file:
+        np.save(file, features.numpy())
     write_json(manifest_path, key)  # written last: a killed run leaves no manifest, so the cache is recomputed
     return features
 
 
-def face_tensor(crops: np.ndarray) -> torch.Tensor:
-    """(..., 320, 320, 3) uint8 -> (..., 3, 320, 320) float in [0, 1]."""
-    return torch.from_numpy(crops).movedim(-1, -3).float().div_(255.0)
+def face_tensor(crops: np.ndarray, convention: LipSyncConvention) -> torch.Tensor:
+    """(..., 320, 320, 3) uint8 RGB -> (..., 3, 320, 320) float in [0, 1], in the convention's channel order."""
+    return to_channel_order(torch.from_numpy(crops).movedim(-1, -3).float().div_(255.0), convention)
 
 
 class LipSyncDataset(Dataset):
@@ -208,12 +272,12 @@ class LipSyncDataset(Dataset):
         j = self._offsync(c, i, rng)
         clip = self.clips[c]
         sample = {
-            "face": face_tensor(clip.crops[i]), "reference": face_tensor(clip.crops[reference]),
+            "face": face_tensor(clip.crops[i], clip.convention), "reference": face_tensor(clip.crops[reference], clip.convention),
             "mel": clip.mel[i], "mel_offsync": clip.mel[j], "clip": c, "frame": i,
         }
         if self.features is not None:
-            sample["audio"] = audio_input(self.features[c], i, self.mode)
-            sample["audio_offsync"] = audio_input(self.features[c], j, self.mode)
+            sample["audio"] = audio_input(self.features[c], i, self.mode, clip.convention)
+            sample["audio_offsync"] = audio_input(self.features[c], j, self.mode, clip.convention)
         return sample
 
 
@@ -238,12 +302,16 @@ class LipSyncDataModule(SplitDataModule):
         audio_encoder_ckpt: the ``ave`` audio encoder (a ``lipsync_av`` run or SyncTalk_2D's file).
         val_fraction: the tail of every clip held out for validation.
         min_offset: off-sync pairs are at least this many frames apart.
+        convention: the :class:`~motionlab.models.lipsync.LipSyncConvention` crops, channel order and audio alignment
+            follow (``motionlab`` for new models; ``synctalk_2d`` to fine-tune SyncTalk_2D's weights on its files).
     """
 
     def __init__(self, root: str | None = None, toy_talking: dict | None = None, cache_dir: str = ".cache", mode: str | None = "ave",
                  audio_encoder_ckpt: str | None = None, val_fraction: float = 0.15, min_offset: int = 5, fps: float = 25.0,
-                 batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 0, shuffle_seed: int = 0):
+                 batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 0, shuffle_seed: int = 0,
+                 convention: str = "motionlab"):
         super().__init__()
+        self.convention = lipsync_convention(convention)
         if (root is None) == (toy_talking is None):
             raise ValueError("data: give exactly one of data.root (your preprocessed clips) or data.toy_talking (generated)")
         self.root, self.toy_talking, self.cache_dir = root, toy_talking, Path(cache_dir)
@@ -272,7 +340,7 @@ class LipSyncDataModule(SplitDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        self.clips = [TalkingClip(folder, self.fps) for folder in discover_talking_clips(self.data_root())]
+        self.clips = [TalkingClip(folder, self.fps, self.convention) for folder in discover_talking_clips(self.data_root())]
         features = None
         if self.mode is not None:
             features = [audio_features(clip, self.mode, self.audio_encoder_ckpt) for clip in self.clips]

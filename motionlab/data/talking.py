@@ -11,8 +11,8 @@
 ``synth_talking_clip`` writes a toy talking head in the same layout, for tests that need no camera.
 
 The crop is defined by landmark roles, so 68-point (dlib) and SyncTalk_2D's 110-point ``.lms`` files
-give the same square: from the jaw point on the left at eye height to its mirror on the right, starting
-at the middle of the nose bridge and as tall as it is wide; resized to 328 and cut to the inner 320.
+give the same square: from the face contour on the left at eye height to its mirror on the right, starting
+at the top of the nose bridge and as tall as it is wide; resized to 328 and cut to the inner 320.
 """
 
 from __future__ import annotations
@@ -23,44 +23,80 @@ import os
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from motionlab.data.landmarks import DlibLandmarks, fill_missing, smooth_landmarks, write_lms
 from motionlab.data.video_io import ClipError
+from motionlab.models.lipsync import LipSyncConvention
 
 log = logging.getLogger(__name__)
 CROP_SIZE, INNER_SIZE = 328, 320
-# Indices of the points the crop rule uses, per landmark convention (points per face -> role -> index).
+# The crop rule is SyncTalk_2D's on its 110 points (PFLD; its first 98 follow WFLW's layout): x from contour point 1
+# to contour point 31, y from nose-bridge point 52, as tall as it is wide. dlib's 68 points are WFLW's with every
+# other contour point and one fewer nose-bridge point: WFLW contour 1 lies midway between dlib 0 and 1, 31 between
+# dlib 15 and 16, and nose-bridge 52 is dlib 28 (one step, ~0.09 face widths, above dlib 29).
+# Points per face -> role -> the indices averaged for it.
 LANDMARK_ROLES = {
-    68: {"jaw_left": 1, "jaw_right": 15, "nose_bridge": 29},
-    110: {"jaw_left": 1, "jaw_right": 31, "nose_bridge": 52},
+    68: {"jaw_left": (0, 1), "jaw_right": (15, 16), "nose_bridge": (28,)},
+    110: {"jaw_left": (1,), "jaw_right": (31,), "nose_bridge": (52,)},
 }
+RESIZE = {"area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC, "linear": cv2.INTER_LINEAR}
 
 
 def crop_box(points: np.ndarray) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of the square face crop for (P, 2) landmarks in the 68- or 110-point convention."""
+    """(x0, y0, x1, y1) of the square face crop for (P, 2) landmarks in the 68- or 110-point convention; it may run
+    past the frame (see :func:`crop_face`)."""
     roles = LANDMARK_ROLES.get(len(points))
     if roles is None:
         raise ValueError(f"no crop rule for {len(points)} landmarks; known conventions: {sorted(LANDMARK_ROLES)}")
-    x0, x1 = int(points[roles["jaw_left"], 0]), int(points[roles["jaw_right"], 0])
-    y0 = int(points[roles["nose_bridge"], 1])
+    # SyncTalk_2D truncates its .lms values to integers before using them
+    x0, x1 = (int(np.trunc(points[list(roles[name]), 0]).mean()) for name in ("jaw_left", "jaw_right"))
+    y0 = int(np.trunc(points[list(roles["nose_bridge"]), 1]).mean())
     if x1 <= x0:
         raise ValueError(f"degenerate face crop: jaw points at x={x0} and x={x1}")
     return x0, y0, x1, y0 + (x1 - x0)
 
 
-def crop_face(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def resize(image: np.ndarray, width: int, height: int, interpolation: str) -> np.ndarray:
+    """``image`` resized with OpenCV's ``interpolation`` (``area``, ``cubic``, ``linear``): SyncTalk_2D's resampling."""
+    return cv2.resize(image, (width, height), interpolation=RESIZE[interpolation])
+
+
+def frame_box(box: tuple[int, int, int, int], image: np.ndarray, overflow: str) -> tuple[int, int, int, int]:
+    """The crop ``box`` as used on ``image``: kept whole (``pad``) or clipped to the frame (``clip``, SyncTalk_2D)."""
+    if overflow == "pad":
+        return box
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box
+    clipped = (max(0, x0), max(0, y0), min(w, x1), min(h, y1))
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        raise ValueError(f"face crop {box} lies outside the {w}x{h} frame")
+    return clipped
+
+
+def box_region(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The pixels of ``box``; parts past the frame repeat its edge pixels."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box
+    inside = image[max(0, y0) : min(h, y1), max(0, x0) : min(w, x1)]
+    if inside.size == 0:
+        raise ValueError(f"face crop {box} lies outside the {w}x{h} frame")
+    pads = (max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w))
+    return cv2.copyMakeBorder(inside, *pads, cv2.BORDER_REPLICATE) if any(pads) else inside
+
+
+def crop_face(image: np.ndarray, points: np.ndarray, convention: LipSyncConvention) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The (320, 320, 3) inner face crop of an (H, W, 3) uint8 frame, and the box it came from.
 
-    The box is clipped to the frame; the 328 resize uses area interpolation, as SyncTalk_2D.
+    The box is the landmarks' square, padded or clipped where it runs past the frame, resized to 328 with the
+    convention's interpolation; the inner 320 is what the U-Net sees.
     """
-    x0, y0, x1, y1 = crop_box(points)
-    h, w = image.shape[:2]
-    box = (max(0, x0), max(0, y0), min(w, x1), min(h, y1))
-    crop = Image.fromarray(image[box[1] : box[3], box[0] : box[2]]).resize((CROP_SIZE, CROP_SIZE), Image.BOX)
+    box = frame_box(crop_box(points), image, convention.crop_overflow)
+    crop = resize(box_region(image, box), CROP_SIZE, CROP_SIZE, convention.crop_resize)
     margin = (CROP_SIZE - INNER_SIZE) // 2
-    return np.asarray(crop)[margin : margin + INNER_SIZE, margin : margin + INNER_SIZE], box
+    return crop[margin : margin + INNER_SIZE, margin : margin + INNER_SIZE], box
 
 
 def resample_indices(source_frames: int, source_fps: float, fps: float = 25.0) -> np.ndarray:

@@ -3,7 +3,9 @@
 ``LipSyncPipeline`` bounces the template's frames forward and backward for as long as the audio lasts,
 crops each face by its landmarks, runs the U-Net in batches on (the frame's crop + its masked copy,
 the audio context), pastes the result back (optionally feathered) and encodes H.264 with the audio
-muxed. Decoding, the model and encoding run in overlapping threads.
+muxed. Decoding, the model and encoding run in overlapping threads. Frame count, bounce start, crop and paste
+resampling follow the U-Net's :class:`~motionlab.models.lipsync.LipSyncConvention`: a SyncTalk_2D file with
+``feather=0`` gives SyncTalk_2D's ``inference_328.py`` frames.
 
 The checkpoint's :class:`~motionlab.tasks.lipsync.LipSyncPredictor` does what the task does around the U-Net
 (audio features, mask, input assembly); SyncTalk_2D's plain state-dict files load with ``model=lipsync_unet328_<mode>``.
@@ -17,17 +19,16 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-
-from motionlab.data.audio import SAMPLE_RATE, audio_input, load_wav
+from motionlab.data.audio import SAMPLE_RATE, load_wav
 from motionlab.data.landmarks import read_lms
-from motionlab.data.talking import CROP_SIZE, INNER_SIZE, crop_face
+from motionlab.data.talking import CROP_SIZE, INNER_SIZE, box_region, crop_face, resize
 from motionlab.data.video_io import ClipError, list_frame_files, read_image, write_video
+from motionlab.models.lipsync import LipSyncConvention
 from motionlab.models.lora import merge_lora
 from motionlab.tasks import load_predictor
 from motionlab.tasks.lipsync import LipSyncPredictor
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 
 
 def bounce_index(step: int, length: int) -> int:
-    """Template frame shown at output step ``step``: 0, 1, ..., n-1, n-2, ..., 1, 0, 1, ... (no frame repeats at the turns)."""
+    """Template frame at bounce position ``step``: 0, 1, ..., n-1, n-2, ..., 1, 0, 1, ... (no frame repeats at the turns).
+    Output frame ``i`` shows position ``i + convention.template_start`` (SyncTalk_2D starts at 1)."""
     if length == 1:
         return 0
     period = 2 * (length - 1)
@@ -71,42 +73,66 @@ def feather_mask(height: int, width: int, feather: int) -> np.ndarray:
     return np.clip(np.minimum.outer(ramp_y, ramp_x), 0.0, 1.0).astype(np.float32)[..., None]
 
 
-def paste_back(frame: np.ndarray, generated: np.ndarray, box: tuple[int, int, int, int], feather: int) -> np.ndarray:
+def paste_back(frame: np.ndarray, generated: np.ndarray, box: tuple[int, int, int, int], feather: int,
+               convention: LipSyncConvention) -> np.ndarray:
     """Put a generated (320, 320, 3) uint8 face back into ``frame`` at its crop ``box``.
 
-    The inverse of :func:`crop_face`: the 320 face goes into the 328 crop of the frame (keeping its 4-pixel
-    border), which is resized (bicubic) to the box and blended with ``feather`` pixels of linear ramp.
+    The inverse of :func:`crop_face`: the 320 face goes into the frame's 328 crop (keeping its 4-pixel border),
+    which is resized to the box with the convention's interpolation and blended with ``feather`` pixels of linear
+    ramp (0: SyncTalk_2D's hard paste); only the part of the box inside the frame is written.
     """
     x0, y0, x1, y1 = box
-    region = frame[y0:y1, x0:x1]
-    canvas = np.asarray(Image.fromarray(region).resize((CROP_SIZE, CROP_SIZE), Image.BOX)).copy()
+    region = box_region(frame, box)
+    canvas = resize(region, CROP_SIZE, CROP_SIZE, convention.crop_resize).copy()
     margin = (CROP_SIZE - INNER_SIZE) // 2
     canvas[margin : margin + INNER_SIZE, margin : margin + INNER_SIZE] = generated
-    pasted = np.asarray(Image.fromarray(canvas).resize((x1 - x0, y1 - y0), Image.BICUBIC), dtype=np.float32)
+    pasted = resize(canvas, x1 - x0, y1 - y0, convention.paste_resize).astype(np.float32)
     alpha = feather_mask(y1 - y0, x1 - x0, feather)
+    blended = np.round(region * (1.0 - alpha) + pasted * alpha).astype(np.uint8)
+    h, w = frame.shape[:2]
+    ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     out = frame.copy()
-    out[y0:y1, x0:x1] = np.round(region * (1.0 - alpha) + pasted * alpha).astype(np.uint8)
+    out[iy0:iy1, ix0:ix1] = blended[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
     return out
 
 
 def _threaded(iterator: Iterator, depth: int = 4) -> Iterator:
-    """Run ``iterator`` in a background thread, ``depth`` items ahead; its exceptions re-raise here."""
+    """Run ``iterator`` in a background thread, ``depth`` items ahead; its exceptions re-raise here. A consumer that
+    stops early (closes this generator) stops the producer too, so no thread is left computing at exit."""
     items: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
+    done, stop = object(), threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def produce() -> None:
         try:
             for item in iterator:
-                items.put(item)
+                if not put(item):
+                    return
         except BaseException as error:  # handed to the consumer, which re-raises it
-            items.put(error)
-        items.put(done)
+            put(error)
+            return
+        put(done)
 
-    threading.Thread(target=produce, daemon=True).start()
-    while (item := items.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while (item := items.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        if isinstance(iterator, Generator):
+            worker.join()
+            iterator.close()
 
 
 class LipSyncPipeline:
@@ -122,6 +148,7 @@ class LipSyncPipeline:
         self.predictor, self.batch_size, self.feather, self.fps = predictor, batch_size, feather, fps
 
     def _template_frames(self, template: Path, frames: int) -> Iterator[tuple[np.ndarray, np.ndarray, tuple]]:
+        convention = self.predictor.convention
         files = list_frame_files(template / "full_body_img")
         if not files:
             raise ClipError(f"template {template}: full_body_img/ holds no frames (run motionlab-data talking)")
@@ -129,35 +156,39 @@ class LipSyncPipeline:
         if missing:
             log.warning("template %s: %d frames without landmarks use the nearest valid ones (%s...)", template, len(missing), missing[:10])
         for step in range(frames):
-            index = bounce_index(step, len(files))
+            index = bounce_index(step + convention.template_start, len(files))
             image = read_image(files[index])
-            crop, box = crop_face(image, landmarks[index])
+            crop, box = crop_face(image, landmarks[index], convention)
             yield image, crop, box
 
     def _batches(self, decoded: Iterator, features: torch.Tensor, frames: int) -> Iterator[tuple[list, np.ndarray]]:
         pending: list = []
         for step, (image, crop, box) in enumerate(decoded):
-            pending.append((image, crop, box, audio_input(features, step, self.predictor.mode)))
+            pending.append((image, crop, box))
             if len(pending) == self.batch_size or step == frames - 1:
-                yield pending[:], self.predictor(np.stack([p[1] for p in pending]), torch.stack([p[3] for p in pending]))
+                audio = self.predictor.audio(features, range(step + 1 - len(pending), step + 1))
+                yield pending[:], self.predictor(np.stack([p[1] for p in pending]), audio)
                 pending.clear()
 
     def _composited(self, batches: Iterator) -> Iterator[np.ndarray]:
         for pending, generated in batches:
-            for (image, _, box, _), face in zip(pending, generated):
-                yield paste_back(image, face, box, self.feather)
+            for (image, _, box), face in zip(pending, generated):
+                yield paste_back(image, face, box, self.feather, self.predictor.convention)
+
+    def frames(self, template: str | os.PathLike, wav: np.ndarray, features_path: str | os.PathLike | None = None) -> tuple[int, Iterator[np.ndarray]]:
+        """The number of output frames for 16 kHz ``wav`` and an iterator over them ((H, W, 3) uint8 RGB)."""
+        features, frames = self.predictor.speech_features(wav, self.fps, features_path)
+        # decode + crop, the model, and paste-back each run in their own thread
+        decoded = _threaded(self._template_frames(Path(template), frames), depth=2 * self.batch_size)
+        batches = _threaded(self._batches(decoded, features, frames), depth=2)
+        return frames, _threaded(self._composited(batches), depth=self.batch_size)
 
     def run(self, template: str | os.PathLike, audio_path: str | os.PathLike, out: str | os.PathLike, crf: int = 20,
             features_path: str | os.PathLike | None = None) -> dict:
         """Write ``out`` (H.264 at ``crf`` + AAC); returns frames, seconds and the output path."""
-        template = Path(template)
         wav = load_wav(audio_path)
-        frames = max(1, int(round(len(wav) / SAMPLE_RATE * self.fps)))
-        features = self.predictor.speech_features(wav, frames, self.fps, features_path)
-        # decode + crop, the model, and paste-back each run in their own thread; encoding runs here
-        decoded = _threaded(self._template_frames(template, frames), depth=2 * self.batch_size)
-        batches = _threaded(self._batches(decoded, features, frames), depth=2)
-        path = write_video(out, _threaded(self._composited(batches), depth=self.batch_size), fps=self.fps, crf=crf, audio=(wav, SAMPLE_RATE))
+        frames, composited = self.frames(template, wav, features_path)
+        path = write_video(out, composited, fps=self.fps, crf=crf, audio=(wav, SAMPLE_RATE))
         return {"out": str(path), "frames": frames, "audio_seconds": len(wav) / SAMPLE_RATE}
 
 

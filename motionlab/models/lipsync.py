@@ -12,6 +12,8 @@ U-Net, 91 for the audio encoder, 224 for SyncNet). Shapes:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +22,69 @@ from motionlab.models.registry import register_model
 
 AUDIO_SHAPES = {"ave": (32, 16, 16), "hubert": (32, 32, 32), "wenet": (256, 16, 32)}
 WIDTHS = (32, 64, 128, 256, 512)
+
+
+@dataclass(frozen=True)
+class LipSyncConvention:
+    """How a lip-sync U-Net's inputs and outputs relate to the video and the speech: part of a weight file's format,
+    as normalisation is of an image classifier's. Two exist (:data:`CONVENTIONS`):
+
+    - ``motionlab`` (models trained here): RGB; video frame ``i`` (time ``i / fps``) reads encoder output ``i``, whose
+      mel window starts at ``int(80 * i / fps)``; its 16-frame context ``[i - 8, i + 8)`` repeats the first / last
+      row beyond the ends; ``round(seconds * fps)`` output frames; the template bounces from frame 0; the crop is
+      area-resampled to 328 and pasted back bicubically, and a crop box running past the frame is padded (edge
+      pixels), never stretched; U-Net outputs are rounded to uint8.
+    - ``synctalk_2d`` (SyncTalk_2D's files, as its ``inference_328.py`` runs them): BGR (OpenCV reads the
+      frames); one copy of the first and of the last encoder output around the features (so frame ``i`` reads
+      encoder output ``i - 1``, and ``aud_ave.npy`` files hold these padded rows), zeros beyond the ends;
+      ``int((mel_frames - 16) / 80 * fps) + 2`` encoder windows plus the two padding rows as output frames; the
+      bounce starts at template frame 1; cubic resampling both ways, a box past the frame clipped (and so
+      stretched); outputs truncated to uint8.
+
+    Args:
+        name: the convention's name, stored in checkpoints and feature-file manifests.
+        channel_order: ``rgb`` or ``bgr``, the U-Net's image channels.
+        feature_edge_rows: copies of the first / last encoder output placed around the per-frame features.
+        context_padding: ``edge`` (repeat the end rows) or ``zeros`` for context rows outside the features.
+        frame_count: ``duration`` (``round(seconds * fps)``) or ``mel_windows`` (SyncTalk_2D's audio dataset length).
+        template_start: the bounce position of output frame 0.
+        crop_resize / paste_resize: OpenCV interpolation of the 328 crop and of the paste back (``area``, ``cubic``).
+        crop_overflow: ``pad`` or ``clip`` a crop box that runs past the frame.
+        quantize: ``round`` or ``floor`` of the U-Net's [0, 1] output to uint8.
+    """
+
+    name: str
+    channel_order: str
+    feature_edge_rows: int
+    context_padding: str
+    frame_count: str
+    template_start: int
+    crop_resize: str
+    paste_resize: str
+    crop_overflow: str
+    quantize: str
+
+
+CONVENTIONS = {
+    "motionlab": LipSyncConvention("motionlab", channel_order="rgb", feature_edge_rows=0, context_padding="edge", frame_count="duration",
+                                   template_start=0, crop_resize="area", paste_resize="cubic", crop_overflow="pad", quantize="round"),
+    "synctalk_2d": LipSyncConvention("synctalk_2d", channel_order="bgr", feature_edge_rows=1, context_padding="zeros", frame_count="mel_windows",
+                                     template_start=1, crop_resize="cubic", paste_resize="cubic", crop_overflow="clip", quantize="floor"),
+}
+
+
+def lipsync_convention(name: "str | LipSyncConvention") -> LipSyncConvention:
+    """The convention called ``name`` (a convention passes through); unknown names list the known ones."""
+    if isinstance(name, LipSyncConvention):
+        return name
+    if name not in CONVENTIONS:
+        raise ValueError(f"unknown lip-sync convention {name!r}; known: {', '.join(CONVENTIONS)}")
+    return CONVENTIONS[name]
+
+
+def to_channel_order(images: torch.Tensor, convention: LipSyncConvention) -> torch.Tensor:
+    """(..., 3, H, W) RGB images in the convention's channel order, or back (swapping R and B is its own inverse)."""
+    return images.flip(-3) if convention.channel_order == "bgr" else images
 
 
 class InvertedResidual(nn.Module):
@@ -322,7 +387,7 @@ def _mel_examples(batch: int, generator: torch.Generator) -> dict[str, torch.Ten
 
 # LoRA by default adapts every 1x1 convolution (the depthwise 3x3 ones cannot be merged) and the output layer
 _UNET = dict(family="lipsync_unet", input_size=320, output_names=("face",), checkpoint_filter=synctalk_filter,
-             lora_targets=r".*\.conv\.[06]|outc\.conv")
+             lora_targets=r".*\.conv\.[06]|outc\.conv", published_settings={"convention": "synctalk_2d"})
 _SYNCNET = dict(family="syncnet", input_size=320, output_names=("audio_embedding", "face_embedding"), checkpoint_filter=synctalk_filter)
 
 

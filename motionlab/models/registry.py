@@ -30,6 +30,8 @@ class ModelInfo:
             other wrappers) onto this architecture's keys; lives beside the architecture.
         accepts_from: other variants whose motionlab checkpoints hold weights for this one (the filter extracts them).
         lora_targets: the default LoRA targets, a regular expression over module names (:mod:`motionlab.models.lora`).
+        published_settings: the predictor settings a foreign-format (published) file of this variant implies, where
+            motionlab checkpoints record theirs (a SyncTalk_2D U-Net file runs in SyncTalk_2D's conventions).
         args: the explicit arguments it was built with; component: the sub-module taken from it, if any.
     """
 
@@ -42,6 +44,7 @@ class ModelInfo:
     checkpoint_filter: CheckpointFilter | None = None
     accepts_from: tuple[str, ...] = ()
     lora_targets: str | None = None
+    published_settings: dict = field(default_factory=dict)
     args: dict = field(default_factory=dict)
     component: str | None = None
 

@@ -13,15 +13,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from motionlab.data.audio import audio_input, mel_windows, melspectrogram
-from motionlab.data.lipsync import TalkingClip, audio_features, encode_audio, face_tensor
+from motionlab.data.audio import audio_input, frame_count
+from motionlab.data.lipsync import TalkingClip, audio_features, face_tensor, read_feature_file, speech_features
 from motionlab.losses.lipsync import LipSyncLoss
 from motionlab.losses.sync import SyncLoss, sync_probability
 from motionlab.metrics.sync import SyncScores
-from motionlab.models import create_model
-from motionlab.models.lipsync import syncnet_audio
+from motionlab.models import create_model, load_pretrained, motionlab_meta
+from motionlab.models.lipsync import lipsync_convention, syncnet_audio, to_channel_order
 from motionlab.tasks.base import MotionlabTask
 from motionlab.tasks.predictor import Predictor, register_predictor
+from motionlab.utils.checkpoint import load_checkpoint
 
 # (x, y, width, height) blanked in the current frame's 320 crop: SyncTalk_2D's rectangle
 SYNCTALK_MASK = (5, 5, 310, 305)
@@ -141,15 +142,18 @@ class LipSyncTask(MotionlabTask):
         audio_encoder: the ``ave`` encoder whose features the U-Net reads (frozen); kept in the checkpoint so
             inference turns speech into features with no other file. ``None`` for HuBERT / WeNet U-Nets.
         mask: the ``(x, y, width, height)`` rectangle blanked in the current frame (SyncTalk_2D's by default).
+        convention: the data's :class:`~motionlab.models.lipsync.LipSyncConvention` (``model.convention:
+            ${data.convention}``), checked against the datamodule's and stored for inference.
     """
 
     task_name = "lipsync"
 
     def __init__(self, net: nn.Module, loss: LipSyncLoss, optimizer: Callable, scheduler: Callable | None = None,
                  syncnet: nn.Module | None = None, audio_encoder: nn.Module | None = None,
-                 mask: tuple[int, int, int, int] = SYNCTALK_MASK, max_offset: int = 15):
+                 mask: tuple[int, int, int, int] = SYNCTALK_MASK, max_offset: int = 15, convention: str = "motionlab"):
         super().__init__(optimizer=optimizer, scheduler=scheduler)
         self.net, self.mask, self.max_offset = net, tuple(mask), max_offset
+        self.convention = lipsync_convention(convention)
         if loss.active("sync") and syncnet is None:
             raise ValueError("loss.sync > 0 needs model.syncnet.pretrained=<a lipsync_syncnet run or SyncTalk_2D syncnet file>, or set loss.sync=0")
         if syncnet is not None and syncnet.mode != net.mode:
@@ -162,7 +166,26 @@ class LipSyncTask(MotionlabTask):
         self._val_embeddings: list[tuple[torch.Tensor, ...]] = []
 
     def predictor_settings(self) -> dict:
-        return {"mask": list(self.mask)}
+        return {"mask": list(self.mask), "convention": self.convention.name}
+
+    def init_from(self, path: str | os.PathLike) -> None:
+        """Start from a U-Net's weights; they must have been trained in this task's convention (a SyncTalk_2D file's is
+        ``synctalk_2d``), since a model's convention is what its weights learnt."""
+        checkpoint = load_checkpoint(path)
+        meta = motionlab_meta(checkpoint)
+        settings = meta.get("predictor", {}) if meta is not None else self.net.model_info.published_settings
+        source = settings.get("convention", "motionlab")
+        if source != self.convention.name:
+            raise ValueError(f"init_from {path} holds U-Net weights of the {source} convention, the data is set up for "
+                             f"{self.convention.name}: set data.convention={source}")
+        load_pretrained(self.net, path, checkpoint)
+
+    def setup(self, stage: str) -> None:
+        data = getattr(self.trainer, "datamodule", None)
+        if data is not None and getattr(data, "convention", self.convention) != self.convention:
+            raise ValueError(f"the U-Net is set up for the {self.convention.name} convention, the data for {data.convention.name}: "
+                             "set model.convention=${data.convention}")
+        super().setup(stage)
 
     def forward(self, reference: torch.Tensor, face: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         return self.net(unet_input(reference, face, self.mask), audio)
@@ -181,7 +204,8 @@ class LipSyncTask(MotionlabTask):
         samples = [dataset[int(i)] for i in indices]
         reference, face, audio = (torch.stack([s[key] for s in samples]).to(self.device) for key in ("reference", "face", "audio"))
         generated = self(reference, face, audio)
-        rows = [side_by_side(r, mask_face(f[None], self.mask)[0], g, f) for r, f, g in zip(reference, face, generated)]
+        rgb = [to_channel_order(images, self.convention) for images in (reference, face, generated)]
+        rows = [side_by_side(r, mask_face(f[None], self.mask)[0], g, f) for r, f, g in zip(*rgb)]
         return np.concatenate(rows, axis=0), "reference | masked | generated | target"
 
     def _evaluation_step(self, batch: dict, split: str) -> None:
@@ -207,7 +231,9 @@ class LipSyncTask(MotionlabTask):
 @register_predictor
 class LipSyncPredictor(Predictor):
     """A lip-sync U-Net at inference: speech -> per-frame audio features (through its ``ave`` encoder), face crops
-    -> the U-Net input with the checkpoint's mask, -> generated crops.
+    -> the U-Net input with the checkpoint's mask, -> generated crops, all in the U-Net's
+    :class:`~motionlab.models.lipsync.LipSyncConvention` (``motionlab`` for checkpoints trained here, ``synctalk_2d``
+    for SyncTalk_2D's files).
 
     ``runner`` is what computes the U-Net: the eager network (default) or any callable ``(image, audio) -> array`` on
     numpy float32 arrays (an onnxruntime session of the exported net, :class:`motionlab.inference.export.OnnxRunner`).
@@ -215,9 +241,9 @@ class LipSyncPredictor(Predictor):
 
     families = ("lipsync_unet",)
 
-    def __init__(self, net: nn.Module, audio_encoder: nn.Module | None = None, mask=SYNCTALK_MASK):
+    def __init__(self, net: nn.Module, audio_encoder: nn.Module | None = None, mask=SYNCTALK_MASK, convention: str = "motionlab"):
         super().__init__(net=net, audio_encoder=audio_encoder)
-        self.mode, self.mask = net.mode, tuple(mask)
+        self.mode, self.mask, self.convention = net.mode, tuple(mask), lipsync_convention(convention)
         self.runner: Callable | None = None
         if self.mode == "ave" and audio_encoder is None:
             raise ValueError("ave U-Nets need the audio encoder they were trained with (audio_encoder_ckpt=...)")
@@ -229,42 +255,51 @@ class LipSyncPredictor(Predictor):
         encoder = models.get("audio_encoder")
         if audio_encoder_ckpt is not None:
             encoder = create_model("lipsync_audio_encoder_ave", pretrained=audio_encoder_ckpt)
-        return cls(models["net"], encoder, settings.get("mask", SYNCTALK_MASK))
+        # checkpoints from before conventions were recorded were trained in motionlab's
+        return cls(models["net"], encoder, settings.get("mask", SYNCTALK_MASK), settings.get("convention", "motionlab"))
 
-    def speech_features(self, wav: np.ndarray, frames: int, fps: float, features_path: str | os.PathLike | None = None) -> torch.Tensor:
-        """(frames, F) per-frame audio features of 16 kHz ``wav``: computed by the ``ave`` encoder, or read from the
-        ``.npy`` of your HuBERT / WeNet pipeline (one row per video frame)."""
-        if self.mode == "ave":
-            return torch.from_numpy(encode_audio(self.audio_encoder, mel_windows(melspectrogram(wav), frames, fps)))
-        if features_path is None:
+    def speech_features(self, wav: np.ndarray, fps: float, features_path: str | os.PathLike | None = None) -> tuple[torch.Tensor, int]:
+        """(rows, F) per-frame audio features of 16 kHz ``wav`` and the number of output frames, in the U-Net's convention:
+        computed by the ``ave`` encoder, or read from a ``.npy`` (a SyncTalk_2D ``aud_*.npy``, or your HuBERT / WeNet
+        pipeline's) whose convention must be the U-Net's."""
+        if features_path is not None:
+            features = read_feature_file(features_path, self.mode, self.convention)
+        elif self.mode == "ave":
+            features = speech_features(self.audio_encoder, wav, self.convention, fps)
+        else:
             raise ValueError(f"{self.mode} U-Nets read per-frame features from a .npy you computed (features=PATH)")
-        features = torch.from_numpy(np.load(features_path, allow_pickle=False)).float()
+        if self.convention.frame_count == "mel_windows":
+            return features, len(features)  # SyncTalk_2D writes one frame per feature row
+        frames = frame_count(len(wav), self.convention, fps)
         if len(features) < frames:
             raise ValueError(f"{features_path}: {len(features)} feature rows for {frames} video frames")
-        return features[:frames].reshape(frames, -1)
+        return features, frames
 
-    def inputs(self, faces: torch.Tensor, features: torch.Tensor, steps) -> dict[str, torch.Tensor]:
-        """The U-Net's named inputs for (N, 3, 320, 320) crops (each its own reference, as at inference) at frame ``steps``."""
-        return {"image": unet_input(faces, faces, self.mask), "audio": torch.stack([audio_input(features, step, self.mode) for step in steps])}
+    def audio(self, features: torch.Tensor, steps) -> torch.Tensor:
+        """The U-Net's audio inputs of output frames ``steps``."""
+        return torch.stack([audio_input(features, step, self.mode, self.convention) for step in steps])
 
     def template_inputs(self, template: str | os.PathLike, part: str = "net", frames: int = 2) -> dict[str, torch.Tensor]:
         """The first ``frames`` frames of a template folder as the inputs of network ``part`` (real-input parity checks)."""
-        clip = TalkingClip(template)
+        clip = TalkingClip(template, convention=self.convention)
         if part == "audio_encoder":
             return {"mel": clip.mel[:frames]}
-        features = torch.from_numpy(encode_audio(self.audio_encoder, clip.mel)) if self.mode == "ave" else audio_features(clip, self.mode)
-        return self.inputs(face_tensor(clip.crops[:frames]), features, range(frames))
+        features = self.speech_features(clip.wav(), clip.fps)[0] if self.mode == "ave" else audio_features(clip, self.mode)
+        faces = face_tensor(clip.crops[:frames], self.convention)
+        return {"image": unet_input(faces, faces, self.mask), "audio": self.audio(features, range(frames))}
 
     @torch.inference_mode()
     def __call__(self, crops: np.ndarray, audio: torch.Tensor) -> np.ndarray:
-        """(N, 320, 320, 3) uint8 crops and (N, ...) U-Net-layout audio -> (N, 320, 320, 3) uint8 generated crops."""
-        faces = face_tensor(crops)
+        """(N, 320, 320, 3) uint8 RGB crops and (N, ...) U-Net-layout audio -> (N, 320, 320, 3) uint8 RGB generated crops."""
+        faces = face_tensor(crops, self.convention)
         image = unet_input(faces, faces, self.mask)
         if self.runner is None:
             out = self.net(image.to(self.device, memory_format=torch.channels_last), audio.to(self.device)).float().cpu()
         else:
             out = torch.from_numpy(self.runner(image.numpy(), audio.numpy()))
-        return (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        scaled = to_channel_order(out, self.convention).clamp(0, 1) * 255
+        quantized = scaled.round() if self.convention.quantize == "round" else scaled.floor()
+        return quantized.to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
     def to(self, device: str | torch.device) -> "LipSyncPredictor":
         super().to(device)

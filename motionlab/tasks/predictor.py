@@ -74,7 +74,7 @@ def predictor_from_checkpoint(checkpoint: dict, path: str | os.PathLike, model: 
     if family not in _PREDICTORS:
         raise ValueError(f"{path} holds a {models['net'].model_info.name} ({family}); there is no inference for it here: "
                          f"predictors exist for {', '.join(sorted(_PREDICTORS))} networks")
-    settings = meta.get("predictor", {}) if meta is not None else {}
+    settings = meta.get("predictor", {}) if meta is not None else dict(models["net"].model_info.published_settings)
     return _PREDICTORS[family].from_models(models, settings, **options).to(device)
 
 

@@ -19,7 +19,8 @@ from motionlab.callbacks.rng_state import RNGStateCallback
 from motionlab.models.lora import LoraSpec, lora_spec
 from motionlab.utils.checkpoint import AtomicCheckpointIO, find_last_checkpoint
 from motionlab.utils.config import ConfigError, validate_config
-from motionlab.utils.io import flatten, write_json
+from motionlab.utils.errors import InputError
+from motionlab.utils.io import flatten, remove_stale_scratch, write_json
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
     if name is None:
         return None
     if name not in metrics:
-        raise KeyError(f"optimized_metric {name!r} was not logged; logged metrics: {', '.join(sorted(metrics))}")
+        raise InputError(f"optimized_metric {name!r} was not logged (logged: {', '.join(sorted(metrics)) or 'nothing'}); "
+                         "a run must validate at least once (check trainer.max_steps / limit_val_batches), or set optimized_metric=null")
     return metrics[name]
 
 
@@ -59,6 +61,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """
     run_config = validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
+    task_logs = Path(cfg.paths.log_dir) / cfg.task_name
+    if task_logs.is_dir():  # the temporary files of checkpoint writes that an earlier run was killed during
+        remove_stale_scratch(task_logs, recursive=True)
     ckpt_path = _resolve_ckpt_path(cfg)
     L.seed_everything(cfg.seed, workers=True)
 

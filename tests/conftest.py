@@ -227,3 +227,38 @@ def read_rgb(path: Path) -> np.ndarray:
     from motionlab.data.video_io import read_image
 
     return read_image(path)
+
+
+COMMANDS = {
+    "motionlab-train": "motionlab.cli.train",
+    "motionlab-animate": "motionlab.cli.animate",
+    "motionlab-lipsync": "motionlab.cli.lipsync",
+    "motionlab-eval": "motionlab.cli.evaluate",
+    "motionlab-export": "motionlab.cli.export",
+    "motionlab-cache": "motionlab.cli.cache",
+    "motionlab-data": "motionlab.cli.data",
+}
+
+
+def run_command(argv: list[str]) -> tuple[int, str, str]:
+    """Run a console entry point (``argv[0]``) in this process, as its script would: its argument parsing, Hydra
+    composition and error reporting, without a process start (which mostly imports torch). Returns the exit code,
+    stdout and stderr."""
+    import contextlib
+    import importlib
+    import io
+    import sys
+
+    main = importlib.import_module(COMMANDS[argv[0]]).main
+    saved, sys.argv = sys.argv, list(argv)
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            try:
+                main()
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    finally:
+        sys.argv = saved
+    return code, out.getvalue(), err.getvalue()

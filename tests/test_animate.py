@@ -67,13 +67,13 @@ def test_weights_of_another_architecture_are_refused(checkpoint, tmp_path):
 def test_non_motionlab_and_missing_files_are_clear_errors(tmp_path, toy_world, checkpoint):
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)
-    with pytest.raises(CheckpointFormatError, match="not a motionlab checkpoint.*model=NAME, one of: animator_v1, .*fomm_mgif256"):
+    with pytest.raises(CheckpointFormatError, match="not a motionlab checkpoint.*arch=NAME, one of: animator_v1, .*fomm_mgif256"):
         load_model(foreign)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_model(tmp_path / "nope.ckpt")
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(checkpoint.read_bytes()[:1000])
-    with pytest.raises(RuntimeError, match="cannot be read weights-only"):
+    with pytest.raises(CheckpointFormatError, match="cannot be read weights-only"):
         load_model(truncated)
     with pytest.raises(Exception, match="nope.png"):
         animate_files(checkpoint, tmp_path / "nope.png", toy_world / "id_0001_video", tmp_path / "o.mp4")
@@ -137,10 +137,10 @@ def test_animate_with_a_fomm_release_checkpoint(toy_world, tmp_path):
 
     torch.manual_seed(0)
     release = save_fomm_checkpoint(create_model("fomm_vox256"), tmp_path / "vox-cpk.pth.tar", epoch=99)
-    with pytest.raises(CheckpointFormatError, match="model=NAME"):
+    with pytest.raises(CheckpointFormatError, match="arch=NAME"):
         load_model(release)
     summary = animate_files(release, toy_world / "id_0001.png", toy_world / "id_0001_video", tmp_path / "fomm.mp4",
-                            max_frames=2, model="fomm_vox256")
+                            max_frames=2, arch="fomm_vox256")
     assert summary["frames"] == 2
     import av
 

@@ -1,10 +1,11 @@
-"""One convention for the seven commands: ``motionlab-<name> [KIND] key=value``; ``--help`` lists keys and an example."""
+"""One convention for the seven commands: ``motionlab-<name> [KIND] key=value``; ``--help`` lists keys and an example.
+The entry points run in this process (:func:`conftest.run_command`); ``tests/test_bad_inputs.py`` checks a real process."""
 
 from __future__ import annotations
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_command
 
 APPS = [
     ("motionlab-train", [], "experiment=quickstart", "ckpt_path: null"),
@@ -13,7 +14,7 @@ APPS = [
     ("motionlab-lipsync", [], "motionlab-lipsync ckpt=", "template: ???"),
     ("motionlab-cache", ["descriptors"], "motionlab-cache descriptors ckpt=", "ckpt: ???"),
     ("motionlab-export", ["onnx"], "motionlab-export onnx ckpt=", "reference_outputs: null"),
-    ("motionlab-export", ["fomm"], "motionlab-export fomm ckpt=", "model: null"),
+    ("motionlab-export", ["fomm"], "motionlab-export fomm ckpt=", "arch: null"),
     ("motionlab-data", ["synth"], "motionlab-data synth out=", "identities: 48"),
     ("motionlab-data", ["talking"], "motionlab-data talking video=", "smooth: 3"),
     ("motionlab-data", ["synth-talking"], "motionlab-data synth-talking out=", "seconds: 4.0"),
@@ -21,16 +22,18 @@ APPS = [
 
 
 @pytest.mark.parametrize(("name", "kind", "example", "key"), APPS, ids=[f"{a[0]} {' '.join(a[1])}" for a in APPS])
-def test_help_lists_the_keys_and_an_example(name, kind, example, key, tmp_path):
-    result = run_cli(name, *kind, "--help", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "== Keys (key=value" in result.stdout and key in result.stdout and example in result.stdout
+def test_help_lists_the_keys_and_an_example(name, kind, example, key, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_command([name, *kind, "--help"])
+    assert code == 0, err[-2000:]
+    assert "== Keys (key=value" in out and key in out and example in out
     assert not list(tmp_path.iterdir())  # help writes nothing
 
 
 @pytest.mark.parametrize("name", ["motionlab-cache", "motionlab-export", "motionlab-data"])
-def test_commands_with_kinds_list_them(name, tmp_path):
-    listed = run_cli(name, "--help", cwd=tmp_path)
-    assert listed.returncode == 0 and f"usage: {name} {{" in listed.stdout and "e.g. " in listed.stdout
-    wrong = run_cli(name, "nonsense", "a=1", cwd=tmp_path)
-    assert wrong.returncode == 2 and "unknown kind 'nonsense'" in wrong.stderr
+def test_commands_with_kinds_list_them(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_command([name, "--help"])
+    assert code == 0 and f"usage: {name} {{" in out and "e.g. " in out
+    code, _, err = run_command([name, "nonsense", "a=1"])
+    assert code == 2 and "unknown kind 'nonsense'" in err

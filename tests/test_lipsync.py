@@ -284,7 +284,7 @@ def test_weight_files_are_checked(lipsync_checkpoints, tmp_path):
     foreign = load_predictor(plain, model="lipsync_unet328_ave", audio_encoder_ckpt=encoder_file)
     assert foreign.net.state_dict().keys() == net.state_dict().keys() and foreign.convention.name == "synctalk_2d"
     assert torch.equal(foreign.audio_encoder.audio_encoder[0].conv_block[0].weight, predictor.audio_encoder.audio_encoder[0].conv_block[0].weight)
-    with pytest.raises(CheckpointFormatError, match="model=NAME"):
+    with pytest.raises(CheckpointFormatError, match="arch=NAME"):
         load_predictor(plain)
     with pytest.raises(ValueError, match="audio encoder"):
         load_predictor(plain, model="lipsync_unet328_ave")
@@ -316,25 +316,20 @@ def _streams(path):
 @pytest.mark.parametrize("runtime", ["torch", "onnx"])
 def test_lipsync_cli_writes_video_with_exact_audio(lipsync_checkpoints, tmp_path, runtime):
     template = shutil.copytree(lipsync_checkpoints["clip"], tmp_path / "template")
+    for index in range(12, 75):  # a 12-frame template: 1.3 s of speech bounces over it
+        (template / "full_body_img" / f"{index}.jpg").unlink()
+        (template / "landmarks" / f"{index}.lms").unlink()
     (template / "landmarks" / "5.lms").unlink()  # nearest valid landmarks are used
     wav = tmp_path / "speech.wav"
-    _wav(wav, 3.7)  # longer than the 3 s template: frames bounce
+    _wav(wav, 1.3)
     out = tmp_path / "out.mp4"
     result = subprocess.run([motionlab_bin("motionlab-lipsync"), f"ckpt={lipsync_checkpoints['unet']}", f"template={template}",
                              f"audio={wav}", f"out={out}", f"runtime={runtime}", "batch_size=4"],
                             capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     frames, audio_seconds, codecs = _streams(out)
-    assert frames == round(25 * 3.7) and abs(audio_seconds - 3.7) <= 1 / 25 and codecs == ("h264", "aac")
+    assert frames == round(25 * 1.3) and abs(audio_seconds - 1.3) <= 1 / 25 and codecs == ("h264", "aac")
     assert "without landmarks use the nearest" in result.stdout + result.stderr
-
-
-def test_lipsync_refuses_unreadable_audio(lipsync_checkpoints, tmp_path):
-    bad = tmp_path / "speech.wav"
-    bad.write_bytes(b"not a wav")
-    result = subprocess.run([motionlab_bin("motionlab-lipsync"), f"ckpt={lipsync_checkpoints['unet']}", f"template={lipsync_checkpoints['clip']}",
-                             f"audio={bad}", f"out={tmp_path / 'out.mp4'}"], capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path)
-    assert result.returncode != 0 and "cannot be decoded" in result.stderr and not (tmp_path / "out.mp4").exists()
 
 
 def test_onnx_export_parity_and_reference_outputs(lipsync_checkpoints, tmp_path):

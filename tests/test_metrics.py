@@ -112,7 +112,7 @@ def test_fid_inception_equals_torchmetrics(tmp_path, monkeypatch):
 def test_inception_weights_with_code_are_refused(tmp_path):
     weights = tmp_path / "evil.pth"
     torch.save({"payload": ImageFeatures}, weights)  # a pickled class: not weights
-    with pytest.raises(RuntimeError, match="weights-only"):
+    with pytest.raises(ValueError, match="weights-only"):
         ImageFeatures("inception_v3", weights_path=weights)
 
 

@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import WandbLogger
 from PIL import Image
 
 from motionlab.data.video_io import write_gif
+from motionlab.utils.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class PreviewCallback(Callback):
 
     def __init__(self, output_dir: str, every_n_steps: int = 200, num_samples: int = 4, clip_frames: int = 24, fps: float = 12.5):
         if every_n_steps < 1:
-            raise ValueError(f"preview every_n_steps must be >= 1, got {every_n_steps}")
+            raise InputError(f"preview every_n_steps must be >= 1, got {every_n_steps}")
         self.output_dir = Path(output_dir) / "previews"
         self.every_n_steps, self.num_samples, self.clip_frames, self.fps = every_n_steps, num_samples, clip_frames, fps
 

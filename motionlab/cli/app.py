@@ -3,6 +3,7 @@
 Each command (or each KIND of one) is a Hydra app over ``conf/<config>.yaml``: its keys are set as ``key=value``,
 ``--help`` prints them with their defaults, a description and an example (the config's ``hydra.help`` header and
 footer), and ``--cfg job`` shows the composed config. Commands with kinds list them on ``--help`` or when none is given.
+Expected failures are one line on stderr and exit code 2 (:mod:`motionlab.utils.errors`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,43 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from motionlab.utils.errors import EXIT_USAGE, debug_enabled, describe, expected_error
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
-def hydra_app(config_name: str, run: Callable[[DictConfig], object]) -> Callable[[], object]:
-    """The console entry point running ``run(cfg)`` as the Hydra app of ``conf/<config_name>.yaml``."""
+def hydra_app(config_name: str, run: Callable[[DictConfig], object], prog: str | None = None) -> Callable[[], object]:
+    """The console entry point running ``run(cfg)`` as the Hydra app of ``conf/<config_name>.yaml``.
+
+    Expected failures (:func:`motionlab.utils.errors.expected_error`) print one line to stderr and exit with 2;
+    bugs keep their traceback; ``MOTIONLAB_DEBUG=1`` shows every traceback.
+    """
+    prog = prog or f"motionlab-{config_name}"
+    started = []
 
     @hydra.main(version_base="1.3", config_path="../conf", config_name=config_name)
     def main(cfg: DictConfig):
-        return run(cfg)
+        started.append(True)
+        try:
+            return run(cfg)
+        except Exception as error:
+            cause = expected_error(error)
+            if cause is None or debug_enabled():
+                raise
+            print(f"{prog}: error: {describe(cause)}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
 
-    return main
+    def entry():
+        try:
+            return main()
+        except SystemExit as exit:
+            # Hydra reports a bad override or config group (its message already printed) with 1 before the job
+            # starts; that is a usage error too
+            if exit.code == 1 and not started:
+                sys.exit(EXIT_USAGE)
+            raise
+
+    return entry
 
 
 def _help_lines(config_name: str) -> tuple[str, list[str]]:
@@ -41,7 +68,7 @@ def dispatch(prog: str, kinds: dict[str, tuple[str, Callable[[DictConfig], objec
     first = sys.argv[1] if len(sys.argv) > 1 else None
     if first in kinds:
         del sys.argv[1]
-        hydra_app(*kinds[first])()
+        hydra_app(*kinds[first], prog=f"{prog} {first}")()
         return
     lines = [f"usage: {prog} {{{','.join(kinds)}}} key=value ...   ({prog} KIND --help lists the keys of KIND)", ""]
     for name, (config_name, _) in kinds.items():

@@ -68,6 +68,10 @@ def evaluate(cfg: DictConfig) -> dict:
     if options["adapter"] is not None:
         return _evaluate_cross_domain(options, out_dir)
     suite = instantiate(cfg.suite)
+    profile = None
+    if options["profile"] is not None:  # read before any work: a bad profile fails fast
+        identity = read_profile(options["profile"])
+        profile = ProfileSimilarity(identity.mean_vector(), identity.embedder)
     if options["ckpt_path"] is not None:
         if options["generated_dir"] is not None:
             raise ConfigError("config keys 'ckpt_path' and 'generated_dir' exclude each other: score a checkpoint or a folder")
@@ -78,10 +82,7 @@ def evaluate(cfg: DictConfig) -> dict:
         source = f"videos {options['generated_dir']} vs drivers {options['driver_dir']}"
     else:
         raise ConfigError("config: give ckpt_path=..., or ckpt_path=null with generated_dir=... and driver_dir=...")
-    profile = None
-    if options["profile"] is not None:
-        identity = read_profile(options["profile"])
-        profile = ProfileSimilarity(identity.mean_vector(), identity.embedder)
+    if profile is not None:
         source += f", CSIM to profile {identity.name}"
     result = evaluate_clips(clips, suite, preview_dir=out_dir / "previews", fps=options["preview_fps"], profile=profile)
     result["source"] = source

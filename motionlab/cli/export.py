@@ -8,13 +8,14 @@ from motionlab.cli.app import dispatch
 from motionlab.models import load_model
 from motionlab.models.fomm import save_fomm_checkpoint
 from motionlab.utils.config import resolved_container
+from motionlab.utils.errors import InputError
 
 
 def _fomm(cfg: DictConfig) -> None:
     options = resolved_container(cfg)
-    net = load_model(options["ckpt"], name=options["model"])
+    net = load_model(options["ckpt"], name=options["arch"])
     if net.model_info.family != "keypoint_animator":
-        raise ValueError(f"{options['ckpt']} holds a {net.model_info.name}; only keypoint (FOMM) models export to the FOMM format")
+        raise InputError(f"{options['ckpt']} holds a {net.model_info.name}; only keypoint (FOMM) models export to the FOMM format")
     path = save_fomm_checkpoint(net, options["out"])
     print(f"wrote FOMM checkpoint {path} (kp_detector: {len(net.kp_detector.state_dict())} tensors, generator: {len(net.generator.state_dict())})")
 

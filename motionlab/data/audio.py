@@ -17,6 +17,7 @@ import torch
 from scipy import signal
 
 from motionlab.models.lipsync import AUDIO_SHAPES, LipSyncConvention
+from motionlab.utils.errors import MotionlabError
 
 SAMPLE_RATE = 16000
 MEL_FRAMES_PER_SECOND = 80.0
@@ -24,7 +25,7 @@ MEL_WINDOW = 16
 CONTEXT = 16  # per-frame features of frames [i - 8, i + 8)
 
 
-class AudioError(RuntimeError):
+class AudioError(MotionlabError, RuntimeError):
     """Audio that cannot be used, with the file named."""
 
 
@@ -35,6 +36,8 @@ def load_wav(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndar
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"audio {path} does not exist")
+    if path.stat().st_size == 0:
+        raise AudioError(f"audio {path} is empty (0 bytes)")
     try:
         wav, _ = librosa.load(str(path), sr=sample_rate, mono=True)
     except Exception as error:  # soundfile / audioread raise many types for bad files

@@ -11,6 +11,8 @@ import kornia.enhance as KE
 import torch
 from torch import nn
 
+from motionlab.utils.errors import InputError
+
 IMAGE_KEYS = ("source", "driver", "driver_next")
 KEYPOINT_KEYS = ("source_keypoints", "driver_keypoints")
 
@@ -36,16 +38,16 @@ class PairedAugmentation(nn.Module):
         super().__init__()
         for name, value in (("hflip", hflip), ("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"augmentation {name} must be in [0, 1], got {value}")
+                raise InputError(f"augmentation {name} must be in [0, 1], got {value}")
         if not 0.0 <= hue <= torch.pi:
-            raise ValueError(f"augmentation hue must be in [0, pi], got {hue}")
+            raise InputError(f"augmentation hue must be in [0, pi], got {hue}")
         self.hflip, self.brightness, self.contrast, self.saturation, self.hue = hflip, brightness, contrast, saturation, hue
 
     @torch.no_grad()
     def forward(self, batch: dict) -> dict:
         """Return a new batch dict; images (B, 3, H, W) in [0, 1], keypoints (B, K, 2) pixels."""
         if any(key.endswith("descriptors") for key in batch):
-            raise ValueError("augmentations change what the descriptor model sees, so cached descriptors would not describe "
+            raise InputError("augmentations change what the descriptor model sees, so cached descriptors would not describe "
                              "the augmented images; set data.augmentation=null with data.descriptor_checkpoint")
         reference = batch["driver"]
         b, device = reference.shape[0], reference.device

@@ -32,6 +32,7 @@ from motionlab.data.synthetic import MOTION_FIELDS, ToyWorldSpec, ensure_toy_wor
 from motionlab.data.toy_human import DetectorNoise, paired_human_clip
 from motionlab.data.video_io import ClipError, open_clip
 from motionlab.geometry.landmarks import normalize_landmarks
+from motionlab.utils.errors import InputError
 
 
 class _Clip:
@@ -65,7 +66,7 @@ class CrossDomainDataset(Dataset):
     def __init__(self, human_clips: list[_Clip], cartoon_clips: list[_Clip], window: int, paired: bool, random_reference: bool,
                  image_size: int | None = None, with_images: bool = False):
         if paired and human_clips is not cartoon_clips:
-            raise ValueError("a paired dataset takes one list of clips for both domains")
+            raise InputError("a paired dataset takes one list of clips for both domains")
         self.human, self.cartoon = human_clips, cartoon_clips
         self.window, self.paired, self.random_reference = window, paired, random_reference
         self.image_size, self.with_images = image_size, with_images
@@ -132,9 +133,9 @@ class CrossDomainDataModule(SplitDataModule):
                  eval_batch_size: int | None = None, num_workers: int = 0, shuffle_seed: int = 0):
         super().__init__()
         if (root is None) == (toy_world is None):
-            raise ValueError("data: give exactly one of data.root (a seed-layout toy world) or data.toy_world (generated)")
+            raise InputError("data: give exactly one of data.root (a seed-layout toy world) or data.toy_world (generated)")
         if pairing not in ("paired", "unpaired"):
-            raise ValueError(f"data.pairing must be 'paired' or 'unpaired', got {pairing!r}")
+            raise InputError(f"data.pairing must be 'paired' or 'unpaired', got {pairing!r}")
         self.descriptor_checkpoint = descriptor_checkpoint
         self.toy_world = ToyWorldSpec(**toy_world) if toy_world is not None else None
         self.root, self.cache_dir, self.image_size = root, cache_dir, image_size
@@ -168,7 +169,7 @@ class CrossDomainDataModule(SplitDataModule):
             self.datasets["train"] = CrossDomainDataset(train, train, self.window, paired=True, random_reference=True)
         else:
             if len(train) < 2:
-                raise ValueError("unpaired training needs >= 2 training identities (one half per domain)")
+                raise InputError("unpaired training needs >= 2 training identities (one half per domain)")
             half = len(train) // 2
             self.datasets["train"] = CrossDomainDataset(train[:half], train[half:], self.window, paired=False, random_reference=True)
         for split in ("val", "test"):
@@ -190,7 +191,7 @@ class CrossDomainDataModule(SplitDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
-            raise RuntimeError(f"data: no {split} split (val_fraction={self.val_fraction}, test_fraction={self.test_fraction})")
+            raise InputError(f"data: no {split} split (val_fraction={self.val_fraction}, test_fraction={self.test_fraction})")
         dataset = self.datasets[split]
         return DataLoader(dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
                           sampler=EpochSeededRandomSampler(len(dataset), self.shuffle_seed) if shuffle else None,

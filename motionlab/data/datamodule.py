@@ -14,6 +14,7 @@ from motionlab.data.augment import PairedAugmentation
 from motionlab.data.datasets import PortraitVideoDataset, discover_clips, split_identities
 from motionlab.data.descriptor_cache import DescriptorCache
 from motionlab.data.synthetic import ToyWorldSpec, ensure_toy_world
+from motionlab.utils.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class PortraitVideoDataModule(SplitDataModule):
     ):
         super().__init__()
         if (root is None) == (toy_world is None):
-            raise ValueError("data: give exactly one of data.root (your clips) or data.toy_world (generated data)")
+            raise InputError("data: give exactly one of data.root (your clips) or data.toy_world (generated data)")
         self.root = Path(root) if root is not None else None
         self.toy_world = ToyWorldSpec(**toy_world) if toy_world is not None else None
         self.cache_dir = Path(cache_dir)
@@ -188,7 +189,7 @@ class PortraitVideoDataModule(SplitDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
-            raise RuntimeError(f"data: no {split} split (val_fraction={self.val_fraction}, test_fraction={self.test_fraction})")
+            raise InputError(f"data: no {split} split (val_fraction={self.val_fraction}, test_fraction={self.test_fraction})")
         dataset = self.datasets[split]
         sampler = EpochSeededRandomSampler(len(dataset), self.shuffle_seed, self.repeats) if shuffle else None
         return DataLoader(
@@ -224,9 +225,9 @@ class TargetDataModule(PortraitVideoDataModule):
     def __init__(self, identity: str, train_fraction: float = 0.5, repeats: int = 10, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 < train_fraction < 1.0:
-            raise ValueError(f"data.train_fraction must be in (0, 1): the rest of the clip is held out; got {train_fraction}")
+            raise InputError(f"data.train_fraction must be in (0, 1): the rest of the clip is held out; got {train_fraction}")
         if repeats < 1:
-            raise ValueError(f"data.repeats must be >= 1, got {repeats}")
+            raise InputError(f"data.repeats must be >= 1, got {repeats}")
         self.identity, self.train_fraction, self.repeats = identity, train_fraction, repeats
 
     def setup(self, stage: str | None = None) -> None:
@@ -236,7 +237,7 @@ class TargetDataModule(PortraitVideoDataModule):
         chosen = [r for r in records if r.identity == self.identity]
         if not chosen:
             names = ", ".join(r.identity for r in records[:8])
-            raise ValueError(f"data.identity={self.identity!r} is not among the {len(records)} identities of {self.data_root()} ({names}, ...)")
+            raise InputError(f"data.identity={self.identity!r} is not among the {len(records)} identities of {self.data_root()} ({names}, ...)")
         self.splits = {split: [self.identity] for split in ("train", "val", "test")}
         common = dict(image_size=self.image_size, on_bad_clip="error")
         self.datasets["train"] = PortraitVideoDataset(chosen, max_frames=self.max_frames, frame_range=(0.0, self.train_fraction),

@@ -28,6 +28,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from motionlab.data.video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipError, open_clip, read_image
+from motionlab.utils.errors import InputError
 
 log = logging.getLogger(__name__)
 LAYOUTS = ("auto", "seed", "videos", "frames")
@@ -59,7 +60,7 @@ def discover_clips(root: str | os.PathLike, layout: str = "auto") -> tuple[str, 
     """Find the clips under ``root``; returns the layout used and one record per identity."""
     root = Path(root)
     if layout not in LAYOUTS:
-        raise ValueError(f"data layout must be one of {LAYOUTS}, got {layout!r}")
+        raise InputError(f"data layout must be one of {LAYOUTS}, got {layout!r}")
     if not root.is_dir():
         raise FileNotFoundError(f"data root {root} does not exist or is not a folder; set data.root to your clips")
     entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
@@ -84,14 +85,14 @@ def split_identities(
 ) -> dict[str, list[str]]:
     """Identity-disjoint seeded split into train / val / test (test empty when its fraction is 0)."""
     if not 0.0 <= val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1.0:
-        raise ValueError(f"split fractions must be in [0, 1) and sum below 1, got val={val_fraction}, test={test_fraction}")
+        raise InputError(f"split fractions must be in [0, 1) and sum below 1, got val={val_fraction}, test={test_fraction}")
     order = sorted(identities)
     np.random.default_rng(seed).shuffle(order)
     n = len(order)
     n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
     n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
     if n - n_val - n_test < 1:
-        raise ValueError(f"{n} identities are too few for val={val_fraction}, test={test_fraction}; add clips")
+        raise InputError(f"{n} identities are too few for val={val_fraction}, test={test_fraction}; add clips")
     return {
         "val": sorted(order[:n_val]),
         "test": sorted(order[n_val : n_val + n_test]),
@@ -143,13 +144,13 @@ class PortraitVideoDataset(Dataset):
         frame_range: tuple[float, float] = (0.0, 1.0),
     ):
         if on_bad_clip not in ("error", "skip"):
-            raise ValueError(f"on_bad_clip must be 'error' or 'skip', got {on_bad_clip!r}")
+            raise InputError(f"on_bad_clip must be 'error' or 'skip', got {on_bad_clip!r}")
         if source_frame not in ("random", "first"):
-            raise ValueError(f"source_frame must be 'random' or 'first', got {source_frame!r}")
+            raise InputError(f"source_frame must be 'random' or 'first', got {source_frame!r}")
         if temporal_max_stride < 1:
-            raise ValueError(f"temporal_max_stride must be >= 1, got {temporal_max_stride}")
+            raise InputError(f"temporal_max_stride must be >= 1, got {temporal_max_stride}")
         if not 0.0 <= frame_range[0] < frame_range[1] <= 1.0:
-            raise ValueError(f"frame_range must be fractions 0 <= start < stop <= 1 of a clip, got {tuple(frame_range)}")
+            raise InputError(f"frame_range must be fractions 0 <= start < stop <= 1 of a clip, got {tuple(frame_range)}")
         self.image_size = image_size
         self.temporal_max_stride = temporal_max_stride
         self.time_flip = time_flip

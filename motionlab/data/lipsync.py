@@ -48,6 +48,7 @@ from motionlab.data.talking import crop_face, synth_talking_clip
 from motionlab.data.video_io import ClipError, list_frame_files, read_image
 from motionlab.models import create_model, freeze
 from motionlab.models.lipsync import AUDIO_SHAPES, LipSyncConvention, lipsync_convention, to_channel_order
+from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_open, file_digest, write_json
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ def audio_features(clip: TalkingClip, mode: str, encoder_checkpoint: str | os.Pa
     """(rows, F) per-frame audio features of ``clip`` for ``mode`` under the clip's convention (see the module docstring
     for files and caching); ``motionlab`` ones hold one row per video frame."""
     if mode not in FEATURE_FILES:
-        raise ValueError(f"audio feature mode must be one of {sorted(FEATURE_FILES)}, got {mode!r}")
+        raise InputError(f"audio feature mode must be one of {sorted(FEATURE_FILES)}, got {mode!r}")
     path = clip.folder / FEATURE_FILES[mode]
     if mode == "ave" and encoder_checkpoint is not None:
         features = _cached_ave_features(clip, path, Path(encoder_checkpoint))
@@ -313,7 +314,7 @@ class LipSyncDataModule(SplitDataModule):
         super().__init__()
         self.convention = lipsync_convention(convention)
         if (root is None) == (toy_talking is None):
-            raise ValueError("data: give exactly one of data.root (your preprocessed clips) or data.toy_talking (generated)")
+            raise InputError("data: give exactly one of data.root (your preprocessed clips) or data.toy_talking (generated)")
         self.root, self.toy_talking, self.cache_dir = root, toy_talking, Path(cache_dir)
         self.mode, self.audio_encoder_ckpt = mode, audio_encoder_ckpt
         self.val_fraction, self.min_offset, self.fps = val_fraction, min_offset, fps
@@ -354,7 +355,7 @@ class LipSyncDataModule(SplitDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
-            raise RuntimeError(f"data: no {split} split (val_fraction={self.val_fraction})")
+            raise InputError(f"data: no {split} split (val_fraction={self.val_fraction})")
         dataset = self.datasets[split]
         return DataLoader(dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
                           sampler=EpochSeededRandomSampler(len(dataset), self.shuffle_seed) if shuffle else None,

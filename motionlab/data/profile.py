@@ -22,6 +22,7 @@ from motionlab.data.datasets import uniform_frame_indices
 from motionlab.data.landmarks import DlibLandmarks, face_model_path, landmark_sequence
 from motionlab.data.video_io import IMAGE_EXTENSIONS, open_clip, read_image
 from motionlab.metrics.identity import EMBEDDERS, csim, make_embedder, unit
+from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_write_text, file_digest
 
 PROFILE_FORMAT = "motionlab-identity-profile"
@@ -50,7 +51,7 @@ class IdentityProfile:
         """CSIM of (N, D) embeddings (of this profile's embedder) to the profile."""
         embeddings = np.asarray(embeddings)
         if embeddings.ndim != 2 or embeddings.shape[1] != len(self.mean):
-            raise ValueError(f"profile {self.name} holds {len(self.mean)}-d {self.embedder} embeddings, got an array of shape {embeddings.shape}")
+            raise InputError(f"profile {self.name} holds {len(self.mean)}-d {self.embedder} embeddings, got an array of shape {embeddings.shape}")
         return csim(embeddings, self.mean_vector())
 
     def to_json(self) -> str:
@@ -81,9 +82,9 @@ def build_profile(source: str | os.PathLike, max_frames: int = 32, embedder: str
     if not source.exists():
         raise FileNotFoundError(f"profile source {source} does not exist; give a video, a frame folder or an image")
     if max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        raise InputError(f"max_frames must be >= 1, got {max_frames}")
     if embedder not in (*EMBEDDERS, "auto"):
-        raise ValueError(f"embedder must be auto or one of {EMBEDDERS}, got {embedder!r}")
+        raise InputError(f"embedder must be auto or one of {EMBEDDERS}, got {embedder!r}")
     frames, indices, count, digest = _read_frames(source, max_frames)
     landmarker = DlibLandmarks()
     shapes = [landmarker.shape(np.ascontiguousarray(f)) for f in frames]  # detected once: landmarks and face embeddings
@@ -91,7 +92,7 @@ def build_profile(source: str | os.PathLike, max_frames: int = 32, embedder: str
     if embedder == "auto":
         embedder = "face" if found.mean() >= 0.5 else "image"
     if embedder == "face" and not found.any():
-        raise ValueError(f"{source}: dlib finds no face in any of {len(frames)} frames; use embedder=image for non-human portraits")
+        raise InputError(f"{source}: dlib finds no face in any of {len(frames)} frames; use embedder=image for non-human portraits")
     landmarks = None
     if found.any():
         detections = [None if shape is None else DlibLandmarks.points(shape) for shape in shapes]
@@ -119,7 +120,7 @@ def build_profile(source: str | os.PathLike, max_frames: int = 32, embedder: str
 def write_profile(profile: IdentityProfile, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix != ".json":
-        raise ValueError(f"profiles are JSON files: give a path ending in .json, got {path}")
+        raise InputError(f"profiles are JSON files: give a path ending in .json, got {path}")
     return atomic_write_text(path, profile.to_json())
 
 
@@ -131,14 +132,15 @@ def read_profile(path: str | os.PathLike) -> IdentityProfile:
     try:
         payload = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"profile {path} is not valid JSON ({error})") from error
-    if payload.get("format") != PROFILE_FORMAT or payload.get("version") != PROFILE_VERSION:
-        raise ValueError(f"{path} is not a motionlab identity profile (format {payload.get('format')!r}, version {payload.get('version')!r})")
+        raise InputError(f"profile {path} is not valid JSON ({error})") from error
+    if not isinstance(payload, dict) or payload.get("format") != PROFILE_FORMAT or payload.get("version") != PROFILE_VERSION:
+        found = (payload.get("format"), payload.get("version")) if isinstance(payload, dict) else (type(payload).__name__, None)
+        raise InputError(f"{path} is not a motionlab identity profile (format {found[0]!r}, version {found[1]!r})")
     names = {f.name for f in fields(IdentityProfile)}
     missing = sorted(names - set(payload))
     if missing:
-        raise ValueError(f"profile {path} lacks {missing}; write it again with motionlab-data profile")
+        raise InputError(f"profile {path} lacks {missing}; write it again with motionlab-data profile")
     profile = IdentityProfile(**{key: payload[key] for key in names})
     if profile.embedder not in EMBEDDERS or len(profile.mean) != len(profile.embeddings[0]):
-        raise ValueError(f"profile {path}: embedder {profile.embedder!r} / mean of length {len(profile.mean)} do not fit its embeddings")
+        raise InputError(f"profile {path}: embedder {profile.embedder!r} / mean of length {len(profile.mean)} do not fit its embeddings")
     return profile

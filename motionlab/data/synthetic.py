@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from motionlab.utils.errors import InputError
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -324,11 +326,11 @@ class ToyWorldSpec:
     def __post_init__(self) -> None:
         for name in ("identities", "frames", "size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"toy world: {name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"toy world: {name} must be >= 1, got {getattr(self, name)}")
         if self.size < 16:
-            raise ValueError(f"toy world: size must be >= 16 pixels to draw a face, got {self.size}")
+            raise InputError(f"toy world: size must be >= 16 pixels to draw a face, got {self.size}")
         if self.renderer not in RENDERERS:
-            raise ValueError(f"toy world: renderer must be one of {sorted(RENDERERS)}, got {self.renderer!r}")
+            raise InputError(f"toy world: renderer must be one of {sorted(RENDERERS)}, got {self.renderer!r}")
 
     def cache_key(self) -> str:
         settings = asdict(self)
@@ -406,7 +408,7 @@ def ensure_toy_world(cache_dir: str | os.PathLike, spec: ToyWorldSpec) -> Path:
         stored = json.loads(manifest.read_text())
         if all(stored.get(f.name, f.default) == getattr(spec, f.name) for f in fields(spec)):
             return target
-        raise RuntimeError(f"toy world cache {target} holds other settings than {spec}; delete the folder")
+        raise InputError(f"toy world cache {target} holds other settings than {spec}; delete the folder")
     cache.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".toy_world_tmp_", dir=cache))
     try:

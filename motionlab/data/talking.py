@@ -28,8 +28,10 @@ import numpy as np
 from PIL import Image
 
 from motionlab.data.landmarks import DlibLandmarks, fill_missing, smooth_landmarks, write_lms
-from motionlab.data.video_io import ClipError
+from motionlab.data.video_io import ClipError, probe_video
+from motionlab.utils.io import atomic_dir
 from motionlab.models.lipsync import LipSyncConvention
+from motionlab.utils.errors import InputError
 
 log = logging.getLogger(__name__)
 CROP_SIZE, INNER_SIZE = 328, 320
@@ -50,12 +52,12 @@ def crop_box(points: np.ndarray) -> tuple[int, int, int, int]:
     past the frame (see :func:`crop_face`)."""
     roles = LANDMARK_ROLES.get(len(points))
     if roles is None:
-        raise ValueError(f"no crop rule for {len(points)} landmarks; known conventions: {sorted(LANDMARK_ROLES)}")
+        raise InputError(f"no crop rule for {len(points)} landmarks; known conventions: {sorted(LANDMARK_ROLES)}")
     # SyncTalk_2D truncates its .lms values to integers before using them
     x0, x1 = (int(np.trunc(points[list(roles[name]), 0]).mean()) for name in ("jaw_left", "jaw_right"))
     y0 = int(np.trunc(points[list(roles["nose_bridge"]), 1]).mean())
     if x1 <= x0:
-        raise ValueError(f"degenerate face crop: jaw points at x={x0} and x={x1}")
+        raise InputError(f"degenerate face crop: jaw points at x={x0} and x={x1}")
     return x0, y0, x1, y0 + (x1 - x0)
 
 
@@ -72,7 +74,7 @@ def frame_box(box: tuple[int, int, int, int], image: np.ndarray, overflow: str) 
     x0, y0, x1, y1 = box
     clipped = (max(0, x0), max(0, y0), min(w, x1), min(h, y1))
     if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-        raise ValueError(f"face crop {box} lies outside the {w}x{h} frame")
+        raise InputError(f"face crop {box} lies outside the {w}x{h} frame")
     return clipped
 
 
@@ -82,7 +84,7 @@ def box_region(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     x0, y0, x1, y1 = box
     inside = image[max(0, y0) : min(h, y1), max(0, x0) : min(w, x1)]
     if inside.size == 0:
-        raise ValueError(f"face crop {box} lies outside the {w}x{h} frame")
+        raise InputError(f"face crop {box} lies outside the {w}x{h} frame")
     pads = (max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w))
     return cv2.copyMakeBorder(inside, *pads, cv2.BORDER_REPLICATE) if any(pads) else inside
 
@@ -126,6 +128,11 @@ def extract_audio(video: Path, out: Path, sample_rate: int = 16000) -> tuple[flo
     return samples.size / sample_rate, float(np.abs(samples).max())
 
 
+def is_template(folder: Path) -> bool:
+    """Whether ``folder`` is a talking-head folder this module wrote (which a new version may replace)."""
+    return (folder / "full_body_img").is_dir() and (folder / "landmarks").is_dir()
+
+
 def preprocess_talking_video(video: str | os.PathLike, out: str | os.PathLike, fps: float = 25.0, smooth_window: int = 3,
                              progress: bool = False, landmarker=None) -> dict:
     """Write ``video`` in the SyncTalk_2D layout under ``out``; returns the summary written to preprocess.json."""
@@ -134,6 +141,7 @@ def preprocess_talking_video(video: str | os.PathLike, out: str | os.PathLike, f
     video, out = Path(video), Path(out)
     if not video.is_file():
         raise ClipError(f"video {video} does not exist")
+    probe_video(video)
     try:
         reader = decord.VideoReader(str(video), ctx=decord.cpu(0))
     except Exception as error:
@@ -142,34 +150,37 @@ def preprocess_talking_video(video: str | os.PathLike, out: str | os.PathLike, f
     indices = resample_indices(len(reader), source_fps, fps)
     if len(indices) == 0:
         raise ClipError(f"video {video} is shorter than one frame at {fps} fps")
-    for sub in ("full_body_img", "landmarks"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    shutil.copy(video, out / video.name)
-    seconds, peak = extract_audio(video, out / "aud.wav")
-    if peak < 1e-4:
-        log.warning("%s: the audio track is silent (peak amplitude %.2g); lip-sync training on it will be refused", video, peak)
-    landmarker = landmarker or DlibLandmarks()
-    found: list[np.ndarray | None] = []
-    iterator = enumerate(indices)
-    if progress:
-        from rich.progress import track
+    with atomic_dir(out, is_template) as folder:  # a failure leaves a previous template whole
+        for sub in ("full_body_img", "landmarks"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copy(video, folder / video.name)
+        seconds, peak = extract_audio(video, folder / "aud.wav")
+        if seconds + 1.0 / fps < len(indices) / fps:
+            log.warning("%s: the audio lasts %.2f s, the video %.2f s; frames past the audio get no speech", video, seconds, len(indices) / fps)
+        if peak < 1e-4:
+            log.warning("%s: the audio track is silent (peak amplitude %.2g); lip-sync training on it will be refused", video, peak)
+        landmarker = landmarker or DlibLandmarks()
+        found: list[np.ndarray | None] = []
+        iterator = enumerate(indices)
+        if progress:
+            from rich.progress import track
 
-        iterator = track(iterator, total=len(indices), description=f"landmarks of {video.name}")
-    for i, source_index in iterator:
-        frame = reader[int(source_index)].asnumpy()
-        Image.fromarray(frame).save(out / "full_body_img" / f"{i}.jpg", quality=95)
-        found.append(landmarker(frame))
-    detected = np.array([points is not None for points in found])
-    missing = np.flatnonzero(~detected).tolist()
-    raw = np.stack([points if points is not None else np.full((68, 2), np.nan, np.float32) for points in found])
-    landmarks = smooth_landmarks(fill_missing(raw, detected, str(video)), smooth_window)
-    for i, points in enumerate(landmarks):
-        write_lms(out / "landmarks" / f"{i}.lms", points)
-    summary = {"video": str(video), "frames": len(indices), "fps": fps, "source_fps": source_fps, "audio_seconds": seconds, "audio_peak": peak,
-               "frames_without_face": len(missing), "frames_without_face_indices": missing, "smooth_window": smooth_window}
-    if missing:
-        log.warning("%s: no face in %d of %d frames (%s...); used the previous frame's landmarks", video, len(missing), len(found), missing[:10])
-    (out / "preprocess.json").write_text(json.dumps(summary, indent=2))
+            iterator = track(iterator, total=len(indices), description=f"landmarks of {video.name}")
+        for i, source_index in iterator:
+            frame = reader[int(source_index)].asnumpy()
+            Image.fromarray(frame).save(folder / "full_body_img" / f"{i}.jpg", quality=95)
+            found.append(landmarker(frame))
+        detected = np.array([points is not None for points in found])
+        missing = np.flatnonzero(~detected).tolist()
+        raw = np.stack([points if points is not None else np.full((68, 2), np.nan, np.float32) for points in found])
+        landmarks = smooth_landmarks(fill_missing(raw, detected, str(video)), smooth_window)
+        for i, points in enumerate(landmarks):
+            write_lms(folder / "landmarks" / f"{i}.lms", points)
+        summary = {"video": str(video), "frames": len(indices), "fps": fps, "source_fps": source_fps, "audio_seconds": seconds, "audio_peak": peak,
+                   "frames_without_face": len(missing), "frames_without_face_indices": missing, "smooth_window": smooth_window}
+        if missing:
+            log.warning("%s: no face in %d of %d frames (%s...); used the previous frame's landmarks", video, len(missing), len(found), missing[:10])
+        (folder / "preprocess.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -211,23 +222,23 @@ def synth_talking_clip(out: str | os.PathLike, seconds: float = 4.0, size: int =
     from motionlab.data.synthetic import MOTION_FIELDS, MotionRange, landmarks68, render_frame, sample_motion, sample_style
     from motionlab.data.video_io import write_video
 
-    out = Path(out)
-    for sub in ("full_body_img", "landmarks"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     style = sample_style(rng)
     frames = int(seconds * fps)
     audio = speech_like_audio(frames / fps, rng)
     motion = sample_motion(rng, frames, MotionRange(translation=0.03, rotation=0.06, scale=0.03, fps=fps))
     motion["mouth"] = mouth_from_audio(audio, frames, fps)
-    images = []
-    for i in range(frames):
-        frame = {field: float(motion[field][i]) for field in MOTION_FIELDS}
-        image = render_frame(style, frame, size)
-        images.append(image)
-        Image.fromarray(image).save(out / "full_body_img" / f"{i}.jpg", quality=95)
-        write_lms(out / "landmarks" / f"{i}.lms", landmarks68(style, frame, size))
-    soundfile.write(str(out / "aud.wav"), audio, 16000, subtype="PCM_16")
-    write_video(out / f"{name}.mp4", images, fps=fps, audio=(audio, 16000))
-    np.save(out / "mouth.npy", motion["mouth"])
+    with atomic_dir(out, is_template) as folder:
+        for sub in ("full_body_img", "landmarks"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        images = []
+        for i in range(frames):
+            frame = {field: float(motion[field][i]) for field in MOTION_FIELDS}
+            image = render_frame(style, frame, size)
+            images.append(image)
+            Image.fromarray(image).save(folder / "full_body_img" / f"{i}.jpg", quality=95)
+            write_lms(folder / "landmarks" / f"{i}.lms", landmarks68(style, frame, size))
+        soundfile.write(str(folder / "aud.wav"), audio, 16000, subtype="PCM_16")
+        write_video(folder / f"{name}.mp4", images, fps=fps, audio=(audio, 16000))
+        np.save(folder / "mouth.npy", motion["mouth"])
     return {"frames": frames, "fps": fps, "seconds": frames / fps, "size": size}

@@ -15,26 +15,77 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from motionlab.utils.errors import MotionlabError
 from motionlab.utils.io import atomic_path
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-class ClipError(RuntimeError):
+class ClipError(MotionlabError, RuntimeError):
     """A clip or image that cannot be used, with the offending path in the message."""
 
 
+def limit(name: str, default: int) -> int:
+    """A size limit, ``MOTIONLAB_<NAME>`` in the environment or ``default``."""
+    value = os.environ.get(f"MOTIONLAB_{name}", "")
+    return int(value) if value.strip().isdigit() else default
+
+
+def _rgb8(image: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of any PIL image: 16-bit and 32-bit grey scaled (not clipped) to 8 bits, transparent
+    pixels composited on white."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = 1.0 if image.mode == "F" and values.max() <= 1.0 else 255.0 if image.mode != "I;16" and values.max() <= 255 else 65535.0
+        grey = np.clip(np.round(values / peak * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return np.array(Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB"))
+    return np.array(image.convert("RGB"))
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB."""
+    """Read an image file of any bit depth and mode as (H, W, 3) uint8 RGB; images over ``MOTIONLAB_MAX_IMAGE_PIXELS``
+    (default 50 million) pixels are refused before decoding."""
     path = Path(path)
+    if path.is_dir():
+        raise ClipError(f"image {path} is a folder; give an image file")
     if not path.is_file():
         raise ClipError(f"image {path} does not exist; check the path")
+    max_pixels = limit("MAX_IMAGE_PIXELS", 50_000_000)
     try:
         with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as error:
+            if image.width * image.height > max_pixels:
+                raise ClipError(f"image {path} is {image.width}x{image.height} pixels, over the limit of {max_pixels}; "
+                                "downscale it or raise MOTIONLAB_MAX_IMAGE_PIXELS")
+            return _rgb8(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ClipError(f"image {path} cannot be decoded ({error}); re-export it as PNG or JPEG") from error
+
+
+def probe_video(path: Path) -> None:
+    """Refuse, with the reason, a file that is not a readable video (empty, not a container, no video stream) or that
+    has over ``MOTIONLAB_MAX_VIDEO_FRAMES`` (default 30000, 20 min at 25 fps) frames: decord's own errors say neither."""
+    import av
+
+    if path.stat().st_size == 0:
+        raise ClipError(f"video {path} is empty (0 bytes)")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                kinds = sorted({stream.type for stream in container.streams}) or ["no streams"]
+                raise ClipError(f"video {path} has no video stream ({', '.join(kinds)} only)")
+            stream = container.streams.video[0]
+            frames = stream.frames  # 0 when the container does not say: estimated from the duration
+            if not frames and stream.duration is not None and stream.average_rate:
+                frames = int(float(stream.duration * stream.time_base) * float(stream.average_rate))
+    except av.FFmpegError as error:
+        raise ClipError(f"video {path} cannot be read: {error} (truncated, or not a video file)") from error
+    max_frames = limit("MAX_VIDEO_FRAMES", 30_000)
+    if frames and frames > max_frames:
+        raise ClipError(f"video {path} has {frames} frames, over the limit of {max_frames}; cut it or raise MOTIONLAB_MAX_VIDEO_FRAMES")
 
 
 def _natural_key(path: Path) -> list:
@@ -77,6 +128,7 @@ class VideoFileClip:
         self.path = Path(path)
         if not self.path.is_file():
             raise ClipError(f"video {self.path} does not exist")
+        probe_video(self.path)
         try:
             self._reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=1)
         except Exception as error:  # decord raises its own DECORDError and RuntimeError variants
@@ -162,12 +214,12 @@ def write_video(
 
 
 def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float = 12.5) -> Path:
-    """Write (H, W, 3) uint8 frames as a looping GIF."""
+    """Write (H, W, 3) uint8 frames as a looping GIF; the file appears only when complete."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]
     if not images:
         raise ValueError(f"write_gif({path}): no frames to write")
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
+    with atomic_path(path) as scratch:
+        images[0].save(scratch, format="GIF", save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
     return path
 

@@ -18,6 +18,8 @@ from motionlab.data.toy_human import human_style_for, render_human
 from motionlab.data.video_io import VIDEO_EXTENSIONS, open_clip, read_image, write_gif, write_video
 from motionlab.tasks import AnimationPredictor, load_predictor
 from motionlab.tasks.adapter import LandmarkDrivenPredictor, load_adapter_predictor
+from motionlab.utils.errors import InputError, check_positive
+from motionlab.utils.io import check_output_path
 
 KEYPOINT_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
                              [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], dtype=np.uint8)
@@ -94,13 +96,13 @@ def animate_files(
     relative: bool = True,
     adapt_movement_scale: bool = False,
     side_by_side_out: str | os.PathLike | None = None,
-    model: str | None = None,
+    arch: str | None = None,
     adapter: str | os.PathLike | None = None,
     lora: str | os.PathLike | None = None,
 ) -> dict:
     """Animate ``portrait`` (an image) with ``driver`` and write ``out`` (mp4).
 
-    Without ``adapter`` the driver is a video or frame folder fed to the checkpoint's predictor; ``model`` names the
+    Without ``adapter`` the driver is a video or frame folder fed to the checkpoint's predictor; ``arch`` names the
     architecture of a published file (``fomm_vox256`` ...). With ``adapter`` (an adapter checkpoint trained for the
     descriptor checkpoint ``ckpt``) the driver is any landmark source (:func:`motionlab.data.landmarks.read_landmarks`:
     a video through dlib, ``.npy`` / ``.lms``, a toy clip) and drives the descriptor model's generator through the
@@ -108,11 +110,16 @@ def animate_files(
     keypoints (or the driver's landmarks) drawn. ``lora`` adds a LoRA adapter file trained on ``ckpt`` (unmerged).
     Returns a summary.
     """
+    check_output_path(out, "out", (".mp4",))
+    for key, value, suffix in (("gif", gif, ".gif"), ("side_by_side_out", side_by_side_out, ".mp4")):
+        if value is not None:
+            check_output_path(value, key, (suffix,))
+    check_positive(batch_size=batch_size, fps=fps, max_frames=max_frames)
     triptychs, results = [], []
     with torch.inference_mode():
         if adapter is not None:
             if lora is not None:
-                raise ValueError("lora= applies to the animation network of ckpt; a landmark adapter run (adapter=) takes none")
+                raise InputError("lora= applies to the animation network of ckpt; a landmark adapter run (adapter=) takes none")
             predictor = load_adapter_predictor(ckpt, adapter, device)
             landmarks = read_landmarks(driver, max_frames=max_frames)
             # panels of at least 256 px: 64 px generators give results too small to read the landmarks on
@@ -127,9 +134,9 @@ def animate_files(
                 shown = views[len(triptychs) : len(triptychs) + len(drawn)]
                 triptychs.extend(np.concatenate([shown, _upscaled(side_by_side(batch["source"]), panel), drawn], axis=-2))
         else:
-            predictor = load_predictor(ckpt, model=model, device=device, lora=lora, relative=relative, adapt_movement_scale=adapt_movement_scale)
+            predictor = load_predictor(ckpt, model=arch, device=device, lora=lora, relative=relative, adapt_movement_scale=adapt_movement_scale)
             if not isinstance(predictor, AnimationPredictor):
-                raise ValueError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); see motionlab-lipsync")
+                raise InputError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); see motionlab-lipsync")
             clip = open_clip(driver)
             count = len(clip) if max_frames is None else min(len(clip), max_frames)
             rate = fps or clip.fps or 25.0

@@ -29,6 +29,7 @@ from motionlab.models import motionlab_meta
 from motionlab.tasks.adapter import LandmarkDrivenPredictor, load_adapter_predictor
 from motionlab.utils.checkpoint import load_checkpoint
 from motionlab.utils.config import instantiate_trusted
+from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_write_text, write_json
 
 
@@ -112,7 +113,7 @@ def adapter_datamodule(adapter_ckpt: str | os.PathLike, descriptor_ckpt: str | o
     datamodule classes only) with this evaluation's descriptor checkpoint and cache folder."""
     meta = motionlab_meta(load_checkpoint(adapter_ckpt))
     if meta is None or "data" not in meta.get("config", {}):
-        raise ValueError(f"{adapter_ckpt} carries no run config to rebuild its toy world from")
+        raise InputError(f"{adapter_ckpt} carries no run config to rebuild its toy world from")
     data = {**meta["config"]["data"], "descriptor_checkpoint": str(descriptor_ckpt), "cache_dir": str(cache_dir)}
     datamodule = instantiate_trusted(data, TRUSTED_DATA_TARGETS, f"{adapter_ckpt} [motionlab.config.data]")
     datamodule.setup()

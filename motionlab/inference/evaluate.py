@@ -24,6 +24,7 @@ from motionlab.models import motionlab_meta
 from motionlab.tasks import AnimationPredictor, predictor_from_checkpoint
 from motionlab.utils.checkpoint import load_checkpoint
 from motionlab.utils.config import instantiate_trusted
+from motionlab.utils.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def checkpoint_datamodule(checkpoint: dict, ckpt: str | os.PathLike):
     needed: the predictor detects descriptors from the frames."""
     meta = motionlab_meta(checkpoint)
     if meta is None or "data" not in meta.get("config", {}):
-        raise ValueError(f"{ckpt} carries no run config to rebuild its data from; score videos with generated_dir= / driver_dir=")
+        raise InputError(f"{ckpt} carries no run config to rebuild its data from; score videos with generated_dir= / driver_dir=")
     data = dict(meta["config"]["data"])
     if "descriptor_checkpoint" in data:
         data["descriptor_checkpoint"] = None
@@ -58,12 +59,12 @@ def clips_from_checkpoint(ckpt: str | os.PathLike, split: str = "test", max_clip
     checkpoint = load_checkpoint(ckpt)
     predictor = predictor_from_checkpoint(checkpoint, ckpt, device=device)
     if not isinstance(predictor, AnimationPredictor):
-        raise ValueError(f"{ckpt} is not an animation checkpoint; motionlab-eval scores animation (lip-sync runs log their own metrics)")
+        raise InputError(f"{ckpt} is not an animation checkpoint; motionlab-eval scores animation (lip-sync runs log their own metrics)")
     datamodule = checkpoint_datamodule(checkpoint, ckpt)
     datamodule.prepare_data()
     datamodule.setup("test")
     if split not in datamodule.datasets:
-        raise ValueError(f"the checkpoint's data has no {split!r} split; choose one of {sorted(datamodule.datasets)}")
+        raise InputError(f"the checkpoint's data has no {split!r} split; choose one of {sorted(datamodule.datasets)}")
     dataset = datamodule.datasets[split]
     count = len(dataset.records) if max_clips is None else min(max_clips, len(dataset.records))
     for clip_id in range(count):

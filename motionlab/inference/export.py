@@ -23,13 +23,14 @@ from motionlab.models.lora import load_adapter, merge_lora, read_adapter, save_a
 from motionlab.tasks import load_predictor
 from motionlab.tasks.lipsync import LipSyncPredictor
 from motionlab.utils.checkpoint import CheckpointFormatError, atomic_torch_save, load_checkpoint
+from motionlab.utils.errors import InputError, MotionlabError
 from motionlab.utils.io import atomic_path, file_digest
 
 log = logging.getLogger(__name__)
 OPSET = 17
 
 
-class ParityError(RuntimeError):
+class ParityError(MotionlabError, RuntimeError):
     """An exported graph whose outputs differ from PyTorch's by more than the tolerance."""
 
 
@@ -98,14 +99,13 @@ def check_parity(net: nn.Module, path: str | os.PathLike, real_inputs: dict[str,
 
 def export_checked(net: nn.Module, out: str | os.PathLike, real_inputs: dict[str, torch.Tensor] | None = None,
                    tolerance: float = 1e-4) -> dict:
-    """Export and check parity; a graph that fails the check is removed, never left for a later run to pick up."""
-    path = export_onnx(net, out)
-    try:
-        report = check_parity(net, path, real_inputs, tolerance)
-    except Exception:
-        path.unlink(missing_ok=True)
-        raise
-    return {"out": str(path), "parity": report}
+    """Export to a temporary file, check parity there, and only then replace ``out``: a graph that fails the check
+    never reaches ``out``, and a previous good export there stays."""
+    out = Path(out)
+    with atomic_path(out) as scratch:
+        export_onnx(net, scratch)
+        report = check_parity(net, scratch, real_inputs, tolerance)
+    return {"out": str(out), "parity": report}
 
 
 def write_reference_outputs(net: nn.Module, inputs: dict[str, torch.Tensor], folder: str | os.PathLike) -> list[Path]:
@@ -121,15 +121,15 @@ def write_reference_outputs(net: nn.Module, inputs: dict[str, torch.Tensor], fol
     return written
 
 
-def export_lipsync_onnx(ckpt: str, out: str, part: str = "net", model: str | None = None, audio_encoder_ckpt: str | None = None,
+def export_lipsync_onnx(ckpt: str, out: str, part: str = "net", arch: str | None = None, audio_encoder_ckpt: str | None = None,
                         template: str | None = None, reference_outputs: str | None = None, tolerance: float = 1e-4) -> dict:
     """``motionlab-export onnx``: export a network of a lip-sync predictor (``part=net``: the U-Net, ``part=audio_encoder``),
     check parity on random and (with ``template``) real inputs assembled by the predictor, optionally write reference outputs."""
-    predictor = load_predictor(ckpt, model=model, audio_encoder_ckpt=audio_encoder_ckpt)
+    predictor = load_predictor(ckpt, model=arch, audio_encoder_ckpt=audio_encoder_ckpt)
     if not isinstance(predictor, LipSyncPredictor):
-        raise ValueError(f"{ckpt} is not a lip-sync U-Net checkpoint: ONNX export serves the lip-sync networks")
+        raise InputError(f"{ckpt} is not a lip-sync U-Net checkpoint: ONNX export serves the lip-sync networks")
     if part not in predictor.networks:
-        raise ValueError(f"part must be one of {sorted(predictor.networks)} for {ckpt}, got {part!r}")
+        raise InputError(f"part must be one of {sorted(predictor.networks)} for {ckpt}, got {part!r}")
     net = predictor.networks[part]
     real = predictor.template_inputs(template, part) if template is not None else None
     result = export_checked(net, out, real, tolerance)
@@ -161,7 +161,7 @@ def merge_lora_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, base:
     ``base``) or an adapter file (``base`` required: the checkpoint it was trained on)."""
     if str(ckpt).endswith(".safetensors"):
         if base is None:
-            raise ValueError(f"{ckpt} is an adapter file: give the base checkpoint it was trained on with base=PATH")
+            raise InputError(f"{ckpt} is an adapter file: give the base checkpoint it was trained on with base=PATH")
         base_checkpoint = load_checkpoint(base)
         meta = motionlab_meta(base_checkpoint)
         if meta is None:

@@ -8,7 +8,7 @@ resampling follow the U-Net's :class:`~motionlab.models.lipsync.LipSyncConventio
 ``feather=0`` gives SyncTalk_2D's ``inference_328.py`` frames.
 
 The checkpoint's :class:`~motionlab.tasks.lipsync.LipSyncPredictor` does what the task does around the U-Net
-(audio features, mask, input assembly); SyncTalk_2D's plain state-dict files load with ``model=lipsync_unet328_<mode>``.
+(audio features, mask, input assembly); SyncTalk_2D's plain state-dict files load with ``arch=lipsync_unet328_<mode>`` (``motionlab-lipsync``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from motionlab.models.lipsync import LipSyncConvention
 from motionlab.models.lora import merge_lora
 from motionlab.tasks import load_predictor
 from motionlab.tasks.lipsync import LipSyncPredictor
+from motionlab.utils.errors import InputError, check_positive
+from motionlab.utils.io import check_output_path
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +194,7 @@ class LipSyncPipeline:
         return {"out": str(path), "frames": frames, "audio_seconds": len(wav) / SAMPLE_RATE}
 
 
-def lipsync_files(ckpt: str, template: str, audio: str, out: str, model: str | None = None, audio_encoder_ckpt: str | None = None,
+def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | None = None, audio_encoder_ckpt: str | None = None,
                   features: str | None = None, runtime: str = "torch", onnx: str | None = None, batch_size: int = 8,
                   feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora: str | None = None) -> dict:
     """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora``, a speaker's LoRA adapter file trained on
@@ -201,13 +203,17 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, model: str | N
     from motionlab.utils.io import file_digest
 
     if runtime not in ("torch", "onnx"):
-        raise ValueError(f"runtime must be torch or onnx, got {runtime!r}")
+        raise InputError(f"runtime must be torch or onnx, got {runtime!r}")
+    check_output_path(out, "out", (".mp4",))
+    check_positive(batch_size=batch_size, fps=fps)
+    if feather < 0 or not 0 <= crf <= 51:
+        raise InputError(f"feather={feather}, crf={crf}: feather must be >= 0 and crf in [0, 51]")
     for name, value in (("template", template), ("audio", audio)):
         if not Path(value).exists():
             raise FileNotFoundError(f"{name}={value} does not exist")
-    predictor = load_predictor(ckpt, model=model, device=device, lora=lora, audio_encoder_ckpt=audio_encoder_ckpt)
+    predictor = load_predictor(ckpt, model=arch, device=device, lora=lora, audio_encoder_ckpt=audio_encoder_ckpt)
     if not isinstance(predictor, LipSyncPredictor):
-        raise ValueError(f"{ckpt} is not a lip-sync U-Net checkpoint (its predictor is {type(predictor).__name__})")
+        raise InputError(f"{ckpt} is not a lip-sync U-Net checkpoint (its predictor is {type(predictor).__name__})")
     if runtime == "onnx":
         # the graph is the U-Net with the adapters merged: an export per (base, adapter) pair
         key = file_digest(ckpt)[:12] + (f".lora-{file_digest(lora)[:12]}" if lora is not None else "")

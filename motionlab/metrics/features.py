@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from motionlab.utils.errors import InputError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Blocks per stage of EfficientNet-Lite0 (the packaged checkpoint numbers blocks globally).
@@ -95,7 +97,7 @@ def _fid_inception(weights_path: Path) -> nn.Module:
         try:
             return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(verified))
         except RuntimeError as error:
-            raise RuntimeError(f"{weights_path} is not an FID Inception state dict ({error})") from error
+            raise InputError(f"{weights_path} is not an FID Inception state dict ({error})") from error
 
 
 class ImageFeatures(nn.Module):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from motionlab.data.landmarks import DlibLandmarks, face_model_path
+from motionlab.utils.errors import InputError
 
 EMBEDDERS = ("face", "image")
 
@@ -79,7 +80,7 @@ def make_embedder(name: str) -> FaceEmbedder | ImageEmbedder:
         return FaceEmbedder()
     if name == "image":
         return ImageEmbedder()
-    raise ValueError(f"unknown identity embedder {name!r}; use one of {EMBEDDERS}")
+    raise InputError(f"unknown identity embedder {name!r}; use one of {EMBEDDERS}")
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
@@ -120,5 +121,5 @@ class ProfileSimilarity:
 
     def compute(self) -> dict[str, float]:
         if not self.values:
-            raise ValueError(f"{self.metric_name}: the {self.embedder_name} embedder found no face in any generated frame")
+            raise InputError(f"{self.metric_name}: the {self.embedder_name} embedder found no face in any generated frame")
         return {self.metric_name: float(np.mean(self.values)), f"{self.metric_name}_frames_missed": float(self.missed)}

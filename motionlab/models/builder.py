@@ -151,7 +151,7 @@ def checkpoint_models(checkpoint: Mapping, source: str | os.PathLike, name: str 
     if name is None:
         raise CheckpointFormatError(
             f"{source} is not a motionlab checkpoint (entries {sorted(checkpoint)[:8]}); for a published file say which "
-            f"architecture it is with model=NAME, one of: {', '.join(list_models())}"
+            f"architecture it is with arch=NAME, one of: {', '.join(list_models())}"
         )
     return {"net": load_pretrained(build(name, {}), source, checkpoint).eval()}
 

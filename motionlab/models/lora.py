@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from motionlab.utils.checkpoint import CheckpointFormatError, check_state_dict
+from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_path
 
 ADAPTER_FORMAT = "motionlab-lora"
@@ -61,11 +62,11 @@ class LoraSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError(f"lora.rank must be a positive integer, got {self.rank!r}")
+            raise InputError(f"lora.rank must be a positive integer, got {self.rank!r}")
         if not self.alpha > 0:
-            raise ValueError(f"lora.alpha must be > 0, got {self.alpha!r}")
+            raise InputError(f"lora.alpha must be > 0, got {self.alpha!r}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout!r}")
+            raise InputError(f"lora.dropout must be in [0, 1), got {self.dropout!r}")
         object.__setattr__(self, "alpha", float(self.alpha))
         object.__setattr__(self, "modules_to_save", tuple(self.modules_to_save or ()))
 
@@ -74,7 +75,7 @@ class LoraSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"{where}: unknown keys {unknown}; LoRA settings are {sorted(known)}")
+            raise InputError(f"{where}: unknown keys {unknown}; LoRA settings are {sorted(known)}")
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -102,30 +103,30 @@ def resolve_targets(net: nn.Module, spec: LoraSpec) -> LoraSpec:
     pattern = spec.target_modules or getattr(getattr(net, "model_info", None), "lora_targets", None)
     if pattern is None:
         name = getattr(getattr(net, "model_info", None), "name", type(net).__name__)
-        raise ValueError(f"lora.target_modules is not set and {name} declares no default targets; give a regular expression over its module names")
+        raise InputError(f"lora.target_modules is not set and {name} declares no default targets; give a regular expression over its module names")
     try:
         regex = re.compile(pattern)
     except re.error as error:
-        raise ValueError(f"lora.target_modules {pattern!r} is not a regular expression: {error}") from error
+        raise InputError(f"lora.target_modules {pattern!r} is not a regular expression: {error}") from error
     modules = dict(net.named_modules())
     targets = [name for name in modules if name and regex.fullmatch(name)]
     if not targets:
         examples = ", ".join(name for name, m in modules.items() if isinstance(m, _LORA_TYPES))
-        raise ValueError(f"lora.target_modules {pattern!r} matches no module; Linear / Conv modules are: {examples[:600]}")
+        raise InputError(f"lora.target_modules {pattern!r} matches no module; Linear / Conv modules are: {examples[:600]}")
     wrong = [f"{name} ({type(modules[name]).__name__})" for name in targets if not isinstance(modules[name], _LORA_TYPES)]
     if wrong:
-        raise ValueError(f"lora.target_modules {pattern!r} matches modules LoRA cannot adapt: {', '.join(wrong[:10])}; "
+        raise InputError(f"lora.target_modules {pattern!r} matches modules LoRA cannot adapt: {', '.join(wrong[:10])}; "
                          "match Linear / Conv1d / Conv2d / Conv3d modules only")
     grouped = [name for name in targets if isinstance(modules[name], nn.modules.conv._ConvNd) and modules[name].groups > 1]
     if grouped:
-        raise ValueError(f"lora.target_modules {pattern!r} matches grouped / depthwise convolutions {', '.join(grouped[:10])}: "
+        raise InputError(f"lora.target_modules {pattern!r} matches grouped / depthwise convolutions {', '.join(grouped[:10])}: "
                          "peft cannot merge LoRA into them; narrow the pattern")
     for saved in spec.modules_to_save:
         inside = [name for name in targets if name == saved or name.endswith("." + saved) or name.startswith(saved + ".")]
         if not any(name == saved or name.endswith("." + saved) for name in modules):
-            raise ValueError(f"lora.modules_to_save: {net.__class__.__name__} has no module named {saved!r}")
+            raise InputError(f"lora.modules_to_save: {net.__class__.__name__} has no module named {saved!r}")
         if inside:
-            raise ValueError(f"lora.modules_to_save {saved!r} overlaps the LoRA targets {inside[:5]}; a module is adapted or saved, not both")
+            raise InputError(f"lora.modules_to_save {saved!r} overlaps the LoRA targets {inside[:5]}; a module is adapted or saved, not both")
     return LoraSpec(spec.rank, spec.alpha, spec.dropout, pattern, spec.modules_to_save)
 
 
@@ -135,7 +136,7 @@ def add_lora(net: nn.Module, spec: LoraSpec) -> nn.Module:
     The adapters start as the identity (``B = 0``), so the network computes what the base did.
     """
     if lora_spec(net) is not None:
-        raise ValueError("this network already carries LoRA adapters; merge them (merge_lora) before adding others")
+        raise InputError("this network already carries LoRA adapters; merge them (merge_lora) before adding others")
     spec = resolve_targets(net, spec)
     peft, _, _ = _peft()
     config = peft.LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=spec.target_modules,
@@ -153,7 +154,7 @@ def is_adapter_key(key: str) -> bool:
 def adapter_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
     """The adapter entries of ``net``'s state dict (keys as in the network, e.g. ``up1.lora_A.default.weight``)."""
     if lora_spec(net) is None:
-        raise ValueError("this network has no LoRA adapters")
+        raise InputError("this network has no LoRA adapters")
     return {key: value for key, value in net.state_dict().items() if is_adapter_key(key)}
 
 
@@ -189,7 +190,7 @@ def _fold_weight_reparametrization(layer: nn.Module, name: str) -> None:
             remove_weight_norm(layer, hook.name)
     layer.train(training)
     if layer._forward_pre_hooks or layer._forward_hooks:
-        raise ValueError(f"cannot merge LoRA into {name}: it carries forward hooks that may change its weight "
+        raise InputError(f"cannot merge LoRA into {name}: it carries forward hooks that may change its weight "
                          f"({list(layer._forward_pre_hooks.values()) + list(layer._forward_hooks.values())})")
 
 
@@ -207,7 +208,7 @@ def merge_lora(net: nn.Module) -> nn.Module:
     the merged network computes what the unmerged one does in eval mode.
     """
     if lora_spec(net) is None:
-        raise ValueError("this network has no LoRA adapters to merge")
+        raise InputError("this network has no LoRA adapters to merge")
     _, LoraLayer, ModulesToSaveWrapper = _peft()
     for name, module in list(net.named_modules()):
         if isinstance(module, LoraLayer):
@@ -230,7 +231,7 @@ def save_adapter(net: nn.Module, path: str | os.PathLike, base_sha256: str, base
 
     path = Path(path)
     if path.suffix != ".safetensors":
-        raise ValueError(f"adapter files are safetensors: give a path ending in .safetensors, got {path}")
+        raise InputError(f"adapter files are safetensors: give a path ending in .safetensors, got {path}")
     metadata = {"format": ADAPTER_FORMAT, "lora": json.dumps(lora_spec(net).to_dict()), "base_sha256": base_sha256,
                 "base_name": base_name, "model": json.dumps(net.model_info.spec())}
     tensors = {key: value.detach().contiguous().cpu() for key, value in adapter_state_dict(net).items()}

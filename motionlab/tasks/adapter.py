@@ -24,6 +24,7 @@ from motionlab.models import CheckpointFormatError, load_model, motionlab_meta, 
 from motionlab.models.adapter import apply_motion
 from motionlab.tasks.base import MotionlabTask
 from motionlab.utils.checkpoint import load_checkpoint
+from motionlab.utils.errors import InputError
 from motionlab.utils.io import file_digest
 
 
@@ -170,7 +171,7 @@ class LandmarkDrivenPredictor:
     @torch.no_grad()
     def motion(self, points: np.ndarray, portrait: torch.Tensor) -> dict[str, torch.Tensor]:
         if points.shape[1] != self.adapter.num_landmarks:
-            raise ValueError(f"the adapter was trained on {self.adapter.num_landmarks}-point landmarks; this source has {points.shape[1]} points")
+            raise InputError(f"the adapter was trained on {self.adapter.num_landmarks}-point landmarks; this source has {points.shape[1]} points")
         windows, reference = landmark_windows(points, self.adapter.window)
         keypoints = self.descriptor_model.kp_detector(portrait).value.expand(len(points), -1, -1)
         return self.adapter(windows.to(self.device), reference.to(self.device), keypoints)

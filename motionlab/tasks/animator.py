@@ -12,6 +12,7 @@ from motionlab.losses.animator import AnimatorLoss
 from motionlab.metrics.suite import EvaluationSuite
 from motionlab.tasks.base import MotionlabTask
 from motionlab.tasks.predictor import AnimationPredictor, register_predictor
+from motionlab.utils.errors import InputError
 
 
 @torch.no_grad()
@@ -58,7 +59,7 @@ class AnimatorTask(MotionlabTask):
         self.net = net
         self.add_helper("descriptor_model", descriptor_model)
         if getattr(net, "num_descriptors", 0) and descriptor_model is None:
-            raise ValueError("the Animator net takes descriptors (num_descriptors > 0) but no descriptor_model is configured")
+            raise InputError("the Animator net takes descriptors (num_descriptors > 0) but no descriptor_model is configured")
         self.loss = loss.bind(animate=self.animate, descriptor_model=self.descriptor_model)
         self.diagnostics_every_n_steps = diagnostics_every_n_steps
         factory = metrics or (lambda: EvaluationSuite(frechet=False, identity=False))

@@ -13,6 +13,7 @@ from torch import nn
 
 from motionlab.models import CheckpointFormatError, freeze, load_pretrained
 from motionlab.models.lora import LoraSpec, add_lora, check_base, is_adapter_key, lora_spec
+from motionlab.utils.errors import InputError
 from motionlab.utils.io import file_digest
 
 
@@ -45,7 +46,7 @@ class MotionlabTask(L.LightningModule):
             self.scheduler_factories = {name: scheduler for name in self.optimizer_factories} if scheduler is not None else {}
         unknown = set(self.scheduler_factories) - set(self.optimizer_factories)
         if unknown:
-            raise ValueError(f"schedulers for {sorted(unknown)} have no optimizer (optimizers: {sorted(self.optimizer_factories)})")
+            raise InputError(f"schedulers for {sorted(unknown)} have no optimizer (optimizers: {sorted(self.optimizer_factories)})")
         self.automatic_optimization = len(self.optimizer_factories) == 1
         self.helper_names: list[str] = []
         self.run_config: dict = {}

@@ -23,6 +23,7 @@ from motionlab.models.lipsync import lipsync_convention, syncnet_audio, to_chann
 from motionlab.tasks.base import MotionlabTask
 from motionlab.tasks.predictor import Predictor, register_predictor
 from motionlab.utils.checkpoint import load_checkpoint
+from motionlab.utils.errors import InputError
 
 # (x, y, width, height) blanked in the current frame's 320 crop: SyncTalk_2D's rectangle
 SYNCTALK_MASK = (5, 5, 310, 305)
@@ -76,7 +77,7 @@ class SyncTask(MotionlabTask):
                  face_region: str = "full", max_shift: int = 0, max_offset: int = 15):
         super().__init__(optimizer=optimizer, scheduler=scheduler)
         if audio_key not in ("mel", "audio") or face_region not in ("full", "lower"):
-            raise ValueError(f"SyncTask: audio_key must be mel|audio and face_region full|lower, got {audio_key!r}, {face_region!r}")
+            raise InputError(f"SyncTask: audio_key must be mel|audio and face_region full|lower, got {audio_key!r}, {face_region!r}")
         self.net, self.loss, self.audio_key, self.face_region = net, loss, audio_key, face_region
         self.max_shift, self.max_offset = max_shift, max_offset
         self.mode = getattr(net, "mode", "ave")
@@ -155,11 +156,11 @@ class LipSyncTask(MotionlabTask):
         self.net, self.mask, self.max_offset = net, tuple(mask), max_offset
         self.convention = lipsync_convention(convention)
         if loss.active("sync") and syncnet is None:
-            raise ValueError("loss.sync > 0 needs model.syncnet.pretrained=<a lipsync_syncnet run or SyncTalk_2D syncnet file>, or set loss.sync=0")
+            raise InputError("loss.sync > 0 needs model.syncnet.pretrained=<a lipsync_syncnet run or SyncTalk_2D syncnet file>, or set loss.sync=0")
         if syncnet is not None and syncnet.mode != net.mode:
-            raise ValueError(f"the SyncNet reads {syncnet.mode} features, the U-Net {net.mode}: use syncnet328_{net.mode}")
+            raise InputError(f"the SyncNet reads {syncnet.mode} features, the U-Net {net.mode}: use syncnet328_{net.mode}")
         if (net.mode == "ave") != (audio_encoder is not None):
-            raise ValueError(f"a {net.mode} U-Net takes {'the' if net.mode == 'ave' else 'no'} ave audio encoder (model.audio_encoder)")
+            raise InputError(f"a {net.mode} U-Net takes {'the' if net.mode == 'ave' else 'no'} ave audio encoder (model.audio_encoder)")
         self.add_helper("syncnet", syncnet)
         self.add_helper("audio_encoder", audio_encoder)
         self.loss = loss.bind(syncnet=self.syncnet)
@@ -176,14 +177,14 @@ class LipSyncTask(MotionlabTask):
         settings = meta.get("predictor", {}) if meta is not None else self.net.model_info.published_settings
         source = settings.get("convention", "motionlab")
         if source != self.convention.name:
-            raise ValueError(f"init_from {path} holds U-Net weights of the {source} convention, the data is set up for "
+            raise InputError(f"init_from {path} holds U-Net weights of the {source} convention, the data is set up for "
                              f"{self.convention.name}: set data.convention={source}")
         load_pretrained(self.net, path, checkpoint)
 
     def setup(self, stage: str) -> None:
         data = getattr(self.trainer, "datamodule", None)
         if data is not None and getattr(data, "convention", self.convention) != self.convention:
-            raise ValueError(f"the U-Net is set up for the {self.convention.name} convention, the data for {data.convention.name}: "
+            raise InputError(f"the U-Net is set up for the {self.convention.name} convention, the data for {data.convention.name}: "
                              "set model.convention=${data.convention}")
         super().setup(stage)
 
@@ -246,7 +247,7 @@ class LipSyncPredictor(Predictor):
         self.mode, self.mask, self.convention = net.mode, tuple(mask), lipsync_convention(convention)
         self.runner: Callable | None = None
         if self.mode == "ave" and audio_encoder is None:
-            raise ValueError("ave U-Nets need the audio encoder they were trained with (audio_encoder_ckpt=...)")
+            raise InputError("ave U-Nets need the audio encoder they were trained with (audio_encoder_ckpt=...)")
 
     @classmethod
     def from_models(cls, models: dict[str, nn.Module], settings: dict, audio_encoder_ckpt: str | os.PathLike | None = None,
@@ -267,12 +268,12 @@ class LipSyncPredictor(Predictor):
         elif self.mode == "ave":
             features = speech_features(self.audio_encoder, wav, self.convention, fps)
         else:
-            raise ValueError(f"{self.mode} U-Nets read per-frame features from a .npy you computed (features=PATH)")
+            raise InputError(f"{self.mode} U-Nets read per-frame features from a .npy you computed (features=PATH)")
         if self.convention.frame_count == "mel_windows":
             return features, len(features)  # SyncTalk_2D writes one frame per feature row
         frames = frame_count(len(wav), self.convention, fps)
         if len(features) < frames:
-            raise ValueError(f"{features_path}: {len(features)} feature rows for {frames} video frames")
+            raise InputError(f"{features_path}: {len(features)} feature rows for {frames} video frames")
         return features, frames
 
     def audio(self, features: torch.Tensor, steps) -> torch.Tensor:

@@ -15,6 +15,7 @@ from torch import nn
 from motionlab.models import checkpoint_models, motionlab_meta
 from motionlab.models.lora import load_adapter
 from motionlab.utils.checkpoint import load_checkpoint
+from motionlab.utils.errors import InputError
 from motionlab.utils.io import file_digest
 
 _PREDICTORS: dict[str, type["Predictor"]] = {}
@@ -72,7 +73,7 @@ def predictor_from_checkpoint(checkpoint: dict, path: str | os.PathLike, model: 
     meta = motionlab_meta(checkpoint)
     family = models["net"].model_info.family
     if family not in _PREDICTORS:
-        raise ValueError(f"{path} holds a {models['net'].model_info.name} ({family}); there is no inference for it here: "
+        raise InputError(f"{path} holds a {models['net'].model_info.name} ({family}); there is no inference for it here: "
                          f"predictors exist for {', '.join(sorted(_PREDICTORS))} networks")
     settings = meta.get("predictor", {}) if meta is not None else dict(models["net"].model_info.published_settings)
     return _PREDICTORS[family].from_models(models, settings, **options).to(device)

@@ -11,14 +11,15 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
+from motionlab.utils.errors import InputError, MotionlabError
 from motionlab.utils.io import atomic_open
 
 
-class WeightMismatchError(RuntimeError):
+class WeightMismatchError(MotionlabError, RuntimeError):
     """A state dict that does not fit an architecture: names the missing, unexpected and mis-shaped keys."""
 
 
-class CheckpointFormatError(ValueError):
+class CheckpointFormatError(InputError):
     """A file that is not what it was given as (not a motionlab checkpoint, another network, a bad spec, another base)."""
 
 
@@ -40,12 +41,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint weights-only (no arbitrary code runs), with a clear error for a bad path or file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointFormatError(f"checkpoint {path} is a folder; give the .ckpt file in it (e.g. {path}/checkpoints/last.ckpt)")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; give the path of a .ckpt written by motionlab-train")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle errors, truncated zip archives, non-weights payloads
-        raise RuntimeError(
+        raise CheckpointFormatError(
             f"checkpoint {path} cannot be read weights-only ({type(error).__name__}: {error}); "
             "it may be truncated or hold Python objects beyond tensors and plain containers"
         ) from error

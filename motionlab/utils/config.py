@@ -18,11 +18,13 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
+from motionlab.utils.errors import InputError
+
 REQUIRED_KEYS = ("task_name", "seed", "data", "model", "trainer", "paths")
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """An invalid config value; the message names the dotted key."""
 
 
@@ -136,6 +138,27 @@ def resolved_container(cfg: DictConfig) -> dict:
         raise ConfigError(f"config key '{error.full_key}': {error.msg}") from error
 
 
+# values whose type says too little: dotted key -> (rule, what the value must be)
+VALUE_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "data.batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "data.eval_batch_size": (lambda v: v >= 1, "an integer >= 1 (or null: data.batch_size)"),
+    "data.num_workers": (lambda v: v >= 0, "an integer >= 0"),
+    "data.image_size": (lambda v: v >= 16 and v % 8 == 0, "a multiple of 8, at least 16 (the networks downsample by 8)"),
+    "model.optimizer.lr": (lambda v: v >= 0, "a learning rate >= 0"),
+    "trainer.max_epochs": (lambda v: v == -1 or v >= 1, "an integer >= 1 (or -1: no limit)"),
+    "trainer.max_steps": (lambda v: v == -1 or v >= 1, "an integer >= 1 (or -1: no limit)"),
+}
+
+
+def _check_values(container: Mapping) -> None:
+    for key, (rule, expected) in VALUE_RULES.items():
+        node = container
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if isinstance(node, (int, float)) and not isinstance(node, bool) and not rule(node):
+            raise ConfigError(f"config key '{key}' is {node}; it must be {expected}")
+
+
 def validate_config(cfg: DictConfig, required: Sequence[str] = REQUIRED_KEYS) -> dict:
     """Check ``cfg`` and return it resolved as plain containers; raise :class:`ConfigError` on the first problem."""
     for key in required:
@@ -143,6 +166,7 @@ def validate_config(cfg: DictConfig, required: Sequence[str] = REQUIRED_KEYS) ->
             raise ConfigError(f"config key '{key}' is required but missing")
     container = resolved_container(cfg)
     _walk(container, "")
+    _check_values(container)
     return container
 
 

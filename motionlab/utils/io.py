@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from motionlab.utils.errors import InputError, disk_error
 
 
 def _umask() -> int:
@@ -18,23 +23,84 @@ def _umask() -> int:
     return mask
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+# ".<name>.<pid>.<8 random>[.old].tmp[<suffix>]": the temporary files and folders of atomic_path / atomic_dir
+SCRATCH_NAME = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}(?:\.old)?\.tmp(?:\.[^.]+)?$")
+
+
+def remove_stale_scratch(folder: Path, stem: str | None = None, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files and folders that killed writers (their process is gone) left in ``folder`` (and its
+    sub-folders with ``recursive``), of target ``stem`` only if given; returns them."""
+    removed = []
+    for candidate in list(folder.rglob(".*") if recursive else folder.glob(".*")):
+        match = SCRATCH_NAME.match(candidate.name)
+        if match and (stem is None or match["stem"] == stem) and not _process_alive(int(match["pid"])):
+            if candidate.is_dir():
+                shutil.rmtree(candidate, ignore_errors=True)
+            else:
+                candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to write to; on success it is renamed onto ``path``.
 
-    A crash or an exception inside the block leaves ``path`` as it was (and no temporary file behind).
+    A crash or an exception inside the block leaves ``path`` as it was (and no temporary file behind); a kill
+    leaves the temporary file (named with the writer's process id), which the next write of ``path`` deletes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, scratch = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    remove_stale_scratch(path.parent, path.stem)
+    handle, scratch = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(handle)
     try:
         os.chmod(scratch, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         yield Path(scratch)
         os.replace(scratch, path)
+    except Exception as error:
+        disk = disk_error(error)
+        if disk is not None:  # name the file the user asked for, not the temporary one
+            raise OSError(disk.errno, os.strerror(disk.errno), str(path)) from error
+        raise
     finally:
         if os.path.exists(scratch):
             os.remove(scratch)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike, replaces: Callable[[Path], bool]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path`` to fill; on success it takes ``path``'s place, and only then is
+    a previous ``path`` removed. An existing ``path`` must satisfy ``replaces`` (what this writer itself writes), so
+    a folder of other files is never deleted. A failure or kill leaves ``path`` as it was."""
+    path = Path(path)
+    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or replaces(path))):
+        raise FileExistsError(errno.EEXIST, "exists and is not a folder this command wrote; choose a new output folder", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_scratch(path.parent, path.name)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield scratch
+        if path.exists():
+            previous = scratch.with_name(scratch.name[: -len(".tmp")] + ".old.tmp")
+            path.rename(previous)
+            scratch.rename(path)
+            shutil.rmtree(previous)
+        else:
+            scratch.rename(path)
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch)
 
 
 @contextmanager
@@ -55,6 +121,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, payload) -> Path:
     return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def check_output_path(path: str | os.PathLike, key: str, suffixes: tuple[str, ...]) -> Path:
+    """Check an output path before any work: a known file type, not a folder, in a folder that exists or can be
+    created and can be written; raises :class:`~motionlab.utils.errors.InputError` naming ``key``."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"{key}={path}: the output must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise InputError(f"{key}={path} is a folder; give a file name ending in {' or '.join(suffixes)}")
+    existing = path.parent.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise InputError(f"{key}={path}: {existing} cannot be written to; choose another output folder")
+    return path
 
 
 def flatten(mapping: dict, prefix: str = "", separator: str = "/") -> dict:

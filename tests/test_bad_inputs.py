@@ -1,0 +1,270 @@
+"""Malformed inputs against the seven commands, one row per case: each exits with 2, says what was wrong on one line
+of stderr with no traceback, writes nothing, and leaves an existing output as it was.
+
+Rows run the commands' real entry points in this process (their argument parsing, Hydra composition and error
+reporting; a subprocess per row would spend most of its time importing torch); `test_cli_exit_code_in_a_process`
+checks the same path in a real process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import COMMANDS, face_video, motionlab_bin, run_command, subprocess_env
+
+SENTINEL = b"previous good output"
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory, toy_world) -> dict[str, Path]:
+    """Good and malformed files of every kind the commands read."""
+    root = tmp_path_factory.mktemp("bad")
+    files = {"portrait": toy_world / "id_0000.png", "driver": toy_world / "id_0001_video", "dir": root / "a_folder"}
+    files["dir"].mkdir()
+    png = files["portrait"].read_bytes()
+    for name, payload in {"empty.png": b"", "truncated.png": png[: len(png) // 3], "text.png": b"not an image\n", "empty.mp4": b"",
+                          "text.mp4": b"not a video\n", "empty.wav": b"", "text.wav": b"RIFF not audio\n", "random.ckpt": bytes(range(256)) * 8,
+                          "notes.txt": b"notes\n"}.items():
+        (root / name).write_bytes(payload)
+        files[name] = root / name
+    Image.new("RGB", (400, 400), (120, 80, 60)).save(root / "large.png")
+    files["large.png"] = root / "large.png"
+    video = face_video(root / "good.mp4", frames=12)
+    (root / "truncated.mp4").write_bytes(video.read_bytes()[:2000])
+    files["truncated.mp4"] = root / "truncated.mp4"
+    files["audio_only.mp4"] = _audio_only_mp4(root / "audio_only.mp4")
+    files["missing"] = root / "missing.file"
+    return files
+
+
+def _audio_only_mp4(path: Path) -> Path:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="flt", layout="mono")
+        frame.sample_rate, frame.pts = 16000, 0
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(animator_base_checkpoint, lipsync_checkpoints, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bad_ckpt")
+    animator = animator_base_checkpoint
+    raw = animator.read_bytes()
+    (root / "truncated.ckpt").write_bytes(raw[: len(raw) // 2])
+    payload = torch.load(animator, weights_only=True)
+    torch.save({k.removeprefix("net."): v for k, v in payload["state_dict"].items()}, root / "plain.pth")
+    crafted = dict(payload)  # a stored network spec that names code instead of a registered model
+    crafted["motionlab"] = {**payload["motionlab"], "models": {"net": {"name": "builtins.open", "args": {"file": str(root / "pwned")}}}}
+    torch.save(crafted, root / "crafted.ckpt")
+    targeted = dict(payload)
+    targeted["motionlab"] = {**payload["motionlab"], "models": {"net": {"name": "animator_v1", "args": {"_target_": "builtins.open"}}}}
+    torch.save(targeted, root / "targeted.ckpt")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, root / "weights.safetensors")
+    from motionlab.models import load_model
+    from motionlab.models.lora import LoraSpec, add_lora, read_adapter, save_adapter
+    from motionlab.utils.io import file_digest
+
+    net = add_lora(load_model(animator), LoraSpec(rank=2))
+    tensors, meta = read_adapter(save_adapter(net, root / "adapter.safetensors", file_digest(animator), animator.name))
+    lora = {**meta["lora"], "_target_": "builtins.exec"}  # an adapter file whose settings name code
+    save_file(tensors, root / "crafted_adapter.safetensors", metadata={"format": "motionlab-lora", "lora": json.dumps(lora),
+              "model": json.dumps(meta["model"]), "base_sha256": meta["base_sha256"], "base_name": meta["base_name"]})
+    (root / "crafted_profile.json").write_text(json.dumps(["_target_", "os.system", "touch pwned"]))
+    return {"animator": animator, "unet": lipsync_checkpoints["unet"], "clip": lipsync_checkpoints["clip"], **{p.name: p for p in root.iterdir()}}
+
+
+def _animate(b, c, **over):
+    args = {"ckpt": c["animator"], "portrait": b["portrait"], "driver": b["driver"], "out": "OUT.mp4", **over}
+    return ["motionlab-animate", *(f"{k}={v}" for k, v in args.items())]
+
+
+def _lipsync(b, c, **over):
+    args = {"ckpt": c["unet"], "template": c["clip"], "audio": c["clip"] / "aud.wav", "out": "OUT.mp4", "runtime": "torch", **over}
+    return ["motionlab-lipsync", *(f"{k}={v}" for k, v in args.items())]
+
+
+def _train(*over):
+    return ["motionlab-train", "experiment=quickstart", "logger=none", "trainer.fast_dev_run=true", *over]
+
+
+# (case id, argv builder over (bad files, checkpoints), message regex)
+CASES = [
+    # images
+    ("image-zero-byte", lambda b, c: _animate(b, c, portrait=b["empty.png"]), r"empty.png cannot be decoded"),
+    ("image-truncated", lambda b, c: _animate(b, c, portrait=b["truncated.png"]), r"truncated.png cannot be decoded"),
+    ("image-text", lambda b, c: _animate(b, c, portrait=b["text.png"]), r"text.png cannot be decoded"),
+    ("image-missing", lambda b, c: _animate(b, c, portrait=b["missing"]), r"missing.file does not exist"),
+    ("image-folder", lambda b, c: _animate(b, c, portrait=b["dir"]), r"a_folder is a folder"),
+    ("image-over-pixel-limit", lambda b, c: _animate(b, c, portrait=b["large.png"]), r"400x400 pixels, over the limit of 100000; .*MOTIONLAB_MAX_IMAGE_PIXELS"),
+    ("profile-image-text", lambda b, c: ["motionlab-data", "profile", f"source={b['text.png']}", "out=OUT.json"], r"text.png"),
+    # videos
+    ("video-zero-byte", lambda b, c: _animate(b, c, driver=b["empty.mp4"]), r"empty.mp4 is empty \(0 bytes\)"),
+    ("video-truncated", lambda b, c: _animate(b, c, driver=b["truncated.mp4"]), r"truncated.mp4 cannot be read: .*truncated, or not a video"),
+    ("video-text", lambda b, c: _animate(b, c, driver=b["text.mp4"]), r"text.mp4 cannot be read"),
+    ("video-audio-only", lambda b, c: _animate(b, c, driver=b["audio_only.mp4"]), r"audio_only.mp4 has no video stream \(audio only\)"),
+    ("video-missing", lambda b, c: _animate(b, c, driver=b["missing"]), r"missing.file is neither a frame folder nor a video"),
+    ("video-not-a-video", lambda b, c: _animate(b, c, driver=b["notes.txt"]), r"notes.txt is neither a frame folder nor a video"),
+    ("talking-zero-byte", lambda b, c: ["motionlab-data", "talking", f"video={b['empty.mp4']}", "out=OUT"], r"empty.mp4 is empty"),
+    ("talking-audio-only", lambda b, c: ["motionlab-data", "talking", f"video={b['audio_only.mp4']}", "out=OUT"], r"has no video stream"),
+    ("talking-text", lambda b, c: ["motionlab-data", "talking", f"video={b['text.mp4']}", "out=OUT"], r"text.mp4 cannot be read"),
+    # audio
+    ("audio-zero-byte", lambda b, c: _lipsync(b, c, audio=b["empty.wav"]), r"empty.wav is empty \(0 bytes\)"),
+    ("audio-text", lambda b, c: _lipsync(b, c, audio=b["text.wav"]), r"text.wav cannot be decoded"),
+    ("audio-missing", lambda b, c: _lipsync(b, c, audio=b["missing"]), r"audio=.*missing.file does not exist"),
+    ("lipsync-template-missing", lambda b, c: _lipsync(b, c, template=b["missing"]), r"template=.*missing.file does not exist"),
+    ("lipsync-features-wrong-convention", lambda b, c: _lipsync(b, c, features=_synctalk_features(b)), r"holds synctalk_2d features"),
+    # checkpoints
+    ("ckpt-missing", lambda b, c: _animate(b, c, ckpt=b["missing"]), r"missing.file does not exist"),
+    ("ckpt-folder", lambda b, c: _animate(b, c, ckpt=b["dir"]), r"a_folder is a folder; give the .ckpt file"),
+    ("ckpt-truncated", lambda b, c: _animate(b, c, ckpt=c["truncated.ckpt"]), r"truncated.ckpt cannot be read weights-only"),
+    ("ckpt-random-bytes", lambda b, c: _animate(b, c, ckpt=b["random.ckpt"]), r"random.ckpt cannot be read weights-only"),
+    ("ckpt-safetensors", lambda b, c: _animate(b, c, ckpt=c["weights.safetensors"]), r"weights.safetensors is not a motionlab checkpoint .*arch=NAME"),
+    ("ckpt-plain-state-dict", lambda b, c: _animate(b, c, ckpt=c["plain.pth"]), r"plain.pth is not a motionlab checkpoint .*arch=NAME"),
+    ("ckpt-crafted-name", lambda b, c: _animate(b, c, ckpt=c["crafted.ckpt"]), r"crafted.ckpt \[motionlab.models.net\]: unknown model 'builtins.open'"),
+    ("ckpt-crafted-target", lambda b, c: _animate(b, c, ckpt=c["targeted.ckpt"]), r"key '_target_' is not a plain argument name"),
+    ("ckpt-wrong-task-animate", lambda b, c: _animate(b, c, ckpt=c["unet"]), r"is not an animation checkpoint"),
+    ("ckpt-wrong-task-lipsync", lambda b, c: _lipsync(b, c, ckpt=c["animator"]), r"is not a lip-sync U-Net checkpoint"),
+    ("ckpt-wrong-architecture", lambda b, c: _animate(b, c, ckpt=c["plain.pth"], arch="fomm_vox256"), r"plain.pth.*(missing|unexpected)"),
+    ("adapter-crafted", lambda b, c: _animate(b, c, lora=c["crafted_adapter.safetensors"]), r"crafted_adapter.safetensors \[lora\]: unknown keys \['_target_'\]"),
+    ("adapter-other-base", lambda b, c: _animate(b, c, ckpt=c["unet"], lora=c["adapter.safetensors"]), r"adapter.safetensors was trained on base sha256"),
+    ("profile-crafted", lambda b, c: ["motionlab-eval", f"ckpt_path={c['animator']}", f"profile={c['crafted_profile.json']}"],
+     r"crafted_profile.json is not a motionlab identity profile"),
+    ("eval-ckpt-missing", lambda b, c: ["motionlab-eval", f"ckpt_path={b['missing']}"], r"missing.file does not exist"),
+    ("eval-lipsync-ckpt", lambda b, c: ["motionlab-eval", f"ckpt_path={c['unet']}"], r"is not an animation checkpoint"),
+    ("cache-ckpt-truncated", lambda b, c: ["motionlab-cache", "descriptors", f"ckpt={c['truncated.ckpt']}"], r"truncated.ckpt cannot be read weights-only"),
+    ("export-onnx-animator", lambda b, c: ["motionlab-export", "onnx", f"ckpt={c['animator']}", "out=OUT.onnx"], r"is not a lip-sync U-Net checkpoint"),
+    ("export-fomm-unet", lambda b, c: ["motionlab-export", "fomm", f"ckpt={c['unet']}", "out=OUT.pth.tar"], r"only keypoint \(FOMM\) models export"),
+    ("export-lora-not-lora", lambda b, c: ["motionlab-export", "lora", f"ckpt={c['animator']}", "out=OUT.safetensors"], r"(LoRA|adapter)"),
+    # configs
+    ("config-unknown-experiment", lambda b, c: ["motionlab-train", "experiment=no_such_experiment"], r"Could not find 'experiment/no_such_experiment'"),
+    ("config-unknown-key", lambda b, c: _train("data.no_such_key=1"), r"no_such_key"),
+    ("config-wrong-type", lambda b, c: _train("data.batch_size=many"), r"data.batch_size"),
+    ("config-negative-batch", lambda b, c: _train("data.batch_size=-4"), r"'data.batch_size' is -4; it must be an integer >= 1"),
+    ("config-negative-lr", lambda b, c: _train("model.optimizer.lr=-0.1"), r"'model.optimizer.lr' is -0.1; it must be a learning rate >= 0"),
+    ("config-image-size", lambda b, c: _train("data.image_size=60"), r"'data.image_size' is 60; it must be a multiple of 8"),
+    ("config-missing-value", lambda b, c: ["motionlab-animate", f"ckpt={c['animator']}"], r"config key 'portrait' is required"),
+    ("config-animate-batch-zero", lambda b, c: _animate(b, c, batch_size=0), r"batch_size=0: must be > 0"),
+    ("config-animate-fps-negative", lambda b, c: _animate(b, c, fps=-5), r"fps=-5: must be > 0"),
+    ("config-lipsync-runtime", lambda b, c: _lipsync(b, c, runtime="tpu"), r"runtime must be torch or onnx"),
+    # output paths
+    ("out-wrong-suffix", lambda b, c: _animate(b, c, out="OUT.txt"), r"out=.*out.txt: the output must end in .mp4"),
+    ("out-is-a-folder", lambda b, c: _animate(b, c, out=b["dir"]), r"a_folder: the output must end in .mp4"),
+    ("out-gif-suffix", lambda b, c: _animate(b, c, gif="OUT.png"), r"gif=.*out.png: the output must end in .gif"),
+    ("out-talking-over-other-folder", lambda b, c: ["motionlab-data", "talking", f"video={c['clip'] / 'toy_talk.mp4'}", f"out={b['dir'].parent}"],
+     r"exists and is not a folder this command wrote"),
+]
+
+
+def _synctalk_features(b) -> Path:
+    path = b["dir"].parent / "aud_ave.npy"  # no manifest: SyncTalk_2D's rows
+    np.save(path, np.zeros((80, 512), np.float32))
+    return path
+
+
+@pytest.mark.parametrize("case_id, argv_of, message", CASES, ids=[case[0] for case in CASES])
+def test_bad_input(case_id, argv_of, message, bad, checkpoints, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MOTIONLAB_MAX_IMAGE_PIXELS", "100000")
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    argv = [str(a).replace("OUT", str(tmp_path / "out")) for a in argv_of(bad, checkpoints)]
+    for suffix in (".mp4", ".json", ".onnx", ".safetensors", ".pth.tar"):
+        (tmp_path / f"out{suffix}").write_bytes(SENTINEL)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = run_command(argv)
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err and __import__("re").search(message, err), err[-2000:]
+    for suffix in (".mp4", ".json", ".onnx", ".safetensors", ".pth.tar"):
+        assert (tmp_path / f"out{suffix}").read_bytes() == SENTINEL  # a previous output is never replaced by a failed run
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name not in before and p.name != "logs")
+    assert left == [], left  # no partial output, no temporary file
+    assert not (checkpoints["crafted.ckpt"].parent / "pwned").exists()  # nothing a checkpoint named was run
+
+
+def test_cases_cover_the_seven_commands():
+    assert len(CASES) >= 40 and {argv_command(case) for case in CASES} == set(COMMANDS)
+
+
+def argv_command(case) -> str:
+    sample = {k: Path(k) for k in ("portrait", "driver", "dir", "missing", "empty.png", "truncated.png", "text.png", "large.png", "empty.mp4",
+                                   "truncated.mp4", "text.mp4", "audio_only.mp4", "empty.wav", "text.wav", "random.ckpt", "notes.txt")}
+    ckpts = {k: Path(k) for k in ("animator", "unet", "clip", "truncated.ckpt", "plain.pth", "crafted.ckpt", "targeted.ckpt", "weights.safetensors",
+                                  "adapter.safetensors", "crafted_adapter.safetensors", "crafted_profile.json")}
+    return case[1](sample, ckpts)[0]
+
+
+def test_cli_exit_code_in_a_process(tmp_path, bad):
+    """The same reporting from an installed console script: exit 2, one line, no traceback (tracebacks only with
+    MOTIONLAB_DEBUG=1)."""
+    args = [motionlab_bin("motionlab-animate"), f"ckpt={bad['missing']}", f"portrait={bad['portrait']}", f"driver={bad['driver']}", "out=x.mp4"]
+    env = {k: v for k, v in subprocess_env(tmp_path).items() if k != "HYDRA_FULL_ERROR"}
+    result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"motionlab-animate: error: checkpoint {bad['missing']} does not exist; give the path of a .ckpt written by motionlab-train"]
+    debug = subprocess.run(args, capture_output=True, text=True, env={**env, "MOTIONLAB_DEBUG": "1"}, cwd=tmp_path, timeout=300)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_images_of_every_mode_convert(tmp_path):
+    """16-bit grey is scaled (not clipped to white), transparency composited on white, grey and palette to RGB."""
+    from motionlab.data.video_io import read_image
+
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "grey16.png")
+    image = read_image(tmp_path / "grey16.png")
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+    assert image[0, 0, 0] == 0 and image[-1, -1, 0] == 255 and 100 < image[32, 0, 0] < 155  # a ramp, not a white image
+    Image.new("RGBA", (4, 4), (255, 0, 0, 0)).save(tmp_path / "clear.png")
+    assert (read_image(tmp_path / "clear.png") == 255).all()
+    Image.new("L", (4, 4), 90).save(tmp_path / "grey.png")
+    Image.new("P", (4, 4), 3).save(tmp_path / "palette.png")
+    assert (read_image(tmp_path / "grey.png") == 90).all() and read_image(tmp_path / "palette.png").shape == (4, 4, 3)
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(tmp_path / "one.png")
+    assert read_image(tmp_path / "one.png").tolist() == [[[10, 20, 30]]]
+
+
+RUN_DIR = """
+import motionlab
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+with initialize_config_module("motionlab.conf", version_base="1.3"):
+    cfg = compose("train", ["experiment=quickstart"], return_hydra_config=True)
+print(OmegaConf.select(cfg, "hydra.run.dir"))
+"""
+
+
+def test_runs_started_together_get_their_own_folders(tmp_path):
+    """Two processes started in the same second resolve different run folders (the time, then the process id)."""
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", RUN_DIR], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+             for _ in range(2)]
+    dirs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        dirs.append(out.strip().splitlines()[-1])
+    assert dirs[0] != dirs[1] and all(f"_{proc.pid}" in d for proc, d in zip(procs, dirs)), dirs
+
+
+def test_video_frame_limit(tmp_path, monkeypatch):
+    """A video over the frame limit is refused before decoding, naming the variable that raises it."""
+    from motionlab.data.video_io import ClipError, probe_video
+
+    video = face_video(tmp_path / "v.mp4", frames=30)
+    monkeypatch.setenv("MOTIONLAB_MAX_VIDEO_FRAMES", "10")
+    with pytest.raises(ClipError, match=r"has 30 frames, over the limit of 10; .*MOTIONLAB_MAX_VIDEO_FRAMES"):
+        probe_video(video)

@@ -202,11 +202,19 @@ def motionlab_bin(name: str) -> str:
     return str(path)
 
 
-def run_cli(name: str, *args, cwd: Path, timeout: int = 600):
-    """Run the installed console script ``name`` with ``args`` (key=value overrides) in ``cwd``; returns the CompletedProcess."""
-    import subprocess
+def run_cli(name: str, *args, cwd: Path):
+    """Run the console command ``name`` with ``args`` (key=value overrides) in ``cwd``, in this process
+    (:func:`run_command`: the entry point's real parsing and reporting, without a process start); returns an object
+    with ``returncode``, ``stdout`` and ``stderr`` as ``subprocess.run`` would."""
+    from types import SimpleNamespace
 
-    return subprocess.run([motionlab_bin(name), *map(str, args)], capture_output=True, text=True, env=subprocess_env(cwd), cwd=cwd, timeout=timeout)
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        code, out, err = run_command([name, *map(str, args)])
+    finally:
+        os.chdir(previous)
+    return SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
 
 def subprocess_env(root: Path) -> dict:

@@ -147,3 +147,34 @@ def test_animate_with_a_fomm_release_checkpoint(toy_world, tmp_path):
     with av.open(str(tmp_path / "fomm.mp4")) as container:
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (256, 256)
+
+
+def test_animate_streams_the_driver_and_downscales_huge_portraits(checkpoint, toy_world, tmp_path, monkeypatch, caplog):
+    """The driver is decoded batch_size frames at a time (memory does not grow with its length) and the outputs equal
+    those of a whole-array run; a portrait larger than PORTRAIT_MAX_SIDE is downscaled while read, with a warning."""
+    from motionlab.data.video_io import FrameFolderClip
+    from motionlab.inference import animate
+
+    requested = []
+    real_get = FrameFolderClip.get
+    monkeypatch.setattr(FrameFolderClip, "get", lambda self, indices: requested.append(len(indices)) or real_get(self, indices))
+    summary = animate_files(checkpoint, toy_world / "id_0001.png", toy_world / "id_0001_video", tmp_path / "a.mp4", batch_size=3)
+    assert summary["frames"] == 8 and requested == [3, 3, 2]
+    monkeypatch.setattr(animate, "PORTRAIT_MAX_SIDE", 16)
+    with caplog.at_level("WARNING"):
+        animate_files(checkpoint, toy_world / "id_0001.png", toy_world / "id_0001_video", tmp_path / "b.mp4", batch_size=3)
+    assert "downscaled to at most 16" in caplog.text and count_video_frames(tmp_path / "b.mp4") == 8
+
+
+def test_unusual_drivers_animate(checkpoint, toy_world, tmp_path):
+    """A one-frame video and a frame folder of odd size (33 x 31) and mixed modes (grey, RGBA, 16-bit) animate."""
+    frame = read_rgb(toy_world / "id_0002_video" / "0000.png")
+    write_video(tmp_path / "one.mp4", [np.kron(frame, np.ones((2, 2, 1), np.uint8))], fps=25.0)
+    assert animate_files(checkpoint, toy_world / "id_0001.png", tmp_path / "one.mp4", tmp_path / "one_out.mp4")["frames"] == 1
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    odd = np.asarray(Image.fromarray(frame).resize((33, 31)))
+    Image.fromarray(odd).convert("L").save(folder / "0.png")
+    Image.fromarray(odd).convert("RGBA").save(folder / "1.png")
+    Image.fromarray((odd[..., 0].astype(np.uint16) * 257)).save(folder / "2.png")
+    assert animate_files(checkpoint, toy_world / "id_0001.png", folder, tmp_path / "odd_out.mp4")["frames"] == 3

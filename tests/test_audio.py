@@ -91,3 +91,25 @@ def test_unreadable_audio_is_an_error(tmp_path):
     good = tmp_path / "tone.wav"
     soundfile.write(good, np.zeros(44100, np.float32), 44100)
     assert load_wav(good).shape == (16000,)  # resampled to 16 kHz
+
+
+def test_audio_of_any_rate_channels_and_format_reads_as_16k_mono(tmp_path):
+    """8 kHz stereo WAV, 48 kHz WAV and MP3 (PyAV's encoder) all decode to 16 kHz mono of the same length; silence reads."""
+    import av
+
+    t = np.arange(8000) / 8000.0
+    tone = 0.4 * np.sin(2 * np.pi * 300.0 * t)
+    soundfile.write(tmp_path / "stereo8k.wav", np.stack([tone, tone], axis=1).astype(np.float32), 8000)
+    soundfile.write(tmp_path / "tone48k.wav", 0.4 * np.sin(2 * np.pi * 300.0 * np.arange(48000) / 48000.0).astype(np.float32), 48000)
+    soundfile.write(tmp_path / "silence.wav", np.zeros(16000, np.float32), 16000)
+    with av.open(str(tmp_path / "tone.mp3"), "w") as container:
+        stream = container.add_stream("libmp3lame", rate=16000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(tone.astype(np.float32).repeat(2)[None], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = 16000, 0
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    for name in ("stereo8k.wav", "tone48k.wav", "tone.mp3"):
+        wav = load_wav(tmp_path / name)
+        assert wav.dtype == np.float32 and abs(len(wav) - 16000) <= 1200 and 0.2 < np.abs(wav).max() < 0.6, name
+    assert np.abs(load_wav(tmp_path / "silence.wav")).max() == 0

@@ -1,5 +1,5 @@
 """LoRA through peft: merging (spectral norm included), adapter files and their base check, training with a frozen
-base, resume, export / merge commands, inference with lora=."""
+base, resume, export / merge commands, inference with lora_file=."""
 
 from __future__ import annotations
 

@@ -8,6 +8,9 @@ Expected failures are one line on stderr and exit code 2 (:mod:`motionlab.utils.
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +21,25 @@ from omegaconf import DictConfig, OmegaConf
 from motionlab.utils.errors import EXIT_USAGE, debug_enabled, describe, expected_error
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+# run folders are <time>_<process id> (conf/hydra/default.yaml); only such a folder is ever removed
+RUN_FOLDER = re.compile(r"^\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+$")
+
+
+def _remove_empty_run_folder() -> None:
+    """After an expected failure, delete this process's run folder if it holds nothing but Hydra's config and the log:
+    a failed start leaves no debris."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    if not RUN_FOLDER.match(folder.name) or not str(os.getpid()) == folder.name.rsplit("_", 1)[1]:
+        return
+    produced = [p for p in folder.rglob("*") if p.is_file() and ".hydra" not in p.relative_to(folder).parts and p.suffix != ".log"]
+    if not produced:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def hydra_app(config_name: str, run: Callable[[DictConfig], object], prog: str | None = None) -> Callable[[], object]:
@@ -39,9 +61,11 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], object], prog: str |
             if cause is None or debug_enabled():
                 raise
             print(f"{prog}: error: {describe(cause)}", file=sys.stderr)
+            _remove_empty_run_folder()
             sys.exit(EXIT_USAGE)
 
     def entry():
+        started.clear()
         try:
             return main()
         except SystemExit as exit:

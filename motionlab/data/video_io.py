@@ -6,6 +6,7 @@ never silently replaced.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,7 @@ from PIL import Image
 from motionlab.utils.errors import MotionlabError
 from motionlab.utils.io import atomic_path
 
+log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -46,9 +48,10 @@ def _rgb8(image: Image.Image) -> np.ndarray:
     return np.array(image.convert("RGB"))
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
     """Read an image file of any bit depth and mode as (H, W, 3) uint8 RGB; images over ``MOTIONLAB_MAX_IMAGE_PIXELS``
-    (default 50 million) pixels are refused before decoding."""
+    (default 50 million) pixels are refused before decoding. With ``max_side``, a larger image is downscaled to it
+    while decoding (a warning says so): a network input never needs a 40-megapixel portrait."""
     path = Path(path)
     if path.is_dir():
         raise ClipError(f"image {path} is a folder; give an image file")
@@ -60,6 +63,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             if image.width * image.height > max_pixels:
                 raise ClipError(f"image {path} is {image.width}x{image.height} pixels, over the limit of {max_pixels}; "
                                 "downscale it or raise MOTIONLAB_MAX_IMAGE_PIXELS")
+            if max_side is not None and max(image.size) > max_side:
+                log.warning("image %s is %dx%d pixels; downscaled to at most %d on a side", path, image.width, image.height, max_side)
+                image.draft("RGB", (max_side, max_side))  # JPEG decodes at a fraction of its size
+                image = image.copy()
+                image.thumbnail((max_side, max_side), Image.LANCZOS)
             return _rgb8(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ClipError(f"image {path} cannot be decoded ({error}); re-export it as PNG or JPEG") from error

@@ -5,6 +5,7 @@ adapter checkpoint."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from motionlab.tasks.adapter import LandmarkDrivenPredictor, load_adapter_predic
 from motionlab.utils.errors import InputError, check_positive
 from motionlab.utils.io import check_output_path
 
+# portraits are read at most this large (the networks take 64-512 px): huge ones are downscaled with a warning
+PORTRAIT_MAX_SIDE = 2048
 KEYPOINT_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
                              [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], dtype=np.uint8)
 
@@ -35,15 +38,24 @@ def draw_keypoints(frames: np.ndarray, points: np.ndarray, radius: int = 1) -> n
     return out
 
 
-def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: np.ndarray, batch_size: int = 16):
-    """Yield the predictor's outputs for (T, H, W, 3) uint8 ``frames`` in batches, with the ``source`` and
-    ``driver`` tensors (N, 3, S, S) they were computed from (S: the network's input size)."""
+def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: np.ndarray | Iterable[np.ndarray], batch_size: int = 16):
+    """Yield the predictor's outputs for (T, H, W, 3) uint8 ``frames`` (an array, or an iterable of such batches as a
+    driver is decoded) in batches, with the ``source`` and ``driver`` tensors (N, 3, S, S) they were computed from
+    (S: the network's input size)."""
     size = predictor.image_size
+    batches = (frames[start : start + batch_size] for start in range(0, len(frames), batch_size)) if isinstance(frames, np.ndarray) else frames
     source = frames_to_tensor(portrait[None], size).to(predictor.device)
-    initial = frames_to_tensor(frames[:1], size).to(predictor.device)
-    for start in range(0, len(frames), batch_size):
-        driver = frames_to_tensor(frames[start : start + batch_size], size).to(predictor.device)
+    initial = None
+    for batch in batches:
+        driver = frames_to_tensor(batch, size).to(predictor.device)
+        initial = driver[:1] if initial is None else initial
         yield {"source": source.expand(driver.shape[0], -1, -1, -1), "driver": driver, **predictor(source, driver, initial)}
+
+
+def decoded_batches(clip, count: int, batch_size: int) -> Iterator[np.ndarray]:
+    """The first ``count`` frames of ``clip``, ``batch_size`` at a time: a driver is never held whole."""
+    for start in range(0, count, batch_size):
+        yield clip.get(range(start, min(count, start + batch_size)))
 
 
 def _upscaled(frames: np.ndarray, size: int) -> np.ndarray:
@@ -98,7 +110,7 @@ def animate_files(
     side_by_side_out: str | os.PathLike | None = None,
     arch: str | None = None,
     adapter: str | os.PathLike | None = None,
-    lora: str | os.PathLike | None = None,
+    lora_file: str | os.PathLike | None = None,
 ) -> dict:
     """Animate ``portrait`` (an image) with ``driver`` and write ``out`` (mp4).
 
@@ -107,7 +119,7 @@ def animate_files(
     descriptor checkpoint ``ckpt``) the driver is any landmark source (:func:`motionlab.data.landmarks.read_landmarks`:
     a video through dlib, ``.npy`` / ``.lms``, a toy clip) and drives the descriptor model's generator through the
     adapter. ``gif`` / ``side_by_side_out`` write portrait | driver | result side by side (GIF / mp4), with the
-    keypoints (or the driver's landmarks) drawn. ``lora`` adds a LoRA adapter file trained on ``ckpt`` (unmerged).
+    keypoints (or the driver's landmarks) drawn. ``lora_file`` adds a LoRA adapter file trained on ``ckpt`` (unmerged).
     Returns a summary.
     """
     check_output_path(out, "out", (".mp4",))
@@ -115,41 +127,60 @@ def animate_files(
         if value is not None:
             check_output_path(value, key, (suffix,))
     check_positive(batch_size=batch_size, fps=fps, max_frames=max_frames)
-    triptychs, results = [], []
-    with torch.inference_mode():
-        if adapter is not None:
-            if lora is not None:
-                raise InputError("lora= applies to the animation network of ckpt; a landmark adapter run (adapter=) takes none")
-            predictor = load_adapter_predictor(ckpt, adapter, device)
-            landmarks = read_landmarks(driver, max_frames=max_frames)
-            # panels of at least 256 px: 64 px generators give results too small to read the landmarks on
-            panel = max(predictor.image_size, 256)
-            views = driver_views(driver, landmarks, panel)
-            rate = fps or landmarks.fps or 25.0
-            for batch in animate_with_landmarks(predictor, read_image(portrait), landmarks, batch_size):
+    # Frames stream from the decoder through the network into the encoder; only the side-by-side views (asked for
+    # with gif / side_by_side_out) are kept until the end.
+    keep_views = gif is not None or side_by_side_out is not None
+    triptychs: list[np.ndarray] = []
+    if adapter is not None:
+        if lora_file is not None:
+            raise InputError("lora_file= applies to the animation network of ckpt; a landmark adapter run (adapter=) takes none")
+        predictor = load_adapter_predictor(ckpt, adapter, device)
+        landmarks = read_landmarks(driver, max_frames=max_frames)
+        # panels of at least 256 px: 64 px generators give results too small to read the landmarks on
+        panel = max(predictor.image_size, 256)
+        views = driver_views(driver, landmarks, panel) if keep_views else None
+        rate = fps or landmarks.fps or 25.0
+
+        def generated_frames() -> Iterator[np.ndarray]:
+            for batch in animate_with_landmarks(predictor, read_image(portrait, max_side=PORTRAIT_MAX_SIDE), landmarks, batch_size):
                 generated = side_by_side(batch["generated"])
-                results.extend(generated)
-                points = (batch["generated_keypoints"].to_pixels().value.cpu().numpy() + 0.5) * panel / predictor.image_size - 0.5
-                drawn = draw_keypoints(_upscaled(generated, panel), points, radius=2)
-                shown = views[len(triptychs) : len(triptychs) + len(drawn)]
-                triptychs.extend(np.concatenate([shown, _upscaled(side_by_side(batch["source"]), panel), drawn], axis=-2))
-        else:
-            predictor = load_predictor(ckpt, model=arch, device=device, lora=lora, relative=relative, adapt_movement_scale=adapt_movement_scale)
-            if not isinstance(predictor, AnimationPredictor):
-                raise InputError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); see motionlab-lipsync")
-            clip = open_clip(driver)
-            count = len(clip) if max_frames is None else min(len(clip), max_frames)
-            rate = fps or clip.fps or 25.0
-            for batch in animate_frames(predictor, read_image(portrait), clip.get(range(count)), batch_size):
-                results.extend(side_by_side(batch["generated"]))
-                drivers, generated = side_by_side(batch["driver"]), side_by_side(batch["generated"])
-                if "driver_keypoints" in batch:
-                    drivers = draw_keypoints(drivers, batch["driver_keypoints"].to_pixels().value.cpu().numpy())
-                    generated = draw_keypoints(generated, batch["generated_keypoints"].to_pixels().value.cpu().numpy())
-                triptychs.extend(np.concatenate([side_by_side(batch["source"]), drivers, generated], axis=-2))
-    write_video(out, results, fps=rate, crf=crf)
+                if keep_views:
+                    points = (batch["generated_keypoints"].to_pixels().value.cpu().numpy() + 0.5) * panel / predictor.image_size - 0.5
+                    drawn = draw_keypoints(_upscaled(generated, panel), points, radius=2)
+                    shown = views[len(triptychs) : len(triptychs) + len(drawn)]
+                    triptychs.extend(np.concatenate([shown, _upscaled(side_by_side(batch["source"]), panel), drawn], axis=-2))
+                yield from generated
+    else:
+        predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_file, relative=relative, adapt_movement_scale=adapt_movement_scale)
+        if not isinstance(predictor, AnimationPredictor):
+            raise InputError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); see motionlab-lipsync")
+        clip = open_clip(driver)
+        count = len(clip) if max_frames is None else min(len(clip), max_frames)
+        rate = fps or clip.fps or 25.0
+
+        def generated_frames() -> Iterator[np.ndarray]:
+            for batch in animate_frames(predictor, read_image(portrait, max_side=PORTRAIT_MAX_SIDE), decoded_batches(clip, count, batch_size)):
+                generated = side_by_side(batch["generated"])
+                if keep_views:
+                    drivers, drawn = side_by_side(batch["driver"]), generated
+                    if "driver_keypoints" in batch:
+                        drivers = draw_keypoints(drivers, batch["driver_keypoints"].to_pixels().value.cpu().numpy())
+                        drawn = draw_keypoints(generated, batch["generated_keypoints"].to_pixels().value.cpu().numpy())
+                    triptychs.extend(np.concatenate([side_by_side(batch["source"]), drivers, drawn], axis=-2))
+                yield from generated
+
+    written = 0
+
+    def counted(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        nonlocal written
+        for frame in frames:
+            written += 1
+            yield frame
+
+    with torch.inference_mode():
+        write_video(out, counted(generated_frames()), fps=rate, crf=crf)
     if gif is not None:
         write_gif(gif, triptychs, fps=rate)
     if side_by_side_out is not None:
         write_video(side_by_side_out, triptychs, fps=rate, crf=crf)
-    return {"frames": len(results), "fps": rate, "out": str(Path(out)), "gif": str(gif) if gif else None}
+    return {"frames": written, "fps": rate, "out": str(Path(out)), "gif": str(gif) if gif else None}

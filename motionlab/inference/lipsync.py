@@ -196,8 +196,8 @@ class LipSyncPipeline:
 
 def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | None = None, audio_encoder_ckpt: str | None = None,
                   features: str | None = None, runtime: str = "torch", onnx: str | None = None, batch_size: int = 8,
-                  feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora: str | None = None) -> dict:
-    """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora``, a speaker's LoRA adapter file trained on
+                  feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora_file: str | None = None) -> dict:
+    """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora_file``, a speaker's LoRA adapter file trained on
     ``ckpt``, unmerged), pick the runtime, write ``out``."""
     from motionlab.inference.export import OnnxRunner, export_checked
     from motionlab.utils.io import file_digest
@@ -211,15 +211,15 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | No
     for name, value in (("template", template), ("audio", audio)):
         if not Path(value).exists():
             raise FileNotFoundError(f"{name}={value} does not exist")
-    predictor = load_predictor(ckpt, model=arch, device=device, lora=lora, audio_encoder_ckpt=audio_encoder_ckpt)
+    predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_file, audio_encoder_ckpt=audio_encoder_ckpt)
     if not isinstance(predictor, LipSyncPredictor):
         raise InputError(f"{ckpt} is not a lip-sync U-Net checkpoint (its predictor is {type(predictor).__name__})")
     if runtime == "onnx":
         # the graph is the U-Net with the adapters merged: an export per (base, adapter) pair
-        key = file_digest(ckpt)[:12] + (f".lora-{file_digest(lora)[:12]}" if lora is not None else "")
+        key = file_digest(ckpt)[:12] + (f".lora-{file_digest(lora_file)[:12]}" if lora_file is not None else "")
         path = Path(onnx) if onnx else Path(ckpt).with_name(f"{Path(ckpt).stem}.{key}.onnx")
         if not path.is_file():
-            net = merge_lora(copy.deepcopy(predictor.net)) if lora is not None else predictor.net
+            net = merge_lora(copy.deepcopy(predictor.net)) if lora_file is not None else predictor.net
             log.info("exported %s; onnxruntime parity %s", path, export_checked(net, path)["parity"])
         predictor.runner = OnnxRunner(path)
     pipeline = LipSyncPipeline(predictor, batch_size=batch_size, feather=feather, fps=fps)

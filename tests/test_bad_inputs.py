@@ -201,16 +201,8 @@ def test_bad_input(case_id, argv_of, message, bad, checkpoints, tmp_path, monkey
     assert not (checkpoints["crafted.ckpt"].parent / "pwned").exists()  # nothing a checkpoint named was run
 
 
-def test_cases_cover_the_seven_commands():
-    assert len(CASES) >= 40 and {argv_command(case) for case in CASES} == set(COMMANDS)
-
-
-def argv_command(case) -> str:
-    sample = {k: Path(k) for k in ("portrait", "driver", "dir", "missing", "empty.png", "truncated.png", "text.png", "large.png", "empty.mp4",
-                                   "truncated.mp4", "text.mp4", "audio_only.mp4", "faceless.mp4", "empty.wav", "text.wav", "random.ckpt", "notes.txt")}
-    ckpts = {k: Path(k) for k in ("animator", "unet", "clip", "truncated.ckpt", "plain.pth", "crafted.ckpt", "targeted.ckpt", "weights.safetensors",
-                                  "adapter.safetensors", "crafted_adapter.safetensors", "crafted_profile.json")}
-    return case[1](sample, ckpts)[0]
+def test_cases_cover_the_seven_commands(bad, checkpoints):
+    assert len(CASES) >= 40 and {argv_of(bad, checkpoints)[0] for _, argv_of, _ in CASES} == set(COMMANDS)
 
 
 def test_cli_exit_code_in_a_process(tmp_path, bad, monkeypatch):

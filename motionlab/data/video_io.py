@@ -39,7 +39,12 @@ def _rgb8(image: Image.Image) -> np.ndarray:
     pixels composited on white."""
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float64)
-        peak = 1.0 if image.mode == "F" and values.max() <= 1.0 else 255.0 if image.mode != "I;16" and values.max() <= 255 else 65535.0
+        if image.mode.startswith("I;16") or values.max() > 255:
+            peak = 65535.0
+        elif image.mode == "F" and values.max() <= 1.0:
+            peak = 1.0  # float images in [0, 1]
+        else:
+            peak = 255.0
         grey = np.clip(np.round(values / peak * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:

@@ -49,7 +49,8 @@ def disk_error(error: BaseException) -> OSError | None:
 
 def expected_error(error: BaseException) -> BaseException | None:
     """The user-fixable error behind ``error``, or None for a bug."""
-    return next((e for e in _chain(error) if isinstance(e, (MotionlabError, *PATH_ERRORS)) or e is disk_error(e)), None)
+    return next((e for e in _chain(error) if isinstance(e, (MotionlabError, *PATH_ERRORS))
+                 or (isinstance(e, OSError) and e.errno in DISK_ERRNOS)), None)
 
 
 def describe(error: BaseException) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -151,17 +152,15 @@ def test_animate_with_a_fomm_release_checkpoint(toy_world, tmp_path):
 
 def test_animate_streams_the_driver_and_downscales_huge_portraits(checkpoint, toy_world, tmp_path, monkeypatch, caplog):
     """The driver is decoded batch_size frames at a time (memory does not grow with its length) and the outputs equal
-    those of a whole-array run; a portrait larger than PORTRAIT_MAX_SIDE is downscaled while read, with a warning."""
-    from motionlab.data.video_io import FrameFolderClip
-    from motionlab.inference import animate
+    those of a whole-array run; a portrait larger than limits.max_portrait_side is downscaled while read, with a warning."""
+    from motionlab.data.video_io import FrameFolderClip, InputLimits, limited
 
     requested = []
     real_get = FrameFolderClip.get
     monkeypatch.setattr(FrameFolderClip, "get", lambda self, indices: requested.append(len(indices)) or real_get(self, indices))
     summary = animate_files(checkpoint, toy_world / "id_0001.png", toy_world / "id_0001_video", tmp_path / "a.mp4", batch_size=3)
     assert summary["frames"] == 8 and requested == [3, 3, 2]
-    monkeypatch.setattr(animate, "PORTRAIT_MAX_SIDE", 16)
-    with caplog.at_level("WARNING"):
+    with limited(InputLimits(max_portrait_side=16)), caplog.at_level("WARNING"):
         animate_files(checkpoint, toy_world / "id_0001.png", toy_world / "id_0001_video", tmp_path / "b.mp4", batch_size=3)
     assert "downscaled to at most 16" in caplog.text and count_video_frames(tmp_path / "b.mp4") == 8
 
@@ -178,3 +177,31 @@ def test_unusual_drivers_animate(checkpoint, toy_world, tmp_path):
     Image.fromarray(odd).convert("RGBA").save(folder / "1.png")
     Image.fromarray((odd[..., 0].astype(np.uint16) * 257)).save(folder / "2.png")
     assert animate_files(checkpoint, toy_world / "id_0001.png", folder, tmp_path / "odd_out.mp4")["frames"] == 3
+
+
+def test_variable_frame_rate_driver(checkpoint, toy_world, tmp_path, caplog):
+    """A driver whose frames are unevenly spaced (10 to 70 ms apart) animates every frame, and a warning says the
+    timing changes; a constant-rate driver gives no such warning."""
+    import av
+
+    frames = [read_rgb(toy_world / "id_0002_video" / f"{i:04d}.png") for i in range(8)]
+    with av.open(str(tmp_path / "vfr.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt, stream.codec_context.time_base = "yuv420p", Fraction(1, 1000)
+        for frame, pts in zip(frames, [0, 40, 50, 120, 160, 200, 270, 280]):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts, video_frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(video_frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with caplog.at_level("WARNING"):
+        summary = animate_files(checkpoint, toy_world / "id_0001.png", tmp_path / "vfr.mp4", tmp_path / "out.mp4")
+    assert summary["frames"] == 8 and count_video_frames(tmp_path / "out.mp4") == 8
+    assert "variable frame rate (10 to 70 ms between frames)" in caplog.text
+    caplog.clear()
+    write_video(tmp_path / "cfr.mp4", frames, fps=25.0)
+    with caplog.at_level("WARNING"):
+        animate_files(checkpoint, toy_world / "id_0001.png", tmp_path / "cfr.mp4", tmp_path / "out2.mp4")
+    assert "variable frame rate" not in caplog.text

@@ -9,6 +9,7 @@ checks the same path in a real process.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def bad(tmp_path_factory, toy_world) -> dict[str, Path]:
         files[name] = root / name
     Image.new("RGB", (400, 400), (120, 80, 60)).save(root / "large.png")
     files["large.png"] = root / "large.png"
-    video = face_video(root / "good.mp4", frames=12)
+    files["good.mp4"] = video = face_video(root / "good.mp4", frames=12)
     files["faceless.mp4"] = face_video(root / "faceless.mp4", frames=6, with_face=lambda i: False)
     (root / "truncated.mp4").write_bytes(video.read_bytes()[:2000])
     files["truncated.mp4"] = root / "truncated.mp4"
@@ -110,13 +111,16 @@ CASES = [
     ("image-text", lambda b, c: _animate(b, c, portrait=b["text.png"]), r"text.png cannot be decoded"),
     ("image-missing", lambda b, c: _animate(b, c, portrait=b["missing"]), r"missing.file does not exist"),
     ("image-folder", lambda b, c: _animate(b, c, portrait=b["dir"]), r"a_folder is a folder"),
-    ("image-over-pixel-limit", lambda b, c: _animate(b, c, portrait=b["large.png"]), r"400x400 pixels, over the limit of 100000; .*MOTIONLAB_MAX_IMAGE_PIXELS"),
+    ("image-over-pixel-limit", lambda b, c: _animate(b, c, portrait=b["large.png"], **{"limits.max_image_pixels": 100000}),
+     r"400x400 pixels, over the limit of 100000; downscale it or raise limits.max_image_pixels"),
     ("profile-image-text", lambda b, c: ["motionlab-data", "profile", f"source={b['text.png']}", "out=OUT.json"], r"text.png"),
     # videos
     ("video-zero-byte", lambda b, c: _animate(b, c, driver=b["empty.mp4"]), r"empty.mp4 is empty \(0 bytes\)"),
     ("video-truncated", lambda b, c: _animate(b, c, driver=b["truncated.mp4"]), r"truncated.mp4 cannot be read: .*truncated, or not a video"),
     ("video-text", lambda b, c: _animate(b, c, driver=b["text.mp4"]), r"text.mp4 cannot be read"),
     ("video-audio-only", lambda b, c: _animate(b, c, driver=b["audio_only.mp4"]), r"audio_only.mp4 has no video stream \(audio only\)"),
+    ("video-over-frame-limit", lambda b, c: _animate(b, c, driver=b["good.mp4"], **{"limits.max_video_frames": 10}),
+     r"good.mp4 has 12 frames, over the limit of 10; cut it or raise limits.max_video_frames"),
     ("video-missing", lambda b, c: _animate(b, c, driver=b["missing"]), r"missing.file is neither a frame folder nor a video"),
     ("video-not-a-video", lambda b, c: _animate(b, c, driver=b["notes.txt"]), r"notes.txt is neither a frame folder nor a video"),
     ("talking-zero-byte", lambda b, c: ["motionlab-data", "talking", f"video={b['empty.mp4']}", "out=OUT"], r"empty.mp4 is empty"),
@@ -163,6 +167,7 @@ CASES = [
     ("config-negative-batch", lambda b, c: _train("data.batch_size=-4"), r"'data.batch_size' is -4; it must be an integer >= 1"),
     ("config-negative-lr", lambda b, c: _train("model.optimizer.lr=-0.1"), r"'model.optimizer.lr' is -0.1; it must be a learning rate >= 0"),
     ("config-image-size", lambda b, c: _train("data.image_size=60"), r"'data.image_size' is 60; it must be a multiple of 8"),
+    ("config-limit-zero", lambda b, c: _animate(b, c, **{"limits.max_video_frames": 0}), r"'limits.max_video_frames' is 0; it must be an integer >= 1"),
     ("config-missing-value", lambda b, c: ["motionlab-animate", f"ckpt={c['animator']}"], r"config key 'portrait' is required"),
     ("config-animate-batch-zero", lambda b, c: _animate(b, c, batch_size=0), r"batch_size=0: must be > 0"),
     ("config-animate-fps-negative", lambda b, c: _animate(b, c, fps=-5), r"fps=-5: must be > 0"),
@@ -185,7 +190,6 @@ def _synctalk_features(b) -> Path:
 @pytest.mark.parametrize("case_id, argv_of, message", CASES, ids=[case[0] for case in CASES])
 def test_bad_input(case_id, argv_of, message, bad, checkpoints, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MOTIONLAB_MAX_IMAGE_PIXELS", "100000")
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     argv = [str(a).replace("OUT", str(tmp_path / "out")) for a in argv_of(bad, checkpoints)]
     for suffix in (".mp4", ".json", ".onnx", ".safetensors", ".pth.tar"):
@@ -193,7 +197,9 @@ def test_bad_input(case_id, argv_of, message, bad, checkpoints, tmp_path, monkey
     before = sorted(p.name for p in tmp_path.iterdir())
     code, _, err = run_command(argv)
     assert code == 2, err[-2000:]
-    assert "Traceback" not in err and __import__("re").search(message, err), err[-2000:]
+    assert "Traceback" not in err and re.search(message, err), err[-2000:]
+    report = err[err.find(": error: "):].strip().splitlines() if ": error: " in err else []
+    assert len(report) <= 2, err[-2000:]  # the message and at most one line of what to do
     for suffix in (".mp4", ".json", ".onnx", ".safetensors", ".pth.tar"):
         assert (tmp_path / f"out{suffix}").read_bytes() == SENTINEL  # a previous output is never replaced by a failed run
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.name not in before and p.is_file())
@@ -260,13 +266,3 @@ def test_runs_started_together_get_their_own_folders(tmp_path):
         assert proc.returncode == 0, err[-2000:]
         dirs.append(out.strip().splitlines()[-1])
     assert dirs[0] != dirs[1] and all(f"_{proc.pid}" in d for proc, d in zip(procs, dirs)), dirs
-
-
-def test_video_frame_limit(tmp_path, monkeypatch):
-    """A video over the frame limit is refused before decoding, naming the variable that raises it."""
-    from motionlab.data.video_io import ClipError, probe_video
-
-    video = face_video(tmp_path / "v.mp4", frames=30)
-    monkeypatch.setenv("MOTIONLAB_MAX_VIDEO_FRAMES", "10")
-    with pytest.raises(ClipError, match=r"has 30 frames, over the limit of 10; .*MOTIONLAB_MAX_VIDEO_FRAMES"):
-        probe_video(video)

@@ -14,7 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
 from motionlab.cli.evaluate import evaluate
-from motionlab.data.video_io import list_frame_files, write_video
+from motionlab.data.video_io import ClipError, list_frame_files, write_video
 from motionlab.inference.animate import animate_files
 from motionlab.train import train
 from motionlab.utils.config import ConfigError
@@ -72,6 +72,14 @@ def test_eval_scores_a_folder_of_generated_videos(checkpoint, toy_world, tmp_pat
     rows = result["clips"]
     assert result["metrics"]["l1"] > 0 and result["metrics"]["l1_copy_baseline"] > 0
     assert result["metrics"]["l1"] == pytest.approx(sum(r["l1"] for r in rows) / len(rows))  # equal-length clips
+    # a failed evaluation into the same folder (the second clip is broken) keeps the earlier previews and leaves no debris
+    earlier = {p.name: p.read_bytes() for p in (out / "previews").iterdir()}
+    (generated / "id_0002.mp4").write_bytes(b"not a video\n")
+    with pytest.raises(ClipError, match="id_0002.mp4"):
+        evaluate(compose_eval(["ckpt_path=null", f"generated_dir={generated}", f"driver_dir={drivers}",
+                               f"portrait_dir={portraits}", "image_size=32", *FAST_SUITE], out))
+    assert {p.name: p.read_bytes() for p in (out / "previews").iterdir()} == earlier
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
     # the drivers scored against themselves: ideal values
     same = evaluate(compose_eval(["ckpt_path=null", f"generated_dir={drivers}", f"driver_dir={drivers}", "image_size=32", *FAST_SUITE], tmp_path / "same"))
     assert same["metrics"]["l1"] == 0.0 and same["metrics"]["temporal_difference"] == 0.0

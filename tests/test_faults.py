@@ -1,15 +1,21 @@
 """Faults of real processes and disks: kill -9 during training and during checkpoint writes, a full disk while a
-checkpoint is written. Nothing written is ever half a file, and a resumed run ends where an uninterrupted one does."""
+checkpoint or a video is written, a read-only output folder.
+Nothing written is ever half a file, and a resumed run ends where an uninterrupted one does."""
 
 from __future__ import annotations
 
 import errno
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import compose_train, motionlab_bin, run_command, subprocess_env, tiny_overrides
@@ -125,3 +131,70 @@ def test_disk_full_while_writing_a_checkpoint(tmp_path, monkeypatch):
                                             "free space or write elsewhere (nothing written was left half-done)")
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0  # the first epoch's, whole
     assert not list(tmp_path.glob("logs/**/.*.tmp*"))
+
+
+@contextmanager
+def small_filesystem(path: Path, size_kib: int, read_only: bool = False) -> Iterator[Path]:
+    """A real tmpfs of ``size_kib`` KiB at ``path`` (read-only if asked); the test skips where mounting is not allowed
+    (mounting needs root or CAP_SYS_ADMIN)."""
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={size_kib}k" + (",ro" if read_only else "")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or mounted.returncode}): the test needs root")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _fill(folder: Path, leave: int) -> None:
+    """Fill ``folder``'s file system, then free ``leave`` bytes of it."""
+    with open(folder / "filler", "wb", buffering=0) as filler:
+        try:
+            while filler.write(b"\0" * 4096):
+                pass
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+        filler.truncate(max(0, filler.tell() - leave))
+
+
+def test_disk_full_while_writing_a_video(animator_base_checkpoint, toy_world, tmp_path, monkeypatch):
+    """A real full file system under `motionlab-animate out=` and then `gif=`: one line naming the file, exit 2, the
+    previous file intact, no temporary file left."""
+    monkeypatch.chdir(tmp_path)
+    with small_filesystem(tmp_path / "small", 512) as small:
+        for name in ("out.mp4", "side.gif"):
+            (small / name).write_bytes(b"previous good output")
+        _fill(small, leave=0)
+        inputs = [f"ckpt={animator_base_checkpoint}", f"portrait={toy_world / 'id_0000.png'}", f"driver={toy_world / 'id_0001_video'}"]
+        for target, outputs in ((small / "out.mp4", [f"out={small / 'out.mp4'}"]),
+                                (small / "side.gif", [f"out={tmp_path / 'out.mp4'}", f"gif={small / 'side.gif'}"])):
+            code, _, err = run_command(["motionlab-animate", *inputs, *outputs])
+            assert code == 2, err[-3000:]
+            assert err.strip().splitlines()[-1] == (f"motionlab-animate: error: no space left on the device writing {target}; "
+                                                    "free space or write elsewhere (nothing written was left half-done)")
+            assert sorted(p.name for p in small.iterdir()) == ["filler", "out.mp4", "side.gif"]
+            assert all((small / name).read_bytes() == b"previous good output" for name in ("out.mp4", "side.gif"))
+
+
+def test_read_only_output(animator_base_checkpoint, lipsync_checkpoints, toy_world, tmp_path, monkeypatch):
+    """An output on a read-only file system is refused before any work, naming the key and the folder; so is
+    lip-sync's ONNX export, by default beside a checkpoint on read-only media."""
+    monkeypatch.chdir(tmp_path)
+    with small_filesystem(tmp_path / "ro", 64, read_only=True) as read_only:
+        code, _, err = run_command(["motionlab-animate", f"ckpt={animator_base_checkpoint}", f"portrait={toy_world / 'id_0000.png'}",
+                                    f"driver={toy_world / 'id_0001_video'}", f"out={read_only / 'out.mp4'}"])
+        assert code == 2 and "Traceback" not in err, err[-3000:]
+        assert err.strip().splitlines()[-1] == (f"motionlab-animate: error: out={read_only / 'out.mp4'}: {read_only} cannot be "
+                                                "written to; choose another output folder")
+    unet, clip = lipsync_checkpoints["unet"], lipsync_checkpoints["clip"]
+    with small_filesystem(tmp_path / "media", unet.stat().st_size // 1024 + 256) as media:
+        shutil.copy(unet, media / "unet.ckpt")
+        subprocess.run(["mount", "-o", "remount,ro", str(media)], check=True)
+        code, _, err = run_command(["motionlab-lipsync", f"ckpt={media / 'unet.ckpt'}", f"template={clip}", f"audio={clip / 'aud.wav'}",
+                                    f"out={tmp_path / 'out.mp4'}", "runtime=onnx"])
+        assert code == 2 and "Traceback" not in err, err[-3000:]
+        assert re.fullmatch(rf"motionlab-lipsync: error: onnx={media}/unet\.[0-9a-f]{{12}}\.onnx: {media} cannot be written to; "
+                            "choose another output folder", err.strip().splitlines()[-1]), err[-2000:]
+        assert not (tmp_path / "out.mp4").exists()

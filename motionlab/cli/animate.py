@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from motionlab.cli.app import hydra_app
+from motionlab.cli.app import command_options, hydra_app
 from motionlab.inference.animate import animate_files
-from motionlab.utils.config import resolved_container
 
 
 def _animate(cfg: DictConfig) -> None:
-    options = {key: value for key, value in resolved_container(cfg).items() if key != "hydra"}
+    options = command_options(cfg)
     summary = animate_files(**options)
     print(f"wrote {summary['frames']} frames at {summary['fps']:g} fps to {summary['out']}" + (f" and {summary['gif']}" if summary["gif"] else ""))
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from motionlab.data.video_io import InputLimits, input_limits, limited
+from motionlab.utils.config import resolved_container
 from motionlab.utils.errors import EXIT_USAGE, debug_enabled, describe, expected_error
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -42,6 +44,11 @@ def _remove_empty_run_folder() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def command_options(cfg: DictConfig) -> dict:
+    """A command's own keys, resolved: without ``hydra`` and ``limits``, which :func:`hydra_app` applies."""
+    return {key: value for key, value in resolved_container(cfg).items() if key not in ("hydra", "limits")}
+
+
 def hydra_app(config_name: str, run: Callable[[DictConfig], object], prog: str | None = None) -> Callable[[], object]:
     """The console entry point running ``run(cfg)`` as the Hydra app of ``conf/<config_name>.yaml``.
 
@@ -55,7 +62,8 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], object], prog: str |
     def main(cfg: DictConfig):
         started.append(True)
         try:
-            return run(cfg)
+            with limited(InputLimits(**cfg.limits) if "limits" in cfg else input_limits()):
+                return run(cfg)
         except Exception as error:
             cause = expected_error(error)
             if cause is None or debug_enabled():

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from motionlab.cli.app import dispatch
-from motionlab.utils.config import resolved_container
-
-
-def _options(cfg: DictConfig) -> dict:
-    return {key: value for key, value in resolved_container(cfg).items() if key != "hydra"}
+from motionlab.cli.app import command_options, dispatch
 
 
 def _synth(cfg: DictConfig) -> None:
     from motionlab.data.synthetic import ToyWorldSpec, generate_toy_world
 
-    options = _options(cfg)
+    options = command_options(cfg)
     out = options.pop("out")
     spec = ToyWorldSpec(**options)
     root = generate_toy_world(out, spec, progress=True)
@@ -25,7 +20,7 @@ def _synth(cfg: DictConfig) -> None:
 def _talking(cfg: DictConfig) -> None:
     from motionlab.data.talking import preprocess_talking_video
 
-    options = _options(cfg)
+    options = command_options(cfg)
     summary = preprocess_talking_video(options["video"], options["out"], fps=options["fps"], smooth_window=options["smooth"], progress=True)
     print(
         f"wrote {summary['frames']} frames at {summary['fps']:g} fps (source {summary['source_fps']:g} fps), "
@@ -42,7 +37,7 @@ def _talking(cfg: DictConfig) -> None:
 def _synth_talking(cfg: DictConfig) -> None:
     from motionlab.data.talking import synth_talking_clip
 
-    options = _options(cfg)
+    options = command_options(cfg)
     summary = synth_talking_clip(options["out"], seconds=options["seconds"], size=options["size"], seed=options["seed"])
     print(f"wrote a toy talking head: {summary['frames']} frames at {summary['fps']:g} fps, {summary['size']}px, to {options['out']}")
 
@@ -50,7 +45,7 @@ def _synth_talking(cfg: DictConfig) -> None:
 def _profile(cfg: DictConfig) -> None:
     from motionlab.data.profile import build_profile, write_profile
 
-    options = _options(cfg)
+    options = command_options(cfg)
     out = options.pop("out")
     profile = build_profile(**options)
     path = write_profile(profile, out)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from motionlab.cli.app import hydra_app
+from motionlab.cli.app import command_options, hydra_app
 from motionlab.inference.lipsync import lipsync_files
-from motionlab.utils.config import resolved_container
 
 
 def _lipsync(cfg: DictConfig) -> None:
-    options = {key: value for key, value in resolved_container(cfg).items() if key != "hydra"}
+    options = command_options(cfg)
     summary = lipsync_files(**options)
     print(f"wrote {summary['frames']} frames ({summary['audio_seconds']:.2f} s of audio, {summary['runtime']}) to {summary['out']}")
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from motionlab.utils.errors import MotionlabError
+from motionlab.utils.errors import InputError, MotionlabError
 from motionlab.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -28,10 +30,39 @@ class ClipError(MotionlabError, RuntimeError):
     """A clip or image that cannot be used, with the offending path in the message."""
 
 
-def limit(name: str, default: int) -> int:
-    """A size limit, ``MOTIONLAB_<NAME>`` in the environment or ``default``."""
-    value = os.environ.get(f"MOTIONLAB_{name}", "")
-    return int(value) if value.strip().isdigit() else default
+@dataclass(frozen=True)
+class InputLimits:
+    """Sizes of the input files a command decodes: every command's ``limits`` config group
+    (``conf/limits/default.yaml``), set for the command's run by :func:`limited`."""
+
+    max_image_pixels: int = 50_000_000
+    max_video_frames: int = 30_000
+    max_portrait_side: int = 2048
+
+    def __post_init__(self):
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"config key 'limits.{field.name}' is {value!r}; it must be an integer >= 1")
+
+
+_limits = InputLimits()
+
+
+def input_limits() -> InputLimits:
+    """The limits in force (the defaults outside :func:`limited`)."""
+    return _limits
+
+
+@contextmanager
+def limited(limits: InputLimits) -> Iterator[InputLimits]:
+    """Apply ``limits`` to every reader for the duration of the block (DataLoader workers started inside inherit them)."""
+    global _limits
+    previous, _limits = _limits, limits
+    try:
+        yield limits
+    finally:
+        _limits = previous
 
 
 def _rgb8(image: Image.Image) -> np.ndarray:
@@ -54,20 +85,20 @@ def _rgb8(image: Image.Image) -> np.ndarray:
 
 
 def read_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
-    """Read an image file of any bit depth and mode as (H, W, 3) uint8 RGB; images over ``MOTIONLAB_MAX_IMAGE_PIXELS``
-    (default 50 million) pixels are refused before decoding. With ``max_side``, a larger image is downscaled to it
+    """Read an image file of any bit depth and mode as (H, W, 3) uint8 RGB; images over ``limits.max_image_pixels``
+    (:class:`InputLimits`) are refused before decoding. With ``max_side``, a larger image is downscaled to it
     while decoding (a warning says so): a network input never needs a 40-megapixel portrait."""
     path = Path(path)
     if path.is_dir():
         raise ClipError(f"image {path} is a folder; give an image file")
     if not path.is_file():
         raise ClipError(f"image {path} does not exist; check the path")
-    max_pixels = limit("MAX_IMAGE_PIXELS", 50_000_000)
+    max_pixels = _limits.max_image_pixels
     try:
         with Image.open(path) as image:
             if image.width * image.height > max_pixels:
                 raise ClipError(f"image {path} is {image.width}x{image.height} pixels, over the limit of {max_pixels}; "
-                                "downscale it or raise MOTIONLAB_MAX_IMAGE_PIXELS")
+                                "downscale it or raise limits.max_image_pixels")
             if max_side is not None and max(image.size) > max_side:
                 log.warning("image %s is %dx%d pixels; downscaled to at most %d on a side", path, image.width, image.height, max_side)
                 image.draft("RGB", (max_side, max_side))  # JPEG decodes at a fraction of its size
@@ -80,7 +111,7 @@ def read_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarr
 
 def probe_video(path: Path) -> None:
     """Refuse, with the reason, a file that is not a readable video (empty, not a container, no video stream) or that
-    has over ``MOTIONLAB_MAX_VIDEO_FRAMES`` (default 30000, 20 min at 25 fps) frames: decord's own errors say neither."""
+    has over ``limits.max_video_frames`` (:class:`InputLimits`) frames: decord's own errors say neither."""
     import av
 
     if path.stat().st_size == 0:
@@ -96,9 +127,9 @@ def probe_video(path: Path) -> None:
                 frames = int(float(stream.duration * stream.time_base) * float(stream.average_rate))
     except av.FFmpegError as error:
         raise ClipError(f"video {path} cannot be read: {error} (truncated, or not a video file)") from error
-    max_frames = limit("MAX_VIDEO_FRAMES", 30_000)
+    max_frames = _limits.max_video_frames
     if frames and frames > max_frames:
-        raise ClipError(f"video {path} has {frames} frames, over the limit of {max_frames}; cut it or raise MOTIONLAB_MAX_VIDEO_FRAMES")
+        raise ClipError(f"video {path} has {frames} frames, over the limit of {max_frames}; cut it or raise limits.max_video_frames")
 
 
 def _natural_key(path: Path) -> list:
@@ -152,6 +183,14 @@ class VideoFileClip:
 
     def __len__(self) -> int:
         return len(self._reader)
+
+    def frame_interval_range(self) -> tuple[float, float]:
+        """The shortest and longest time between consecutive frames, in seconds (from the container's timestamps,
+        nothing decoded): equal for a constant frame rate."""
+        if len(self) < 2:
+            return (1.0 / self.fps,) * 2 if self.fps else (0.0, 0.0)
+        intervals = np.diff(self._reader.get_frame_timestamp(np.arange(len(self)))[:, 0])
+        return float(intervals.min()), float(intervals.max())
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
         try:

@@ -4,6 +4,7 @@ adapter checkpoint."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -16,14 +17,14 @@ from motionlab.callbacks.preview import side_by_side
 from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.landmarks import LandmarkSequence, read_landmarks
 from motionlab.data.toy_human import human_style_for, render_human
-from motionlab.data.video_io import VIDEO_EXTENSIONS, open_clip, read_image, write_gif, write_video
+from motionlab.data.video_io import VIDEO_EXTENSIONS, VideoFileClip, input_limits, open_clip, read_image, write_gif, write_video
 from motionlab.tasks import AnimationPredictor, load_predictor
 from motionlab.tasks.adapter import LandmarkDrivenPredictor, load_adapter_predictor
 from motionlab.utils.errors import InputError, check_positive
 from motionlab.utils.io import check_output_path
 
-# portraits are read at most this large (the networks take 64-512 px): huge ones are downscaled with a warning
-PORTRAIT_MAX_SIDE = 2048
+log = logging.getLogger(__name__)
+
 KEYPOINT_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
                              [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], dtype=np.uint8)
 
@@ -94,6 +95,18 @@ def animate_with_landmarks(predictor: LandmarkDrivenPredictor, portrait: np.ndar
         yield {"source": source.expand(part["value"].shape[0], -1, -1, -1), **predictor(source, part)}
 
 
+def _warn_if_variable_rate(clip, fps: float | None) -> None:
+    """Frames are generated one per driver frame and written at one rate: say so when the driver's frames were not
+    evenly spaced (a phone video's variable frame rate), since its timing then changes."""
+    if not isinstance(clip, VideoFileClip):
+        return
+    shortest, longest = clip.frame_interval_range()
+    if longest > 1.5 * shortest:
+        log.warning("driver %s has a variable frame rate (%.0f to %.0f ms between frames); its %d frames are written "
+                    "evenly at %.3g fps, so the timing differs (convert it to a constant rate to keep it)",
+                    clip.path, shortest * 1000, longest * 1000, len(clip), fps or clip.fps)
+
+
 def animate_files(
     ckpt: str | os.PathLike,
     portrait: str | os.PathLike,
@@ -142,7 +155,7 @@ def animate_files(
         rate = fps or landmarks.fps or 25.0
 
         def generated_frames() -> Iterator[np.ndarray]:
-            for batch in animate_with_landmarks(predictor, read_image(portrait, max_side=PORTRAIT_MAX_SIDE), landmarks, batch_size):
+            for batch in animate_with_landmarks(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), landmarks, batch_size):
                 generated = side_by_side(batch["generated"])
                 if keep_views:
                     points = (batch["generated_keypoints"].to_pixels().value.cpu().numpy() + 0.5) * panel / predictor.image_size - 0.5
@@ -155,11 +168,12 @@ def animate_files(
         if not isinstance(predictor, AnimationPredictor):
             raise InputError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); see motionlab-lipsync")
         clip = open_clip(driver)
+        _warn_if_variable_rate(clip, fps)
         count = len(clip) if max_frames is None else min(len(clip), max_frames)
         rate = fps or clip.fps or 25.0
 
         def generated_frames() -> Iterator[np.ndarray]:
-            for batch in animate_frames(predictor, read_image(portrait, max_side=PORTRAIT_MAX_SIDE), decoded_batches(clip, count, batch_size)):
+            for batch in animate_frames(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), decoded_batches(clip, count, batch_size)):
                 generated = side_by_side(batch["generated"])
                 if keep_views:
                     drivers, drawn = side_by_side(batch["driver"]), generated

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from motionlab.tasks import AnimationPredictor, predictor_from_checkpoint
 from motionlab.utils.checkpoint import load_checkpoint
 from motionlab.utils.config import instantiate_trusted
 from motionlab.utils.errors import InputError
+from motionlab.utils.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -123,21 +125,25 @@ def evaluate_clips(clips: Iterator[EvalClip], suite: EvaluationSuite, preview_di
     """
     row_suite = EvaluationSuite(frechet=False, clip_frechet=False, identity=False, keypoint_detector=suite.keypoint_detector)
     rows = []
-    for clip in clips:
-        batch = (clip.portrait[None], clip.driver[None], clip.generated[None])
-        suite.update(*batch)
-        row_suite.update(*batch)
-        row = {"clip": clip.name, "frames": int(clip.driver.shape[0])}
-        row.update({name: float(value) for name, value in row_suite.compute().items()})
-        row_suite.reset()
-        if profile is not None:
-            row[profile.metric_name] = profile.update(clip.generated)
-        if preview_dir is not None:
-            portraits = clip.portrait.expand_as(clip.driver)
-            row["preview"] = str(write_gif(preview_dir / f"{clip.name}.gif", list(side_by_side(portraits, clip.driver, clip.generated)), fps=fps))
-        rows.append(row)
-    if not rows:
-        raise ClipError("no clips were evaluated")
+    # the previews folder appears whole when every clip is scored: a failure leaves none, and an earlier one stays
+    previews = nullcontext() if preview_dir is None else atomic_dir(preview_dir, replaces=lambda folder: all(p.suffix == ".gif" for p in folder.iterdir()))
+    with previews as scratch:
+        for clip in clips:
+            batch = (clip.portrait[None], clip.driver[None], clip.generated[None])
+            suite.update(*batch)
+            row_suite.update(*batch)
+            row = {"clip": clip.name, "frames": int(clip.driver.shape[0])}
+            row.update({name: float(value) for name, value in row_suite.compute().items()})
+            row_suite.reset()
+            if profile is not None:
+                row[profile.metric_name] = profile.update(clip.generated)
+            if scratch is not None:
+                portraits = clip.portrait.expand_as(clip.driver)
+                write_gif(scratch / f"{clip.name}.gif", list(side_by_side(portraits, clip.driver, clip.generated)), fps=fps)
+                row["preview"] = str(Path(preview_dir) / f"{clip.name}.gif")
+            rows.append(row)
+        if not rows:
+            raise ClipError("no clips were evaluated")
     metrics = {name: float(value) for name, value in suite.compute().items()}
     return {"metrics": {**metrics, **(profile.compute() if profile is not None else {})}, "clips": rows}
 

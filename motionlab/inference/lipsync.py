@@ -219,6 +219,7 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | No
         key = file_digest(ckpt)[:12] + (f".lora-{file_digest(lora_file)[:12]}" if lora_file is not None else "")
         path = Path(onnx) if onnx else Path(ckpt).with_name(f"{Path(ckpt).stem}.{key}.onnx")
         if not path.is_file():
+            check_output_path(path, "onnx", (".onnx",))  # by default beside the checkpoint, which may be read-only
             net = merge_lora(copy.deepcopy(predictor.net)) if lora_file is not None else predictor.net
             log.info("exported %s; onnxruntime parity %s", path, export_checked(net, path)["parity"])
         predictor.runner = OnnxRunner(path)

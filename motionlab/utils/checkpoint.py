@@ -49,9 +49,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle errors, truncated zip archives, non-weights payloads
         raise CheckpointFormatError(
-            f"checkpoint {path} cannot be read weights-only ({type(error).__name__}: {error}); "
+            f"checkpoint {path} cannot be read weights-only ({type(error).__name__}: {_load_failure(error)}); "
             "it may be truncated or hold Python objects beyond tensors and plain containers"
         ) from error
+
+
+def _load_failure(error: Exception) -> str:
+    """The reason in ``torch.load``'s error, on one line: its weights-only refusals wrap it in a page of advice."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    return " ".join(text.split()) or "no reason given"
 
 
 def check_state_dict(expected: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor], target: str, source: str) -> None:
@@ -64,17 +72,15 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], state_dict: Mapping[s
         if tuple(state_dict[key].shape) != tuple(expected[key].shape)
     )
     if missing or unexpected or mismatched:
-
-        def listing(title: str, items: list[str]) -> str:
-            shown = ", ".join(items[:20]) + (f", ... ({len(items) - 20} more)" if len(items) > 20 else "")
-            return f"\n  {title} ({len(items)}): {shown}" if items else ""
-
+        # two lines: what differs (the first keys of each kind, named), then what to do
+        parts = [
+            f"{title} ({len(items)}): " + ", ".join(items[:8]) + (f", ... {len(items) - 8} more" if len(items) > 8 else "")
+            for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
+            if items
+        ]
         raise WeightMismatchError(
-            f"weights in {source} do not match {target}:"
-            + listing("missing keys", missing)
-            + listing("unexpected keys", unexpected)
-            + listing("shape mismatches", mismatched)
-            + "\n  check that the checkpoint was trained with the same model config"
+            f"weights in {source} do not match {target}: " + "; ".join(parts)
+            + "\n  check that the checkpoint was trained with the same model config (or give arch= for a published file)"
         )
 
 

@@ -245,6 +245,7 @@ COMMANDS = {
     "motionlab-export": "motionlab.cli.export",
     "motionlab-cache": "motionlab.cli.cache",
     "motionlab-data": "motionlab.cli.data",
+    "motionlab-app": "motionlab.cli.viewer",
 }
 
 

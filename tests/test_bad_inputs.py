@@ -1,4 +1,4 @@
-"""Malformed inputs against the seven commands, one row per case: each exits with 2, says what was wrong on one line
+"""Malformed inputs against the eight commands, one row per case: each exits with 2, says what was wrong on one line
 of stderr with no traceback, writes nothing, and leaves an existing output as it was.
 
 Rows run the commands' real entry points in this process (their argument parsing, Hydra composition and error
@@ -176,6 +176,8 @@ CASES = [
     ("out-wrong-suffix", lambda b, c: _animate(b, c, out="OUT.txt"), r"out=.*out.txt: the output must end in .mp4"),
     ("out-is-a-folder", lambda b, c: _animate(b, c, out=b["dir"]), r"a_folder: the output must end in .mp4"),
     ("out-gif-suffix", lambda b, c: _animate(b, c, gif="OUT.png"), r"gif=.*out.png: the output must end in .gif"),
+    ("app-runs-missing", lambda b, c: ["motionlab-app", f"runs={b['missing']}"], r"runs=.*missing.file is not a folder"),
+    ("app-upload-limit-zero", lambda b, c: ["motionlab-app", f"runs={b['dir']}", "max_upload_mb=0"], r"max_upload_mb=0: must be > 0"),
     ("out-talking-over-other-folder", lambda b, c: ["motionlab-data", "talking", f"video={c['clip'] / 'toy_talk.mp4'}", f"out={b['dir'].parent}"],
      r"exists and is not a folder this command wrote"),
 ]
@@ -207,7 +209,7 @@ def test_bad_input(case_id, argv_of, message, bad, checkpoints, tmp_path, monkey
     assert not (checkpoints["crafted.ckpt"].parent / "pwned").exists()  # nothing a checkpoint named was run
 
 
-def test_cases_cover_the_seven_commands(bad, checkpoints):
+def test_cases_cover_every_command(bad, checkpoints):
     assert len(CASES) >= 40 and {argv_of(bad, checkpoints)[0] for _, argv_of, _ in CASES} == set(COMMANDS)
 
 

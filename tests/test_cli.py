@@ -1,4 +1,4 @@
-"""One convention for the seven commands: ``motionlab-<name> [KIND] key=value``; ``--help`` lists keys and an example.
+"""One convention for the eight commands: ``motionlab-<name> [KIND] key=value``; ``--help`` lists keys and an example.
 The entry points run in this process (:func:`conftest.run_command`); ``tests/test_bad_inputs.py`` checks a real process."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ APPS = [
     ("motionlab-data", ["synth"], "motionlab-data synth out=", "identities: 48"),
     ("motionlab-data", ["talking"], "motionlab-data talking video=", "smooth: 3"),
     ("motionlab-data", ["synth-talking"], "motionlab-data synth-talking out=", "seconds: 4.0"),
+    ("motionlab-app", [], "motionlab-app runs=logs", "host: 127.0.0.1"),
 ]
 
 

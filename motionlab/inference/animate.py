@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,26 +18,13 @@ from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.landmarks import LandmarkSequence, read_landmarks
 from motionlab.data.toy_human import human_style_for, render_human
 from motionlab.data.video_io import VIDEO_EXTENSIONS, VideoFileClip, input_limits, open_clip, read_image, write_gif, write_video
+from motionlab.inference.sequence import build_sequence, draw_keypoints, write_sequence
 from motionlab.tasks import AnimationPredictor, load_predictor
 from motionlab.tasks.adapter import LandmarkDrivenPredictor, load_adapter_predictor
 from motionlab.utils.errors import InputError, check_positive
 from motionlab.utils.io import check_output_path
 
 log = logging.getLogger(__name__)
-
-KEYPOINT_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
-                             [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], dtype=np.uint8)
-
-
-def draw_keypoints(frames: np.ndarray, points: np.ndarray, radius: int = 1) -> np.ndarray:
-    """Copies of (T, H, W, 3) uint8 frames with (T, K, 2) pixel keypoints drawn as coloured squares."""
-    out = frames.copy()
-    height, width = frames.shape[1:3]
-    for t, frame_points in enumerate(points):
-        for k, (x, y) in enumerate(np.round(frame_points).astype(int)):
-            out[t, max(0, y - radius) : min(height, y + radius + 1), max(0, x - radius) : min(width, x + radius + 1)] = KEYPOINT_COLOURS[k % len(KEYPOINT_COLOURS)]
-    return out
-
 
 def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: np.ndarray | Iterable[np.ndarray], batch_size: int = 16):
     """Yield the predictor's outputs for (T, H, W, 3) uint8 ``frames`` (an array, or an iterable of such batches as a
@@ -66,9 +53,9 @@ def _upscaled(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.NEAREST)) for f in frames])
 
 
-def driver_views(driver: str | os.PathLike, landmarks: LandmarkSequence, size: int) -> np.ndarray:
-    """(T, S, S, 3) uint8 views of a landmark driver with its landmarks drawn: its frames when it is a video, the
-    human-style render of a toy clip's human performance, a blank canvas for landmark files."""
+def driver_views(driver: str | os.PathLike, landmarks: LandmarkSequence, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(T, S, S, 3) uint8 views of a landmark driver and its landmarks (T, P, 2) in their pixels: its frames when it
+    is a video, the human-style render of a toy clip's human performance, a blank canvas for landmark files."""
     path = Path(driver)
     count = len(landmarks)
     if path.suffix.lower() in VIDEO_EXTENSIONS:
@@ -83,7 +70,7 @@ def driver_views(driver: str | os.PathLike, landmarks: LandmarkSequence, size: i
         frames = np.full((count, size, size, 3), 235, np.uint8)
     views = side_by_side(frames_to_tensor(frames, size)) if frames.shape[1:3] != (size, size) else frames
     scale = np.array([size / width, size / height])
-    return draw_keypoints(views, (landmarks.points + 0.5) * scale - 0.5, radius=1)
+    return views, (landmarks.points + 0.5) * scale - 0.5
 
 
 def animate_with_landmarks(predictor: LandmarkDrivenPredictor, portrait: np.ndarray, landmarks: LandmarkSequence, batch_size: int = 16):
@@ -124,6 +111,8 @@ def animate_files(
     arch: str | None = None,
     adapter: str | os.PathLike | None = None,
     lora_file: str | os.PathLike | None = None,
+    sequence_out: str | os.PathLike | None = None,
+    on_frame: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Animate ``portrait`` (an image) with ``driver`` and write ``out`` (mp4).
 
@@ -132,18 +121,22 @@ def animate_files(
     descriptor checkpoint ``ckpt``) the driver is any landmark source (:func:`motionlab.data.landmarks.read_landmarks`:
     a video through dlib, ``.npy`` / ``.lms``, a toy clip) and drives the descriptor model's generator through the
     adapter. ``gif`` / ``side_by_side_out`` write portrait | driver | result side by side (GIF / mp4), with the
-    keypoints (or the driver's landmarks) drawn. ``lora_file`` adds a LoRA adapter file trained on ``ckpt`` (unmerged).
-    Returns a summary.
+    keypoints (or the driver's landmarks) drawn. ``sequence_out`` writes the frames at the network's size with the
+    keypoints / landmarks as layers and per-frame traces, for the viewer (:mod:`motionlab.inference.sequence`).
+    ``lora_file`` adds a LoRA adapter file trained on ``ckpt`` (unmerged). ``on_frame(done, total)`` is called
+    after each generated frame (progress); an exception from it stops the job with nothing written. Returns a summary.
     """
     check_output_path(out, "out", (".mp4",))
-    for key, value, suffix in (("gif", gif, ".gif"), ("side_by_side_out", side_by_side_out, ".mp4")):
+    for key, value, suffix in (("gif", gif, ".gif"), ("side_by_side_out", side_by_side_out, ".mp4"), ("sequence_out", sequence_out, ".npz")):
         if value is not None:
             check_output_path(value, key, (suffix,))
     check_positive(batch_size=batch_size, fps=fps, max_frames=max_frames)
     # Frames stream from the decoder through the network into the encoder; only the side-by-side views (asked for
-    # with gif / side_by_side_out) are kept until the end.
+    # with gif / side_by_side_out) and the sequence's frames (sequence_out) are kept until the end.
     keep_views = gif is not None or side_by_side_out is not None
     triptychs: list[np.ndarray] = []
+    kept: dict[str, list[np.ndarray]] = {"portrait": [], "driver": [], "generated": [], "driver_keypoints": [],
+                                         "generated_keypoints": [], "driver_landmarks": [], "adapted_keypoints": []}
     if adapter is not None:
         if lora_file is not None:
             raise InputError("lora_file= applies to the animation network of ckpt; a landmark adapter run (adapter=) takes none")
@@ -151,17 +144,26 @@ def animate_files(
         landmarks = read_landmarks(driver, max_frames=max_frames)
         # panels of at least 256 px: 64 px generators give results too small to read the landmarks on
         panel = max(predictor.image_size, 256)
-        views = driver_views(driver, landmarks, panel) if keep_views else None
+        views, view_points = driver_views(driver, landmarks, panel) if keep_views else (None, None)
+        if sequence_out is not None:
+            frames, points = driver_views(driver, landmarks, predictor.image_size)
+            kept["driver"], kept["driver_landmarks"] = list(frames), list(points)
         rate = fps or landmarks.fps or 25.0
+        total = len(landmarks)
 
         def generated_frames() -> Iterator[np.ndarray]:
             for batch in animate_with_landmarks(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), landmarks, batch_size):
                 generated = side_by_side(batch["generated"])
+                adapted = batch["generated_keypoints"].to_pixels().value.cpu().numpy()
                 if keep_views:
-                    points = (batch["generated_keypoints"].to_pixels().value.cpu().numpy() + 0.5) * panel / predictor.image_size - 0.5
-                    drawn = draw_keypoints(_upscaled(generated, panel), points, radius=2)
-                    shown = views[len(triptychs) : len(triptychs) + len(drawn)]
+                    drawn = draw_keypoints(_upscaled(generated, panel), (adapted + 0.5) * panel / predictor.image_size - 0.5, radius=2)
+                    done = len(triptychs)
+                    shown = draw_keypoints(views[done : done + len(drawn)], view_points[done : done + len(drawn)], radius=1)
                     triptychs.extend(np.concatenate([shown, _upscaled(side_by_side(batch["source"]), panel), drawn], axis=-2))
+                if sequence_out is not None:
+                    kept["portrait"][:1] = side_by_side(batch["source"][:1])
+                    kept["generated"].extend(generated)
+                    kept["adapted_keypoints"].extend(adapted)
                 yield from generated
     else:
         predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_file, relative=relative, adapt_movement_scale=adapt_movement_scale)
@@ -171,16 +173,24 @@ def animate_files(
         _warn_if_variable_rate(clip, fps)
         count = len(clip) if max_frames is None else min(len(clip), max_frames)
         rate = fps or clip.fps or 25.0
+        total = count
 
         def generated_frames() -> Iterator[np.ndarray]:
             for batch in animate_frames(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), decoded_batches(clip, count, batch_size)):
-                generated = side_by_side(batch["generated"])
+                generated, drivers = side_by_side(batch["generated"]), side_by_side(batch["driver"])
+                points = {key: batch[key].to_pixels().value.cpu().numpy() for key in ("driver_keypoints", "generated_keypoints") if key in batch}
                 if keep_views:
-                    drivers, drawn = side_by_side(batch["driver"]), generated
-                    if "driver_keypoints" in batch:
-                        drivers = draw_keypoints(drivers, batch["driver_keypoints"].to_pixels().value.cpu().numpy())
-                        drawn = draw_keypoints(generated, batch["generated_keypoints"].to_pixels().value.cpu().numpy())
-                    triptychs.extend(np.concatenate([side_by_side(batch["source"]), drivers, drawn], axis=-2))
+                    drawn_drivers, drawn = drivers, generated
+                    if points:
+                        drawn_drivers = draw_keypoints(drivers, points["driver_keypoints"])
+                        drawn = draw_keypoints(generated, points["generated_keypoints"])
+                    triptychs.extend(np.concatenate([side_by_side(batch["source"]), drawn_drivers, drawn], axis=-2))
+                if sequence_out is not None:
+                    kept["portrait"][:1] = side_by_side(batch["source"][:1])
+                    kept["driver"].extend(drivers)
+                    kept["generated"].extend(generated)
+                    for key, value in points.items():
+                        kept[key].extend(value)
                 yield from generated
 
     written = 0
@@ -189,6 +199,8 @@ def animate_files(
         nonlocal written
         for frame in frames:
             written += 1
+            if on_frame is not None:
+                on_frame(written, total)
             yield frame
 
     with torch.inference_mode():
@@ -197,4 +209,9 @@ def animate_files(
         write_gif(gif, triptychs, fps=rate)
     if side_by_side_out is not None:
         write_video(side_by_side_out, triptychs, fps=rate, crf=crf)
-    return {"frames": written, "fps": rate, "out": str(Path(out)), "gif": str(gif) if gif else None}
+    if sequence_out is not None:
+        panels = {"driver_keypoints": "driver", "generated_keypoints": "generated", "driver_landmarks": "driver", "adapted_keypoints": "generated"}
+        layers = {name: (panel, np.stack(kept[name])) for name, panel in panels.items() if kept[name]}
+        write_sequence(sequence_out, build_sequence(kept["portrait"][0], np.stack(kept["driver"][:written]), np.stack(kept["generated"]), rate, layers))
+    return {"frames": written, "fps": rate, "out": str(Path(out)), "gif": str(gif) if gif else None,
+            "sequence": str(sequence_out) if sequence_out else None}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from PIL import Image
 
@@ -39,6 +40,10 @@ def app_runs(tmp_path_factory) -> dict[str, Path]:
     (stopped / "checkpoints").mkdir(parents=True)
     shutil.copytree(run / ".hydra", stopped / ".hydra")  # as a run killed before its end leaves it
     shutil.copy(run / "checkpoints" / "last.ckpt", stopped / "checkpoints" / "last.ckpt")
+    sweep = root / "logs" / "descriptor_quick" / "multiruns" / "2026-01-02_00-00-00_2"  # Hydra's multirun layout
+    shutil.copytree(run / ".hydra", sweep / "0" / ".hydra")
+    shutil.copy(run / "metrics.json", sweep / "0" / "metrics.json")
+    (sweep / "multirun.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
     return {"root": root, "runs": root / "logs", "run": run, "world": world}
 
 
@@ -86,6 +91,7 @@ def test_run_index(app_runs):
     run = records[str(app_runs["run"].relative_to(app_runs["runs"]))]
     assert run.experiment == "descriptor_quick" and run.tags == ["demo"] and run.status == "finished" and "val/akd" in run.metrics
     assert records["descriptor_quick/runs/2026-01-01_00-00-00_1"].status == "stopped"
+    assert run.sweep is None and records["descriptor_quick/multiruns/2026-01-02_00-00-00_2/0"].sweep == "descriptor_quick/multiruns/2026-01-02_00-00-00_2"
     assert key_metrics(list(records.values()))[0].startswith("val/")
     curves = metric_curves(app_runs["run"])
     assert [step for step, _ in curves["val/akd"]] == sorted(step for step, _ in curves["val/akd"]) and len(curves["val/akd"]) == 2
@@ -118,7 +124,9 @@ def test_jobs_cancel_keep_and_clean_up(app_runs, lipsync_checkpoints, tmp_path):
     viewer = Viewer(runs, tmp_path / "work2")
     (tmp_path / "work2").mkdir()
     video = face_video(tmp_path / "work2" / "talk.mp4", frames=10, fps=25.0)
-    audio = Path(shutil.copy(lipsync_checkpoints["clip"] / "aud.wav", tmp_path / "work2" / "speech.wav"))
+    samples, rate = soundfile.read(lipsync_checkpoints["clip"] / "aud.wav")
+    audio = tmp_path / "work2" / "speech.wav"
+    soundfile.write(audio, samples[: int(0.6 * rate)], rate)  # 15 frames of speech: the U-Net runs per frame
     player, status = viewer.lipsync(str(lipsync_checkpoints["unet"]), str(video), str(audio), keep=True)
     kept = next((runs / "app").glob("*/result.mp4"))
     assert str(kept) in player and "kept in app/" in status and count_video_frames(kept) > 0
@@ -202,6 +210,9 @@ def test_app_in_a_browser(app_runs, tmp_path):
             page.wait_for_function("() => { const v = document.querySelector('#result-video'); return v && v.duration > 0; }", timeout=120_000)
             _wait_text(page, "#animate-status", "8 frames")
             page.screenshot(path=shots / "animate.png", full_page=True)
+            page.get_by_role("tab", name="Lip-sync").click()
+            page.wait_for_selector("#lipsync-ckpt", timeout=10_000)
+            page.screenshot(path=shots / "lipsync.png", full_page=True)
             assert not [p for p in work_dir.rglob("*") if p.name in ("broken.png", "id_0002.png", "out.mp4")]  # the jobs' uploads are gone
             # files: inside the runs folder yes, outside (absolute or through ..) no
             inside = page.request.get(f"{url}gradio_api/file={app_runs['run'] / 'metrics.json'}")
@@ -213,7 +224,7 @@ def test_app_in_a_browser(app_runs, tmp_path):
     finally:
         app.close()
     assert not work_dir.exists()  # results not kept go with the app
-    for shot in ("runs", "sequences", "animate"):
+    for shot in ("runs", "sequences", "animate", "lipsync"):
         assert (shots / f"{shot}.png").stat().st_size > 10_000
     if os.environ.get("MOTIONLAB_APP_SCREENSHOTS"):
         target = Path(os.environ["MOTIONLAB_APP_SCREENSHOTS"])

@@ -37,7 +37,7 @@ class RunRecord:
     sweep: str | None = None  # the multirun folder of a sweep job
 
     def row(self, metric_names: list[str]) -> list:
-        return [self.name, self.experiment, ", ".join(self.tags), self.started, self.status,
+        return [self.name, self.experiment, ", ".join(self.tags), self.started, self.status, self.sweep or "",
                 *(float(f"{self.metrics[name]:.4g}") if name in self.metrics else math.nan for name in metric_names)]
 
 
@@ -84,7 +84,7 @@ def find_runs(root: str | Path) -> list[RunRecord]:
             status = "stopped"
         else:
             status = "empty"
-        multirun = next((parent for parent in folder.parents if (parent / "multirun.yaml").is_file() and root in parent.parents), None)
+        multirun = next((parent for parent in folder.parents if (parent / "multirun.yaml").is_file() and (parent == root or root in parent.parents)), None)
         tags = config.get("tags") or []
         records.append(RunRecord(
             folder=folder, name=str(folder.relative_to(root)),

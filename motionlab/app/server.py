@@ -64,7 +64,7 @@ class Viewer:
 
         records = find_runs(self.runs)
         names = key_metrics(records)
-        frame = pd.DataFrame([r.row(names) for r in records], columns=["run", "experiment", "tags", "started", "status", *names])
+        frame = pd.DataFrame([r.row(names) for r in records], columns=["run", "experiment", "tags", "started", "status", "sweep", *names])
         return frame, [r.name for r in records]
 
     def compare(self, selected: list[str], metric: str | None):

@@ -15,10 +15,11 @@ import soundfile
 import torch
 from PIL import Image
 
-from motionlab.app.runs import find_runs, key_metrics, metric_curves, open_sequence, sequence_files
+from motionlab.app.sequences import open_sequence, sequence_files
 from motionlab.inference.animate import animate_files
 from motionlab.inference.sequence import SequenceError, build_sequence, read_sequence, write_sequence
 from motionlab.metrics.traces import frame_traces
+from motionlab.utils.runs import find_runs, key_metrics, metric_curves
 
 from conftest import count_video_frames, face_video, run_command, tiny_overrides
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 from pathlib import Path
@@ -136,6 +137,11 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
         assert "val/l1" in metrics and (job / "checkpoints" / "last.ckpt").is_file()
         learning_rates.append(load_checkpoint(job / "checkpoints" / "last.ckpt")["motionlab"]["config"]["model"]["optimizer"]["lr"])
     assert learning_rates == [0.001, 0.0003]
+    with open(sweep / "multirun_summary.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "finished"), ("1", "finished")]
+    assert "model.optimizer.lr=0.001" in rows[0]["overrides"] and float(rows[1]["val/l1"]) == json.loads((jobs[1] / "metrics.json").read_text())["val/l1"]
+    assert "| job | overrides | status | seconds | val/l1 |" in (sweep / "multirun_summary.md").read_text()
 
 
 def test_wandb_offline_run_in_the_run_folder(tmp_path, monkeypatch):

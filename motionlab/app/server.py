@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from motionlab.app.runs import find_runs, key_metrics, metric_curves, metric_order, open_sequence, sequence_files
+from motionlab.app.sequences import open_sequence, sequence_files
 from motionlab.inference.animate import animate_files
 from motionlab.utils.errors import MotionlabError, check_positive, describe, expected_error
+from motionlab.utils.runs import find_runs, key_metrics, metric_curves, metric_order
 
 log = logging.getLogger(__name__)
 

@@ -1,26 +1,22 @@
-"""The run folders under a logs root, as the viewer lists them: what ran, when, how it ended, its final metrics and
-curves, and the sequences and previews it holds.
+"""The run folders under a logs root: what ran, when, how it ended, its final metrics and curves (the viewer's Runs
+tab, multirun summaries).
 
 A run folder is one with Hydra's ``.hydra/config.yaml`` (``motionlab-train`` and ``motionlab-eval`` runs, multirun
-jobs included) or a ``metrics.json``. Files are read as data only: YAML with ``safe_load``, JSON, CSV, sequences without pickle.
+jobs included) or a ``metrics.json``. Files are read as data only: YAML with ``safe_load``, JSON, CSV.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import yaml
-from PIL import Image, ImageSequence
-
-from motionlab.inference.sequence import Sequence, build_sequence, read_sequence
 
 TIME_NAME = re.compile(r"^(\d{4}-\d\d-\d\d)_(\d\d)-(\d\d)-(\d\d)")
 
@@ -130,29 +126,37 @@ def metric_curves(folder: str | Path) -> dict[str, list[tuple[int, float]]]:
     return curves
 
 
-def _is_sequence(path: Path) -> bool:
+def _overrides(folder: Path) -> list[str]:
     try:
-        with zipfile.ZipFile(path) as archive:
-            return "format.npy" in archive.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False
+        loaded = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(o) for o in loaded] if isinstance(loaded, list) else []
 
 
-def sequence_files(folder: str | Path) -> list[Path]:
-    """Sequences (``motionlab-animate sequence_out=``) and previews (portrait | driver | generated GIFs of training
-    and evaluation runs) under ``folder``."""
-    folder = Path(folder)
-    visible = [p for p in folder.glob("**/*") if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
-    return sorted(p for p in visible if (p.suffix == ".npz" and _is_sequence(p)) or (p.suffix == ".gif" and p.parent.name == "previews"))
+def write_multirun_summary(sweep_dir: str | Path, optimized_metric: str | None = None) -> tuple[Path, Path]:
+    """``multirun_summary.csv`` (the source of truth) and ``.md`` in a sweep folder: one row per job with the
+    overrides that set it apart (those all jobs share are left out), status, training seconds, the optimised metric
+    and the metrics the jobs share; written atomically."""
+    from motionlab.utils.io import atomic_write_text
 
+    sweep_dir = Path(sweep_dir)
+    jobs = sorted((r for r in find_runs(sweep_dir) if r.folder.parent == sweep_dir),
+                  key=lambda r: (not r.folder.name.isdigit(), int(r.folder.name) if r.folder.name.isdigit() else 0, r.folder.name))
+    names = [n for n in key_metrics(jobs, limit=8) if n != optimized_metric]
+    columns = ["job", "overrides", "status", "seconds", *([optimized_metric] if optimized_metric else []), *names]
+    overrides = {job.name: _overrides(job.folder) for job in jobs}
+    shared = set.intersection(*(set(o) for o in overrides.values())) if len(jobs) > 1 else set()
+    rows = [[job.folder.name, " ".join(o for o in overrides[job.name] if o not in shared), job.status, job.metrics.get("trainer/seconds", ""),
+             *(job.metrics.get(name, "") for name in columns[4:])] for job in jobs]
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([columns, *rows])
+    csv_path = atomic_write_text(sweep_dir / "multirun_summary.csv", buffer.getvalue())
 
-def open_sequence(path: str | Path, fps: float = 12.5) -> Sequence:
-    """A sequence file, or an evaluation preview GIF split into its three panels (no layers; traces computed)."""
-    path = Path(path)
-    if path.suffix.lower() != ".gif":
-        return read_sequence(path)
-    with Image.open(path) as image:
-        frames = np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)])
-    width = frames.shape[2] // 3
-    portrait, driver, generated = (frames[:, :, i * width : (i + 1) * width] for i in range(3))
-    return build_sequence(portrait[0], driver, generated, fps)
+    def cell(value) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+    table = [f"| {' | '.join(columns)} |", f"|{'---|' * len(columns)}", *(f"| {' | '.join(cell(v) for v in row)} |" for row in rows)]
+    title = f"# Sweep {sweep_dir.name}: {len(rows)} jobs" + (f", optimising {optimized_metric}" if optimized_metric else "")
+    md_path = atomic_write_text(sweep_dir / "multirun_summary.md", "\n".join([title, "", *table, ""]))
+    return csv_path, md_path

@@ -130,7 +130,14 @@ def test_jobs_cancel_keep_and_clean_up(app_runs, lipsync_checkpoints, tmp_path):
     soundfile.write(audio, samples[: int(0.6 * rate)], rate)  # 15 frames of speech: the U-Net runs per frame
     player, status = viewer.lipsync(str(lipsync_checkpoints["unet"]), str(video), str(audio), keep=True)
     kept = next((runs / "app").glob("*/result.mp4"))
-    assert str(kept) in player and "kept in app/" in status and count_video_frames(kept) > 0
+    assert str(kept) in player and "kept in app/" in status and count_video_frames(kept) == 15
+    sequence = read_sequence(kept.with_suffix(".npz"))  # template | result with the U-Net's crop and mask boxes
+    assert len(sequence) == 15 and set(sequence.layers) == {"crop_box", "mask_box"}
+    (cx0, cy0), (cx1, cy1) = sequence.layers["crop_box"][1][0]
+    (mx0, my0), (mx1, my1) = sequence.layers["mask_box"][1][0]
+    assert cx0 < mx0 < mx1 < cx1 and cy0 < my0 < my1 < cy1  # the blanked rectangle lies inside the crop
+    changed = (sequence.render(0, ["crop_box"]) != sequence.render(0)).any(axis=-1)
+    assert changed.any() and not changed[:, : 2 * changed.shape[1] // 3].any()  # drawn on the result panel only
     assert not video.exists() and not audio.exists()
 
 

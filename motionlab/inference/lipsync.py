@@ -14,7 +14,6 @@ The checkpoint's :class:`~motionlab.tasks.lipsync.LipSyncPredictor` does what th
 from __future__ import annotations
 
 import copy
-
 import logging
 import os
 import queue
@@ -24,10 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+
 from motionlab.data.audio import SAMPLE_RATE, load_wav
 from motionlab.data.landmarks import read_lms
 from motionlab.data.talking import CROP_SIZE, INNER_SIZE, box_region, crop_face, resize
 from motionlab.data.video_io import ClipError, list_frame_files, read_image, write_video
+from motionlab.inference.sequence import build_sequence, write_sequence
 from motionlab.models.lipsync import LipSyncConvention
 from motionlab.models.lora import merge_lora
 from motionlab.tasks import load_predictor
@@ -172,31 +174,66 @@ class LipSyncPipeline:
                 yield pending[:], self.predictor(np.stack([p[1] for p in pending]), audio)
                 pending.clear()
 
-    def _composited(self, batches: Iterator) -> Iterator[np.ndarray]:
+    def _composited(self, batches: Iterator, record: list | None = None) -> Iterator[np.ndarray]:
         for pending, generated in batches:
             for (image, _, box), face in zip(pending, generated):
-                yield paste_back(image, face, box, self.feather, self.predictor.convention)
+                frame = paste_back(image, face, box, self.feather, self.predictor.convention)
+                if record is not None:
+                    record.append(_sequence_entry(image, frame, box, self.predictor.mask))
+                yield frame
 
-    def frames(self, template: str | os.PathLike, wav: np.ndarray, features_path: str | os.PathLike | None = None) -> tuple[int, Iterator[np.ndarray]]:
-        """The number of output frames for 16 kHz ``wav`` and an iterator over them ((H, W, 3) uint8 RGB)."""
+    def frames(self, template: str | os.PathLike, wav: np.ndarray, features_path: str | os.PathLike | None = None,
+               record: list | None = None) -> tuple[int, Iterator[np.ndarray]]:
+        """The number of output frames for 16 kHz ``wav`` and an iterator over them ((H, W, 3) uint8 RGB); with
+        ``record``, each frame's downscaled template, result, crop and mask boxes are appended to it."""
         features, frames = self.predictor.speech_features(wav, self.fps, features_path)
         # decode + crop, the model, and paste-back each run in their own thread
         decoded = _threaded(self._template_frames(Path(template), frames), depth=2 * self.batch_size)
         batches = _threaded(self._batches(decoded, features, frames), depth=2)
-        return frames, _threaded(self._composited(batches), depth=self.batch_size)
+        return frames, _threaded(self._composited(batches, record), depth=self.batch_size)
 
     def run(self, template: str | os.PathLike, audio_path: str | os.PathLike, out: str | os.PathLike, crf: int = 20,
-            features_path: str | os.PathLike | None = None) -> dict:
-        """Write ``out`` (H.264 at ``crf`` + AAC); returns frames, seconds and the output path."""
+            features_path: str | os.PathLike | None = None, sequence_out: str | os.PathLike | None = None) -> dict:
+        """Write ``out`` (H.264 at ``crf`` + AAC), and with ``sequence_out`` a sequence file of template | result with
+        the crop and mask boxes as layers; returns frames, seconds and the output path."""
         wav = load_wav(audio_path)
-        frames, composited = self.frames(template, wav, features_path)
+        record = [] if sequence_out is not None else None
+        frames, composited = self.frames(template, wav, features_path, record)
         path = write_video(out, composited, fps=self.fps, crf=crf, audio=(wav, SAMPLE_RATE))
+        if sequence_out is not None:
+            templates, results, crops, masks = (np.stack(column) for column in zip(*record))
+            write_sequence(sequence_out, build_sequence(templates[0], templates, results, self.fps,
+                                                        {"crop_box": ("generated", crops), "mask_box": ("generated", masks)}))
         return {"out": str(path), "frames": frames, "audio_seconds": len(wav) / SAMPLE_RATE}
+
+
+# sequence frames are kept at most this large on their longer side (a viewer's panel; memory stays small)
+SEQUENCE_SIDE = 256
+
+
+def _sequence_entry(image: np.ndarray, result: np.ndarray, box: tuple[int, int, int, int], mask: tuple[int, int, int, int]):
+    """A frame's template and result downscaled to SEQUENCE_SIDE, the U-Net's 320 crop and its blanked rectangle
+    (``mask``: x, y, width, height in the 320 crop) as corner pairs in the downscaled frame's pixels."""
+    height, width = image.shape[:2]
+    scale = min(1.0, SEQUENCE_SIDE / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    x0, y0, x1, y1 = box
+    unit = np.array([(x1 - x0) / CROP_SIZE, (y1 - y0) / CROP_SIZE])  # frame pixels per pixel of the 328 crop
+    margin = (CROP_SIZE - INNER_SIZE) // 2
+    mx, my, mw, mh = mask
+
+    def corners(left: float, top: float, right: float, bottom: float) -> np.ndarray:
+        return ((np.array([[x0, y0], [x0, y0]]) + np.array([[left, top], [right, bottom]]) * unit) * scale).astype(np.float32)
+
+    return (np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR)), np.asarray(Image.fromarray(result).resize(size, Image.BILINEAR)),
+            corners(margin, margin, margin + INNER_SIZE, margin + INNER_SIZE),
+            corners(margin + mx, margin + my, margin + mx + mw, margin + my + mh))
 
 
 def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | None = None, audio_encoder_ckpt: str | None = None,
                   features: str | None = None, runtime: str = "torch", onnx: str | None = None, batch_size: int = 8,
-                  feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora_file: str | None = None) -> dict:
+                  feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora_file: str | None = None,
+                  sequence_out: str | None = None) -> dict:
     """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora_file``, a speaker's LoRA adapter file trained on
     ``ckpt``, unmerged), pick the runtime, write ``out``."""
     from motionlab.inference.export import OnnxRunner, export_checked
@@ -205,6 +242,8 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | No
     if runtime not in ("torch", "onnx"):
         raise InputError(f"runtime must be torch or onnx, got {runtime!r}")
     check_output_path(out, "out", (".mp4",))
+    if sequence_out is not None:
+        check_output_path(sequence_out, "sequence_out", (".npz",))
     check_positive(batch_size=batch_size, fps=fps)
     if feather < 0 or not 0 <= crf <= 51:
         raise InputError(f"feather={feather}, crf={crf}: feather must be >= 0 and crf in [0, 51]")
@@ -224,4 +263,4 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | No
             log.info("exported %s; onnxruntime parity %s", path, export_checked(net, path)["parity"])
         predictor.runner = OnnxRunner(path)
     pipeline = LipSyncPipeline(predictor, batch_size=batch_size, feather=feather, fps=fps)
-    return {**pipeline.run(template, audio, out, crf=crf, features_path=features), "runtime": runtime}
+    return {**pipeline.run(template, audio, out, crf=crf, features_path=features, sequence_out=sequence_out), "runtime": runtime}

@@ -1,10 +1,12 @@
 """Generated sequences as files a viewer can scrub: portrait, driver and generated frames at the network's size,
-the points drawn over them as named layers, and per-frame metric traces (``motionlab-animate sequence_out=``).
+the points and boxes drawn over them as named layers, and per-frame metric traces (``motionlab-animate
+sequence_out=``, ``motionlab-lipsync sequence_out=``).
 
 Convention: one ``.npz`` (read with ``allow_pickle=False``: nothing in it can run code) holding
-- ``portrait`` (S, S, 3), ``driver`` and ``generated`` (T, S, S, 3) uint8 RGB, ``fps`` and ``format``;
-- ``layer.<panel>.<name>``: (T, K, 2) float32 points in pixels of that panel's S x S frames (x right, y down, the
-  centre of the top-left pixel at (0, 0)); ``panel`` is ``driver`` or ``generated``;
+- ``portrait`` (H, W, 3), ``driver`` and ``generated`` (T, H, W, 3) uint8 RGB, ``fps`` and ``format``;
+- ``layer.<panel>.<name>``: (T, K, 2) float32 points in pixels of that panel's frames (x right, y down, the centre
+  of the top-left pixel at (0, 0)); ``panel`` is ``driver`` or ``generated``; a ``*_box`` layer holds two corners
+  (x0, y0), (x1, y1) per frame;
 - ``trace.<name>``: (T,) float64 per-frame metrics (:func:`motionlab.metrics.traces.frame_traces`).
 """
 
@@ -24,6 +26,8 @@ from motionlab.utils.io import atomic_path
 
 FORMAT = "motionlab-sequence-1"
 PANELS = ("driver", "generated")
+# layers drawn in one colour (keypoint layers use KEYPOINT_COLOURS, one per index, so correspondences show)
+LAYER_COLOURS = {"driver_landmarks": (0, 255, 0), "crop_box": (255, 225, 25), "mask_box": (230, 25, 75)}
 KEYPOINT_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
                              [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], dtype=np.uint8)
 
@@ -45,6 +49,18 @@ def draw_keypoints(frames: np.ndarray, points: np.ndarray, radius: int = 1, colo
     return out
 
 
+def draw_box(image: np.ndarray, corners: np.ndarray, colour: tuple[int, int, int], thickness: int = 1) -> np.ndarray:
+    """A copy of an (H, W, 3) uint8 image with the rectangle of (2, 2) pixel ``corners`` ((x0, y0), (x1, y1)) outlined."""
+    out = image.copy()
+    height, width = image.shape[:2]
+    (x0, y0), (x1, y1) = np.clip(np.round(corners).astype(int), 0, [width - 1, height - 1])
+    for y in (y0, y1 - thickness + 1):
+        out[max(0, y) : y + thickness, x0 : x1 + 1] = colour
+    for x in (x0, x1 - thickness + 1):
+        out[y0 : y1 + 1, max(0, x) : x + thickness] = colour
+    return out
+
+
 @dataclass
 class Sequence:
     portrait: np.ndarray
@@ -58,21 +74,27 @@ class Sequence:
         return len(self.generated)
 
     def render(self, index: int, layers: list[str] | tuple[str, ...] = (), size: int = 256) -> np.ndarray:
-        """Frame ``index`` as portrait | driver | generated, each panel ``size`` px (nearest-neighbour, pixels stay
-        visible), with the named ``layers`` drawn on their panels; (size, 3 * size, 3) uint8."""
+        """Frame ``index`` as portrait | driver | generated, each panel ``size`` px high (nearest-neighbour, pixels
+        stay visible), with the named ``layers`` drawn on their panels: points as squares, ``*_box`` layers (two
+        corners per frame) as rectangles; (size, 3 * width, 3) uint8."""
         if not 0 <= index < len(self):
             raise SequenceError(f"frame {index} is outside the sequence (0..{len(self) - 1})")
         unknown = sorted(set(layers) - set(self.layers))
         if unknown:
             raise SequenceError(f"unknown layers {unknown}; this sequence has {sorted(self.layers)}")
-        scale = size / self.generated.shape[1]
+        height, width = self.generated.shape[1:3]
+        scale = size / height
+        shape = (max(1, round(width * scale)), size)
         panels = {"portrait": self.portrait, "driver": self.driver[index], "generated": self.generated[index]}
-        panels = {name: np.asarray(Image.fromarray(image).resize((size, size), Image.NEAREST)) for name, image in panels.items()}
+        panels = {name: np.asarray(Image.fromarray(image).resize(shape, Image.NEAREST)) for name, image in panels.items()}
         for name in layers:
             panel, points = self.layers[name]
-            colour = (0, 255, 0) if points.shape[1] > len(KEYPOINT_COLOURS) else None  # dense landmarks in one colour
-            panels[panel] = draw_keypoints(panels[panel][None], (points[index : index + 1] + 0.5) * scale - 0.5,
-                                           radius=max(1, round(scale)), colour=colour)[0]
+            shown = (points[index] + 0.5) * scale - 0.5
+            if name.endswith("_box"):
+                panels[panel] = draw_box(panels[panel], shown, LAYER_COLOURS.get(name, (255, 255, 255)), max(1, round(scale)))
+            else:
+                colour = LAYER_COLOURS.get(name) if len(shown) > len(KEYPOINT_COLOURS) else None  # dense landmarks in one colour
+                panels[panel] = draw_keypoints(panels[panel][None], shown[None], radius=max(1, round(scale)), colour=colour)[0]
         return np.concatenate([panels["portrait"], panels["driver"], panels["generated"]], axis=1)
 
 

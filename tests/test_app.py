@@ -106,8 +106,9 @@ def test_run_index(app_runs):
 
 
 def test_jobs_cancel_keep_and_clean_up(app_runs, lipsync_checkpoints, tmp_path):
-    """The app's jobs without a browser: Cancel stops an animation with nothing written; a lip-sync job builds a
-    template from an uploaded talking-head video and keeps its result in <runs>/app/; uploads are always deleted."""
+    """The app's jobs without a browser: Cancel stops an animation or a lip-sync job with nothing written; a lip-sync
+    job builds a template from an uploaded talking-head video and keeps its result in <runs>/app/; uploads are always
+    deleted."""
     from motionlab.app.server import JobCancelled, Viewer
 
     world, ckpt = app_runs["world"], app_runs["run"] / "checkpoints" / "last.ckpt"
@@ -128,7 +129,12 @@ def test_jobs_cancel_keep_and_clean_up(app_runs, lipsync_checkpoints, tmp_path):
     samples, rate = soundfile.read(lipsync_checkpoints["clip"] / "aud.wav")
     audio = tmp_path / "work2" / "speech.wav"
     soundfile.write(audio, samples[: int(0.6 * rate)], rate)  # 15 frames of speech: the U-Net runs per frame
-    player, status = viewer.lipsync(str(lipsync_checkpoints["unet"]), str(video), str(audio), keep=True)
+    unet = str(lipsync_checkpoints["unet"])
+    with pytest.raises(JobCancelled):
+        viewer.lipsync(unet, str(shutil.copy(video, video.with_name("t2.mp4"))), str(shutil.copy(audio, audio.with_name("s2.wav"))),
+                       keep=True, progress=lambda *a, **k: viewer.cancel())
+    assert not (runs / "app").exists() and not list((tmp_path / "work2").glob("*/result.*"))
+    player, status = viewer.lipsync(unet, str(video), str(audio), keep=True)
     kept = next((runs / "app").glob("*/result.mp4"))
     assert str(kept) in player and "kept in app/" in status and count_video_frames(kept) == 15
     sequence = read_sequence(kept.with_suffix(".npz"))  # template | result with the U-Net's crop and mask boxes

@@ -18,7 +18,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -193,18 +193,28 @@ class LipSyncPipeline:
         return frames, _threaded(self._composited(batches, record), depth=self.batch_size)
 
     def run(self, template: str | os.PathLike, audio_path: str | os.PathLike, out: str | os.PathLike, crf: int = 20,
-            features_path: str | os.PathLike | None = None, sequence_out: str | os.PathLike | None = None) -> dict:
+            features_path: str | os.PathLike | None = None, sequence_out: str | os.PathLike | None = None,
+            on_frame: Callable[[int, int], None] | None = None) -> dict:
         """Write ``out`` (H.264 at ``crf`` + AAC), and with ``sequence_out`` a sequence file of template | result with
-        the crop and mask boxes as layers; returns frames, seconds and the output path."""
+        the crop and mask boxes as layers; ``on_frame(done, total)`` after each frame (progress; an exception from it
+        stops the job with nothing written). Returns frames, seconds and the output path."""
         wav = load_wav(audio_path)
         record = [] if sequence_out is not None else None
         frames, composited = self.frames(template, wav, features_path, record)
+        if on_frame is not None:
+            composited = _reported(composited, frames, on_frame)
         path = write_video(out, composited, fps=self.fps, crf=crf, audio=(wav, SAMPLE_RATE))
         if sequence_out is not None:
             templates, results, crops, masks = (np.stack(column) for column in zip(*record))
             write_sequence(sequence_out, build_sequence(templates[0], templates, results, self.fps,
                                                         {"crop_box": ("generated", crops), "mask_box": ("generated", masks)}))
         return {"out": str(path), "frames": frames, "audio_seconds": len(wav) / SAMPLE_RATE}
+
+
+def _reported(frames: Iterator[np.ndarray], total: int, on_frame: Callable[[int, int], None]) -> Iterator[np.ndarray]:
+    for done, frame in enumerate(frames, start=1):
+        on_frame(done, total)
+        yield frame
 
 
 # sequence frames are kept at most this large on their longer side (a viewer's panel; memory stays small)
@@ -233,7 +243,7 @@ def _sequence_entry(image: np.ndarray, result: np.ndarray, box: tuple[int, int, 
 def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | None = None, audio_encoder_ckpt: str | None = None,
                   features: str | None = None, runtime: str = "torch", onnx: str | None = None, batch_size: int = 8,
                   feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora_file: str | None = None,
-                  sequence_out: str | None = None) -> dict:
+                  sequence_out: str | None = None, on_frame: Callable[[int, int], None] | None = None) -> dict:
     """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora_file``, a speaker's LoRA adapter file trained on
     ``ckpt``, unmerged), pick the runtime, write ``out``."""
     from motionlab.inference.export import OnnxRunner, export_checked
@@ -263,4 +273,5 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | No
             log.info("exported %s; onnxruntime parity %s", path, export_checked(net, path)["parity"])
         predictor.runner = OnnxRunner(path)
     pipeline = LipSyncPipeline(predictor, batch_size=batch_size, feather=feather, fps=fps)
-    return {**pipeline.run(template, audio, out, crf=crf, features_path=features, sequence_out=sequence_out), "runtime": runtime}
+    summary = pipeline.run(template, audio, out, crf=crf, features_path=features, sequence_out=sequence_out, on_frame=on_frame)
+    return {**summary, "runtime": runtime}

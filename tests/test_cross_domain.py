@@ -123,13 +123,18 @@ def test_a_real_human_clip_drives_a_cartoon_through_the_adapter(adapter_checkpoi
     driver = SHARED / "data" / "real" / "drivers" / "human_d0.mp4"
     out, side = tmp_path / "out.mp4", tmp_path / "side.mp4"
     result = run_cli("motionlab-animate", f"ckpt={descriptor_checkpoint}", f"adapter={adapter_checkpoint}", f"portrait={toy_world / 'id_0001.png'}",
-                     f"driver={driver}", f"out={out}", f"side_by_side_out={side}", "max_frames=6", cwd=tmp_path)
+                     f"driver={driver}", f"out={out}", f"side_by_side_out={side}", f"sequence_out={tmp_path / 'seq.npz'}",
+                     "max_frames=6", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert count_video_frames(out) == 6 and count_video_frames(side) == 6
     from motionlab.data.video_io import open_clip
+    from motionlab.inference.sequence import read_sequence
 
     triptych = open_clip(side).get([0])[0]
     assert triptych.shape[:2] == (256, 768)  # driver with landmarks | portrait | result with keypoints, 256 px panels
+    sequence = read_sequence(tmp_path / "seq.npz")  # the viewer's file: dlib's 68 points on the driver, adapted keypoints
+    assert len(sequence) == 6 and sequence.layers["driver_landmarks"][0] == "driver" and sequence.layers["driver_landmarks"][1].shape == (6, 68, 2)
+    assert sequence.layers["adapted_keypoints"][0] == "generated" and "motion_agreement" not in sequence.traces
 
 
 def test_cross_domain_evaluation_writes_motion_agreement(adapter_checkpoint, descriptor_checkpoint, toy_world, tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from motionlab.inference.sequence import Sequence, build_sequence, read_sequence
+from motionlab.utils.runs import hidden
 
 
 def _is_sequence(path: Path) -> bool:
@@ -24,7 +25,7 @@ def sequence_files(folder: str | Path) -> list[Path]:
     """Sequences (``motionlab-animate sequence_out=``) and previews (portrait | driver | generated GIFs of training
     and evaluation runs) under ``folder``."""
     folder = Path(folder)
-    visible = [p for p in folder.glob("**/*") if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    visible = [p for p in folder.glob("**/*") if not hidden(p, folder)]
     return sorted(p for p in visible if (p.suffix == ".npz" and _is_sequence(p)) or (p.suffix == ".gif" and p.parent.name == "previews"))
 
 

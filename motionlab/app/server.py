@@ -24,7 +24,7 @@ import numpy as np
 from motionlab.app.sequences import open_sequence, sequence_files
 from motionlab.inference.animate import animate_files
 from motionlab.utils.errors import MotionlabError, check_positive, describe, expected_error
-from motionlab.utils.runs import find_runs, key_metrics, metric_curves, metric_order
+from motionlab.utils.runs import find_runs, hidden, key_metrics, metric_curves, metric_order
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,7 @@ class Viewer:
         return [(str(path.relative_to(self.runs)), str(path)) for path in sequence_files(self.runs)]
 
     def sequence(self, path: str):
-        resolved = Path(path).resolve()
-        if self.runs not in resolved.parents:
-            raise FileNotFoundError(f"{path} is not in the runs folder {self.runs}")
+        resolved = Path(self._in_runs("sequence", path)).resolve()
         stamp = resolved.stat().st_mtime
         cached = self._sequences.get(str(resolved))
         if cached is None or cached[0] != stamp:
@@ -111,7 +109,7 @@ class Viewer:
     # Animate / lip-sync
     def _files(self, pattern: str) -> list[tuple[str, str]]:
         found = sorted(self.runs.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
-        return [(str(p.relative_to(self.runs)), str(p)) for p in found if not any(part.startswith(".") for part in p.relative_to(self.runs).parts)]
+        return [(str(p.relative_to(self.runs)), str(p)) for p in found if not hidden(p, self.runs)]
 
     def checkpoints(self) -> list[tuple[str, str]]:
         return self._files("**/checkpoints/last.ckpt")

@@ -37,6 +37,11 @@ class RunRecord:
                 *(float(f"{self.metrics[name]:.4g}") if name in self.metrics else math.nan for name in metric_names)]
 
 
+def hidden(path: Path, root: Path) -> bool:
+    """Whether ``path`` lies in a dot folder under ``root`` (caches, temporary files of writes in progress)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def _started(folder: Path) -> str:
     for part in (folder.name, folder.parent.name):
         match = TIME_NAME.match(part)
@@ -70,8 +75,8 @@ def find_runs(root: str | Path) -> list[RunRecord]:
     records = []
     folders = {p.parent.parent for p in root.glob("**/.hydra/config.yaml")} | {p.parent for p in root.glob("**/metrics.json")}
     for folder in folders:
-        if any(part.startswith(".") for part in folder.relative_to(root).parts):
-            continue  # caches and temporary folders
+        if hidden(folder, root):
+            continue
         config = _read_yaml(folder / ".hydra" / "config.yaml")
         metrics_file = next((folder / name for name in ("metrics.json", "eval.json") if (folder / name).is_file()), None)
         if metrics_file is not None:

@@ -135,7 +135,7 @@ CASES = [
     ("lipsync-features-wrong-convention", lambda b, c: _lipsync(b, c, features=_synctalk_features(b)), r"holds synctalk_2d features"),
     # checkpoints
     ("ckpt-missing", lambda b, c: _animate(b, c, ckpt=b["missing"]), r"missing.file does not exist"),
-    ("ckpt-folder", lambda b, c: _animate(b, c, ckpt=b["dir"]), r"a_folder is a folder; give the .ckpt file"),
+    ("ckpt-folder", lambda b, c: _animate(b, c, ckpt=b["dir"]), r"a_folder is a folder without .pth files; give the .ckpt file"),
     ("ckpt-truncated", lambda b, c: _animate(b, c, ckpt=c["truncated.ckpt"]), r"truncated.ckpt cannot be read weights-only"),
     ("ckpt-random-bytes", lambda b, c: _animate(b, c, ckpt=b["random.ckpt"]), r"random.ckpt cannot be read weights-only"),
     ("ckpt-safetensors", lambda b, c: _animate(b, c, ckpt=c["weights.safetensors"]), r"weights.safetensors is not a motionlab checkpoint .*arch=NAME"),

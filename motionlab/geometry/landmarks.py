@@ -99,3 +99,51 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a - a.mean(), b - b.mean()
     norm = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / norm) if norm > 1e-12 else float("nan")
+
+
+def face_crop_matrix(points: np.ndarray, size: int, scale: float = 2.3, vx_ratio: float = 0.0, vy_ratio: float = -0.125) -> np.ndarray:
+    """(2, 3) affine map from image pixels to a ``size`` x ``size`` face crop, from one face's (68, 2) landmarks.
+
+    LivePortrait's crop rule on dlib's 68 points: the crop's vertical axis runs from the eyes' centre (points
+    36-47) to the mouth's (48-67), so the face is upright in it; its side is ``scale`` times the larger extent of
+    the landmarks in that frame, centred on their box and shifted by ``vx_ratio`` / ``vy_ratio`` of the side
+    (-0.125: upwards, leaving room for the forehead). The release applies the same rule to its 203-point
+    landmarks, whose contour reaches further up the face, so its crops are somewhat larger for the same scale.
+    """
+    points = _check_landmarks(points[None])[0].astype(np.float64)
+    if points.shape[0] != 68:
+        raise ValueError(f"the face crop is defined on the 68-point layout, got {points.shape[0]} points")
+    eyes, mouth = points[36:48].mean(axis=0), points[48:68].mean(axis=0)
+    down = mouth - eyes
+    length = np.linalg.norm(down)
+    down = down / length if length > 1e-3 else np.array([0.0, 1.0])
+    right = np.array([down[1], -down[0]])
+    centre0 = (eyes + mouth) / 2.0
+    rotated = (points - centre0) @ np.stack([right, down]).T
+    low, high = rotated.min(axis=0), rotated.max(axis=0)
+    side = float((high - low).max()) * scale
+    middle = (low + high) / 2.0
+    centre = centre0 + right * (middle[0] + vx_ratio * side) + down * (middle[1] + vy_ratio * side)
+    step = side / size
+    axes = np.stack([right, down]) / step
+    return np.concatenate([axes, (size / 2.0 - axes @ centre)[:, None]], axis=1).astype(np.float64)
+
+
+def eye_openness(points: np.ndarray) -> np.ndarray:
+    """(T, 2) openness of the image-left and image-right eye: mean eyelid gap (37-41, 38-40 / 43-47, 44-46) over
+    the eye's width (36-39 / 42-45). LivePortrait's ratios come from its 203-point model; these are dlib's analogue."""
+    points = _check_landmarks(points)
+
+    def ratio(pairs, corners):
+        gap = np.mean([np.linalg.norm(points[:, a] - points[:, b], axis=-1) for a, b in pairs], axis=0)
+        return gap / np.maximum(np.linalg.norm(points[:, corners[0]] - points[:, corners[1]], axis=-1), 1e-6)
+
+    return np.stack([ratio([(37, 41), (38, 40)], (36, 39)), ratio([(43, 47), (44, 46)], (42, 45))], axis=1).astype(np.float32)
+
+
+def lip_openness(points: np.ndarray) -> np.ndarray:
+    """(T,) mouth openness: the inner lips' gap (62-66) over the mouth's width (48-54) (dlib's analogue of
+    LivePortrait's 203-point lip ratio)."""
+    points = _check_landmarks(points)
+    width = np.maximum(np.linalg.norm(points[:, 48] - points[:, 54], axis=-1), 1e-6)
+    return (np.linalg.norm(points[:, 62] - points[:, 66], axis=-1) / width).astype(np.float32)

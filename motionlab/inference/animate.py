@@ -29,13 +29,12 @@ log = logging.getLogger(__name__)
 def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: np.ndarray | Iterable[np.ndarray], batch_size: int = 16):
     """Yield the predictor's outputs for (T, H, W, 3) uint8 ``frames`` (an array, or an iterable of such batches as a
     driver is decoded) in batches, with the ``source`` and ``driver`` tensors (N, 3, S, S) they were computed from
-    (S: the network's input size)."""
-    size = predictor.image_size
+    (S: the network's input size; the predictor prepares them, e.g. crops a face)."""
     batches = (frames[start : start + batch_size] for start in range(0, len(frames), batch_size)) if isinstance(frames, np.ndarray) else frames
-    source = frames_to_tensor(portrait[None], size).to(predictor.device)
+    source = predictor.prepare_portrait(portrait).to(predictor.device)
     initial = None
     for batch in batches:
-        driver = frames_to_tensor(batch, size).to(predictor.device)
+        driver = predictor.prepare_driver(batch).to(predictor.device)
         initial = driver[:1] if initial is None else initial
         yield {"source": source.expand(driver.shape[0], -1, -1, -1), "driver": driver, **predictor(source, driver, initial)}
 
@@ -113,6 +112,7 @@ def animate_files(
     lora_file: str | os.PathLike | None = None,
     sequence_out: str | os.PathLike | None = None,
     on_frame: Callable[[int, int], None] | None = None,
+    liveportrait: dict | None = None,
 ) -> dict:
     """Animate ``portrait`` (an image) with ``driver`` and write ``out`` (mp4).
 
@@ -123,7 +123,9 @@ def animate_files(
     adapter. ``gif`` / ``side_by_side_out`` write portrait | driver | result side by side (GIF / mp4), with the
     keypoints (or the driver's landmarks) drawn. ``sequence_out`` writes the frames at the network's size with the
     keypoints / landmarks as layers and per-frame traces, for the viewer (:mod:`motionlab.inference.sequence`).
-    ``lora_file`` adds a LoRA adapter file trained on ``ckpt`` (unmerged). ``on_frame(done, total)`` is called
+    ``lora_file`` adds a LoRA adapter file trained on ``ckpt`` (unmerged). ``liveportrait`` holds the options of a
+    LivePortrait predictor (:class:`motionlab.tasks.liveportrait.LivePortraitPredictor`: stitching, retargeting, crop,
+    paste-back); other predictors ignore it. ``on_frame(done, total)`` is called
     after each generated frame (progress); an exception from it stops the job with nothing written. Returns a summary.
     """
     check_output_path(out, "out", (".mp4",))
@@ -166,7 +168,8 @@ def animate_files(
                     kept["adapted_keypoints"].extend(adapted)
                 yield from generated
     else:
-        predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_file, relative=relative, adapt_movement_scale=adapt_movement_scale)
+        predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_file, relative=relative, adapt_movement_scale=adapt_movement_scale,
+                                   **(liveportrait or {}))
         if not isinstance(predictor, AnimationPredictor):
             raise InputError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); see motionlab-lipsync")
         clip = open_clip(driver)
@@ -177,21 +180,26 @@ def animate_files(
 
         def generated_frames() -> Iterator[np.ndarray]:
             for batch in animate_frames(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), decoded_batches(clip, count, batch_size)):
-                generated, drivers = side_by_side(batch["generated"]), side_by_side(batch["driver"])
+                generated = side_by_side(batch["generated"])
+                # panels at the generated size (a network may upsample: LivePortrait renders 512 from 256)
+                panel = generated.shape[1]
+                sources, drivers = _upscaled(side_by_side(batch["source"]), panel), _upscaled(side_by_side(batch["driver"]), panel)
                 points = {key: batch[key].to_pixels().value.cpu().numpy() for key in ("driver_keypoints", "generated_keypoints") if key in batch}
+                if "driver_keypoints" in points:
+                    points["driver_keypoints"] = (points["driver_keypoints"] + 0.5) * panel / batch["driver"].shape[-1] - 0.5
                 if keep_views:
                     drawn_drivers, drawn = drivers, generated
                     if points:
                         drawn_drivers = draw_keypoints(drivers, points["driver_keypoints"])
                         drawn = draw_keypoints(generated, points["generated_keypoints"])
-                    triptychs.extend(np.concatenate([side_by_side(batch["source"]), drawn_drivers, drawn], axis=-2))
+                    triptychs.extend(np.concatenate([sources, drawn_drivers, drawn], axis=-2))
                 if sequence_out is not None:
-                    kept["portrait"][:1] = side_by_side(batch["source"][:1])
+                    kept["portrait"][:1] = sources[:1]
                     kept["driver"].extend(drivers)
                     kept["generated"].extend(generated)
                     for key, value in points.items():
                         kept[key].extend(value)
-                yield from generated
+                yield from predictor.finish(generated)
 
     written = 0
 

@@ -2,10 +2,10 @@
 
 Importing this package registers every variant (:func:`list_models`): ``animator_v1``, ``fomm_vox256`` ...,
 ``lipsync_unet328_{ave,hubert,wenet}``, ``syncnet328_{ave,hubert,wenet}``, ``lipsync_audio_encoder_ave``,
-``lipsync_av_encoder``, ``landmark_adapter_{mlp,temporal}``, ``descriptor_to_landmarks_mlp``.
+``lipsync_av_encoder``, ``landmark_adapter_{mlp,temporal}``, ``descriptor_to_landmarks_mlp``, ``liveportrait``.
 """
 
-from motionlab.models import adapter, animator, fomm, lipsync  # noqa: F401  (registers every variant)
+from motionlab.models import adapter, animator, fomm, lipsync, liveportrait  # noqa: F401  (registers every variant)
 from motionlab.models.builder import (
     CheckpointFormatError,
     checkpoint_models,

@@ -17,7 +17,7 @@ from pathlib import Path
 from torch import nn
 
 from motionlab.models.lora import LoraSpec, add_lora, check_base, load_adapter_state_dict
-from motionlab.models.registry import build, list_models, model_builder
+from motionlab.models.registry import build, list_models, model_builder, recognize
 from motionlab.utils.checkpoint import CheckpointFormatError, load_checkpoint, load_state_dict_strict, submodule_state_dict
 from motionlab.utils.io import file_digest
 
@@ -142,12 +142,13 @@ def checkpoint_models(checkpoint: Mapping, source: str | os.PathLike, name: str 
                       base: str | os.PathLike | None = None) -> dict[str, nn.Module]:
     """The networks of an already-read checkpoint: a motionlab checkpoint's stored ones (``name`` may confirm its
     ``net``; ``base`` locates a LoRA checkpoint's base), or ``{"net": ...}`` for a foreign file, which needs
-    ``name``, the registered variant it fits."""
+    ``name``, the registered variant it fits, unless a variant recognises it (a LivePortrait release folder)."""
     if motionlab_meta(checkpoint) is not None:
         models = stored_models(checkpoint, source, base)
         if name is not None and models["net"].model_info.name != name:
             raise CheckpointFormatError(f"{source} holds a {models['net'].model_info.name}, not a {name}")
         return models
+    name = name if name is not None else recognize(checkpoint)
     if name is None:
         raise CheckpointFormatError(
             f"{source} is not a motionlab checkpoint (entries {sorted(checkpoint)[:8]}); for a published file say which "

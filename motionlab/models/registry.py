@@ -29,6 +29,8 @@ class ModelInfo:
         checkpoint_filter: ``(state_dict, source) -> state_dict`` mapping foreign key layouts (release files,
             other wrappers) onto this architecture's keys; lives beside the architecture.
         accepts_from: other variants whose motionlab checkpoints hold weights for this one (the filter extracts them).
+        recognizes: ``(checkpoint) -> bool``, true for a foreign file only this variant reads (a LivePortrait release
+            folder): such files load without naming the architecture.
         lora_targets: the default LoRA targets, a regular expression over module names (:mod:`motionlab.models.lora`).
         published_settings: the predictor settings a foreign-format (published) file of this variant implies, where
             motionlab checkpoints record theirs (a SyncTalk_2D U-Net file runs in SyncTalk_2D's conventions).
@@ -43,6 +45,7 @@ class ModelInfo:
     output_names: tuple[str, ...] = ("output",)
     checkpoint_filter: CheckpointFilter | None = None
     accepts_from: tuple[str, ...] = ()
+    recognizes: Callable[[dict], bool] | None = None
     lora_targets: str | None = None
     published_settings: dict = field(default_factory=dict)
     args: dict = field(default_factory=dict)
@@ -87,6 +90,12 @@ def _entry(name: str) -> _Entry:
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
     return _MODELS[name]
+
+
+def recognize(checkpoint: dict) -> str | None:
+    """The one variant whose ``recognizes`` accepts a foreign checkpoint, or None."""
+    names = [name for name, entry in _MODELS.items() if entry.info.recognizes is not None and entry.info.recognizes(checkpoint)]
+    return names[0] if len(names) == 1 else None
 
 
 def model_builder(name: str) -> Callable[..., nn.Module]:

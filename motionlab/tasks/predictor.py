@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 from torch import nn
 
+from motionlab.data.datasets import frames_to_tensor
 from motionlab.models import checkpoint_models, motionlab_meta
 from motionlab.models.lora import load_adapter
 from motionlab.utils.checkpoint import load_checkpoint
@@ -83,13 +85,29 @@ class AnimationPredictor(Predictor):
     """Portrait + driver frames -> animated frames at the network's input size.
 
     ``predictor(portrait, driver, initial)`` takes the (1, 3, S, S) portrait, (N, 3, S, S) driver frames and the
-    clip's (1, 3, S, S) first frame, all in [0, 1] on :attr:`device`, and returns ``generated`` (N, 3, S, S) in
-    [0, 1] and, for keypoint models, ``driver_keypoints`` / ``generated_keypoints`` (:class:`Keypoints`).
+    clip's (1, 3, S, S) first frame, all in [0, 1] on :attr:`device`, and returns ``generated`` (N, 3, S', S') in
+    [0, 1] (S' = S except for networks that upsample, such as LivePortrait's) and, for keypoint models,
+    ``driver_keypoints`` / ``generated_keypoints`` (:class:`Keypoints`).
+
+    Files go through :meth:`prepare_portrait` and :meth:`prepare_driver` (uint8 images -> those tensors; a face crop
+    for LivePortrait) and :meth:`finish` (generated uint8 frames -> the frames written; its paste-back).
     """
 
     @property
     def image_size(self) -> int:
         return self.net.model_info.input_size[0]
+
+    def prepare_portrait(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 portrait -> (1, 3, S, S) in [0, 1] on the CPU."""
+        return frames_to_tensor(image[None], self.image_size)
+
+    def prepare_driver(self, frames: np.ndarray) -> torch.Tensor:
+        """(N, H, W, 3) uint8 driver frames -> (N, 3, S, S) in [0, 1] on the CPU."""
+        return frames_to_tensor(frames, self.image_size)
+
+    def finish(self, frames: np.ndarray) -> np.ndarray:
+        """(N, S', S', 3) uint8 generated frames -> the frames to write."""
+        return frames
 
     def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor) -> dict:
         raise NotImplementedError

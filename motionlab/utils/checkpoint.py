@@ -39,10 +39,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint weights-only (no arbitrary code runs), with a clear error for a bad path or file."""
+    """Read a checkpoint weights-only (no arbitrary code runs), with a clear error for a bad path or file.
+
+    A folder of ``.pth`` files (a release published as one file per module, e.g. LivePortrait's) reads as
+    ``{file stem: contents}``, searched recursively; two files with one stem are refused.
+    """
     path = Path(path)
     if path.is_dir():
-        raise CheckpointFormatError(f"checkpoint {path} is a folder; give the .ckpt file in it (e.g. {path}/checkpoints/last.ckpt)")
+        return _load_release_folder(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; give the path of a .ckpt written by motionlab-train")
     try:
@@ -52,6 +56,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"checkpoint {path} cannot be read weights-only ({type(error).__name__}: {_load_failure(error)}); "
             "it may be truncated or hold Python objects beyond tensors and plain containers"
         ) from error
+
+
+def _load_release_folder(folder: Path) -> dict:
+    files = sorted(folder.rglob("*.pth"))
+    if not files:
+        raise CheckpointFormatError(f"checkpoint {folder} is a folder without .pth files; give the .ckpt file in it "
+                                    f"(e.g. {folder}/checkpoints/last.ckpt) or a folder of release .pth files")
+    contents = {}
+    for file in files:
+        if file.stem in contents:
+            raise CheckpointFormatError(f"{folder} holds two files named {file.name} ({file} and another); keep one release per folder")
+        contents[file.stem] = load_checkpoint(file)
+    return contents
 
 
 def _load_failure(error: Exception) -> str:

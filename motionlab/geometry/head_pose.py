@@ -1,0 +1,85 @@
+"""Head pose and 3-D implicit keypoints (LivePortrait / face-vid2vid style): pose from binned logits, rotation
+matrices, posing canonical keypoints, relative driving and the 3-D coordinate grids of a feature volume.
+
+Convention:
+    keypoints are (B, K, 3), (x, y, z), in the normalised space of the feature volume: x along width, y along
+    height, z along depth, each spanning [-1, 1] from the first to the last voxel centre (``coordinate_grid_3d``).
+    Points are *row vectors* multiplied on the right: a posed point is ``p @ R``. Angles are in degrees: pitch
+    about x, yaw about y, roll about z; ``R = (Rz @ Ry @ Rx)^T``, so yaw 90 deg maps x to -z. The release samples
+    these grids with ``grid_sample(align_corners=False)`` although they are corner-aligned; its weights were
+    trained that way, so the warping module keeps it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from motionlab.geometry.checks import check_shape
+
+
+def bins_to_degrees(logits: torch.Tensor, bin_width: float = 3.0, offset: float = 97.5) -> torch.Tensor:
+    """(B, N) head-pose logits -> (B,) degrees: the softmax expectation of the bin index, ``* bin_width - offset``
+    (66 bins of 3 deg cover [-97.5, 100.5) deg)."""
+    check_shape(logits, ["B", "N"], "pose logits")
+    index = torch.arange(logits.shape[1], device=logits.device, dtype=logits.dtype)
+    return (torch.softmax(logits, dim=1) * index).sum(dim=1) * bin_width - offset
+
+
+def rotation_matrix(pitch: torch.Tensor, yaw: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
+    """(B,) angles in degrees -> (B, 3, 3) ``R = (Rz(roll) @ Ry(yaw) @ Rx(pitch))^T`` (points are posed as ``p @ R``)."""
+    x, y, z = (angle.reshape(-1) * (math.pi / 180.0) for angle in (pitch, yaw, roll))
+    one, zero = torch.ones_like(x), torch.zeros_like(x)
+    rot_x = torch.stack([one, zero, zero, zero, x.cos(), -x.sin(), zero, x.sin(), x.cos()], dim=1).view(-1, 3, 3)
+    rot_y = torch.stack([y.cos(), zero, y.sin(), zero, one, zero, -y.sin(), zero, y.cos()], dim=1).view(-1, 3, 3)
+    rot_z = torch.stack([z.cos(), -z.sin(), zero, z.sin(), z.cos(), zero, zero, zero, one], dim=1).view(-1, 3, 3)
+    return (rot_z @ rot_y @ rot_x).transpose(1, 2)
+
+
+def pose_keypoints(canonical: torch.Tensor, rotation: torch.Tensor, expression: torch.Tensor, scale: torch.Tensor,
+                   translation: torch.Tensor) -> torch.Tensor:
+    """LivePortrait's Eqn. 2: ``scale * (canonical @ R + expression) + t`` with only t_x, t_y applied.
+
+    Args: canonical and expression (B, K, 3), rotation (B, 3, 3), scale (B, 1) or (B,), translation (B, 3).
+    """
+    check_shape(canonical, ["B", "K", 3], "canonical keypoints")
+    check_shape(expression, list(canonical.shape), "expression")
+    check_shape(rotation, [canonical.shape[0], 3, 3], "rotation")
+    check_shape(translation, [canonical.shape[0], 3], "translation")
+    planar = torch.cat([translation[:, :2], torch.zeros_like(translation[:, 2:])], dim=1)
+    return scale.reshape(-1, 1, 1) * (canonical @ rotation + expression) + planar[:, None, :]
+
+
+def relative_driving(canonical_source: torch.Tensor, source: dict[str, torch.Tensor], driving: dict[str, torch.Tensor],
+                     initial: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Keypoints of the source moved by the driving frame's motion since the first driving frame.
+
+    ``source``, ``driving`` and ``initial`` hold ``rotation`` (B, 3, 3), ``expression`` (B, K, 3), ``scale`` (B, 1)
+    and ``translation`` (B, 3) (batch-1 entries broadcast). ``R = (R_d R_d0^T) R_s``, ``exp = exp_s + exp_d -
+    exp_d0``, ``scale = scale_s scale_d / scale_d0``, ``t = t_s + t_d - t_d0`` with t_z = 0; the result is
+    ``scale (canonical_s @ R + exp) + t``.
+    """
+    rotation = driving["rotation"] @ initial["rotation"].transpose(1, 2) @ source["rotation"]
+    expression = source["expression"] + (driving["expression"] - initial["expression"])
+    scale = source["scale"] * (driving["scale"] / initial["scale"])
+    translation = source["translation"] + (driving["translation"] - initial["translation"])
+    batch = rotation.shape[0]
+    return pose_keypoints(canonical_source.expand(batch, -1, -1), rotation, expression.expand(batch, -1, -1),
+                          scale.expand(batch, -1), translation.expand(batch, -1))
+
+
+def coordinate_grid_3d(depth: int, height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(D, H, W, 3) grid of (x, y, z), each spanning [-1, 1] from the first to the last voxel centre."""
+    axes = [torch.linspace(-1.0, 1.0, n, device=device, dtype=dtype) if n > 1 else torch.zeros(1, device=device, dtype=dtype)
+            for n in (depth, height, width)]
+    zz, yy, xx = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack((xx, yy, zz), dim=-1)
+
+
+def keypoints_to_gaussian_3d(keypoints: torch.Tensor, depth: int, height: int, width: int, variance: float) -> torch.Tensor:
+    """Isotropic Gaussians ``exp(-|p - kp|^2 / (2 variance))`` at (B, K, 3) keypoints -> (B, K, D, H, W)."""
+    check_shape(keypoints, ["B", "K", 3], "keypoints")
+    grid = coordinate_grid_3d(depth, height, width, keypoints.device, keypoints.dtype)
+    offsets = grid.view(1, 1, depth, height, width, 3) - keypoints.view(*keypoints.shape[:2], 1, 1, 1, 3)
+    return torch.exp(-0.5 * offsets.square().sum(-1) / variance)

@@ -1,0 +1,182 @@
+"""LivePortrait at inference (its predictor): a face crop of the portrait, relative driving of 3-D implicit keypoints,
+stitching, eye / lip retargeting from dlib landmarks, and the result pasted back into the portrait."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from motionlab.data.datasets import frames_to_tensor
+from motionlab.geometry import Keypoints
+from motionlab.geometry.head_pose import relative_driving
+from motionlab.geometry.landmarks import eye_openness, face_crop_matrix, lip_openness
+from motionlab.models.liveportrait import LivePortrait
+from motionlab.tasks.predictor import AnimationPredictor, register_predictor
+from motionlab.utils.errors import InputError
+
+
+@dataclass
+class PortraitCrop:
+    """Where the face crop of a portrait came from: ``matrix`` (2, 3) maps the portrait's pixels to the crop's
+    (``crop_size`` square), ``image`` is the portrait; eye (1, 2) and lip (1, 1) openness of its face."""
+
+    matrix: np.ndarray
+    crop_size: int
+    image: np.ndarray
+    eyes: np.ndarray
+    lips: np.ndarray
+
+
+def feathered_mask(size: int, feather: float = 0.1) -> np.ndarray:
+    """(size, size) float32 mask, 1 inside and falling smoothly to 0 over the outer ``feather`` of the side."""
+    ramp = np.minimum(np.arange(size), np.arange(size)[::-1]) / max(feather * size, 1.0)
+    edge = np.clip(np.minimum(ramp[:, None], ramp[None, :]), 0.0, 1.0)
+    return (edge * edge * (3.0 - 2.0 * edge)).astype(np.float32)
+
+
+def paste_back(frame: np.ndarray, crop: PortraitCrop) -> np.ndarray:
+    """A generated crop (S', S', 3) uint8 warped back into the portrait and blended through a feathered mask."""
+    size = frame.shape[0]
+    matrix = crop.matrix * np.array([[size / crop.crop_size], [size / crop.crop_size]])
+    inverse = cv2.invertAffineTransform(matrix)
+    height, width = crop.image.shape[:2]
+    warped = cv2.warpAffine(frame, inverse, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    mask = cv2.warpAffine(feathered_mask(size), inverse, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
+    return (crop.image * (1.0 - mask) + warped * mask).round().clip(0, 255).astype(np.uint8)
+
+
+@register_predictor
+class LivePortraitPredictor(AnimationPredictor):
+    """LivePortrait's inference (a release folder or a LivePortraitTask checkpoint).
+
+    The portrait is cropped around its face (dlib's 68 points, :func:`motionlab.geometry.landmarks.face_crop_matrix`)
+    unless ``crop_portrait`` is off; driver frames are used as given (LivePortrait expects face-centred drivers)
+    unless ``crop_driver``. Each frame's keypoints move the portrait's by the driver's motion since its first frame
+    (``relative``; else the driver's pose and expression are used as they are), then eye / lip retargeting set the
+    openness measured on the driver's landmarks, and stitching keeps the face attached to the portrait. The result
+    (the generator's size, 512 for the release) is pasted back into the portrait with a feathered mask
+    (``paste_back``), else returned as the crop.
+
+    :meth:`prepare_portrait` / :meth:`prepare_driver` / :meth:`finish` carry the portrait's crop and the driver
+    frames' landmarks between calls: one animation at a time per predictor.
+    """
+
+    families = ("liveportrait",)
+
+    def __init__(self, net: LivePortrait, relative: bool = True, stitching: bool = True, eye_retargeting: bool = False,
+                 lip_retargeting: bool = False, crop_portrait: bool = True, crop_driver: bool = False, paste_back: bool = True,
+                 crop_scale: float = 2.3, render_batch: int = 4):
+        super().__init__(net=net)
+        self.relative, self.stitching = relative, stitching
+        self.eye_retargeting, self.lip_retargeting = eye_retargeting, lip_retargeting
+        self.crop_portrait, self.crop_driver, self.paste_back, self.crop_scale = crop_portrait, crop_driver, paste_back, crop_scale
+        self.render_batch = render_batch
+        self.crop: PortraitCrop | None = None
+        self.driver_landmarks: np.ndarray | None = None
+        self._landmarker = None
+
+    @classmethod
+    def from_models(cls, models: dict[str, nn.Module], settings: dict, relative: bool = True, adapt_movement_scale: bool = False,
+                    **options) -> "LivePortraitPredictor":
+        if adapt_movement_scale:
+            raise InputError("adapt_movement_scale applies to 2-D keypoint models; LivePortrait's relative driving scales by "
+                             "the driver's own scale ratio: leave it false")
+        return cls(models["net"], relative=relative, **options)
+
+    def _landmarks(self, image: np.ndarray, what: str) -> np.ndarray:
+        if self._landmarker is None:
+            from motionlab.data.landmarks import DlibLandmarks
+
+            self._landmarker = DlibLandmarks()
+        points = self._landmarker(image)
+        if points is None:
+            raise InputError(f"no face found in the {what} by dlib; LivePortrait crops around a face "
+                             f"(give liveportrait.crop_{what}=false to use the whole image)")
+        return points
+
+    def prepare_portrait(self, image: np.ndarray) -> torch.Tensor:
+        size = self.image_size
+        if not self.crop_portrait:
+            self.crop = None
+            return frames_to_tensor(image[None], size)
+        points = self._landmarks(image, "portrait")
+        matrix = face_crop_matrix(points, size, self.crop_scale)
+        cropped = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        cropped_points = points @ matrix[:, :2].T + matrix[:, 2]
+        self.crop = PortraitCrop(matrix, size, image, eye_openness(cropped_points[None]), lip_openness(cropped_points[None])[:, None])
+        return frames_to_tensor(cropped[None], size)
+
+    def prepare_driver(self, frames: np.ndarray) -> torch.Tensor:
+        size = self.image_size
+        needs_landmarks = self.crop_driver or self.eye_retargeting or self.lip_retargeting
+        if not needs_landmarks:
+            self.driver_landmarks = None
+            return frames_to_tensor(frames, size)
+        crops, landmarks = [], []
+        for frame in frames:
+            points = self._landmarks(frame, "driver")
+            if self.crop_driver:
+                matrix = face_crop_matrix(points, size, self.crop_scale)
+                frame = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                points = points @ matrix[:, :2].T + matrix[:, 2]
+            crops.append(frame)
+            landmarks.append(points)
+        self.driver_landmarks = np.stack(landmarks)
+        return frames_to_tensor(np.stack(crops), size)
+
+    def finish(self, frames: np.ndarray) -> np.ndarray:
+        """Generated (N, S', S', 3) uint8 crops -> the frames to write: pasted back into the portrait when it was cropped."""
+        if not self.paste_back or self.crop is None:
+            return frames
+        return np.stack([paste_back(frame, self.crop) for frame in frames])
+
+    def _retargeting(self, x_source: torch.Tensor, n: int) -> torch.Tensor:
+        """The eye / lip retargeting offsets (N, K, 3) for the driver frames of the last :meth:`prepare_driver`."""
+        delta = torch.zeros(n, *x_source.shape[1:], device=self.device)
+        if not (self.eye_retargeting or self.lip_retargeting):
+            return delta
+        if self.driver_landmarks is None or len(self.driver_landmarks) != n or self.crop is None:
+            raise InputError("eye / lip retargeting needs the portrait's and the driver's landmarks: run through prepare_portrait / "
+                             "prepare_driver (motionlab-animate does) with crop_portrait on")
+        module = self.net.stitching_retargeting_module
+        source = x_source.expand(n, -1, -1)
+
+        def ratios(source_ratio: np.ndarray, wanted: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.concatenate([np.repeat(source_ratio, n, axis=0), wanted], axis=1)).float().to(self.device)
+
+        if self.eye_retargeting:
+            wanted = eye_openness(self.driver_landmarks).mean(axis=1, keepdims=True)
+            delta = delta + module.retarget_eyes(source, ratios(self.crop.eyes, wanted))
+        if self.lip_retargeting:
+            wanted = lip_openness(self.driver_landmarks)[:, None]
+            delta = delta + module.retarget_lips(source, ratios(self.crop.lips, wanted))
+        return delta
+
+    @torch.no_grad()
+    def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor) -> dict:
+        n = driver.shape[0]
+        net = self.net
+        volume = net.appearance_feature_extractor(portrait)
+        source, initial_motion = net.motion_extractor.motion(portrait), net.motion_extractor.motion(initial)
+        driving = net.motion_extractor.motion(driver)
+        x_source = net.keypoints(source)
+        if self.relative:
+            x_driving = relative_driving(source["canonical"], source, driving, initial_motion)
+        else:
+            x_driving = net.keypoints(driving, canonical=source["canonical"].expand(n, -1, -1))
+        x_driving = x_driving + self._retargeting(x_source, n)
+        if self.stitching:
+            x_driving = net.stitching_retargeting_module.stitch(x_source.expand(n, -1, -1), x_driving)
+        generated = torch.cat([
+            net.render(volume.expand(len(part), -1, -1, -1, -1), x_source.expand(len(part), -1, -1), part)["image"]
+            for part in x_driving.split(self.render_batch)
+        ]).clamp(0, 1)
+        own = net.keypoints(driving)
+        size = tuple(driver.shape[-2:])
+        return {"generated": generated,
+                "driver_keypoints": Keypoints(own[..., :2], size=size, depth=own[..., 2]),
+                "generated_keypoints": Keypoints(x_driving[..., :2], size=tuple(generated.shape[-2:]), depth=x_driving[..., 2])}

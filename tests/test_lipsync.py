@@ -354,13 +354,13 @@ def test_onnx_export_parity_and_reference_outputs(lipsync_checkpoints, tmp_path)
 
 def test_onnx_export_uses_the_checkpoints_mask(lipsync_checkpoints, tmp_path):
     """A U-Net trained with a non-default mask: the exported reference inputs blank exactly that rectangle."""
-    from motionlab.inference.export import export_lipsync_onnx
+    from motionlab.inference.export import export_predictor_onnx
 
     payload = torch.load(lipsync_checkpoints["unet"], weights_only=True)
     payload["motionlab"]["predictor"]["mask"] = [40, 150, 240, 160]
     ckpt = tmp_path / "masked.ckpt"
     torch.save(payload, ckpt)
-    report = export_lipsync_onnx(str(ckpt), str(tmp_path / "unet.onnx"), template=str(lipsync_checkpoints["clip"]),
+    report = export_predictor_onnx(str(ckpt), str(tmp_path / "unet.onnx"), template=str(lipsync_checkpoints["clip"]),
                                  reference_outputs=str(tmp_path / "ref"))
     assert report["parity"]["real"] <= 1e-4
     image = np.load(tmp_path / "ref" / "image.npy")  # (2, 6, 320, 320): reference | masked current frame

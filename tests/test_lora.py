@@ -8,7 +8,7 @@ import torch
 from conftest import compose_train, run_cli, tiny_overrides
 from torch import nn
 
-from motionlab.inference.export import export_lipsync_onnx, export_lora_adapter, merge_lora_checkpoint
+from motionlab.inference.export import export_predictor_onnx, export_lora_adapter, merge_lora_checkpoint
 from motionlab.models import CheckpointFormatError, create_model, load_model
 from motionlab.models.lora import LoraSpec, adapter_state_dict, add_lora, load_adapter, merge_lora, read_adapter, save_adapter, set_lora_enabled
 from motionlab.models.registry import ModelInfo
@@ -221,5 +221,5 @@ def test_rank8_adapter_files_are_small_next_to_their_base(tmp_path, lipsync_chec
     merged = load_model(tmp_path / "merged.ckpt")
     with torch.no_grad():
         assert (merged(*inputs.values()) - unmerged).abs().max() < 1e-5
-    report = export_lipsync_onnx(str(tmp_path / "merged.ckpt"), str(tmp_path / "merged.onnx"))
+    report = export_predictor_onnx(str(tmp_path / "merged.ckpt"), str(tmp_path / "merged.onnx"))
     assert max(report["parity"].values()) <= 1e-4

@@ -21,10 +21,14 @@ def _fomm(cfg: DictConfig) -> None:
 
 
 def _onnx(cfg: DictConfig) -> None:
-    from motionlab.inference.export import export_lipsync_onnx
+    from motionlab.inference.export import export_predictor_onnx
 
     options = {key: value for key, value in resolved_container(cfg).items() if key not in ("hydra", "base")}
-    report = export_lipsync_onnx(**options)
+    report = export_predictor_onnx(**options)
+    if "graphs" in report:
+        for name, graph in report["graphs"].items():
+            print(f"wrote {graph['out']} (opset {graph['opset']}); onnxruntime parity, max abs difference: {graph['max_abs_difference']:.3g}")
+        return
     shapes = ", ".join(f"{name} {shape}" for name, shape in report["inputs"].items())
     print(f"wrote {report['out']} (inputs: {shapes}; batch axis dynamic); onnxruntime parity, max abs difference: {report['parity']}")
     if report["reference_outputs"]:

@@ -1,5 +1,5 @@
 """Head pose and 3-D implicit keypoints (LivePortrait / face-vid2vid style): pose from binned logits, rotation
-matrices, posing canonical keypoints, relative driving and the 3-D coordinate grids of a feature volume.
+matrices, posing canonical keypoints, relative driving, and the 3-D grids and sampling of a feature volume.
 
 Convention:
     keypoints are (B, K, 3), (x, y, z), in the normalised space of the feature volume: x along width, y along
@@ -7,7 +7,7 @@ Convention:
     Points are *row vectors* multiplied on the right: a posed point is ``p @ R``. Angles are in degrees: pitch
     about x, yaw about y, roll about z; ``R = (Rz @ Ry @ Rx)^T``, so yaw 90 deg maps x to -z. The release samples
     these grids with ``grid_sample(align_corners=False)`` although they are corner-aligned; its weights were
-    trained that way, so the warping module keeps it.
+    trained that way, so the warping module keeps it. Volumes are (B, C, D, H, W).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from motionlab.geometry.checks import check_shape
 
@@ -83,3 +84,27 @@ def keypoints_to_gaussian_3d(keypoints: torch.Tensor, depth: int, height: int, w
     grid = coordinate_grid_3d(depth, height, width, keypoints.device, keypoints.dtype)
     offsets = grid.view(1, 1, depth, height, width, 3) - keypoints.view(*keypoints.shape[:2], 1, 1, 1, 3)
     return torch.exp(-0.5 * offsets.square().sum(-1) / variance)
+
+
+def sample_volume(volume: torch.Tensor, grid: torch.Tensor, depth_sliced: bool = False) -> torch.Tensor:
+    """Trilinear sampling of (B, C, D, H, W) ``volume`` at (B, D', H', W', 3) ``grid`` points (x, y, z in [-1, 1],
+    ``align_corners=False``, zeros outside) -> (B, C, D', H', W').
+
+    ``depth_sliced`` computes the same thing with 4-D ``grid_sample`` only: each depth slice is sampled bilinearly
+    at (x, y) and weighted by its linear interpolation weight in z, ``max(0, 1 - |z_pixel - d|)``. Runtimes
+    without 5-D GridSample (ONNX before opset 20, some GPU providers) run that form; it costs D 2-D samplings.
+    """
+    check_shape(volume, ["B", "C", "D", "H", "W"], "volume")
+    check_shape(grid, [volume.shape[0], "D", "H", "W", 3], "grid")
+    if not depth_sliced:
+        return F.grid_sample(volume, grid, align_corners=False)
+    b, c, d, h, w = volume.shape
+    out_shape = grid.shape[1:4]
+    planar = grid[..., :2].reshape(b, -1, out_shape[2], 2)
+    z = ((grid[..., 2] + 1.0) * d - 1.0) / 2.0
+    out = volume.new_zeros(b, c, *out_shape)
+    for index in range(d):
+        weight = (1.0 - (z - index).abs()).clamp(min=0.0)
+        sampled = F.grid_sample(volume[:, :, index], planar, align_corners=False).view(b, c, *out_shape)
+        out = out + sampled * weight.unsqueeze(1)
+    return out

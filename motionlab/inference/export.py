@@ -43,22 +43,26 @@ def example_inputs(net: nn.Module, batch: int = 2, seed: int = 0) -> dict[str, t
     return make(batch, torch.Generator().manual_seed(seed))
 
 
-def export_onnx(net: nn.Module, out: str | os.PathLike) -> Path:
-    """Write ``net`` (eval mode, float32) as ONNX with a dynamic batch axis; returns the path."""
+def export_onnx(net: nn.Module, out: str | os.PathLike, inputs: dict[str, torch.Tensor] | None = None,
+                output_names: tuple[str, ...] | None = None, opset: int = OPSET) -> Path:
+    """Write ``net`` (eval mode, float32) as ONNX with a dynamic batch axis; returns the path. Inputs and output
+    names default to the model's own (:class:`~motionlab.models.ModelInfo`); modules without that metadata (one
+    graph of a multi-graph model) pass theirs."""
     net = net.eval().float()
-    inputs = example_inputs(net)
-    names = list(net.model_info.output_names)
+    inputs = example_inputs(net) if inputs is None else inputs
+    names = list(net.model_info.output_names if output_names is None else output_names)
     dynamic = {name: {0: "batch"} for name in [*inputs, *names]}
     out = Path(out)
     with atomic_path(out) as scratch, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input shape checks are constant under tracing
         torch.onnx.export(net, tuple(inputs.values()), str(scratch), input_names=list(inputs), output_names=names,
-                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+                          dynamic_axes=dynamic, opset_version=opset, dynamo=False)
     return out
 
 
 class OnnxRunner:
-    """An onnxruntime CPU session called like the network on numpy arrays: ``runner(*inputs) -> array``."""
+    """An onnxruntime CPU session called like the network on numpy arrays: ``runner(*inputs) -> array`` (the first
+    output; :meth:`outputs` gives all)."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         import onnxruntime
@@ -69,19 +73,23 @@ class OnnxRunner:
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
 
-    def __call__(self, *inputs: np.ndarray) -> np.ndarray:
+    def outputs(self, *inputs: np.ndarray) -> list[np.ndarray]:
         feeds = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in zip(self.input_names, inputs)}
-        return self.session.run(None, feeds)[0]
+        return self.session.run(None, feeds)
+
+    def __call__(self, *inputs: np.ndarray) -> np.ndarray:
+        return self.outputs(*inputs)[0]
 
 
 @torch.no_grad()
 def parity(net: nn.Module, path: str | os.PathLike, inputs: dict[str, torch.Tensor]) -> float:
-    """Largest absolute difference between eager PyTorch and onnxruntime on ``inputs``."""
-    expected = net.eval()(*inputs.values()).numpy()
-    actual = OnnxRunner(path)(*(t.numpy() for t in inputs.values()))
-    if actual.shape != expected.shape:
-        raise ParityError(f"{path}: onnxruntime output {actual.shape} vs PyTorch {expected.shape}")
-    return float(np.abs(actual - expected).max())
+    """Largest absolute difference between eager PyTorch and onnxruntime on ``inputs``, over every output."""
+    expected = net.eval()(*inputs.values())
+    expected = [t.numpy() for t in (expected if isinstance(expected, (tuple, list)) else (expected,))]
+    actual = OnnxRunner(path).outputs(*(t.numpy() for t in inputs.values()))
+    if [a.shape for a in actual] != [e.shape for e in expected]:
+        raise ParityError(f"{path}: onnxruntime outputs {[a.shape for a in actual]} vs PyTorch {[e.shape for e in expected]}")
+    return max(float(np.abs(a - e).max()) for a, e in zip(actual, expected))
 
 
 def check_parity(net: nn.Module, path: str | os.PathLike, real_inputs: dict[str, torch.Tensor] | None = None,
@@ -121,13 +129,16 @@ def write_reference_outputs(net: nn.Module, inputs: dict[str, torch.Tensor], fol
     return written
 
 
-def export_lipsync_onnx(ckpt: str, out: str, part: str = "net", arch: str | None = None, audio_encoder_ckpt: str | None = None,
+def export_predictor_onnx(ckpt: str, out: str, part: str = "net", arch: str | None = None, audio_encoder_ckpt: str | None = None,
                         template: str | None = None, reference_outputs: str | None = None, tolerance: float = 1e-4) -> dict:
     """``motionlab-export onnx``: export a network of a lip-sync predictor (``part=net``: the U-Net, ``part=audio_encoder``),
-    check parity on random and (with ``template``) real inputs assembled by the predictor, optionally write reference outputs."""
+    check parity on random and (with ``template``) real inputs assembled by the predictor, optionally write reference
+    outputs. A LivePortrait model exports all its graphs into the folder ``out`` (:func:`export_liveportrait_onnx`)."""
     predictor = load_predictor(ckpt, model=arch, audio_encoder_ckpt=audio_encoder_ckpt)
+    if predictor.net.model_info.family == "liveportrait":
+        return export_liveportrait_onnx(predictor.net, out, tolerance)
     if not isinstance(predictor, LipSyncPredictor):
-        raise InputError(f"{ckpt} is not a lip-sync U-Net checkpoint: ONNX export serves the lip-sync networks")
+        raise InputError(f"{ckpt} holds a {predictor.net.model_info.name}: ONNX export serves the lip-sync networks and LivePortrait")
     if part not in predictor.networks:
         raise InputError(f"part must be one of {sorted(predictor.networks)} for {ckpt}, got {part!r}")
     net = predictor.networks[part]
@@ -136,6 +147,30 @@ def export_lipsync_onnx(ckpt: str, out: str, part: str = "net", arch: str | None
     written = write_reference_outputs(net, real if real is not None else example_inputs(net), reference_outputs) if reference_outputs else []
     inputs = {name: ["batch", *value.shape[1:]] for name, value in example_inputs(net).items()}
     return {**result, "inputs": inputs, "reference_outputs": str(reference_outputs) if written else None}
+
+
+def export_liveportrait_onnx(net: nn.Module, out: str | os.PathLike, tolerance: float = 1e-4) -> dict:
+    """Every graph of a LivePortrait model (:func:`motionlab.models.liveportrait.export_graphs`) into the folder ``out``
+    (``<graph>.onnx``), each checked against PyTorch on image-like inputs at batch 1 and 2 before it replaces an
+    earlier file."""
+    from motionlab.models.liveportrait import export_graphs
+
+    folder = Path(out)
+    if folder.suffix:
+        raise InputError(f"out={out}: a LivePortrait model exports as several graphs; give a folder (no suffix)")
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    graphs = {batch: export_graphs(net, batch, generator) for batch in (1, 2)}
+    report = {}
+    for name, graph in graphs[1].items():
+        path = folder / f"{name}.onnx"
+        with atomic_path(path) as scratch:
+            export_onnx(graph.module, scratch, graph.inputs, graph.output_names, graph.opset)
+            worst = max(parity(graph.module, scratch, graphs[batch][name].inputs) for batch in (1, 2))
+            if worst > tolerance:
+                raise ParityError(f"{name}: onnxruntime differs from PyTorch by {worst:.3g} (> {tolerance:g})")
+        report[name] = {"out": str(path), "opset": graph.opset, "max_abs_difference": worst}
+    return {"out": str(folder), "graphs": report}
 
 
 def _lora_run(ckpt: str | os.PathLike, base: str | os.PathLike | None) -> tuple[dict[str, nn.Module], dict]:

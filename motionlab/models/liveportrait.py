@@ -20,12 +20,20 @@ dicts; :func:`motionlab.utils.checkpoint.load_checkpoint` reads a folder holding
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionlab.geometry.head_pose import bins_to_degrees, coordinate_grid_3d, keypoints_to_gaussian_3d, pose_keypoints, rotation_matrix
+from motionlab.geometry.head_pose import (
+    bins_to_degrees,
+    coordinate_grid_3d,
+    keypoints_to_gaussian_3d,
+    pose_keypoints,
+    rotation_matrix,
+    sample_volume,
+)
 from motionlab.models.registry import register_model
 from motionlab.utils.checkpoint import WeightMismatchError
 
@@ -110,13 +118,16 @@ MOTION_OUTPUTS = ("pitch", "yaw", "roll", "t", "exp", "scale", "kp")
 
 class MotionExtractor(nn.Module):
     """Image -> head-pose logits, translation, expression, scale and canonical keypoints (a dict of (B, n) tensors,
-    in :data:`MOTION_OUTPUTS` order). ``backbone``: a timm ConvNeXt-V2 variant, built without pretrained weights."""
+    in :data:`MOTION_OUTPUTS` order). ``backbone``: a timm ConvNeXt-V2 variant, built without pretrained weights;
+    ``depths`` / ``dims`` override its stages (the release's layout has linear MLPs, as ``convnextv2_tiny``)."""
 
-    def __init__(self, backbone: str = "convnextv2_tiny", num_kp: int = 21, num_bins: int = 66):
+    def __init__(self, backbone: str = "convnextv2_tiny", num_kp: int = 21, num_bins: int = 66, depths: list[int] | None = None,
+                 dims: list[int] | None = None):
         super().__init__()
         import timm
 
-        self.detector = timm.create_model(backbone, pretrained=False, num_classes=0)
+        stages = {key: tuple(value) for key, value in (("depths", depths), ("dims", dims)) if value is not None}
+        self.detector = timm.create_model(backbone, pretrained=False, num_classes=0, **stages)
         width = self.detector.num_features
         self.fc_kp = nn.Linear(width, 3 * num_kp)
         self.fc_scale = nn.Linear(width, 1)
@@ -188,7 +199,7 @@ class DenseMotionNetwork3d(nn.Module):
         self.occlusion = nn.Conv2d(self.hourglass.out_filters * reshape_depth, 1, kernel_size=7, padding=3) if estimate_occlusion_map else None
         self.num_kp, self.kp_variance = num_kp, kp_variance
 
-    def forward(self, feature: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, feature: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor, depth_sliced: bool = False) -> dict[str, torch.Tensor]:
         feature = F.relu(self.norm(self.compress(feature)))
         b, c, d, h, w = feature.shape
         k = self.num_kp + 1
@@ -196,7 +207,7 @@ class DenseMotionNetwork3d(nn.Module):
         driving_to_source = identity - kp_driving.view(b, self.num_kp, 1, 1, 1, 3) + kp_source.view(b, self.num_kp, 1, 1, 1, 3)
         motions = torch.cat([identity.expand(b, 1, d, h, w, 3), driving_to_source], dim=1)
         repeated = feature.unsqueeze(1).expand(b, k, c, d, h, w).reshape(b * k, c, d, h, w)
-        deformed = F.grid_sample(repeated, motions.reshape(b * k, d, h, w, 3), align_corners=False).view(b, k, c, d, h, w)
+        deformed = sample_volume(repeated, motions.reshape(b * k, d, h, w, 3), depth_sliced).view(b, k, c, d, h, w)
         gaussians = keypoints_to_gaussian_3d(kp_driving, d, h, w, self.kp_variance) - keypoints_to_gaussian_3d(kp_source, d, h, w, self.kp_variance)
         heatmaps = torch.cat([gaussians.new_zeros(b, 1, d, h, w), gaussians], dim=1).unsqueeze(2)
         prediction = self.hourglass(torch.cat([heatmaps, deformed], dim=2).view(b, -1, d, h, w))
@@ -212,7 +223,8 @@ class WarpingNetwork(nn.Module):
     """Warp the appearance volume from source to driving keypoints and flatten it to a 2-D feature map.
 
     ``forward(feature_3d, kp_source, kp_driving)`` returns ``out`` (B, 256, H, W), ``occlusion_map`` (B, 1, H, W) and
-    ``deformation`` (B, D, H, W, 3); keypoints are (B, K, 3).
+    ``deformation`` (B, D, H, W, 3); keypoints are (B, K, 3). ``depth_sliced`` samples the volume with 4-D
+    grid_samples only (same result; for runtimes without 5-D GridSample).
     """
 
     def __init__(self, num_kp: int = 21, block_expansion: int = 64, max_features: int = 512, num_down_blocks: int = 2,
@@ -225,9 +237,9 @@ class WarpingNetwork(nn.Module):
         self.third = SameBlock(max_features, width, lrelu=True)
         self.fourth = nn.Conv2d(width, width, kernel_size=1)
 
-    def forward(self, feature_3d: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> dict[str, torch.Tensor]:
-        motion = self.dense_motion_network(feature_3d, kp_driving=kp_driving, kp_source=kp_source)
-        warped = F.grid_sample(feature_3d, motion["deformation"], align_corners=False)
+    def forward(self, feature_3d: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor, depth_sliced: bool = False) -> dict[str, torch.Tensor]:
+        motion = self.dense_motion_network(feature_3d, kp_driving=kp_driving, kp_source=kp_source, depth_sliced=depth_sliced)
+        warped = sample_volume(feature_3d, motion["deformation"], depth_sliced)
         b, c, d, h, w = warped.shape
         out = self.fourth(self.third(warped.view(b, c * d, h, w)))
         occlusion = motion.get("occlusion_map")
@@ -444,6 +456,79 @@ def liveportrait_checkpoint_filter(state: dict, source: str) -> dict:
                           for key, value in weights.items()}
         flat.update({f"{part}.{key}": value for key, value in part_state.items()})
     return flat
+
+
+@dataclass(frozen=True)
+class ExportGraph:
+    """One exported graph of a LivePortrait model: the module called, example inputs by name, output names, opset."""
+
+    module: nn.Module
+    inputs: dict[str, torch.Tensor]
+    output_names: tuple[str, ...]
+    opset: int
+
+
+class _MotionOutputs(nn.Module):
+    def __init__(self, motion_extractor: MotionExtractor):
+        super().__init__()
+        self.motion_extractor = motion_extractor
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.motion_extractor(image)
+        return tuple(out[name] for name in MOTION_OUTPUTS)
+
+
+class _WarpOutputs(nn.Module):
+    def __init__(self, warping_module: WarpingNetwork, depth_sliced: bool):
+        super().__init__()
+        self.warping_module, self.depth_sliced = warping_module, depth_sliced
+
+    def forward(self, feature_3d: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.warping_module(feature_3d, kp_source, kp_driving, self.depth_sliced)
+        return out["out"], out["occlusion_map"], out["deformation"]
+
+
+class _Method(nn.Module):
+    """A method of the stitching / retargeting module as a graph of its own."""
+
+    def __init__(self, module: StitchingRetargeting, method: str):
+        super().__init__()
+        self.module, self.method = module, method
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return getattr(self.module, self.method)(*inputs)
+
+
+# 5-D GridSample exists in ONNX from opset 20; the other graphs (and the depth-sliced warp) need 17
+WARP_OPSET, OPSET = 20, 17
+
+
+@torch.no_grad()
+def export_graphs(model: LivePortrait, batch: int = 1, generator: torch.Generator | None = None) -> dict[str, ExportGraph]:
+    """The graphs a LivePortrait model exports as, with image-like example inputs: a random image through F and M
+    gives the volume and keypoints W sees, and W's output is G's input. ``warping_module_4d`` is W with its
+    volume sampling depth-sliced into 4-D grid_samples (:func:`motionlab.geometry.head_pose.sample_volume`)."""
+    model = model.eval()
+    size = model.model_info.input_size[0]
+    image = torch.rand(batch, 3, size, size, generator=generator)
+    volume = model.appearance_feature_extractor(image)
+    kp_source = model.keypoints(model.motion_extractor.motion(image))
+    kp_driving = kp_source + 0.05 * torch.randn(kp_source.shape, generator=generator)
+    feature = model.warping_module(volume, kp_source, kp_driving)["out"]
+    stitching = model.stitching_retargeting_module
+    warp_inputs = {"feature_3d": volume, "kp_source": kp_source, "kp_driving": kp_driving}
+    return {
+        "appearance_feature_extractor": ExportGraph(model.appearance_feature_extractor, {"image": image}, ("feature_3d",), OPSET),
+        "motion_extractor": ExportGraph(_MotionOutputs(model.motion_extractor), {"image": image}, MOTION_OUTPUTS, OPSET),
+        "warping_module": ExportGraph(_WarpOutputs(model.warping_module, False), warp_inputs, ("out", "occlusion_map", "deformation"), WARP_OPSET),
+        "warping_module_4d": ExportGraph(_WarpOutputs(model.warping_module, True), warp_inputs, ("out", "occlusion_map", "deformation"), OPSET),
+        "spade_generator": ExportGraph(model.spade_generator, {"feature": feature}, ("image",), OPSET),
+        "stitching": ExportGraph(_Method(stitching, "stitch"), {"kp_source": kp_source, "kp_driving": kp_driving}, ("kp_driving_stitched",), OPSET),
+        "retarget_eye": ExportGraph(_Method(stitching, "retarget_eyes"), {"kp_source": kp_source, "eye_ratios": torch.rand(batch, 3, generator=generator) * 0.5},
+                                    ("delta",), OPSET),
+        "retarget_lip": ExportGraph(_Method(stitching, "retarget_lips"), {"kp_source": kp_source, "lip_ratios": torch.rand(batch, 2, generator=generator) * 0.5},
+                                    ("delta",), OPSET),
+    }
 
 
 def _recognizes_release(checkpoint: dict) -> bool:

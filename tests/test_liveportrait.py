@@ -1,0 +1,247 @@
+"""LivePortrait compatibility: the five release files load key for key, head-pose maths on known answers, stitching
+and retargeting, ONNX parity of every graph, and a real portrait animated by a real driver end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import av
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from motionlab.geometry.head_pose import (
+    bins_to_degrees,
+    pose_keypoints,
+    relative_driving,
+    rotation_matrix,
+    sample_volume,
+)
+from motionlab.geometry.landmarks import face_crop_matrix
+from motionlab.models import create_model, load_model
+from motionlab.models.liveportrait import PARTS
+from motionlab.utils.checkpoint import WeightMismatchError
+
+from conftest import SHARED
+
+MANIFEST = SHARED / "reference" / "weights" / "liveportrait.json"
+REAL = SHARED / "data" / "real"
+# the architecture at a size that runs in milliseconds (same code, fewer channels; a 64 px input renders 128 px)
+SMALL = dict(
+    input_size=64,
+    appearance_feature_extractor={"block_expansion": 8, "max_features": 32, "reshape_channel": 4, "reshape_depth": 8, "num_resblocks": 1},
+    motion_extractor={"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128]},
+    warping_module={"block_expansion": 8, "max_features": 32, "reshape_channel": 4,
+                    "dense_motion_params": {"block_expansion": 4, "max_features": 32, "num_blocks": 3, "reshape_depth": 8, "compress": 2}},
+    spade_generator={"block_expansion": 8, "max_features": 32},
+)
+
+
+@pytest.fixture(scope="module")
+def small_liveportrait():
+    torch.manual_seed(0)
+    return create_model("liveportrait", **SMALL).eval()
+
+
+def _release_from_manifest(reference: dict) -> dict:
+    """Release-layout state dicts of the manifest's shapes; every tensor holds its own key's index, so a key mapped
+    to the wrong place shows. The stitching file keeps the release's DDP ``module.`` prefix."""
+    release, index = {}, 0
+    for part in PARTS:
+        if part == "stitching_retargeting_module":
+            release[part] = {}
+            for mlp, shapes in reference[part].items():
+                release[part][mlp] = {}
+                for key, shape in shapes.items():
+                    release[part][mlp][f"module.{key}"] = torch.full(shape, float(index))
+                    index += 1
+        else:
+            release[part] = {}
+            for key, shape in reference[part].items():
+                release[part][key] = torch.full(shape, float(index)) if "num_batches" not in key else torch.tensor(index)
+                index += 1
+    return release
+
+
+@pytest.mark.skipif(not MANIFEST.is_file(), reason="../shared/reference/weights/liveportrait.json is not present")
+def test_release_files_load_key_for_key(tmp_path):
+    """A folder with the five release files (in the release's sub-folders) loads strictly through create_model; every
+    release tensor lands in the parameter the filter names, the ConvNeXt-V2 GRN reshaped for timm."""
+    reference = json.loads(MANIFEST.read_text())
+    release = _release_from_manifest(reference)
+    for part, state in release.items():
+        folder = tmp_path / ("retargeting_models" if part.startswith("stitching") else "base_models")
+        folder.mkdir(exist_ok=True)
+        torch.save(state, folder / f"{part}.pth")
+    model = create_model("liveportrait", pretrained=tmp_path)
+    ours = model.state_dict()
+    counts = {part: sum(1 for key in ours if key.startswith(part + ".")) for part in PARTS}
+    assert counts == {"appearance_feature_extractor": 107, "motion_extractor": 212, "warping_module": 97, "spade_generator": 182,
+                      "stitching_retargeting_module": 28}
+    me = release["motion_extractor"]
+    expected = {
+        "appearance_feature_extractor.resblocks_3d.3dr5.norm2.running_var": release["appearance_feature_extractor"]["resblocks_3d.3dr5.norm2.running_var"],
+        "motion_extractor.detector.stem.0.weight": me["detector.downsample_layers.0.0.weight"],
+        "motion_extractor.detector.stages.2.downsample.1.bias": me["detector.downsample_layers.2.1.bias"],
+        "motion_extractor.detector.stages.2.blocks.8.mlp.grn.weight": me["detector.stages.2.8.grn.gamma"].reshape(-1),
+        "motion_extractor.detector.stages.3.blocks.2.conv_dw.bias": me["detector.stages.3.2.dwconv.bias"],
+        "motion_extractor.detector.head.norm.weight": me["detector.norm.weight"],
+        "motion_extractor.fc_yaw.weight": me["detector.fc_yaw.weight"],
+        "spade_generator.up_1.conv_s.weight_orig": release["spade_generator"]["up_1.conv_s.weight_orig"],
+        "stitching_retargeting_module.retarget_eye.mlp.10.bias": release["stitching_retargeting_module"]["retarget_eye"]["module.mlp.10.bias"],
+    }
+    for key, value in expected.items():
+        assert torch.equal(ours[key], value), key
+    # a release file missing from the folder is named
+    (tmp_path / "base_models" / "warping_module.pth").unlink()
+    with pytest.raises(WeightMismatchError, match=r"warping_module\.pth are missing"):
+        create_model("liveportrait", pretrained=tmp_path)
+
+
+def test_convnext_block_matches_the_release_formula(small_liveportrait):
+    """timm's ConvNeXt-V2 block, run with the weights the filter mapped, computes the release's block:
+    dwconv -> LayerNorm -> pwconv1 -> GELU -> GRN(gamma, beta) -> pwconv2, plus the input."""
+    block = small_liveportrait.motion_extractor.detector.stages[1].blocks[0]
+    torch.nn.init.normal_(block.mlp.grn.weight)
+    torch.nn.init.normal_(block.mlp.grn.bias)
+    x = torch.randn(2, block.conv_dw.in_channels, 6, 6)
+    y = block.conv_dw(x).permute(0, 2, 3, 1)
+    y = F.gelu(block.mlp.fc1(F.layer_norm(y, y.shape[-1:], block.norm.weight, block.norm.bias, 1e-6)))
+    gx = torch.norm(y, p=2, dim=(1, 2), keepdim=True)
+    y = block.mlp.grn.weight.view(1, 1, 1, -1) * (y * (gx / (gx.mean(dim=-1, keepdim=True) + 1e-6))) + block.mlp.grn.bias.view(1, 1, 1, -1) + y
+    expected = x + block.mlp.fc2(y).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        assert torch.allclose(block(x), expected, atol=1e-5)
+
+
+def test_head_pose_known_answers():
+    zero = torch.zeros(1)
+    assert torch.allclose(rotation_matrix(zero, zero, zero), torch.eye(3)[None])
+    yaw90 = rotation_matrix(zero, torch.tensor([90.0]), zero)
+    assert torch.allclose(torch.tensor([[1.0, 0.0, 0.0]]) @ yaw90[0], torch.tensor([[0.0, 0.0, -1.0]]), atol=1e-6)
+    pitch90 = rotation_matrix(torch.tensor([90.0]), zero, zero)
+    assert torch.allclose(torch.tensor([[0.0, 1.0, 0.0]]) @ pitch90[0], torch.tensor([[0.0, 0.0, 1.0]]), atol=1e-6)
+    rotations = rotation_matrix(torch.tensor([10.0, -40.0]), torch.tensor([25.0, 70.0]), torch.tensor([-5.0, 15.0]))
+    assert torch.allclose(rotations @ rotations.transpose(1, 2), torch.eye(3).expand(2, 3, 3), atol=1e-6)
+    # a near one-hot over 66 bins of 3 deg: bin i reads i * 3 - 97.5
+    logits = torch.full((2, 66), -1e4)
+    logits[0, 32], logits[1, 62] = 0.0, 0.0
+    assert torch.allclose(bins_to_degrees(logits), torch.tensor([-1.5, 88.5]))
+
+
+def test_pose_keypoints_and_relative_driving_by_hand():
+    canonical = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.5]]])
+    expression = torch.tensor([[[0.0, 0.1, 0.0], [0.0, 0.0, 0.0]]])
+    yaw90 = rotation_matrix(torch.zeros(1), torch.tensor([90.0]), torch.zeros(1))
+    posed = pose_keypoints(canonical, yaw90, expression, torch.tensor([[2.0]]), torch.tensor([[0.5, -0.5, 9.0]]))
+    # (1,0,0) -> (0,0,-1) + (0,0.1,0) -> x2 -> (0,0.2,-2) + (0.5,-0.5,0); (0,1,0.5) -> (0.5,1,0) -> (1,2,0) + t
+    assert torch.allclose(posed, torch.tensor([[[0.5, -0.3, -2.0], [1.5, 1.5, 0.0]]]), atol=1e-6)
+
+    def motion(yaw, exp, scale, t):
+        return {"rotation": rotation_matrix(torch.zeros(1), torch.tensor([yaw]), torch.zeros(1)), "expression": exp,
+                "scale": torch.tensor([[scale]]), "translation": torch.tensor([t])}
+
+    source = motion(0.0, expression, 1.5, [0.1, 0.2, 0.3])
+    initial = motion(20.0, torch.zeros(1, 2, 3), 2.0, [0.0, 0.0, 0.0])
+    # the first driving frame leaves the source's keypoints where they are (t_z dropped)
+    assert torch.allclose(relative_driving(canonical, source, initial, initial),
+                          pose_keypoints(canonical, source["rotation"], expression, source["scale"], source["translation"]), atol=1e-6)
+    # yaw +90 since the first frame, expression +0.2 on y of point 0, scale x2, t + (1, 0, 5)
+    driving = motion(110.0, torch.tensor([[[0.0, 0.2, 0.0], [0.0, 0.0, 0.0]]]), 4.0, [1.0, 0.0, 5.0])
+    expected = 3.0 * (canonical @ yaw90 + torch.tensor([[[0.0, 0.3, 0.0], [0.0, 0.0, 0.0]]])) + torch.tensor([1.1, 0.2, 0.0])
+    assert torch.allclose(relative_driving(canonical, source, driving, initial), expected, atol=1e-5)
+
+
+def test_stitching_and_retargeting(small_liveportrait):
+    module = small_liveportrait.stitching_retargeting_module
+    kp_source, kp_driving = torch.randn(3, 21, 3), torch.randn(3, 21, 3)
+    assert module.stitch(kp_source, kp_driving).shape == (3, 21, 3)
+    assert module.retarget_eyes(kp_source, torch.rand(3, 3)).shape == (3, 21, 3)
+    assert module.retarget_lips(kp_source, torch.rand(3, 2)).shape == (3, 21, 3)
+    last = module.retarget_shoulder.mlp[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.cat([torch.full((63,), 0.01), torch.tensor([0.1, -0.2])]))
+        # the 63 per-keypoint offsets, plus the shared (t_x, t_y) on x and y only
+        assert torch.allclose(module.stitch(kp_source, kp_driving) - kp_driving, torch.tensor([0.11, -0.19, 0.01]).expand(3, 21, 3), atol=1e-6)
+
+
+def test_depth_sliced_volume_sampling_equals_grid_sample():
+    torch.manual_seed(0)
+    volume = torch.randn(2, 3, 5, 6, 7, dtype=torch.float64, requires_grad=True)
+    grid = (torch.rand(2, 4, 6, 7, 3, dtype=torch.float64) * 2.4 - 1.2).requires_grad_()
+    assert torch.allclose(sample_volume(volume, grid), sample_volume(volume, grid, depth_sliced=True), atol=1e-12)
+    small = (volume[:1, :1, :3, :3, :3].detach().requires_grad_(), (grid[:1, :2, :2, :2] * 0.9).detach().requires_grad_())
+    assert torch.autograd.gradcheck(lambda v, g: sample_volume(v, g, depth_sliced=True), small)
+
+
+def test_face_crop_is_upright_and_centred():
+    """The crop puts the eyes' centre straight above the mouth's, the landmarks inside and centred; a rolled, moved
+    copy of the face crops to the same place."""
+    from motionlab.data.landmarks import DlibLandmarks
+    from motionlab.data.video_io import read_image
+
+    portrait = REAL / "portraits" / "portrait_s9.jpg"
+    if not portrait.is_file():
+        pytest.skip("../shared/data/real is not present")
+    points = DlibLandmarks()(read_image(portrait))
+    angle = math.radians(30)
+    rolled = (points - points.mean(0)) @ np.array([[math.cos(angle), math.sin(angle)], [-math.sin(angle), math.cos(angle)]]) + 400
+    crops = []
+    for landmarks in (points, rolled):
+        matrix = face_crop_matrix(landmarks, 256)
+        cropped = landmarks @ matrix[:, :2].T + matrix[:, 2]
+        eyes, mouth = cropped[36:48].mean(0), cropped[48:68].mean(0)
+        assert abs(eyes[0] - mouth[0]) < 1e-6 and eyes[1] < mouth[1]
+        assert np.all((cropped > 0) & (cropped < 256))
+        assert abs(cropped[:, 0].min() + cropped[:, 0].max() - 256) < 1e-6
+        crops.append(cropped)
+    assert np.allclose(crops[0], crops[1], atol=1e-6)
+
+
+def test_onnx_parity_of_every_graph(small_liveportrait, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from motionlab.inference.export import export_liveportrait_onnx
+
+    report = export_liveportrait_onnx(small_liveportrait, tmp_path / "onnx")
+    assert set(report["graphs"]) == {"appearance_feature_extractor", "motion_extractor", "warping_module", "warping_module_4d",
+                                     "spade_generator", "stitching", "retarget_eye", "retarget_lip"}
+    assert report["graphs"]["warping_module"]["opset"] == 20 and report["graphs"]["warping_module_4d"]["opset"] == 17
+    assert all(graph["max_abs_difference"] <= 1e-4 for graph in report["graphs"].values())
+    assert all((tmp_path / "onnx" / f"{name}.onnx").is_file() for name in report["graphs"])
+
+
+def test_real_portrait_animated_end_to_end(small_liveportrait, tmp_path):
+    """A real portrait driven by a real clip through motionlab-animate's path (random weights, small widths): face
+    crop, relative driving, stitching, eye and lip retargeting from the driver's dlib landmarks, paste-back."""
+    from motionlab.inference.animate import animate_files
+    from motionlab.inference.sequence import read_sequence
+
+    portrait, driver = REAL / "portraits" / "portrait_s9.jpg", REAL / "drivers" / "human_d0.mp4"
+    if not portrait.is_file():
+        pytest.skip("../shared/data/real is not present")
+    ckpt = tmp_path / "liveportrait.ckpt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in small_liveportrait.state_dict().items()},
+                "motionlab": {"task": "liveportrait", "models": {"net": small_liveportrait.model_info.spec()}}}, ckpt)
+    # a state dict saved by motionlab (its own layout, its spec) loads back strictly
+    again = load_model(ckpt)
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in small_liveportrait.state_dict().items())
+    summary = animate_files(ckpt, portrait, driver, tmp_path / "out.mp4", gif=tmp_path / "side.gif", max_frames=3, batch_size=2,
+                            sequence_out=tmp_path / "seq.npz",
+                            liveportrait={"eye_retargeting": True, "lip_retargeting": True, "crop_driver": True})
+    assert summary["frames"] == 3
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    # pasted back: the portrait's own size, and away from the face the portrait itself
+    assert len(frames) == 3 and frames[0].shape == (1280, 720, 3)
+    from motionlab.data.video_io import read_image
+
+    original = read_image(portrait)
+    assert np.abs(frames[0][1100:, :].astype(int) - original[1100:, :]).mean() < 3
+    sequence = read_sequence(tmp_path / "seq.npz")
+    assert sequence.generated.shape == (3, 128, 128, 3) and sequence.driver.shape == (3, 128, 128, 3)
+    assert set(sequence.layers) == {"driver_keypoints", "generated_keypoints"}
+    with pytest.raises(Exception, match="adapt_movement_scale"):
+        animate_files(ckpt, portrait, driver, tmp_path / "again.mp4", max_frames=1, adapt_movement_scale=True)

@@ -22,6 +22,9 @@ TINY_NETS = {
     "lora_animator_target": ["model.net.motion_channels=[8,16]", "model.net.appearance_channels=[8,16]", "model.net.num_res_blocks=1"],
     "animator_descriptors_quick": ["model.net.motion_channels=[8,16]", "model.net.appearance_channels=[8,16]",
                                    "model.net.num_res_blocks=1", "model.net.num_descriptors=4"],
+    "liveportrait_quick": ["model.net.num_kp=4", "model.net.motion_extractor.depths=[1,1,1,1]", "model.net.warping_module.dense_motion_params.block_expansion=4"],
+    "liveportrait_stitching_quick": ["model.net.num_kp=4", "model.net.motion_extractor.depths=[1,1,1,1]",
+                                     "model.net.warping_module.dense_motion_params.block_expansion=4"],
     "descriptor_quick": ["model.net.num_kp=4", "model.net.kp_detector.block_expansion=8", "model.net.generator.block_expansion=8",
                          "model.net.generator.dense_motion_params.block_expansion=8", "model.regression_frames=2"],
 }

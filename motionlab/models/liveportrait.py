@@ -190,10 +190,11 @@ class DenseMotionNetwork3d(nn.Module):
 
     def __init__(self, num_kp: int = 21, feature_channel: int = 32, block_expansion: int = 32, max_features: int = 1024,
                  num_blocks: int = 5, reshape_depth: int = 16, compress: int = 4, estimate_occlusion_map: bool = True,
-                 kp_variance: float = 0.01):
+                 kp_variance: float = 0.01, mask_kernel: int = 7):
         super().__init__()
         self.hourglass = Hourglass3d(block_expansion, (num_kp + 1) * (compress + 1), num_blocks, max_features)
-        self.mask = nn.Conv3d(self.hourglass.out_filters, num_kp + 1, kernel_size=7, padding=3)
+        # the release's 7x7x7 mask convolution is most of a small model's training step; toy scales shrink it
+        self.mask = nn.Conv3d(self.hourglass.out_filters, num_kp + 1, kernel_size=mask_kernel, padding=mask_kernel // 2)
         self.compress = nn.Conv3d(feature_channel, compress, kernel_size=1)
         self.norm = nn.BatchNorm3d(compress, affine=True)
         self.occlusion = nn.Conv2d(self.hourglass.out_filters * reshape_depth, 1, kernel_size=7, padding=3) if estimate_occlusion_map else None
@@ -268,18 +269,18 @@ class SPADE(nn.Module):
 class SPADEResnetBlock(nn.Module):
     """SPADE residual block with spectral-normalised convolutions (legacy hook API: the release's keys)."""
 
-    def __init__(self, fin: int, fout: int, label_nc: int):
+    def __init__(self, fin: int, fout: int, label_nc: int, hidden: int = 128):
         super().__init__()
         fmiddle = min(fin, fout)
         self.learned_shortcut = fin != fout
         sn = nn.utils.spectral_norm
         self.conv_0 = sn(nn.Conv2d(fin, fmiddle, kernel_size=3, padding=1))
         self.conv_1 = sn(nn.Conv2d(fmiddle, fout, kernel_size=3, padding=1))
-        self.norm_0 = SPADE(fin, label_nc)
-        self.norm_1 = SPADE(fmiddle, label_nc)
+        self.norm_0 = SPADE(fin, label_nc, hidden)
+        self.norm_1 = SPADE(fmiddle, label_nc, hidden)
         if self.learned_shortcut:
             self.conv_s = sn(nn.Conv2d(fin, fout, kernel_size=1, bias=False))
-            self.norm_s = SPADE(fin, label_nc)
+            self.norm_s = SPADE(fin, label_nc, hidden)
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         shortcut = self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x
@@ -294,15 +295,15 @@ class SPADEDecoder(nn.Module):
     SPADE norm."""
 
     def __init__(self, upscale: int = 2, block_expansion: int = 64, max_features: int = 512, num_down_blocks: int = 2,
-                 num_middle_blocks: int = 6):
+                 num_middle_blocks: int = 6, spade_hidden: int = 128):
         super().__init__()
         channels = min(max_features, block_expansion * 2**num_down_blocks)
         self.fc = nn.Conv2d(channels, 2 * channels, kernel_size=3, padding=1)
         for i in range(num_middle_blocks):
-            self.add_module(f"G_middle_{i}", SPADEResnetBlock(2 * channels, 2 * channels, channels))
+            self.add_module(f"G_middle_{i}", SPADEResnetBlock(2 * channels, 2 * channels, channels, spade_hidden))
         self.num_middle_blocks = num_middle_blocks
-        self.up_0 = SPADEResnetBlock(2 * channels, channels, channels)
-        self.up_1 = SPADEResnetBlock(channels, block_expansion, channels)
+        self.up_0 = SPADEResnetBlock(2 * channels, channels, channels, spade_hidden)
+        self.up_1 = SPADEResnetBlock(channels, block_expansion, channels, spade_hidden)
         self.conv_img = nn.Sequential(nn.Conv2d(block_expansion, 3 * upscale**2, kernel_size=3, padding=1), nn.PixelShuffle(upscale))
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
@@ -535,25 +536,24 @@ def _recognizes_release(checkpoint: dict) -> bool:
     return all(isinstance(checkpoint.get(part), dict) for part in PARTS)
 
 
-def _example_images(batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    return {"image": torch.rand(batch, 3, 256, 256, generator=generator)}
-
-
 @register_model(family="liveportrait", input_size=256, checkpoint_filter=liveportrait_checkpoint_filter, recognizes=_recognizes_release,
-                example_inputs=_example_images,
                 # LoRA adapts the generator's SPADE modulation and output (plain convolutions; the
                 # spectral-normalised ones keep their hooks)
                 lora_targets=r"spade_generator\.(G_middle_\d|up_\d)\.norm_[01s]\.mlp_(gamma|beta)|spade_generator\.conv_img\.0",
                 published_settings={"output_size": 512})
-def liveportrait(input_size: int = 256, appearance_feature_extractor: dict | None = None, motion_extractor: dict | None = None,
-                 warping_module: dict | None = None, spade_generator: dict | None = None,
+def liveportrait(input_size: int = 256, num_kp: int | None = None, appearance_feature_extractor: dict | None = None,
+                 motion_extractor: dict | None = None, warping_module: dict | None = None, spade_generator: dict | None = None,
                  stitching_retargeting_module: dict | None = None) -> LivePortrait:
-    """LivePortrait v1 (human and animals releases share it); each dict overrides single arguments of one module
-    (``dense_motion_params`` merged key by key). Load a release with ``create_model("liveportrait", pretrained=DIR)``."""
+    """LivePortrait v1 (human and animals releases share it); ``num_kp`` sets the keypoint count of M, W and S; each
+    dict overrides single arguments of one module (``dense_motion_params`` merged key by key). Its graphs export
+    through :func:`export_graphs`. Load a release with ``create_model("liveportrait", pretrained=DIR)``."""
     overrides = {"appearance_feature_extractor": appearance_feature_extractor, "motion_extractor": motion_extractor,
                  "warping_module": warping_module, "spade_generator": spade_generator,
                  "stitching_retargeting_module": stitching_retargeting_module}
     args = {part: {**LIVEPORTRAIT_SETTINGS[part], **(overrides[part] or {})} for part in PARTS}
     args["warping_module"]["dense_motion_params"] = {**LIVEPORTRAIT_SETTINGS["warping_module"]["dense_motion_params"],
                                                      **(warping_module or {}).get("dense_motion_params", {})}
+    if num_kp is not None:
+        for part in ("motion_extractor", "warping_module", "stitching_retargeting_module"):
+            args[part]["num_kp"] = num_kp
     return LivePortrait(**args)

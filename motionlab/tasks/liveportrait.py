@@ -1,22 +1,125 @@
-"""LivePortrait at inference (its predictor): a face crop of the portrait, relative driving of 3-D implicit keypoints,
+"""LivePortrait: the training its release left out (stage 1: the base networks; stage 2: stitching on a frozen base)
+and its inference (the predictor): a face crop of the portrait, relative driving of 3-D implicit keypoints,
 stitching, eye / lip retargeting from dlib landmarks, and the result pasted back into the portrait."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from motionlab.data.datasets import frames_to_tensor
 from motionlab.geometry import Keypoints
 from motionlab.geometry.head_pose import relative_driving
 from motionlab.geometry.landmarks import eye_openness, face_crop_matrix, lip_openness
+from motionlab.losses.base import TaskLoss
+from motionlab.metrics.suite import EvaluationSuite
 from motionlab.models.liveportrait import LivePortrait
+from motionlab.tasks.base import MotionlabTask
 from motionlab.tasks.predictor import AnimationPredictor, register_predictor
 from motionlab.utils.errors import InputError
+
+
+class LivePortraitTask(MotionlabTask):
+    """Trains a :class:`LivePortrait` model.
+
+    ``stage=1`` trains the appearance extractor, motion extractor, warping module and generator by reconstructing a
+    driver frame from the portrait of the same clip (:class:`motionlab.losses.liveportrait.LivePortraitLoss`).
+    ``stage=2`` freezes them (start it with ``init_from=<stage-1 checkpoint>``) and trains the stitching MLP: the
+    portrait driven by another identity's frame must stay itself outside the face
+    (:class:`~motionlab.losses.liveportrait.StitchingLoss`). Frames larger than the network's input size are
+    resized for it (a 512 px target for a 256 px input, as in the paper); the output must come out at the frames' size.
+    Validation scores reconstruction (L1 against copying the portrait) in stage 1, the stitching error in stage 2.
+    """
+
+    task_name = "liveportrait"
+
+    def __init__(self, net: LivePortrait, loss: TaskLoss, optimizer: Callable, scheduler: Callable | None = None, stage: int = 1):
+        super().__init__(optimizer=optimizer, scheduler=scheduler)
+        if stage not in (1, 2):
+            raise InputError(f"model.stage must be 1 (base networks) or 2 (stitching), got {stage}")
+        self.net, self.stage = net, stage
+        self.loss = loss.bind(keypoints_2d=self.keypoints_2d)
+        self.input_size = net.model_info.input_size[0]
+        if stage == 2:
+            net.requires_grad_(False)
+            net.stitching_retargeting_module.retarget_shoulder.requires_grad_(True)
+        self.eval_suites = nn.ModuleDict({split: EvaluationSuite(frechet=False, identity=False) for split in ("val", "test")})
+
+    def train(self, mode: bool = True) -> "LivePortraitTask":
+        super().train(mode)
+        if self.stage == 2:
+            for name in ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator"):
+                getattr(self.net, name).eval()  # the frozen base's batch norms keep their statistics
+        return self
+
+    def network_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Frames resized to the network's input size (antialiased) when the data is larger."""
+        if images.shape[-1] == self.input_size and images.shape[-2] == self.input_size:
+            return images
+        return F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True)
+
+    def keypoints_2d(self, images: torch.Tensor) -> Keypoints:
+        """(x, y) of the posed keypoints of network-input images, with their depth."""
+        posed = self.net.keypoints(self.net.motion_extractor.motion(images))
+        return Keypoints(posed[..., :2], size=tuple(images.shape[-2:]), depth=posed[..., 2])
+
+    def forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict:
+        """Stage 1: the driver reconstructed from the source. Stage 2: the source driven by ``driving`` with stitching."""
+        source_input, driver_input = self.network_input(source), self.network_input(driving)
+        if self.stage == 1:
+            return {**self.net(source_input, driver_input), "driver_input": driver_input}
+        net = self.net
+        with torch.no_grad():
+            motion_source, motion_driving = net.motion_extractor.motion(source_input), net.motion_extractor.motion(driver_input)
+            x_source = net.keypoints(motion_source)
+            x_driving = net.keypoints(motion_driving, canonical=motion_source["canonical"])
+            volume = net.appearance_feature_extractor(source_input)
+        stitched = net.stitching_retargeting_module.stitch(x_source, x_driving)
+        image = net.render(volume, x_source, stitched)["image"]
+        return {"image": image, "offset": stitched - x_driving, "source": source}
+
+    def _check_output_size(self, image: torch.Tensor, target: torch.Tensor) -> None:
+        if image.shape[-2:] != target.shape[-2:]:
+            raise InputError(f"the generator renders {tuple(image.shape[-2:])} from {self.input_size} px inputs but the frames are "
+                             f"{tuple(target.shape[-2:])}: set data.image_size to the output size (or model.net.spade_generator.upscale)")
+
+    def _pairs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(portraits, drivers): stage 2 drives each portrait with the next sample's frame (another identity when the
+        batch mixes them, which is where stitching matters)."""
+        return (batch["source"], batch["driver"]) if self.stage == 1 else (batch["source"], batch["driver"].roll(1, dims=0))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        source, driving = self._pairs(batch)
+        outputs = self(source, driving)
+        self._check_output_size(outputs["image"], batch["driver"])
+        terms = self.loss(outputs, batch)
+        self.log_terms("train", terms)
+        return terms["total"]
+
+    def _evaluation_step(self, batch: dict, split: str) -> None:
+        if self.stage == 2:
+            terms = self.loss(self(*self._pairs(batch)), batch)
+            self.log(f"{split}/stitching_error", terms["stitching_error"], prog_bar=True)
+            return
+        source = batch["source"]
+        driver = torch.stack([batch["driver"], batch["driver_next"]], dim=1)
+        generated = torch.stack([self(source, driver[:, i])["image"].clamp(0, 1) for i in range(2)], dim=1)
+        self._check_output_size(generated[:, 0], batch["driver"])
+        self.eval_suites[split].update(source, driver, generated)
+
+    def _evaluation_epoch_end(self, split: str) -> None:
+        if self.stage == 2:
+            return
+        values = self.eval_suites[split].compute()
+        self.eval_suites[split].reset()
+        for name, value in values.items():
+            self.log(f"{split}/{name}", value.float(), prog_bar=name in ("l1", "l1_ratio_to_copy"))
 
 
 @dataclass

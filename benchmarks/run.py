@@ -261,7 +261,9 @@ def liveportrait(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     torch.manual_seed(0)
     net = create_model("liveportrait").eval()
     folder = Path(_cache_dir()) / "liveportrait-bench"
-    report = export_liveportrait_onnx(net, folder)
+    # random weights drive the full-size generator into large logits, where float32 sums differ by ~1e-3 between
+    # runtimes (the toy-size graphs meet 1e-4 in tests/test_liveportrait.py); the table reports each graph's parity
+    report = export_liveportrait_onnx(net, folder, tolerance=1e-2)
     graphs = export_graphs(net, 1, torch.Generator().manual_seed(0))
     labels = {"appearance_feature_extractor": "F", "motion_extractor": "M", "warping_module": "W", "warping_module_4d": "W (depth-sliced 4-D)",
               "spade_generator": "G", "stitching": "S (stitching)"}
@@ -295,7 +297,9 @@ def liveportrait(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     started = time.perf_counter()
     generated = predictor(source, driver, driver[:1])["generated"]
     predictor.finish((generated.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8))
-    results.append((f"whole animate loop ({'dlib crop, ' if found else ''}M, W, G, stitching{', paste-back' if found else ''}), {repeats} frames", repeats / (time.perf_counter() - started), "frames/s"))
+    seconds = (time.perf_counter() - started) / repeats
+    label = f"whole animate loop ({'dlib crop, ' if found else ''}F, M, W, G, stitching{', paste-back' if found else ''}), {repeats} frames"
+    results += [(label, seconds * 1000, "ms/frame"), (f"  = {1 / seconds:.3f} frames/s", 1 / seconds, "frames/s")]
     return results
 
 

@@ -32,7 +32,7 @@ def keypoint_prior(canonical: torch.Tensor, distance: float = 0.1, depth: float 
 
 
 class LivePortraitLoss(TaskLoss):
-    """Stage 1: ``reconstruction`` (MSE), ``perceptual`` (pyramid), ``equivariance``, ``keypoint_prior``,
+    """Stage 1: ``reconstruction`` (MSE), ``l1`` (off in the recipe), ``perceptual`` (pyramid), ``equivariance``, ``keypoint_prior``,
     ``deformation_prior`` (L1 of the expression offsets), ``head_pose`` and ``landmark_guidance`` (L1).
 
     ``outputs``: :meth:`motionlab.models.liveportrait.LivePortrait.forward` (``image``, ``kp_driving``,
@@ -41,17 +41,17 @@ class LivePortraitLoss(TaskLoss):
     image -> :class:`~motionlab.geometry.Keypoints` (x, y) of its own posed keypoints.
     """
 
-    def __init__(self, perceptual: PerceptualPyramidLoss, reconstruction: float = 10.0, perceptual_weight: float = 1.0,
+    def __init__(self, perceptual: PerceptualPyramidLoss, reconstruction: float = 10.0, l1: float = 0.0, perceptual_weight: float = 1.0,
                  equivariance: float = 1.0, keypoint_prior: float = 1.0, deformation_prior: float = 1.0, head_pose: float = 1.0,
                  landmark_guidance: float = 1.0, sigma_affine: float = 0.05, sigma_tps: float = 0.005, points_tps: int = 5):
-        super().__init__(reconstruction=reconstruction, perceptual=perceptual_weight, equivariance=equivariance, keypoint_prior=keypoint_prior,
+        super().__init__(reconstruction=reconstruction, l1=l1, perceptual=perceptual_weight, equivariance=equivariance, keypoint_prior=keypoint_prior,
                          deformation_prior=deformation_prior, head_pose=head_pose, landmark_guidance=landmark_guidance)
         self.perceptual = perceptual
         self.sigma_affine, self.sigma_tps, self.points_tps = sigma_affine, sigma_tps, points_tps
 
     def forward(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         target, generated = batch["driver"], outputs["image"]
-        terms = {"reconstruction": F.mse_loss(generated, target), "l1": (generated.detach() - target).abs().mean()}
+        terms = {"reconstruction": F.mse_loss(generated, target), "l1": (generated - target).abs().mean()}
         if self.active("perceptual"):
             terms["perceptual"] = self.perceptual(generated, target)
         if self.active("equivariance"):

@@ -148,7 +148,7 @@ CASES = [
     ("train-init-from-crafted", lambda b, c: _train(f"init_from={c['crafted.ckpt']}"), r"crafted.ckpt holds a builtins.open .*not a animator_v1"),
     ("ckpt-crafted-target", lambda b, c: _animate(b, c, ckpt=c["targeted.ckpt"]), r"key '_target_' is not a plain argument name"),
     ("ckpt-wrong-task-animate", lambda b, c: _animate(b, c, ckpt=c["unet"]), r"is not an animation checkpoint"),
-    ("ckpt-wrong-task-lipsync", lambda b, c: _lipsync(b, c, ckpt=c["animator"]), r"is not a lip-sync U-Net checkpoint"),
+    ("ckpt-wrong-task-lipsync", lambda b, c: _lipsync(b, c, ckpt=c["animator"]), r"holds animator_v1: ONNX export serves the lip-sync networks and LivePortrait"),
     ("ckpt-wrong-architecture", lambda b, c: _animate(b, c, ckpt=c["plain.pth"], arch="fomm_vox256"), r"(?s)plain.pth do not match FOMM:.*missing keys"),
     ("adapter-crafted", lambda b, c: _animate(b, c, lora_file=c["crafted_adapter.safetensors"]), r"crafted_adapter.safetensors \[lora\]: unknown keys \['_target_'\]"),
     ("adapter-other-base", lambda b, c: _animate(b, c, ckpt=c["unet"], lora_file=c["adapter.safetensors"]), r"adapter.safetensors was trained on base sha256"),
@@ -157,7 +157,7 @@ CASES = [
     ("eval-ckpt-missing", lambda b, c: ["motionlab-eval", f"ckpt_path={b['missing']}"], r"missing.file does not exist"),
     ("eval-lipsync-ckpt", lambda b, c: ["motionlab-eval", f"ckpt_path={c['unet']}"], r"is not an animation checkpoint"),
     ("cache-ckpt-truncated", lambda b, c: ["motionlab-cache", "descriptors", f"ckpt={c['truncated.ckpt']}"], r"truncated.ckpt cannot be read weights-only"),
-    ("export-onnx-animator", lambda b, c: ["motionlab-export", "onnx", f"ckpt={c['animator']}", "out=OUT.onnx"], r"is not a lip-sync U-Net checkpoint"),
+    ("export-onnx-animator", lambda b, c: ["motionlab-export", "onnx", f"ckpt={c['animator']}", "out=OUT.onnx"], r"holds animator_v1: ONNX export serves the lip-sync networks and LivePortrait"),
     ("export-fomm-unet", lambda b, c: ["motionlab-export", "fomm", f"ckpt={c['unet']}", "out=OUT.pth.tar"], r"only keypoint \(FOMM\) models export"),
     ("export-lora-not-lora", lambda b, c: ["motionlab-export", "lora", f"ckpt={c['animator']}", "out=OUT.safetensors"], r"(LoRA|adapter)"),
     # configs

@@ -138,7 +138,7 @@ def export_predictor_onnx(ckpt: str, out: str, part: str = "net", arch: str | No
     if predictor.net.model_info.family == "liveportrait":
         return export_liveportrait_onnx(predictor.net, out, tolerance)
     if not isinstance(predictor, LipSyncPredictor):
-        raise InputError(f"{ckpt} holds a {predictor.net.model_info.name}: ONNX export serves the lip-sync networks and LivePortrait")
+        raise InputError(f"{ckpt} holds {predictor.net.model_info.name}: ONNX export serves the lip-sync networks and LivePortrait")
     if part not in predictor.networks:
         raise InputError(f"part must be one of {sorted(predictor.networks)} for {ckpt}, got {part!r}")
     net = predictor.networks[part]

@@ -25,6 +25,13 @@ from motionlab.tasks.predictor import AnimationPredictor, register_predictor
 from motionlab.utils.errors import InputError
 
 
+def resized(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, H, W) images at (size, size) (antialiased bilinear), or as they are when they already are."""
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
 class LivePortraitTask(MotionlabTask):
     """Trains a :class:`LivePortrait` model.
 
@@ -59,10 +66,7 @@ class LivePortraitTask(MotionlabTask):
         return self
 
     def network_input(self, images: torch.Tensor) -> torch.Tensor:
-        """Frames resized to the network's input size (antialiased) when the data is larger."""
-        if images.shape[-1] == self.input_size and images.shape[-2] == self.input_size:
-            return images
-        return F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True)
+        return resized(images, self.input_size)
 
     def keypoints_2d(self, images: torch.Tensor) -> Keypoints:
         """(x, y) of the posed keypoints of network-input images, with their depth."""
@@ -263,6 +267,8 @@ class LivePortraitPredictor(AnimationPredictor):
     def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor) -> dict:
         n = driver.shape[0]
         net = self.net
+        # frames at another size (a paper-scale checkpoint's 512 px data scored by motionlab-eval) go in at the input size
+        portrait, driver, initial = (resized(images, self.image_size) for images in (portrait, driver, initial))
         volume = net.appearance_feature_extractor(portrait)
         source, initial_motion = net.motion_extractor.motion(portrait), net.motion_extractor.motion(initial)
         driving = net.motion_extractor.motion(driver)

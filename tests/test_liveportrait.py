@@ -45,6 +45,15 @@ def small_liveportrait():
     return create_model("liveportrait", **SMALL).eval()
 
 
+@pytest.fixture(scope="module")
+def small_checkpoint(small_liveportrait, tmp_path_factory):
+    """The small model as a motionlab checkpoint (its spec and weights), as a LivePortrait run writes it."""
+    path = tmp_path_factory.mktemp("liveportrait") / "liveportrait.ckpt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in small_liveportrait.state_dict().items()},
+                "motionlab": {"task": "liveportrait", "models": {"net": small_liveportrait.model_info.spec()}}}, path)
+    return path
+
+
 def _release_from_manifest(reference: dict) -> dict:
     """Release-layout state dicts of the manifest's shapes; every tensor holds its own key's index, so a key mapped
     to the wrong place shows. The stitching file keeps the release's DDP ``module.`` prefix."""
@@ -201,11 +210,12 @@ def test_face_crop_is_upright_and_centred():
     assert np.allclose(crops[0], crops[1], atol=1e-6)
 
 
-def test_onnx_parity_of_every_graph(small_liveportrait, tmp_path):
+def test_onnx_parity_of_every_graph(small_checkpoint, tmp_path):
+    """motionlab-export onnx's path: the checkpoint's predictor, then every graph exported and parity-checked."""
     pytest.importorskip("onnxruntime")
-    from motionlab.inference.export import export_liveportrait_onnx
+    from motionlab.inference.export import export_predictor_onnx
 
-    report = export_liveportrait_onnx(small_liveportrait, tmp_path / "onnx")
+    report = export_predictor_onnx(str(small_checkpoint), str(tmp_path / "onnx"))
     assert set(report["graphs"]) == {"appearance_feature_extractor", "motion_extractor", "warping_module", "warping_module_4d",
                                      "spade_generator", "stitching", "retarget_eye", "retarget_lip"}
     assert report["graphs"]["warping_module"]["opset"] == 20 and report["graphs"]["warping_module_4d"]["opset"] == 17
@@ -213,7 +223,7 @@ def test_onnx_parity_of_every_graph(small_liveportrait, tmp_path):
     assert all((tmp_path / "onnx" / f"{name}.onnx").is_file() for name in report["graphs"])
 
 
-def test_real_portrait_animated_end_to_end(small_liveportrait, tmp_path):
+def test_real_portrait_animated_end_to_end(small_liveportrait, small_checkpoint, tmp_path):
     """A real portrait driven by a real clip through motionlab-animate's path (random weights, small widths): face
     crop, relative driving, stitching, eye and lip retargeting from the driver's dlib landmarks, paste-back."""
     from motionlab.inference.animate import animate_files
@@ -222,9 +232,7 @@ def test_real_portrait_animated_end_to_end(small_liveportrait, tmp_path):
     portrait, driver = REAL / "portraits" / "portrait_s9.jpg", REAL / "drivers" / "human_d0.mp4"
     if not portrait.is_file():
         pytest.skip("../shared/data/real is not present")
-    ckpt = tmp_path / "liveportrait.ckpt"
-    torch.save({"state_dict": {f"net.{k}": v for k, v in small_liveportrait.state_dict().items()},
-                "motionlab": {"task": "liveportrait", "models": {"net": small_liveportrait.model_info.spec()}}}, ckpt)
+    ckpt = small_checkpoint
     # a state dict saved by motionlab (its own layout, its spec) loads back strictly
     again = load_model(ckpt)
     assert all(torch.equal(again.state_dict()[k], v) for k, v in small_liveportrait.state_dict().items())

@@ -145,7 +145,7 @@ def feathered_mask(size: int, feather: float = 0.1) -> np.ndarray:
     return (edge * edge * (3.0 - 2.0 * edge)).astype(np.float32)
 
 
-def paste_back(frame: np.ndarray, crop: PortraitCrop) -> np.ndarray:
+def paste_into_portrait(frame: np.ndarray, crop: PortraitCrop) -> np.ndarray:
     """A generated crop (S', S', 3) uint8 warped back into the portrait and blended through a feathered mask."""
     size = frame.shape[0]
     matrix = crop.matrix * np.array([[size / crop.crop_size], [size / crop.crop_size]])
@@ -186,13 +186,16 @@ class LivePortraitPredictor(AnimationPredictor):
         self.driver_landmarks: np.ndarray | None = None
         self._landmarker = None
 
+    option_names = ("stitching", "eye_retargeting", "lip_retargeting", "crop_portrait", "crop_driver", "paste_back", "crop_scale", "render_batch")
+
     @classmethod
     def from_models(cls, models: dict[str, nn.Module], settings: dict, relative: bool = True, adapt_movement_scale: bool = False,
                     **options) -> "LivePortraitPredictor":
         if adapt_movement_scale:
             raise InputError("adapt_movement_scale applies to 2-D keypoint models; LivePortrait's relative driving scales by "
                              "the driver's own scale ratio: leave it false")
-        return cls(models["net"], relative=relative, **options)
+        # options of other predictors (an audio encoder for lip-sync, say) pass by, as every predictor lets them
+        return cls(models["net"], relative=relative, **{key: value for key, value in options.items() if key in cls.option_names})
 
     def _landmarks(self, image: np.ndarray, what: str) -> np.ndarray:
         if self._landmarker is None:
@@ -239,7 +242,7 @@ class LivePortraitPredictor(AnimationPredictor):
         """Generated (N, S', S', 3) uint8 crops -> the frames to write: pasted back into the portrait when it was cropped."""
         if not self.paste_back or self.crop is None:
             return frames
-        return np.stack([paste_back(frame, self.crop) for frame in frames])
+        return np.stack([paste_into_portrait(frame, self.crop) for frame in frames])
 
     def _retargeting(self, x_source: torch.Tensor, n: int) -> torch.Tensor:
         """The eye / lip retargeting offsets (N, K, 3) for the driver frames of the last :meth:`prepare_driver`."""

@@ -208,15 +208,19 @@ class LivePortraitPredictor(AnimationPredictor):
                              f"(give liveportrait.crop_{what}=false to use the whole image)")
         return points
 
+    def _face_crop(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(crop matrix, the S x S face crop, the landmarks in it) of an image and its (68, 2) landmarks."""
+        size = self.image_size
+        matrix = face_crop_matrix(points, size, self.crop_scale)
+        cropped = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return matrix, cropped, points @ matrix[:, :2].T + matrix[:, 2]
+
     def prepare_portrait(self, image: np.ndarray) -> torch.Tensor:
         size = self.image_size
         if not self.crop_portrait:
             self.crop = None
             return frames_to_tensor(image[None], size)
-        points = self._landmarks(image, "portrait")
-        matrix = face_crop_matrix(points, size, self.crop_scale)
-        cropped = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        cropped_points = points @ matrix[:, :2].T + matrix[:, 2]
+        matrix, cropped, cropped_points = self._face_crop(image, self._landmarks(image, "portrait"))
         self.crop = PortraitCrop(matrix, size, image, eye_openness(cropped_points[None]), lip_openness(cropped_points[None])[:, None])
         return frames_to_tensor(cropped[None], size)
 
@@ -230,9 +234,7 @@ class LivePortraitPredictor(AnimationPredictor):
         for frame in frames:
             points = self._landmarks(frame, "driver")
             if self.crop_driver:
-                matrix = face_crop_matrix(points, size, self.crop_scale)
-                frame = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                points = points @ matrix[:, :2].T + matrix[:, 2]
+                _, frame, points = self._face_crop(frame, points)
             crops.append(frame)
             landmarks.append(points)
         self.driver_landmarks = np.stack(landmarks)

@@ -34,6 +34,11 @@ def _finish_wandb() -> None:
 
 def _resolve_ckpt_path(cfg: DictConfig) -> str | None:
     if cfg.ckpt_path is None:
+        # a rerun in the same folder (run_name, a requeued or resubmitted cluster job) continues where it stopped
+        own_last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if own_last.is_file():
+            log.info("resuming from this run folder's %s", own_last)
+            return str(own_last)
         return None
     if cfg.ckpt_path == "last":
         path = find_last_checkpoint(cfg.paths.log_dir, cfg.task_name, exclude=cfg.paths.output_dir)
@@ -70,9 +75,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     task: L.LightningModule = instantiate(cfg.model, **({"loss": cfg.loss} if cfg.get("loss") else {}))
     task.run_config = run_config
-    if cfg.get("init_from"):
-        if ckpt_path is not None and not cfg.get("lora"):
+    if cfg.get("init_from") and ckpt_path is not None and not cfg.get("lora"):
+        if cfg.ckpt_path is not None:
             raise ConfigError("config keys 'init_from' and 'ckpt_path' exclude each other: start from weights, or resume a run")
+        log.info("init_from is not loaded: the run resumes from its own last.ckpt")
+    elif cfg.get("init_from"):
         task.init_from(cfg.init_from)
         log.info("model.net starts from the weights of %s", cfg.init_from)
     if cfg.get("lora"):

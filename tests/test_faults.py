@@ -52,23 +52,23 @@ def _kill_when(process: subprocess.Popen, root: Path, moment: str, deadline: flo
 
 
 def test_kill_9_soak_resumes_to_identical_weights(tmp_path):
-    """Five SIGKILLs of `motionlab-train ... ckpt_path=last` (mid checkpoint write and between writes); after each,
-    every checkpoint on disk loads weights-only; the run that finally completes holds the weights of a run that was
-    never interrupted, bit for bit; the temporary files of killed writes are gone."""
+    """Five SIGKILLs of `motionlab-train ... run_name=soak` (mid checkpoint write and between writes), the same
+    command started again after each, as a cluster resubmits a job: every checkpoint on disk loads weights-only; each
+    start resumes from the run folder's last.ckpt and continues the same W&B run; the run that finally completes holds
+    the weights of a run that was never interrupted, bit for bit; the temporary files of killed writes are gone."""
+    from motionlab import _run_id
     from motionlab.train import train
 
     train(compose_train(_common(tmp_path / "straight"), tmp_path / "straight" / "run"))
     expected = _weights(tmp_path / "straight" / "run" / "checkpoints" / "last.ckpt")
 
     soak = tmp_path / "soak"
-    args = [motionlab_bin("motionlab-train"), *_common(soak), "ckpt_path=last"]
-    first = [motionlab_bin("motionlab-train"), *_common(soak)]
+    command = [motionlab_bin("motionlab-train"), *_common(soak), "run_name=soak", "logger=wandb"]
     kills = 0
-    for attempt, moment in enumerate(["trained", "writing", "trained", "writing", "trained", "writing", "trained", "writing"]):
+    for moment in ["trained", "writing", "trained", "writing", "trained", "writing", "trained", "writing"]:
         if kills == 5:
             break
-        process = subprocess.Popen(args if _checkpoints(soak) else first, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   env=subprocess_env(soak), cwd=tmp_path)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env(soak), cwd=tmp_path)
         killed = _kill_when(process, soak, moment, time.monotonic() + 240)
         if not killed:
             assert process.wait() == 0, process.stderr.read().decode()[-3000:]
@@ -77,10 +77,14 @@ def test_kill_9_soak_resumes_to_identical_weights(tmp_path):
         for checkpoint in _checkpoints(soak):  # never half a file
             assert "state_dict" in torch.load(checkpoint, map_location="cpu", weights_only=True)
     assert kills >= 5, f"only {kills} kills landed before the run finished"
-    final = subprocess.run(args, capture_output=True, text=True, env=subprocess_env(soak), cwd=tmp_path, timeout=600)
+    final = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(soak), cwd=tmp_path, timeout=600)
     assert final.returncode == 0, final.stderr[-3000:]
-    newest = max(soak.glob("logs/**/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    resumed = _weights(newest)
+    run = soak / "logs" / "quickstart" / "runs" / "soak"
+    assert [p.parent.parent for p in soak.glob("logs/**/last.ckpt")] == [run]  # every start worked in the one folder
+    assert "resuming from this run folder's" in final.stderr
+    wandb_runs = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) >= 2 and {name.rsplit("-", 1)[1] for name in wandb_runs} == {_run_id(str(run))}
+    resumed = _weights(run / "checkpoints" / "last.ckpt")
     assert resumed.keys() == expected.keys()
     for key in expected:
         assert torch.equal(resumed[key], expected[key]), key

@@ -164,15 +164,21 @@ def test_debug_fast_dev_run_preset(tmp_path):
     assert objects["trainer"].global_step == 1
 
 
-def test_hparams_search_config_declares_a_sweep():
+@pytest.mark.parametrize("search, experiment", [("animator", "quickstart"), ("descriptor", "descriptor_quick"), ("adapter", "adapter_paired_quick"),
+                                                ("lipsync", "lipsync_quick"), ("liveportrait", "liveportrait_quick")])
+def test_every_hparams_search_is_a_seeded_optuna_search_of_its_experiment(search, experiment):
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
 
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="motionlab.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["experiment=quickstart", "hparams_search=animator_lr"], return_hydra_config=True)
-    assert cfg.optimized_metric == "val/l1"
-    assert set(cfg.hydra.sweeper.params) == {"model.optimizer.lr", "loss.identity"}
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}", f"hparams_search={search}"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.sampler._target_ == "optuna.samplers.TPESampler"
+    assert sweeper.sampler.seed is not None and cfg.hydra.mode == "MULTIRUN"
+    for key in sweeper.params:  # every searched key exists in the experiment's config
+        assert OmegaConf.select(cfg, key, throw_on_missing=False) is not None, key
 
 
 def test_init_from_starts_from_pretrained_weights_at_step_zero(tmp_path):

@@ -9,11 +9,14 @@ from omegaconf import OmegaConf as _OmegaConf
 
 def _run_folder_name(run_name: str | None) -> str:
     """The name of a run's (or a sweep's) folder: ``run_name`` when given; else the SLURM job (every task of it, and
-    the job again after a requeue, shares one folder), else the start time and process id."""
+    the job again after a requeue, shares one folder) or the torchrun rendezvous (every rank of it), else the start
+    time and process id."""
     if run_name:
         return str(run_name)
     if _os.environ.get("SLURM_JOB_ID"):
         return f"slurm_{_os.environ['SLURM_JOB_ID']}"
+    if _os.environ.get("TORCHELASTIC_RUN_ID", "none") != "none":
+        return f"torchrun_{_os.environ['TORCHELASTIC_RUN_ID']}"
     return f"{_time.strftime('%Y-%m-%d_%H-%M-%S')}_{_os.getpid()}"
 
 

@@ -134,15 +134,16 @@ class AdapterTask(MotionlabTask):
         self._sums[name] = (total + float(values.sum()), count + values.numel())
 
     def _evaluation_epoch_end(self, split: str) -> None:
-        values = {name: total / max(count, 1) for name, (total, count) in self._sums.items()}
-        self._sums = {}
-        if not values:
+        sums, self._sums = self._sums, {}
+        if not sums:
             return
+        # every rank's share of the held-out clips (each rank adds the same names in the same order)
+        totals = self.trainer.strategy.reduce(torch.tensor(list(sums.values()), dtype=torch.float64, device=self.device), reduce_op="sum")
+        values = {name: float(total / max(count, 1)) for name, (total, count) in zip(sums, totals.tolist())}
         gap = values["l1_affine"] - values["l1_own"]
         if gap > 1e-9:  # undefined when the baseline is no worse than the upper bound (an untrained generator)
             values["gap_closed_pct"] = 100.0 * (values["l1_affine"] - values["l1"]) / gap
-        for name, value in values.items():
-            self.log(f"{split}/{name}", torch.tensor(value, dtype=torch.float32), prog_bar=name in ("kp_error_pct", "gap_closed_pct"))
+        self.log_evaluation(split, values, prog_bar=("kp_error_pct", "gap_closed_pct"))
 
     def on_fit_start(self) -> None:
         self.affine = None  # refitted on this run's training pairs at the first evaluation

@@ -99,8 +99,7 @@ class AnimatorTask(MotionlabTask):
     def _evaluation_epoch_end(self, split: str) -> None:
         values = self.eval_suites[split].compute()
         self.eval_suites[split].reset()
-        for name, value in values.items():
-            self.log(f"{split}/{name}", value.float(), prog_bar=name == "l1")
+        self.log_evaluation(split, values, prog_bar=("l1",))
 
 
 @register_predictor

@@ -109,6 +109,13 @@ class MotionlabTask(L.LightningModule):
             return configured[0] if "lr_scheduler" in configured[0] else configured[0]["optimizer"]
         return configured
 
+    def log_evaluation(self, split: str, values: Mapping[str, torch.Tensor | float], prog_bar: tuple[str, ...] = ()) -> None:
+        """Log an evaluation epoch's values as ``<split>/<name>``. Under DDP they are held-out-set values already
+        reduced over every rank (torchmetrics syncs on compute; tasks reduce their own sums); ``sync_dist`` averages
+        those equal numbers, which changes nothing and tells Lightning they are global."""
+        for name, value in values.items():
+            self.log(f"{split}/{name}", torch.as_tensor(value, dtype=torch.float32, device=self.device), prog_bar=name in prog_bar, sync_dist=True)
+
     def log_terms(self, split: str, terms: Mapping[str, torch.Tensor], **options) -> None:
         """Log every entry a loss returned as ``<split>/<name>`` (``total`` as ``<split>/loss``, on the progress bar)."""
         for name, value in terms.items():

@@ -60,8 +60,7 @@ class DescriptorTask(MotionlabTask):
         error = self.keypoint_regression_error(split)
         if error is not None:
             values["kp_to_gt_error_pct"] = torch.tensor(error)
-        for name, value in values.items():
-            self.log(f"{split}/{name}", value.float(), prog_bar=name in ("l1", "kp_to_gt_error_pct"))
+        self.log_evaluation(split, values, prog_bar=("l1", "kp_to_gt_error_pct"))
 
     @torch.no_grad()
     def _detect_clips(self, dataset) -> tuple[np.ndarray, np.ndarray] | None:

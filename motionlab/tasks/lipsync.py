@@ -108,8 +108,7 @@ class SyncTask(MotionlabTask):
         self._val_embeddings.append((batch["clip"], batch["frame"], outputs["face"], outputs["audio"]))
 
     def _evaluation_epoch_end(self, split: str) -> None:
-        for name, value in clip_sync_scores(self, self._val_embeddings, self.max_offset).items():
-            self.log(f"{split}/{name}", value)
+        self.log_evaluation(split, clip_sync_scores(self, self._val_embeddings, self.max_offset))
         self._val_embeddings.clear()
 
 
@@ -224,8 +223,7 @@ class LipSyncTask(MotionlabTask):
             self._val_embeddings.append((batch["clip"], batch["frame"], face_embedding, audio_embedding))
 
     def _evaluation_epoch_end(self, split: str) -> None:
-        for name, value in clip_sync_scores(self, self._val_embeddings, self.max_offset).items():
-            self.log(f"{split}/{name}", value)
+        self.log_evaluation(split, clip_sync_scores(self, self._val_embeddings, self.max_offset))
         self._val_embeddings.clear()
 
 

@@ -109,7 +109,7 @@ class LivePortraitTask(MotionlabTask):
     def _evaluation_step(self, batch: dict, split: str) -> None:
         if self.stage == 2:
             terms = self.loss(self(*self._pairs(batch)), batch)
-            self.log(f"{split}/stitching_error", terms["stitching_error"], prog_bar=True)
+            self.log(f"{split}/stitching_error", terms["stitching_error"], prog_bar=True, batch_size=len(batch["source"]), sync_dist=True)
             return
         source = batch["source"]
         driver = torch.stack([batch["driver"], batch["driver_next"]], dim=1)
@@ -122,8 +122,7 @@ class LivePortraitTask(MotionlabTask):
             return
         values = self.eval_suites[split].compute()
         self.eval_suites[split].reset()
-        for name, value in values.items():
-            self.log(f"{split}/{name}", value.float(), prog_bar=name in ("l1", "l1_ratio_to_copy"))
+        self.log_evaluation(split, values, prog_bar=("l1", "l1_ratio_to_copy"))
 
 
 @dataclass

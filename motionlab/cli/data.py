@@ -1,4 +1,4 @@
-"""``motionlab-data {synth,talking,synth-talking,profile} key=value ...``: data preparation (see conf/data_*.yaml)."""
+"""``motionlab-data {synth,talking,synth-talking,profile,shard} key=value ...``: data preparation (see conf/data_*.yaml)."""
 
 from __future__ import annotations
 
@@ -53,9 +53,19 @@ def _profile(cfg: DictConfig) -> None:
           f"({len(profile.mean)}-d), spread {profile.spread:.4f}, frames without a face {profile.frames_without_face}")
 
 
+def _shard(cfg: DictConfig) -> None:
+    from motionlab.data.shards import write_clip_shards
+
+    options = command_options(cfg)
+    manifest = write_clip_shards(options["root"], options["out"], layout=options["layout"], chunk_bytes=options["chunk_bytes"])
+    print(f"wrote {len(manifest['clips'])} clips ({manifest['items']} items, layout {manifest['layout']}) as litdata shards to "
+          f"{options['out']}; train from them with data=clips_stream data.root={options['out']}")
+
+
 def main() -> None:
     dispatch("motionlab-data", {"synth": ("data_synth", _synth), "talking": ("data_talking", _talking),
-                                "synth-talking": ("data_synth_talking", _synth_talking), "profile": ("data_profile", _profile)})
+                                "synth-talking": ("data_synth_talking", _synth_talking), "profile": ("data_profile", _profile),
+                                "shard": ("data_shard", _shard)})
 
 if __name__ == "__main__":
     main()

@@ -11,8 +11,15 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from motionlab.data.augment import PairedAugmentation
-from motionlab.data.datasets import PortraitVideoDataset, discover_clips, split_identities
+from motionlab.data.datasets import (
+    ClipRecord,
+    FolderClips,
+    PortraitVideoDataset,
+    discover_clips,
+    split_identities,
+)
 from motionlab.data.descriptor_cache import DescriptorCache
+from motionlab.data.shards import REMOTE_SCHEMES, ShardClips
 from motionlab.data.synthetic import ToyWorldSpec, ensure_toy_world
 from motionlab.utils.errors import InputError
 
@@ -147,19 +154,23 @@ class PortraitVideoDataModule(SplitDataModule):
             return None
         return DescriptorCache(self.cache_dir, self.descriptor_checkpoint, self.image_size)
 
+    def discover(self) -> tuple[str, list[ClipRecord], FolderClips]:
+        """The layout, one record per identity, and the store that reads the records' files."""
+        layout, records = discover_clips(self.data_root(), self.layout)
+        return layout, records, FolderClips()
+
     def prepare_data(self) -> None:
-        root = self.data_root()
         cache = self.descriptor_cache()
         if cache is not None:
-            cache.ensure(discover_clips(root, self.layout)[1])
+            cache.ensure(self.discover()[1])
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        layout, records = discover_clips(self.data_root(), self.layout)
+        layout, records, store = self.discover()
         self.splits = split_identities([r.identity for r in records], self.val_fraction, self.test_fraction, self.split_seed)
         by_split = {name: [r for r in records if r.identity in set(ids)] for name, ids in self.splits.items()}
-        common = dict(image_size=self.image_size, max_frames=self.max_frames, on_bad_clip=self.on_bad_clip)
+        common = dict(image_size=self.image_size, max_frames=self.max_frames, on_bad_clip=self.on_bad_clip, store=store)
         self.datasets["train"] = PortraitVideoDataset(
             by_split["train"], temporal_max_stride=self.temporal_max_stride, time_flip=self.time_flip, source_frame="random", **common
         )
@@ -233,13 +244,13 @@ class TargetDataModule(PortraitVideoDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        layout, records = discover_clips(self.data_root(), self.layout)
+        layout, records, store = self.discover()
         chosen = [r for r in records if r.identity == self.identity]
         if not chosen:
             names = ", ".join(r.identity for r in records[:8])
             raise InputError(f"data.identity={self.identity!r} is not among the {len(records)} identities of {self.data_root()} ({names}, ...)")
         self.splits = {split: [self.identity] for split in ("train", "val", "test")}
-        common = dict(image_size=self.image_size, on_bad_clip="error")
+        common = dict(image_size=self.image_size, on_bad_clip="error", store=store)
         self.datasets["train"] = PortraitVideoDataset(chosen, max_frames=self.max_frames, frame_range=(0.0, self.train_fraction),
                                                       temporal_max_stride=self.temporal_max_stride, time_flip=self.time_flip,
                                                       source_frame="random", **common)
@@ -247,3 +258,29 @@ class TargetDataModule(PortraitVideoDataModule):
         self._attach_descriptors(chosen)
         log.info("data: target %s (layout=%s): %d training frames from the first %.0f%% of its clip, %d held out",
                  self.identity, layout, len(self.datasets["train"]), 100 * self.train_fraction, len(self.datasets["val"]))
+
+
+class ShardedClipDataModule(PortraitVideoDataModule):
+    """:class:`PortraitVideoDataModule` over litdata shards (``motionlab-data shard``) instead of a folder: the same
+    identity split, samples and seeded shuffle, so under one seed it serves the batches of the folder it was written
+    from. Under DDP, Lightning's distributed sampler gives each rank its share.
+
+    Args:
+        root: a shard folder, or an object-storage URL of one (``s3://bucket/clips``); ``layout`` is the manifest's.
+        max_cache_size: the most the local cache of remote chunks may hold (under ``cache_dir``/shards).
+        Others as :class:`PortraitVideoDataModule`.
+    """
+
+    def __init__(self, root: str, max_cache_size: str = "50GB", **kwargs):
+        if kwargs.get("descriptor_checkpoint"):
+            raise InputError("data=clips_stream does not serve cached descriptors yet; train from the clip folder (data=clips) "
+                             "with data.descriptor_checkpoint, or leave it null")
+        super().__init__(root=root, **kwargs)
+        self.shards, self.max_cache_size = str(root), max_cache_size  # a URL keeps its '//', which Path would fold
+        self._store: ShardClips | None = None
+
+    def discover(self) -> tuple[str, list[ClipRecord], ShardClips]:
+        if self._store is None:
+            remote = self.shards.startswith(REMOTE_SCHEMES)
+            self._store = ShardClips(self.shards, cache_dir=str(self.cache_dir / "shards") if remote else None, max_cache_size=self.max_cache_size)
+        return f"shards of {self._store.manifest['layout']}", self._store.records(), self._store

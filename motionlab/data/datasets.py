@@ -56,6 +56,22 @@ def _seed_records(root: Path) -> list[ClipRecord]:
     return records
 
 
+class FolderClips:
+    """Where a dataset's clips, portraits and ground truth come from: the files its :class:`ClipRecord` s name.
+    :class:`motionlab.data.shards.ShardClips` serves the same from litdata shards."""
+
+    def open_clip(self, record: ClipRecord):
+        """The record's clip: ``len()`` frames and ``get(indices)`` -> (N, H, W, 3) uint8."""
+        return open_clip(record.clip)
+
+    def read_portrait(self, record: ClipRecord) -> np.ndarray:
+        return read_image(record.portrait)
+
+    def ground_truth(self, record: ClipRecord) -> tuple[np.ndarray, np.ndarray | None]:
+        """(T, K, 2) driver keypoints and the portrait's (K, 2) (``None`` without); only for records with ``keypoints``."""
+        return np.load(record.keypoints, allow_pickle=False), _portrait_keypoints(record)
+
+
 def discover_clips(root: str | os.PathLike, layout: str = "auto") -> tuple[str, list[ClipRecord]]:
     """Find the clips under ``root``; returns the layout used and one record per identity."""
     root = Path(root)
@@ -130,6 +146,7 @@ class PortraitVideoDataset(Dataset):
             in :attr:`skipped` and logs a warning.
         frame_range: the part of every clip served, as fractions ``(start, stop)`` of its length (a time split of
             one identity: the first half trains, the second is held out); neighbouring frames stay inside it.
+        store: where the records' clips, portraits and ground truth are read (:class:`FolderClips` by default).
     """
 
     def __init__(
@@ -142,6 +159,7 @@ class PortraitVideoDataset(Dataset):
         source_frame: str = "random",
         on_bad_clip: str = "error",
         frame_range: tuple[float, float] = (0.0, 1.0),
+        store: FolderClips | None = None,
     ):
         if on_bad_clip not in ("error", "skip"):
             raise InputError(f"on_bad_clip must be 'error' or 'skip', got {on_bad_clip!r}")
@@ -151,6 +169,7 @@ class PortraitVideoDataset(Dataset):
             raise InputError(f"temporal_max_stride must be >= 1, got {temporal_max_stride}")
         if not 0.0 <= frame_range[0] < frame_range[1] <= 1.0:
             raise InputError(f"frame_range must be fractions 0 <= start < stop <= 1 of a clip, got {tuple(frame_range)}")
+        self.store = store or FolderClips()
         self.image_size = image_size
         self.temporal_max_stride = temporal_max_stride
         self.time_flip = time_flip
@@ -161,9 +180,9 @@ class PortraitVideoDataset(Dataset):
         index: list[tuple[int, int]] = []
         for record in records:
             try:
-                length = len(open_clip(record.clip))
+                length = len(self.store.open_clip(record))
                 if record.portrait is not None:
-                    read_image(record.portrait)
+                    self.store.read_portrait(record)
             except ClipError as error:
                 if on_bad_clip == "error":
                     raise
@@ -193,14 +212,14 @@ class PortraitVideoDataset(Dataset):
         if self._clips_pid != os.getpid():
             self._clips, self._portraits, self._clips_pid = {}, {}, os.getpid()
         if clip_id not in self._clips:
-            self._clips[clip_id] = open_clip(self.records[clip_id].clip)
+            self._clips[clip_id] = self.store.open_clip(self.records[clip_id])
         return self._clips[clip_id]
 
     def _portrait(self, clip_id: int) -> tuple[torch.Tensor, tuple[int, int]]:
         """The clip's portrait as a (3, S, S) tensor and its stored (H, W), decoded once per process."""
         self._clip(clip_id)  # resets the per-process caches after a fork
         if clip_id not in self._portraits:
-            image = read_image(self.records[clip_id].portrait)
+            image = self.store.read_portrait(self.records[clip_id])
             self._portraits[clip_id] = (frames_to_tensor(image[None], self.image_size)[0], image.shape[:2])
         return self._portraits[clip_id]
 
@@ -210,7 +229,7 @@ class PortraitVideoDataset(Dataset):
         if record.keypoints is None:
             return None
         if clip_id not in self._keypoints:
-            self._keypoints[clip_id] = (np.load(record.keypoints, allow_pickle=False), _portrait_keypoints(record))
+            self._keypoints[clip_id] = self.store.ground_truth(record)
         return self._keypoints[clip_id]
 
     def _neighbour(self, t: int, span: tuple[int, int]) -> int:

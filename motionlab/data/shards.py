@@ -1,0 +1,176 @@
+"""Clip datasets as litdata shards: written once by ``motionlab-data shard``, read by ``data=clips_stream`` from a
+local folder or an object-storage URL (``s3://``, ``gs://``, ``azure://``; chunks are fetched into a local cache).
+
+Layout of a shard folder (litdata's ``optimize``: chunk files and ``index.json``), one item per image:
+
+- item 0: ``meta`` holds the manifest (JSON: format version, the source layout, and per clip its identity, first
+  item, frame count, whether it has a portrait and ground-truth keypoints);
+- per clip, in the order of :func:`motionlab.data.datasets.discover_clips`: its portrait (when the layout has one),
+  then its frames in order. ``image`` is the decoded RGB image PNG-encoded, so a reader gets the exact pixels the
+  folder reader decodes; ``keypoints`` is the frame's (or the portrait's) ground truth, (0, 2) when there is none.
+
+Every item has all fields (litdata stores one format per dataset). Reading is by index (random access, cached
+chunks), so a shard dataset serves the very samples of the folder it was written from, in the order the folder
+reader's sampler draws them; DDP splits it with Lightning's distributed sampler like any map-style dataset.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from motionlab.data.datasets import ClipRecord, FolderClips, discover_clips
+from motionlab.data.video_io import ClipError, _rgb8, open_clip, read_image
+from motionlab.utils.errors import InputError
+
+log = logging.getLogger(__name__)
+FORMAT = "motionlab-clips/1"
+NO_KEYPOINTS = np.zeros((0, 2), dtype=np.float32)
+# a URL scheme litdata streams from; anything else is a local folder
+REMOTE_SCHEMES = ("s3://", "gs://", "azure://", "hf://")
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _item(image: np.ndarray | None, keypoints: np.ndarray | None = None, meta: str = "") -> dict:
+    return {"image": _png(image) if image is not None else b"", "keypoints": NO_KEYPOINTS if keypoints is None else keypoints.astype(np.float32),
+            "meta": meta}
+
+
+def _clip_items(entry: tuple[int, dict | ClipRecord]) -> Iterator[dict]:
+    """litdata's ``fn``: the manifest item for entry 0, else one clip's portrait and frame items."""
+    index, payload = entry
+    if index < 0:
+        yield _item(None, meta=json.dumps(payload))
+        return
+    record = payload
+    clip = open_clip(record.clip)
+    driver_points, portrait_points = FolderClips().ground_truth(record) if record.keypoints is not None else (None, None)
+    if record.portrait is not None:
+        yield _item(read_image(record.portrait), portrait_points)
+    for t in range(len(clip)):
+        yield _item(clip.get([t])[0], driver_points[t] if driver_points is not None else None)
+
+
+def write_clip_shards(root: str | os.PathLike, output: str | os.PathLike, layout: str = "auto", chunk_bytes: str = "64MB") -> dict:
+    """Write the clips under ``root`` as litdata shards in the folder ``output``; returns the manifest.
+
+    The shards are written beside ``output`` and moved into place when complete: an existing ``output`` is replaced
+    whole, never half-overwritten.
+    """
+    import litdata
+
+    output = Path(output)
+    layout, records = discover_clips(root, layout)
+    clips, first = [], 1
+    for record in records:
+        frames = len(open_clip(record.clip))
+        has_portrait = record.portrait is not None
+        clips.append({"identity": record.identity, "first_item": first, "frames": frames, "portrait": has_portrait,
+                      "keypoints": record.keypoints is not None})
+        first += frames + has_portrait
+    manifest = {"format": FORMAT, "layout": layout, "source": str(Path(root).resolve()), "items": first, "clips": clips}
+    scratch = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    litdata.optimize(fn=_clip_items, inputs=[(-1, manifest), *enumerate(records)], output_dir=str(scratch), chunk_bytes=chunk_bytes,
+                     num_workers=1, keep_data_ordered=True, start_method="fork", verbose=False)
+    written = json.loads((scratch / "index.json").read_text())
+    count = sum(chunk["chunk_size"] for chunk in written["chunks"])
+    if count != first:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise RuntimeError(f"litdata wrote {count} items for {first} expected; the shards were not kept")
+    replaced = output.with_name(f".{output.name}.old-{os.getpid()}")
+    if output.exists():
+        output.rename(replaced)
+    scratch.rename(output)
+    shutil.rmtree(replaced, ignore_errors=True)
+    log.info("wrote %d clips (%d items) from %s as shards in %s", len(clips), first, root, output)
+    return manifest
+
+
+class ShardClip:
+    """One clip of a shard dataset, read like :class:`motionlab.data.video_io.FrameFolderClip`."""
+
+    def __init__(self, shards: "ShardClips", first_item: int, frames: int):
+        self.shards, self.first_item, self.frames = shards, first_item, frames
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def get(self, indices) -> np.ndarray:
+        """(N, H, W, 3) uint8 frames at ``indices``."""
+        return np.stack([self.shards.image(self.first_item + int(i)) for i in indices])
+
+
+class ShardClips:
+    """The store of a shard dataset (the interface of :class:`motionlab.data.datasets.FolderClips`): records name
+    their clips as ``<shards>#<clip index>``.
+
+    Args:
+        shards: the shard folder, or an object-storage URL of one.
+        cache_dir: where remote chunks are cached (litdata's default when ``None``).
+        max_cache_size: the most the chunk cache may hold (e.g. ``"50GB"``).
+    """
+
+    def __init__(self, shards: str, cache_dir: str | None = None, max_cache_size: str = "50GB"):
+        import litdata
+
+        self.location = str(shards)
+        remote = self.location.startswith(REMOTE_SCHEMES)
+        if not remote and not (Path(self.location) / "index.json").is_file():
+            raise InputError(f"data.shards: {self.location} is not a shard folder (no index.json); write one with "
+                             "`motionlab-data shard root=<clips> out=<folder>`")
+        self.dataset = litdata.StreamingDataset(self.location, cache_dir=cache_dir, max_cache_size=max_cache_size)
+        meta = self.dataset[0]["meta"]
+        self.manifest = json.loads(meta) if meta else {}
+        if self.manifest.get("format") != FORMAT:
+            raise InputError(f"data.shards: {self.location} holds no {FORMAT} manifest (item 0); rewrite it with motionlab-data shard")
+        self.clips = self.manifest["clips"]
+
+    def records(self) -> list[ClipRecord]:
+        """One record per clip, named ``<shards>#<index>`` (its portrait and ground truth marked the same way)."""
+        records = []
+        for index, clip in enumerate(self.clips):
+            name = Path(f"{self.location}#{index}")
+            records.append(ClipRecord(clip["identity"], name, name if clip["portrait"] else None, name if clip["keypoints"] else None))
+        return records
+
+    def _clip_entry(self, record: ClipRecord) -> dict:
+        return self.clips[int(str(record.clip).rsplit("#", 1)[1])]
+
+    def item(self, index: int) -> dict:
+        return self.dataset[index]
+
+    def image(self, index: int) -> np.ndarray:
+        data = self.item(index)["image"]
+        if not data:
+            raise ClipError(f"shard item {index} of {self.location} holds no image; the shards are damaged, rewrite them")
+        with Image.open(io.BytesIO(data)) as image:
+            return _rgb8(image)
+
+    def open_clip(self, record: ClipRecord) -> ShardClip:
+        entry = self._clip_entry(record)
+        return ShardClip(self, entry["first_item"] + entry["portrait"], entry["frames"])
+
+    def read_portrait(self, record: ClipRecord) -> np.ndarray:
+        return self.image(self._clip_entry(record)["first_item"])
+
+    def ground_truth(self, record: ClipRecord) -> tuple[np.ndarray, np.ndarray | None]:
+        entry = self._clip_entry(record)
+        start = entry["first_item"] + entry["portrait"]
+        driver = np.stack([np.asarray(self.item(start + t)["keypoints"]) for t in range(entry["frames"])])
+        portrait = np.asarray(self.item(entry["first_item"])["keypoints"]) if entry["portrait"] else None
+        return driver, portrait if portrait is not None and len(portrait) else None
+

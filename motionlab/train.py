@@ -34,11 +34,14 @@ def _finish_wandb() -> None:
 
 def _resolve_ckpt_path(cfg: DictConfig) -> str | None:
     if cfg.ckpt_path is None:
-        # a rerun in the same folder (run_name, a requeued or resubmitted cluster job) continues where it stopped
-        own_last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        if own_last.is_file():
-            log.info("resuming from this run folder's %s", own_last)
-            return str(own_last)
+        # a rerun in the same folder (run_name, a requeued or resubmitted cluster job) continues where it stopped: from
+        # last.ckpt, or from the checkpoint Lightning saved on SLURM's requeue signal when that is newer
+        output_dir = Path(cfg.paths.output_dir)
+        own = [p for p in [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+        if own:
+            newest = max(own, key=lambda p: p.stat().st_mtime)
+            log.info("resuming from this run folder's %s", newest)
+            return str(newest)
         return None
     if cfg.ckpt_path == "last":
         path = find_last_checkpoint(cfg.paths.log_dir, cfg.task_name, exclude=cfg.paths.output_dir)

@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
+# test processes (pytest-xdist); the lip-sync tests share one of them (tests/conftest.py)
+TEST_WORKERS ?= 2
 
-.PHONY: help setup train test test-all bench clean
+.PHONY: help setup train test test-all bench baselines clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,13 +26,16 @@ train: $(STAMP) ## train the quickstart Animator on the embedded toy world (ARGS
 	$(BIN)/motionlab-train experiment=quickstart $(ARGS)
 
 test: $(STAMP) ## run the test suite (slow tests excluded)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-all: $(STAMP) ## run every test, slow ones included
-	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(STAMP) ## run the benchmarks and print their results (see docs/benchmarks.md)
 	$(BIN)/python -m benchmarks.run $(ARGS)
+
+baselines: $(STAMP) ## rerun the ci-scale baselines with seeds 1-3 and rebuild experiments/RESULTS.csv and .md
+	$(BIN)/python -m experiments.baselines $(ARGS)
 
 clean: ## remove run folders, caches and build files (keeps .venv)
 	rm -rf logs .cache .pytest_cache build dist *.egg-info

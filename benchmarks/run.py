@@ -101,6 +101,36 @@ def animator_quickstart(args: argparse.Namespace) -> list[tuple[str, float, str]
     ]
 
 
+@benchmark("shards_loader")
+def shards_loader(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """Samples/s of the quickstart's training loader reading the toy world's PNG folders and the same clips as litdata
+    shards (data=clips_stream), alternating, median of 3 passes each; the two serve identical batches."""
+    from motionlab.data.datamodule import ShardedClipDataModule
+    from motionlab.data.shards import write_clip_shards
+
+    cfg = quickstart_config(_cache_dir())
+    folder = instantiate(cfg.data)
+    root = folder.data_root()
+    shards = Path(_cache_dir()) / "toy_world_shards"
+    write_clip_shards(root, shards)
+    common = {k: cfg.data[k] for k in ("image_size", "val_fraction", "test_fraction", "batch_size", "shuffle_seed", "max_frames")}
+    modules = {"folder (PNG frames)": folder, "litdata shards": ShardedClipDataModule(root=str(shards), cache_dir=str(_cache_dir()), **common)}
+    rates: dict[str, list[float]] = {name: [] for name in modules}
+    for module in modules.values():
+        module.setup("fit")
+    for _ in range(3):
+        for name, module in modules.items():
+            started, samples = time.perf_counter(), 0
+            for index, batch in enumerate(module.train_dataloader()):
+                samples += len(batch["source"])
+                if index + 1 == args.steps * 4:
+                    break
+            rates[name].append(samples / (time.perf_counter() - started))
+    medians = {name: float(np.median(values)) for name, values in rates.items()}
+    return [*((f"quickstart loader, {name}, num_workers=0", rate, "samples/s") for name, rate in medians.items()),
+            ("shards / folder", medians["litdata shards"] / medians["folder (PNG frames)"], "x")]
+
+
 @benchmark("metrics_suite")
 def metrics_suite(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     """Frames/s of the full evaluation suite (FD, FVD, AED on EfficientNet-Lite0 at 224; temporal; colour; reconstruction) at 256x256."""

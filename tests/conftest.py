@@ -30,6 +30,14 @@ TINY_NETS = {
 }
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test` runs two workers, --dist loadgroup), every test that needs the lip-sync stages
+    goes to one worker, which builds them once (minutes); the other worker runs the rest meanwhile."""
+    for item in items:
+        if "lipsync_checkpoints" in item.fixturenames or "lipsync" in item.nodeid:
+            item.add_marker(pytest.mark.xdist_group("lipsync_checkpoints"))
+
+
 @pytest.fixture(autouse=True)
 def _single_thread_torch():
     import torch

@@ -35,7 +35,7 @@ def _checkpoints(root: Path) -> list[Path]:
 
 
 def _kill_when(process: subprocess.Popen, root: Path, moment: str, deadline: float) -> bool:
-    """SIGKILL ``process`` at ``moment``: ``writing`` as soon as a checkpoint's temporary file exists (mid-write),
+    """SIGKILL ``process`` (started in its own session) and its children at ``moment``: ``writing`` as soon as a checkpoint's temporary file exists (mid-write),
     ``trained`` just after a new last.ckpt landed. Returns whether it was killed (False: it finished first)."""
     seen = {p: p.stat().st_mtime_ns for p in root.glob("logs/**/last.ckpt")}
     while process.poll() is None and time.monotonic() < deadline:
@@ -44,7 +44,8 @@ def _kill_when(process: subprocess.Popen, root: Path, moment: str, deadline: flo
         else:
             hit = any(p.stat().st_mtime_ns != seen.get(p) for p in root.glob("logs/**/last.ckpt"))
         if hit:
-            process.send_signal(signal.SIGKILL)
+            # the whole process group, as a scheduler ends a job: W&B's service process goes with it
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             return True
         time.sleep(0.001)
@@ -68,7 +69,8 @@ def test_kill_9_soak_resumes_to_identical_weights(tmp_path):
     for moment in ["trained", "writing", "trained", "writing", "trained", "writing", "trained", "writing"]:
         if kills == 5:
             break
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env(soak), cwd=tmp_path)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env(soak), cwd=tmp_path,
+                                   start_new_session=True)
         killed = _kill_when(process, soak, moment, time.monotonic() + 240)
         if not killed:
             assert process.wait() == 0, process.stderr.read().decode()[-3000:]

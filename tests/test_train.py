@@ -176,7 +176,7 @@ def test_every_hparams_search_is_a_seeded_optuna_search_of_its_experiment(search
         cfg = compose(config_name="train", overrides=[f"experiment={experiment}", f"hparams_search={search}"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.sampler._target_ == "optuna.samplers.TPESampler"
-    assert sweeper.sampler.seed is not None and cfg.hydra.mode == "MULTIRUN"
+    assert sweeper.sampler.seed is not None and cfg.hydra.mode.name == "MULTIRUN"
     for key in sweeper.params:  # every searched key exists in the experiment's config
         assert OmegaConf.select(cfg, key, throw_on_missing=False) is not None, key
 

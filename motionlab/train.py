@@ -5,6 +5,7 @@ Run it as ``motionlab-train`` (:mod:`motionlab.cli.train`, Hydra overrides on th
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -111,6 +112,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         if cfg.train:
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         train_metrics = dict(trainer.callback_metrics)
+        finished = output_dir / "metrics.json"
+        if cfg.train and ckpt_path is not None and not train_metrics and finished.is_file():
+            # the same command again after the run had finished: nothing was left to train, its metrics stand
+            log.info("the run in %s had finished; its metrics.json is kept", output_dir)
+            return json.loads(finished.read_text()), {"cfg": cfg, "datamodule": datamodule, "model": task, "trainer": trainer}
         if cfg.test:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)

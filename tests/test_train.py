@@ -227,3 +227,19 @@ def test_several_optimizers_each_get_their_group_and_schedule():
     assert critic["lr_scheduler"]["interval"] == "step"
     with pytest.raises(ValueError, match=r"schedulers for \['gan'\] have no optimizer"):
         TwoNetworks(optimizer={"net": functools.partial(torch.optim.Adam)}, scheduler={"gan": functools.partial(warmup_cosine)})
+
+
+def test_the_same_run_folder_again_resumes_and_a_finished_run_keeps_its_metrics(tmp_path):
+    """What run_name (and a requeued cluster job) relies on: a run in a folder that holds last.ckpt resumes from it;
+    once finished, starting it again trains nothing and leaves metrics.json as it was."""
+    common = ["experiment=quickstart", "logger=none", "trainer.deterministic=true", *tiny_overrides(tmp_path)]
+    train(compose_train([*common, "trainer.max_epochs=1"], tmp_path / "run"))
+    metrics, objects = train(compose_train([*common, "trainer.max_epochs=2"], tmp_path / "run"))  # resumed: one more epoch
+    assert objects["trainer"].current_epoch == 2 and metrics["trainer/global_step"] == 2 * train_steps_per_epoch(objects)
+    written = (tmp_path / "run" / "metrics.json").read_text()
+    again, _ = train(compose_train([*common, "trainer.max_epochs=2"], tmp_path / "run"))
+    assert again == json.loads(written) and (tmp_path / "run" / "metrics.json").read_text() == written
+
+
+def train_steps_per_epoch(objects: dict) -> int:
+    return len(objects["datamodule"].train_dataloader())

@@ -124,3 +124,20 @@ def test_ddp_cpu_run_trains_and_its_checkpoint_validates_alike_in_one_process(tm
     for name in ("val/l1", "val/psnr", "val/ssim", "val/l1_copy_baseline"):
         assert validated[name] == pytest.approx(reported[name], rel=1e-5, abs=1e-6), name
     assert torch.isfinite(torch.tensor(validated["val/l1"]))
+
+
+def test_gpu_configs_and_bf16_autocast_on_cpu(tmp_path):
+    """trainer=gpu / gpu_bf16 / ddp compose as documented; bf16-mixed autocast (what gpu_bf16 runs) trains the
+    quickstart on CPU too, the same code path without a GPU."""
+    import torch
+    from conftest import compose_train
+
+    from motionlab.train import train
+
+    for trainer, precision, strategy in (("gpu", "16-mixed", None), ("gpu_bf16", "bf16-mixed", None), ("ddp", "32-true", "ddp")):
+        cfg = compose_train(["experiment=quickstart", f"trainer={trainer}", *tiny_overrides(tmp_path)], tmp_path / trainer)
+        assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == precision and cfg.trainer.get("strategy") == strategy
+    cfg = compose_train(["experiment=quickstart", "logger=none", "trainer.fast_dev_run=true", "trainer.precision=bf16-mixed", *tiny_overrides(tmp_path)],
+                        tmp_path / "bf16")
+    metrics, objects = train(cfg)
+    assert objects["trainer"].precision == "bf16-mixed" and torch.isfinite(torch.tensor(metrics["train/loss"]))

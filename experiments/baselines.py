@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         if baseline.name in wanted:
             wanted |= set(baseline.inputs.values())
     chosen = [b for b in BASELINES if b.name in wanted]
+    args.root.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     invocation = time.strftime("%Y-%m-%d_%H-%M-%S")
     command = "make baselines" if argv == [] else f"python -m experiments.baselines {' '.join(argv)}"
     print(f"baselines {', '.join(b.name for b in chosen)} x seeds {args.seeds}, {args.jobs} at once", flush=True)

@@ -229,7 +229,9 @@ def run_cli(name: str, *args, cwd: Path):
 
 
 def subprocess_env(root: Path) -> dict:
-    env = dict(os.environ)
+    # without the W&B service a W&B run in this test process started: a child connecting to it would share one service
+    # across runs (a killed child's run would stay open in it), which no user's process does
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"})
     return env
 

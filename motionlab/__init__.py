@@ -7,7 +7,7 @@ import time as _time
 from omegaconf import OmegaConf as _OmegaConf
 
 
-def _run_folder_name(run_name: str | None) -> str:
+def run_folder_name(run_name: str | None) -> str:
     """The name of a run's (or a sweep's) folder: ``run_name`` when given; else the SLURM job (every task of it, and
     the job again after a requeue, shares one folder) or the torchrun rendezvous (every rank of it), else the start
     time and process id."""
@@ -20,7 +20,7 @@ def _run_folder_name(run_name: str | None) -> str:
     return f"{_time.strftime('%Y-%m-%d_%H-%M-%S')}_{_os.getpid()}"
 
 
-def _run_id(output_dir: str) -> str:
+def wandb_run_id(output_dir: str) -> str:
     """A W&B run id derived from the run folder: a resumed run (same folder) continues its W&B run."""
     return _hashlib.sha1(_os.path.abspath(output_dir).encode()).hexdigest()[:16]
 
@@ -30,6 +30,6 @@ def _run_id(output_dir: str) -> str:
 _OmegaConf.register_new_resolver("cwd", _os.getcwd, replace=True)
 # ``${run_folder:${oc.select:run_name,null}}``: run folder names (conf/hydra/default.yaml). Cached, as Hydra's
 # ``now``: the jobs of a sweep copy the sweep's resolver cache, and so share its folder.
-_OmegaConf.register_new_resolver("run_folder", _run_folder_name, replace=True, use_cache=True)
+_OmegaConf.register_new_resolver("run_folder", run_folder_name, replace=True, use_cache=True)
 # ``${run_id:${paths.output_dir}}``: W&B run ids (conf/logger/wandb.yaml)
-_OmegaConf.register_new_resolver("run_id", _run_id, replace=True)
+_OmegaConf.register_new_resolver("run_id", wandb_run_id, replace=True)

@@ -57,7 +57,7 @@ def test_kill_9_soak_resumes_to_identical_weights(tmp_path):
     command started again after each, as a cluster resubmits a job: every checkpoint on disk loads weights-only; each
     start resumes from the run folder's last.ckpt and continues the same W&B run; the run that finally completes holds
     the weights of a run that was never interrupted, bit for bit; the temporary files of killed writes are gone."""
-    from motionlab import _run_id
+    from motionlab import wandb_run_id
     from motionlab.train import train
 
     train(compose_train(_common(tmp_path / "straight"), tmp_path / "straight" / "run"))
@@ -85,7 +85,7 @@ def test_kill_9_soak_resumes_to_identical_weights(tmp_path):
     assert [p.parent.parent for p in soak.glob("logs/**/last.ckpt")] == [run]  # every start worked in the one folder
     assert "resuming from this run folder's" in (run / "quickstart.log").read_text()
     wandb_runs = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))
-    assert len(wandb_runs) >= 2 and {name.rsplit("-", 1)[1] for name in wandb_runs} == {_run_id(str(run))}
+    assert len(wandb_runs) >= 2 and {name.rsplit("-", 1)[1] for name in wandb_runs} == {wandb_run_id(str(run))}
     resumed = _weights(run / "checkpoints" / "last.ckpt")
     assert resumed.keys() == expected.keys()
     for key in expected:

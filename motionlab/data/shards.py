@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from motionlab.data.datasets import ClipRecord, FolderClips, discover_clips
-from motionlab.data.video_io import ClipError, _rgb8, open_clip, read_image
+from motionlab.data.video_io import ClipError, _rgb8, open_clip
 from motionlab.utils.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,11 @@ def _clip_items(entry: tuple[int, dict | ClipRecord]) -> Iterator[dict]:
     if index < 0:
         yield _item(None, meta=json.dumps(payload))
         return
-    record = payload
-    clip = open_clip(record.clip)
-    driver_points, portrait_points = FolderClips().ground_truth(record) if record.keypoints is not None else (None, None)
+    record, folder = payload, FolderClips()
+    clip = folder.open_clip(record)
+    driver_points, portrait_points = folder.ground_truth(record) if record.keypoints is not None else (None, None)
     if record.portrait is not None:
-        yield _item(read_image(record.portrait), portrait_points)
+        yield _item(folder.read_portrait(record), portrait_points)
     for t in range(len(clip)):
         yield _item(clip.get([t])[0], driver_points[t] if driver_points is not None else None)
 

@@ -101,6 +101,112 @@ def animator_quickstart(args: argparse.Namespace) -> list[tuple[str, float, str]
     ]
 
 
+def alternating_medians(runs: dict[str, Callable[[], float]], rounds: int = 3) -> dict[str, float]:
+    """Median over ``rounds`` of each run's returned value, the runs taking turns (A B A B ...), so that a change in
+    the machine's load touches both sides of a ratio alike."""
+    values: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            values[name].append(run())
+    return {name: float(np.median(found)) for name, found in values.items()}
+
+
+class BatchList(torch.utils.data.Dataset):
+    """Already-collated batches served as they are (``DataLoader(..., batch_size=None)``)."""
+
+    def __init__(self, batches: list[dict]):
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.batches[index]
+
+
+@benchmark("training_overhead")
+def training_overhead(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """The quickstart's Lightning training step against a bare PyTorch loop doing the same forward, loss object, backward,
+    gradient clipping, AdamW and scheduler step on the same batches (alternating, median of 3); then the clip loader on the
+    toy world's clips encoded as mp4 (decord; ``num_workers`` 0 and 1) against that step."""
+    import shutil
+
+    from motionlab.data.video_io import list_frame_files, read_image, write_video
+
+    cfg = quickstart_config(_cache_dir())
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    warmup, steps = 3, args.steps
+    iterator = iter(datamodule.train_dataloader())
+    batches = [next(iterator) for _ in range(warmup + steps)]
+    loader = torch.utils.data.DataLoader(BatchList(batches), batch_size=None)
+    torch.manual_seed(0)
+    lightning_task = instantiate(cfg.model, loss=cfg.loss)
+    bare_task = copy.deepcopy(lightning_task)
+    clip = cfg.trainer.gradient_clip_val
+
+    def lightning_step() -> float:
+        timer = StepTimer(warmup=warmup)
+        trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=warmup + steps, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, gradient_clip_val=clip,
+                            callbacks=[timer])
+        trainer.fit(lightning_task, train_dataloaders=loader)
+        return timer.seconds / steps
+
+    # the bare loop: what training_step computes (the task's networks and loss object), without Lightning around it
+    bare_task.train()
+    (name, factory), = bare_task.optimizer_factories.items()
+    optimizer = factory(params=list(bare_task.parameter_groups()[name]))
+    scheduler = bare_task.scheduler_factories[name](optimizer=optimizer, total_steps=3 * (warmup + steps)) if name in bare_task.scheduler_factories else None
+
+    def bare_step() -> float:
+        for index, batch in enumerate(loader):
+            if index == warmup:
+                started = time.perf_counter()
+            outputs = bare_task.animate(batch["source"], batch["driver"])
+            loss = bare_task.loss(outputs, batch)["total"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(bare_task.parameters(), clip)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+        return (time.perf_counter() - started) / steps
+
+    seconds = alternating_medians({"lightning": lightning_step, "bare": bare_step})
+    batch_size = cfg.data.batch_size
+    step_rate = batch_size / seconds["lightning"]
+    results = [("quickstart step, Lightning (forward, losses, backward, clipping, AdamW, logging)", 1000 * seconds["lightning"], "ms"),
+               ("quickstart step, bare PyTorch loop (same batches, loss object, clipping, AdamW)", 1000 * seconds["bare"], "ms"),
+               ("Lightning / bare step time", seconds["lightning"] / seconds["bare"], "x")]
+
+    # the same clips as mp4 files (the "videos" layout, decoded by decord)
+    videos = Path(_cache_dir()) / "toy_world_mp4"
+    if not (videos / "done").is_file():
+        shutil.rmtree(videos, ignore_errors=True)
+        videos.mkdir(parents=True)
+        for folder in sorted(datamodule.data_root().glob("*_video")):
+            frames = (read_image(f) for f in list_frame_files(folder))
+            write_video(videos / f"{folder.name.removesuffix('_video')}.mp4", frames, fps=25.0, crf=18)
+        (videos / "done").write_text("")
+    for workers in (0, 1):
+        module = instantiate(cfg.data, root=str(videos), toy_world=None, layout="videos", num_workers=workers, persistent_workers=workers > 0)
+        module.setup("fit")
+        iterator = iter(module.train_dataloader())
+        next(iterator)
+        started, samples = time.perf_counter(), 0
+        for _ in range(args.steps * 2):
+            try:
+                samples += len(next(iterator)["source"])
+            except StopIteration:
+                iterator = iter(module.train_dataloader())
+        rate = samples / (time.perf_counter() - started)
+        results += [(f"clip loader on mp4 clips (decord), num_workers={workers}", rate, "samples/s"),
+                    (f"  loader / Lightning step (num_workers={workers})", rate / step_rate, "x")]
+    return results
+
+
 @benchmark("shards_loader")
 def shards_loader(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     """Samples/s of the quickstart's training loader reading the toy world's PNG folders and the same clips as litdata
@@ -457,7 +563,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| benchmark | value | unit |\n|---|---:|---|")
     for name in args.only or sorted(BENCHMARKS):
         for label, value, unit in BENCHMARKS[name](args):
-            print(f"| {label} | {value:.1f} | {unit} |", flush=True)
+            print(f"| {label} | {value:.3f} | {unit} |" if unit == "x" else f"| {label} | {value:.1f} | {unit} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -133,3 +134,70 @@ def test_export_cli_writes_the_release_format(descriptor_checkpoint, tmp_path):
     assert set(exported) == {"kp_detector", "generator", "epoch"}
     for key, value in exported["kp_detector"].items():
         assert torch.equal(value, trained[f"net.kp_detector.{key}"])
+
+
+@pytest.mark.parametrize("adapt_movement_scale", [False, True])
+def test_keypoint_animate_path_matches_fomms_own_loop(small_fomm, adapt_movement_scale):
+    """motionlab's keypoint animate path (portrait keypoints and features computed once, batches of 3, every eligible
+    convolution forced to NNPACK's Winograd / FFT) gives the frames of FOMM's demo loop (benchmarks/fomm_reference.py:
+    batch 1, direct convolutions, the source re-encoded every frame) within 1e-4."""
+    import copy
+
+    from benchmarks.fomm_reference import fomm_make_animation
+    from motionlab.inference.animate import animate_frames
+    from motionlab.models.fast_conv import FastConv2d, use_fast_convolutions
+    from motionlab.tasks.descriptor import DescriptorPredictor
+
+    generator = torch.Generator().manual_seed(1)
+    portrait = (torch.rand(64, 64, 3, generator=generator) * 255).to(torch.uint8).numpy()
+    frames = (torch.rand(7, 64, 64, 3, generator=generator) * 255).to(torch.uint8).numpy()
+    fast = copy.deepcopy(small_fomm)
+    assert use_fast_convolutions(fast, algorithm="nnpack") > 10
+    assert set(fast.state_dict()) == set(small_fomm.state_dict())  # same parameters, same keys
+    predictor = DescriptorPredictor(fast, adapt_movement_scale=adapt_movement_scale, detect_generated=False)
+    source, driving = predictor.prepare_portrait(portrait), predictor.prepare_driver(frames)
+    reference = torch.from_numpy(np.stack(fomm_make_animation(small_fomm.kp_detector, small_fomm.generator, source, driving,
+                                                              adapt_movement_scale))).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        ours = torch.cat([batch["generated"] for batch in animate_frames(predictor, portrait, frames, batch_size=3)])
+        conv = fast.generator.bottleneck.r0.conv1
+        features = torch.rand(1, conv.in_channels, 16, 16, generator=generator)
+        direct = torch.nn.functional.conv2d(features, conv.weight, conv.bias, padding=1)
+        assert isinstance(conv, FastConv2d) and 0 < (conv(features) - direct).abs().max() < 1e-5  # NNPACK ran: close, not equal
+    assert ours.shape == reference.shape == (7, 3, 64, 64)
+    assert (ours - reference).abs().max() < 1e-4
+
+
+def test_fast_convolutions_train_through_the_direct_convolution(small_fomm):
+    """With autograd on, a FastConv2d is exactly its nn.Conv2d (same values and gradients): only inference changes."""
+    import copy
+
+    from motionlab.models.fast_conv import use_fast_convolutions
+
+    fast = copy.deepcopy(small_fomm).train()
+    use_fast_convolutions(fast, algorithm="nnpack")
+    slow = copy.deepcopy(small_fomm).train()
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    fast(source, driving)["image"].mean().backward()
+    slow(source, driving)["image"].mean().backward()
+    for (name, a), (_, b) in zip(fast.named_parameters(), slow.named_parameters()):
+        assert torch.equal(a.grad, b.grad), name
+
+
+def test_reduced_precision_animate_stays_close_to_fp32(small_fomm):
+    """precision="bf16" really runs in bfloat16 (the frames differ from fp32's) and its PSNR against the fp32 frames is
+    above the documented floor of 35 dB."""
+    from motionlab.inference.animate import animate_frames
+    from motionlab.tasks.descriptor import DescriptorPredictor
+
+    generator = torch.Generator().manual_seed(2)
+    portrait = (torch.rand(64, 64, 3, generator=generator) * 255).to(torch.uint8).numpy()
+    frames = (torch.rand(5, 64, 64, 3, generator=generator) * 255).to(torch.uint8).numpy()
+    outputs = {}
+    with torch.inference_mode():
+        for precision in ("fp32", "bf16"):
+            predictor = DescriptorPredictor(small_fomm, detect_generated=False)
+            outputs[precision] = torch.cat([batch["generated"] for batch in animate_frames(predictor, portrait, frames, 5, precision)])
+    assert outputs["bf16"].dtype == torch.float32
+    mse = float(((outputs["bf16"] - outputs["fp32"]) ** 2).mean())
+    assert 0 < mse and 10 * np.log10(1 / mse) > 35

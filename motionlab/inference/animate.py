@@ -18,6 +18,7 @@ from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.landmarks import LandmarkSequence, read_landmarks
 from motionlab.data.toy_human import human_style_for, render_human
 from motionlab.data.video_io import VIDEO_EXTENSIONS, VideoFileClip, input_limits, open_clip, read_image, write_gif, write_video
+from motionlab.geometry import Keypoints
 from motionlab.inference.sequence import build_sequence, draw_keypoints, write_sequence
 from motionlab.tasks import AnimationPredictor, load_predictor
 from motionlab.tasks.adapter import LandmarkDrivenPredictor, load_adapter_predictor
@@ -26,17 +27,33 @@ from motionlab.utils.io import check_output_path
 
 log = logging.getLogger(__name__)
 
-def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: np.ndarray | Iterable[np.ndarray], batch_size: int = 16):
+PRECISIONS = ("fp32", "bf16")
+
+
+def _as_float32(value):
+    if isinstance(value, torch.Tensor):
+        return value.float()
+    return value.map(torch.Tensor.float) if isinstance(value, Keypoints) else value
+
+
+def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: np.ndarray | Iterable[np.ndarray], batch_size: int = 16,
+                   precision: str = "fp32"):
     """Yield the predictor's outputs for (T, H, W, 3) uint8 ``frames`` (an array, or an iterable of such batches as a
     driver is decoded) in batches, with the ``source`` and ``driver`` tensors (N, 3, S, S) they were computed from
-    (S: the network's input size; the predictor prepares them, e.g. crops a face)."""
+    (S: the network's input size; the predictor prepares them, e.g. crops a face). ``precision="bf16"`` runs the
+    networks under bfloat16 autocast (fast only where the processor computes in bf16 natively: AVX512-BF16 / AMX, or a
+    GPU); the outputs come back as float32."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision={precision!r}: expected one of {PRECISIONS}")
     batches = (frames[start : start + batch_size] for start in range(0, len(frames), batch_size)) if isinstance(frames, np.ndarray) else frames
     source = predictor.prepare_portrait(portrait).to(predictor.device)
     initial = None
     for batch in batches:
         driver = predictor.prepare_driver(batch).to(predictor.device)
         initial = driver[:1] if initial is None else initial
-        yield {"source": source.expand(driver.shape[0], -1, -1, -1), "driver": driver, **predictor(source, driver, initial)}
+        with torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            outputs = predictor(source, driver, initial)
+        yield {"source": source.expand(driver.shape[0], -1, -1, -1), "driver": driver, **{key: _as_float32(value) for key, value in outputs.items()}}
 
 
 def decoded_batches(clip, count: int, batch_size: int) -> Iterator[np.ndarray]:
@@ -103,7 +120,7 @@ def animate_files(
     crf: int = 20,
     max_frames: int | None = None,
     device: str = "cpu",
-    batch_size: int = 16,
+    batch_size: int | None = None,
     relative: bool = True,
     adapt_movement_scale: bool = False,
     side_by_side_out: str | os.PathLike | None = None,
@@ -113,6 +130,8 @@ def animate_files(
     sequence_out: str | os.PathLike | None = None,
     on_frame: Callable[[int, int], None] | None = None,
     liveportrait: dict | None = None,
+    fast_convolutions: bool = True,
+    precision: str = "fp32",
 ) -> dict:
     """Animate ``portrait`` (an image) with ``driver`` and write ``out`` (mp4).
 
@@ -125,7 +144,10 @@ def animate_files(
     keypoints / landmarks as layers and per-frame traces, for the viewer (:mod:`motionlab.inference.sequence`).
     ``lora_file`` adds a LoRA adapter file trained on ``ckpt`` (unmerged). ``liveportrait`` holds the options of a
     LivePortrait predictor (:class:`motionlab.tasks.liveportrait.LivePortraitPredictor`: stitching, retargeting, crop,
-    paste-back); other predictors ignore it. ``on_frame(done, total)`` is called
+    paste-back); other predictors ignore it. ``batch_size`` (driver frames per forward pass) defaults to the
+    predictor's choice. ``fast_convolutions`` lets the network's convolutions use Winograd / FFT where that is faster on
+    the CPU (:mod:`motionlab.models.fast_conv`); ``precision="bf16"`` is the opt-in reduced-precision mode (see
+    :func:`animate_frames`). ``on_frame(done, total)`` is called
     after each generated frame (progress); an exception from it stops the job with nothing written. Returns a summary.
     """
     check_output_path(out, "out", (".mp4",))
@@ -154,7 +176,7 @@ def animate_files(
         total = len(landmarks)
 
         def generated_frames() -> Iterator[np.ndarray]:
-            for batch in animate_with_landmarks(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), landmarks, batch_size):
+            for batch in animate_with_landmarks(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), landmarks, batch_size or 16):
                 generated = side_by_side(batch["generated"])
                 adapted = batch["generated_keypoints"].to_pixels().value.cpu().numpy()
                 if keep_views:
@@ -168,7 +190,9 @@ def animate_files(
                     kept["adapted_keypoints"].extend(adapted)
                 yield from generated
     else:
-        predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_file, relative=relative, adapt_movement_scale=adapt_movement_scale,
+        # keypoint models detect keypoints on their output only for what draws or records them
+        predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_file, fast_convolutions=fast_convolutions, relative=relative,
+                                   adapt_movement_scale=adapt_movement_scale, detect_generated=keep_views or sequence_out is not None,
                                    **(liveportrait or {}))
         if not isinstance(predictor, AnimationPredictor):
             raise InputError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); see motionlab-lipsync")
@@ -179,7 +203,8 @@ def animate_files(
         total = count
 
         def generated_frames() -> Iterator[np.ndarray]:
-            for batch in animate_frames(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), decoded_batches(clip, count, batch_size)):
+            batches = decoded_batches(clip, count, batch_size or predictor.batch_size)
+            for batch in animate_frames(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), batches, precision=precision):
                 generated = side_by_side(batch["generated"])
                 # panels at the generated size (a network may upsample: LivePortrait renders 512 from 256)
                 panel = generated.shape[1]

@@ -205,7 +205,8 @@ class OcclusionAwareGenerator(nn.Module):
     """Encode the source, warp its features by the dense motion, mask by occlusion, decode.
 
     ``forward(source, kp_driving, kp_source)`` returns ``prediction`` (B, 3, H, W) in [0, 1], plus
-    ``deformed`` (the warped source image), ``mask``, ``sparse_deformed`` and ``occlusion_map``.
+    ``deformed`` (the warped source image), ``mask``, ``sparse_deformed`` and ``occlusion_map``;
+    ``source_features`` (from :meth:`encode_source`, batch 1 or B) skips the source's encoder.
     """
 
     def __init__(self, num_channels: int = 3, num_kp: int = 10, block_expansion: int = 64, max_features: int = 512,
@@ -230,10 +231,17 @@ class OcclusionAwareGenerator(nn.Module):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(width))
         self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=7, padding=3)
 
-    def forward(self, source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> dict[str, torch.Tensor]:
+    def encode_source(self, source: torch.Tensor) -> torch.Tensor:
+        """The source's features before warping (B, C, H / 2**d, W / 2**d): they depend on the source alone, so
+        inference computes them once per portrait and passes them to :meth:`forward`."""
         out = self.first(source)
         for block in self.down_blocks:
             out = block(out)
+        return out
+
+    def forward(self, source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints,
+                source_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        out = self.encode_source(source) if source_features is None else source_features.expand(source.shape[0], -1, -1, -1)
         result: dict[str, torch.Tensor] = {}
         if self.dense_motion_network is not None:
             motion = self.dense_motion_network(source, kp_driving, kp_source)

@@ -15,6 +15,7 @@ from torch import nn
 
 from motionlab.data.datasets import frames_to_tensor
 from motionlab.models import checkpoint_models, motionlab_meta
+from motionlab.models.fast_conv import use_fast_convolutions
 from motionlab.models.lora import load_adapter
 from motionlab.utils.checkpoint import load_checkpoint
 from motionlab.utils.errors import InputError
@@ -52,20 +53,23 @@ def register_predictor(cls: type[Predictor]) -> type[Predictor]:
 
 
 def load_predictor(path: str | os.PathLike, model: str | None = None, device: str = "cpu", base: str | os.PathLike | None = None,
-                   lora: str | os.PathLike | None = None, **options) -> Predictor:
+                   lora: str | os.PathLike | None = None, fast_convolutions: bool = False, **options) -> Predictor:
     """The predictor of a checkpoint file (weights-only read); see :func:`predictor_from_checkpoint`."""
-    return predictor_from_checkpoint(load_checkpoint(path), path, model, device, base, lora, **options)
+    return predictor_from_checkpoint(load_checkpoint(path), path, model, device, base, lora, fast_convolutions, **options)
 
 
 def predictor_from_checkpoint(checkpoint: dict, path: str | os.PathLike, model: str | None = None, device: str = "cpu",
-                              base: str | os.PathLike | None = None, lora: str | os.PathLike | None = None, **options) -> Predictor:
+                              base: str | os.PathLike | None = None, lora: str | os.PathLike | None = None,
+                              fast_convolutions: bool = False, **options) -> Predictor:
     """The predictor of an already-read checkpoint.
 
     motionlab checkpoints carry their networks' specs and the task's predictor settings; published files
     (FOMM ``*.pth.tar``, SyncTalk_2D state dicts) need ``model``, the registered variant they fit. A LoRA run's
     checkpoint finds its base at the recorded path or ``base``. ``lora`` adds the adapters of an adapter file to
     ``net`` unmerged (switchable with :func:`motionlab.models.lora.set_lora_enabled`); the file must have been
-    trained on this very checkpoint (SHA-256). ``options`` go to the predictor (relative motion for keypoint
+    trained on this very checkpoint (SHA-256). ``fast_convolutions`` lets the networks' convolutions pick the faster of
+    the direct and the Winograd / FFT algorithm on the CPU (:mod:`motionlab.models.fast_conv`: outputs within ~1e-5,
+    not bit-identical). ``options`` go to the predictor (relative motion for keypoint
     models, the audio encoder for a SyncTalk_2D U-Net ...).
     """
     models = checkpoint_models(checkpoint, path, model, base)
@@ -78,6 +82,9 @@ def predictor_from_checkpoint(checkpoint: dict, path: str | os.PathLike, model: 
         raise InputError(f"{path} holds a {models['net'].model_info.name} ({family}); there is no inference for it here: "
                          f"predictors exist for {', '.join(sorted(_PREDICTORS))} networks")
     settings = meta.get("predictor", {}) if meta is not None else dict(models["net"].model_info.published_settings)
+    if fast_convolutions and torch.device(device).type == "cpu":
+        for network in models.values():
+            use_fast_convolutions(network)
     return _PREDICTORS[family].from_models(models, settings, **options).to(device)
 
 
@@ -96,6 +103,11 @@ class AnimationPredictor(Predictor):
     @property
     def image_size(self) -> int:
         return self.net.model_info.input_size[0]
+
+    @property
+    def batch_size(self) -> int:
+        """Driver frames per forward pass when the caller does not choose (``motionlab-animate batch_size=null``)."""
+        return 16
 
     def prepare_portrait(self, image: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 portrait -> (1, 3, S, S) in [0, 1] on the CPU."""

@@ -207,6 +207,112 @@ def training_overhead(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     return results
 
 
+def counted_flops(function: Callable[[], object]) -> float:
+    """FLOPs of one call (torch's FlopCounterMode: matmuls and convolutions, 2 per multiply-add, direct algorithm)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        function()
+    return float(counter.get_total_flops())
+
+
+def median_seconds(function: Callable[[], object], repeats: int = 3) -> float:
+    function()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+_PEAKS: dict[str, float] = {}
+
+
+def measured_peaks() -> dict[str, float]:
+    """GFLOP/s this machine reaches, with this PyTorch and its threads: a 2048^3 fp32 matmul, a 256 -> 256 3x3 fp32
+    convolution at 64x64 (direct, as PyTorch runs it), and a 512^3 bf16 matmul. Measured once per process."""
+    if not _PEAKS:
+        generator = torch.Generator().manual_seed(0)
+        a, b = torch.randn(2048, 2048, generator=generator), torch.randn(2048, 2048, generator=generator)
+        _PEAKS["matmul fp32"] = counted_flops(lambda: a @ b) / median_seconds(lambda: a @ b) / 1e9
+        x, conv = torch.randn(1, 256, 64, 64, generator=generator), torch.nn.Conv2d(256, 256, 3, padding=1)
+        with torch.no_grad():
+            _PEAKS["conv fp32"] = counted_flops(lambda: conv(x)) / median_seconds(lambda: conv(x)) / 1e9
+        a16, b16 = a[:512, :512].bfloat16(), b[:512, :512].bfloat16()
+        _PEAKS["matmul bf16"] = counted_flops(lambda: a16 @ b16) / median_seconds(lambda: a16 @ b16) / 1e9
+    return _PEAKS
+
+
+@benchmark("roofline")
+def roofline(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """The machine's measured peaks, then each hot path's FLOPs per item (FlopCounterMode), the rate it reaches, its
+    GFLOP/s and that as a share of the fp32 convolution peak, and the rate the peak would allow (the ceiling). FLOPs are
+    those of the direct algorithm: a path using Winograd / FFT convolutions does fewer operations, so its effective
+    GFLOP/s can pass the peak."""
+    import copy
+
+    from motionlab.inference.export import OnnxRunner, export_onnx
+    from motionlab.models import create_model
+    from motionlab.models.fast_conv import use_fast_convolutions
+
+    peaks = measured_peaks()
+    results = [(f"peak: {name} ({'native' if name.endswith('fp32') or native_bf16() else 'not native on this CPU'})", value, "GFLOP/s")
+               for name, value in peaks.items()]
+    peak = peaks["conv fp32"]
+    rows: list[tuple[str, float, float]] = []  # (hot path, FLOPs per item, seconds per item)
+
+    cfg = quickstart_config(_cache_dir())
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    torch.manual_seed(0)
+    task = instantiate(cfg.model, loss=cfg.loss).train()
+    optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4)
+
+    def train_step():
+        loss = task.loss(task.animate(batch["source"], batch["driver"]), batch)["total"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    size = len(batch["source"])
+    rows.append((f"quickstart training step, per sample (forward + backward, batch {size}, 64x64)", counted_flops(train_step) / size, median_seconds(train_step) / size))
+
+    fomm = create_model("fomm_vox256").eval()
+    fast = copy.deepcopy(fomm)
+    use_fast_convolutions(fast)
+    source, driving = torch.rand(1, 3, 256, 256), torch.rand(1, 3, 256, 256)
+    with torch.inference_mode():
+        kp_source, kp_driving = fomm.kp_detector(source), fomm.kp_detector(driving)
+        features = fast.generator.encode_source(source)
+        direct_generator = lambda: fomm.generator(source, kp_driving, kp_source, source_features=features)  # noqa: E731
+        fast.generator(source, kp_driving, kp_source, source_features=features)  # its convolutions choose their algorithms
+        paths = {  # label: (what is counted, what is timed)
+            "FOMM keypoint detector, 256x256": (lambda: fomm.kp_detector(driving),) * 2,
+            "FOMM generator, 256x256, FOMM's loop (source encoded every frame)": (lambda: fomm.generator(source, kp_driving, kp_source),) * 2,
+            "FOMM generator, source encoded once, direct convolutions": (direct_generator,) * 2,
+            "FOMM generator, source encoded once, Winograd / FFT where faster (motionlab-animate)":
+                (direct_generator, lambda: fast.generator(source, kp_driving, kp_source, source_features=features)),
+        }
+        for label, (counted, timed) in paths.items():
+            rows.append((label, counted_flops(counted), median_seconds(timed)))
+
+        unet = create_model("lipsync_unet328_ave").eval()
+        image, audio = torch.rand(8, 6, 320, 320), torch.rand(8, 32, 16, 16)
+        flops = counted_flops(lambda: unet(image[:1], audio[:1]))
+        rows.append(("lip-sync U-Net (328), eager, batch 1 (SyncTalk_2D's loop)", flops, median_seconds(lambda: unet(image[:1], audio[:1]))))
+        runner = OnnxRunner(export_onnx(unet, Path(_cache_dir()) / "roofline_unet.onnx"), threads=torch.get_num_threads())
+        arrays = image.numpy(), audio.numpy()
+        rows.append(("lip-sync U-Net (328), onnxruntime, batch 8 (motionlab)", flops, median_seconds(lambda: runner(*arrays)) / 8))
+    for label, flops, seconds in rows:
+        achieved = flops / seconds / 1e9
+        results.append((f"{label}: {flops / 1e9:.2f} GFLOP/item, {1 / seconds:.2f} items/s (ceiling at the conv peak: {peak * 1e9 / flops:.2f})",
+                        achieved, f"GFLOP/s = {100 * achieved / peak:.0f} % of peak"))
+    return results
+
+
 @benchmark("shards_loader")
 def shards_loader(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     """Samples/s of the quickstart's training loader reading the toy world's PNG folders and the same clips as litdata
@@ -380,6 +486,180 @@ def lipsync_video(args: argparse.Namespace) -> list[tuple[str, float, str]]:
         rate = summary["frames"] / (time.perf_counter() - started)
         results += [(f"motionlab-lipsync, {label}, batch 8", rate, "frames/s"), (f"  speed-up over the SyncTalk_2D loop ({label})", rate * reference_seconds / frames, "x")]
     results.append(("U-Net max abs difference, onnxruntime vs the loop's eager outputs (1e6 x)", difference * 1e6, "1e-6"))
+    # the roofline: no fp32 pipeline outruns its U-Net computed at the machine's convolution peak
+    _, image, audio, _ = kept[0]
+    ceiling = measured_peaks()["conv fp32"] * 1e9 / counted_flops(lambda: net(image[None], audio[None]))
+    loop_rate = frames / reference_seconds
+    results += [("6x the SyncTalk_2D loop would need", 6 * loop_rate, "frames/s"),
+                ("the U-Net alone at the measured fp32 convolution peak (roofline ceiling)", ceiling, "frames/s"),
+                ("  ceiling of the speed-up over the loop", ceiling / loop_rate, "x")]
+    return results
+
+
+SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo's flags."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def _animate_inputs(cache_root: Path) -> tuple[Path, Path, str]:
+    """A real portrait and driver from ../shared when present, else a toy portrait and an mp4 of its clip."""
+    portrait, driver = SHARED_REAL / "portraits" / "portrait_s9.jpg", SHARED_REAL / "drivers" / "human_d0.mp4"
+    if portrait.is_file() and driver.is_file():
+        return portrait, driver, "real portrait_s9 / human_d0"
+    from motionlab.data.synthetic import ToyWorldSpec, ensure_toy_world
+    from motionlab.data.video_io import list_frame_files, read_image, write_video
+
+    world = ensure_toy_world(str(cache_root / "toy"), ToyWorldSpec(identities=1, frames=60, size=256))
+    driver = cache_root / "toy_driver.mp4"
+    if not driver.is_file():
+        write_video(driver, (read_image(f) for f in list_frame_files(world / "id_0000_video")), fps=25.0, crf=18)
+    return world / "id_0000.png", driver, "toy portrait / toy driver"
+
+
+@benchmark("keypoint_animate")
+def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """The keypoint animate path on a FOMM release file (vox-256, random weights: the architecture is what is timed):
+    FOMM's own demo loop (benchmarks/fomm_reference.py: batch 1, the source re-encoded every frame) against
+    ``motionlab-animate`` (portrait state once, batch 1 at 256 px, Winograd / FFT convolutions where faster), alternating,
+    median of 3: the loop alone on decoded frames (steady state), and the whole command (read, resize, animate, encode;
+    model load included on both sides). Then the opt-in bf16 mode, where the CPU computes bf16 natively."""
+    from benchmarks.fomm_reference import fomm_demo, fomm_make_animation
+    from motionlab.inference.animate import animate_files, animate_frames
+    from motionlab.models import create_model
+    from motionlab.models.fomm import save_fomm_checkpoint
+    from motionlab.tasks import load_predictor
+
+    cache_root = Path(_cache_dir()) / "keypoint-animate-bench"
+    cache_root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    release = save_fomm_checkpoint(create_model("fomm_vox256"), cache_root / "vox-random.pth.tar")
+    portrait, driver, inputs = _animate_inputs(cache_root)
+    frames = max(4, args.steps // 2)
+
+    reference = create_model("fomm_vox256", pretrained=release).eval()
+    predictor = load_predictor(release, model="fomm_vox256", fast_convolutions=True, detect_generated=False)
+    from motionlab.data.video_io import open_clip, read_image
+
+    portrait_image, driver_frames = read_image(portrait), open_clip(driver).get(range(frames))
+    source, driving = predictor.prepare_portrait(portrait_image), predictor.prepare_driver(driver_frames)
+    ours: list[torch.Tensor] = []
+
+    def reference_loop() -> float:
+        started = time.perf_counter()
+        fomm_make_animation(reference.kp_detector, reference.generator, source, driving)
+        return frames / (time.perf_counter() - started)
+
+    def motionlab_loop() -> float:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            ours[:] = [batch["generated"] for batch in animate_frames(predictor, portrait_image, driver_frames, predictor.batch_size)]
+        return frames / (time.perf_counter() - started)
+
+    motionlab_loop()  # the convolutions choose their algorithms on the first frames (once per process and shape)
+    loops = alternating_medians({"reference": reference_loop, "motionlab": motionlab_loop})
+    expected = torch.from_numpy(np.stack(fomm_make_animation(reference.kp_detector, reference.generator, source, driving))).permute(0, 3, 1, 2)
+    difference = float((torch.cat(ours) - expected).abs().max())
+
+    def reference_command() -> float:
+        started = time.perf_counter()
+        net = create_model("fomm_vox256", pretrained=release).eval()
+        fomm_demo(net.kp_detector, net.generator, portrait, driver, cache_root / "fomm.mp4", max_frames=2 * frames)
+        return 2 * frames / (time.perf_counter() - started)
+
+    # the whole command on more frames: it includes each side's start-up (and motionlab's convolution timing)
+    def motionlab_command() -> float:
+        started = time.perf_counter()
+        animate_files(release, portrait, driver, cache_root / "motionlab.mp4", arch="fomm_vox256", max_frames=2 * frames)
+        return 2 * frames / (time.perf_counter() - started)
+
+    commands = alternating_medians({"reference": reference_command, "motionlab": motionlab_command})
+    results = [(f"inputs: {inputs}, {frames} frames at 256x256, {torch.get_num_threads()} threads", float(frames), "frames"),
+               ("FOMM demo loop (batch 1, eager)", loops["reference"], "frames/s"),
+               ("motionlab keypoint path, same frames", loops["motionlab"], "frames/s"),
+               ("  speed-up over FOMM's loop (steady state)", loops["motionlab"] / loops["reference"], "x"),
+               ("  max abs difference from FOMM's loop (1e6 x)", difference * 1e6, "1e-6"),
+               (f"FOMM demo script, whole ({2 * frames} frames; model load, read, resize, animate, H.264)", commands["reference"], "frames/s"),
+               ("motionlab-animate, whole command, same files", commands["motionlab"], "frames/s"),
+               ("  speed-up over FOMM's demo (whole command)", commands["motionlab"] / commands["reference"], "x")]
+    if native_bf16():
+        bf16: list[torch.Tensor] = []
+        started = time.perf_counter()
+        with torch.inference_mode():
+            bf16[:] = [batch["generated"] for batch in animate_frames(predictor, portrait_image, driver_frames, predictor.batch_size, "bf16")]
+        rate = frames / (time.perf_counter() - started)
+        mse = float(((torch.cat(bf16) - torch.cat(ours)) ** 2).mean())
+        results += [("motionlab keypoint path, precision=bf16", rate, "frames/s"),
+                    ("  speed-up over FOMM's loop (bf16)", rate / loops["reference"], "x"),
+                    ("  PSNR of bf16 against fp32 frames", 10 * np.log10(1 / max(mse, 1e-12)), "dB")]
+    else:
+        results.append(("precision=bf16: not run, this CPU has no native bf16 (no avx512_bf16 / amx_bf16 flag; see roofline)", float("nan"), ""))
+    return results
+
+
+def _peak_rss_mib(argv: list[str]) -> float:
+    """Run ``argv`` and return its peak resident set size (MiB, from the kernel's accounting of that child)."""
+    import subprocess
+
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {process.stderr.read()[-2000:]}")
+    return usage.ru_maxrss / 1024
+
+
+@benchmark("memory")
+def memory(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """Peak RSS of ``motionlab-animate`` (a descriptor checkpoint at 64x64, so that a minute of video runs in minutes)
+    and ``motionlab-lipsync`` (SyncTalk_2D-format U-Net, onnxruntime) for a 10 s and a 60 s input, each command in its
+    own process: a streaming pipeline's memory does not grow with the input's length."""
+    import sys
+
+    import soundfile
+
+    from motionlab.data.audio import load_wav
+    from motionlab.data.synthetic import ToyWorldSpec, ensure_toy_world
+    from motionlab.data.video_io import list_frame_files, read_image, write_video
+    from motionlab.models import create_model
+    from motionlab.utils.checkpoint import atomic_torch_save
+
+    cache_root = Path(_cache_dir()) / "memory-bench"
+    world = ensure_toy_world(str(cache_root / "toy"), ToyWorldSpec(identities=1, frames=50, size=256))
+    frames = [read_image(f) for f in list_frame_files(world / "id_0000_video")]
+    torch.manual_seed(0)
+    model = create_model("fomm_vox256", input_size=64, num_kp=10, kp_detector={"block_expansion": 16, "max_features": 128, "num_blocks": 4, "pad": 3},
+                         generator={"block_expansion": 32, "max_features": 128, "num_bottleneck_blocks": 2,
+                                    "dense_motion_params": {"block_expansion": 32, "max_features": 128, "num_blocks": 4}})
+    checkpoint = cache_root / "descriptor.ckpt"  # the layout motionlab-train writes: model specs + net.* weights
+    atomic_torch_save({"motionlab": {"task": "descriptor", "models": {"net": model.model_info.spec()}, "predictor": {}},
+                       "state_dict": {f"net.{k}": v for k, v in model.state_dict().items()}}, checkpoint)
+    template = _lipsync_template(str(cache_root))
+    unet_file, encoder_file = cache_root / "unet_synctalk.pth", cache_root / "audio_visual_encoder.pth"
+    torch.save(create_model("lipsync_unet328_ave").state_dict(), unet_file)
+    torch.save({k.removeprefix("audio_encoder."): v for k, v in create_model("lipsync_audio_encoder_ave").state_dict().items()}, encoder_file)
+    speech = load_wav(template / "aud.wav")
+    results = []
+    for seconds in (10, 60):
+        driver = cache_root / f"driver_{seconds}s.mp4"
+        if not driver.is_file():
+            write_video(driver, (frames[i % len(frames)] for i in range(25 * seconds)), fps=25.0)
+        wav = cache_root / f"speech_{seconds}s.wav"
+        soundfile.write(wav, np.resize(speech, 16000 * seconds), 16000)
+        animate = _peak_rss_mib([sys.executable, "-m", "motionlab.cli.animate", f"ckpt={checkpoint}", f"portrait={world / 'id_0000.png'}",
+                                 f"driver={driver}", f"out={cache_root / 'animate.mp4'}"])
+        lipsync = _peak_rss_mib([sys.executable, "-m", "motionlab.cli.lipsync", f"ckpt={unet_file}", "arch=lipsync_unet328_ave",
+                                 f"audio_encoder_ckpt={encoder_file}", f"template={template}", f"audio={wav}",
+                                 f"out={cache_root / 'lipsync.mp4'}", f"onnx={cache_root / 'unet.onnx'}"])
+        results += [(f"motionlab-animate, {seconds} s driver (64x64 descriptor model): peak RSS", animate, "MiB"),
+                    (f"motionlab-lipsync, {seconds} s of speech (SyncTalk_2D U-Net, onnxruntime): peak RSS", lipsync, "MiB")]
+    results += [("animate: peak RSS 60 s / 10 s", results[2][1] / results[0][1], "x"),
+                ("lipsync: peak RSS 60 s / 10 s", results[3][1] / results[1][1], "x")]
     return results
 
 

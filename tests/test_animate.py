@@ -151,15 +151,26 @@ def test_animate_with_a_fomm_release_checkpoint(toy_world, tmp_path):
 
 
 def test_animate_streams_the_driver_and_downscales_huge_portraits(checkpoint, toy_world, tmp_path, monkeypatch, caplog):
-    """The driver is decoded batch_size frames at a time (memory does not grow with its length) and the outputs equal
-    those of a whole-array run; a portrait larger than limits.max_portrait_side is downscaled while read, with a warning."""
-    from motionlab.data.video_io import FrameFolderClip, InputLimits, limited
+    """The driver is decoded as it is needed, never more than a batch ahead of the frames written (memory does not grow
+    with its length); a video streams the very frames random access reads; a portrait larger than
+    limits.max_portrait_side is downscaled while read, with a warning."""
+    from motionlab.data.video_io import FrameFolderClip, InputLimits, limited, open_clip
 
-    requested = []
-    real_get = FrameFolderClip.get
-    monkeypatch.setattr(FrameFolderClip, "get", lambda self, indices: requested.append(len(indices)) or real_get(self, indices))
-    summary = animate_files(checkpoint, toy_world / "id_0001.png", toy_world / "id_0001_video", tmp_path / "a.mp4", batch_size=3)
-    assert summary["frames"] == 8 and requested == [3, 3, 2]
+    read, leads = [0], []
+    real_stream = FrameFolderClip.stream
+
+    def counted_stream(self, count=None):
+        for frame in real_stream(self, count):
+            read[0] += 1
+            yield frame
+
+    monkeypatch.setattr(FrameFolderClip, "stream", counted_stream)
+    summary = animate_files(checkpoint, toy_world / "id_0001.png", toy_world / "id_0001_video", tmp_path / "a.mp4", batch_size=3,
+                            on_frame=lambda done, total: leads.append(read[0] - done))
+    assert summary["frames"] == read[0] == 8 and max(leads) <= 3
+    write_video(tmp_path / "driver.mp4", open_clip(toy_world / "id_0001_video").get(range(8)), fps=25.0)
+    video = open_clip(tmp_path / "driver.mp4")
+    assert np.array_equal(np.stack(list(video.stream(5))), video.get(range(5)))
     with limited(InputLimits(max_portrait_side=16)), caplog.at_level("WARNING"):
         animate_files(checkpoint, toy_world / "id_0001.png", toy_world / "id_0001_video", tmp_path / "b.mp4", batch_size=3)
     assert "downscaled to at most 16" in caplog.text and count_video_frames(tmp_path / "b.mp4") == 8

@@ -4,6 +4,7 @@ adapter checkpoint."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16")
 
 
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise InputError(f"precision={precision!r}: expected one of {PRECISIONS} (bf16: bfloat16 autocast, for processors that compute it natively)")
+
+
 def _as_float32(value):
     if isinstance(value, torch.Tensor):
         return value.float()
@@ -43,8 +49,7 @@ def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: 
     (S: the network's input size; the predictor prepares them, e.g. crops a face). ``precision="bf16"`` runs the
     networks under bfloat16 autocast (fast only where the processor computes in bf16 natively: AVX512-BF16 / AMX, or a
     GPU); the outputs come back as float32."""
-    if precision not in PRECISIONS:
-        raise InputError(f"precision={precision!r}: expected one of {PRECISIONS}")
+    _check_precision(precision)
     batches = (frames[start : start + batch_size] for start in range(0, len(frames), batch_size)) if isinstance(frames, np.ndarray) else frames
     source = predictor.prepare_portrait(portrait).to(predictor.device)
     initial = None
@@ -57,9 +62,11 @@ def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: 
 
 
 def decoded_batches(clip, count: int, batch_size: int) -> Iterator[np.ndarray]:
-    """The first ``count`` frames of ``clip``, ``batch_size`` at a time: a driver is never held whole."""
-    for start in range(0, count, batch_size):
-        yield clip.get(range(start, min(count, start + batch_size)))
+    """The first ``count`` frames of ``clip``, ``batch_size`` at a time, decoded as they are needed: a driver is never
+    held whole."""
+    frames = clip.stream(count)
+    while batch := list(itertools.islice(frames, batch_size)):
+        yield np.stack(batch)
 
 
 def _upscaled(frames: np.ndarray, size: int) -> np.ndarray:
@@ -155,6 +162,7 @@ def animate_files(
         if value is not None:
             check_output_path(value, key, (suffix,))
     check_positive(batch_size=batch_size, fps=fps, max_frames=max_frames)
+    _check_precision(precision)
     # Frames stream from the decoder through the network into the encoder; only the side-by-side views (asked for
     # with gif / side_by_side_out) and the sequence's frames (sequence_out) are kept until the end.
     keep_views = gif is not None or side_by_side_out is not None

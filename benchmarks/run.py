@@ -476,7 +476,7 @@ def lipsync_video(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     results += [(f"paste box, first {len(kept)} frames: max abs difference, motionlab vs SyncTalk_2D (0-1 scale)", worst, ""),
                 ("  pixel values that differ", float(differing), "values")]
     onnx_path = export_onnx(net, cache_root / "unet_ave.onnx")
-    onnx = OnnxRunner(onnx_path, threads=torch.get_num_threads())
+    onnx = OnnxRunner(onnx_path, threads=torch.get_num_threads(), spinning=False)  # as motionlab-lipsync runs it
     difference = max(float(np.abs(onnx(image[None].numpy(), audio[None].numpy())[0] - output.numpy()).max()) for _, image, audio, output in kept)
     for label, runner in (("onnxruntime", onnx), ("eager PyTorch, channels_last", None)):
         predictor.runner = runner  # None: the eager network
@@ -486,6 +486,30 @@ def lipsync_video(args: argparse.Namespace) -> list[tuple[str, float, str]]:
         rate = summary["frames"] / (time.perf_counter() - started)
         results += [(f"motionlab-lipsync, {label}, batch 8", rate, "frames/s"), (f"  speed-up over the SyncTalk_2D loop ({label})", rate * reference_seconds / frames, "x")]
     results.append(("U-Net max abs difference, onnxruntime vs the loop's eager outputs (1e6 x)", difference * 1e6, "1e-6"))
+    # whole commands on 6 s of speech, start-up included: SyncTalk_2D's feature writer + inference script as one process
+    # against motionlab-lipsync (its ONNX file exported beforehand, as after a first run), alternating, median of 3
+    import subprocess
+    import sys
+
+    long_wav = cache_root / "speech_6s.wav"
+    soundfile.write(long_wav, np.resize(load_wav(template / "aud.wav"), 6 * 16000), 16000)
+
+    def command_seconds(argv: list[str]) -> Callable[[], float]:
+        def run() -> float:
+            started = time.perf_counter()
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return time.perf_counter() - started
+        return run
+
+    commands = alternating_medians({
+        "reference": command_seconds([sys.executable, "-m", "benchmarks.synctalk_reference", str(unet_file), str(encoder_file), str(template),
+                                      str(long_wav), str(cache_root / "reference_6s.mp4")]),
+        "motionlab": command_seconds([sys.executable, "-m", "motionlab.cli.lipsync", f"ckpt={unet_file}", "arch=lipsync_unet328_ave",
+                                      f"audio_encoder_ckpt={encoder_file}", f"template={template}", f"audio={long_wav}", "feather=0",
+                                      f"out={cache_root / 'motionlab_6s.mp4'}", f"onnx={onnx_path}"])})
+    results += [("SyncTalk_2D, whole commands (features + inference), 6 s of speech", commands["reference"], "s"),
+                ("motionlab-lipsync, whole command, same files", commands["motionlab"], "s"),
+                ("  speed-up over SyncTalk_2D (whole command, 6 s)", commands["reference"] / commands["motionlab"], "x")]
     # the roofline: no fp32 pipeline outruns its U-Net computed at the machine's convolution peak
     _, image, audio, _ = kept[0]
     ceiling = measured_peaks()["conv fp32"] * 1e9 / counted_flops(lambda: net(image[None], audio[None]))

@@ -154,3 +154,29 @@ def synctalk_reference_loop(net: torch.nn.Module, features: np.ndarray, wav: np.
         writer.release()
         _mux_like_ffmpeg(avi, wav, 16000, Path(out))
     return time.perf_counter() - started, kept
+
+
+def main(argv: list[str] | None = None) -> None:
+    """SyncTalk_2D's two commands as one process, for whole-command timings: ``data_utils/ave``'s feature writer, then
+    ``inference_328.py`` (its U-Net and encoder files are plain state dicts)::
+
+        python -m benchmarks.synctalk_reference UNET.pth ENCODER.pth TEMPLATE AUDIO.wav OUT.mp4
+    """
+    import argparse
+
+    from motionlab.data.audio import load_wav
+    from motionlab.models import create_model
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    for name in ("unet", "encoder", "template", "wav", "out"):
+        parser.add_argument(name)
+    args = parser.parse_args(argv)
+    encoder = create_model("lipsync_audio_encoder_ave").eval()  # the release file is its inner network's state dict
+    encoder.load_state_dict({f"audio_encoder.{key}": value for key, value in torch.load(args.encoder, weights_only=True).items()})
+    net = create_model("lipsync_unet328_ave").eval()
+    net.load_state_dict(torch.load(args.unet, weights_only=True))
+    synctalk_reference_loop(net, synctalk_aud_ave(encoder, args.wav), load_wav(args.wav), args.template, args.out)
+
+
+if __name__ == "__main__":
+    main()

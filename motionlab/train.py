@@ -14,16 +14,26 @@ import lightning as L
 import torch
 import torchmetrics
 from hydra.utils import instantiate
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from motionlab.callbacks.rng_state import RNGStateCallback
 from motionlab.models.lora import LoraSpec, lora_spec
-from motionlab.utils.checkpoint import AtomicCheckpointIO, find_last_checkpoint
+from motionlab.utils.checkpoint import atomic_torch_save, find_last_checkpoint
 from motionlab.utils.config import ConfigError, validate_config
 from motionlab.utils.errors import InputError
 from motionlab.utils.io import flatten, remove_stale_scratch, write_json
 
 log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO whose writes are atomic (a killed run never leaves a truncated ``last.ckpt``)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options}")
+        atomic_torch_save(checkpoint, path)
 
 
 def _finish_wandb() -> None:

@@ -271,7 +271,7 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | No
             check_output_path(path, "onnx", (".onnx",))  # by default beside the checkpoint, which may be read-only
             net = merge_lora(copy.deepcopy(predictor.net)) if lora_file is not None else predictor.net
             log.info("exported %s; onnxruntime parity %s", path, export_checked(net, path)["parity"])
-        predictor.runner = OnnxRunner(path)
+        predictor.runner = OnnxRunner(path, spinning=False)  # decoding, paste-back and encoding share the cores
     pipeline = LipSyncPipeline(predictor, batch_size=batch_size, feather=feather, fps=fps)
     summary = pipeline.run(template, audio, out, crf=crf, features_path=features, sequence_out=sequence_out, on_frame=on_frame)
     return {**summary, "runtime": runtime}

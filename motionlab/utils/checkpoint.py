@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 from motionlab.utils.errors import InputError, MotionlabError
@@ -27,15 +26,6 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` through a temporary file and a rename: readers never see half a file."""
     with atomic_open(path, "wb") as file:
         torch.save(obj, file)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint IO whose writes are atomic (a killed run never leaves a truncated ``last.ckpt``)."""
-
-    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        if storage_options is not None:
-            raise TypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options}")
-        atomic_torch_save(checkpoint, path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -627,15 +627,19 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     return results
 
 
-def _peak_rss_mib(argv: list[str]) -> float:
-    """Run ``argv`` and return its peak resident set size (MiB, from the kernel's accounting of that child)."""
+def _peak_rss_mib(module: str, arguments: list[str]) -> float:
+    """Run ``python -m module arguments`` and return its peak resident set size in MiB: the process's own VmHWM, read
+    as it exits (a parent's ``ru_maxrss`` of the child would include the memory of the forked parent before exec)."""
     import subprocess
+    import sys
 
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {process.stderr.read()[-2000:]}")
-    return usage.ru_maxrss / 1024
+    report = ("import atexit, runpy, sys; atexit.register(lambda: print('VmHWM', open('/proc/self/status').read()"
+              ".split('VmHWM:')[1].split()[0], file=sys.stderr)); sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__')")
+    finished = subprocess.run([sys.executable, "-c", report, module, *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peaks = [line.split()[1] for line in finished.stderr.splitlines() if line.startswith("VmHWM ")]
+    if finished.returncode != 0 or not peaks:
+        raise RuntimeError(f"{module} {' '.join(arguments)} failed: {finished.stderr[-2000:]}")
+    return int(peaks[-1]) / 1024
 
 
 @benchmark("memory")
@@ -643,8 +647,6 @@ def memory(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     """Peak RSS of ``motionlab-animate`` (a descriptor checkpoint at 64x64, so that a minute of video runs in minutes)
     and ``motionlab-lipsync`` (SyncTalk_2D-format U-Net, onnxruntime) for a 10 s and a 60 s input, each command in its
     own process: a streaming pipeline's memory does not grow with the input's length."""
-    import sys
-
     import soundfile
 
     from motionlab.data.audio import load_wav
@@ -675,11 +677,11 @@ def memory(args: argparse.Namespace) -> list[tuple[str, float, str]]:
             write_video(driver, (frames[i % len(frames)] for i in range(25 * seconds)), fps=25.0)
         wav = cache_root / f"speech_{seconds}s.wav"
         soundfile.write(wav, np.resize(speech, 16000 * seconds), 16000)
-        animate = _peak_rss_mib([sys.executable, "-m", "motionlab.cli.animate", f"ckpt={checkpoint}", f"portrait={world / 'id_0000.png'}",
-                                 f"driver={driver}", f"out={cache_root / 'animate.mp4'}"])
-        lipsync = _peak_rss_mib([sys.executable, "-m", "motionlab.cli.lipsync", f"ckpt={unet_file}", "arch=lipsync_unet328_ave",
-                                 f"audio_encoder_ckpt={encoder_file}", f"template={template}", f"audio={wav}",
-                                 f"out={cache_root / 'lipsync.mp4'}", f"onnx={cache_root / 'unet.onnx'}"])
+        animate = _peak_rss_mib("motionlab.cli.animate", [f"ckpt={checkpoint}", f"portrait={world / 'id_0000.png'}", f"driver={driver}",
+                                                          f"out={cache_root / 'animate.mp4'}"])
+        lipsync = _peak_rss_mib("motionlab.cli.lipsync", [f"ckpt={unet_file}", "arch=lipsync_unet328_ave", f"audio_encoder_ckpt={encoder_file}",
+                                                          f"template={template}", f"audio={wav}", f"out={cache_root / 'lipsync.mp4'}",
+                                                          f"onnx={cache_root / 'unet.onnx'}"])
         results += [(f"motionlab-animate, {seconds} s driver (64x64 descriptor model): peak RSS", animate, "MiB"),
                     (f"motionlab-lipsync, {seconds} s of speech (SyncTalk_2D U-Net, onnxruntime): peak RSS", lipsync, "MiB")]
     results += [("animate: peak RSS 60 s / 10 s", results[2][1] / results[0][1], "x"),

@@ -101,6 +101,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             raise ConfigError("lora=... adapts a frozen base: give its weights with init_from=<base checkpoint> (also when resuming)")
         task.add_lora(LoraSpec.from_dict(OmegaConf.to_container(cfg.lora, resolve=True)), cfg.init_from)
         log.info("LoRA on model.net: %s", lora_spec(task.net))
+    if cfg.get("compile"):
+        task.net.compile()  # nn.Module.compile: in place, so state-dict keys keep their names (no "_orig_mod.")
+        log.info("model.net is compiled with torch.compile (the first steps include compilation)")
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
     callbacks.append(RNGStateCallback())
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]

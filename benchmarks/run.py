@@ -327,18 +327,20 @@ def shards_loader(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     write_clip_shards(root, shards)
     common = {k: cfg.data[k] for k in ("image_size", "val_fraction", "test_fraction", "batch_size", "shuffle_seed", "max_frames")}
     modules = {"folder (PNG frames)": folder, "litdata shards": ShardedClipDataModule(root=str(shards), cache_dir=str(_cache_dir()), **common)}
-    rates: dict[str, list[float]] = {name: [] for name in modules}
     for module in modules.values():
         module.setup("fit")
-    for _ in range(3):
-        for name, module in modules.items():
+
+    def loader_rate(module) -> Callable[[], float]:
+        def run() -> float:
             started, samples = time.perf_counter(), 0
             for index, batch in enumerate(module.train_dataloader()):
                 samples += len(batch["source"])
                 if index + 1 == args.steps * 4:
                     break
-            rates[name].append(samples / (time.perf_counter() - started))
-    medians = {name: float(np.median(values)) for name, values in rates.items()}
+            return samples / (time.perf_counter() - started)
+        return run
+
+    medians = alternating_medians({name: loader_rate(module) for name, module in modules.items()})
     return [*((f"quickstart loader, {name}, num_workers=0", rate, "samples/s") for name, rate in medians.items()),
             ("shards / folder", medians["litdata shards"] / medians["folder (PNG frames)"], "x")]
 
@@ -555,6 +557,7 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     median of 3: the loop alone on decoded frames (steady state), and the whole command (read, resize, animate, encode;
     model load included on both sides). Then the opt-in bf16 mode, where the CPU computes bf16 natively."""
     from benchmarks.fomm_reference import fomm_demo, fomm_make_animation
+    from motionlab.data.video_io import open_clip, read_image
     from motionlab.inference.animate import animate_files, animate_frames
     from motionlab.models import create_model
     from motionlab.models.fomm import save_fomm_checkpoint
@@ -569,15 +572,14 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
 
     reference = create_model("fomm_vox256", pretrained=release).eval()
     predictor = load_predictor(release, model="fomm_vox256", fast_convolutions=True, detect_generated=False)
-    from motionlab.data.video_io import open_clip, read_image
-
     portrait_image, driver_frames = read_image(portrait), open_clip(driver).get(range(frames))
     source, driving = predictor.prepare_portrait(portrait_image), predictor.prepare_driver(driver_frames)
     ours: list[torch.Tensor] = []
+    theirs: list[np.ndarray] = []
 
     def reference_loop() -> float:
         started = time.perf_counter()
-        fomm_make_animation(reference.kp_detector, reference.generator, source, driving)
+        theirs[:] = fomm_make_animation(reference.kp_detector, reference.generator, source, driving)
         return frames / (time.perf_counter() - started)
 
     def motionlab_loop() -> float:
@@ -588,7 +590,7 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
 
     motionlab_loop()  # the convolutions choose their algorithms on the first frames (once per process and shape)
     loops = alternating_medians({"reference": reference_loop, "motionlab": motionlab_loop})
-    expected = torch.from_numpy(np.stack(fomm_make_animation(reference.kp_detector, reference.generator, source, driving))).permute(0, 3, 1, 2)
+    expected = torch.from_numpy(np.stack(theirs)).permute(0, 3, 1, 2)
     difference = float((torch.cat(ours) - expected).abs().max())
 
     def reference_command() -> float:

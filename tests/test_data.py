@@ -13,6 +13,7 @@ from motionlab.data.augment import PairedAugmentation
 from motionlab.data.datamodule import EpochSeededRandomSampler, PortraitVideoDataModule, TargetDataModule
 from motionlab.data.datasets import PortraitVideoDataset, discover_clips, split_identities, uniform_frame_indices
 from motionlab.data.video_io import ClipError, list_frame_files, write_video
+from motionlab.utils.errors import InputError
 
 
 def _frames(world, name):
@@ -191,3 +192,33 @@ def test_target_datamodule_splits_one_identity_in_time(toy_world):
     assert frames.shape[0] == 4
     with pytest.raises(ValueError, match="is not among"):
         TargetDataModule(identity="nobody", root=str(toy_world), layout="seed").setup()
+
+
+def test_face_labels_follow_the_toy_motion_and_the_mirror(toy_world, tmp_path):
+    """data.face_labels serves each driver frame's 68 landmarks (pixels of the served size) and head pose: the roll is
+    the clip's rotation in degrees, the eye landmarks surround the named eye keypoints; a mirrored batch swaps the
+    eyes and negates yaw and roll; a layout without labels is an error naming the clip."""
+    from motionlab.data.datamodule import collate
+
+    _, records = discover_clips(toy_world)
+    dataset = PortraitVideoDataset(records[:2], image_size=64, face_labels=True)
+    sample = dataset[3]
+    clip, t = dataset.records[0].clip, sample["frame_index"]
+    with np.load(clip / "motion.npz") as motion:
+        roll = np.degrees(motion["rotation"][t])
+    assert sample["driver_head_pose"].tolist() == pytest.approx([0.0, 0.0, roll], abs=1e-4)
+    landmarks, keypoints = sample["driver_landmarks"], sample["driver_keypoints"]
+    assert landmarks.shape == (68, 2)
+    eyes = torch.stack([landmarks[36:42].mean(0), landmarks[42:48].mean(0)])
+    assert torch.allclose(eyes, keypoints[:2], atol=1.0)  # KEYPOINT_NAMES start with left_eye, right_eye
+
+    batch = collate([sample, dataset[5]])
+    flipped = PairedAugmentation(hflip=1.0, brightness=0, contrast=0, saturation=0, hue=0)(batch)
+    assert torch.allclose(flipped["driver_landmarks"][:, 36:42].mean(1)[:, 0], 63 - batch["driver_landmarks"][:, 42:48].mean(1)[:, 0], atol=1e-4)
+    assert torch.allclose(flipped["driver_head_pose"], batch["driver_head_pose"] * torch.tensor([1.0, -1.0, -1.0]))
+
+    shutil.copytree(clip, tmp_path / clip.name)
+    shutil.copy(toy_world / "id_0000.png", tmp_path)
+    (tmp_path / clip.name / "motion.npz").unlink()
+    with pytest.raises(InputError, match=r"data.face_labels: clip .*id_0000_video has no face labels"):
+        PortraitVideoDataset(discover_clips(tmp_path)[1], image_size=64, face_labels=True)[0]

@@ -118,3 +118,19 @@ def test_read_landmarks_from_npy_lms_and_toy_clips(tmp_path, toy_world):
 def test_ibug_layout_covers_68_points_once():
     covered = np.concatenate([np.arange(68)[part] for part in IBUG68.values()])
     assert sorted(covered.tolist()) == list(range(68))
+
+
+def test_mirror_68_swaps_sides_of_a_symmetric_face_onto_itself():
+    """A toy character at rest is left-right symmetric: reflecting x and re-indexing by MIRROR_68 gives it back; the
+    map is its own inverse and keeps the midline (nose bridge, lip centres) in place."""
+    from motionlab.data.synthetic import landmarks68, neutral_motion, sample_style
+    from motionlab.geometry.landmarks import MIRROR_68
+
+    style = sample_style(np.random.default_rng(3))
+    points = landmarks68(style, {name: float(value[0]) for name, value in neutral_motion().items()}, 64)
+    mirrored = points[MIRROR_68].copy()
+    mirrored[:, 0] = 63 - mirrored[:, 0]
+    assert np.allclose(mirrored, points, atol=1e-4)
+    assert np.array_equal(MIRROR_68[MIRROR_68], np.arange(68))
+    assert all(MIRROR_68[i] == i for i in (27, 28, 29, 30, 33, 51, 57, 62, 66, 8))
+    assert sorted(MIRROR_68) == list(range(68))

@@ -253,3 +253,107 @@ def test_real_portrait_animated_end_to_end(small_liveportrait, small_checkpoint,
     assert set(sequence.layers) == {"driver_keypoints", "generated_keypoints"}
     with pytest.raises(Exception, match="adapt_movement_scale"):
         animate_files(ckpt, portrait, driver, tmp_path / "again.mp4", max_frames=1, adapt_movement_scale=True)
+
+
+def test_landmark_guidance_targets_span_the_frame_corner_to_corner():
+    from motionlab.losses.liveportrait import GUIDANCE_LANDMARKS, normalized_landmarks
+
+    landmarks = torch.zeros(1, 68, 2)
+    landmarks[0, GUIDANCE_LANDMARKS[0]] = torch.tensor([0.0, 63.0])
+    landmarks[0, GUIDANCE_LANDMARKS[1]] = torch.tensor([31.5, 31.5])
+    guided = normalized_landmarks(landmarks, 64)
+    assert guided.shape == (1, 10, 2)
+    assert guided[0, 0].tolist() == pytest.approx([-1.0, 1.0]) and guided[0, 1].tolist() == pytest.approx([0.0, 0.0])
+
+
+def _face_landmarks(eyes: tuple[float, float, float, float], mouth: tuple[float, float, float, float]) -> torch.Tensor:
+    """(1, 68, 2) landmarks whose eye points fill the box ``eyes`` and mouth points the box ``mouth`` (x0, y0, x1, y1)."""
+    points = torch.full((1, 68, 2), 32.0)
+    for part, (x0, y0, x1, y1) in ((slice(36, 48), eyes), (slice(48, 68), mouth)):
+        n = part.stop - part.start
+        points[0, part, 0] = torch.linspace(x0, x1, n)
+        points[0, part, 1] = torch.tensor([y0, y1]).repeat(n // 2 + 1)[:n]
+    return points
+
+
+def test_part_views_crop_around_the_landmarks_and_pass_gradients():
+    from motionlab.losses.liveportrait import part_views
+
+    image = torch.zeros(1, 3, 64, 64, requires_grad=True)
+    with torch.no_grad():
+        image[:, :, 20:24, 16:48] = 1.0  # an eye band, where the eye landmarks are
+    landmarks = _face_landmarks(eyes=(16, 20, 47, 23), mouth=(24, 44, 40, 50))
+    views = part_views(image, landmarks, crop_fraction=0.25)
+    assert views["face"] is image and views["eyes"].shape == views["mouth"].shape == (1, 3, 16, 16)
+    assert views["eyes"].mean() > 0.05 and views["mouth"].abs().max() == 0  # the band is in the eye crop, not the mouth's
+    views["mouth"].sum().backward()
+    rows = image.grad[0, 0].abs().sum(dim=1).nonzero().flatten()
+    assert rows.min() >= 30 and rows.max() <= 63  # the mouth crop reads the lower face only
+    assert part_views(image, None, 0.25).keys() == {"face"}
+
+
+def test_gan_critics_learn_to_tell_real_from_generated_and_the_generator_term_follows():
+    """Critic steps on real (bright) against generated (dark) images lower the critics' loss and raise the realness
+    gap; R1 is positive; the generator's term is the non-saturating loss averaged over the three views."""
+    from motionlab.losses.liveportrait import LivePortraitLoss
+    from motionlab.models.liveportrait import LivePortraitDiscriminator
+
+    torch.manual_seed(0)
+    critic = LivePortraitDiscriminator(block_expansion=8, max_features=32, num_blocks=3, part_blocks=2)
+    loss = LivePortraitLoss(perceptual=None, reconstruction=0, l1=0, perceptual_weight=0, equivariance=0, keypoint_prior=0,
+                            deformation_prior=0, head_pose=0, landmark_guidance=0, gan=1.0).bind(discriminator=critic)
+    batch = {"driver": 0.7 + 0.3 * torch.rand(4, 3, 64, 64), "driver_landmarks": _face_landmarks((16, 20, 47, 23), (24, 44, 40, 50)).expand(4, -1, -1)}
+    outputs = {"image": 0.3 * torch.rand(4, 3, 64, 64)}
+    optimizer = torch.optim.Adam(critic.parameters(), 1e-3)
+    first = loss(outputs, batch, phase="discriminator")
+    assert first["gradient_penalty"] > 0 and set(first) == {"discriminator", "d_real", "d_fake", "gradient_penalty", "total"}
+    for _ in range(30):
+        terms = loss(outputs, batch, phase="discriminator")
+        optimizer.zero_grad()
+        terms["total"].backward()
+        optimizer.step()
+    assert terms["discriminator"] < first["discriminator"] and terms["d_real"] - terms["d_fake"] > first["d_real"] - first["d_fake"] + 0.2
+    from motionlab.losses.liveportrait import part_views
+
+    logits = critic(part_views(outputs["image"], batch["driver_landmarks"], critic.crop_fraction))
+    expected = sum(torch.nn.functional.softplus(-value).mean() for value in logits.values()) / 3
+    assert loss(outputs, batch)["gan"].item() == pytest.approx(expected.item(), rel=1e-6) and len(logits) == 3
+    with pytest.raises(ValueError, match="phase must be"):
+        loss(outputs, batch, phase="critic")
+
+
+def test_task_refuses_half_a_gan_and_unknown_retargeting(small_liveportrait):
+    from motionlab.losses.liveportrait import StitchingLoss
+    from motionlab.models.liveportrait import LivePortraitDiscriminator
+    from motionlab.tasks.liveportrait import LivePortraitTask
+    from motionlab.utils.errors import InputError
+
+    adam = lambda params: torch.optim.Adam(params)  # noqa: E731
+    with pytest.raises(InputError, match="model.discriminator and model.discriminator_optimizer go together"):
+        LivePortraitTask(small_liveportrait, StitchingLoss(), adam, discriminator=LivePortraitDiscriminator(8, 32, 2, 1))
+    with pytest.raises(InputError, match="trains with stage 1 only"):
+        LivePortraitTask(small_liveportrait, StitchingLoss(), adam, stage=2, discriminator=LivePortraitDiscriminator(8, 32, 2, 1),
+                         discriminator_optimizer=adam)
+    with pytest.raises(InputError, match="model.retargeting must be one of"):
+        LivePortraitTask(small_liveportrait, StitchingLoss(), adam, stage=2, retargeting="brows")
+
+
+def test_retargeting_pairs_change_only_their_part_and_measure_its_openness(toy_world):
+    from motionlab.data.datasets import discover_clips
+    from motionlab.data.retargeting import RetargetingPairs
+
+    _, records = discover_clips(toy_world)
+    eyes = RetargetingPairs(records[:2], image_size=64, part="eyes", samples_per_identity=6, seed=0)
+    lips = RetargetingPairs(records[:2], image_size=64, part="lips", samples_per_identity=6, seed=0)
+    assert len(eyes) == 12
+    for pairs, rows in ((eyes, slice(18, 36)), (lips, slice(36, 60))):
+        sample = pairs[4]
+        assert torch.equal(sample["ratios"], pairs[4]["ratios"])  # fixed by the seed
+        changed = (sample["target"] - sample["source"]).abs().amax(dim=0) > 0.05
+        assert changed.any() and not changed[: rows.start].any() and not changed[rows.stop :].any()
+    # a closed eye (blink 1) measures below the open portrait's ratios; training pairs are drawn afresh
+    ratios = torch.stack([eyes[i]["ratios"] for i in range(6)])
+    assert ratios.shape == (6, 3) and torch.all(ratios[:, 2] <= ratios[:, :2].mean(dim=1) + 1e-6)
+    assert lips[0]["ratios"].shape == (2,)
+    fresh = RetargetingPairs(records[:1], image_size=64, part="lips", samples_per_identity=2)
+    assert not torch.equal(fresh[0]["target"], fresh[0]["target"]) or not torch.equal(fresh[0]["ratios"], fresh[0]["ratios"])

@@ -33,7 +33,8 @@ class PreviewCallback(Callback):
 
     Writes ``<output_dir>/previews/step_XXXXXXX.png`` (one row per sample: portrait | driver | generated)
     and ``.gif`` (the first validation clip animated), and logs both to W&B when it is the logger. A task
-    with a ``preview(dataset, num_samples) -> (grid, caption)`` method renders its own still instead.
+    with a ``preview(dataset, num_samples) -> (grid, caption)`` method renders its own still instead (unless it
+    returns ``None``).
     Rendering uses the network in eval mode and no random numbers, so it does not perturb training.
     """
 
@@ -57,8 +58,10 @@ class PreviewCallback(Callback):
         dataset = getattr(datamodule, "datasets", {}).get("val") if datamodule is not None else None
         if dataset is None:
             return None
-        if hasattr(pl_module, "preview"):  # tasks with their own preview layout (the lip-sync U-Net)
-            return self._render_task_preview(trainer, pl_module, dataset)
+        if hasattr(pl_module, "preview"):  # tasks with their own preview layout (the lip-sync U-Net, retargeting)
+            own = self._render_task_preview(trainer, pl_module, dataset)
+            if own is not None:
+                return own
         was_training = pl_module.training
         pl_module.eval()
         try:
@@ -92,13 +95,16 @@ class PreviewCallback(Callback):
                 )
         return still, gif
 
-    def _render_task_preview(self, trainer: L.Trainer, pl_module: L.LightningModule, dataset) -> tuple[Path, None]:
+    def _render_task_preview(self, trainer: L.Trainer, pl_module: L.LightningModule, dataset) -> tuple[Path, None] | None:
         was_training = pl_module.training
         pl_module.eval()
         try:
-            grid, caption = pl_module.preview(dataset, self.num_samples)
+            preview = pl_module.preview(dataset, self.num_samples)
         finally:
             pl_module.train(was_training)
+        if preview is None:  # the task's current mode has no layout of its own
+            return None
+        grid, caption = preview
         still = self.output_dir / f"step_{trainer.global_step:07d}.png"
         still.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(grid).save(still)

@@ -11,6 +11,7 @@ import kornia.enhance as KE
 import torch
 from torch import nn
 
+from motionlab.geometry.landmarks import MIRROR_68
 from motionlab.utils.errors import InputError
 
 IMAGE_KEYS = ("source", "driver", "driver_next")
@@ -26,7 +27,9 @@ class PairedAugmentation(nn.Module):
 
     Args:
         hflip: probability of a horizontal flip (keypoint x becomes ``W - 1 - x``; left/right names are
-            not swapped, so keep it 0 when regressing named keypoints).
+            not swapped, so keep it 0 when regressing named keypoints). Face labels follow the mirror: the 68
+            ``driver_landmarks`` swap sides (:data:`~motionlab.geometry.landmarks.MIRROR_68`) and
+            ``driver_head_pose`` negates yaw and roll.
 
     Batches with cached descriptors are refused: a learnt detector answers a flipped or recoloured image
     with other keypoints (not the mirrored or the same ones), so the cache would no longer describe it.
@@ -73,4 +76,12 @@ class PairedAugmentation(nn.Module):
                 points = batch[key].clone()
                 points[flip, :, 0] = width - 1 - points[flip, :, 0]
                 out[key] = points
+        if "driver_landmarks" in batch:
+            points = batch["driver_landmarks"].clone()
+            points[flip] = points[flip][:, torch.as_tensor(MIRROR_68, device=device)]
+            points[flip, :, 0] = width - 1 - points[flip, :, 0]
+            out["driver_landmarks"] = points
+        if "driver_head_pose" in batch:
+            out["driver_head_pose"] = torch.where(flip[:, None], batch["driver_head_pose"] * batch["driver_head_pose"].new_tensor([1.0, -1.0, -1.0]),
+                                                  batch["driver_head_pose"])
         return out

@@ -95,6 +95,8 @@ class PortraitVideoDataModule(SplitDataModule):
         shuffle_seed: seed of the per-epoch training shuffle.
         descriptor_checkpoint: a trained descriptor model; its keypoints for every frame are cached under
             ``cache_dir`` (computed when missing, recomputed with a warning when stale) and added to samples.
+        face_labels: add each driver frame's 68 landmarks and head pose to samples (``driver_landmarks``,
+            ``driver_head_pose``; the toy world's characters have them), for LivePortrait's guidance terms.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class PortraitVideoDataModule(SplitDataModule):
         on_bad_clip: str = "error",
         shuffle_seed: int = 0,
         descriptor_checkpoint: str | None = None,
+        face_labels: bool = False,
     ):
         super().__init__()
         if (root is None) == (toy_world is None):
@@ -139,6 +142,7 @@ class PortraitVideoDataModule(SplitDataModule):
         self.on_bad_clip = on_bad_clip
         self.shuffle_seed = shuffle_seed
         self.descriptor_checkpoint = descriptor_checkpoint
+        self.face_labels = face_labels
         self.splits: dict[str, list[str]] = {}
         self.datasets: dict[str, PortraitVideoDataset] = {}
         self.repeats = 1  # shuffled passes over the training samples per epoch
@@ -170,7 +174,8 @@ class PortraitVideoDataModule(SplitDataModule):
         layout, records, store = self.discover()
         self.splits = split_identities([r.identity for r in records], self.val_fraction, self.test_fraction, self.split_seed)
         by_split = {name: [r for r in records if r.identity in set(ids)] for name, ids in self.splits.items()}
-        common = dict(image_size=self.image_size, max_frames=self.max_frames, on_bad_clip=self.on_bad_clip, store=store)
+        common = dict(image_size=self.image_size, max_frames=self.max_frames, on_bad_clip=self.on_bad_clip, store=store,
+                      face_labels=self.face_labels)
         self.datasets["train"] = PortraitVideoDataset(
             by_split["train"], temporal_max_stride=self.temporal_max_stride, time_flip=self.time_flip, source_frame="random", **common
         )
@@ -250,7 +255,7 @@ class TargetDataModule(PortraitVideoDataModule):
             names = ", ".join(r.identity for r in records[:8])
             raise InputError(f"data.identity={self.identity!r} is not among the {len(records)} identities of {self.data_root()} ({names}, ...)")
         self.splits = {split: [self.identity] for split in ("train", "val", "test")}
-        common = dict(image_size=self.image_size, on_bad_clip="error", store=store)
+        common = dict(image_size=self.image_size, on_bad_clip="error", store=store, face_labels=self.face_labels)
         self.datasets["train"] = PortraitVideoDataset(chosen, max_frames=self.max_frames, frame_range=(0.0, self.train_fraction),
                                                       temporal_max_stride=self.temporal_max_stride, time_flip=self.time_flip,
                                                       source_frame="random", **common)

@@ -12,7 +12,10 @@ Layouts (``layout=``):
 A sample is a dict of float tensors in [0, 1]: ``source`` (3, H, W) (the portrait, or a frame of the
 clip), ``driver`` (3, H, W) frame ``t``, ``driver_next`` (3, H, W) a neighbouring frame for temporal
 terms, plus ``identity`` (str), ``frame_index`` / ``next_index`` (int) and, when the layout carries
-ground truth, ``driver_keypoints`` / ``source_keypoints`` (K, 2) in pixels of the returned images.
+ground truth, ``driver_keypoints`` / ``source_keypoints`` (K, 2) in pixels of the returned images. With
+``face_labels`` a sample also carries the driver frame's ``driver_landmarks`` (68, 2) (dlib / iBUG-300W order,
+pixels of the returned images) and ``driver_head_pose`` (3,) (pitch, yaw, roll in degrees, LivePortrait's
+convention): the labels LivePortrait's landmark-guidance and head-pose terms train on.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from motionlab.data.synthetic import toy_face_labels
 from motionlab.data.video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipError, open_clip, read_image
 from motionlab.utils.errors import InputError
 
@@ -70,6 +74,11 @@ class FolderClips:
     def ground_truth(self, record: ClipRecord) -> tuple[np.ndarray, np.ndarray | None]:
         """(T, K, 2) driver keypoints and the portrait's (K, 2) (``None`` without); only for records with ``keypoints``."""
         return np.load(record.keypoints, allow_pickle=False), _portrait_keypoints(record)
+
+    def face_labels(self, record: ClipRecord, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(T, 68, 2) landmarks in pixels of ``size`` x ``size`` frames and (T, 3) head pose in degrees, where the
+        clip has them (the toy world's characters: from their stored geometry and motion); ``None`` otherwise."""
+        return toy_face_labels(record.clip, size)
 
 
 def discover_clips(root: str | os.PathLike, layout: str = "auto") -> tuple[str, list[ClipRecord]]:
@@ -146,6 +155,8 @@ class PortraitVideoDataset(Dataset):
             in :attr:`skipped` and logs a warning.
         frame_range: the part of every clip served, as fractions ``(start, stop)`` of its length (a time split of
             one identity: the first half trains, the second is held out); neighbouring frames stay inside it.
+        face_labels: serve the driver frame's ``driver_landmarks`` and ``driver_head_pose`` (an error names a clip
+            without them).
         store: where the records' clips, portraits and ground truth are read (:class:`FolderClips` by default).
     """
 
@@ -160,6 +171,7 @@ class PortraitVideoDataset(Dataset):
         on_bad_clip: str = "error",
         frame_range: tuple[float, float] = (0.0, 1.0),
         store: FolderClips | None = None,
+        face_labels: bool = False,
     ):
         if on_bad_clip not in ("error", "skip"):
             raise InputError(f"on_bad_clip must be 'error' or 'skip', got {on_bad_clip!r}")
@@ -174,6 +186,7 @@ class PortraitVideoDataset(Dataset):
         self.temporal_max_stride = temporal_max_stride
         self.time_flip = time_flip
         self.source_frame = source_frame
+        self.face_labels = face_labels
         self.records: list[ClipRecord] = []
         self.spans: list[tuple[int, int]] = []  # the served [start, stop) frames of every clip
         self.skipped: list[tuple[Path, str]] = []
@@ -201,6 +214,7 @@ class PortraitVideoDataset(Dataset):
         self._portraits: dict[int, tuple[torch.Tensor, tuple[int, int]]] = {}
         self._clips_pid: int | None = None
         self._keypoints: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._face_labels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         # identity -> cached descriptor arrays (see motionlab.data.descriptor_cache), set by the datamodule
         self.descriptors: dict[str, dict[str, np.ndarray]] = {}
 
@@ -282,7 +296,23 @@ class PortraitVideoDataset(Dataset):
             sample["driver_keypoints"] = self._rescale(driver_points[t], stored_size)
             if portrait_points is not None:
                 sample["source_keypoints"] = self._rescale(portrait_points, stored_portrait_size)
+        if self.face_labels:
+            landmarks, head_pose = self._clip_face_labels(clip_id, stored_size)
+            sample["driver_landmarks"] = self._rescale(landmarks[t], stored_size)
+            sample["driver_head_pose"] = torch.from_numpy(head_pose[t].astype(np.float32))
         return sample
+
+    def _clip_face_labels(self, clip_id: int, stored_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        if clip_id not in self._face_labels:
+            record = self.records[clip_id]
+            if stored_size[0] != stored_size[1]:
+                raise InputError(f"data.face_labels: clip {record.clip} has {stored_size[1]}x{stored_size[0]} frames; face labels need square frames")
+            labels = self.store.face_labels(record, stored_size[0])
+            if labels is None:
+                raise InputError(f"data.face_labels: clip {record.clip} has no face labels (landmarks and head pose); they come with "
+                                 f"the toy world's characters (data=toy_world); set data.face_labels=false to train without them")
+            self._face_labels[clip_id] = labels
+        return self._face_labels[clip_id]
 
     def _rescale(self, points: np.ndarray, stored_size: tuple[int, int]) -> torch.Tensor:
         points = torch.as_tensor(points, dtype=torch.float32)

@@ -344,6 +344,38 @@ class ToyWorldSpec:
         return MotionRange(translation=self.translation, rotation=self.rotation, scale=self.scale)
 
 
+def load_character(clip_dir: str | os.PathLike) -> tuple[CharacterStyle, dict[str, np.ndarray]] | None:
+    """The character style and (T,) motion arrays a toy clip was rendered from (its ``motion.npz``); ``None`` for clips
+    without them (other renderers, other layouts)."""
+    path = Path(clip_dir) / "motion.npz"
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        if "style" not in data or any(name not in data for name in MOTION_FIELDS):
+            return None
+        style = json.loads(str(data["style"]))
+        motion = {name: data[name] for name in MOTION_FIELDS}
+    if set(style) != {field.name for field in fields(CharacterStyle)}:
+        return None
+    return CharacterStyle(**style), motion
+
+
+def toy_face_labels(clip_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A toy clip's face labels from its stored style and motion: (T, 68, 2) pixel landmarks at ``size`` and
+    (T, 3) head pose (pitch, yaw, roll) in degrees, LivePortrait's convention (the characters turn in the image
+    plane only, so pitch and yaw are 0; positive roll turns clockwise on screen, as ``rotation`` does). ``None``
+    for clips without a character's ``motion.npz`` (other renderers, other layouts)."""
+    character = load_character(clip_dir)
+    if character is None:
+        return None
+    style, motion = character
+    frames = len(motion["tx"])
+    landmarks = np.stack([landmarks68(style, _frame(motion, t), size) for t in range(frames)])
+    pose = np.zeros((frames, 3), np.float32)
+    pose[:, 2] = np.degrees(motion["rotation"])
+    return landmarks, pose
+
+
 def identity_name(index: int) -> str:
     return f"id_{index:04d}"
 

@@ -23,6 +23,12 @@ IBUG68 = {
     "outer_lips": slice(48, 60),
     "inner_lips": slice(60, 68),
 }
+# where each of the 68 points lands in a horizontally mirrored face (image-left and image-right parts swap;
+# the midline's points stay): mirrored[i] = points[MIRROR_68[i]] with x reflected
+MIRROR_68 = np.array([*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, *range(35, 30, -1),
+                      45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,
+                      54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55,
+                      64, 63, 62, 61, 60, 67, 66, 65])
 # Points whose means anchor the face frame, per layout: the two eye centres for 68 points (the inter-ocular
 # distance is the unit); for SyncTalk_2D's 110 points, whose eye indices are not published with the format, the
 # jaw points at eye height that its crop rule uses (the face width is the unit there).

@@ -11,7 +11,6 @@ regression of the keypoint-to-ground-truth protocol), then the same signal funct
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from motionlab.data import TRUSTED_DATA_TARGETS
 from motionlab.data.cross_domain import CrossDomainDataModule
 from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.landmarks import LandmarkSequence, read_landmarks
-from motionlab.data.synthetic import MOTION_FIELDS, CharacterStyle, landmarks68
+from motionlab.data.synthetic import toy_face_labels
 from motionlab.data.video_io import read_image
 from motionlab.geometry.landmarks import SIGNALS, motion_signals, pearson
 from motionlab.models import motionlab_meta
@@ -31,14 +30,6 @@ from motionlab.utils.checkpoint import load_checkpoint
 from motionlab.utils.config import instantiate_trusted
 from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_write_text, write_json
-
-
-def cartoon_landmarks(clip_dir: Path, size: int) -> np.ndarray:
-    """(T, 68, 2) pixel landmarks of a toy clip's cartoon, at ``size``, from its stored style and motion."""
-    with np.load(clip_dir / "motion.npz", allow_pickle=False) as data:
-        style = CharacterStyle(**json.loads(str(data["style"])))
-        motion = {name: data[name] for name in MOTION_FIELDS}
-    return np.stack([landmarks68(style, {name: float(motion[name][t]) for name in MOTION_FIELDS}, size) for t in range(len(motion["tx"]))])
 
 
 def _motion_features(value: np.ndarray, jacobian: np.ndarray | None) -> np.ndarray:
@@ -63,7 +54,7 @@ class NamedPointRegression:
 
     def __init__(self, datamodule: CrossDomainDataModule):
         clips = datamodule.clips["train"]
-        landmarks = [cartoon_landmarks(clip.record.clip, datamodule.image_size) for clip in clips]
+        landmarks = [toy_face_labels(clip.record.clip, datamodule.image_size)[0] for clip in clips]
         keypoints = np.concatenate([clip.value.reshape(len(clip), -1) for clip in clips])
         self.layout = _ridge(np.concatenate([keypoints, np.ones((len(keypoints), 1))], 1), np.concatenate(landmarks).reshape(len(keypoints), -1))
         features = np.concatenate([_motion_features(clip.value, clip.jacobian) for clip in clips])

@@ -3,14 +3,17 @@
 Stage 1 follows the paper and the community recipe (weights in ``conf/loss/liveportrait.yaml``): reconstruction
 (MSE), cascaded perceptual, equivariance of the implicit keypoints under random affine + TPS warps, the keypoint
 prior and the deformation prior of face-vid2vid, a head-pose loss against pseudo-labels and landmark guidance of 10
-keypoints towards dlib-68 landmarks (both where the batch carries them: ``head_pose`` (B, 3) degrees, ``landmarks``
-(B, 10, 2) normalised). The GAN terms on the face and on eye / mouth crops are not implemented here yet.
+keypoints towards dlib-68 landmarks (both where the batch carries the driver's face labels: ``driver_head_pose``
+(B, 3) degrees, ``driver_landmarks`` (B, 68, 2) pixels; ``data.face_labels``), and a non-saturating GAN on the face and on
+eye and mouth crops (:class:`~motionlab.models.liveportrait.LivePortraitDiscriminator`, crops placed by the driver's
+landmarks) whose critics train in the loss's ``discriminator`` phase, with an R1 gradient penalty on real images.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import roi_align
 
 from motionlab.geometry import RandomAffineTPS
 from motionlab.losses.base import TaskLoss
@@ -20,6 +23,33 @@ from motionlab.losses.perceptual import PerceptualPyramidLoss
 # dlib-68 indices the landmark guidance pairs with the first 10 implicit keypoints (eye corners and lids, mouth
 # corners and lips), from the community recipe
 GUIDANCE_LANDMARKS = (36, 39, 37, 42, 45, 43, 48, 54, 51, 57)
+
+
+def normalized_landmarks(landmarks: torch.Tensor, size: int) -> torch.Tensor:
+    """The guided landmarks (:data:`GUIDANCE_LANDMARKS`) of (B, 68, 2) pixel landmarks of ``size`` x ``size`` frames in
+    the keypoints' space: x, y in [-1, 1] from the first to the last pixel centre (the volume spans the frame)."""
+    return landmarks[:, list(GUIDANCE_LANDMARKS)] * (2.0 / (size - 1)) - 1.0
+
+
+# dlib-68 points of the regions the part critics judge
+PART_LANDMARKS = {"eyes": slice(36, 48), "mouth": slice(48, 68)}
+
+
+def part_views(images: torch.Tensor, landmarks: torch.Tensor | None, crop_fraction: float, margin: float = 1.5) -> dict[str, torch.Tensor]:
+    """What the critics see of (B, 3, S, S) images: ``face`` (the image) and, with (B, 68, 2) pixel landmarks, the
+    ``eyes`` and ``mouth`` crops: squares ``margin`` times the part's larger extent around its landmarks' box,
+    resampled (bilinear, pixel centres aligned) to ``crop_fraction`` of S. Differentiable in the images."""
+    views = {"face": images}
+    if landmarks is None:
+        return views
+    size = max(8, round(crop_fraction * images.shape[-1]))
+    index = torch.arange(images.shape[0], device=images.device, dtype=images.dtype)[:, None]
+    for part, points in PART_LANDMARKS.items():
+        low, high = landmarks[:, points].amin(dim=1), landmarks[:, points].amax(dim=1)
+        centre, half = (low + high) / 2.0, ((high - low).amax(dim=1, keepdim=True) * margin / 2.0).clamp_min(4.0)
+        boxes = torch.cat([index, centre - half, centre + half], dim=1).to(images.dtype)
+        views[part] = roi_align(images, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    return views
 
 
 def keypoint_prior(canonical: torch.Tensor, distance: float = 0.1, depth: float = 0.33) -> torch.Tensor:
@@ -33,23 +63,50 @@ def keypoint_prior(canonical: torch.Tensor, distance: float = 0.1, depth: float 
 
 class LivePortraitLoss(TaskLoss):
     """Stage 1: ``reconstruction`` (MSE), ``l1`` (off in the recipe), ``perceptual`` (pyramid), ``equivariance``, ``keypoint_prior``,
-    ``deformation_prior`` (L1 of the expression offsets), ``head_pose`` and ``landmark_guidance`` (L1).
+    ``deformation_prior`` (L1 of the expression offsets), ``head_pose`` and ``landmark_guidance`` (L1), and ``gan``
+    (non-saturating, the mean over the critics' views). ``phase="discriminator"`` returns the critics' terms instead:
+    ``discriminator`` (non-saturating, real drivers against detached results) and ``gradient_penalty`` (R1 on the real
+    images), with ``d_real`` / ``d_fake`` (mean logits) to watch.
 
     ``outputs``: :meth:`motionlab.models.liveportrait.LivePortrait.forward` (``image``, ``kp_driving``,
     ``motion_source`` / ``motion_driving``) and ``driver_input`` (the driver at the network's input size);
     ``batch``: ``driver`` (the target, at the image's size) and the optional labels. Binds ``keypoints_2d``:
-    image -> :class:`~motionlab.geometry.Keypoints` (x, y) of its own posed keypoints.
+    image -> :class:`~motionlab.geometry.Keypoints` (x, y) of its own posed keypoints; with ``gan`` on, ``discriminator``
+    (:class:`~motionlab.models.liveportrait.LivePortraitDiscriminator`).
     """
 
     def __init__(self, perceptual: PerceptualPyramidLoss, reconstruction: float = 10.0, l1: float = 0.0, perceptual_weight: float = 1.0,
                  equivariance: float = 1.0, keypoint_prior: float = 1.0, deformation_prior: float = 1.0, head_pose: float = 1.0,
-                 landmark_guidance: float = 1.0, sigma_affine: float = 0.05, sigma_tps: float = 0.005, points_tps: int = 5):
+                 landmark_guidance: float = 1.0, gan: float = 0.0, gradient_penalty: float = 1.0, sigma_affine: float = 0.05,
+                 sigma_tps: float = 0.005, points_tps: int = 5):
         super().__init__(reconstruction=reconstruction, l1=l1, perceptual=perceptual_weight, equivariance=equivariance, keypoint_prior=keypoint_prior,
-                         deformation_prior=deformation_prior, head_pose=head_pose, landmark_guidance=landmark_guidance)
+                         deformation_prior=deformation_prior, head_pose=head_pose, landmark_guidance=landmark_guidance, gan=gan,
+                         discriminator=1.0, gradient_penalty=gradient_penalty)
         self.perceptual = perceptual
         self.sigma_affine, self.sigma_tps, self.points_tps = sigma_affine, sigma_tps, points_tps
 
-    def forward(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+    def _views(self, images: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        return part_views(images, batch.get("driver_landmarks"), self.network("discriminator").crop_fraction)
+
+    def _discriminator_terms(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        critic = self.network("discriminator")
+        # R1 differentiates the critics at their inputs (each view), so the crops need no double backward
+        real = {part: view.detach().requires_grad_(self.active("gradient_penalty")) for part, view in self._views(batch["driver"], batch).items()}
+        real_logits = critic(real)
+        fake_logits = critic({part: view.detach() for part, view in self._views(outputs["image"].detach(), batch).items()})
+        terms = {"discriminator": sum(F.softplus(-real_logits[part]).mean() + F.softplus(fake_logits[part]).mean() for part in real_logits) / len(real_logits),
+                 "d_real": torch.stack([logits.mean() for logits in real_logits.values()]).mean().detach(),
+                 "d_fake": torch.stack([logits.mean() for logits in fake_logits.values()]).mean().detach()}
+        if self.active("gradient_penalty"):
+            gradients = torch.autograd.grad(sum(logits.sum() for logits in real_logits.values()), list(real.values()), create_graph=True)
+            terms["gradient_penalty"] = sum(g.square().sum(dim=(1, 2, 3)).mean() for g in gradients) / (2.0 * len(gradients))
+        return self.total(terms)
+
+    def forward(self, outputs: dict, batch: dict, phase: str = "generator") -> dict[str, torch.Tensor]:
+        if phase == "discriminator":
+            return self._discriminator_terms(outputs, batch)
+        if phase != "generator":
+            raise ValueError(f"phase must be 'generator' or 'discriminator', got {phase!r}")
         target, generated = batch["driver"], outputs["image"]
         terms = {"reconstruction": F.mse_loss(generated, target), "l1": (generated - target).abs().mean()}
         if self.active("perceptual"):
@@ -59,16 +116,18 @@ class LivePortraitLoss(TaskLoss):
             transform = RandomAffineTPS(driving.shape[0], self.sigma_affine, self.sigma_tps, self.points_tps, device=driving.device, dtype=driving.dtype)
             detect = self.network("keypoints_2d")
             terms["equivariance"] = equivariance_losses(detect, driving, detect(driving), transform)[0]
-        motions = (outputs["motion_source"], outputs["motion_driving"])
         if self.active("keypoint_prior"):
-            terms["keypoint_prior"] = sum(keypoint_prior(m["canonical"]) for m in motions) / 2
+            terms["keypoint_prior"] = sum(keypoint_prior(outputs[m]["canonical"]) for m in ("motion_source", "motion_driving")) / 2
         if self.active("deformation_prior"):
-            terms["deformation_prior"] = sum(m["expression"].abs().mean() for m in motions) / 2
-        if self.active("head_pose") and "head_pose" in batch:
-            terms["head_pose"] = (outputs["motion_driving"]["angles"] - batch["head_pose"]).abs().mean()
-        if self.active("landmark_guidance") and "landmarks" in batch:
+            terms["deformation_prior"] = sum(outputs[m]["expression"].abs().mean() for m in ("motion_source", "motion_driving")) / 2
+        if self.active("head_pose") and "driver_head_pose" in batch:
+            terms["head_pose"] = (outputs["motion_driving"]["angles"] - batch["driver_head_pose"]).abs().mean()
+        if self.active("landmark_guidance") and "driver_landmarks" in batch:
             guided = outputs["kp_driving"][:, : len(GUIDANCE_LANDMARKS), :2]
-            terms["landmark_guidance"] = (guided - batch["landmarks"]).abs().mean()
+            terms["landmark_guidance"] = (guided - normalized_landmarks(batch["driver_landmarks"], target.shape[-1])).abs().mean()
+        if self.active("gan"):
+            logits = self.network("discriminator")(self._views(generated, batch))
+            terms["gan"] = sum(F.softplus(-value).mean() for value in logits.values()) / len(logits)
         return self.total(terms)
 
 
@@ -98,3 +157,23 @@ class StitchingLoss(TaskLoss):
         mask = self.border_mask(image.shape[-2:], image.device)
         error = ((image - source).abs() * mask).sum(dim=(1, 2, 3)) / (mask.sum() * image.shape[1])
         return self.total({"stitching_error": error.mean(), "offset": outputs["offset"].square().mean()})
+
+
+class RetargetingLoss(TaskLoss):
+    """Stage 2, eye / lip retargeting: the portrait rendered with its keypoints moved by the MLP's offset must match
+    the portrait re-rendered with the wanted openness (``retargeting_error``, L1), with a small penalty on the offsets
+    (``offset``, mean square). Where ``outputs`` carry ``unmoved`` (the portrait rendered without the offset, in
+    evaluation), ``unretargeted_error`` is its L1 against the same target: the error retargeting is there to remove.
+
+    ``outputs``: ``image``, ``offset`` (B, K, 3), optionally ``unmoved``; ``batch``: ``target`` (the image's size).
+    """
+
+    def __init__(self, retargeting_error: float = 1.0, offset: float = 0.1):
+        super().__init__(retargeting_error=retargeting_error, offset=offset)
+
+    def forward(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        target = batch["target"]
+        terms = {"retargeting_error": (outputs["image"] - target).abs().mean(), "offset": outputs["offset"].square().mean()}
+        if "unmoved" in outputs:
+            terms["unretargeted_error"] = (outputs["unmoved"] - target).abs().mean()
+        return self.total(terms)

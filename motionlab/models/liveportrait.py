@@ -290,13 +290,18 @@ class SPADEResnetBlock(nn.Module):
 
 
 class SPADEDecoder(nn.Module):
-    """Warped feature (B, C, H, W) -> image (B, 3, 4 upscale H, 4 upscale W) in [0, 1]: two 2x upsamplings, then a
-    pixel shuffle by ``upscale``. C = ``block_expansion * 2 ** num_down_blocks``; the feature also conditions every
-    SPADE norm."""
+    """Warped feature (B, C, H, W) -> image (B, 3, 2^u upscale H, 2^u upscale W) in [0, 1]: the up blocks ``up_0``,
+    ``up_1``, the first ``upsample_blocks`` (u, 2 in the release) of them after a 2x upsampling, then a pixel shuffle
+    by ``upscale``. C = ``block_expansion * 2 ** num_down_blocks``; the feature also conditions every SPADE norm.
+    Fewer upsamplings render from a finer feature (toy scales, where a quarter-resolution volume blurs); the
+    parameters stay the release's."""
 
     def __init__(self, upscale: int = 2, block_expansion: int = 64, max_features: int = 512, num_down_blocks: int = 2,
-                 num_middle_blocks: int = 6, spade_hidden: int = 128):
+                 num_middle_blocks: int = 6, spade_hidden: int = 128, upsample_blocks: int = 2):
         super().__init__()
+        if upsample_blocks not in (0, 1, 2):
+            raise ValueError(f"upsample_blocks must be 0, 1 or 2 (of the two up blocks), got {upsample_blocks}")
+        self.upsample_blocks = upsample_blocks
         channels = min(max_features, block_expansion * 2**num_down_blocks)
         self.fc = nn.Conv2d(channels, 2 * channels, kernel_size=3, padding=1)
         for i in range(num_middle_blocks):
@@ -310,8 +315,8 @@ class SPADEDecoder(nn.Module):
         x = self.fc(feature)
         for i in range(self.num_middle_blocks):
             x = getattr(self, f"G_middle_{i}")(x, feature)
-        x = self.up_0(F.interpolate(x, scale_factor=2.0), feature)
-        x = self.up_1(F.interpolate(x, scale_factor=2.0), feature)
+        for i, block in enumerate((self.up_0, self.up_1)):
+            x = block(F.interpolate(x, scale_factor=2.0) if i < self.upsample_blocks else x, feature)
         return torch.sigmoid(self.conv_img(F.leaky_relu(x, 2e-1)))
 
 
@@ -360,6 +365,43 @@ class StitchingRetargeting(nn.Module):
         """(B, K, 3) keypoint offset opening / closing the mouth; ``lip_ratios`` (B, 2): the source's and the wanted."""
         b, k, _ = kp_source.shape
         return self.retarget_mouth(torch.cat([kp_source.reshape(b, -1), lip_ratios], dim=1)).view(b, k, 3)
+
+
+class PatchDiscriminator(nn.Module):
+    """Image (B, 3, H, W) -> patch realness logits (B, 1, H / 2^n, W / 2^n): ``num_blocks`` (n) spectral-normalised
+    4x4 stride-2 convolutions with LeakyReLU 0.2, then a 3x3 convolution to one channel (pix2pix / face-vid2vid)."""
+
+    def __init__(self, in_channels: int = 3, block_expansion: int = 64, num_blocks: int = 4, max_features: int = 512):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for i in range(num_blocks):
+            width = min(max_features, block_expansion * 2**i)
+            layers += [nn.utils.spectral_norm(nn.Conv2d(channels, width, kernel_size=4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+            channels = width
+        layers.append(nn.utils.spectral_norm(nn.Conv2d(channels, 1, kernel_size=3, padding=1)))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.layers(image)
+
+
+class LivePortraitDiscriminator(nn.Module):
+    """The stage-1 GAN's critics (training only; the release published none): one :class:`PatchDiscriminator` for
+    the whole face and one each for eye and mouth crops (the community recipe), the crops ``crop_fraction`` of the
+    image's side. ``views`` take what the crops are: :func:`motionlab.losses.liveportrait.part_views`."""
+
+    PARTS = ("face", "eyes", "mouth")
+
+    def __init__(self, block_expansion: int = 64, max_features: int = 512, num_blocks: int = 4, part_blocks: int = 3, crop_fraction: float = 0.25):
+        super().__init__()
+        self.critics = nn.ModuleDict({part: PatchDiscriminator(3, block_expansion, num_blocks if part == "face" else part_blocks, max_features)
+                                      for part in self.PARTS})
+        self.crop_fraction = crop_fraction
+
+    def forward(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Patch logits of each view ({part: (B, 3, h, w)}; parts without a view are left out)."""
+        return {part: self.critics[part](image) for part, image in views.items()}
 
 
 class LivePortrait(nn.Module):

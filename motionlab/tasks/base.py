@@ -109,6 +109,23 @@ class MotionlabTask(L.LightningModule):
             return configured[0] if "lr_scheduler" in configured[0] else configured[0]["optimizer"]
         return configured
 
+    def manual_step(self, name: str, loss: torch.Tensor, gradient_clip: float | None = None) -> None:
+        """One step of optimiser ``name`` under manual optimisation (several optimisers): backward of ``loss``, gradient
+        norm clipping to ``gradient_clip`` (Lightning clips only automatic optimisation), the step, and the group's
+        scheduler if it has one."""
+        names = list(self.optimizer_factories)
+        optimizers = self.optimizers()
+        optimizer = optimizers[names.index(name)] if isinstance(optimizers, list) else optimizers
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if gradient_clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=gradient_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+        if name in self.scheduler_factories:
+            scheduled = [n for n in names if n in self.scheduler_factories]
+            schedulers = self.lr_schedulers()
+            (schedulers[scheduled.index(name)] if isinstance(schedulers, list) else schedulers).step()
+
     def log_evaluation(self, split: str, values: Mapping[str, torch.Tensor | float], prog_bar: tuple[str, ...] = ()) -> None:
         """Log an evaluation epoch's values as ``<split>/<name>``. Under DDP they are held-out-set values already
         reduced over every rank (torchmetrics syncs on compute; tasks reduce their own sums); ``sync_dist`` averages

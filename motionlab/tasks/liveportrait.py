@@ -19,7 +19,7 @@ from motionlab.geometry.head_pose import relative_driving
 from motionlab.geometry.landmarks import eye_openness, face_crop_matrix, lip_openness
 from motionlab.losses.base import TaskLoss
 from motionlab.metrics.suite import EvaluationSuite
-from motionlab.models.liveportrait import LivePortrait
+from motionlab.models.liveportrait import LivePortrait, LivePortraitDiscriminator
 from motionlab.tasks.base import MotionlabTask
 from motionlab.tasks.predictor import AnimationPredictor, register_predictor
 from motionlab.utils.errors import InputError
@@ -32,30 +32,51 @@ def resized(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
+# stage 2's choice -> the MLP of the stitching / retargeting module it trains (the release's names)
+RETARGETING_MLPS = {"stitching": "retarget_shoulder", "eyes": "retarget_eye", "lips": "retarget_mouth"}
+
+
 class LivePortraitTask(MotionlabTask):
     """Trains a :class:`LivePortrait` model.
 
     ``stage=1`` trains the appearance extractor, motion extractor, warping module and generator by reconstructing a
     driver frame from the portrait of the same clip (:class:`motionlab.losses.liveportrait.LivePortraitLoss`).
-    ``stage=2`` freezes them (start it with ``init_from=<stage-1 checkpoint>``) and trains the stitching MLP: the
-    portrait driven by another identity's frame must stay itself outside the face
-    (:class:`~motionlab.losses.liveportrait.StitchingLoss`). Frames larger than the network's input size are
-    resized for it (a 512 px target for a 256 px input, as in the paper); the output must come out at the frames' size.
-    Validation scores reconstruction (L1 against copying the portrait) in stage 1, the stitching error in stage 2.
+    ``stage=2`` freezes them (start it with ``init_from=<stage-1 checkpoint>``) and trains one MLP of the stitching /
+    retargeting module, ``retargeting``: ``stitching`` (the portrait driven by another identity's frame must stay
+    itself outside the face, :class:`~motionlab.losses.liveportrait.StitchingLoss`), or ``eyes`` / ``lips`` (the
+    portrait's keypoints moved by the MLP's offset for a wanted openness must render the portrait re-rendered with it,
+    :class:`~motionlab.losses.liveportrait.RetargetingLoss`, on :mod:`motionlab.data.retargeting` pairs). Frames
+    larger than the network's input size are resized for it (a 512 px target for a 256 px input, as in the paper);
+    the output must come out at the frames' size. Validation scores reconstruction (L1 against copying the portrait)
+    in stage 1, the trained MLP's error in stage 2.
+
+    With a ``discriminator`` (stage 1's GAN terms) it trains under ``discriminator_optimizer``: every batch takes a
+    generator step, then a critic step (the loss's ``discriminator`` phase on the same results), each clipped to
+    ``gradient_clip`` (manual optimisation, so set ``trainer.gradient_clip_val=null``); Lightning counts both steps in
+    ``trainer.global_step``.
     """
 
     task_name = "liveportrait"
 
-    def __init__(self, net: LivePortrait, loss: TaskLoss, optimizer: Callable, scheduler: Callable | None = None, stage: int = 1):
-        super().__init__(optimizer=optimizer, scheduler=scheduler)
+    def __init__(self, net: LivePortrait, loss: TaskLoss, optimizer: Callable, scheduler: Callable | None = None, stage: int = 1,
+                 discriminator: LivePortraitDiscriminator | None = None, discriminator_optimizer: Callable | None = None,
+                 gradient_clip: float | None = 1.0, retargeting: str = "stitching"):
+        if retargeting not in RETARGETING_MLPS:
+            raise InputError(f"model.retargeting must be one of {sorted(RETARGETING_MLPS)}, got {retargeting!r}")
+        if (discriminator is None) != (discriminator_optimizer is None):
+            raise InputError("model.discriminator and model.discriminator_optimizer go together: give both (stage 1's GAN) or neither")
+        if discriminator is not None and stage != 1:
+            raise InputError("model.discriminator trains with stage 1 only; set model.discriminator=null for stage 2")
+        optimizers = {"net": optimizer, "discriminator": discriminator_optimizer} if discriminator is not None else optimizer
+        super().__init__(optimizer=optimizers, scheduler={"net": scheduler} if discriminator is not None and scheduler is not None else scheduler)
         if stage not in (1, 2):
             raise InputError(f"model.stage must be 1 (base networks) or 2 (stitching), got {stage}")
-        self.net, self.stage = net, stage
-        self.loss = loss.bind(keypoints_2d=self.keypoints_2d)
+        self.net, self.stage, self.discriminator, self.gradient_clip, self.retargeting = net, stage, discriminator, gradient_clip, retargeting
+        self.loss = loss.bind(keypoints_2d=self.keypoints_2d, discriminator=discriminator)
         self.input_size = net.model_info.input_size[0]
         if stage == 2:
             net.requires_grad_(False)
-            net.stitching_retargeting_module.retarget_shoulder.requires_grad_(True)
+            getattr(net.stitching_retargeting_module, RETARGETING_MLPS[retargeting]).requires_grad_(True)
         self.eval_suites = nn.ModuleDict({split: EvaluationSuite(frechet=False, identity=False) for split in ("val", "test")})
 
     def train(self, mode: bool = True) -> "LivePortraitTask":
@@ -88,6 +109,41 @@ class LivePortraitTask(MotionlabTask):
         image = net.render(volume, x_source, stitched)["image"]
         return {"image": image, "offset": stitched - x_driving, "source": source}
 
+    def retarget(self, source: torch.Tensor, ratios: torch.Tensor, unmoved: bool = False) -> dict:
+        """Stage 2, eyes / lips: ``source`` rendered with its keypoints moved by the retargeting offset for ``ratios``
+        (:meth:`~motionlab.models.liveportrait.StitchingRetargeting.retarget_eyes` / ``retarget_lips``); with
+        ``unmoved``, also rendered without it."""
+        net, source_input = self.net, self.network_input(source)
+        with torch.no_grad():
+            x_source = net.keypoints(net.motion_extractor.motion(source_input))
+            volume = net.appearance_feature_extractor(source_input)
+        module = net.stitching_retargeting_module
+        offset = (module.retarget_eyes if self.retargeting == "eyes" else module.retarget_lips)(x_source, ratios)
+        outputs = {"image": net.render(volume, x_source, x_source + offset)["image"], "offset": offset}
+        if unmoved:
+            with torch.no_grad():
+                outputs["unmoved"] = net.render(volume, x_source, x_source)["image"]
+        return outputs
+
+    def _stage2_terms(self, batch: dict, evaluation: bool = False) -> dict[str, torch.Tensor]:
+        if self.retargeting == "stitching":
+            return self.loss(self(*self._pairs(batch)), batch)
+        return self.loss(self.retarget(batch["source"], batch["ratios"], unmoved=evaluation), batch)
+
+    @torch.no_grad()
+    def preview(self, dataset, num_samples: int) -> tuple[np.ndarray, str] | None:
+        """Retargeting's preview rows (portrait | target | retargeted | unmoved, uint8); other modes use the
+        callback's portrait | driver | generated layout (``None``)."""
+        if self.stage == 1 or self.retargeting == "stitching":
+            return None
+        samples = [dataset[int(i)] for i in np.linspace(0, len(dataset) - 1, num_samples).round()]
+        source = torch.stack([s["source"] for s in samples]).to(self.device)
+        target = torch.stack([s["target"] for s in samples]).to(self.device)
+        outputs = self.retarget(source, torch.stack([s["ratios"] for s in samples]).to(self.device), unmoved=True)
+        columns = [resized(images, target.shape[-1]) for images in (source, target, outputs["image"], outputs["unmoved"])]
+        rows = torch.cat(columns, dim=-1).clamp(0, 1).permute(0, 2, 3, 1).mul(255).round().byte().cpu().numpy()
+        return np.concatenate(list(rows), axis=0), f"portrait | target {self.retargeting} | retargeted | unmoved"
+
     def _check_output_size(self, image: torch.Tensor, target: torch.Tensor) -> None:
         if image.shape[-2:] != target.shape[-2:]:
             raise InputError(f"the generator renders {tuple(image.shape[-2:])} from {self.input_size} px inputs but the frames are "
@@ -98,18 +154,39 @@ class LivePortraitTask(MotionlabTask):
         batch mixes them, which is where stitching matters)."""
         return (batch["source"], batch["driver"]) if self.stage == 1 else (batch["source"], batch["driver"].roll(1, dims=0))
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = {"net": [p for p in self.net.parameters() if p.requires_grad]}
+        if self.discriminator is not None:
+            groups["discriminator"] = list(self.discriminator.parameters())
+        return groups
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if self.stage == 2:
+            terms = self._stage2_terms(batch)
+            self.log_terms("train", terms)
+            return terms["total"]
         source, driving = self._pairs(batch)
         outputs = self(source, driving)
         self._check_output_size(outputs["image"], batch["driver"])
+        if self.discriminator is not None:
+            self.discriminator.requires_grad_(False)  # the generator's step moves the networks only
         terms = self.loss(outputs, batch)
         self.log_terms("train", terms)
-        return terms["total"]
+        if self.discriminator is None:
+            return terms["total"]
+        self.manual_step("net", terms["total"], self.gradient_clip)
+        self.discriminator.requires_grad_(True)
+        critic = self.loss(outputs, batch, phase="discriminator")
+        self.log_terms("train", {f"critic_{name}": value for name, value in critic.items()})
+        self.manual_step("discriminator", critic["total"], self.gradient_clip)
+        return None
 
     def _evaluation_step(self, batch: dict, split: str) -> None:
         if self.stage == 2:
-            terms = self.loss(self(*self._pairs(batch)), batch)
-            self.log(f"{split}/stitching_error", terms["stitching_error"], prog_bar=True, batch_size=len(batch["source"]), sync_dist=True)
+            terms = self._stage2_terms(batch, evaluation=True)
+            for name, value in terms.items():
+                if name.endswith("_error"):
+                    self.log(f"{split}/{name}", value, prog_bar=True, batch_size=len(batch["source"]), sync_dist=True)
             return
         source = batch["source"]
         driver = torch.stack([batch["driver"], batch["driver_next"]], dim=1)

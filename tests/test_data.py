@@ -220,5 +220,5 @@ def test_face_labels_follow_the_toy_motion_and_the_mirror(toy_world, tmp_path):
     shutil.copytree(clip, tmp_path / clip.name)
     shutil.copy(toy_world / "id_0000.png", tmp_path)
     (tmp_path / clip.name / "motion.npz").unlink()
-    with pytest.raises(InputError, match=r"data.face_labels: clip .*id_0000_video has no face labels"):
+    with pytest.raises(InputError, match=r"data.face_labels: clip .*id_0000_video has no face labels .*motionlab-data face-labels"):
         PortraitVideoDataset(discover_clips(tmp_path)[1], image_size=64, face_labels=True)[0]

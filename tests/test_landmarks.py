@@ -1,10 +1,11 @@
 """Landmarks: the face-frame normalisation's invariances, motion signals, the sources behind read_landmarks, and the
-toy world's human domain."""
+toy world's human domain, head pose from landmarks and the face labels written for LivePortrait's training."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import SHARED, run_command
 
 from motionlab.data.landmarks import fill_missing, read_landmarks, write_lms
 from motionlab.data.synthetic import sample_motion
@@ -134,3 +135,59 @@ def test_mirror_68_swaps_sides_of_a_symmetric_face_onto_itself():
     assert np.array_equal(MIRROR_68[MIRROR_68], np.arange(68))
     assert all(MIRROR_68[i] == i for i in (27, 28, 29, 30, 33, 51, 57, 62, 66, 8))
     assert sorted(MIRROR_68) == list(range(68))
+
+
+@pytest.mark.parametrize("pitch, yaw, roll", [(0.0, 0.0, 0.0), (12.0, -20.0, 8.0), (-15.0, 30.0, -25.0)])
+def test_head_pose_from_landmarks_recovers_the_pose_that_projected_them(pitch, yaw, roll):
+    """The generic face posed by R = Rz(roll) Ry(yaw) Rx(pitch) and projected through the same pinhole camera gives
+    those angles back (LivePortrait's convention: its row-vector R is this one transposed)."""
+    import torch
+
+    from motionlab.geometry.head_pose import rotation_matrix
+    from motionlab.geometry.landmarks import POSE_MODEL, POSE_MODEL_POINTS, head_pose_from_landmarks
+
+    rotation = rotation_matrix(*(torch.tensor([a], dtype=torch.float64) for a in (pitch, yaw, roll)))[0].numpy().T
+    camera_points = POSE_MODEL @ rotation.T + np.array([0.0, 0.0, 1500.0])
+    width, height = 640, 480
+    projected = camera_points[:, :2] / camera_points[:, 2:] * width + np.array([width / 2, height / 2])
+    points = np.full((1, 68, 2), 300.0)
+    points[0, list(POSE_MODEL_POINTS)] = projected
+    assert head_pose_from_landmarks(points, (height, width))[0] == pytest.approx([pitch, yaw, roll], abs=0.05)
+
+
+def test_head_pose_of_a_rolled_face_turns_with_the_eye_line():
+    """On a frontal 2-D face, the estimated roll follows the eye line's angle (face_frame's sign: clockwise on screen)."""
+    from motionlab.geometry.landmarks import POSE_MODEL, POSE_MODEL_POINTS, face_frame, head_pose_from_landmarks
+
+    flat = POSE_MODEL[:, :2] / 1500.0 * 640 + np.array([320.0, 240.0])
+    points = np.full((68, 2), 320.0)
+    points[list(POSE_MODEL_POINTS)] = flat
+    points[36:42], points[42:48] = flat[2], flat[3]  # eye centres at the outer corners (the eye line)
+    angle = np.radians(15.0)
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    rolled = (points - [320.0, 240.0]) @ turn.T + [320.0, 240.0]
+    assert np.degrees(face_frame(rolled[None])[2][0]) == pytest.approx(15.0)
+    assert head_pose_from_landmarks(rolled[None], (480, 640))[0][2] == pytest.approx(15.0, abs=1.0)
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "real" / "drivers" / "human_d0.mp4").is_file(), reason="needs ../shared/data/real")
+def test_face_labels_of_a_real_clip_are_written_and_served(tmp_path):
+    """motionlab-data face-labels on a real talking clip (its first 10 frames as a video of their own): dlib landmarks
+    and a near-frontal PnP head pose beside the video, which data.face_labels then serves with every sample."""
+    import torch
+
+    from motionlab.data.datasets import PortraitVideoDataset, discover_clips, face_labels_path
+    from motionlab.data.video_io import open_clip, write_video
+
+    clip = open_clip(SHARED / "data" / "real" / "drivers" / "human_d0.mp4")
+    root = tmp_path / "clips"
+    write_video(root / "d0.mp4", clip.get(range(10)))
+    code, out, err = run_command(["motionlab-data", "face-labels", f"root={root}"])
+    assert code == 0, err
+    labels = np.load(face_labels_path(root / "d0.mp4"))
+    assert "0 without a face" in out and labels["landmarks"].shape == (10, 68, 2) and labels["found"].all()
+    assert np.all(np.abs(labels["head_pose"]) < 35.0)  # a person talking to the camera
+    sample = PortraitVideoDataset(discover_clips(root)[1], image_size=64, face_labels=True)[4]
+    served = sample["driver_landmarks"]
+    assert served.shape == (68, 2) and torch.all((served > 0) & (served < 63))
+    assert torch.equal(sample["driver_head_pose"], torch.from_numpy(labels["head_pose"][4]))

@@ -1,4 +1,4 @@
-"""``motionlab-data {synth,talking,synth-talking,profile,shard} key=value ...``: data preparation (see conf/data_*.yaml)."""
+"""``motionlab-data {synth,talking,synth-talking,profile,shard,face-labels} key=value ...``: data preparation (see conf/data_*.yaml)."""
 
 from __future__ import annotations
 
@@ -62,10 +62,18 @@ def _shard(cfg: DictConfig) -> None:
           f"{options['out']}; train from them with data=clips_stream data.root={options['out']}")
 
 
+def _face_labels(cfg: DictConfig) -> None:
+    from motionlab.data.landmarks import write_face_labels
+
+    options = command_options(cfg)
+    for summary in write_face_labels(options["root"], layout=options["layout"], smooth_window=options["smooth"]):
+        print(f"wrote {summary['labels']}: {summary['frames']} frames, {summary['without_face']} without a face")
+
+
 def main() -> None:
     dispatch("motionlab-data", {"synth": ("data_synth", _synth), "talking": ("data_talking", _talking),
                                 "synth-talking": ("data_synth_talking", _synth_talking), "profile": ("data_profile", _profile),
-                                "shard": ("data_shard", _shard)})
+                                "shard": ("data_shard", _shard), "face-labels": ("data_face_labels", _face_labels)})
 
 if __name__ == "__main__":
     main()

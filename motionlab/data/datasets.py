@@ -75,10 +75,15 @@ class FolderClips:
         """(T, K, 2) driver keypoints and the portrait's (K, 2) (``None`` without); only for records with ``keypoints``."""
         return np.load(record.keypoints, allow_pickle=False), _portrait_keypoints(record)
 
-    def face_labels(self, record: ClipRecord, size: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """(T, 68, 2) landmarks in pixels of ``size`` x ``size`` frames and (T, 3) head pose in degrees, where the
-        clip has them (the toy world's characters: from their stored geometry and motion); ``None`` otherwise."""
-        return toy_face_labels(record.clip, size)
+    def face_labels(self, record: ClipRecord, stored_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(T, 68, 2) landmarks in pixels of the stored (H, W) frames and (T, 3) head pose in degrees, where the clip
+        has them: its :func:`face_labels_path` file (``motionlab-data face-labels``), else a toy character's own
+        (from its stored geometry and motion); ``None`` otherwise."""
+        path = face_labels_path(record.clip)
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as data:
+                return data["landmarks"], data["head_pose"]
+        return toy_face_labels(record.clip, stored_size[1]) if stored_size[0] == stored_size[1] else None
 
 
 def discover_clips(root: str | os.PathLike, layout: str = "auto") -> tuple[str, list[ClipRecord]]:
@@ -305,12 +310,15 @@ class PortraitVideoDataset(Dataset):
     def _clip_face_labels(self, clip_id: int, stored_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         if clip_id not in self._face_labels:
             record = self.records[clip_id]
-            if stored_size[0] != stored_size[1]:
-                raise InputError(f"data.face_labels: clip {record.clip} has {stored_size[1]}x{stored_size[0]} frames; face labels need square frames")
-            labels = self.store.face_labels(record, stored_size[0])
+            labels = self.store.face_labels(record, stored_size)
             if labels is None:
-                raise InputError(f"data.face_labels: clip {record.clip} has no face labels (landmarks and head pose); they come with "
-                                 f"the toy world's characters (data=toy_world); set data.face_labels=false to train without them")
+                raise InputError(f"data.face_labels: clip {record.clip} has no face labels (landmarks and head pose); write them with "
+                                 f"`motionlab-data face-labels root=<the clips' folder>` (the toy world's characters carry their own), "
+                                 f"or set data.face_labels=false")
+            frames = len(self.store.open_clip(record))
+            if len(labels[0]) != frames:
+                raise InputError(f"data.face_labels: {face_labels_path(record.clip)} has {len(labels[0])} frames of labels for a clip of "
+                                 f"{frames}; write them again with `motionlab-data face-labels`")
             self._face_labels[clip_id] = labels
         return self._face_labels[clip_id]
 
@@ -341,6 +349,12 @@ class PortraitVideoDataset(Dataset):
         stop = stop if count is None else min(stop, start + count)
         stored_size = self._clip(clip_id).get([0]).shape[1:3]
         return self._rescale(gt[0][start:stop], stored_size)
+
+
+def face_labels_path(clip: Path) -> Path:
+    """Where a clip's face labels live: ``face_labels.npz`` in a frame folder, ``<video>.face_labels.npz`` beside a
+    video (``landmarks`` (T, 68, 2) pixels, ``head_pose`` (T, 3) degrees, ``found`` (T,) dlib found a face)."""
+    return clip / "face_labels.npz" if clip.is_dir() else clip.with_name(f"{clip.name}.face_labels.npz")
 
 
 def _portrait_keypoints(record: ClipRecord) -> np.ndarray | None:

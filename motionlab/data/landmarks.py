@@ -19,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from motionlab.data.datasets import discover_clips, face_labels_path
 from motionlab.data.synthetic import MOTION_FIELDS
 from motionlab.data.toy_human import paired_human_clip
 from motionlab.data.video_io import VIDEO_EXTENSIONS, ClipError, open_clip
-from motionlab.geometry.landmarks import FRAME_ANCHORS
+from motionlab.geometry.landmarks import FRAME_ANCHORS, head_pose_from_landmarks
+from motionlab.utils.io import atomic_path
 
 LANDMARK_FILE_SUFFIXES = (".npy", ".lms")
 
@@ -150,6 +152,26 @@ def landmark_sequence(detections: list[np.ndarray | None], size: tuple[int, int]
     raw = np.stack([points if points is not None else np.full((68, 2), np.nan, np.float32) for points in detections])
     points = smooth_landmarks(fill_missing(raw, found, source), smooth_window)
     return LandmarkSequence(points, found, size, None, f"{source} (dlib 68 points)")
+
+
+def write_face_labels(root: str | os.PathLike, layout: str = "auto", smooth_window: int = 3, chunk: int = 64) -> list[dict]:
+    """Face labels of every clip under ``root`` (any layout ``data=clips`` reads), for ``data.face_labels``: dlib's 68
+    landmarks per frame (frames without a face take the nearest detection, then smoothed over ``smooth_window``) and
+    the head pose PnP finds in them (:func:`motionlab.geometry.landmarks.head_pose_from_landmarks`), written
+    atomically to each clip's :func:`motionlab.data.datasets.face_labels_path`. Returns a summary per clip."""
+    layout, records = discover_clips(root, layout)
+    landmarker = DlibLandmarks()
+    summaries = []
+    for record in records:
+        clip = open_clip(record.clip)
+        frames = (frame for start in range(0, len(clip), chunk) for frame in clip.get(range(start, min(start + chunk, len(clip)))))
+        sequence = detect_landmarks(frames, str(record.clip), smooth_window, landmarker)
+        pose = head_pose_from_landmarks(sequence.points, sequence.frame_size)
+        path = face_labels_path(record.clip)
+        with atomic_path(path) as scratch, open(scratch, "wb") as handle:
+            np.savez(handle, landmarks=sequence.points.astype(np.float32), head_pose=pose, found=sequence.found)
+        summaries.append({"clip": str(record.clip), "labels": str(path), "frames": len(sequence), "without_face": int((~sequence.found).sum())})
+    return summaries
 
 
 def _lms_folder(folder: Path) -> np.ndarray:

@@ -176,7 +176,7 @@ class ShardClips:
         portrait = np.asarray(self.item(entry["first_item"])["keypoints"]) if entry["portrait"] else None
         return driver, portrait if portrait is not None and len(portrait) else None
 
-    def face_labels(self, record: ClipRecord, size: int) -> None:
+    def face_labels(self, record: ClipRecord, stored_size: tuple[int, int]) -> None:
         """Shards do not carry face labels (``data.face_labels`` names the clip)."""
         return None
 

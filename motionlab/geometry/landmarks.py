@@ -153,3 +153,41 @@ def lip_openness(points: np.ndarray) -> np.ndarray:
     points = _check_landmarks(points)
     width = np.maximum(np.linalg.norm(points[:, 48] - points[:, 54], axis=-1), 1e-6)
     return (np.linalg.norm(points[:, 62] - points[:, 66], axis=-1) / width).astype(np.float32)
+
+
+# A generic 3-D face (millimetres) at six of the 68 points, in camera-like axes (x right, y down, z away from the
+# camera; the nose tip at the origin): nose tip 30, chin 8, outer eye corners 36 / 45, mouth corners 48 / 54.
+POSE_MODEL_POINTS = (30, 8, 36, 45, 48, 54)
+POSE_MODEL = np.array([(0.0, 0.0, 0.0), (0.0, 330.0, 65.0), (-225.0, -170.0, 135.0), (225.0, -170.0, 135.0),
+                       (-150.0, 150.0, 125.0), (150.0, 150.0, 125.0)])
+
+
+def rotation_to_angles(rotation: np.ndarray) -> np.ndarray:
+    """(3, 3) ``R = Rz(roll) Ry(yaw) Rx(pitch)`` (column vectors) -> (pitch, yaw, roll) in degrees, yaw in [-90, 90]:
+    LivePortrait's angles (its ``R`` acting on row vectors is this matrix transposed)."""
+    yaw = np.arcsin(np.clip(-rotation[2, 0], -1.0, 1.0))
+    pitch = np.arctan2(rotation[2, 1], rotation[2, 2])
+    roll = np.arctan2(rotation[1, 0], rotation[0, 0])
+    return np.degrees(np.array([pitch, yaw, roll]))
+
+
+def head_pose_from_landmarks(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(T, 3) head pose (pitch, yaw, roll in degrees) of (T, 68, 2) landmarks on (H, W) = ``size`` frames: the
+    rotation taking :data:`POSE_MODEL` to the camera (OpenCV's iterative PnP; a pinhole camera with the focal length
+    the frame's width, centred, no distortion), as LivePortrait's angles. 0 faces the camera upright; positive roll
+    turns clockwise on screen (as :func:`face_frame`'s). A generic face, so these are pseudo-labels: good to a few
+    degrees on frontal faces, as the recipe's head-pose term wants."""
+    import cv2
+
+    points = _check_landmarks(points)
+    if points.shape[1] != 68:
+        raise ValueError(f"head pose is estimated from the 68-point layout, got {points.shape[1]} points")
+    height, width = size
+    camera = np.array([[width, 0.0, width / 2.0], [0.0, width, height / 2.0], [0.0, 0.0, 1.0]])
+    angles = np.empty((len(points), 3), np.float32)
+    for t, frame in enumerate(points):
+        found, rvec, _ = cv2.solvePnP(POSE_MODEL, frame[list(POSE_MODEL_POINTS)].astype(np.float64), camera, None, flags=cv2.SOLVEPNP_ITERATIVE)
+        if not found:
+            raise ValueError(f"head pose: PnP found no pose for frame {t}")
+        angles[t] = rotation_to_angles(cv2.Rodrigues(rvec)[0])
+    return angles

@@ -357,3 +357,25 @@ def test_retargeting_pairs_change_only_their_part_and_measure_its_openness(toy_w
     assert lips[0]["ratios"].shape == (2,)
     fresh = RetargetingPairs(records[:1], image_size=64, part="lips", samples_per_identity=2)
     assert not torch.equal(fresh[0]["target"], fresh[0]["target"]) or not torch.equal(fresh[0]["ratios"], fresh[0]["ratios"])
+
+
+def test_stage2_trains_its_mlp_alone_and_leaves_the_base_statistics(small_liveportrait):
+    """Stage 2 (eye retargeting here): the base is in eval mode from the start (Lightning never calls train() on the
+    task), so a training step moves the eye MLP and nothing else: not the base's weights, nor its batch-norm buffers."""
+    import copy
+
+    from motionlab.losses.liveportrait import RetargetingLoss
+    from motionlab.tasks.liveportrait import LivePortraitTask
+
+    task = LivePortraitTask(copy.deepcopy(small_liveportrait).train(), RetargetingLoss(), lambda params: torch.optim.Adam(params, 1e-2),
+                            stage=2, retargeting="eyes")
+    assert not task.net.appearance_feature_extractor.training and not task.net.warping_module.training
+    before = {key: value.clone() for key, value in task.net.state_dict().items()}
+    optimizer = task.configure_optimizers()
+    source = torch.rand(2, 3, 64, 64)
+    batch = {"source": source, "target": torch.rand(2, 3, 128, 128), "ratios": torch.tensor([[0.3, 0.3, 0.05], [0.3, 0.3, 0.2]])}
+    optimizer.zero_grad()
+    task.training_step(batch, 0).backward()
+    optimizer.step()
+    changed = {key for key, value in task.net.state_dict().items() if not torch.equal(value, before[key])}
+    assert changed and all(key.startswith("stitching_retargeting_module.retarget_eye.") for key in changed)

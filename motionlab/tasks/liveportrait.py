@@ -77,13 +77,20 @@ class LivePortraitTask(MotionlabTask):
         if stage == 2:
             net.requires_grad_(False)
             getattr(net.stitching_retargeting_module, RETARGETING_MLPS[retargeting]).requires_grad_(True)
+            self._freeze_base_statistics()
         self.eval_suites = nn.ModuleDict({split: EvaluationSuite(frechet=False, identity=False) for split in ("val", "test")})
+
+    def _freeze_base_statistics(self) -> None:
+        """Stage 2: the frozen base runs in eval mode, so its batch norms keep the statistics it was trained with.
+        Lightning keeps each module's mode across validation and never calls ``train()`` on the task itself, so this
+        is set once here; :meth:`train` sets it again after anything that does call it (the preview callback)."""
+        for name in ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator"):
+            getattr(self.net, name).eval()
 
     def train(self, mode: bool = True) -> "LivePortraitTask":
         super().train(mode)
         if self.stage == 2:
-            for name in ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator"):
-                getattr(self.net, name).eval()  # the frozen base's batch norms keep their statistics
+            self._freeze_base_statistics()
         return self
 
     def network_input(self, images: torch.Tensor) -> torch.Tensor:

@@ -123,8 +123,10 @@ class LivePortraitLoss(TaskLoss):
         if self.active("head_pose") and "driver_head_pose" in batch:
             terms["head_pose"] = (outputs["motion_driving"]["angles"] - batch["driver_head_pose"]).abs().mean()
         if self.active("landmark_guidance") and "driver_landmarks" in batch:
+            # models with fewer than 10 keypoints guide all of theirs, to the first guidance landmarks
             guided = outputs["kp_driving"][:, : len(GUIDANCE_LANDMARKS), :2]
-            terms["landmark_guidance"] = (guided - normalized_landmarks(batch["driver_landmarks"], target.shape[-1])).abs().mean()
+            landmarks = normalized_landmarks(batch["driver_landmarks"], target.shape[-1])[:, : guided.shape[1]]
+            terms["landmark_guidance"] = (guided - landmarks).abs().mean()
         if self.active("gan"):
             logits = self.network("discriminator")(self._views(generated, batch))
             terms["gan"] = sum(F.softplus(-value).mean() for value in logits.values()) / len(logits)

@@ -293,8 +293,8 @@ class SPADEDecoder(nn.Module):
     """Warped feature (B, C, H, W) -> image (B, 3, 2^u upscale H, 2^u upscale W) in [0, 1]: the up blocks ``up_0``,
     ``up_1``, the first ``upsample_blocks`` (u, 2 in the release) of them after a 2x upsampling, then a pixel shuffle
     by ``upscale``. C = ``block_expansion * 2 ** num_down_blocks``; the feature also conditions every SPADE norm.
-    Fewer upsamplings render from a finer feature (toy scales, where a quarter-resolution volume blurs); the
-    parameters stay the release's."""
+    Fewer upsamplings render from a finer feature (toy scales: 64 px from a 32 px volume); the parameters stay the
+    release's."""
 
     def __init__(self, upscale: int = 2, block_expansion: int = 64, max_features: int = 512, num_down_blocks: int = 2,
                  num_middle_blocks: int = 6, spade_hidden: int = 128, upsample_blocks: int = 2):

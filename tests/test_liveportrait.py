@@ -379,3 +379,16 @@ def test_stage2_trains_its_mlp_alone_and_leaves_the_base_statistics(small_livepo
     optimizer.step()
     changed = {key for key, value in task.net.state_dict().items() if not torch.equal(value, before[key])}
     assert changed and all(key.startswith("stitching_retargeting_module.retarget_eye.") for key in changed)
+
+
+def test_retargeting_region_error_measures_only_the_pixels_the_target_changed():
+    from motionlab.losses.liveportrait import RetargetingLoss
+
+    source = torch.zeros(1, 3, 8, 8)
+    target = source.clone()
+    target[..., 2:4, 2:6] = 1.0  # an eye opened: 8 pixels changed
+    unmoved = source + 0.1  # off everywhere by 0.1, and by 0.9 where the eye should be
+    terms = RetargetingLoss()({"image": target, "offset": torch.zeros(1, 4, 3), "unmoved": unmoved}, {"source": source, "target": target})
+    assert terms["retargeting_error"] == 0 and terms["region_error"] == 0
+    assert terms["unretargeted_region_error"].item() == pytest.approx(0.9)
+    assert terms["unretargeted_error"].item() == pytest.approx((8 * 0.9 + 56 * 0.1) / 64)

@@ -163,19 +163,31 @@ class StitchingLoss(TaskLoss):
 
 class RetargetingLoss(TaskLoss):
     """Stage 2, eye / lip retargeting: the portrait rendered with its keypoints moved by the MLP's offset must match
-    the portrait re-rendered with the wanted openness (``retargeting_error``, L1), with a small penalty on the offsets
-    (``offset``, mean square). Where ``outputs`` carry ``unmoved`` (the portrait rendered without the offset, in
-    evaluation), ``unretargeted_error`` is its L1 against the same target: the error retargeting is there to remove.
+    the portrait re-rendered with the wanted openness: ``retargeting_error`` (L1 over the image) and ``region_error``
+    (L1 over the pixels the re-rendering changed, where the eyes or the mouth moved: the part the whole-image error
+    dilutes), with a small penalty on the offsets (``offset``, mean square). Where ``outputs`` carry ``unmoved`` (the
+    portrait rendered without the offset, in evaluation), ``unretargeted_error`` / ``unretargeted_region_error`` are
+    its errors against the same targets: what retargeting is there to remove.
 
-    ``outputs``: ``image``, ``offset`` (B, K, 3), optionally ``unmoved``; ``batch``: ``target`` (the image's size).
+    ``outputs``: ``image``, ``offset`` (B, K, 3), optionally ``unmoved``; ``batch``: ``target`` and ``source`` (the
+    image's size). Changed pixels: any channel differs by more than ``threshold``.
     """
 
-    def __init__(self, retargeting_error: float = 1.0, offset: float = 0.1):
-        super().__init__(retargeting_error=retargeting_error, offset=offset)
+    def __init__(self, retargeting_error: float = 1.0, region_error: float = 1.0, offset: float = 0.1, threshold: float = 0.05):
+        super().__init__(retargeting_error=retargeting_error, region_error=region_error, offset=offset)
+        self.threshold = threshold
 
     def forward(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         target = batch["target"]
-        terms = {"retargeting_error": (outputs["image"] - target).abs().mean(), "offset": outputs["offset"].square().mean()}
+        region = ((target - batch["source"]).abs().amax(dim=1, keepdim=True) > self.threshold).to(target.dtype)
+        pixels = (region.sum() * target.shape[1]).clamp_min(1.0)
+
+        def errors(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            difference = (image - target).abs()
+            return difference.mean(), (difference * region).sum() / pixels
+
+        terms = dict(zip(("retargeting_error", "region_error"), errors(outputs["image"])))
+        terms["offset"] = outputs["offset"].square().mean()
         if "unmoved" in outputs:
-            terms["unretargeted_error"] = (outputs["unmoved"] - target).abs().mean()
+            terms.update(zip(("unretargeted_error", "unretargeted_region_error"), errors(outputs["unmoved"])))
         return self.total(terms)

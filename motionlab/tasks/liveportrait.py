@@ -61,6 +61,8 @@ class LivePortraitTask(MotionlabTask):
     def __init__(self, net: LivePortrait, loss: TaskLoss, optimizer: Callable, scheduler: Callable | None = None, stage: int = 1,
                  discriminator: LivePortraitDiscriminator | None = None, discriminator_optimizer: Callable | None = None,
                  gradient_clip: float | None = 1.0, retargeting: str = "stitching"):
+        if stage not in (1, 2):
+            raise InputError(f"model.stage must be 1 (base networks) or 2 (stitching / retargeting), got {stage}")
         if retargeting not in RETARGETING_MLPS:
             raise InputError(f"model.retargeting must be one of {sorted(RETARGETING_MLPS)}, got {retargeting!r}")
         if (discriminator is None) != (discriminator_optimizer is None):
@@ -69,8 +71,6 @@ class LivePortraitTask(MotionlabTask):
             raise InputError("model.discriminator trains with stage 1 only; set model.discriminator=null for stage 2")
         optimizers = {"net": optimizer, "discriminator": discriminator_optimizer} if discriminator is not None else optimizer
         super().__init__(optimizer=optimizers, scheduler={"net": scheduler} if discriminator is not None and scheduler is not None else scheduler)
-        if stage not in (1, 2):
-            raise InputError(f"model.stage must be 1 (base networks) or 2 (stitching), got {stage}")
         self.net, self.stage, self.discriminator, self.gradient_clip, self.retargeting = net, stage, discriminator, gradient_clip, retargeting
         self.loss = loss.bind(keypoints_2d=self.keypoints_2d, discriminator=discriminator)
         self.input_size = net.model_info.input_size[0]

@@ -372,8 +372,8 @@ def test_stage2_trains_its_mlp_alone_and_leaves_the_base_statistics(small_livepo
     assert not task.net.appearance_feature_extractor.training and not task.net.warping_module.training
     before = {key: value.clone() for key, value in task.net.state_dict().items()}
     optimizer = task.configure_optimizers()
-    source = torch.rand(2, 3, 64, 64)
-    batch = {"source": source, "target": torch.rand(2, 3, 128, 128), "ratios": torch.tensor([[0.3, 0.3, 0.05], [0.3, 0.3, 0.2]])}
+    # 128 px frames: the small model takes them at 64 px and renders 128 px
+    batch = {"source": torch.rand(2, 3, 128, 128), "target": torch.rand(2, 3, 128, 128), "ratios": torch.tensor([[0.3, 0.3, 0.05], [0.3, 0.3, 0.2]])}
     optimizer.zero_grad()
     task.training_step(batch, 0).backward()
     optimizer.step()

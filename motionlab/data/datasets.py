@@ -315,7 +315,7 @@ class PortraitVideoDataset(Dataset):
                 raise InputError(f"data.face_labels: clip {record.clip} has no face labels (landmarks and head pose); write them with "
                                  f"`motionlab-data face-labels root=<the clips' folder>` (the toy world's characters carry their own), "
                                  f"or set data.face_labels=false")
-            frames = len(self.store.open_clip(record))
+            frames = len(self._clip(clip_id))
             if len(labels[0]) != frames:
                 raise InputError(f"data.face_labels: {face_labels_path(record.clip)} has {len(labels[0])} frames of labels for a clip of "
                                  f"{frames}; write them again with `motionlab-data face-labels`")

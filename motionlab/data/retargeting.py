@@ -32,25 +32,27 @@ class RetargetingPairs(Dataset):
                  seed: int | None = None):
         if part not in PARTS:
             raise InputError(f"retargeting part must be one of {sorted(PARTS)}, got {part!r}")
+        self.rest = {name: float(value[0]) for name, value in neutral_motion().items()}
+        # per character: identity, style, and its portrait at rest (image and landmarks), which every pair shares
         self.characters = []
         for record in records:
             character = load_character(record.clip)
             if character is None:
                 raise InputError(f"retargeting pairs: clip {record.clip} has no toy character (motion.npz with its style); "
                                  "eye / lip retargeting pairs are rendered from the toy world's characters (data.toy_world)")
-            self.characters.append((record.identity, character[0]))
+            style = character[0]
+            self.characters.append((record.identity, style, render_frame(style, self.rest, render_size), landmarks68(style, self.rest, render_size)))
         self.image_size, self.part, self.samples, self.render_size, self.seed = image_size, part, samples_per_identity, render_size, seed
 
     def __len__(self) -> int:
         return len(self.characters) * self.samples
 
     def __getitem__(self, item: int) -> dict:
-        identity, style = self.characters[item // self.samples]
+        identity, style, rest_image, rest_points = self.characters[item // self.samples]
         rng = np.random.default_rng(None if self.seed is None else (self.seed, item))
-        rest = {name: float(value[0]) for name, value in neutral_motion().items()}
-        changed = {**rest, PARTS[self.part]: float(rng.uniform(0.0, 1.0))}
-        images = np.stack([render_frame(style, frame, self.render_size) for frame in (rest, changed)])
-        points = np.stack([landmarks68(style, frame, self.render_size) for frame in (rest, changed)])
+        changed = {**self.rest, PARTS[self.part]: float(rng.uniform(0.0, 1.0))}
+        images = np.stack([rest_image, render_frame(style, changed, self.render_size)])
+        points = np.stack([rest_points, landmarks68(style, changed, self.render_size)])
         if self.part == "eyes":
             ratios = np.concatenate([eye_openness(points[:1])[0], eye_openness(points[1:]).mean(axis=1)])
         else:

@@ -121,3 +121,24 @@ def test_flow_at_keypoints_known_answers_and_gradients():
     flow = torch.randn(2, 8, 8, 2, requires_grad=True)
     flow_at(flow, torch.rand(2, 3, 2) * 2 - 1).sum().backward()
     assert flow.grad is not None and flow.grad.abs().sum() > 0 and torch.isclose(flow.grad.sum(), torch.tensor(2 * 3 * 2.0))
+
+
+def test_descriptor_loss_guides_keypoints_to_landmarks_known_answer():
+    from motionlab.losses.descriptor import DescriptorLoss
+    from motionlab.losses.landmarks import normalized_landmarks
+    from motionlab.losses.perceptual import FeaturePyramid, PerceptualPyramidLoss
+
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 64, 64)
+    landmarks = torch.rand(2, 68, 2) * 63.0
+    loss = DescriptorLoss(PerceptualPyramidLoss(FeaturePyramid(), scales=(1.0,)), equivariance_value=0.0, equivariance_jacobian=0.0,
+                          landmark_guidance=2.0)
+    on_landmarks = Keypoints(normalized_landmarks(landmarks, 64), size=(64, 64))
+    terms = loss({"image": images, "kp_driving": on_landmarks}, {"driver": images, "driver_landmarks": landmarks})
+    assert terms["landmark_guidance"].item() == pytest.approx(0.0, abs=1e-6) and terms["total"].item() == pytest.approx(0.0, abs=1e-6)
+    shifted = Keypoints(on_landmarks.value + torch.tensor([3.0 * 2 / 63, 0.0]), size=(64, 64))  # 3 px to the right
+    terms = loss({"image": images, "kp_driving": shifted}, {"driver": images, "driver_landmarks": landmarks})
+    assert terms["landmark_guidance"].item() == pytest.approx(3.0 / 63, rel=1e-4)  # x off by 6/63, y exact: mean 3/63
+    assert terms["total"].item() == pytest.approx(2.0 * 3.0 / 63, rel=1e-4)
+    # batches without face labels (data.face_labels=false) train the keypoints unsupervised, as FOMM does
+    assert "landmark_guidance" not in loss({"image": images, "kp_driving": shifted}, {"driver": images})

@@ -256,7 +256,7 @@ def test_real_portrait_animated_end_to_end(small_liveportrait, small_checkpoint,
 
 
 def test_landmark_guidance_targets_span_the_frame_corner_to_corner():
-    from motionlab.losses.liveportrait import GUIDANCE_LANDMARKS, normalized_landmarks
+    from motionlab.losses.landmarks import GUIDANCE_LANDMARKS, normalized_landmarks
 
     landmarks = torch.zeros(1, 68, 2)
     landmarks[0, GUIDANCE_LANDMARKS[0]] = torch.tensor([0.0, 63.0])

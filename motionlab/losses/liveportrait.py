@@ -18,18 +18,8 @@ from torchvision.ops import roi_align
 from motionlab.geometry import RandomAffineTPS
 from motionlab.losses.base import TaskLoss
 from motionlab.losses.equivariance import equivariance_losses
+from motionlab.losses.landmarks import landmark_guidance
 from motionlab.losses.perceptual import PerceptualPyramidLoss
-
-# dlib-68 indices the landmark guidance pairs with the first 10 implicit keypoints (eye corners and lids, mouth
-# corners and lips), from the community recipe
-GUIDANCE_LANDMARKS = (36, 39, 37, 42, 45, 43, 48, 54, 51, 57)
-
-
-def normalized_landmarks(landmarks: torch.Tensor, size: int) -> torch.Tensor:
-    """The guided landmarks (:data:`GUIDANCE_LANDMARKS`) of (B, 68, 2) pixel landmarks of ``size`` x ``size`` frames in
-    the keypoints' space: x, y in [-1, 1] from the first to the last pixel centre (the volume spans the frame)."""
-    return landmarks[:, list(GUIDANCE_LANDMARKS)] * (2.0 / (size - 1)) - 1.0
-
 
 # dlib-68 points of the regions the part critics judge
 PART_LANDMARKS = {"eyes": slice(36, 48), "mouth": slice(48, 68)}
@@ -123,10 +113,7 @@ class LivePortraitLoss(TaskLoss):
         if self.active("head_pose") and "driver_head_pose" in batch:
             terms["head_pose"] = (outputs["motion_driving"]["angles"] - batch["driver_head_pose"]).abs().mean()
         if self.active("landmark_guidance") and "driver_landmarks" in batch:
-            # models with fewer than 10 keypoints guide all of theirs, to the first guidance landmarks
-            guided = outputs["kp_driving"][:, : len(GUIDANCE_LANDMARKS), :2]
-            landmarks = normalized_landmarks(batch["driver_landmarks"], target.shape[-1])[:, : guided.shape[1]]
-            terms["landmark_guidance"] = (guided - landmarks).abs().mean()
+            terms["landmark_guidance"] = landmark_guidance(outputs["kp_driving"], batch["driver_landmarks"], target.shape[-1])
         if self.active("gan"):
             logits = self.network("discriminator")(self._views(generated, batch))
             terms["gan"] = sum(F.softplus(-value).mean() for value in logits.values()) / len(logits)

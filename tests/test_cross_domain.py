@@ -92,6 +92,46 @@ def test_relative_and_smoothness_terms_have_known_answers():
     assert float(AdapterLoss(smoothness=1.0)(ramp, batch)["smoothness"]) == pytest.approx(2.0)
 
 
+def test_guided_keypoint_motion_carries_landmark_motion_into_the_portraits_face_frame():
+    from motionlab.losses.landmarks import GUIDANCE_LANDMARKS, guided_keypoint_motion
+
+    motion = torch.zeros(1, P, 2)
+    motion[0, GUIDANCE_LANDMARKS[8]] = torch.tensor([0.0, 0.2])  # the upper lip drops by 0.2 inter-ocular distances
+    level = torch.zeros(1, 10, 2)
+    level[0, 3:5, 0] = 0.5  # the right eye's corners 0.5 to the right of the left eye's: inter-ocular distance 0.5
+    assert guided_keypoint_motion(motion, level)[0, 8].tolist() == pytest.approx([0.0, 0.1])
+    turned = torch.zeros(1, 10, 2)
+    turned[0, 3:5, 1] = 0.5  # the eye line turned a quarter clockwise on screen: "down" in the face is -x on screen
+    assert guided_keypoint_motion(motion, turned)[0, 8].tolist() == pytest.approx([-0.1, 0.0])
+    with pytest.raises(ValueError, match="keypoints 0-4"):
+        guided_keypoint_motion(motion, torch.zeros(1, 4, 2))
+
+
+def test_correspondence_term_is_scale_free_and_penalises_the_mirror():
+    from motionlab.losses.landmarks import guided_keypoint_motion
+
+    batch = {**_batch(b=8), "reference_descriptors": torch.rand(8, 10, 2)}
+    prior = guided_keypoint_motion(batch["landmarks"][:, 0], batch["reference_descriptors"])
+    loss = AdapterLoss(correspondence=1.0)
+
+    def term(value: torch.Tensor) -> float:
+        return float(loss({"current": {"value": value, "jacobian": torch.eye(2).expand(8, 10, 2, 2)}}, batch)["correspondence"])
+
+    assert term(3.0 * prior) == pytest.approx(0.0, abs=1e-6)  # any gain: the other terms set it
+    assert term(-prior) == pytest.approx(2.0, abs=1e-6)
+    assert term(prior.flip(-1)) > 0.5  # x and y swapped
+
+
+def test_correspondence_prior_is_refused_for_a_descriptor_model_without_landmark_guidance(descriptor_checkpoint, tmp_path):
+    from conftest import compose_train, tiny_overrides
+    from motionlab.train import train
+
+    cfg = compose_train(["experiment=adapter_unpaired_quick", "logger=none", "trainer.max_epochs=1", "loss.correspondence=1.0",
+                         f"data.descriptor_checkpoint={descriptor_checkpoint}", *tiny_overrides(tmp_path, "adapter_unpaired_quick")], tmp_path / "run")
+    with pytest.raises(Exception, match="not trained with loss.landmark_guidance > 0"):  # Hydra wraps the InputError
+        train(cfg)
+
+
 def test_adapter_windows_are_centred_and_relative_to_the_first_frame():
     rng = np.random.default_rng(0)
     points = rng.uniform(50, 200, (6, P, 2)).astype(np.float32)

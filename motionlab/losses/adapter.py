@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from motionlab.losses.base import TaskLoss
 from motionlab.losses.contrastive import info_nce
+from motionlab.losses.landmarks import guided_keypoint_motion
 
 
 def gaussian_mmd(x: torch.Tensor, y: torch.Tensor, bandwidths: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 1.0)) -> torch.Tensor:
@@ -43,16 +44,21 @@ class AdapterLoss(TaskLoss):
     - ``distribution``: MMD between the adapter's outputs (displacement and velocity) on the human stream and the
       descriptor motion of the cartoon stream; the unpaired signal;
     - ``smoothness``: second difference over time of the adapter's displacements (frames t - 1, t, t + 1);
-    - ``relative``: the reference frame maps to no motion (zero displacement, identity Jacobians).
+    - ``relative``: the reference frame maps to no motion (zero displacement, identity Jacobians);
+    - ``correspondence``: 1 - the cosine, over the batch, between the adapter's displacements of a landmark-guided
+      descriptor model's guided keypoints and those of the landmarks they were guided to, carried into the portrait's
+      face frame (:func:`~motionlab.losses.landmarks.guided_keypoint_motion`): a geometric prior for unpaired data that
+      fixes which way each keypoint moves (which the distribution term cannot tell from its mirror) and leaves the
+      gain to the other terms.
 
     ``outputs``: the adapter's motion at ``t - 1``, ``t``, ``t + 1`` (``prev``, ``current``, ``next``); binds
     ``adapter`` and, for cycles, ``inverse``.
     """
 
     def __init__(self, keypoint: float = 0.0, jacobian: float = 0.0, contrastive: float = 0.0, cycle: float = 0.0, distribution: float = 0.0,
-                 smoothness: float = 0.0, relative: float = 0.0, temperature: float = 0.1):
+                 smoothness: float = 0.0, relative: float = 0.0, temperature: float = 0.1, correspondence: float = 0.0):
         super().__init__(keypoint=keypoint, jacobian=jacobian, contrastive=contrastive, cycle=cycle, distribution=distribution,
-                         smoothness=smoothness, relative=relative)
+                         smoothness=smoothness, relative=relative, correspondence=correspondence)
         self.temperature = temperature
 
     def forward(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
@@ -82,6 +88,11 @@ class AdapterLoss(TaskLoss):
             still = adapter(torch.zeros_like(batch["landmarks"]), batch["reference_landmarks"], batch["reference_descriptors"])
             eye = torch.eye(2, device=still["value"].device, dtype=still["value"].dtype)
             terms["relative"] = still["value"].abs().mean() + (still["jacobian"] - eye).abs().mean()
+        if self.active("correspondence"):
+            window = batch["landmarks"]
+            prior = guided_keypoint_motion(window[:, window.shape[1] // 2], batch["reference_descriptors"])
+            predicted = current["value"][:, : prior.shape[1]]
+            terms["correspondence"] = 1.0 - F.cosine_similarity(predicted.flatten(), prior.flatten(), dim=0, eps=1e-8)
         return self.total(terms)
 
     def _cycle(self, current: dict[str, torch.Tensor], batch: dict) -> torch.Tensor:

@@ -48,6 +48,13 @@ def _descriptor_model(path: str | os.PathLike, num_kp: int) -> nn.Module:
     return model.eval().requires_grad_(False)
 
 
+def _landmark_guided(path: Path) -> bool:
+    """Whether a descriptor checkpoint's run trained its keypoints towards named landmarks (its stored config)."""
+    meta = motionlab_meta(load_checkpoint(path))
+    config = {} if meta is None else meta.get("config", {})
+    return float(config.get("loss", {}).get("landmark_guidance", 0.0) or 0.0) > 0 and bool(config.get("data", {}).get("face_labels"))
+
+
 class AdapterTask(MotionlabTask):
     """Trains a landmark adapter (and, for cycle terms, its inverse) into a frozen descriptor model's space.
 
@@ -76,6 +83,10 @@ class AdapterTask(MotionlabTask):
         # not a sub-module: the adapter file records which descriptor model it belongs to, not a copy of it
         self._descriptor = [_descriptor_model(self.descriptor_checkpoint, net.num_kp)]
         self.descriptor_sha256 = file_digest(self.descriptor_checkpoint)
+        if loss.active("correspondence") and not _landmark_guided(self.descriptor_checkpoint):
+            raise InputError(f"loss.correspondence assumes keypoints guided to named landmarks, but {self.descriptor_checkpoint} was not "
+                             f"trained with loss.landmark_guidance > 0: train one with experiment=descriptor_guided_quick, or set "
+                             f"loss.correspondence=0")
         self.loss = loss.bind(adapter=self.net, inverse=inverse)
         self.affine: torch.Tensor | None = None
         self._sums: dict[str, tuple[float, int]] = {}  # metric -> (sum, count) over the evaluation epoch

@@ -132,6 +132,22 @@ def test_correspondence_prior_is_refused_for_a_descriptor_model_without_landmark
         train(cfg)
 
 
+def test_similarity_to_recovers_a_head_motion_known_answer():
+    from motionlab.inference.cross_domain import similarity_to
+
+    rng = np.random.default_rng(0)
+    reference = rng.uniform(10, 50, (10, 2))
+    angle, scale, shift = 0.3, 1.2, np.array([3.0, -2.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = reference @ rotation.T + shift
+    matrix, offset = similarity_to(np.stack([reference, moved]), reference)
+    assert np.allclose(matrix[0], np.eye(2)) and np.allclose(offset[0], 0.0, atol=1e-9)
+    assert np.allclose(matrix[1], rotation) and np.allclose(offset[1], shift)
+    mirrored = reference * np.array([-1.0, 1.0])  # a reflection is not a head motion: the best similarity is a poor fit
+    matrix, offset = similarity_to(mirrored[None], reference)
+    assert np.abs(reference @ matrix[0].T + offset[0] - mirrored).mean() > 5.0
+
+
 def test_adapter_windows_are_centred_and_relative_to_the_first_frame():
     rng = np.random.default_rng(0)
     points = rng.uniform(50, 200, (6, P, 2)).astype(np.float32)

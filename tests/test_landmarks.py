@@ -69,6 +69,16 @@ def test_motion_signals_follow_the_motion_that_drew_the_face():
     assert np.isnan(pearson(np.ones(5), np.arange(5.0)))
 
 
+def test_opening_signals_are_signed_so_crossed_lips_do_not_read_as_open():
+    points, _ = _clip(frames=3)
+    crossed = points.copy()
+    upper, lower = [61, 62, 63], [67, 66, 65]
+    crossed[1, upper], crossed[1, lower] = points[1, lower], points[1, upper]  # a noisy estimate swaps the inner lips
+    signals, original = motion_signals(crossed), motion_signals(points)
+    assert original["mouth_opening"][1] > 0.03 and signals["mouth_opening"][1] == pytest.approx(-original["mouth_opening"][1], abs=1e-6)
+    assert signals["mouth_opening"][2] == pytest.approx(original["mouth_opening"][2])
+
+
 def test_human_domain_is_paired_by_construction_and_differs_per_identity():
     motion = sample_motion(np.random.default_rng(1), 20)
     a, found_a, style_a = paired_human_clip("id_0001", motion)

@@ -76,7 +76,9 @@ def motion_signals(points: np.ndarray) -> dict[str, np.ndarray]:
     """Per-frame motion signals of a 68-point clip, each (T,), measured in the first frame's face frame.
 
     ``mouth_opening``: mean gap between the inner lips (61-67, 62-66, 63-65) over the inter-ocular distance;
-    ``eye_opening``: mean gap between the eyelids (37-41, 38-40, 43-47, 44-46) over it; ``head_roll``: the eye
+    ``eye_opening``: mean gap between the eyelids (37-41, 38-40, 43-47, 44-46) over it (gaps are signed: the lower
+    point's offset from the upper one along the face's downward axis, so lips or lids that a noisy estimate crosses read
+    as a little below closed rather than folding back into "open"); ``head_roll``: the eye
     line's angle (radians) relative to the first frame; ``x`` / ``y``: the eye midpoint's displacement from the
     first frame's, in first-frame inter-ocular distances.
     """
@@ -86,8 +88,10 @@ def motion_signals(points: np.ndarray) -> dict[str, np.ndarray]:
     normalised = normalize_landmarks(points)
     _, distance, roll = face_frame(normalised)
 
+    down = np.stack([-np.sin(roll), np.cos(roll)], axis=-1)  # (T, 2): the face's +y axis in each frame
+
     def gap(pairs: list[tuple[int, int]]) -> np.ndarray:
-        return np.mean([np.linalg.norm(normalised[:, a] - normalised[:, b], axis=-1) for a, b in pairs], axis=0) / distance
+        return np.mean([((normalised[:, lower] - normalised[:, upper]) * down).sum(-1) for upper, lower in pairs], axis=0) / distance
 
     centre = face_frame(normalised)[0]
     return {

@@ -32,13 +32,35 @@ from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_write_text, write_json
 
 
-def _motion_features(value: np.ndarray, jacobian: np.ndarray | None) -> np.ndarray:
-    """(T, F) descriptor motion since frame 0: keypoint displacements and Jacobian changes (rotation and local
-    stretch live in the Jacobians), with a bias column."""
-    parts = [(value - value[0]).reshape(len(value), -1)]
+def similarity_to(points: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the least-squares similarity (rotation, uniform scale, translation; no reflection) taking the
+    (K, 2) ``reference`` points to each frame of (T, K, 2) ``points``: ``points[t] ~ reference @ A[t].T + b[t]``.
+    Returns ``A`` (T, 2, 2) and ``b`` (T, 2)."""
+    ref_centre, centres = reference.mean(axis=0), points.mean(axis=1)
+    r, p = reference - ref_centre, points - centres[:, None]
+    # a similarity without reflection is [[a, -c], [c, a]]: a and c in closed form (complex least squares)
+    a = (r[None, :, 0] * p[..., 0] + r[None, :, 1] * p[..., 1]).sum(axis=1) / (r**2).sum()
+    c = (r[None, :, 0] * p[..., 1] - r[None, :, 1] * p[..., 0]).sum(axis=1) / (r**2).sum()
+    matrix = np.stack([np.stack([a, -c], -1), np.stack([c, a], -1)], axis=1)
+    return matrix, centres - ref_centre @ matrix.transpose(0, 2, 1)
+
+
+def _aligned(value: np.ndarray, jacobian: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """A clip's keypoints with their global motion since frame 0 taken out: (A, b) of :func:`similarity_to` and the
+    (T, K, 2) keypoints and (T, K, 2, 2) Jacobians mapped back by its inverse."""
+    matrix, shift = similarity_to(value, value[0])
+    inverse = np.linalg.inv(matrix)
+    aligned = np.einsum("tij,tkj->tki", inverse, value - shift[:, None])
+    return matrix, shift, aligned, None if jacobian is None else np.einsum("tij,tkjl->tkil", inverse, jacobian)
+
+
+def _expression_features(aligned: np.ndarray, jacobian: np.ndarray | None) -> np.ndarray:
+    """(T, F) local motion since frame 0 of globally aligned keypoints: displacements and Jacobian changes (local
+    rotation and stretch), with a bias column."""
+    parts = [(aligned - aligned[0]).reshape(len(aligned), -1)]
     if jacobian is not None:
         parts.append((jacobian - jacobian[0]).reshape(len(jacobian), -1))
-    return np.concatenate([*parts, np.ones((len(value), 1))], axis=1)
+    return np.concatenate([*parts, np.ones((len(aligned), 1))], axis=1)
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, ridge: float = 1e-4) -> np.ndarray:
@@ -48,23 +70,41 @@ def _ridge(x: np.ndarray, y: np.ndarray, ridge: float = 1e-4) -> np.ndarray:
 class NamedPointRegression:
     """The descriptor model's motion -> the cartoon's 68 landmarks (pixels at the data's image size), fitted by
     ridge least squares on every frame of a cross-domain datamodule's training clips (the named-point regression of
-    the keypoint-to-ground-truth protocol, applied to motion): ``layout`` maps a frame's keypoints to absolute
-    landmarks (the face's layout, from the first frame), ``motion`` maps keypoint and Jacobian changes since the
-    first frame to landmark displacements."""
+    the keypoint-to-ground-truth protocol, applied to motion).
+
+    Global and local motion are taken apart, as a face model separates pose from expression: the similarity that
+    best carries the first frame's keypoints onto a frame's (:func:`similarity_to`) is the head's motion, applied to
+    the landmarks as it is; what the keypoints do beyond it (displacements and Jacobians in the first frame's
+    coordinates) is regressed to what the landmarks do beyond it. Fitted in one pooled regression instead, the
+    large head motion sets the weights and leaks into the small mouth and eyelid gaps. ``layout`` maps the first
+    frame's keypoints to absolute landmarks (the face's layout); ``motion`` maps local keypoint motion to local
+    landmark motion."""
 
     def __init__(self, datamodule: CrossDomainDataModule):
         clips = datamodule.clips["train"]
-        landmarks = [toy_face_labels(clip.record.clip, datamodule.image_size)[0] for clip in clips]
+        self.image_size = datamodule.image_size
+        landmarks = [toy_face_labels(clip.record.clip, self.image_size)[0] for clip in clips]
         keypoints = np.concatenate([clip.value.reshape(len(clip), -1) for clip in clips])
         self.layout = _ridge(np.concatenate([keypoints, np.ones((len(keypoints), 1))], 1), np.concatenate(landmarks).reshape(len(keypoints), -1))
-        features = np.concatenate([_motion_features(clip.value, clip.jacobian) for clip in clips])
-        displacements = np.concatenate([(marks - marks[0]).reshape(len(marks), -1) for marks in landmarks])
-        self.motion = _ridge(features, displacements)
+        features, local_motion = [], []
+        for clip, marks in zip(clips, landmarks):
+            matrix, shift, aligned, jacobian = _aligned(self._pixels(clip.value), clip.jacobian)
+            features.append(_expression_features(aligned, jacobian))
+            unposed = np.einsum("tij,tkj->tki", np.linalg.inv(matrix), marks - shift[:, None])
+            local_motion.append((unposed - unposed[0]).reshape(len(marks), -1))
+        self.motion = _ridge(np.concatenate(features), np.concatenate(local_motion))
+
+    def _pixels(self, value: np.ndarray) -> np.ndarray:
+        """Normalised keypoints (corner-aligned, -1 and 1 at the first and last pixel centres) in the landmarks' pixels:
+        the head's similarity must carry both about the same origin."""
+        return (value + 1.0) * (self.image_size - 1) / 2.0
 
     def __call__(self, value: np.ndarray, jacobian: np.ndarray | None) -> np.ndarray:
         """(T, 68, 2) landmarks of a clip from its (T, K, 2) keypoints and (T, K, 2, 2) Jacobians."""
+        matrix, shift, aligned, aligned_jacobian = _aligned(self._pixels(value), jacobian)
         first = np.concatenate([value[0].reshape(-1), [1.0]]) @ self.layout
-        return (first + _motion_features(value, jacobian) @ self.motion).reshape(len(value), -1, 2)
+        local = (first + _expression_features(aligned, aligned_jacobian) @ self.motion).reshape(len(value), -1, 2)
+        return np.einsum("tij,tkj->tki", matrix, local) + shift[:, None]
 
 
 def agreement(driver_points: np.ndarray, generated_points: np.ndarray) -> dict[str, dict]:

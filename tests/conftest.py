@@ -31,7 +31,14 @@ TINY_NETS = {
                                      "model.net.warping_module.dense_motion_params.block_expansion=4"],
     "descriptor_quick": ["model.net.num_kp=4", "model.net.kp_detector.block_expansion=8", "model.net.generator.block_expansion=8",
                          "model.net.generator.dense_motion_params.block_expansion=8", "model.regression_frames=2"],
+    # five keypoints: the guided eye corners the correspondence prior takes the eye line from
+    "descriptor_guided_quick": ["model.net.num_kp=5", "model.net.kp_detector.block_expansion=8", "model.net.generator.block_expansion=8",
+                                "model.net.generator.dense_motion_params.block_expansion=8", "model.regression_frames=2"],
 }
+
+
+# adapter experiments whose loss assumes a landmark-guided descriptor model (the guided_descriptor_checkpoint fixture)
+GUIDED_ADAPTERS = ("adapter_unpaired_quick",)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -68,8 +75,9 @@ def tiny_overrides(root: Path, experiment: str = "quickstart", lipsync: dict | N
     experiments a ``data.descriptor_checkpoint`` with 4 keypoints (the ``descriptor_checkpoint`` fixture).
     """
     if experiment.startswith("adapter"):
+        num_kp = 5 if experiment in GUIDED_ADAPTERS else 4
         return [f"paths.root_dir={root}", "data.toy_world.identities=8", "data.toy_world.frames=8", "data.toy_world.size=32",
-                "data.image_size=32", "data.val_fraction=0.25", "data.test_fraction=0.25", "data.batch_size=8", "model.net.num_kp=4",
+                "data.image_size=32", "data.val_fraction=0.25", "data.test_fraction=0.25", "data.batch_size=8", f"model.net.num_kp={num_kp}",
                 "model.net.hidden=16"]
     if "lipsync" in experiment:
         data = [f"data.root={lipsync['clip']}"] if "_real_" in experiment else TINY_TALKING
@@ -109,6 +117,19 @@ def descriptor_checkpoint(tmp_path_factory) -> Path:
                          *tiny_overrides(root, "descriptor_quick")], root / "run")
     metrics, _ = train(cfg)
     assert "val/kp_to_gt_error_pct" in metrics and "val/akd" in metrics
+    return root / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def guided_descriptor_checkpoint(tmp_path_factory) -> Path:
+    """A landmark-guided descriptor model (tiny FOMM, 5 keypoints, descriptor_guided_quick) trained for two steps."""
+    from motionlab.train import train
+
+    root = tmp_path_factory.mktemp("guided_descriptor")
+    cfg = compose_train(["experiment=descriptor_guided_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                         *tiny_overrides(root, "descriptor_guided_quick")], root / "run")
+    metrics, _ = train(cfg)
+    assert metrics["train/landmark_guidance"] > 0
     return root / "run" / "checkpoints" / "last.ckpt"
 
 

@@ -126,8 +126,8 @@ def test_correspondence_prior_is_refused_for_a_descriptor_model_without_landmark
     from conftest import compose_train, tiny_overrides
     from motionlab.train import train
 
-    cfg = compose_train(["experiment=adapter_unpaired_quick", "logger=none", "trainer.max_epochs=1", "loss.correspondence=1.0",
-                         f"data.descriptor_checkpoint={descriptor_checkpoint}", *tiny_overrides(tmp_path, "adapter_unpaired_quick")], tmp_path / "run")
+    cfg = compose_train(["experiment=adapter_paired_quick", "logger=none", "trainer.max_epochs=1", "loss.correspondence=1.0",
+                         f"data.descriptor_checkpoint={descriptor_checkpoint}", *tiny_overrides(tmp_path, "adapter_paired_quick")], tmp_path / "run")
     with pytest.raises(Exception, match="not trained with loss.landmark_guidance > 0"):  # Hydra wraps the InputError
         train(cfg)
 

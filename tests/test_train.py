@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_train, motionlab_bin, run_command, subprocess_env, tiny_overrides
+from conftest import GUIDED_ADAPTERS, compose_train, motionlab_bin, run_command, subprocess_env, tiny_overrides
 
 from motionlab.train import train
 from motionlab.utils.checkpoint import WeightMismatchError, find_last_checkpoint, load_checkpoint
@@ -22,7 +22,8 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "con
 def test_fast_dev_run_every_experiment(experiment, tmp_path, request):
     extra, lipsync = [], None
     if experiment.startswith("adapter"):  # maps into a trained descriptor model
-        extra = [f"data.descriptor_checkpoint={request.getfixturevalue('descriptor_checkpoint')}"]
+        descriptor = "guided_descriptor_checkpoint" if experiment in GUIDED_ADAPTERS else "descriptor_checkpoint"
+        extra = [f"data.descriptor_checkpoint={request.getfixturevalue(descriptor)}"]
     if experiment == "animator_descriptors_quick":  # here through the descriptor cache; the fixture detects on the fly
         extra = [f"data.descriptor_checkpoint={request.getfixturevalue('descriptor_checkpoint')}"]
     if "lipsync" in experiment:  # needs the earlier lip-sync stages

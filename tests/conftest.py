@@ -144,8 +144,9 @@ def animator_descriptors_checkpoint(tmp_path_factory, descriptor_checkpoint) -> 
     root = tmp_path_factory.mktemp("animator_descriptors")
     detector = shutil.copy(descriptor_checkpoint, root / "descriptor.ckpt")
     cfg = compose_train(["experiment=animator_descriptors_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-                         # no cache: the detector runs on every batch, and the flow is supervised by its keypoints
-                         "data.descriptor_checkpoint=null", f"model.descriptor_model.path={detector}", "loss.alignment_mode=flow_keypoints", *tiny_overrides(root, "animator_descriptors_quick")], root / "run")
+                         # through the descriptor cache, with the descriptor-delta alignment of loss=animator_descriptors
+                         f"data.descriptor_checkpoint={detector}", f"model.descriptor_model.path={detector}", "loss=animator_descriptors",
+                         "data.augmentation=null", *tiny_overrides(root, "animator_descriptors_quick")], root / "run")
     train(cfg)
     Path(detector).unlink()
     return root / "run" / "checkpoints" / "last.ckpt"

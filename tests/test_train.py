@@ -24,8 +24,8 @@ def test_fast_dev_run_every_experiment(experiment, tmp_path, request):
     if experiment.startswith("adapter"):  # maps into a trained descriptor model
         descriptor = "guided_descriptor_checkpoint" if experiment in GUIDED_ADAPTERS else "descriptor_checkpoint"
         extra = [f"data.descriptor_checkpoint={request.getfixturevalue(descriptor)}"]
-    if experiment == "animator_descriptors_quick":  # here through the descriptor cache; the fixture detects on the fly
-        extra = [f"data.descriptor_checkpoint={request.getfixturevalue('descriptor_checkpoint')}"]
+    if experiment == "animator_descriptors_quick":  # the detector on every batch; the fixture goes through the cache
+        extra = [f"model.descriptor_model.path={request.getfixturevalue('descriptor_checkpoint')}"]
     if "lipsync" in experiment:  # needs the earlier lip-sync stages
         lipsync = request.getfixturevalue("lipsync_checkpoints")
     if experiment == "lora_lipsync_speaker":  # adapts a trained U-Net

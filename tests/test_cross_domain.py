@@ -200,8 +200,10 @@ def test_cross_domain_evaluation_writes_motion_agreement(adapter_checkpoint, des
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     signals = ("mouth_opening", "eye_opening", "head_roll", "x", "y")
-    expected = {f"agreement/{clip}/{s}" for clip in ("id_0002_video", "mean", "ceiling") for s in signals}
+    expected = {f"agreement/{clip}/{s}" for clip in ("id_0002_video", "mean", "ceiling", "ceiling_generated") for s in signals}
+    expected |= {f"agreement_adapted/{clip}/{s}" for clip in ("id_0002_video", "mean") for s in signals}
     assert expected <= set(metrics)
+    assert all(-1.0 <= metrics[key] <= 1.0 for key in expected if np.isfinite(metrics[key]))
     report = (tmp_path / "eval" / "eval.html").read_text()
     assert report.count("<svg") == 10 and "id_0003_video" in report
     clip = json.loads((tmp_path / "eval" / "eval.json").read_text())["clips"]["id_0002_video"]

@@ -38,10 +38,7 @@ def _log_wandb(result: dict, out_dir: Path, tags: list[str]) -> None:
 
 def _evaluate_cross_domain(options: dict, out_dir: Path) -> dict:
     from motionlab.geometry.landmarks import SIGNALS
-    from motionlab.inference.cross_domain import (
-        evaluate_cross_domain,
-        write_cross_domain_reports,
-    )
+    from motionlab.inference.cross_domain import CEILINGS, evaluate_cross_domain, write_cross_domain_reports
 
     if options["ckpt_path"] is None or not options["drivers"]:
         raise ConfigError("cross-domain evaluation: give ckpt_path=<descriptor checkpoint>, adapter=<adapter checkpoint> and drivers=[clip, ...]")
@@ -54,7 +51,10 @@ def _evaluate_cross_domain(options: dict, out_dir: Path) -> dict:
         table.add_column(name, justify="right")
     for name, clip in result["clips"].items():
         table.add_row(name, *(f"{clip['correlation'][s]:.3f}" for s in SIGNALS))
-    table.add_row("ceiling (own descriptors)", *(f"{result['metrics'][f'agreement/ceiling/{s}']:.3f}" for s in SIGNALS))
+    for name, clip in result["clips"].items():
+        table.add_row(f"{name}: adapted keypoints", *(f"{clip['adapted_correlation'][s]:.3f}" for s in SIGNALS))
+    for key, label in CEILINGS.items():
+        table.add_row(label, *(f"{result['metrics'][f'agreement/{key}/{s}']:.3f}" for s in SIGNALS))
     console = Console()
     console.print(table)
     console.print(f"wrote {paths['metrics']}, {paths['json'].name}, {paths['md'].name} and {paths['html'].name}")

@@ -54,6 +54,25 @@ def test_animator_shapes_and_strength():
         net(torch.rand(1, 3, 30, 30), torch.rand(1, 3, 30, 30))
 
 
+def test_animator_descriptor_maps_pair_or_difference():
+    torch.manual_seed(0)
+    small = dict(motion_channels=(8, 16), appearance_channels=(8, 16), num_res_blocks=1, num_descriptors=3)
+    pair, difference = create_model("animator_v1", **small), create_model("animator_v1", **small, descriptor_maps="difference")
+    seen = {}
+    for name, net in (("pair", pair), ("difference", difference)):
+        net.predict_motion = lambda p, d, maps, name=name: (seen.__setitem__(name, maps), (torch.zeros(1, 32, 32, 2), torch.ones(1, 1, 32, 32)))[1]
+    portrait_kp, driver_kp = torch.rand(1, 3, 2) - 0.5, torch.rand(1, 3, 2) - 0.5
+    images = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    pair(*images, portrait_descriptors=portrait_kp, driver_descriptors=driver_kp)
+    difference(*images, portrait_descriptors=portrait_kp, driver_descriptors=driver_kp)
+    assert seen["pair"].shape == (1, 6, 32, 32) and seen["difference"].shape == (1, 3, 32, 32)
+    assert torch.allclose(seen["difference"], seen["pair"][:, 3:] - seen["pair"][:, :3])  # the driver's minus the portrait's
+    difference(*images, portrait_descriptors=portrait_kp, driver_descriptors=portrait_kp)
+    assert seen["difference"].abs().max() == 0  # no motion, no maps
+    with pytest.raises(ValueError, match="'pair' or 'difference'"):
+        create_model("animator_v1", **small, descriptor_maps="both")
+
+
 def test_animator_learns_a_translation():
     """A few optimiser steps on a shifted pair reduce the reconstruction error: gradients reach the flow."""
     torch.manual_seed(0)

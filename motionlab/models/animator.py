@@ -29,6 +29,8 @@ class AnimatorNet(nn.Module):
         num_descriptors: K > 0 adds motion-descriptor inputs: Gaussian maps at the portrait's and the
             driver's K keypoints (from a frozen descriptor model) join the motion hourglass's input.
         descriptor_variance: variance of those Gaussians, in normalised units squared.
+        descriptor_maps: ``"pair"`` (2K maps: the portrait's and the driver's Gaussians) or ``"difference"`` (K maps:
+            the driver's minus the portrait's, the motion representation of FOMM's dense-motion network).
     """
 
     def __init__(
@@ -40,12 +42,16 @@ class AnimatorNet(nn.Module):
         max_flow: float = 0.5,
         num_descriptors: int = 0,
         descriptor_variance: float = 0.01,
+        descriptor_maps: str = "pair",
     ):
         super().__init__()
+        if descriptor_maps not in ("pair", "difference"):
+            raise ValueError(f"descriptor_maps must be 'pair' or 'difference', got {descriptor_maps!r}")
         self.image_channels = image_channels
         self.max_flow = max_flow
-        self.num_descriptors, self.descriptor_variance = num_descriptors, descriptor_variance
-        self.motion = Hourglass(2 * image_channels + 2 * num_descriptors, tuple(motion_channels))
+        self.num_descriptors, self.descriptor_variance, self.descriptor_maps = num_descriptors, descriptor_variance, descriptor_maps
+        maps = num_descriptors * (2 if descriptor_maps == "pair" else 1)
+        self.motion = Hourglass(2 * image_channels + maps, tuple(motion_channels))
         self.flow_head = nn.Conv2d(self.motion.out_channels, 2, 7, padding=3)
         self.occlusion_head = nn.Conv2d(self.motion.out_channels, 1, 7, padding=3)
         # Start from the identity motion: zero flow, fully visible.
@@ -96,8 +102,9 @@ class AnimatorNet(nn.Module):
             if portrait_descriptors.shape[1:] != (self.num_descriptors, 2) or driver_descriptors.shape != portrait_descriptors.shape:
                 raise ValueError(f"descriptors must be (B, {self.num_descriptors}, 2), got {tuple(portrait_descriptors.shape)} and {tuple(driver_descriptors.shape)}")
             h, w = portrait.shape[-2:]
-            descriptor_maps = torch.cat([keypoints_to_gaussian(portrait_descriptors, h, w, self.descriptor_variance),
-                                         keypoints_to_gaussian(driver_descriptors, h, w, self.descriptor_variance)], dim=1)
+            portrait_maps = keypoints_to_gaussian(portrait_descriptors, h, w, self.descriptor_variance)
+            driver_maps = keypoints_to_gaussian(driver_descriptors, h, w, self.descriptor_variance)
+            descriptor_maps = torch.cat([portrait_maps, driver_maps], 1) if self.descriptor_maps == "pair" else driver_maps - portrait_maps
         flow, occlusion = self.predict_motion(portrait, driver, descriptor_maps)
         flow = flow * strength
         features = self.encoder(self.stem(portrait))
@@ -114,6 +121,7 @@ class AnimatorNet(nn.Module):
 @register_model(family="animator", input_size=64, lora_targets=r"decoder\.\d+\.1\.0|to_output")
 def animator_v1(input_size: int = 64, image_channels: int = 3, motion_channels: tuple[int, ...] = (32, 64, 128),
                 appearance_channels: tuple[int, ...] = (64, 128), num_res_blocks: int = 2, max_flow: float = 0.5,
-                num_descriptors: int = 0, descriptor_variance: float = 0.01) -> AnimatorNet:
+                num_descriptors: int = 0, descriptor_variance: float = 0.01, descriptor_maps: str = "pair") -> AnimatorNet:
     """The Animator, version 1 (see :class:`AnimatorNet`); ``input_size`` is the side it is trained and run at."""
-    return AnimatorNet(image_channels, motion_channels, appearance_channels, num_res_blocks, max_flow, num_descriptors, descriptor_variance)
+    return AnimatorNet(image_channels, motion_channels, appearance_channels, num_res_blocks, max_flow, num_descriptors, descriptor_variance,
+                       descriptor_maps)

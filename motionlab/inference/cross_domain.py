@@ -38,9 +38,13 @@ def similarity_to(points: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray
     Returns ``A`` (T, 2, 2) and ``b`` (T, 2)."""
     ref_centre, centres = reference.mean(axis=0), points.mean(axis=1)
     r, p = reference - ref_centre, points - centres[:, None]
+    spread = (r**2).sum()
+    if spread <= 1e-12:
+        raise ValueError("similarity_to: the reference keypoints all coincide, so no head motion can be fitted to them; "
+                         "the descriptor model's keypoints have collapsed (check its training)")
     # a similarity without reflection is [[a, -c], [c, a]]: a and c in closed form (complex least squares)
-    a = (r[None, :, 0] * p[..., 0] + r[None, :, 1] * p[..., 1]).sum(axis=1) / (r**2).sum()
-    c = (r[None, :, 0] * p[..., 1] - r[None, :, 1] * p[..., 0]).sum(axis=1) / (r**2).sum()
+    a = (r[None, :, 0] * p[..., 0] + r[None, :, 1] * p[..., 1]).sum(axis=1) / spread
+    c = (r[None, :, 0] * p[..., 1] - r[None, :, 1] * p[..., 0]).sum(axis=1) / spread
     matrix = np.stack([np.stack([a, -c], -1), np.stack([c, a], -1)], axis=1)
     return matrix, centres - ref_centre @ matrix.transpose(0, 2, 1)
 
@@ -49,6 +53,9 @@ def _aligned(value: np.ndarray, jacobian: np.ndarray | None) -> tuple[np.ndarray
     """A clip's keypoints with their global motion since frame 0 taken out: (A, b) of :func:`similarity_to` and the
     (T, K, 2) keypoints and (T, K, 2, 2) Jacobians mapped back by its inverse."""
     matrix, shift = similarity_to(value, value[0])
+    collapsed = np.flatnonzero(np.abs(np.linalg.det(matrix)) <= 1e-12)
+    if collapsed.size:
+        raise ValueError(f"the descriptor keypoints of frame {int(collapsed[0])} all coincide: no head motion maps frame 0 onto them")
     inverse = np.linalg.inv(matrix)
     aligned = np.einsum("tij,tkj->tki", inverse, value - shift[:, None])
     return matrix, shift, aligned, None if jacobian is None else np.einsum("tij,tkjl->tkil", inverse, jacobian)

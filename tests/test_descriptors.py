@@ -142,3 +142,25 @@ def test_descriptor_loss_guides_keypoints_to_landmarks_known_answer():
     assert terms["total"].item() == pytest.approx(2.0 * 3.0 / 63, rel=1e-4)
     # batches without face labels (data.face_labels=false) train the keypoints unsupervised, as FOMM does
     assert "landmark_guidance" not in loss({"image": images, "kp_driving": shifted}, {"driver": images})
+
+
+def test_descriptor_loss_part_perceptual_sees_the_mouth_and_needs_face_labels():
+    """The part term is 0 for a perfect result, grows when only the mouth region differs (where the whole-image pyramid
+    moves far less, relative to its size), and is left out of batches without face labels."""
+    from motionlab.losses.descriptor import DescriptorLoss
+    from motionlab.losses.perceptual import FeaturePyramid, PerceptualPyramidLoss
+
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 64, 64) * 0.2 + 0.4
+    landmarks = torch.rand(2, 68, 2) * 10 + 20
+    landmarks[:, 48:68] = torch.rand(2, 20, 2) * 8 + torch.tensor([28.0, 44.0])  # the mouth: x 28-36, y 44-52
+    loss = DescriptorLoss(PerceptualPyramidLoss(FeaturePyramid(), scales=(1.0,)), equivariance_value=0.0, equivariance_jacobian=0.0,
+                          part_perceptual=1.0)
+    keypoints = Keypoints(torch.zeros(2, 10, 2), size=(64, 64))
+    same = loss({"image": images, "kp_driving": keypoints}, {"driver": images, "driver_landmarks": landmarks})
+    assert same["part_perceptual"].item() == pytest.approx(0.0, abs=1e-6)
+    opened = images.clone()
+    opened[:, :, 46:51, 29:36] = 0.05  # a dark open mouth
+    terms = loss({"image": opened, "kp_driving": keypoints}, {"driver": images, "driver_landmarks": landmarks})
+    assert terms["part_perceptual"].item() > 1.5 * terms["perceptual"].item() > 0
+    assert "part_perceptual" not in loss({"image": opened, "kp_driving": keypoints}, {"driver": images})

@@ -62,6 +62,35 @@ def test_forward_shapes(small_fomm):
     assert out["mask"].shape == (2, 5, 16, 16) and out["occlusion_map"].shape == (2, 1, 16, 16)
 
 
+def test_skip_connections_add_no_weights_reach_the_fine_features_and_cache_them():
+    """``skip_connections`` adds the warped, occlusion-masked encoder features of each finer resolution to the
+    decoder (no new weights: a FOMM release file still fits), the result depends on the full-resolution features,
+    and the per-portrait feature cache of inference gives the frames of a full forward."""
+    torch.manual_seed(0)
+    plain = _small_fomm()
+    torch.manual_seed(0)
+    skipped = create_model("fomm_vox256", input_size=64, num_kp=4, kp_detector={"block_expansion": 8, "max_features": 32, "num_blocks": 3},
+                           generator={"block_expansion": 8, "max_features": 32, "num_bottleneck_blocks": 1, "skip_connections": True,
+                                      "dense_motion_params": {"block_expansion": 8, "max_features": 32, "num_blocks": 3}}).eval()
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in skipped.state_dict().items()}
+    skipped.load_state_dict(plain.state_dict())
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        kp_source, kp_driving = skipped.kp_detector(source), skipped.kp_detector(driving)
+        assert (skipped.generator(source, kp_driving, kp_source)["prediction"] - plain.generator(source, kp_driving, kp_source)["prediction"]).abs().max() > 1e-3
+        features = skipped.generator.encode_source(source[:1])
+        assert [f.shape[-1] for f in features] == [64, 32, 16]
+        cached = skipped.generator(source[:1].expand(2, -1, -1, -1), kp_driving, skipped.kp_detector(source[:1]).expand(2),
+                                   source_features=features)["prediction"]
+        full = skipped.generator(source[:1].expand(2, -1, -1, -1), kp_driving, skipped.kp_detector(source[:1]).expand(2))["prediction"]
+    assert (cached - full).abs().max() < 1e-6
+    for model, reaches_finest in ((skipped, True), (plain, False)):
+        finest = model.generator.encode_source(source)[0].detach().requires_grad_()
+        rest = [f.detach() for f in model.generator.encode_source(source)[1:]]
+        model.generator(source, kp_driving, kp_source, source_features=[finest, *rest])["prediction"].mean().backward()
+        assert (finest.grad is not None and finest.grad.abs().sum() > 0) == reaches_finest
+
+
 def test_fomm_checkpoint_round_trip(small_fomm, tmp_path):
     path = save_fomm_checkpoint(small_fomm, tmp_path / "model.pth.tar", epoch=7)
     assert torch.load(path, weights_only=True)["epoch"] == 7

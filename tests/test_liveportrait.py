@@ -277,7 +277,7 @@ def _face_landmarks(eyes: tuple[float, float, float, float], mouth: tuple[float,
 
 
 def test_part_views_crop_around_the_landmarks_and_pass_gradients():
-    from motionlab.losses.liveportrait import part_views
+    from motionlab.losses.landmarks import part_views
 
     image = torch.zeros(1, 3, 64, 64, requires_grad=True)
     with torch.no_grad():
@@ -313,7 +313,7 @@ def test_gan_critics_learn_to_tell_real_from_generated_and_the_generator_term_fo
         terms["total"].backward()
         optimizer.step()
     assert terms["discriminator"] < first["discriminator"] and terms["d_real"] - terms["d_fake"] > first["d_real"] - first["d_fake"] + 0.2
-    from motionlab.losses.liveportrait import part_views
+    from motionlab.losses.landmarks import part_views
 
     logits = critic(part_views(outputs["image"], batch["driver_landmarks"], critic.crop_fraction))
     expected = sum(torch.nn.functional.softplus(-value).mean() for value in logits.values()) / 3

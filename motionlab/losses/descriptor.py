@@ -1,5 +1,6 @@
-"""The descriptor task's loss (FOMM): multi-scale perceptual reconstruction, optional L1, equivariance, and optional
-landmark guidance of the keypoints (LivePortrait's term) where the batch carries the driver's face labels."""
+"""The descriptor task's loss (FOMM): multi-scale perceptual reconstruction, optional L1, equivariance, and, where the
+batch carries the driver's face labels, optional landmark guidance of the keypoints and perceptual reconstruction of
+the eye and mouth crops (LivePortrait's terms)."""
 
 from __future__ import annotations
 
@@ -9,24 +10,29 @@ import torch.nn.functional as F
 from motionlab.geometry import RandomAffineTPS
 from motionlab.losses.base import TaskLoss
 from motionlab.losses.equivariance import equivariance_losses
-from motionlab.losses.landmarks import landmark_guidance
+from motionlab.losses.landmarks import PART_LANDMARKS, landmark_guidance, part_views
 from motionlab.losses.perceptual import PerceptualPyramidLoss
 
 
 class DescriptorLoss(TaskLoss):
     """``perceptual`` (pyramid, its layer weights inside) + ``reconstruction`` (L1) + ``equivariance_value`` /
     ``equivariance_jacobian`` under a random affine + TPS warp (``sigma_affine``, ``sigma_tps``, ``points_tps``) +
-    ``landmark_guidance`` (:func:`~motionlab.losses.landmarks.landmark_guidance` of the driver's keypoints, on batches
-    with ``driver_landmarks``: ``data.face_labels=true``).
+    ``landmark_guidance`` (:func:`~motionlab.losses.landmarks.landmark_guidance` of the driver's keypoints) +
+    ``part_perceptual`` (the pyramid on the eye and mouth crops of result and driver,
+    :func:`~motionlab.losses.landmarks.part_views` at ``part_crop_fraction`` of the image side, averaged over the
+    parts: LivePortrait's cascaded loss, because lids and lips are a few pixels that the whole-image terms barely
+    weigh); both on batches with ``driver_landmarks`` (``data.face_labels=true``).
 
     ``outputs``: the FOMM forward (``image``, ``kp_driving``); ``batch``: ``driver``. Binds ``kp_detector``.
     """
 
     def __init__(self, perceptual: PerceptualPyramidLoss, equivariance_value: float = 10.0, equivariance_jacobian: float = 10.0,
-                 sigma_affine: float = 0.05, sigma_tps: float = 0.005, points_tps: int = 5, reconstruction_l1: float = 0.0, landmark_guidance: float = 0.0):
+                 sigma_affine: float = 0.05, sigma_tps: float = 0.005, points_tps: int = 5, reconstruction_l1: float = 0.0, landmark_guidance: float = 0.0,
+                 part_perceptual: float = 0.0, part_crop_fraction: float = 0.5):
         super().__init__(perceptual=1.0, reconstruction=reconstruction_l1, equivariance_value=equivariance_value,
-                         equivariance_jacobian=equivariance_jacobian, landmark_guidance=landmark_guidance)
+                         equivariance_jacobian=equivariance_jacobian, landmark_guidance=landmark_guidance, part_perceptual=part_perceptual)
         self.perceptual = perceptual
+        self.part_crop_fraction = part_crop_fraction
         self.sigma_affine, self.sigma_tps, self.points_tps = sigma_affine, sigma_tps, points_tps
 
     def forward(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
@@ -43,4 +49,7 @@ class DescriptorLoss(TaskLoss):
                 terms["equivariance_jacobian"] = jacobian
         if self.active("landmark_guidance") and "driver_landmarks" in batch:
             terms["landmark_guidance"] = landmark_guidance(outputs["kp_driving"].value, batch["driver_landmarks"], driving.shape[-1])
+        if self.active("part_perceptual") and "driver_landmarks" in batch:
+            results, targets = (part_views(images, batch["driver_landmarks"], self.part_crop_fraction) for images in (generated, driving))
+            terms["part_perceptual"] = sum(self.perceptual(results[part], targets[part]) for part in PART_LANDMARKS) / len(PART_LANDMARKS)
         return self.total(terms)

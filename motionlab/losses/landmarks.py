@@ -1,6 +1,7 @@
 """Landmark guidance of keypoints (LivePortrait's stage-1 term): chosen keypoints pulled towards named dlib-68
 landmarks of the driver frame, so that they follow the eyelids, eye corners, mouth corners and lips that
-unsupervised keypoints, trained for minutes, barely see.
+unsupervised keypoints, trained for minutes, barely see; and the eye and mouth crops (:func:`part_views`) that
+part losses and LivePortrait's part critics judge.
 
 Convention: keypoints are (B, K, 2) (x, y) in [-1, 1], -1 and 1 at the first and last pixel centres (FOMM's and
 LivePortrait's ``make_coordinate_grid``); landmarks are (B, 68, 2) pixels of ``size`` x ``size`` frames (the centre of the
@@ -10,6 +11,7 @@ top-left pixel at (0, 0)).
 from __future__ import annotations
 
 import torch
+from torchvision.ops import roi_align
 
 # dlib-68 indices paired, in order, with the first keypoints (eye corners and upper lids, mouth corners and lips),
 # from LivePortrait's community recipe
@@ -44,3 +46,24 @@ def guided_keypoint_motion(landmark_motion: torch.Tensor, reference_keypoints: t
     motion = landmark_motion[:, list(GUIDANCE_LANDMARKS[:n])]
     ax, ay = axis[:, None, 0], axis[:, None, 1]
     return torch.stack([ax * motion[..., 0] - ay * motion[..., 1], ay * motion[..., 0] + ax * motion[..., 1]], dim=-1)
+
+
+# dlib-68 points of the face parts that part losses and critics look at
+PART_LANDMARKS = {"eyes": slice(36, 48), "mouth": slice(48, 68)}
+
+
+def part_views(images: torch.Tensor, landmarks: torch.Tensor | None, crop_fraction: float, margin: float = 1.5) -> dict[str, torch.Tensor]:
+    """What part losses and critics see of (B, 3, S, S) images: ``face`` (the image) and, with (B, 68, 2) pixel landmarks, the
+    ``eyes`` and ``mouth`` crops: squares ``margin`` times the part's larger extent around its landmarks' box,
+    resampled (bilinear, pixel centres aligned) to ``crop_fraction`` of S. Differentiable in the images."""
+    views = {"face": images}
+    if landmarks is None:
+        return views
+    size = max(8, round(crop_fraction * images.shape[-1]))
+    index = torch.arange(images.shape[0], device=images.device, dtype=images.dtype)[:, None]
+    for part, points in PART_LANDMARKS.items():
+        low, high = landmarks[:, points].amin(dim=1), landmarks[:, points].amax(dim=1)
+        centre, half = (low + high) / 2.0, ((high - low).amax(dim=1, keepdim=True) * margin / 2.0).clamp_min(4.0)
+        boxes = torch.cat([index, centre - half, centre + half], dim=1).to(images.dtype)
+        views[part] = roi_align(images, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    return views

@@ -13,34 +13,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
 from motionlab.geometry import RandomAffineTPS
 from motionlab.losses.base import TaskLoss
 from motionlab.losses.equivariance import equivariance_losses
-from motionlab.losses.landmarks import landmark_guidance
+from motionlab.losses.landmarks import landmark_guidance, part_views
 from motionlab.losses.perceptual import PerceptualPyramidLoss
-
-# dlib-68 points of the regions the part critics judge
-PART_LANDMARKS = {"eyes": slice(36, 48), "mouth": slice(48, 68)}
-
-
-def part_views(images: torch.Tensor, landmarks: torch.Tensor | None, crop_fraction: float, margin: float = 1.5) -> dict[str, torch.Tensor]:
-    """What the critics see of (B, 3, S, S) images: ``face`` (the image) and, with (B, 68, 2) pixel landmarks, the
-    ``eyes`` and ``mouth`` crops: squares ``margin`` times the part's larger extent around its landmarks' box,
-    resampled (bilinear, pixel centres aligned) to ``crop_fraction`` of S. Differentiable in the images."""
-    views = {"face": images}
-    if landmarks is None:
-        return views
-    size = max(8, round(crop_fraction * images.shape[-1]))
-    index = torch.arange(images.shape[0], device=images.device, dtype=images.dtype)[:, None]
-    for part, points in PART_LANDMARKS.items():
-        low, high = landmarks[:, points].amin(dim=1), landmarks[:, points].amax(dim=1)
-        centre, half = (low + high) / 2.0, ((high - low).amax(dim=1, keepdim=True) * margin / 2.0).clamp_min(4.0)
-        boxes = torch.cat([index, centre - half, centre + half], dim=1).to(images.dtype)
-        views[part] = roi_align(images, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
-    return views
-
 
 def keypoint_prior(canonical: torch.Tensor, distance: float = 0.1, depth: float = 0.33) -> torch.Tensor:
     """face-vid2vid's prior on (B, K, 3) canonical keypoints: every pair at least ``sqrt(distance)`` apart

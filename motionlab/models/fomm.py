@@ -207,12 +207,18 @@ class OcclusionAwareGenerator(nn.Module):
     ``forward(source, kp_driving, kp_source)`` returns ``prediction`` (B, 3, H, W) in [0, 1], plus
     ``deformed`` (the warped source image), ``mask``, ``sparse_deformed`` and ``occlusion_map``;
     ``source_features`` (from :meth:`encode_source`, batch 1 or B) skips the source's encoder.
+
+    ``skip_connections`` (off in the FOMM release, whose weights have no place for it) also warps and masks the
+    encoder's features at every finer resolution and adds them to the decoder's output of the same resolution, as
+    the later keypoint animators (MRAA, TPSMM) do: without them the decoder must rebuild every detail from the
+    bottleneck (H / 2**d), which a model trained for minutes does not learn (a blur, worse than copying the source).
     """
 
     def __init__(self, num_channels: int = 3, num_kp: int = 10, block_expansion: int = 64, max_features: int = 512,
                  num_down_blocks: int = 2, num_bottleneck_blocks: int = 6, estimate_occlusion_map: bool = True,
-                 dense_motion_params: dict | None = None, estimate_jacobian: bool = True):
+                 dense_motion_params: dict | None = None, estimate_jacobian: bool = True, skip_connections: bool = False):
         super().__init__()
+        self.skip_connections = skip_connections
         self.dense_motion_network = (
             DenseMotionNetwork(num_kp=num_kp, num_channels=num_channels, estimate_occlusion_map=estimate_occlusion_map, **dense_motion_params)
             if dense_motion_params is not None else None
@@ -231,34 +237,44 @@ class OcclusionAwareGenerator(nn.Module):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(width))
         self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=7, padding=3)
 
-    def encode_source(self, source: torch.Tensor) -> torch.Tensor:
-        """The source's features before warping (B, C, H / 2**d, W / 2**d): they depend on the source alone, so
-        inference computes them once per portrait and passes them to :meth:`forward`."""
-        out = self.first(source)
+    def encode_source(self, source: torch.Tensor) -> list[torch.Tensor]:
+        """The source's features before warping, finest first: (B, C_i, H / 2**i, W / 2**i) for i = 0 .. d. They
+        depend on the source alone, so inference computes them once per portrait and passes them to :meth:`forward`."""
+        features = [self.first(source)]
         for block in self.down_blocks:
-            out = block(out)
-        return out
+            features.append(block(features[-1]))
+        return features
 
     def forward(self, source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints,
-                source_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        out = self.encode_source(source) if source_features is None else source_features.expand(source.shape[0], -1, -1, -1)
+                source_features: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        if source_features is None:
+            features = self.encode_source(source)
+        else:
+            features = [feature.expand(source.shape[0], -1, -1, -1) for feature in source_features]
+        if not self.skip_connections:
+            features = features[-1:]
         result: dict[str, torch.Tensor] = {}
         if self.dense_motion_network is not None:
             motion = self.dense_motion_network(source, kp_driving, kp_source)
             result.update(mask=motion["mask"], sparse_deformed=motion["sparse_deformed"])
-            out = deform(out, motion["deformation"])
+            features = [deform(feature, motion["deformation"]) for feature in features]
             if "occlusion_map" in motion:
-                occlusion = motion["occlusion_map"]
-                result["occlusion_map"] = occlusion
-                if occlusion.shape[2:] != out.shape[2:]:
-                    occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear", align_corners=False)
-                out = out * occlusion
+                result["occlusion_map"] = motion["occlusion_map"]
+                features = [feature * _resized(motion["occlusion_map"], feature.shape[2:]) for feature in features]
             result["deformed"] = deform(source, motion["deformation"])
-        out = self.bottleneck(out)
+        out = self.bottleneck(features.pop())
         for block in self.up_blocks:
             out = block(out)
+            if features:
+                out = out + features.pop()
         result["prediction"] = torch.sigmoid(self.final(out))
         return result
+
+
+def _resized(occlusion: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    if occlusion.shape[2:] == size:
+        return occlusion
+    return F.interpolate(occlusion, size=size, mode="bilinear", align_corners=False)
 
 
 # Published FOMM model settings (config/*.yaml of the release): detector and generator arguments.

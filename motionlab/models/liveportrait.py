@@ -389,7 +389,7 @@ class PatchDiscriminator(nn.Module):
 class LivePortraitDiscriminator(nn.Module):
     """The stage-1 GAN's critics (training only; the release published none): one :class:`PatchDiscriminator` for
     the whole face and one each for eye and mouth crops (the community recipe), the crops ``crop_fraction`` of the
-    image's side. ``views`` take what the crops are: :func:`motionlab.losses.liveportrait.part_views`."""
+    image's side. ``views`` take what the crops are: :func:`motionlab.losses.landmarks.part_views`."""
 
     PARTS = ("face", "eyes", "mouth")
 

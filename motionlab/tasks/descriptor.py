@@ -121,7 +121,7 @@ class DescriptorPredictor(AnimationPredictor):
         # small descriptor models at 64 px gain from batches
         return 1 if self.image_size >= 256 else 16
 
-    def _portrait_state(self, portrait: torch.Tensor, initial: torch.Tensor) -> tuple[Keypoints, Keypoints, torch.Tensor]:
+    def _portrait_state(self, portrait: torch.Tensor, initial: torch.Tensor) -> tuple[Keypoints, Keypoints, list[torch.Tensor]]:
         """(portrait keypoints, first-frame keypoints, portrait features), cached for the last pair of tensors."""
         if self._prepared is None or self._prepared[0] is not portrait or self._prepared[1] is not initial:
             detector = self.net.kp_detector

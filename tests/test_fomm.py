@@ -62,10 +62,11 @@ def test_forward_shapes(small_fomm):
     assert out["mask"].shape == (2, 5, 16, 16) and out["occlusion_map"].shape == (2, 1, 16, 16)
 
 
-def test_skip_connections_add_no_weights_reach_the_fine_features_and_cache_them():
+def test_skip_connections_add_no_weights_reach_the_fine_features_and_cache_them(tmp_path):
     """``skip_connections`` adds the warped, occlusion-masked encoder features of each finer resolution to the
     decoder (no new weights: a FOMM release file still fits), the result depends on the full-resolution features,
-    and the per-portrait feature cache of inference gives the frames of a full forward."""
+    the per-portrait feature cache of inference gives the frames of a full forward, and the release format, whose code
+    has no skips, is refused."""
     torch.manual_seed(0)
     plain = _small_fomm()
     torch.manual_seed(0)
@@ -84,6 +85,9 @@ def test_skip_connections_add_no_weights_reach_the_fine_features_and_cache_them(
                                    source_features=features)["prediction"]
         full = skipped.generator(source[:1].expand(2, -1, -1, -1), kp_driving, skipped.kp_detector(source[:1]).expand(2))["prediction"]
     assert (cached - full).abs().max() < 1e-6
+    with pytest.raises(WeightMismatchError, match="skip_connections"):
+        save_fomm_checkpoint(skipped, tmp_path / "release.pth.tar")
+    assert not (tmp_path / "release.pth.tar").exists()
     for model, reaches_finest in ((skipped, True), (plain, False)):
         finest = model.generator.encode_source(source)[0].detach().requires_grad_()
         rest = [f.detach() for f in model.generator.encode_source(source)[1:]]

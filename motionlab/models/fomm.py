@@ -334,6 +334,10 @@ def fomm_checkpoint_filter(state: dict, source: str) -> dict:
 
 def save_fomm_checkpoint(model: FOMM, path, epoch: int = 0):
     """Write ``model`` in the FOMM release format (readable by the original ``demo.py``); returns the path."""
+    if model.generator.skip_connections:
+        # the file would load key for key into the release code, which has no skips, and render something else
+        raise WeightMismatchError("this model's generator uses skip_connections, which the FOMM release format and code do not have: "
+                                  "the original demo.py would load the file and render different frames; keep the motionlab checkpoint")
     payload = {part: getattr(model, part).state_dict() for part in FOMM_PARTS}
     payload["epoch"] = epoch
     atomic_torch_save(payload, path)

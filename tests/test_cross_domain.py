@@ -204,6 +204,7 @@ def test_cross_domain_evaluation_writes_motion_agreement(adapter_checkpoint, des
     expected |= {f"agreement_adapted/{clip}/{s}" for clip in ("id_0002_video", "mean") for s in signals}
     assert expected <= set(metrics)
     assert all(-1.0 <= metrics[key] <= 1.0 for key in expected if np.isfinite(metrics[key]))
+    assert {f"amplitude/{clip}/{s}" for clip in ("id_0002_video", "mean") for s in signals} <= set(metrics)
     report = (tmp_path / "eval" / "eval.html").read_text()
     assert report.count("<svg") == 10 and "id_0003_video" in report
     clip = json.loads((tmp_path / "eval" / "eval.json").read_text())["clips"]["id_0002_video"]
@@ -223,3 +224,25 @@ def test_adapter_checkpoint_loads_without_its_training_folder(adapter_checkpoint
     assert out["generated_keypoints"].value.shape == (5, 4, 2)
     with pytest.raises(ValueError, match="68-point"):
         predictor.motion(np.zeros((5, 110, 2), np.float32), portrait)
+
+
+def test_agreement_reports_how_much_of_a_motion_comes_through():
+    """A generated clip whose mouth opens half as far as the driver's, in step: correlation 1, amplitude 0.5; signals
+    that do not move on the driver have no amplitude ratio."""
+    from motionlab.inference.cross_domain import agreement
+
+    rng = np.random.default_rng(0)
+    face = rng.uniform(80, 160, (68, 2))
+    face[36:42] += [-40.0, -30.0]
+    face[42:48] += [40.0, -30.0]
+
+    def clip(opening: np.ndarray) -> np.ndarray:
+        points = np.repeat(face[None], len(opening), axis=0)
+        points[:, 65:68, 1] += opening[:, None]  # the inner lower lip moves down
+        return points
+
+    opening = 10.0 * np.abs(np.sin(np.linspace(0, 6, 40)))
+    result = agreement(clip(opening), clip(opening / 2))
+    assert result["correlation"]["mouth_opening"] == pytest.approx(1.0, abs=1e-6)
+    assert result["amplitude"]["mouth_opening"] == pytest.approx(0.5, rel=1e-6)
+    assert np.isnan(result["amplitude"]["head_roll"]) and np.isnan(result["amplitude"]["x"])

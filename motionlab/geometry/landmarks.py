@@ -111,6 +111,13 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / norm) if norm > 1e-12 else float("nan")
 
 
+def amplitude_ratio(reference: np.ndarray, other: np.ndarray) -> float:
+    """Standard deviation of the (T,) signal ``other`` over that of ``reference``: how much of a motion comes through,
+    which a correlation cannot tell (it is blind to scale); NaN when ``reference`` is constant."""
+    reference_std = float(np.asarray(reference, np.float64).std())
+    return float(np.asarray(other, np.float64).std()) / reference_std if reference_std > 1e-12 else float("nan")
+
+
 def face_crop_matrix(points: np.ndarray, size: int, scale: float = 2.3, vx_ratio: float = 0.0, vy_ratio: float = -0.125) -> np.ndarray:
     """(2, 3) affine map from image pixels to a ``size`` x ``size`` face crop, from one face's (68, 2) landmarks.
 

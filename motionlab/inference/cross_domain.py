@@ -23,7 +23,7 @@ from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.landmarks import LandmarkSequence, read_landmarks
 from motionlab.data.synthetic import toy_face_labels
 from motionlab.data.video_io import open_clip, read_image
-from motionlab.geometry.landmarks import SIGNALS, motion_signals, pearson
+from motionlab.geometry.landmarks import SIGNALS, amplitude_ratio, motion_signals, pearson
 from motionlab.models import motionlab_meta
 from motionlab.tasks.adapter import LandmarkDrivenPredictor, load_adapter_predictor
 from motionlab.utils.checkpoint import load_checkpoint
@@ -115,9 +115,11 @@ class NamedPointRegression:
 
 
 def agreement(driver_points: np.ndarray, generated_points: np.ndarray) -> dict[str, dict]:
-    """Per-signal Pearson correlation between two (T, 68, 2) landmark clips, and both signal series."""
+    """Per-signal Pearson ``correlation`` and ``amplitude`` ratio (generated std over driver std) between two
+    (T, 68, 2) landmark clips, and both signal series."""
     driver, generated = motion_signals(driver_points), motion_signals(generated_points)
     return {"correlation": {name: pearson(driver[name], generated[name]) for name in SIGNALS},
+            "amplitude": {name: amplitude_ratio(driver[name], generated[name]) for name in SIGNALS},
             "driver": {name: driver[name].tolist() for name in SIGNALS}, "generated": {name: generated[name].tolist() for name in SIGNALS}}
 
 
@@ -224,6 +226,9 @@ def write_cross_domain_reports(result: dict, out_dir: str | os.PathLike) -> dict
     for key, label in CEILINGS.items():
         values = [result["metrics"].get(f"agreement/{key}/{s}", float("nan")) for s in SIGNALS]
         lines.append(f"| {label} | | " + " | ".join(f"{value:.3f}" for value in values) + " |")
+    lines += ["", "Amplitude (the generated signal's standard deviation over the driver's; 1: all of the motion comes through):", "",
+              "| clip | " + " | ".join(SIGNALS) + " |", "|---|" + "---:|" * len(SIGNALS)]
+    lines += [f"| {name} | " + " | ".join(f"{clip['amplitude'][s]:.3f}" for s in SIGNALS) + " |" for name, clip in result["clips"].items()]
     lines += ["", "Signals: " + result["note"], ""]
     atomic_write_text(paths["md"], "\n".join(lines))
     atomic_write_text(paths["html"], f"""<!DOCTYPE html>
@@ -242,7 +247,8 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
                           portrait: str | os.PathLike | None = None, max_frames: int | None = None, device: str = "cpu") -> dict:
     """Motion agreement of every driver (any landmark source) animating ``portrait`` (default: the first test
     identity's cartoon portrait of the adapter's toy world). Metrics are ``agreement/<clip>/<signal>``, their means
-    over clips, ``agreement/mean/<signal>``, and ``agreement/ceiling/<signal>`` (:func:`measurement_ceiling`)."""
+    over clips, ``agreement/mean/<signal>``, ``amplitude/<clip or mean>/<signal>`` (generated std over driver std), and
+    ``agreement/ceiling/<signal>`` (:func:`measurement_ceiling`)."""
     predictor = load_adapter_predictor(descriptor_ckpt, adapter_ckpt, device)
     datamodule = adapter_datamodule(adapter_ckpt, descriptor_ckpt, cache_dir)
     regression = NamedPointRegression(datamodule)
@@ -254,8 +260,10 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
         clips[name] = motion_agreement(predictor, image, read_landmarks(driver, max_frames=max_frames), regression)
         metrics.update({f"agreement/{name}/{s}": value for s, value in clips[name]["correlation"].items()})
         metrics.update({f"agreement_adapted/{name}/{s}": value for s, value in clips[name]["adapted_correlation"].items()})
+        metrics.update({f"amplitude/{name}/{s}": value for s, value in clips[name]["amplitude"].items()})
     for s in SIGNALS:
         metrics[f"agreement/mean/{s}"] = float(np.nanmean([clip["correlation"][s] for clip in clips.values()]))
+        metrics[f"amplitude/mean/{s}"] = float(np.nanmean([clip["amplitude"][s] for clip in clips.values()]))
         metrics[f"agreement_adapted/mean/{s}"] = float(np.nanmean([clip["adapted_correlation"][s] for clip in clips.values()]))
     ceilings = measurement_ceiling(datamodule, regression, predictor.descriptor_model)
     metrics.update({f"agreement/ceiling/{s}": value for s, value in ceilings["descriptors"].items()})
@@ -263,7 +271,8 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
     note = ("mouth / eye opening: signed inner-lip and eyelid gaps over the inter-ocular distance; head roll: the eye line's angle; x / y: "
             "the eye midpoint's displacement. Generated-side landmarks come from the descriptor model's keypoints and Jacobians on the "
             "generated frames through a regression fitted on the toy world's training clips (the head's similarity, then local "
-            "motion); agreement_adapted is the same measurement on the adapted keypoints before the generator. agreement/ceiling is "
+            "motion); amplitude/* is the generated signal's standard deviation over the driver's (both in inter-ocular units or radians), "
+            "which the correlations, blind to scale, do not show; agreement_adapted is the same measurement on the adapted keypoints before the generator. agreement/ceiling is "
             "the measurement on the toy test clips' own cartoon frames (no adapter, no generator), agreement/ceiling_generated on "
             "what the generator renders from those clips' own descriptors: no driver can score above either.")
     return {"source": f"descriptor {descriptor_ckpt}, adapter {adapter_ckpt}, portrait {portrait_path}", "metrics": metrics, "clips": clips, "note": note}

@@ -205,6 +205,7 @@ def test_cross_domain_evaluation_writes_motion_agreement(adapter_checkpoint, des
     assert expected <= set(metrics)
     assert all(-1.0 <= metrics[key] <= 1.0 for key in expected if np.isfinite(metrics[key]))
     assert {f"amplitude/{clip}/{s}" for clip in ("id_0002_video", "mean") for s in signals} <= set(metrics)
+    assert {f"amplitude_adapted/id_0002_video/{s}" for s in signals} <= set(metrics)
     report = (tmp_path / "eval" / "eval.html").read_text()
     assert report.count("<svg") == 10 and "id_0003_video" in report
     clip = json.loads((tmp_path / "eval" / "eval.json").read_text())["clips"]["id_0002_video"]

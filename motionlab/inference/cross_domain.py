@@ -136,9 +136,10 @@ def _landmarks_of(regression: NamedPointRegression, parts: list[tuple[np.ndarray
 @torch.no_grad()
 def motion_agreement(predictor: LandmarkDrivenPredictor, portrait: np.ndarray, landmarks: LandmarkSequence, regression: NamedPointRegression,
                      batch_size: int = 32) -> dict:
-    """Animate ``portrait`` with ``landmarks``; returns per-signal ``correlation``, both ``driver`` / ``generated``
-    signal series and frame counts, and ``adapted_correlation``: the same signals on the adapted keypoints themselves
-    (through the same regression, before the generator), which tells the adapter's share from the generator's."""
+    """Animate ``portrait`` with ``landmarks``; returns per-signal ``correlation`` and ``amplitude``, both ``driver`` /
+    ``generated`` signal series and frame counts, and ``adapted_correlation`` / ``adapted_amplitude``: the same on the
+    adapted keypoints themselves (through the same regression, before the generator), which tells the adapter's share
+    from the generator's."""
     source = frames_to_tensor(portrait[None], predictor.image_size).to(predictor.device)
     motion = predictor.motion(landmarks.points, source)
     generated, adapted = [], []
@@ -147,8 +148,9 @@ def motion_agreement(predictor: LandmarkDrivenPredictor, portrait: np.ndarray, l
         out = predictor(source, part)
         generated.append(_numpy(predictor.descriptor_model.kp_detector(out["generated"])))
         adapted.append(_numpy(out["generated_keypoints"]))
+    adapted_agreement = agreement(landmarks.points, _landmarks_of(regression, adapted))
     return {**agreement(landmarks.points, _landmarks_of(regression, generated)),
-            "adapted_correlation": agreement(landmarks.points, _landmarks_of(regression, adapted))["correlation"],
+            "adapted_correlation": adapted_agreement["correlation"], "adapted_amplitude": adapted_agreement["amplitude"],
             "frames": len(landmarks), "frames_without_face": int((~landmarks.found).sum())}
 
 
@@ -229,6 +231,8 @@ def write_cross_domain_reports(result: dict, out_dir: str | os.PathLike) -> dict
     lines += ["", "Amplitude (the generated signal's standard deviation over the driver's; 1: all of the motion comes through):", "",
               "| clip | " + " | ".join(SIGNALS) + " |", "|---|" + "---:|" * len(SIGNALS)]
     lines += [f"| {name} | " + " | ".join(f"{clip['amplitude'][s]:.3f}" for s in SIGNALS) + " |" for name, clip in result["clips"].items()]
+    lines += [f"| {name}: adapted keypoints, before the generator | " + " | ".join(f"{clip['adapted_amplitude'][s]:.3f}" for s in SIGNALS) + " |"
+              for name, clip in result["clips"].items()]
     lines += ["", "Signals: " + result["note"], ""]
     atomic_write_text(paths["md"], "\n".join(lines))
     atomic_write_text(paths["html"], f"""<!DOCTYPE html>
@@ -247,7 +251,8 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
                           portrait: str | os.PathLike | None = None, max_frames: int | None = None, device: str = "cpu") -> dict:
     """Motion agreement of every driver (any landmark source) animating ``portrait`` (default: the first test
     identity's cartoon portrait of the adapter's toy world). Metrics are ``agreement/<clip>/<signal>``, their means
-    over clips, ``agreement/mean/<signal>``, ``amplitude/<clip or mean>/<signal>`` (generated std over driver std), and
+    over clips, ``agreement/mean/<signal>``, ``amplitude/<clip or mean>/<signal>`` (generated std over driver std; ``amplitude_adapted/<clip>/<signal>`` on the
+    adapted keypoints), and
     ``agreement/ceiling/<signal>`` (:func:`measurement_ceiling`)."""
     predictor = load_adapter_predictor(descriptor_ckpt, adapter_ckpt, device)
     datamodule = adapter_datamodule(adapter_ckpt, descriptor_ckpt, cache_dir)
@@ -261,6 +266,7 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
         metrics.update({f"agreement/{name}/{s}": value for s, value in clips[name]["correlation"].items()})
         metrics.update({f"agreement_adapted/{name}/{s}": value for s, value in clips[name]["adapted_correlation"].items()})
         metrics.update({f"amplitude/{name}/{s}": value for s, value in clips[name]["amplitude"].items()})
+        metrics.update({f"amplitude_adapted/{name}/{s}": value for s, value in clips[name]["adapted_amplitude"].items()})
     for s in SIGNALS:
         metrics[f"agreement/mean/{s}"] = float(np.nanmean([clip["correlation"][s] for clip in clips.values()]))
         metrics[f"amplitude/mean/{s}"] = float(np.nanmean([clip["amplitude"][s] for clip in clips.values()]))

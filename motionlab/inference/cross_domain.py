@@ -251,9 +251,9 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
                           portrait: str | os.PathLike | None = None, max_frames: int | None = None, device: str = "cpu") -> dict:
     """Motion agreement of every driver (any landmark source) animating ``portrait`` (default: the first test
     identity's cartoon portrait of the adapter's toy world). Metrics are ``agreement/<clip>/<signal>``, their means
-    over clips, ``agreement/mean/<signal>``, ``amplitude/<clip or mean>/<signal>`` (generated std over driver std; ``amplitude_adapted/<clip>/<signal>`` on the
-    adapted keypoints), and
-    ``agreement/ceiling/<signal>`` (:func:`measurement_ceiling`)."""
+    over clips, ``agreement/mean/<signal>``, ``amplitude/<clip or mean>/<signal>`` (generated std over driver std;
+    ``amplitude_adapted/<clip>/<signal>`` on the adapted keypoints), and ``agreement/ceiling/<signal>``
+    (:func:`measurement_ceiling`)."""
     predictor = load_adapter_predictor(descriptor_ckpt, adapter_ckpt, device)
     datamodule = adapter_datamodule(adapter_ckpt, descriptor_ckpt, cache_dir)
     regression = NamedPointRegression(datamodule)
@@ -277,8 +277,9 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
     note = ("mouth / eye opening: signed inner-lip and eyelid gaps over the inter-ocular distance; head roll: the eye line's angle; x / y: "
             "the eye midpoint's displacement. Generated-side landmarks come from the descriptor model's keypoints and Jacobians on the "
             "generated frames through a regression fitted on the toy world's training clips (the head's similarity, then local "
-            "motion); amplitude/* is the generated signal's standard deviation over the driver's (both in inter-ocular units or radians), "
-            "which the correlations, blind to scale, do not show; agreement_adapted is the same measurement on the adapted keypoints before the generator. agreement/ceiling is "
+            "motion); amplitude/* is the generated signal's standard deviation over the driver's (both in inter-ocular units or "
+            "radians), which the correlations, blind to scale, do not show; agreement_adapted and amplitude_adapted are the same "
+            "measurements on the adapted keypoints before the generator. agreement/ceiling is "
             "the measurement on the toy test clips' own cartoon frames (no adapter, no generator), agreement/ceiling_generated on "
             "what the generator renders from those clips' own descriptors: no driver can score above either.")
     return {"source": f"descriptor {descriptor_ckpt}, adapter {adapter_ckpt}, portrait {portrait_path}", "metrics": metrics, "clips": clips, "note": note}

@@ -210,6 +210,8 @@ def test_cross_domain_evaluation_writes_motion_agreement(adapter_checkpoint, des
     assert report.count("<svg") == 10 and "id_0003_video" in report
     clip = json.loads((tmp_path / "eval" / "eval.json").read_text())["clips"]["id_0002_video"]
     assert len(clip["driver"]["mouth_opening"]) == len(clip["generated"]["mouth_opening"]) == 8
+    assert clip["reference_frame"] in range(8)  # the neutral frame by default, shown in the report
+    assert f"| id_0002_video | 8 ({clip['reference_frame']}) |" in (tmp_path / "eval" / "eval.md").read_text()
 
 
 def test_adapter_checkpoint_loads_without_its_training_folder(adapter_checkpoint, descriptor_checkpoint, tmp_path):

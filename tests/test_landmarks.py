@@ -79,6 +79,33 @@ def test_opening_signals_are_signed_so_crossed_lips_do_not_read_as_open():
     assert signals["mouth_opening"][2] == pytest.approx(original["mouth_opening"][2])
 
 
+def test_neutral_frame_has_closed_lips_and_open_eyes_and_is_the_default_reference(caplog):
+    """A talking clip that starts mid-word: the neutral frame is the one with closed lips, not the blink that also
+    closes them, nor a turned head, nor a frame the detector lost."""
+    from motionlab.data.landmarks import LandmarkSequence
+    from motionlab.geometry.landmarks import neutral_frame
+
+    motion = {key: np.zeros(8, np.float32) for key in sample_motion(np.random.default_rng(0), 8)}
+    motion["scale"][:] = 1.0
+    motion["mouth"][:] = [0.8, 0.5, 0.6, 0.3, 0.02, 0.4, 0.0, 0.7]
+    motion["blink"][6] = 1.0  # frame 6: lips closed, eyes too
+    points, _, _ = paired_human_clip("id_0003", motion, noise=None)
+    assert neutral_frame(points) == 4
+    turned = points.copy()
+    centre = turned[4, 27:36, 0].mean()  # frame 4 seen turned: the image-left side of the face foreshortened
+    turned[4, :, 0] = np.where(turned[4, :, 0] < centre, centre + 0.7 * (turned[4, :, 0] - centre), turned[4, :, 0])
+    assert neutral_frame(turned) == 3
+    found = np.ones(8, bool)
+    found[4] = False  # not seen: filled from frame 3, so not a candidate
+    assert neutral_frame(points, found) == 3
+    sequence = LandmarkSequence(points=points.astype(np.float32), found=np.ones(8, bool), source="talking.npy")
+    assert sequence.reference_frame() == 4 and sequence.reference_frame("first") == 0
+    with pytest.raises(ValueError, match="'first' or 'neutral'"):
+        sequence.reference_frame("middle")
+    files = LandmarkSequence(points=np.zeros((3, 110, 2), np.float32), found=np.ones(3, bool), source="lms/")
+    assert files.reference_frame() == 0 and "first frame is the reference" in caplog.text  # 110 points: said, not silent
+
+
 def test_human_domain_is_paired_by_construction_and_differs_per_identity():
     motion = sample_motion(np.random.default_rng(1), 20)
     a, found_a, style_a = paired_human_clip("id_0001", motion)

@@ -43,7 +43,7 @@ def _evaluate_cross_domain(options: dict, out_dir: Path) -> dict:
     if options["ckpt_path"] is None or not options["drivers"]:
         raise ConfigError("cross-domain evaluation: give ckpt_path=<descriptor checkpoint>, adapter=<adapter checkpoint> and drivers=[clip, ...]")
     result = evaluate_cross_domain(options["ckpt_path"], options["adapter"], list(options["drivers"]), options["paths"]["cache_dir"],
-                                   options["portrait"], options["max_frames"], options["device"])
+                                   options["portrait"], options["max_frames"], options["device"], options["landmark_reference"])
     paths = write_cross_domain_reports(result, out_dir)
     table = Table(title="motionlab-eval: motion agreement (Pearson, driver vs generated)")
     table.add_column("clip")

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,11 @@ from motionlab.data.datasets import discover_clips, face_labels_path
 from motionlab.data.synthetic import MOTION_FIELDS
 from motionlab.data.toy_human import paired_human_clip
 from motionlab.data.video_io import VIDEO_EXTENSIONS, ClipError, open_clip
-from motionlab.geometry.landmarks import FRAME_ANCHORS, head_pose_from_landmarks
+from motionlab.geometry.landmarks import FRAME_ANCHORS, head_pose_from_landmarks, neutral_frame
 from motionlab.utils.io import atomic_path
 
 LANDMARK_FILE_SUFFIXES = (".npy", ".lms")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,20 @@ class LandmarkSequence:
 
     def __len__(self) -> int:
         return len(self.points)
+
+    def reference_frame(self, choice: str = "neutral") -> int:
+        """The frame a relative-motion driver is measured from: ``"first"`` (0) or ``"neutral"``
+        (:func:`~motionlab.geometry.landmarks.neutral_frame` among the frames with a face; 68-point layouts only, the
+        first frame for others, with a warning)."""
+        if choice == "first":
+            return 0
+        if choice != "neutral":
+            raise ValueError(f"reference frame must be 'first' or 'neutral', got {choice!r}")
+        if self.points.shape[1] != 68:
+            log.warning("%s: a neutral reference frame is found from 68-point landmarks; these have %d points, so the first frame is "
+                        "the reference", self.source, self.points.shape[1])
+            return 0
+        return neutral_frame(self.points, self.found if self.found.any() else None)
 
 
 def read_lms(path: str | os.PathLike) -> np.ndarray:

@@ -103,6 +103,36 @@ def motion_signals(points: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def neutral_frame(points: np.ndarray, candidates: np.ndarray | None = None) -> int:
+    """Index of the frame of a 68-point clip nearest a neutral, frontal face: among the ``candidates`` (a (T,) bool
+    mask, e.g. the frames with a detected face; default all) whose eye opening is at least their median (no blink, no
+    squint) and whose head pose is among the clip's more typical half (the shape of the jaw, nose and eye corners in
+    each frame's own face frame, nearest the clip's median shape: turns and nods change it), the one whose inner lips
+    are closest together.
+
+    A portrait is usually neutral and frontal, so relative motion is best measured from such a driver frame: measured
+    from a talking or wide-eyed first frame, most of the clip asks the portrait to close a mouth that is already closed,
+    or to narrow its eyes throughout; measured from a turned head, every other frame reads as a turn (FOMM's demo
+    chooses its reference frame for the same reasons).
+    """
+    points = _check_landmarks(points)
+    signals = motion_signals(points)
+    candidates = np.ones(len(points), bool) if candidates is None else np.asarray(candidates, bool)
+    if candidates.shape != (len(points),) or not candidates.any():
+        raise ValueError(f"neutral_frame: candidates must be a (T,) mask with at least one frame, got shape {candidates.shape}, {int(candidates.sum())} set")
+    centre, distance, roll = face_frame(points)
+    c, s = np.cos(-roll), np.sin(-roll)
+    unroll = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)  # (T, 2, 2)
+    rigid = [*range(0, 17), *range(27, 36), 36, 39, 42, 45]
+    own = np.einsum("tij,tpj->tpi", unroll, points[:, rigid] - centre[:, None]) / distance[:, None, None]
+    pose_change = np.abs(own - np.median(own[candidates], axis=0)).mean(axis=(1, 2))
+    eyes = signals["eye_opening"]
+    # pose changes under 2 % of the inter-ocular distance are detector noise, not turns
+    typical = candidates & (eyes >= np.median(eyes[candidates])) & (pose_change <= max(np.median(pose_change[candidates]), 0.02))
+    index = np.flatnonzero(typical) if typical.any() else np.flatnonzero(candidates)
+    return int(index[np.argmin(np.abs(signals["mouth_opening"][index]))])
+
+
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two (T,) signals; NaN when either is constant (no motion to agree on)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)

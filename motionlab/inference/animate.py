@@ -96,10 +96,12 @@ def driver_views(driver: str | os.PathLike, landmarks: LandmarkSequence, size: i
     return views, (landmarks.points + 0.5) * scale - 0.5
 
 
-def animate_with_landmarks(predictor: LandmarkDrivenPredictor, portrait: np.ndarray, landmarks: LandmarkSequence, batch_size: int = 16):
-    """Yield ``generated`` / ``generated_keypoints`` / ``source`` batches of a landmark-driven animation."""
+def animate_with_landmarks(predictor: LandmarkDrivenPredictor, portrait: np.ndarray, landmarks: LandmarkSequence, batch_size: int = 16,
+                           reference: str = "neutral"):
+    """Yield ``generated`` / ``generated_keypoints`` / ``source`` batches of a landmark-driven animation, its motion
+    measured from the driver frame ``reference`` picks (:meth:`LandmarkSequence.reference_frame`)."""
     source = frames_to_tensor(portrait[None], predictor.image_size).to(predictor.device)
-    motion = predictor.motion(landmarks.points, source)
+    motion = predictor.motion(landmarks.points, source, landmarks.reference_frame(reference))
     for start in range(0, len(landmarks), batch_size):
         part = {key: value[start : start + batch_size] for key, value in motion.items()}
         yield {"source": source.expand(part["value"].shape[0], -1, -1, -1), **predictor(source, part)}
@@ -133,6 +135,7 @@ def animate_files(
     side_by_side_out: str | os.PathLike | None = None,
     arch: str | None = None,
     adapter: str | os.PathLike | None = None,
+    landmark_reference: str = "neutral",
     lora_file: str | os.PathLike | None = None,
     sequence_out: str | os.PathLike | None = None,
     on_frame: Callable[[int, int], None] | None = None,
@@ -146,7 +149,8 @@ def animate_files(
     architecture of a published file (``fomm_vox256`` ...). With ``adapter`` (an adapter checkpoint trained for the
     descriptor checkpoint ``ckpt``) the driver is any landmark source (:func:`motionlab.data.landmarks.read_landmarks`:
     a video through dlib, ``.npy`` / ``.lms``, a toy clip) and drives the descriptor model's generator through the
-    adapter. ``gif`` / ``side_by_side_out`` write portrait | driver | result side by side (GIF / mp4), with the
+    adapter, its motion measured from the driver frame ``landmark_reference`` picks (``"neutral"``: lips closed, eyes
+    open; ``"first"``). ``gif`` / ``side_by_side_out`` write portrait | driver | result side by side (GIF / mp4), with the
     keypoints (or the driver's landmarks) drawn. ``sequence_out`` writes the frames at the network's size with the
     keypoints / landmarks as layers and per-frame traces, for the viewer (:mod:`motionlab.inference.sequence`).
     ``lora_file`` adds a LoRA adapter file trained on ``ckpt`` (unmerged). ``liveportrait`` holds the options of a
@@ -184,7 +188,8 @@ def animate_files(
         total = len(landmarks)
 
         def generated_frames() -> Iterator[np.ndarray]:
-            for batch in animate_with_landmarks(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), landmarks, batch_size or 16):
+            for batch in animate_with_landmarks(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), landmarks, batch_size or 16,
+                                                landmark_reference):
                 generated = side_by_side(batch["generated"])
                 adapted = batch["generated_keypoints"].to_pixels().value.cpu().numpy()
                 if keep_views:

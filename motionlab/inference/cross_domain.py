@@ -135,13 +135,15 @@ def _landmarks_of(regression: NamedPointRegression, parts: list[tuple[np.ndarray
 
 @torch.no_grad()
 def motion_agreement(predictor: LandmarkDrivenPredictor, portrait: np.ndarray, landmarks: LandmarkSequence, regression: NamedPointRegression,
-                     batch_size: int = 32) -> dict:
+                     batch_size: int = 32, reference: str = "neutral") -> dict:
     """Animate ``portrait`` with ``landmarks``; returns per-signal ``correlation`` and ``amplitude``, both ``driver`` /
     ``generated`` signal series and frame counts, and ``adapted_correlation`` / ``adapted_amplitude``: the same on the
     adapted keypoints themselves (through the same regression, before the generator), which tells the adapter's share
-    from the generator's."""
+    from the generator's. ``reference``: the driver frame motion is measured from (:meth:`LandmarkSequence.reference_frame`),
+    returned as ``reference_frame``."""
     source = frames_to_tensor(portrait[None], predictor.image_size).to(predictor.device)
-    motion = predictor.motion(landmarks.points, source)
+    reference_frame = landmarks.reference_frame(reference)
+    motion = predictor.motion(landmarks.points, source, reference_frame)
     generated, adapted = [], []
     for start in range(0, len(landmarks), batch_size):
         part = {key: value[start : start + batch_size] for key, value in motion.items()}
@@ -151,7 +153,7 @@ def motion_agreement(predictor: LandmarkDrivenPredictor, portrait: np.ndarray, l
     adapted_agreement = agreement(landmarks.points, _landmarks_of(regression, adapted))
     return {**agreement(landmarks.points, _landmarks_of(regression, generated)),
             "adapted_correlation": adapted_agreement["correlation"], "adapted_amplitude": adapted_agreement["amplitude"],
-            "frames": len(landmarks), "frames_without_face": int((~landmarks.found).sum())}
+            "frames": len(landmarks), "frames_without_face": int((~landmarks.found).sum()), "reference_frame": reference_frame}
 
 
 @torch.no_grad()
@@ -218,10 +220,10 @@ def write_cross_domain_reports(result: dict, out_dir: str | os.PathLike) -> dict
     write_json(paths["json"], result)
     write_json(paths["metrics"], result["metrics"])
     lines = [f"# motionlab cross-domain evaluation: {result['source']}", "", "Motion agreement (Pearson over time, driver vs generated):", "",
-             "| clip | frames | " + " | ".join(SIGNALS) + " |", "|---|---:|" + "---:|" * len(SIGNALS)]
+             "| clip | frames (reference frame) | " + " | ".join(SIGNALS) + " |", "|---|---:|" + "---:|" * len(SIGNALS)]
     sections = []
     for name, clip in result["clips"].items():
-        lines.append(f"| {name} | {clip['frames']} | " + " | ".join(f"{clip['correlation'][s]:.3f}" for s in SIGNALS) + " |")
+        lines.append(f"| {name} | {clip['frames']} ({clip['reference_frame']}) | " + " | ".join(f"{clip['correlation'][s]:.3f}" for s in SIGNALS) + " |")
         plots = "".join(_svg_plot(clip["driver"][s], clip["generated"][s], f"{s}: r = {clip['correlation'][s]:.3f}") for s in SIGNALS)
         sections.append(f"<h2>{html.escape(name)} ({clip['frames']} frames)</h2><div class=\"plots\">{plots}</div>")
     for name, clip in result["clips"].items():
@@ -249,7 +251,8 @@ named-point regression). Both z-scored.</p>{''.join(sections)}
 
 
 def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str | os.PathLike, drivers: list[str], cache_dir: str | os.PathLike,
-                          portrait: str | os.PathLike | None = None, max_frames: int | None = None, device: str = "cpu") -> dict:
+                          portrait: str | os.PathLike | None = None, max_frames: int | None = None, device: str = "cpu",
+                          landmark_reference: str = "neutral") -> dict:
     """Motion agreement of every driver (any landmark source) animating ``portrait`` (default: the first test
     identity's cartoon portrait of the adapter's toy world). Metrics are ``agreement/<clip>/<signal>``, their means
     over clips, ``agreement/mean/<signal>``, ``amplitude/<clip or mean>/<signal>`` (generated std over driver std;
@@ -263,7 +266,7 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
     clips, metrics = {}, {}
     for driver in drivers:
         name = Path(driver).stem if Path(driver).is_file() else Path(driver).name
-        clips[name] = motion_agreement(predictor, image, read_landmarks(driver, max_frames=max_frames), regression)
+        clips[name] = motion_agreement(predictor, image, read_landmarks(driver, max_frames=max_frames), regression, reference=landmark_reference)
         metrics.update({f"agreement/{name}/{s}": value for s, value in clips[name]["correlation"].items()})
         metrics.update({f"agreement_adapted/{name}/{s}": value for s, value in clips[name]["adapted_correlation"].items()})
         metrics.update({f"amplitude/{name}/{s}": value for s, value in clips[name]["amplitude"].items()})
@@ -275,7 +278,8 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
     ceilings = measurement_ceiling(datamodule, regression, predictor.descriptor_model)
     metrics.update({f"agreement/ceiling/{s}": value for s, value in ceilings["descriptors"].items()})
     metrics.update({f"agreement/ceiling_generated/{s}": value for s, value in ceilings["generated"].items()})
-    note = ("mouth / eye opening: signed inner-lip and eyelid gaps over the inter-ocular distance; head roll: the eye line's angle; x / y: "
+    note = ("Driver motion is measured from each clip's reference frame (landmark_reference: 'neutral', its frame with the lips "
+            "closest together among those with open eyes, or 'first'). Mouth / eye opening: signed inner-lip and eyelid gaps over the inter-ocular distance; head roll: the eye line's angle; x / y: "
             "the eye midpoint's displacement. Generated-side landmarks come from the descriptor model's keypoints and Jacobians on the "
             "generated frames through a regression fitted on the toy world's training clips (the head's similarity, then local "
             "motion); amplitude/* is the generated signal's standard deviation over the driver's (both in inter-ocular units or "
@@ -283,4 +287,5 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
             "measurements on the adapted keypoints before the generator. agreement/ceiling is "
             "the measurement on the toy test clips' own cartoon frames (no adapter, no generator), agreement/ceiling_generated on "
             "what the generator renders from those clips' own descriptors: no driver can score above either.")
-    return {"source": f"descriptor {descriptor_ckpt}, adapter {adapter_ckpt}, portrait {portrait_path}", "metrics": metrics, "clips": clips, "note": note}
+    return {"source": f"descriptor {descriptor_ckpt}, adapter {adapter_ckpt}, portrait {portrait_path}, landmark_reference {landmark_reference}",
+            "metrics": metrics, "clips": clips, "note": note}

@@ -166,7 +166,8 @@ class AdapterTask(MotionlabTask):
 class LandmarkDrivenPredictor:
     """A descriptor model's generator driven by landmarks through an adapter.
 
-    ``motion(points, portrait)`` maps (T, P, 2) pixel landmarks (reference frame 0) to relative keypoint motion for the
+    ``motion(points, portrait, reference)`` maps (T, P, 2) pixel landmarks (relative to frame ``reference``, the one
+    taken to show the portrait's expression; :meth:`LandmarkSequence.reference_frame`) to relative keypoint motion for the
     (1, 3, S, S) portrait's keypoints; ``predictor(portrait, motion)`` animates the portrait with it, returning
     ``generated`` (N, 3, S, S) and ``generated_keypoints`` (the adapted keypoints on the portrait).
     """
@@ -181,10 +182,10 @@ class LandmarkDrivenPredictor:
         return self.descriptor_model.model_info.input_size[0]
 
     @torch.no_grad()
-    def motion(self, points: np.ndarray, portrait: torch.Tensor) -> dict[str, torch.Tensor]:
+    def motion(self, points: np.ndarray, portrait: torch.Tensor, reference: int = 0) -> dict[str, torch.Tensor]:
         if points.shape[1] != self.adapter.num_landmarks:
             raise InputError(f"the adapter was trained on {self.adapter.num_landmarks}-point landmarks; this source has {points.shape[1]} points")
-        windows, reference = landmark_windows(points, self.adapter.window)
+        windows, reference = landmark_windows(points, self.adapter.window, reference)
         keypoints = self.descriptor_model.kp_detector(portrait).value.expand(len(points), -1, -1)
         return self.adapter(windows.to(self.device), reference.to(self.device), keypoints)
 

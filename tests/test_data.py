@@ -170,11 +170,22 @@ def test_datamodule_needs_exactly_one_source(toy_world):
         PortraitVideoDataModule(root=str(toy_world), toy_world={"identities": 2})
 
 
-def test_augmentation_is_refused_with_cached_descriptors():
-    batch = {key: torch.rand(2, 3, 8, 8) for key in ("source", "driver", "driver_next")}
-    batch["driver_descriptors"] = torch.rand(2, 4, 2)
-    with pytest.raises(ValueError, match="set data.augmentation=null"):
-        PairedAugmentation(hflip=0.0)(batch)
+def test_cached_descriptors_follow_a_flip_and_ignore_colour_changes():
+    """Two dots, keypoint 0 on the image-left one: in a mirrored face keypoint 0 is the mirror of keypoint 1's dot."""
+    image = torch.zeros(1, 3, 9, 9)
+    image[..., 4, 1] = image[..., 2, 6] = 1.0
+    normalised = lambda pixels: torch.tensor(pixels) * 2 / 8 - 1  # noqa: E731
+    batch = {"source": image, "driver": image.clone(), "driver_next": image.clone(), "driver_descriptors": normalised([[[1.0, 4.0], [6.0, 2.0]]])}
+    flipped = PairedAugmentation(hflip=1.0, brightness=0, contrast=0, saturation=0, hue=0, descriptor_mirror=[1, 0])(batch)
+    assert torch.allclose(flipped["driver_descriptors"], normalised([[[2.0, 2.0], [7.0, 4.0]]]))
+    assert flipped["driver"][0, 0, 2, 2] == 1 and flipped["driver"][0, 0, 4, 7] == 1  # where the image put the dots
+    grey = {**batch, **{key: image * 0.5 + 0.25 for key in ("source", "driver", "driver_next")}}
+    recoloured = PairedAugmentation(hflip=0.0, brightness=0.3, contrast=0.3, saturation=0, hue=0)(grey)
+    assert not torch.equal(recoloured["driver"], grey["driver"]) and torch.equal(recoloured["driver_descriptors"], batch["driver_descriptors"])
+    with pytest.raises(ValueError, match="descriptor_mirror"):
+        PairedAugmentation(hflip=0.5)(batch)
+    with pytest.raises(ValueError, match="permutation"):
+        PairedAugmentation(descriptor_mirror=[0, 0])
 
 
 def test_target_datamodule_splits_one_identity_in_time(toy_world):

@@ -31,27 +31,40 @@ class PairedAugmentation(nn.Module):
             ``driver_landmarks`` swap sides (:data:`~motionlab.geometry.landmarks.MIRROR_68`) and
             ``driver_head_pose`` negates yaw and roll.
 
-    Batches with cached descriptors are refused: a learnt detector answers a flipped or recoloured image
-    with other keypoints (not the mirrored or the same ones), so the cache would no longer describe it.
         brightness, contrast, saturation: factors drawn from ``[1 - v, 1 + v]`` (brightness additive, ``[-v, v]``).
         hue: shift drawn from ``[-hue, hue]`` in radians.
+        descriptor_mirror: for batches with cached descriptors (``*_descriptors``, (B, K, 2) normalised keypoints of the
+            clean frames): the keypoint each keypoint becomes in a mirrored face (a permutation of ``range(K)``), so a
+            flip mirrors them as it mirrors the images. Colour changes leave them as they are: they describe where the
+            face's parts are, which recolouring does not move. (A learnt detector run on the augmented images instead
+            moves its keypoints under a colour change and is not mirror-symmetric: experiments/README.md.) Without it,
+            flips of batches with descriptors are refused.
     """
 
-    def __init__(self, hflip: float = 0.5, brightness: float = 0.1, contrast: float = 0.1, saturation: float = 0.1, hue: float = 0.05):
+    def __init__(self, hflip: float = 0.5, brightness: float = 0.1, contrast: float = 0.1, saturation: float = 0.1, hue: float = 0.05,
+                 descriptor_mirror: list[int] | None = None):
         super().__init__()
         for name, value in (("hflip", hflip), ("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"augmentation {name} must be in [0, 1], got {value}")
         if not 0.0 <= hue <= torch.pi:
             raise InputError(f"augmentation hue must be in [0, pi], got {hue}")
+        if descriptor_mirror is not None and sorted(descriptor_mirror) != list(range(len(descriptor_mirror))):
+            raise InputError(f"augmentation descriptor_mirror must be a permutation of 0..K-1, got {list(descriptor_mirror)}")
         self.hflip, self.brightness, self.contrast, self.saturation, self.hue = hflip, brightness, contrast, saturation, hue
+        self.descriptor_mirror = None if descriptor_mirror is None else list(descriptor_mirror)
 
     @torch.no_grad()
     def forward(self, batch: dict) -> dict:
-        """Return a new batch dict; images (B, 3, H, W) in [0, 1], keypoints (B, K, 2) pixels."""
-        if any(key.endswith("descriptors") for key in batch):
-            raise InputError("augmentations change what the descriptor model sees, so cached descriptors would not describe "
-                             "the augmented images; set data.augmentation=null with data.descriptor_checkpoint")
+        """Return a new batch dict; images (B, 3, H, W) in [0, 1], keypoints (B, K, 2) pixels, descriptors (B, K, 2)
+        normalised."""
+        descriptor_keys = [key for key in batch if key.endswith("descriptors")]
+        if descriptor_keys and self.hflip > 0:
+            count = batch[descriptor_keys[0]].shape[1]
+            if self.descriptor_mirror is None or len(self.descriptor_mirror) != count:
+                raise InputError(f"a flip mirrors the images, so the cached descriptors ({count} keypoints) must be mirrored too: set "
+                                 f"data.augmentation.descriptor_mirror to the keypoint each one becomes in a mirrored face "
+                                 f"(got {self.descriptor_mirror}), or data.augmentation.hflip=0")
         reference = batch["driver"]
         b, device = reference.shape[0], reference.device
         width = reference.shape[-1]
@@ -76,6 +89,13 @@ class PairedAugmentation(nn.Module):
                 points = batch[key].clone()
                 points[flip, :, 0] = width - 1 - points[flip, :, 0]
                 out[key] = points
+        for key in descriptor_keys:
+            points = batch[key].clone()
+            if flip.any():  # corner-aligned normalised x: the mirror of x is -x
+                mirrored = points[flip][:, torch.as_tensor(self.descriptor_mirror, device=device)]
+                mirrored[..., 0] = -mirrored[..., 0]
+                points[flip] = mirrored
+            out[key] = points
         if "driver_landmarks" in batch:
             points = batch["driver_landmarks"].clone()
             points[flip] = points[flip][:, torch.as_tensor(MIRROR_68, device=device)]

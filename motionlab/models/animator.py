@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionlab.geometry import keypoints_to_flow_coordinates, keypoints_to_gaussian, warp
+from motionlab.geometry import keypoints_to_gaussian, warp
 from motionlab.models.blocks import ConvNormAct, DownBlock, Hourglass, ResBlock, UpBlock
 from motionlab.models.registry import register_model
 
@@ -29,11 +29,8 @@ class AnimatorNet(nn.Module):
         num_descriptors: K > 0 adds motion-descriptor inputs: Gaussian maps at the portrait's and the
             driver's K keypoints (from a frozen descriptor model) join the motion hourglass's input.
         descriptor_variance: variance of those Gaussians, in normalised units squared.
-        descriptor_maps: ``"pair"`` (2K maps: the portrait's and the driver's Gaussians), ``"difference"`` (K maps:
-            the driver's minus the portrait's, the motion representation of FOMM's dense-motion network) or
-            ``"sparse_motion"`` (FOMM's whole representation, translations only: the difference maps plus the portrait
-            shifted by each keypoint's motion, K + 1 images with the unshifted one; the flow is a per-pixel softmax
-            mixture of those K + 1 shifts plus the flow head's residual).
+        descriptor_maps: ``"pair"`` (2K maps: the portrait's and the driver's Gaussians) or ``"difference"`` (K maps:
+            the driver's minus the portrait's, the motion representation of FOMM's dense-motion network).
     """
 
     def __init__(
@@ -48,22 +45,19 @@ class AnimatorNet(nn.Module):
         descriptor_maps: str = "pair",
     ):
         super().__init__()
-        if descriptor_maps not in ("pair", "difference", "sparse_motion"):
-            raise ValueError(f"descriptor_maps must be 'pair', 'difference' or 'sparse_motion', got {descriptor_maps!r}")
+        if descriptor_maps not in ("pair", "difference"):
+            raise ValueError(f"descriptor_maps must be 'pair' or 'difference', got {descriptor_maps!r}")
         self.image_channels = image_channels
         self.max_flow = max_flow
         self.num_descriptors, self.descriptor_variance, self.descriptor_maps = num_descriptors, descriptor_variance, descriptor_maps
-        sparse_motion = bool(num_descriptors) and descriptor_maps == "sparse_motion"
-        maps = num_descriptors * (2 if descriptor_maps == "pair" else 1) + (num_descriptors + 1) * image_channels * sparse_motion
+        maps = num_descriptors * (2 if descriptor_maps == "pair" else 1)
         self.motion = Hourglass(2 * image_channels + maps, tuple(motion_channels))
         self.flow_head = nn.Conv2d(self.motion.out_channels, 2, 7, padding=3)
         self.occlusion_head = nn.Conv2d(self.motion.out_channels, 1, 7, padding=3)
-        # Start from the identity motion: zero flow, fully visible; a sparse-motion mixture starts as the mean shift.
-        self.shift_mask_head = nn.Conv2d(self.motion.out_channels, num_descriptors + 1, 7, padding=3) if sparse_motion else None
-        for head in (self.flow_head, self.occlusion_head, self.shift_mask_head):
-            if head is not None:
-                nn.init.zeros_(head.weight)
-                nn.init.zeros_(head.bias)
+        # Start from the identity motion: zero flow, fully visible.
+        nn.init.zeros_(self.flow_head.weight)
+        nn.init.zeros_(self.flow_head.bias)
+        nn.init.zeros_(self.occlusion_head.weight)
         nn.init.constant_(self.occlusion_head.bias, 3.0)
 
         widths = list(appearance_channels)
@@ -81,36 +75,12 @@ class AnimatorNet(nn.Module):
         self.decoder = nn.Sequential(*decoder)
         self.to_output = nn.Conv2d(previous, image_channels + 1, 7, padding=3)
 
-    def predict_motion(self, portrait: torch.Tensor, driver: torch.Tensor, descriptor_maps: torch.Tensor | None = None,
-                       shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flow (B, H, W, 2) taking the portrait to the driver's pose, and occlusion (B, 1, H, W) in (0, 1).
-
-        ``shifts`` (B, K + 1, 2): constant candidate flows (``sparse_motion``), mixed per pixel by the shift mask."""
+    def predict_motion(self, portrait: torch.Tensor, driver: torch.Tensor, descriptor_maps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flow (B, H, W, 2) taking the portrait to the driver's pose, and occlusion (B, 1, H, W) in (0, 1)."""
         inputs = [portrait, driver] if descriptor_maps is None else [portrait, driver, descriptor_maps]
         hidden = self.motion(torch.cat(inputs, dim=1))
         flow = torch.tanh(self.flow_head(hidden)) * self.max_flow
-        if shifts is not None:
-            mask = torch.softmax(self.shift_mask_head(hidden), dim=1)
-            flow = flow + torch.einsum("bkhw,bkc->bchw", mask, shifts)
         return flow.permute(0, 2, 3, 1), torch.sigmoid(self.occlusion_head(hidden))
-
-    def descriptor_motion(self, portrait: torch.Tensor, portrait_descriptors: torch.Tensor,
-                          driver_descriptors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The motion hourglass's descriptor input (B, maps, H, W) and, for ``sparse_motion``, the K + 1 candidate
-        shifts (B, K + 1, 2): zero, then each keypoint's portrait position minus its driver position (the backward
-        flow that moves the portrait's keypoint onto the driver's), in :mod:`motionlab.geometry.flow` coordinates."""
-        h, w = portrait.shape[-2:]
-        portrait_maps = keypoints_to_gaussian(portrait_descriptors, h, w, self.descriptor_variance)
-        driver_maps = keypoints_to_gaussian(driver_descriptors, h, w, self.descriptor_variance)
-        if self.descriptor_maps == "pair":
-            return torch.cat([portrait_maps, driver_maps], 1), None
-        if self.descriptor_maps == "difference":
-            return driver_maps - portrait_maps, None
-        moves = keypoints_to_flow_coordinates(portrait_descriptors - driver_descriptors, h, w)
-        shifts = torch.cat([moves.new_zeros(moves.shape[0], 1, 2), moves], dim=1)
-        b, k = shifts.shape[:2]
-        shifted = warp(portrait.repeat_interleave(k, dim=0), shifts.reshape(b * k, 1, 1, 2).expand(-1, h, w, -1))
-        return torch.cat([driver_maps - portrait_maps, shifted.reshape(b, k * portrait.shape[1], h, w)], 1), shifts
 
     def forward(self, portrait: torch.Tensor, driver: torch.Tensor, strength: float = 1.0,
                 portrait_descriptors: torch.Tensor | None = None, driver_descriptors: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -125,14 +95,17 @@ class AnimatorNet(nn.Module):
             raise ValueError(
                 f"portrait and driver must both be (B, {self.image_channels}, H, W), got {tuple(portrait.shape)} and {tuple(driver.shape)}"
             )
-        descriptor_maps = shifts = None
+        descriptor_maps = None
         if self.num_descriptors:
             if portrait_descriptors is None or driver_descriptors is None:
                 raise ValueError(f"this Animator takes motion descriptors: pass portrait_descriptors and driver_descriptors (B, {self.num_descriptors}, 2)")
             if portrait_descriptors.shape[1:] != (self.num_descriptors, 2) or driver_descriptors.shape != portrait_descriptors.shape:
                 raise ValueError(f"descriptors must be (B, {self.num_descriptors}, 2), got {tuple(portrait_descriptors.shape)} and {tuple(driver_descriptors.shape)}")
-            descriptor_maps, shifts = self.descriptor_motion(portrait, portrait_descriptors, driver_descriptors)
-        flow, occlusion = self.predict_motion(portrait, driver, descriptor_maps, shifts)
+            h, w = portrait.shape[-2:]
+            portrait_maps = keypoints_to_gaussian(portrait_descriptors, h, w, self.descriptor_variance)
+            driver_maps = keypoints_to_gaussian(driver_descriptors, h, w, self.descriptor_variance)
+            descriptor_maps = torch.cat([portrait_maps, driver_maps], 1) if self.descriptor_maps == "pair" else driver_maps - portrait_maps
+        flow, occlusion = self.predict_motion(portrait, driver, descriptor_maps)
         flow = flow * strength
         features = self.encoder(self.stem(portrait))
         features = warp(features, flow)

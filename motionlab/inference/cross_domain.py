@@ -279,7 +279,7 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
     metrics.update({f"agreement/ceiling/{s}": value for s, value in ceilings["descriptors"].items()})
     metrics.update({f"agreement/ceiling_generated/{s}": value for s, value in ceilings["generated"].items()})
     note = ("Driver motion is measured from each clip's reference frame (landmark_reference: 'neutral', its frame with the lips "
-            "closest together among those with open eyes, or 'first'). Mouth / eye opening: signed inner-lip and eyelid gaps over the inter-ocular distance; head roll: the eye line's angle; x / y: "
+            "closest together among those with open eyes and a typical head pose, or 'first'). Mouth / eye opening: signed inner-lip and eyelid gaps over the inter-ocular distance; head roll: the eye line's angle; x / y: "
             "the eye midpoint's displacement. Generated-side landmarks come from the descriptor model's keypoints and Jacobians on the "
             "generated frames through a regression fitted on the toy world's training clips (the head's similarity, then local "
             "motion); amplitude/* is the generated signal's standard deviation over the driver's (both in inter-ocular units or "

@@ -3,7 +3,8 @@ generator (:class:`LandmarkDrivenPredictor`).
 
 The adapter maps another domain's face landmarks into the motion space of a frozen descriptor checkpoint (FOMM
 keypoints + Jacobians); the generator takes motion only as keypoints, never driver pixels, so a human video drives
-a cartoon portrait: landmarks -> normalisation (reference frame 0) -> adapter -> relative motion on the portrait's
+a cartoon portrait: landmarks -> normalisation (relative to a reference frame: 0 in training, where the toy clips'
+domains share it; at inference the driver's neutral frame by default) -> adapter -> relative motion on the portrait's
 keypoints -> generator. An adapter checkpoint records its descriptor checkpoint's SHA-256 and refuses any other.
 """
 

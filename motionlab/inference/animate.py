@@ -150,7 +150,7 @@ def animate_files(
     descriptor checkpoint ``ckpt``) the driver is any landmark source (:func:`motionlab.data.landmarks.read_landmarks`:
     a video through dlib, ``.npy`` / ``.lms``, a toy clip) and drives the descriptor model's generator through the
     adapter, its motion measured from the driver frame ``landmark_reference`` picks (``"neutral"``: lips closed, eyes
-    open; ``"first"``). ``gif`` / ``side_by_side_out`` write portrait | driver | result side by side (GIF / mp4), with the
+    open, a typical head pose; ``"first"``). ``gif`` / ``side_by_side_out`` write portrait | driver | result side by side (GIF / mp4), with the
     keypoints (or the driver's landmarks) drawn. ``sequence_out`` writes the frames at the network's size with the
     keypoints / landmarks as layers and per-frame traces, for the viewer (:mod:`motionlab.inference.sequence`).
     ``lora_file`` adds a LoRA adapter file trained on ``ckpt`` (unmerged). ``liveportrait`` holds the options of a

@@ -768,7 +768,7 @@ def cross_domain(args: argparse.Namespace) -> list[tuple[str, float, str]]:
                                    "dense_motion_params": {"block_expansion": 32, "max_features": 128, "num_blocks": 4, "scale_factor": 0.5}})
     portrait = torch.rand(1, 3, 64, 64)
     for name in ("landmark_adapter_mlp", "landmark_adapter_temporal"):
-        predictor = LandmarkDrivenPredictor(fomm, create_model(name, num_kp=10))
+        predictor = LandmarkDrivenPredictor(fomm, create_model(name, num_kp=10, rigid_roll=True))  # as conf/model/adapter_mlp.yaml
         predictor.motion(landmarks.points, portrait)  # warm-up
         repeats = max(1, args.steps // 4)
         started = time.perf_counter()

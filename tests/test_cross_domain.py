@@ -159,6 +159,33 @@ def test_adapter_windows_are_centred_and_relative_to_the_first_frame():
         create_model("landmark_adapter_temporal", window=4)
 
 
+def test_rigid_roll_adapter_turns_the_keypoints_by_the_heads_roll_and_learns_only_the_rest():
+    from motionlab.data.synthetic import neutral_motion
+    from motionlab.data.toy_human import human_landmarks, human_style_for
+
+    face = human_landmarks(human_style_for("id0"), neutral_motion())[:1]  # (1, 68, 2) pixels
+    angle = 0.3
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    middle = face[0, 36:48].mean(0)  # the eye midpoint (both eyes have six points)
+    rolled = (face - middle) @ turn.T + middle + np.array([4.0, -2.0])
+    windows, reference = landmark_windows(np.concatenate([face, rolled]).astype(np.float32), window=3)
+    adapter = create_model("landmark_adapter_temporal", window=3, num_kp=4, hidden=16, rigid_roll=True)
+    upright, roll = adapter._unroll(windows, reference)
+    assert roll[1, 1] == pytest.approx(angle, abs=1e-5) and roll[0, :2].abs().max() < 1e-6  # frame 0's window: 0, 0, 1
+    # the learnt part sees the translation but no roll: an upright copy of the reference face, shifted
+    shift = upright[1, 1] - upright[1, 1].mean(0)
+    assert float(shift.abs().max()) < 1e-4 and float(upright[1, 1].mean(0).norm()) > 0.05
+    keypoints = torch.tensor([[-0.3, -0.2], [0.3, -0.2], [0.0, 0.1], [0.0, 0.3]]).expand(2, 4, 2)
+    motion = adapter(windows, reference, keypoints)  # zero-initialised head: no learnt motion, only the roll
+    centroid = keypoints[1].mean(0)
+    expected = (keypoints[1] - centroid) @ torch.tensor(turn, dtype=torch.float32).T + centroid
+    assert torch.allclose(keypoints[1] + motion["value"][1], expected, atol=1e-5)
+    assert torch.equal(motion["jacobian"][1], torch.eye(2).expand(4, 2, 2))  # Jacobians are the learnt part's
+    assert float(motion["value"][0].detach().abs().max()) < 1e-6  # the reference frame itself: no motion
+    motion["value"].square().sum().backward()  # the learnt part trains through the turn
+    assert all(p.grad is not None for p in adapter.mlp.parameters())
+
+
 def test_adapter_refuses_a_descriptor_checkpoint_with_another_hash(adapter_checkpoint, descriptor_checkpoint, tmp_path):
     predictor = load_adapter_predictor(descriptor_checkpoint, adapter_checkpoint)
     assert predictor.adapter.model_info.name == "landmark_adapter_temporal"

@@ -173,8 +173,8 @@ def test_rigid_roll_adapter_turns_the_keypoints_by_the_heads_roll_and_learns_onl
     upright, roll = adapter._unroll(windows, reference)
     assert roll[1, 1] == pytest.approx(angle, abs=1e-5) and roll[0, :2].abs().max() < 1e-6  # frame 0's window: 0, 0, 1
     # the learnt part sees the translation but no roll: an upright copy of the reference face, shifted
-    shift = upright[1, 1] - upright[1, 1].mean(0)
-    assert float(shift.abs().max()) < 1e-4 and float(upright[1, 1].mean(0).norm()) > 0.05
+    spread = upright[1, 1] - upright[1, 1].mean(0)  # every point displaced alike
+    assert float(spread.abs().max()) < 1e-4 and float(upright[1, 1].mean(0).norm()) > 0.05
     keypoints = torch.tensor([[-0.3, -0.2], [0.3, -0.2], [0.0, 0.1], [0.0, 0.3]]).expand(2, 4, 2)
     motion = adapter(windows, reference, keypoints)  # zero-initialised head: no learnt motion, only the roll
     centroid = keypoints[1].mean(0)

@@ -15,9 +15,9 @@ the landmarks (each frame rotated about its own eye midpoint) and joins the inpu
 keypoints are turned by the mapped frame's roll about a centre the adapter picks as a convex combination of them (the
 centroid at initialisation). How a descriptor model answers a turned head is its own: the guided toy model's keypoint
 constellation turns by 0.79 of the head's roll and its Jacobians by 0.41 (experiments/README.md), so the adapter adds
-a learnt correction to the angle (zero at initialisation) and predicts the Jacobians itself, from the roll it is given. The learnt part is then
-expression and translation only, so a pose the training domain never shows (a real head's yaw and pitch, which the
-toy human lacks) cannot leak into the roll through it.
+a learnt correction to the angle (zero at initialisation) and predicts the Jacobians itself, from the roll it is
+given. Its landmarks carry no roll, so a pose the training domain never shows (a real head's yaw and pitch, which the
+toy human lacks) cannot be read as roll from their shape.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from motionlab.inference.animate import animate_files
 from motionlab.models import CheckpointFormatError, load_model
 from motionlab.tasks import load_predictor
 from motionlab.train import train
-from motionlab.utils.checkpoint import WeightMismatchError
+from motionlab.utils.checkpoint import WeightMismatchError, load_checkpoint
 
 from conftest import SHARED, count_video_frames, compose_train, motionlab_bin, read_rgb, subprocess_env, tiny_overrides
 
@@ -118,6 +118,38 @@ def test_animate_a_descriptor_animator_checkpoint(animator_descriptors_checkpoin
         direct = predictor.net(portrait, driver, portrait_descriptors=descriptors[0], driver_descriptors=descriptors[1])["image"].clamp(0, 1)
         assert torch.allclose(predictor(portrait, driver, driver)["generated"], direct, atol=1e-6)
         assert torch.allclose(animate(predictor.net, predictor.descriptor_model, portrait, driver)["image"].clamp(0, 1), direct)
+
+
+def test_descriptor_animator_fine_tunes_its_detector_and_inference_uses_the_tuned_one(descriptor_checkpoint, tmp_path):
+    """model.descriptor_lr_scale > 0: the detector trains end to end with the Animator at that fraction of the
+    learning rate, its batch-norm statistics as loaded; the checkpoint carries the tuned detector to inference."""
+    from hydra.errors import InstantiationException
+
+    from motionlab.utils.errors import InputError
+
+    common = ["experiment=animator_descriptors_quick", "logger=none", f"model.descriptor_model.path={descriptor_checkpoint}",
+              "model.descriptor_lr_scale=0.1", *tiny_overrides(tmp_path, "animator_descriptors_quick")]
+    _, objects = train(compose_train([*common, "trainer.max_epochs=1", "+trainer.limit_train_batches=2"], tmp_path / "run"))
+    net_group, detector_group = objects["trainer"].optimizers[0].param_groups
+    assert detector_group["lr"] == pytest.approx(0.1 * net_group["lr"]) and detector_group["lr"] > 0
+    before = {k.removeprefix("net.kp_detector."): v for k, v in load_checkpoint(descriptor_checkpoint)["state_dict"].items()
+              if k.startswith("net.kp_detector.")}
+    tuned_path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    tuned = {k.removeprefix("descriptor_model."): v for k, v in load_checkpoint(tuned_path)["state_dict"].items()
+             if k.startswith("descriptor_model.")}
+    assert tuned.keys() == before.keys()
+    statistics = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert statistics and all(torch.equal(tuned[k], before[k]) for k in statistics)
+    assert any(not torch.equal(tuned[k], before[k]) for k in before if k.endswith("weight"))
+    predictor = load_predictor(tuned_path)
+    assert all(torch.equal(v, tuned[k]) for k, v in predictor.descriptor_model.state_dict().items())
+
+    with pytest.raises(InputError, match="cached descriptors"):
+        train(compose_train([*common, "trainer.fast_dev_run=true", f"data.descriptor_checkpoint={descriptor_checkpoint}"], tmp_path / "cached"))
+    with pytest.raises(InstantiationException, match="alignment_mode=descriptor"):  # hydra wraps the task's InputError
+        train(compose_train([*common, "trainer.fast_dev_run=true", "loss=animator_descriptors"], tmp_path / "aligned"))
+    with pytest.raises(InputError, match=r"helper network\(s\) \['descriptor_model'\]"):
+        objects["model"].add_lora(None, tuned_path)
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "real" / "drivers" / "human_d0.mp4").is_file(), reason="../shared/data/real is not present")

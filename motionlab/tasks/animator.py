@@ -1,5 +1,5 @@
-"""The Animator's LightningModule and predictor: descriptor inputs from a frozen descriptor model when the net
-takes them."""
+"""The Animator's LightningModule and predictor: descriptor inputs from a descriptor model (frozen, or fine-tuned
+with the Animator) when the net takes them."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from motionlab.tasks.predictor import AnimationPredictor, register_predictor
 from motionlab.utils.errors import InputError
 
 
-@torch.no_grad()
 def _descriptors(detector: nn.Module, images: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
+    # a frozen detector's weights need no gradient, so no graph is recorded for it
     return given if given is not None else detector(images).value
 
 
@@ -24,7 +24,7 @@ def animate(net: nn.Module, descriptor_model: nn.Module | None, portrait: torch.
             portrait_descriptors: torch.Tensor | None = None, driver_descriptors: torch.Tensor | None = None,
             strength: float = 1.0) -> dict[str, torch.Tensor]:
     """The Animator's forward as its task runs it: a net with ``num_descriptors`` gets the (B, K, 2) normalised
-    keypoints of portrait and driver, given (cached) or detected by the frozen ``descriptor_model`` on the images as
+    keypoints of portrait and driver, given (cached) or detected by ``descriptor_model`` on the images as
     they are (augmented ones included); they are returned with the outputs as ``portrait_descriptors`` /
     ``driver_descriptors``."""
     if not getattr(net, "num_descriptors", 0):
@@ -47,17 +47,30 @@ class AnimatorTask(MotionlabTask):
         metrics: a factory (``_partial_: true``) of the :class:`EvaluationSuite` used for validation and
             test; the default has reconstruction, temporal and colour metrics but no feature backbone.
         descriptor_model: a keypoint detector (``motionlab.models.load_model(path, component="kp_detector")``) for
-            descriptor inputs and the descriptor alignment loss; frozen.
+            descriptor inputs and the descriptor alignment loss.
+        descriptor_lr_scale: 0 keeps ``descriptor_model`` frozen; above 0 it is fine-tuned with the Animator, end to end
+            through the descriptor inputs, at this fraction of the optimiser's learning rate (batch-norm statistics
+            stay as loaded). Checkpoints then hold the fine-tuned detector, which inference uses. Needs descriptors
+            detected on every batch, not cached ones.
     """
 
     task_name = "animator"
 
     def __init__(self, net: nn.Module, loss: AnimatorLoss, optimizer: Callable, scheduler: Callable | None = None,
                  diagnostics_every_n_steps: int = 50, metrics: Callable[[], EvaluationSuite] | None = None,
-                 descriptor_model: nn.Module | None = None):
+                 descriptor_model: nn.Module | None = None, descriptor_lr_scale: float = 0.0):
         super().__init__(optimizer=optimizer, scheduler=scheduler)
         self.net = net
-        self.add_helper("descriptor_model", descriptor_model)
+        if descriptor_lr_scale < 0:
+            raise InputError(f"descriptor_lr_scale must be >= 0 (0: frozen descriptor model), got {descriptor_lr_scale}")
+        if descriptor_lr_scale > 0 and not getattr(net, "num_descriptors", 0):
+            raise InputError("descriptor_lr_scale > 0 fine-tunes the descriptor model through the net's descriptor inputs, "
+                             "but this net takes none (num_descriptors = 0)")
+        if descriptor_lr_scale > 0 and getattr(loss, "alignment_mode", "blurred_residual") != "blurred_residual":
+            raise InputError(f"descriptor_lr_scale > 0 with loss.alignment_mode={loss.alignment_mode}: a trained detector would meet "
+                             "a descriptor-based alignment term by moving its keypoints; use alignment_mode=blurred_residual")
+        self.descriptor_lr_scale = descriptor_lr_scale
+        self.add_helper("descriptor_model", descriptor_model, trainable=descriptor_lr_scale > 0)
         if getattr(net, "num_descriptors", 0) and descriptor_model is None:
             raise InputError("the Animator net takes descriptors (num_descriptors > 0) but no descriptor_model is configured")
         self.loss = loss.bind(animate=self.animate, descriptor_model=self.descriptor_model)
@@ -72,7 +85,18 @@ class AnimatorTask(MotionlabTask):
     def forward(self, portrait: torch.Tensor, driver: torch.Tensor, strength: float = 1.0) -> dict[str, torch.Tensor]:
         return self.animate(portrait, driver, strength=strength)
 
+    def parameter_groups(self) -> dict[str, list[dict]]:
+        if not self.descriptor_lr_scale:
+            return super().parameter_groups()
+        detector = list(self.descriptor_model.parameters())
+        own = {id(p) for p in detector}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in own]
+        return {next(iter(self.optimizer_factories)): [{"params": rest}, {"params": detector, "lr_scale": self.descriptor_lr_scale}]}
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if self.descriptor_lr_scale and "source_descriptors" in batch:
+            raise InputError("descriptor_lr_scale > 0 fine-tunes the descriptor model on the batch's images, but the data "
+                             "serves cached descriptors (data.descriptor_checkpoint): set data.descriptor_checkpoint=null")
         outputs = self.animate(batch["source"], batch["driver"], batch.get("source_descriptors"), batch.get("driver_descriptors"))
         terms = self.loss(outputs, batch)
         self.log_terms("train", terms)
@@ -105,7 +129,7 @@ class AnimatorTask(MotionlabTask):
 @register_predictor
 class AnimatorPredictor(AnimationPredictor):
     """An Animator checkpoint at inference: re-renders the portrait in each driver frame's pose (descriptor
-    inputs detected by the checkpoint's own frozen descriptor model when the net takes them)."""
+    inputs detected by the checkpoint's own descriptor model, as trained, when the net takes them)."""
 
     families = ("animator",)
 

@@ -52,9 +52,13 @@ class MotionlabTask(L.LightningModule):
         self.run_config: dict = {}
         self.lora_base: dict | None = None
 
-    def add_helper(self, name: str, module: nn.Module | None) -> None:
-        """Register a frozen helper network as attribute ``name`` (``None`` allowed): no gradients, always in eval mode."""
-        setattr(self, name, freeze(module) if module is not None else None)
+    def add_helper(self, name: str, module: nn.Module | None, trainable: bool = False) -> None:
+        """Register a helper network as attribute ``name`` (``None`` allowed), always in eval mode. Frozen (no
+        gradients) unless ``trainable``: then its weights train with the task while its batch-norm statistics stay
+        as loaded, the usual way to fine-tune a pretrained network on a task's small batches."""
+        if module is not None:
+            module = module.eval().requires_grad_(True) if trainable else freeze(module)
+        setattr(self, name, module)
         if module is not None:
             self.helper_names.append(name)
 
@@ -81,6 +85,10 @@ class MotionlabTask(L.LightningModule):
     def add_lora(self, spec: LoraSpec, base: str | os.PathLike) -> None:
         """Freeze ``net`` (already holding the weights of the checkpoint ``base``) and add LoRA adapters to it;
         only they (and ``spec.modules_to_save``) train from here on."""
+        trained = [name for name in self.helper_names if any(p.requires_grad for p in getattr(self, name).parameters())]
+        if trained:
+            raise InputError(f"LoRA trains adapters of net only, but helper network(s) {trained} are set to train: freeze them "
+                             "(e.g. model.descriptor_lr_scale=0) or train without LoRA")
         add_lora(self.net, spec)
         self.lora_base = {"path": str(Path(base).resolve()), "sha256": file_digest(base)}
         self._freeze_base_norms()
@@ -89,8 +97,9 @@ class MotionlabTask(L.LightningModule):
         """Under LoRA: the frozen base and helper weights, which the base checkpoint and the config already hold."""
         return (key.startswith("net.") and not is_adapter_key(key)) or any(key.startswith(f"{name}.") for name in self.helper_names)
 
-    def parameter_groups(self) -> dict[str, Iterable[torch.nn.Parameter]]:
-        """Trainable parameters by optimiser name; one optimiser (``net``) takes every trainable parameter."""
+    def parameter_groups(self) -> dict[str, Iterable[torch.nn.Parameter] | Iterable[dict]]:
+        """Trainable parameters by optimiser name; one optimiser (``net``) takes every trainable parameter. Torch's
+        parameter-group dicts are allowed; a group's ``lr_scale`` multiplies the optimiser's learning rate for it."""
         if len(self.optimizer_factories) != 1:
             raise NotImplementedError(f"{type(self).__name__} has optimizers {sorted(self.optimizer_factories)}: it must define parameter_groups()")
         return {next(iter(self.optimizer_factories)): [p for p in self.parameters() if p.requires_grad]}
@@ -100,6 +109,8 @@ class MotionlabTask(L.LightningModule):
         configured = []
         for name, factory in self.optimizer_factories.items():
             optimizer = factory(params=list(groups[name]))
+            for group in optimizer.param_groups:  # before the scheduler records each group's base learning rate
+                group["lr"] *= group.get("lr_scale", 1.0)
             entry: dict = {"optimizer": optimizer}
             if name in self.scheduler_factories:
                 total_steps = int(self.trainer.estimated_stepping_batches)

@@ -124,6 +124,35 @@ def test_human_domain_is_paired_by_construction_and_differs_per_identity():
     assert image.shape == (256, 256, 3) and np.abs(image[y, x + 3].astype(int) - np.array(style_a.skin) * 255).max() < 40
 
 
+def test_head_turns_foreshorten_the_human_face_along_a_bounded_track_of_its_own():
+    from dataclasses import replace
+
+    from motionlab.data.synthetic import neutral_motion
+    from motionlab.data.toy_human import HeadTurn, head_turn_track, human_landmarks, human_style_for
+
+    style, motion = replace(human_style_for("id_0003"), camera_roll=0.0), neutral_motion()
+    frontal = human_landmarks(style, motion)[0]
+    assert np.allclose(human_landmarks(style, motion, turn=np.zeros((1, 2)))[0], frontal)
+    yawed = human_landmarks(style, motion, turn=np.array([[0.3, 0.0]]))[0]
+    assert np.allclose(yawed[:, 1], frontal[:, 1], atol=1e-3)  # about the vertical axis: points move sideways only
+    shift = yawed[:, 0] - frontal[:, 0]
+    assert shift[30] > 1.0 and shift[0] < -1.0 and shift[16] < -1.0  # the nose tip comes round, the jaw's sides go back
+    pitched = human_landmarks(style, motion, turn=np.array([[0.0, 0.25]]))[0]
+    assert np.allclose(pitched[:, 0], frontal[:, 0], atol=1e-3)
+    rise = pitched[:, 1] - frontal[:, 1]
+    assert rise[30] < rise[36:48].mean() - 1.0  # tipped back: the nose tip rises past the eyes
+
+    track = head_turn_track("id_0003", 200, HeadTurn(yaw=0.3, pitch=0.2))
+    assert track.shape == (200, 2) and (np.abs(track) <= [0.3, 0.2]).all() and track.std(0).min() > 0.01
+    assert np.array_equal(track, head_turn_track("id_0003", 200, HeadTurn(yaw=0.3, pitch=0.2)))
+    assert not np.allclose(track, head_turn_track("id_0004", 200, HeadTurn(yaw=0.3, pitch=0.2)))
+    assert not np.abs(head_turn_track("id_0003", 200, HeadTurn())).any()
+    clip_motion = sample_motion(np.random.default_rng(1), 20)
+    turned, _, _ = paired_human_clip("id_0003", clip_motion, noise=None, turn=HeadTurn(yaw=0.3, pitch=0.2))
+    still, _, _ = paired_human_clip("id_0003", clip_motion, noise=None)
+    assert 0.5 < np.abs(turned - still).max() < 30.0
+
+
 def test_missing_frames_take_the_previous_detection_and_an_empty_clip_is_an_error():
     points = np.arange(4 * 68 * 2, dtype=np.float32).reshape(4, 68, 2)
     found = np.array([False, True, False, True])

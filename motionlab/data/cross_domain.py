@@ -29,7 +29,7 @@ from motionlab.data.datasets import ClipRecord, discover_clips, frames_to_tensor
 from motionlab.data.descriptor_cache import DescriptorCache
 from motionlab.data.landmarks import fill_missing
 from motionlab.data.synthetic import MOTION_FIELDS, ToyWorldSpec, ensure_toy_world
-from motionlab.data.toy_human import DetectorNoise, paired_human_clip
+from motionlab.data.toy_human import DetectorNoise, HeadTurn, paired_human_clip
 from motionlab.data.video_io import ClipError, open_clip
 from motionlab.geometry.landmarks import normalize_landmarks
 from motionlab.utils.errors import InputError
@@ -38,13 +38,14 @@ from motionlab.utils.errors import InputError
 class _Clip:
     """One toy clip's two domains, in memory."""
 
-    def __init__(self, record: ClipRecord, descriptors: dict[str, np.ndarray], human_seed: int, noise: DetectorNoise | None):
+    def __init__(self, record: ClipRecord, descriptors: dict[str, np.ndarray], human_seed: int, noise: DetectorNoise | None,
+                 turn: HeadTurn | None):
         motion_file = record.clip / "motion.npz"
         if not motion_file.is_file():
             raise ClipError(f"{record.clip} has no motion.npz: cross-domain pairs need toy-world clips (seed layout)")
         with np.load(motion_file, allow_pickle=False) as data:
             motion = {name: data[name] for name in MOTION_FIELDS}
-        noisy, found, _ = paired_human_clip(record.identity, motion, seed=human_seed, noise=noise)
+        noisy, found, _ = paired_human_clip(record.identity, motion, seed=human_seed, noise=noise, turn=turn)
         self.record = record
         self.landmarks = fill_missing(noisy, found, str(record.clip))
         self.value = descriptors["value"]
@@ -124,11 +125,13 @@ class CrossDomainDataModule(SplitDataModule):
         pairing: ``paired`` or ``unpaired`` (training only; see the module docstring).
         window: W, frames of landmark context per sample (the adapter's window).
         human_seed: seed of the human identities and their detector noise; ``noise``: :class:`DetectorNoise` fields
-            (``null``: clean landmarks).
+            (``null``: clean landmarks); ``head_turn``: :class:`HeadTurn` fields (``null``: the heads never turn out of
+            the image plane).
     """
 
     def __init__(self, descriptor_checkpoint: str, toy_world: dict | None = None, root: str | None = None, cache_dir: str = ".cache",
                  image_size: int = 64, pairing: str = "paired", window: int = 1, human_seed: int = 0, noise: dict | None = None,
+                 head_turn: dict | None = None,
                  val_fraction: float = 0.15, test_fraction: float = 0.15, split_seed: int = 0, batch_size: int = 64,
                  eval_batch_size: int | None = None, num_workers: int = 0, shuffle_seed: int = 0):
         super().__init__()
@@ -141,6 +144,7 @@ class CrossDomainDataModule(SplitDataModule):
         self.root, self.cache_dir, self.image_size = root, cache_dir, image_size
         self.pairing, self.window, self.human_seed = pairing, window, human_seed
         self.noise = DetectorNoise(**noise) if noise is not None else None
+        self.head_turn = HeadTurn(**head_turn) if head_turn is not None else None
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.shuffle_seed = num_workers, shuffle_seed
@@ -163,7 +167,7 @@ class CrossDomainDataModule(SplitDataModule):
         cache.ensure(records)
         self.splits = split_identities([r.identity for r in records], self.val_fraction, self.test_fraction, self.split_seed)
         for split, identities in self.splits.items():
-            self.clips[split] = [_Clip(r, cache.load(r.identity), self.human_seed, self.noise) for r in records if r.identity in set(identities)]
+            self.clips[split] = [_Clip(r, cache.load(r.identity), self.human_seed, self.noise, self.head_turn) for r in records if r.identity in set(identities)]
         train = self.clips["train"]
         if self.pairing == "paired":
             self.datasets["train"] = CrossDomainDataset(train, train, self.window, paired=True, random_reference=True)

@@ -4,8 +4,10 @@ characters by construction (the same per-frame motion parameters drive both).
 A human identity has its own proportions (a longer nose, smaller and narrower eyes, a lower mouth, a jaw that
 drops as the mouth opens, a different expression gain), sits at its own place, size and camera roll in a
 ``frame_size`` x ``frame_size`` picture, and is observed as 68 points in the dlib / iBUG-300W order with
-detector-like noise: per-point jitter, per-frame shake and occasional frames without a face. A simple
-human-style render of the landmarks serves previews.
+detector-like noise: per-point jitter, per-frame shake and occasional frames without a face. Optionally the head
+also turns out of the image plane (:class:`HeadTurn`: yaw and pitch, which the cartoon never shows), so that an
+adapter learns to ignore what real drivers do and the cartoon cannot. A simple human-style render of the landmarks
+serves previews.
 
 Coordinates are the cartoon's (see :mod:`motionlab.data.synthetic`): a face-local point p lands on the canvas at
 ``scale * BASE_SCALE * R(rotation) p + (tx, ty)``, then at the identity's framing in the picture.
@@ -57,6 +59,18 @@ class DetectorNoise:
     lost: float = 0.03
 
 
+@dataclass(frozen=True)
+class HeadTurn:
+    """Largest out-of-plane head turns, in radians: each identity turns by a slow sinusoid in ``yaw`` (about the
+    vertical axis) and one in ``pitch`` (about the horizontal one), with its own amplitude up to these, period
+    (``period`` frames, a range) and phase. The landmarks have depth (:func:`_local_depth`) and are seen
+    orthographically. The cartoon does not turn: for an adapter the turns are nuisance."""
+
+    yaw: float = 0.0
+    pitch: float = 0.0
+    period: tuple[float, float] = (15.0, 60.0)
+
+
 def sample_human_style(rng: np.random.Generator) -> HumanStyle:
     face_width = float(rng.uniform(0.36, 0.44))
     eye_spacing = face_width * float(rng.uniform(0.40, 0.48))
@@ -93,6 +107,41 @@ def _seed_of(identity: str, seed: int, purpose: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{identity}/{seed}/{purpose}".encode()).digest()[:8], "little")
 
 
+def head_turn_track(identity: str, frames: int, turn: HeadTurn, seed: int = 0) -> np.ndarray:
+    """(T, 2) yaw and pitch, radians, of the human paired with toy clip ``identity`` (deterministic in its arguments)."""
+    rng = np.random.default_rng(_seed_of(identity, seed, "turn"))
+    amplitude = rng.uniform(0.0, 1.0, 2) * np.array([turn.yaw, turn.pitch])
+    period, phase = rng.uniform(*turn.period, 2), rng.uniform(0.0, 2 * np.pi, 2)
+    t = np.arange(frames)[:, None]
+    return amplitude * np.sin(2 * np.pi * t / period + phase)
+
+
+def _local_depth(style: HumanStyle, local: np.ndarray) -> np.ndarray:
+    """(68,) depth of a frame's face-local points towards the camera, zero in the plane of the eye corners: a coarse
+    human head (nose tip ~0.2 face widths out, jaw angles ~0.45 back, the eyes set in), enough for yaw and pitch to
+    foreshorten the face as they do."""
+    width = style.face_width
+    x = local[:, 0]
+    depth = -0.3 * x**2 / width  # the face curves back away from its centre line
+    jaw_angles = np.linspace(np.pi, 0.0, 17)
+    depth[IBUG68["jaw"]] = width * (0.05 - 0.5 * np.abs(np.cos(jaw_angles)) ** 1.5)
+    depth[IBUG68["left_brow"]] += 0.05 * width
+    depth[IBUG68["right_brow"]] += 0.05 * width
+    depth[IBUG68["nose_bridge"]] = np.linspace(0.03, 0.2, 4) * width
+    depth[IBUG68["nostrils"]] += 0.13 * width
+    depth[IBUG68["outer_lips"]] += 0.1 * width
+    depth[IBUG68["inner_lips"]] += 0.08 * width
+    return depth
+
+
+def _turned(local: np.ndarray, depth: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
+    """Face-local (68, 2) points turned by ``yaw`` then ``pitch`` about the eye plane and seen orthographically."""
+    x, y, z = local[:, 0], local[:, 1], depth
+    x, z = x * np.cos(yaw) + z * np.sin(yaw), -x * np.sin(yaw) + z * np.cos(yaw)
+    y = y * np.cos(pitch) - z * np.sin(pitch)
+    return np.stack([x, y], axis=1)
+
+
 def _local_landmarks(style: HumanStyle, mouth: float, blink: float, brow: float) -> np.ndarray:
     """(68, 2) face-local points in the iBUG order for one frame's expression values."""
     opening = style.mouth_gain * mouth
@@ -119,8 +168,9 @@ def _local_landmarks(style: HumanStyle, mouth: float, blink: float, brow: float)
     return np.concatenate([jaw, np.array(brows), np.array(nose), np.array(eyes), np.array(outer), np.array(inner)])
 
 
-def human_landmarks(style: HumanStyle, motion: dict[str, np.ndarray], frame_size: int = 256) -> np.ndarray:
-    """(T, 68, 2) float32 noise-free pixel landmarks of ``style`` performing ``motion`` (``MOTION_FIELDS`` arrays)."""
+def human_landmarks(style: HumanStyle, motion: dict[str, np.ndarray], frame_size: int = 256, turn: np.ndarray | None = None) -> np.ndarray:
+    """(T, 68, 2) float32 noise-free pixel landmarks of ``style`` performing ``motion`` (``MOTION_FIELDS`` arrays),
+    the head turned out of the image plane by ``turn`` ((T, 2) yaw and pitch, :func:`head_turn_track`) if given."""
     missing = set(MOTION_FIELDS) - set(motion)
     if missing:
         raise ValueError(f"motion lacks fields {sorted(missing)}")
@@ -130,6 +180,8 @@ def human_landmarks(style: HumanStyle, motion: dict[str, np.ndarray], frame_size
     camera = np.array([[c, -s], [s, c]])
     for t in range(frames):
         local = _local_landmarks(style, float(motion["mouth"][t]), float(motion["blink"][t]), float(motion["brow"][t]))
+        if turn is not None:
+            local = _turned(local, _local_depth(style, local), float(turn[t, 0]), float(turn[t, 1]))
         angle = float(motion["rotation"][t])
         rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
         canvas = float(motion["scale"][t]) * BASE_SCALE * local @ rotation.T + np.array([motion["tx"][t], motion["ty"][t]])
@@ -177,11 +229,13 @@ def render_human(points: np.ndarray, style: HumanStyle, frame_size: int) -> np.n
 
 
 def paired_human_clip(identity: str, motion: dict[str, np.ndarray], seed: int = 0, frame_size: int = 256,
-                      noise: DetectorNoise | None = DetectorNoise()) -> tuple[np.ndarray, np.ndarray, HumanStyle]:
+                      noise: DetectorNoise | None = DetectorNoise(), turn: HeadTurn | None = None) -> tuple[np.ndarray, np.ndarray, HumanStyle]:
     """The human performance paired with toy clip ``identity``: detector-view landmarks (T, 68, 2) (NaN where no
-    face was found), the (T,) found mask and the human identity; deterministic in (identity, seed)."""
+    face was found), the (T,) found mask and the human identity; deterministic in (identity, seed). With ``turn``
+    the head also turns out of the image plane."""
     style = human_style_for(identity, seed)
-    points = human_landmarks(style, motion, frame_size)
+    track = head_turn_track(identity, len(motion["tx"]), turn, seed) if turn is not None else None
+    points = human_landmarks(style, motion, frame_size, track)
     if noise is None:
         return points, np.ones(len(points), bool), style
     noisy, found = detector_view(points, noise, np.random.default_rng(_seed_of(identity, seed, "noise")))

@@ -129,7 +129,8 @@ def test_descriptor_animator_fine_tunes_its_detector_and_inference_uses_the_tune
 
     common = ["experiment=animator_descriptors_quick", "logger=none", f"model.descriptor_model.path={descriptor_checkpoint}",
               "model.descriptor_lr_scale=0.1", *tiny_overrides(tmp_path, "animator_descriptors_quick")]
-    _, objects = train(compose_train([*common, "trainer.max_epochs=1", "+trainer.limit_train_batches=2"], tmp_path / "run"))
+    metrics, objects = train(compose_train([*common, "trainer.max_epochs=1", "+trainer.limit_train_batches=2"], tmp_path / "run"))
+    assert metrics["train/descriptor_motion"] > 0
     net_group, detector_group = objects["trainer"].optimizers[0].param_groups
     assert detector_group["lr"] == pytest.approx(0.1 * net_group["lr"]) and detector_group["lr"] > 0
     before = {k.removeprefix("net.kp_detector."): v for k, v in load_checkpoint(descriptor_checkpoint)["state_dict"].items()

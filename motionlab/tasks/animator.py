@@ -102,6 +102,11 @@ class AnimatorTask(MotionlabTask):
         self.log_terms("train", terms)
         if self.global_step % self.diagnostics_every_n_steps == 0:
             self.log("train/motion_smoothness", self._motion_smoothness(batch, outputs["image"]))
+            if "driver_descriptors" in outputs:
+                # mean keypoint motion, portrait to driver (normalised units): a fine-tuned detector that stops
+                # telling frames apart shows here as a fall towards 0
+                motion = (outputs["driver_descriptors"] - outputs["portrait_descriptors"]).detach().norm(dim=-1).mean()
+                self.log("train/descriptor_motion", motion)
         return terms["total"]
 
     @torch.no_grad()

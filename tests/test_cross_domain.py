@@ -146,6 +146,29 @@ def test_similarity_to_recovers_a_head_motion_known_answer():
     mirrored = reference * np.array([-1.0, 1.0])  # a reflection is not a head motion: the best similarity is a poor fit
     matrix, offset = similarity_to(mirrored[None], reference)
     assert np.abs(reference @ matrix[0].T + offset[0] - mirrored).mean() > 5.0
+    lip = moved.copy()
+    lip[-1] += [0.0, 6.0]  # one point moves on its own: it pulls the equal-weight fit off the head's motion ...
+    assert not np.allclose(similarity_to(lip[None], reference)[0][0], rotation, atol=1e-3)
+    weights = np.ones(10)
+    weights[-1] = 0.0  # ... but not one that gives it no weight
+    matrix, offset = similarity_to(lip[None], reference, weights)
+    assert np.allclose(matrix[0], rotation) and np.allclose(offset[0], shift)
+
+
+def test_named_point_regression_measures_how_far_keypoints_leave_the_heads_true_motion():
+    from motionlab.inference.cross_domain import RIGID_LANDMARKS, NamedPointRegression
+
+    rng = np.random.default_rng(0)
+    landmarks = np.repeat(rng.uniform(10, 50, (1, 68, 2)), 3, axis=0)
+    angle = 0.2
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    landmarks[1] = landmarks[0] @ turn.T + [2.0, 1.0]  # frame 1: the head turned and moved; frame 2: as frame 0
+    landmarks[2, 48:] += [0.0, 3.0]  # ... with the lips lower: not head motion
+    keypoints = np.stack([landmarks[:, 36], landmarks[:, 57]], axis=1)  # an eye corner and a lip
+    off_head = NamedPointRegression._off_head(keypoints, landmarks)
+    assert np.allclose(off_head[:, 0], 0.0, atol=1e-9)  # the eye corner follows the head exactly
+    assert np.allclose(off_head[:, 1], [0.0, 0.0, 9.0])  # the lip left it by 3 px in frame 2
+    assert 36 in RIGID_LANDMARKS and 57 not in RIGID_LANDMARKS
 
 
 def test_adapter_windows_are_centred_and_relative_to_the_first_frame():

@@ -32,27 +32,29 @@ from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_write_text, write_json
 
 
-def similarity_to(points: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame, the least-squares similarity (rotation, uniform scale, translation; no reflection) taking the
+def similarity_to(points: np.ndarray, reference: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the weighted least-squares similarity (rotation, uniform scale, translation; no reflection) taking the
     (K, 2) ``reference`` points to each frame of (T, K, 2) ``points``: ``points[t] ~ reference @ A[t].T + b[t]``.
-    Returns ``A`` (T, 2, 2) and ``b`` (T, 2)."""
-    ref_centre, centres = reference.mean(axis=0), points.mean(axis=1)
+    ``weights`` (K,), non-negative, default all equal. Returns ``A`` (T, 2, 2) and ``b`` (T, 2)."""
+    weights = np.full(len(reference), 1.0 / len(reference)) if weights is None else weights / weights.sum()
+    ref_centre, centres = weights @ reference, np.einsum("k,tkc->tc", weights, points)
     r, p = reference - ref_centre, points - centres[:, None]
-    spread = (r**2).sum()
+    spread = (weights * (r**2).sum(-1)).sum()
     if spread <= 1e-12:
         raise ValueError("similarity_to: the reference keypoints all coincide, so no head motion can be fitted to them; "
                          "the descriptor model's keypoints have collapsed (check its training)")
     # a similarity without reflection is [[a, -c], [c, a]]: a and c in closed form (complex least squares)
-    a = (r[None, :, 0] * p[..., 0] + r[None, :, 1] * p[..., 1]).sum(axis=1) / spread
-    c = (r[None, :, 0] * p[..., 1] - r[None, :, 1] * p[..., 0]).sum(axis=1) / spread
+    a = (weights * (r[None, :, 0] * p[..., 0] + r[None, :, 1] * p[..., 1])).sum(axis=1) / spread
+    c = (weights * (r[None, :, 0] * p[..., 1] - r[None, :, 1] * p[..., 0])).sum(axis=1) / spread
     matrix = np.stack([np.stack([a, -c], -1), np.stack([c, a], -1)], axis=1)
     return matrix, centres - ref_centre @ matrix.transpose(0, 2, 1)
 
 
-def _aligned(value: np.ndarray, jacobian: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """A clip's keypoints with their global motion since frame 0 taken out: (A, b) of :func:`similarity_to` and the
-    (T, K, 2) keypoints and (T, K, 2, 2) Jacobians mapped back by its inverse."""
-    matrix, shift = similarity_to(value, value[0])
+def _aligned(value: np.ndarray, jacobian: np.ndarray | None, weights: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """A clip's keypoints with their global motion since frame 0 taken out: (A, b) of :func:`similarity_to` (keypoints
+    weighted by ``weights``) and the (T, K, 2) keypoints and (T, K, 2, 2) Jacobians mapped back by its inverse."""
+    matrix, shift = similarity_to(value, value[0], weights)
     collapsed = np.flatnonzero(np.abs(np.linalg.det(matrix)) <= 1e-12)
     if collapsed.size:
         raise ValueError(f"the descriptor keypoints of frame {int(collapsed[0])} all coincide: no head motion maps frame 0 onto them")
@@ -74,6 +76,10 @@ def _ridge(x: np.ndarray, y: np.ndarray, ridge: float = 1e-4) -> np.ndarray:
     return np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
 
 
+# the toy cartoon's landmarks that move only with its head (nose, eye corners): its head motion, exactly
+RIGID_LANDMARKS = (27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45)
+
+
 class NamedPointRegression:
     """The descriptor model's motion -> the cartoon's 68 landmarks (pixels at the data's image size), fitted by
     ridge least squares on every frame of a cross-domain datamodule's training clips (the named-point regression of
@@ -83,9 +89,11 @@ class NamedPointRegression:
     best carries the first frame's keypoints onto a frame's (:func:`similarity_to`) is the head's motion, applied to
     the landmarks as it is; what the keypoints do beyond it (displacements and Jacobians in the first frame's
     coordinates) is regressed to what the landmarks do beyond it. Fitted in one pooled regression instead, the
-    large head motion sets the weights and leaks into the small mouth and eyelid gaps. ``layout`` maps the first
-    frame's keypoints to absolute landmarks (the face's layout); ``motion`` maps local keypoint motion to local
-    landmark motion."""
+    large head motion sets the weights and leaks into the small mouth and eyelid gaps. The similarity weighs each
+    keypoint by ``rigidity``: the inverse of its mean squared distance, over the training frames, from where the
+    head's true motion (the cartoon's :data:`RIGID_LANDMARKS`) carries its first-frame position, so lips and lids,
+    which move on their own, count less than eye corners. ``layout`` maps the first frame's keypoints to absolute
+    landmarks (the face's layout); ``motion`` maps local keypoint motion to local landmark motion."""
 
     def __init__(self, datamodule: CrossDomainDataModule):
         clips = datamodule.clips["train"]
@@ -93,13 +101,24 @@ class NamedPointRegression:
         landmarks = [toy_face_labels(clip.record.clip, self.image_size)[0] for clip in clips]
         keypoints = np.concatenate([clip.value.reshape(len(clip), -1) for clip in clips])
         self.layout = _ridge(np.concatenate([keypoints, np.ones((len(keypoints), 1))], 1), np.concatenate(landmarks).reshape(len(keypoints), -1))
+        off_head = np.concatenate([self._off_head(self._pixels(clip.value), marks) for clip, marks in zip(clips, landmarks)]).mean(0)
+        # a floor of a tenth of a pixel: a keypoint that never left the head would otherwise take all the weight
+        self.rigidity = 1.0 / np.maximum(off_head, 0.01)
         features, local_motion = [], []
         for clip, marks in zip(clips, landmarks):
-            matrix, shift, aligned, jacobian = _aligned(self._pixels(clip.value), clip.jacobian)
+            matrix, shift, aligned, jacobian = _aligned(self._pixels(clip.value), clip.jacobian, self.rigidity)
             features.append(_expression_features(aligned, jacobian))
             unposed = np.einsum("tij,tkj->tki", np.linalg.inv(matrix), marks - shift[:, None])
             local_motion.append((unposed - unposed[0]).reshape(len(marks), -1))
         self.motion = _ridge(np.concatenate(features), np.concatenate(local_motion))
+
+    @staticmethod
+    def _off_head(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """(T, K) squared pixel distances of a clip's keypoints from their first-frame positions carried by the head's
+        true motion."""
+        matrix, shift = similarity_to(landmarks[:, RIGID_LANDMARKS], landmarks[0, RIGID_LANDMARKS])
+        carried = np.einsum("tij,kj->tki", matrix, points[0]) + shift[:, None]
+        return ((points - carried) ** 2).sum(-1)
 
     def _pixels(self, value: np.ndarray) -> np.ndarray:
         """Normalised keypoints (corner-aligned, -1 and 1 at the first and last pixel centres) in the landmarks' pixels:
@@ -108,7 +127,7 @@ class NamedPointRegression:
 
     def __call__(self, value: np.ndarray, jacobian: np.ndarray | None) -> np.ndarray:
         """(T, 68, 2) landmarks of a clip from its (T, K, 2) keypoints and (T, K, 2, 2) Jacobians."""
-        matrix, shift, aligned, aligned_jacobian = _aligned(self._pixels(value), jacobian)
+        matrix, shift, aligned, aligned_jacobian = _aligned(self._pixels(value), jacobian, self.rigidity)
         first = np.concatenate([value[0].reshape(-1), [1.0]]) @ self.layout
         local = (first + _expression_features(aligned, aligned_jacobian) @ self.motion).reshape(len(value), -1, 2)
         return np.einsum("tij,tkj->tki", matrix, local) + shift[:, None]

@@ -300,9 +300,9 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
     note = ("Driver motion is measured from each clip's reference frame (landmark_reference: 'neutral', its frame with the lips "
             "closest together among those with open eyes and a typical head pose, or 'first'). Mouth / eye opening: signed inner-lip and eyelid gaps over the inter-ocular distance; head roll: the eye line's angle; x / y: "
             "the eye midpoint's displacement. Generated-side landmarks come from the descriptor model's keypoints and Jacobians on the "
-            "generated frames through a regression fitted on the toy world's training clips (the head's similarity, then local "
-            "motion); amplitude/* is the generated signal's standard deviation over the driver's (both in inter-ocular units or "
-            "radians), which the correlations, blind to scale, do not show; agreement_adapted and amplitude_adapted are the same "
+            "generated frames through a regression fitted on the toy world's training clips (the head's similarity, keypoints "
+            "weighted by how rigidly they followed the head there, then local motion); amplitude/* is the generated signal's "
+            "standard deviation over the driver's (both in inter-ocular units or radians), which the correlations, blind to scale, do not show; agreement_adapted and amplitude_adapted are the same "
             "measurements on the adapted keypoints before the generator. agreement/ceiling is "
             "the measurement on the toy test clips' own cartoon frames (no adapter, no generator), agreement/ceiling_generated on "
             "what the generator renders from those clips' own descriptors: no driver can score above either.")

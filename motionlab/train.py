@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from motionlab.callbacks.rng_state import RNGStateCallback
 from motionlab.models.lora import LoraSpec, lora_spec
-from motionlab.utils.checkpoint import atomic_torch_save, find_last_checkpoint
+from motionlab.models import motionlab_meta
+from motionlab.utils.checkpoint import CheckpointFormatError, atomic_torch_save, find_last_checkpoint, load_checkpoint
 from motionlab.utils.config import ConfigError, validate_config
 from motionlab.utils.errors import InputError
 from motionlab.utils.io import flatten, remove_stale_scratch, write_json
@@ -63,6 +64,15 @@ def _resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(cfg.ckpt_path)
 
 
+def _checked_resume(path: str) -> str:
+    """``path`` once it reads weights-only as a motionlab checkpoint whose stored entry is plain data: Lightning gets
+    only such a file, so a truncated, foreign or crafted one fails in one line before anything is built."""
+    if motionlab_meta(load_checkpoint(path), path) is None:
+        raise CheckpointFormatError(f"{path} is not a checkpoint motionlab-train wrote (no 'motionlab' entry); resume only its "
+                                    "last.ckpt, or start from other weights with init_from=")
+    return path
+
+
 def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
     """The value of ``name`` in ``metrics`` (for sweeps); a clear error when it was never logged."""
     if name is None:
@@ -84,6 +94,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     if task_logs.is_dir():  # the temporary files of checkpoint writes that an earlier run was killed during
         remove_stale_scratch(task_logs, recursive=True)
     ckpt_path = _resolve_ckpt_path(cfg)
+    if ckpt_path is not None:
+        _checked_resume(ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule: L.LightningDataModule = instantiate(cfg.data)

@@ -44,6 +44,38 @@ def _remove_empty_run_folder() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# Hydra's flags that read files beside the package's configs: --experimental-rerun unpickles its file, so it is refused;
+# a config folder may name any code to build (its _target_s), which is Hydra's nature, so its code is announced
+REFUSED_FLAGS = ("--experimental-rerun",)
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp")
+# where the packaged configs' _target_s point; a user config naming code elsewhere gets a warning
+PACKAGED_CODE = ("motionlab.", "lightning.", "torch.", "torchmetrics.")
+
+
+def refused_flag(argv: list[str]) -> str | None:
+    """The first argument that names a refused Hydra flag (``--flag`` or ``--flag=value``), or None."""
+    return next((arg for arg in argv if arg.split("=", 1)[0] in REFUSED_FLAGS), None)
+
+
+def foreign_targets(cfg: DictConfig) -> list[str]:
+    """The ``_target_`` values of ``cfg`` (unresolved) outside the code the packaged configs name."""
+    found = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            target = node.get("_target_")
+            if isinstance(target, str) and not target.startswith(PACKAGED_CODE):
+                found.append(target)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(OmegaConf.to_container(cfg, resolve=False))
+    return sorted(set(found))
+
+
 def command_options(cfg: DictConfig) -> dict:
     """A command's own keys, resolved: without ``hydra`` and ``limits``, which :func:`hydra_app` applies."""
     return {key: value for key, value in resolved_container(cfg).items() if key not in ("hydra", "limits")}
@@ -61,6 +93,11 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], object], prog: str |
     @hydra.main(version_base="1.3", config_path="../conf", config_name=config_name)
     def main(cfg: DictConfig):
         started.append(True)
+        if any(arg.split("=", 1)[0] in CONFIG_DIR_FLAGS for arg in sys.argv[1:]):
+            targets = foreign_targets(cfg)
+            if targets:
+                print(f"{prog}: warning: the configs of --config-dir name code that is not motionlab's and will be run: "
+                      f"{', '.join(targets)} (read that folder's configs before you run them)", file=sys.stderr)
         try:
             with limited(InputLimits(**cfg.limits) if "limits" in cfg else input_limits()):
                 return run(cfg)
@@ -74,6 +111,11 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], object], prog: str |
 
     def entry():
         started.clear()
+        flag = refused_flag(sys.argv[1:])
+        if flag is not None:
+            print(f"{prog}: error: {flag.split('=', 1)[0]} is disabled: it unpickles the file it is given, which can run "
+                  "any code; rerun with the same key=value overrides (the run folder's .hydra/overrides.yaml lists them)", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
         try:
             return main()
         except SystemExit as exit:

@@ -75,7 +75,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if options["ckpt_path"] is not None:
         if options["generated_dir"] is not None:
             raise ConfigError("config keys 'ckpt_path' and 'generated_dir' exclude each other: score a checkpoint or a folder")
-        clips = clips_from_checkpoint(options["ckpt_path"], options["split"], options["max_clips"], options["max_frames"], options["batch_size"], options["device"])
+        clips = clips_from_checkpoint(options["ckpt_path"], options["paths"]["cache_dir"], options["split"], options["max_clips"], options["max_frames"], options["batch_size"], options["device"])
         source = f"checkpoint {options['ckpt_path']} ({options['split']} split)"
     elif options["generated_dir"] is not None and options["driver_dir"] is not None:
         clips = clips_from_folders(options["generated_dir"], options["driver_dir"], options["portrait_dir"], options["image_size"], options["max_clips"], options["max_frames"])

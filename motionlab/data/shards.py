@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,10 @@ FORMAT = "motionlab-clips/1"
 NO_KEYPOINTS = np.zeros((0, 2), dtype=np.float32)
 # a URL scheme litdata streams from; anything else is a local folder
 REMOTE_SCHEMES = ("s3://", "gs://", "azure://", "hf://")
+# the serializers of the chunks motionlab writes (image bytes, keypoints, manifest text): a chunk declaring any other
+# (litdata's "pickle" above all, which runs code on read) is refused before a byte of it is decoded
+SERIALIZERS = ("bytes", "numpy", "str")
+CHUNK_NAME = re.compile(r"^chunk-\d+-\d+\.bin$")
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -68,11 +73,13 @@ def write_clip_shards(root: str | os.PathLike, output: str | os.PathLike, layout
     """Write the clips under ``root`` as litdata shards in the folder ``output``; returns the manifest.
 
     The shards are written beside ``output`` and moved into place when complete: an existing ``output`` is replaced
-    whole, never half-overwritten.
+    whole, never half-overwritten, and only when it is a shard folder (``index.json`` and chunk files, nothing else);
+    an ``output`` that is, holds or lies inside ``root`` is refused.
     """
     import litdata
 
     output = Path(output)
+    _check_shard_output(Path(root), output)
     layout, records = discover_clips(root, layout)
     clips, first = [], 1
     for record in records:
@@ -98,6 +105,59 @@ def write_clip_shards(root: str | os.PathLike, output: str | os.PathLike, layout
     shutil.rmtree(replaced, ignore_errors=True)
     log.info("wrote %d clips (%d items) from %s as shards in %s", len(clips), first, root, output)
     return manifest
+
+
+def check_shard_index(index_file: Path, location: str) -> int:
+    """Check a shard folder's ``index.json`` before litdata reads any chunk: only motionlab's serializers, no
+    compression or encryption, chunk files named as litdata names them, and (for a local folder) each chunk file as
+    large as the index says. Returns the number of items it declares; a :class:`~motionlab.utils.errors.InputError`
+    names the folder, the chunk and what is wrong."""
+    what = f"data.shards: {location}"
+    try:
+        index = json.loads(index_file.read_text())
+        config, chunks = index["config"], index["chunks"]
+        formats = list(config["data_format"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{what}: index.json is not a litdata index ({type(error).__name__}: {error}); rewrite the shards with "
+                         "motionlab-data shard") from error
+    names = [chunk.get("filename") if isinstance(chunk, dict) else None for chunk in chunks]
+    foreign = [name for name in formats if name not in SERIALIZERS]
+    if foreign:
+        raise InputError(f"{what}: its chunks ({', '.join(map(str, names[:3]))}{', ...' if len(names) > 3 else ''}) declare the serializer "
+                         f"{foreign[0]!r}; motionlab reads only chunks of {', '.join(SERIALIZERS)} (a pickled chunk could run code), "
+                         "so these shards were not written by motionlab-data shard")
+    for key in ("compression", "encryption"):
+        if config.get(key) is not None:
+            raise InputError(f"{what}: index.json declares {key} {config[key]!r}, which motionlab's shards never use; rewrite them")
+    total = 0
+    for chunk, name in zip(chunks, names):
+        size = chunk.get("chunk_size") if isinstance(chunk, dict) else None
+        if not isinstance(name, str) or not CHUNK_NAME.match(name) or not isinstance(size, int) or size < 0:
+            raise InputError(f"{what}: index.json lists a chunk {chunk!r} that is not a litdata chunk (a chunk-N-M.bin file and its "
+                             "item count); rewrite the shards")
+        if not location.startswith(REMOTE_SCHEMES):
+            path = index_file.parent / name
+            declared = chunk.get("chunk_bytes")
+            if not path.is_file():
+                raise InputError(f"{what}: chunk {name} listed in index.json is missing; the shards are incomplete, rewrite them")
+            if path.stat().st_size < (declared or 0) or declared is None:
+                raise InputError(f"{what}: chunk {name} is {path.stat().st_size} bytes, index.json says {declared}; the shards are "
+                                 "damaged, rewrite them")
+        total += size
+    return total
+
+
+def _check_shard_output(root: Path, output: Path) -> None:
+    """Refuse an ``out=`` that would replace the source clips or a folder of anything but shards."""
+    source, target = root.resolve(), output.resolve()
+    if target == source or source in target.parents or target in source.parents:
+        raise InputError(f"out={output}: the shard folder may not be, hold or lie inside root={root} (replacing it would delete the clips); "
+                         "choose a folder beside it")
+    if output.exists():
+        foreign = [p.name for p in output.iterdir() if p.name != "index.json" and not CHUNK_NAME.match(p.name)] if output.is_dir() else [output.name]
+        if foreign or not (output / "index.json").is_file():
+            raise InputError(f"out={output} exists and is not a shard folder this command wrote (it holds {', '.join(sorted(foreign)[:3]) or 'no index.json'}); "
+                             "give a new folder, or remove it yourself")
 
 
 class ShardClip:
@@ -129,17 +189,34 @@ class ShardClips:
 
         self.location = str(shards)
         remote = self.location.startswith(REMOTE_SCHEMES)
-        if not remote and not (Path(self.location) / "index.json").is_file():
-            raise InputError(f"data.shards: {self.location} is not a shard folder (no index.json); write one with "
-                             "`motionlab-data shard root=<clips> out=<folder>`")
+        if not remote:
+            if not (Path(self.location) / "index.json").is_file():
+                raise InputError(f"data.shards: {self.location} is not a shard folder (no index.json); write one with "
+                                 "`motionlab-data shard root=<clips> out=<folder>`")
+            items = check_shard_index(Path(self.location) / "index.json", self.location)
         # batch_decode=False: random access decodes the one item asked for, not a window of items around it (100x
         # faster for shuffled reads here)
         self.dataset = litdata.StreamingDataset(self.location, cache_dir=cache_dir, max_cache_size=max_cache_size, batch_decode=False)
+        if remote:  # litdata has fetched the index into its cache; nothing of a chunk has been read yet
+            fetched = Path(self.dataset.input_dir.path or "") / "index.json"
+            if not fetched.is_file():
+                raise InputError(f"data.shards: the index of {self.location} could not be checked (not found in the cache at {fetched}); "
+                                 "motionlab reads no chunk whose serializers it has not checked")
+            items = check_shard_index(fetched, self.location)
         meta = self.dataset[0]["meta"]
         self.manifest = json.loads(meta) if meta else {}
         if self.manifest.get("format") != FORMAT:
             raise InputError(f"data.shards: {self.location} holds no {FORMAT} manifest (item 0); rewrite it with motionlab-data shard")
+        if self.manifest.get("items") != items or not isinstance(self.manifest.get("clips"), list):
+            raise InputError(f"data.shards: {self.location}'s manifest counts {self.manifest.get('items')} items, its index {items}; "
+                             "the shards are damaged, rewrite them")
         self.clips = self.manifest["clips"]
+        for clip in self.clips:
+            first, frames = (clip.get("first_item"), clip.get("frames")) if isinstance(clip, dict) else (None, None)
+            if (not isinstance(first, int) or not isinstance(frames, int) or first < 1 or frames < 1
+                    or first + frames + bool(clip.get("portrait")) > items):
+                raise InputError(f"data.shards: {self.location}'s manifest lists a clip {str(clip)[:120]} outside its {items} items; "
+                                 "rewrite the shards")
 
     def records(self) -> list[ClipRecord]:
         """One record per clip, named ``<shards>#<index>`` (its portrait and ground truth marked the same way)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motionlab.data import TRUSTED_DATA_TARGETS
+from motionlab.data import stored_datamodule
 from motionlab.data.cross_domain import CrossDomainDataModule
 from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.landmarks import LandmarkSequence, read_landmarks
@@ -27,7 +27,6 @@ from motionlab.geometry.landmarks import SIGNALS, amplitude_ratio, motion_signal
 from motionlab.models import motionlab_meta
 from motionlab.tasks.adapter import LandmarkDrivenPredictor, load_adapter_predictor
 from motionlab.utils.checkpoint import load_checkpoint
-from motionlab.utils.config import instantiate_trusted
 from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_write_text, write_json
 
@@ -203,11 +202,10 @@ def measurement_ceiling(datamodule: CrossDomainDataModule, regression: NamedPoin
 def adapter_datamodule(adapter_ckpt: str | os.PathLike, descriptor_ckpt: str | os.PathLike, cache_dir: str | os.PathLike) -> CrossDomainDataModule:
     """The cross-domain datamodule an adapter was trained on, rebuilt from its stored data config (trusted
     datamodule classes only) with this evaluation's descriptor checkpoint and cache folder."""
-    meta = motionlab_meta(load_checkpoint(adapter_ckpt))
-    if meta is None or "data" not in meta.get("config", {}):
-        raise InputError(f"{adapter_ckpt} carries no run config to rebuild its toy world from")
-    data = {**meta["config"]["data"], "descriptor_checkpoint": str(descriptor_ckpt), "cache_dir": str(cache_dir)}
-    datamodule = instantiate_trusted(data, TRUSTED_DATA_TARGETS, f"{adapter_ckpt} [motionlab.config.data]")
+    meta = motionlab_meta(load_checkpoint(adapter_ckpt), adapter_ckpt)
+    if meta is None:
+        raise InputError(f"{adapter_ckpt} is not a motionlab checkpoint; give the adapter checkpoint motionlab-train wrote")
+    datamodule = stored_datamodule(meta, adapter_ckpt, cache_dir, descriptor_checkpoint=str(descriptor_ckpt))
     datamodule.setup()
     return datamodule
 

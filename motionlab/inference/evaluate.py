@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from motionlab.callbacks.preview import side_by_side
-from motionlab.data import TRUSTED_DATA_TARGETS
+from motionlab.data import stored_datamodule
 from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.video_io import VIDEO_EXTENSIONS, ClipError, open_clip, read_image, write_gif
 from motionlab.metrics.identity import ProfileSimilarity
@@ -24,7 +24,6 @@ from motionlab.metrics.suite import EvaluationSuite
 from motionlab.models import motionlab_meta
 from motionlab.tasks import AnimationPredictor, predictor_from_checkpoint
 from motionlab.utils.checkpoint import load_checkpoint
-from motionlab.utils.config import instantiate_trusted
 from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_dir
 
@@ -41,28 +40,18 @@ class EvalClip:
     generated: torch.Tensor
 
 
-def checkpoint_datamodule(checkpoint: dict, ckpt: str | os.PathLike):
-    """The datamodule an already-read checkpoint was trained with, rebuilt from its stored data config (only the
-    datamodule classes of :data:`motionlab.data.TRUSTED_DATA_TARGETS` may be named there). Descriptor caches are not
-    needed: the predictor detects descriptors from the frames."""
-    meta = motionlab_meta(checkpoint)
-    if meta is None or "data" not in meta.get("config", {}):
-        raise InputError(f"{ckpt} carries no run config to rebuild its data from; score videos with generated_dir= / driver_dir=")
-    data = dict(meta["config"]["data"])
-    if "descriptor_checkpoint" in data:
-        data["descriptor_checkpoint"] = None
-    return instantiate_trusted(data, TRUSTED_DATA_TARGETS, f"{ckpt} [motionlab.config.data]")
-
-
 @torch.no_grad()
-def clips_from_checkpoint(ckpt: str | os.PathLike, split: str = "test", max_clips: int | None = None, max_frames: int | None = None,
-                          batch_size: int = 16, device: str = "cpu") -> Iterator[EvalClip]:
-    """Animate the clips of a checkpoint's own datamodule ``split`` (identities it never trained on) with its predictor."""
+def clips_from_checkpoint(ckpt: str | os.PathLike, cache_dir: str | os.PathLike, split: str = "test", max_clips: int | None = None,
+                          max_frames: int | None = None, batch_size: int = 16, device: str = "cpu") -> Iterator[EvalClip]:
+    """Animate the clips of a checkpoint's own datamodule ``split`` (identities it never trained on) with its predictor.
+    The datamodule is rebuilt from the checkpoint's stored data config (:func:`motionlab.data.stored_datamodule`; a toy
+    world is generated under ``cache_dir``); descriptor caches are not needed: the predictor detects descriptors from
+    the frames."""
     checkpoint = load_checkpoint(ckpt)
     predictor = predictor_from_checkpoint(checkpoint, ckpt, device=device)
     if not isinstance(predictor, AnimationPredictor):
         raise InputError(f"{ckpt} is not an animation checkpoint; motionlab-eval scores animation (lip-sync runs log their own metrics)")
-    datamodule = checkpoint_datamodule(checkpoint, ckpt)
+    datamodule = stored_datamodule(motionlab_meta(checkpoint, ckpt), ckpt, cache_dir, descriptor_checkpoint=None)
     datamodule.prepare_data()
     datamodule.setup("test")
     if split not in datamodule.datasets:

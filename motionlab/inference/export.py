@@ -181,7 +181,7 @@ def export_liveportrait_onnx(net: nn.Module, out: str | os.PathLike, tolerance: 
 def _lora_run(ckpt: str | os.PathLike, base: str | os.PathLike | None) -> tuple[dict[str, nn.Module], dict]:
     """The networks of a LoRA run's checkpoint (adapters on ``net``) and its ``motionlab`` entry."""
     checkpoint = load_checkpoint(ckpt)
-    meta = motionlab_meta(checkpoint)
+    meta = motionlab_meta(checkpoint, ckpt)
     if meta is None or meta.get("lora") is None:
         raise CheckpointFormatError(f"{ckpt} is not a LoRA run's checkpoint (no motionlab.lora entry): train one with lora=... init_from=<base>")
     return checkpoint_models(checkpoint, ckpt, base=base), meta
@@ -203,7 +203,7 @@ def merge_lora_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, base:
         if base is None:
             raise InputError(f"{ckpt} is an adapter file: give the base checkpoint it was trained on with base=PATH")
         base_checkpoint = load_checkpoint(base)
-        meta = motionlab_meta(base_checkpoint)
+        meta = motionlab_meta(base_checkpoint, base)
         if meta is None:
             raise CheckpointFormatError(f"{base} is not a motionlab checkpoint: merging writes one, so the base must be one")
         models = checkpoint_models(base_checkpoint, base)

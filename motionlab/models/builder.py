@@ -19,15 +19,22 @@ from torch import nn
 from motionlab.models.lora import LoraSpec, add_lora, check_base, load_adapter_state_dict
 from motionlab.models.registry import build, list_models, model_builder, recognize
 from motionlab.utils.checkpoint import CheckpointFormatError, load_checkpoint, load_state_dict_strict, submodule_state_dict
+from motionlab.utils.config import check_stored
 from motionlab.utils.io import file_digest
 
 PLAIN_TYPES = (str, int, float, bool, type(None))
 
 
-def motionlab_meta(checkpoint: Mapping) -> dict | None:
-    """The ``"motionlab"`` entry of a checkpoint written by ``motionlab-train``, or None for other files."""
+def motionlab_meta(checkpoint: Mapping, source: str | os.PathLike) -> dict | None:
+    """The ``"motionlab"`` entry of a checkpoint written by ``motionlab-train``, or None for other files.
+
+    Every reader of a checkpoint's specs, predictor settings and stored run config gets them here, checked as plain
+    data (:func:`motionlab.utils.config.check_stored`): nothing in them is resolved or names code."""
     meta = checkpoint.get("motionlab")
-    return meta if isinstance(meta, dict) and isinstance(meta.get("models"), dict) else None
+    if not isinstance(meta, dict) or not isinstance(meta.get("models"), dict):
+        return None
+    check_stored(meta, f"{source} [motionlab]")
+    return meta
 
 
 def _check_plain(value, where: str) -> None:
@@ -77,7 +84,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, checkpoint: Mappi
     """
     checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
     info = model.model_info
-    meta = motionlab_meta(checkpoint)
+    meta = motionlab_meta(checkpoint, path)
     if meta is not None:
         stored = meta["models"].get("net", {})
         if stored.get("name") != info.name and stored.get("name") not in info.accepts_from:
@@ -111,7 +118,7 @@ def stored_models(checkpoint: Mapping, source: str | os.PathLike, base: str | os
     """Every network a motionlab checkpoint holds (its ``net`` and frozen helpers), rebuilt from their specs,
     weights loaded strictly, in eval mode. A LoRA checkpoint holds adapters only: its networks are its base
     checkpoint's (``base``, or the path it recorded; the SHA-256 must match) with the adapters added to ``net``."""
-    meta = motionlab_meta(checkpoint)
+    meta = motionlab_meta(checkpoint, source)
     if meta is None:
         raise CheckpointFormatError(f"{source} is not a motionlab checkpoint (no 'motionlab' entry with model specs)")
     if meta.get("lora") is not None:
@@ -143,7 +150,7 @@ def checkpoint_models(checkpoint: Mapping, source: str | os.PathLike, name: str 
     """The networks of an already-read checkpoint: a motionlab checkpoint's stored ones (``name`` may confirm its
     ``net``; ``base`` locates a LoRA checkpoint's base), or ``{"net": ...}`` for a foreign file, which needs
     ``name``, the registered variant it fits, unless a variant recognises it (a LivePortrait release folder)."""
-    if motionlab_meta(checkpoint) is not None:
+    if motionlab_meta(checkpoint, source) is not None:
         models = stored_models(checkpoint, source, base)
         if name is not None and models["net"].model_info.name != name:
             raise CheckpointFormatError(f"{source} holds a {models['net'].model_info.name}, not a {name}")

@@ -51,7 +51,7 @@ def _descriptor_model(path: str | os.PathLike, num_kp: int) -> nn.Module:
 
 def _landmark_guided(path: Path) -> bool:
     """Whether a descriptor checkpoint's run trained its keypoints towards named landmarks (its stored config)."""
-    meta = motionlab_meta(load_checkpoint(path))
+    meta = motionlab_meta(load_checkpoint(path), path)
     config = {} if meta is None else meta.get("config", {})
     return float(config.get("loss", {}).get("landmark_guidance", 0.0) or 0.0) > 0 and bool(config.get("data", {}).get("face_labels"))
 
@@ -203,7 +203,7 @@ def load_adapter_predictor(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str
     """The landmark-driven predictor of an adapter checkpoint and the descriptor checkpoint it was trained for; a
     descriptor file with another SHA-256 than the one the adapter recorded is refused."""
     checkpoint = load_checkpoint(adapter_ckpt)
-    meta = motionlab_meta(checkpoint)
+    meta = motionlab_meta(checkpoint, adapter_ckpt)
     if meta is None or meta.get("task") != "adapter":
         raise CheckpointFormatError(f"{adapter_ckpt} is not an adapter checkpoint (task {None if meta is None else meta.get('task')}); "
                                     f"train one with motionlab-train experiment=adapter_paired_quick")

@@ -172,7 +172,7 @@ class LipSyncTask(MotionlabTask):
         """Start from a U-Net's weights; they must have been trained in this task's convention (a SyncTalk_2D file's is
         ``synctalk_2d``), since a model's convention is what its weights learnt."""
         checkpoint = load_checkpoint(path)
-        meta = motionlab_meta(checkpoint)
+        meta = motionlab_meta(checkpoint, path)
         settings = meta.get("predictor", {}) if meta is not None else self.net.model_info.published_settings
         source = settings.get("convention", "motionlab")
         if source != self.convention.name:

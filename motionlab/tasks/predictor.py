@@ -76,7 +76,7 @@ def predictor_from_checkpoint(checkpoint: dict, path: str | os.PathLike, model: 
     if lora is not None:
         load_adapter(models["net"], lora, file_digest(path), str(path))
         models["net"].eval()
-    meta = motionlab_meta(checkpoint)
+    meta = motionlab_meta(checkpoint, path)
     family = models["net"].model_info.family
     if family not in _PREDICTORS:
         raise InputError(f"{path} holds a {models['net'].model_info.name} ({family}); there is no inference for it here: "

@@ -170,24 +170,61 @@ def validate_config(cfg: DictConfig, required: Sequence[str] = REQUIRED_KEYS) ->
     return container
 
 
-def instantiate_trusted(node: Mapping, allowed: Sequence[str], where: str, **overrides):
-    """``instantiate`` for configs read from files (a checkpoint's stored run config): every ``_target_`` in ``node``
-    must be one of ``allowed``, so a file cannot name other code to run; otherwise a :class:`ConfigError`."""
+STORED_PLAIN_TYPES = (str, int, float, bool, type(None))
 
-    def check(value, path: str) -> None:
+
+def check_stored(value, where: str, path: str = "") -> None:
+    """Require a value read from a file (a checkpoint's stored run config and specs, an adapter's or a profile's
+    metadata) to be plain data: string keys, plain values, and no ``${...}``. Such values are never resolved, so an
+    interpolation there can only be an attempt to make OmegaConf build something; it is refused, naming the key."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{where}: key {key!r} at '{path or '.'}' is not a string; a stored config holds plain data")
+            if "${" in key:
+                raise ConfigError(f"{where}: key {key!r} at '{path or '.'}' holds an interpolation; a stored config is data and never resolved")
+            check_stored(item, where, f"{path}.{key}" if path else key)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_stored(item, where, f"{path}[{index}]")
+    elif isinstance(value, str):
+        if "${" in value:
+            raise ConfigError(f"{where}: '{path}' holds the interpolation {value[:80]!r}; a stored config is data, never resolved, "
+                              "and may not hold ${...}")
+    elif not isinstance(value, STORED_PLAIN_TYPES):
+        raise ConfigError(f"{where}: '{path}' is a {type(value).__name__}, not a plain value")
+
+
+def build_stored(node: Mapping, allowed: Sequence[str], where: str, path: str = "data", **overrides):
+    """Build an object from a config read from a file, without Hydra or OmegaConf: the node's ``_target_`` (and that of
+    every nested node) must be one of ``allowed``; its keys and value types are checked against the constructor's
+    signature (:func:`validate_config`'s rules); nothing is resolved. ``overrides`` replace stored values (paths the
+    command decides itself, such as a cache folder, are never taken from a file)."""
+    check_stored(node, where, path)
+
+    def build(value, at: str):
+        if isinstance(value, Mapping) and "_target_" in value:
+            target = value["_target_"]
+            if target not in allowed:
+                raise ConfigError(f"{where}: '{at}._target_' is {target!r}, which a stored config may not name "
+                                  f"(allowed: {', '.join(allowed)})")
+            extra = sorted(key for key in value if key in HYDRA_KEYS and key != "_target_")
+            if extra:
+                raise ConfigError(f"{where}: '{at}.{extra[0]}' is not allowed in a stored config")
+            try:
+                _check_target(value, at)
+            except ConfigError as error:
+                raise ConfigError(f"{where}: {error}") from error
+            constructor, _ = _constructor(value, at)
+            return constructor(**{key: build(item, f"{at}.{key}") for key, item in value.items() if key != "_target_"})
         if isinstance(value, Mapping):
-            target = value.get("_target_")
-            if target is not None and target not in allowed:
-                raise ConfigError(f"{where}: '{path}._target_' is {target!r}, which a stored config may not name (allowed: {', '.join(allowed)})")
-            for key, item in value.items():
-                if key in ("_args_",):
-                    raise ConfigError(f"{where}: '{path}.{key}' is not allowed in a stored config")
-                check(item, f"{path}.{key}")
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                check(item, f"{path}[{index}]")
+            return {key: build(item, f"{at}.{key}") for key, item in value.items()}
+        if isinstance(value, list):
+            return [build(item, f"{at}[{index}]") for index, item in enumerate(value)]
+        return value
 
-    check(node, "data")
-    from hydra.utils import instantiate
-
-    return instantiate(dict(node), **overrides)
+    if not isinstance(node, Mapping) or "_target_" not in node:
+        raise ConfigError(f"{where}: '{path}' names nothing to build (no _target_)")
+    constructor, _ = _constructor(node, path) if node["_target_"] in allowed else (None, None)
+    accepted = set(_signature_of(constructor)[0].parameters) if constructor is not None else set()
+    return build({**node, **{key: value for key, value in overrides.items() if key in accepted}}, path)

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 
 from motionlab.data.synthetic import toy_face_labels
 from motionlab.data.video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipError, open_clip, read_image
+from motionlab.utils.io import read_array
 from motionlab.utils.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class FolderClips:
 
     def ground_truth(self, record: ClipRecord) -> tuple[np.ndarray, np.ndarray | None]:
         """(T, K, 2) driver keypoints and the portrait's (K, 2) (``None`` without); only for records with ``keypoints``."""
-        return np.load(record.keypoints, allow_pickle=False), _portrait_keypoints(record)
+        return read_array(record.keypoints), _portrait_keypoints(record)
 
     def face_labels(self, record: ClipRecord, stored_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
         """(T, 68, 2) landmarks in pixels of the stored (H, W) frames and (T, 3) head pose in degrees, where the clip

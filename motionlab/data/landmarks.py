@@ -25,7 +25,7 @@ from motionlab.data.synthetic import MOTION_FIELDS
 from motionlab.data.toy_human import paired_human_clip
 from motionlab.data.video_io import VIDEO_EXTENSIONS, ClipError, open_clip
 from motionlab.geometry.landmarks import FRAME_ANCHORS, head_pose_from_landmarks, neutral_frame
-from motionlab.utils.io import atomic_path
+from motionlab.utils.io import atomic_path, read_array
 
 LANDMARK_FILE_SUFFIXES = (".npy", ".lms")
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def read_landmarks(path: str | os.PathLike, max_frames: int | None = None, smoot
     elif path.suffix.lower() == ".lms":
         points = read_lms(path)[None]
     elif path.suffix.lower() == ".npy":
-        points = _checked_array(np.load(path, allow_pickle=False), path)[:max_frames]
+        points = _checked_array(read_array(path), path)[:max_frames]
     else:
         raise ClipError(f"{path} is not a landmark source: give a video ({', '.join(VIDEO_EXTENSIONS)}), a .npy (T, P, 2), "
                         f"a .lms file or folder of them, or a toy-world clip folder")

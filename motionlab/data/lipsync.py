@@ -49,7 +49,7 @@ from motionlab.data.video_io import ClipError, list_frame_files, read_image
 from motionlab.models import create_model, freeze
 from motionlab.models.lipsync import AUDIO_SHAPES, LipSyncConvention, lipsync_convention, to_channel_order
 from motionlab.utils.errors import InputError
-from motionlab.utils.io import atomic_open, file_digest, write_json
+from motionlab.utils.io import atomic_open, file_digest, read_array, write_json
 
 log = logging.getLogger(__name__)
 SILENCE_PEAK = 1e-4  # below this the audio holds nothing to learn from (16-bit PCM steps are 3e-5)
@@ -178,7 +178,7 @@ def read_feature_file(path: str | os.PathLike, mode: str, convention: LipSyncCon
                          + ("Give the audio encoder to compute them, or use a model of that convention"
                             if mode == "ave" else f"compute them for {convention.name} and write {path.with_suffix('.json').name} "
                             f'with {{"convention": "{convention.name}"}}'))
-    features = np.load(path, allow_pickle=False)
+    features = read_array(path)
     per_frame = int(np.prod(AUDIO_SHAPES[mode])) // CONTEXT
     if features.ndim < 2 or int(np.prod(features.shape[1:])) != per_frame:
         raise AudioError(f"{path}: shape {features.shape}; expected (rows, ...) with {per_frame} values per video frame "
@@ -216,7 +216,7 @@ def _cached_ave_features(clip: TalkingClip, path: Path, encoder_checkpoint: Path
            "fps": clip.fps, "convention": clip.convention.name}
     if path.is_file() and manifest_path.is_file():
         if json.loads(manifest_path.read_text()) == key:
-            return torch.from_numpy(np.load(path, allow_pickle=False))
+            return torch.from_numpy(read_array(path))
         log.warning("%s was computed with another audio encoder, audio or convention; recomputing with %s", path, encoder_checkpoint)
     elif path.is_file():
         kept = path.with_name("aud_ave.user.npy")

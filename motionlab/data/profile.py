@@ -22,6 +22,7 @@ from motionlab.data.datasets import uniform_frame_indices
 from motionlab.data.landmarks import DlibLandmarks, face_model_path, landmark_sequence
 from motionlab.data.video_io import IMAGE_EXTENSIONS, open_clip, read_image
 from motionlab.metrics.identity import EMBEDDERS, csim, make_embedder, unit
+from motionlab.utils.config import check_stored
 from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_write_text, file_digest
 
@@ -140,7 +141,26 @@ def read_profile(path: str | os.PathLike) -> IdentityProfile:
     missing = sorted(names - set(payload))
     if missing:
         raise InputError(f"profile {path} lacks {missing}; write it again with motionlab-data profile")
+    check_stored(payload, f"profile {path}")
     profile = IdentityProfile(**{key: payload[key] for key in names})
-    if profile.embedder not in EMBEDDERS or len(profile.mean) != len(profile.embeddings[0]):
-        raise InputError(f"profile {path}: embedder {profile.embedder!r} / mean of length {len(profile.mean)} do not fit its embeddings")
+    mean = _finite_array(profile.mean, 1, path, "mean")
+    embeddings = _finite_array(profile.embeddings, 2, path, "embeddings")
+    _finite_array([profile.spread], 1, path, "spread")
+    if profile.embedder not in EMBEDDERS or embeddings.shape[1] != len(mean):
+        raise InputError(f"profile {path}: embedder {profile.embedder!r} / mean of length {len(mean)} do not fit its embeddings")
+    if not isinstance(profile.name, str) or not all(isinstance(frame, int) for frame in profile.frames or []):
+        raise InputError(f"profile {path}: 'name' must be a string and 'frames' frame numbers; write it again with motionlab-data profile")
     return profile
+
+
+def _finite_array(values, ndim: int, path: Path, key: str) -> np.ndarray:
+    """``values`` as a non-empty float array of ``ndim`` dimensions with finite entries, else an error naming ``key``."""
+    try:
+        array = np.asarray(values, np.float64)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"profile {path}: '{key}' is not an array of numbers ({error}); write it again with motionlab-data profile") from error
+    if array.ndim != ndim or array.size == 0:
+        raise InputError(f"profile {path}: '{key}' must be a non-empty {ndim}-d array of numbers, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise InputError(f"profile {path}: '{key}' holds NaN or infinite values; a profile of finite numbers is needed to score against")
+    return array

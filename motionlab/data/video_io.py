@@ -38,6 +38,7 @@ class InputLimits:
     max_image_pixels: int = 50_000_000
     max_video_frames: int = 30_000
     max_portrait_side: int = 2048
+    max_sequence_mb: int = 1024
 
     def __post_init__(self):
         for field in fields(self):

@@ -24,7 +24,7 @@ from motionlab.tasks import load_predictor
 from motionlab.tasks.lipsync import LipSyncPredictor
 from motionlab.utils.checkpoint import CheckpointFormatError, atomic_torch_save, load_checkpoint
 from motionlab.utils.errors import InputError, MotionlabError
-from motionlab.utils.io import atomic_path, file_digest
+from motionlab.utils.io import atomic_dir, atomic_path, file_digest
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -60,16 +60,69 @@ def export_onnx(net: nn.Module, out: str | os.PathLike, inputs: dict[str, torch.
     return out
 
 
+# the metadata entry tying an exported graph to the weights it was exported from (a SHA-256 prefix, and the adapter's)
+SOURCE_KEY = "motionlab.source"
+
+
+def tag_source(path: str | os.PathLike, source: str) -> None:
+    """Record ``source`` (what the graph was exported from) in the ONNX file's metadata, in place."""
+    import onnx
+
+    model = onnx.load(str(path))
+    entries = {entry.key: entry.value for entry in model.metadata_props}
+    entries[SOURCE_KEY] = source
+    del model.metadata_props[:]
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+
+def check_onnx_file(path: str | os.PathLike, source: str | None = None) -> None:
+    """Check an ONNX file before onnxruntime opens it: a readable model that passes ``onnx.checker``, whose external
+    data files (if any) lie inside its own folder, and, with ``source``, that was exported from those weights (its
+    :data:`SOURCE_KEY` metadata). Errors name the file and what is wrong."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX file {path} does not exist")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf decode errors, truncated files
+        raise InputError(f"{path} is not a readable ONNX model ({type(error).__name__}); export it again with motionlab-export onnx") from error
+    folder = path.parent.resolve()
+    for tensor in model.graph.initializer:
+        if uses_external_data(tensor):
+            location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
+            target = (folder / location).resolve()
+            if not location or Path(location).is_absolute() or folder not in target.parents:
+                raise InputError(f"{path}: tensor {tensor.name} keeps its data in {location!r}, outside the model's folder; refused")
+            if not target.is_file():
+                raise InputError(f"{path}: tensor {tensor.name}'s external data file {location} is missing")
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as error:
+        raise InputError(f"{path} fails onnx.checker ({' '.join(str(error).split())[:200]}); export it again") from error
+    if source is not None:
+        found = {entry.key: entry.value for entry in model.metadata_props}.get(SOURCE_KEY)
+        if found != source:
+            raise InputError(f"{path} was exported from {'other weights (' + found + ')' if found else 'weights it does not name'}, "
+                             f"not from these ({source}); leave onnx= unset to export the graph of this checkpoint")
+
+
 class OnnxRunner:
     """An onnxruntime CPU session called like the network on numpy arrays: ``runner(*inputs) -> array`` (the first
-    output; :meth:`outputs` gives all)."""
+    output; :meth:`outputs` gives all). The file is checked first (:func:`check_onnx_file`)."""
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, spinning: bool = True):
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, spinning: bool = True, source: str | None = None):
         """``spinning=False`` lets idle intra-op threads sleep instead of busy-waiting for work: slower between
         back-to-back calls, but it leaves the cores to the threads around the session (a pipeline's decoder and
-        encoder); measured 5.2-5.6 -> 5.7 frames/s for lip-sync video on two cores."""
+        encoder); measured 5.2-5.6 -> 5.7 frames/s for lip-sync video on two cores. ``source``: the weights the graph
+        must have been exported from."""
         import onnxruntime
 
+        check_onnx_file(path, source)
         options = onnxruntime.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
@@ -110,15 +163,21 @@ def check_parity(net: nn.Module, path: str | os.PathLike, real_inputs: dict[str,
     return report
 
 
-def export_checked(net: nn.Module, out: str | os.PathLike, real_inputs: dict[str, torch.Tensor] | None = None,
+def export_checked(net: nn.Module, out: str | os.PathLike, source: str, real_inputs: dict[str, torch.Tensor] | None = None,
                    tolerance: float = 1e-4) -> dict:
-    """Export to a temporary file, check parity there, and only then replace ``out``: a graph that fails the check
-    never reaches ``out``, and a previous good export there stays."""
+    """Export to a temporary file, check parity there, tag it with ``source`` (:func:`tag_source`), and only then
+    replace ``out``: a graph that fails the check never reaches ``out``, and a previous good export there stays."""
     out = Path(out)
     with atomic_path(out) as scratch:
         export_onnx(net, scratch)
         report = check_parity(net, scratch, real_inputs, tolerance)
+        tag_source(scratch, source)
     return {"out": str(out), "parity": report}
+
+
+def onnx_source(ckpt: str | os.PathLike, lora_file: str | os.PathLike | None = None) -> str:
+    """What a graph exported from ``ckpt`` (with the adapters of ``lora_file`` merged) is tagged with."""
+    return file_digest(ckpt)[:12] + (f".lora-{file_digest(lora_file)[:12]}" if lora_file is not None else "")
 
 
 def write_reference_outputs(net: nn.Module, inputs: dict[str, torch.Tensor], folder: str | os.PathLike) -> list[Path]:
@@ -141,40 +200,43 @@ def export_predictor_onnx(ckpt: str, out: str, part: str = "net", arch: str | No
     outputs. A LivePortrait model exports all its graphs into the folder ``out`` (:func:`export_liveportrait_onnx`)."""
     predictor = load_predictor(ckpt, model=arch, audio_encoder_ckpt=audio_encoder_ckpt)
     if predictor.net.model_info.family == "liveportrait":
-        return export_liveportrait_onnx(predictor.net, out, tolerance)
+        return export_liveportrait_onnx(predictor.net, out, onnx_source(ckpt), tolerance)
     if not isinstance(predictor, LipSyncPredictor):
         raise InputError(f"{ckpt} holds {predictor.net.model_info.name}: ONNX export serves the lip-sync networks and LivePortrait")
     if part not in predictor.networks:
         raise InputError(f"part must be one of {sorted(predictor.networks)} for {ckpt}, got {part!r}")
     net = predictor.networks[part]
     real = predictor.template_inputs(template, part) if template is not None else None
-    result = export_checked(net, out, real, tolerance)
+    source = onnx_source(ckpt) if part == "net" else f"{onnx_source(audio_encoder_ckpt or ckpt)}.{part}"
+    result = export_checked(net, out, source, real, tolerance)
     written = write_reference_outputs(net, real if real is not None else example_inputs(net), reference_outputs) if reference_outputs else []
     inputs = {name: ["batch", *value.shape[1:]] for name, value in example_inputs(net).items()}
     return {**result, "inputs": inputs, "reference_outputs": str(reference_outputs) if written else None}
 
 
-def export_liveportrait_onnx(net: nn.Module, out: str | os.PathLike, tolerance: float = 1e-4) -> dict:
+def export_liveportrait_onnx(net: nn.Module, out: str | os.PathLike, source: str, tolerance: float = 1e-4) -> dict:
     """Every graph of a LivePortrait model (:func:`motionlab.models.liveportrait.export_graphs`) into the folder ``out``
-    (``<graph>.onnx``), each checked against PyTorch on image-like inputs at batch 1 and 2 before it replaces an
-    earlier file."""
+    (``<graph>.onnx``, each tagged with ``source``), each checked against PyTorch on image-like inputs at batch 1 and
+    2. The folder is written whole beside ``out`` and swapped in at the end (:func:`motionlab.utils.io.atomic_dir`): a
+    kill leaves the previous export or the new one, never graphs of two checkpoints; an ``out`` holding anything but
+    graphs is refused."""
     from motionlab.models.liveportrait import export_graphs
 
     folder = Path(out)
     if folder.suffix:
         raise InputError(f"out={out}: a LivePortrait model exports as several graphs; give a folder (no suffix)")
-    folder.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(0)
     graphs = {batch: export_graphs(net, batch, generator) for batch in (1, 2)}
     report = {}
-    for name, graph in graphs[1].items():
-        path = folder / f"{name}.onnx"
-        with atomic_path(path) as scratch:
-            export_onnx(graph.module, scratch, graph.inputs, graph.output_names, graph.opset)
-            worst = max(parity(graph.module, scratch, graphs[batch][name].inputs) for batch in (1, 2))
+    with atomic_dir(folder, replaces=lambda existing: all(p.suffix == ".onnx" for p in existing.iterdir())) as scratch:
+        for name, graph in graphs[1].items():
+            path = scratch / f"{name}.onnx"
+            export_onnx(graph.module, path, graph.inputs, graph.output_names, graph.opset)
+            worst = max(parity(graph.module, path, graphs[batch][name].inputs) for batch in (1, 2))
             if worst > tolerance:
                 raise ParityError(f"{name}: onnxruntime differs from PyTorch by {worst:.3g} (> {tolerance:g})")
-        report[name] = {"out": str(path), "opset": graph.opset, "max_abs_difference": worst}
+            tag_source(path, source)
+            report[name] = {"out": str(folder / path.name), "opset": graph.opset, "max_abs_difference": worst}
     return {"out": str(folder), "graphs": report}
 
 

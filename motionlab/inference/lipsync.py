@@ -246,8 +246,7 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | No
                   sequence_out: str | None = None, on_frame: Callable[[int, int], None] | None = None) -> dict:
     """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora_file``, a speaker's LoRA adapter file trained on
     ``ckpt``, unmerged), pick the runtime, write ``out``."""
-    from motionlab.inference.export import OnnxRunner, export_checked
-    from motionlab.utils.io import file_digest
+    from motionlab.inference.export import OnnxRunner, export_checked, onnx_source
 
     if runtime not in ("torch", "onnx"):
         raise InputError(f"runtime must be torch or onnx, got {runtime!r}")
@@ -265,13 +264,14 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | No
         raise InputError(f"{ckpt} is not a lip-sync U-Net checkpoint (its predictor is {type(predictor).__name__})")
     if runtime == "onnx":
         # the graph is the U-Net with the adapters merged: an export per (base, adapter) pair
-        key = file_digest(ckpt)[:12] + (f".lora-{file_digest(lora_file)[:12]}" if lora_file is not None else "")
+        key = onnx_source(ckpt, lora_file)
         path = Path(onnx) if onnx else Path(ckpt).with_name(f"{Path(ckpt).stem}.{key}.onnx")
         if not path.is_file():
             check_output_path(path, "onnx", (".onnx",))  # by default beside the checkpoint, which may be read-only
             net = merge_lora(copy.deepcopy(predictor.net)) if lora_file is not None else predictor.net
-            log.info("exported %s; onnxruntime parity %s", path, export_checked(net, path)["parity"])
-        predictor.runner = OnnxRunner(path, spinning=False)  # decoding, paste-back and encoding share the cores
+            log.info("exported %s; onnxruntime parity %s", path, export_checked(net, path, key)["parity"])
+        # decoding, paste-back and encoding share the cores; a graph exported from other weights is refused
+        predictor.runner = OnnxRunner(path, spinning=False, source=key)
     pipeline = LipSyncPipeline(predictor, batch_size=batch_size, feather=feather, fps=fps)
     summary = pipeline.run(template, audio, out, crf=crf, features_path=features, sequence_out=sequence_out, on_frame=on_frame)
     return {**summary, "runtime": runtime}

@@ -13,6 +13,7 @@ Convention: one ``.npz`` (read with ``allow_pickle=False``: nothing in it can ru
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from motionlab.data.video_io import input_limits
 from motionlab.metrics.traces import frame_traces
 from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_path
@@ -129,9 +131,30 @@ def write_sequence(path: str | os.PathLike, sequence: Sequence) -> Path:
     return Path(path)
 
 
+def _check_decoded_size(path: Path) -> None:
+    """Refuse a file whose arrays would decompress to more than ``limits.max_sequence_mb``, from the array headers
+    alone (a small compressed file can hold gigabytes of frames)."""
+    limit = input_limits().max_sequence_mb
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                with archive.open(member) as stream:
+                    version = np.lib.format.read_magic(stream)
+                    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = header(stream)
+                total += int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise SequenceError(f"sequence {path} cannot be read ({error}); give a .npz written by motionlab-animate sequence_out=") from error
+    if total > limit * 2**20:
+        raise SequenceError(f"sequence {path} decompresses to {total / 2**20:.0f} MB, over the limit of {limit} MB; "
+                            "cut the sequence or raise limits.max_sequence_mb")
+
+
 def read_sequence(path: str | os.PathLike) -> Sequence:
     """Read a sequence file; anything else is a :class:`SequenceError` naming the file."""
     path = Path(path)
+    _check_decoded_size(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}

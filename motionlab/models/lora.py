@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from motionlab.utils.checkpoint import CheckpointFormatError, check_state_dict
+from motionlab.utils.config import check_stored
 from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_path
 
@@ -61,17 +62,24 @@ class LoraSpec:
     modules_to_save: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.rank, int) or self.rank < 1:
+        number = lambda value: isinstance(value, (int, float)) and not isinstance(value, bool)  # noqa: E731
+        if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
             raise InputError(f"lora.rank must be a positive integer, got {self.rank!r}")
-        if not self.alpha > 0:
-            raise InputError(f"lora.alpha must be > 0, got {self.alpha!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"lora.dropout must be in [0, 1), got {self.dropout!r}")
+        if not number(self.alpha) or not self.alpha > 0:
+            raise InputError(f"lora.alpha must be a number > 0, got {self.alpha!r}")
+        if not number(self.dropout) or not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"lora.dropout must be a number in [0, 1), got {self.dropout!r}")
+        if self.target_modules is not None and not isinstance(self.target_modules, str):
+            raise InputError(f"lora.target_modules must be a regular expression (a string) or null, got {self.target_modules!r}")
+        if not isinstance(self.modules_to_save, (list, tuple)) or not all(isinstance(name, str) for name in self.modules_to_save):
+            raise InputError(f"lora.modules_to_save must be a list of module names, got {self.modules_to_save!r}")
         object.__setattr__(self, "alpha", float(self.alpha))
         object.__setattr__(self, "modules_to_save", tuple(self.modules_to_save or ()))
 
     @classmethod
     def from_dict(cls, values: dict, where: str = "lora") -> "LoraSpec":
+        if not isinstance(values, dict):
+            raise InputError(f"{where}: LoRA settings must be a mapping of {sorted(f.name for f in fields(cls))}, got {values!r}"[:300])
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -260,7 +268,27 @@ def read_adapter(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
                 "base_sha256": metadata["base_sha256"], "base_name": metadata.get("base_name", "")}
     except (KeyError, json.JSONDecodeError) as error:
         raise CheckpointFormatError(f"{path}: adapter metadata is incomplete or malformed ({error})") from error
+    for key, kind in (("lora", dict), ("model", dict), ("base_sha256", str), ("base_name", str)):
+        if not isinstance(meta[key], kind):
+            raise CheckpointFormatError(f"{path}: adapter metadata '{key}' must be a {kind.__name__}, got {str(meta[key])[:80]!r}; "
+                                        "write the file again with motionlab-export lora")
+    check_stored(meta, f"{path} [adapter metadata]")
+    spec = LoraSpec.from_dict(meta["lora"], f"{path} [lora]")
+    _check_adapter_ranks(tensors, spec.rank, path)
     return tensors, meta
+
+
+def _check_adapter_ranks(tensors: dict[str, torch.Tensor], rank: int, path: Path) -> None:
+    """The rank the metadata claims must be the rank of the file's matrices (``lora_A``: rank rows, ``lora_B``: rank
+    columns), checked before any layer is built: a claimed rank is never allocated beyond what the file holds."""
+    matrices = {key: value for key, value in tensors.items() if ".lora_A." in key or ".lora_B." in key}
+    if not matrices:
+        raise CheckpointFormatError(f"{path} holds no LoRA matrices (lora_A / lora_B tensors); it is not an adapter file")
+    for key, value in matrices.items():
+        found = value.shape[0] if ".lora_A." in key else value.shape[1] if value.dim() > 1 else None
+        if found != rank:
+            raise CheckpointFormatError(f"{path}: its metadata says rank {rank}, but {key} has shape {tuple(value.shape)}; "
+                                        "the file is damaged or was edited")
 
 
 def check_base(adapter_sha256: str, base_sha256: str, adapter_source: str, base_source: str, base_name: str = "") -> None:

@@ -34,16 +34,22 @@ def _process_alive(pid: int) -> bool:
 
 
 # ".<name>.<pid>.<8 random>[.old].tmp[<suffix>]": the temporary files and folders of atomic_path / atomic_dir
-SCRATCH_NAME = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}(?:\.old)?\.tmp(?:\.[^.]+)?$")
+SCRATCH_NAME = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}(?P<old>\.old)?\.tmp(?:\.[^.]+)?$")
 
 
 def remove_stale_scratch(folder: Path, stem: str | None = None, recursive: bool = False) -> list[Path]:
     """Delete the temporary files and folders that killed writers (their process is gone) left in ``folder`` (and its
-    sub-folders with ``recursive``), of target ``stem`` only if given; returns them."""
+    sub-folders with ``recursive``), of target ``stem`` only if given; returns them. A previous version that
+    :func:`atomic_dir` had moved aside (``.old``) when the writer was killed before its new one took the place is the
+    only copy: it is put back, not deleted."""
     removed = []
     for candidate in list(folder.rglob(".*") if recursive else folder.glob(".*")):
         match = SCRATCH_NAME.match(candidate.name)
         if match and (stem is None or match["stem"] == stem) and not _process_alive(int(match["pid"])):
+            target = candidate.with_name(match["stem"])
+            if match["old"] and not target.exists():
+                candidate.rename(target)
+                continue
             if candidate.is_dir():
                 shutil.rmtree(candidate, ignore_errors=True)
             else:
@@ -84,10 +90,11 @@ def atomic_dir(path: str | os.PathLike, replaces: Callable[[Path], bool]) -> Ite
     a previous ``path`` removed. An existing ``path`` must satisfy ``replaces`` (what this writer itself writes), so
     a folder of other files is never deleted. A failure or kill leaves ``path`` as it was."""
     path = Path(path)
+    if path.parent.is_dir():  # first, a previous version a killed writer had moved aside is put back
+        remove_stale_scratch(path.parent, path.name)
     if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or replaces(path))):
         raise FileExistsError(errno.EEXIST, "exists and is not a folder this command wrote; choose a new output folder", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_scratch(path.parent, path.name)
     scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     try:
         yield scratch
@@ -158,3 +165,17 @@ def file_digest(path: str | os.PathLike) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_array(path: str | os.PathLike):
+    """A ``.npy`` array read without pickle (an object array, which could run code, is refused), with one-line errors
+    naming the file."""
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as error:
+        what = "holds Python objects, which are never unpickled" if "allow_pickle" in str(error) else f"is not a readable .npy array ({error})"
+        raise InputError(f"{path} {what}; save a numeric array with numpy.save") from error
+    except (OSError, EOFError) as error:
+        raise InputError(f"{path} is not a readable .npy array ({type(error).__name__}: {error})") from error

@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from motionlab.data.video_io import InputLimits, input_limits, limited
-from motionlab.utils.config import resolved_container
+from motionlab.utils.config import ConfigError, resolved_container
 from motionlab.utils.errors import EXIT_USAGE, debug_enabled, describe, expected_error
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -76,6 +76,22 @@ def foreign_targets(cfg: DictConfig) -> list[str]:
     return sorted(set(found))
 
 
+def packaged_keys(config_name: str) -> set[str]:
+    """The top-level keys a command's packaged config defines: its own keys and the groups of its defaults list."""
+    node = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{config_name}.yaml"), resolve=False)
+    groups = {next(iter(entry)).removeprefix("override ").lstrip("/").split("/")[0] for entry in node.get("defaults", []) if isinstance(entry, dict)}
+    return (set(node) | groups) - {"defaults"}
+
+
+def check_command_keys(cfg: DictConfig, config_name: str, prog: str) -> None:
+    """Refuse keys added on the command line (``+key=``) that the command does not have, naming its keys. Training
+    configs are checked against the signatures of what they build (:func:`motionlab.utils.config.validate_config`)."""
+    known = packaged_keys(config_name) | {"hydra"}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ConfigError(f"config key '{unknown[0]}' is not an option of {prog}; its keys are: {', '.join(sorted(known - {'hydra'}))}")
+
+
 def command_options(cfg: DictConfig) -> dict:
     """A command's own keys, resolved: without ``hydra`` and ``limits``, which :func:`hydra_app` applies."""
     return {key: value for key, value in resolved_container(cfg).items() if key not in ("hydra", "limits")}
@@ -99,7 +115,9 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], object], prog: str |
                 print(f"{prog}: warning: the configs of --config-dir name code that is not motionlab's and will be run: "
                       f"{', '.join(targets)} (read that folder's configs before you run them)", file=sys.stderr)
         try:
-            with limited(InputLimits(**cfg.limits) if "limits" in cfg else input_limits()):
+            if config_name != "train":
+                check_command_keys(cfg, config_name, prog)
+            with limited(InputLimits.from_config(cfg.limits) if "limits" in cfg else input_limits()):
                 return run(cfg)
         except Exception as error:
             cause = expected_error(error)

@@ -46,6 +46,15 @@ class InputLimits:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"config key 'limits.{field.name}' is {value!r}; it must be an integer >= 1")
 
+    @classmethod
+    def from_config(cls, node) -> "InputLimits":
+        """The limits of a command's ``limits`` config node; a key that is no limit is an error naming the limits."""
+        known = [field.name for field in fields(cls)]
+        unknown = sorted(set(node) - set(known))
+        if unknown:
+            raise InputError(f"config key 'limits.{unknown[0]}' is not a limit; the limits are: {', '.join(known)}")
+        return cls(**node)
+
 
 _limits = InputLimits()
 

@@ -86,7 +86,95 @@ def checkpoints(animator_base_checkpoint, lipsync_checkpoints, tmp_path_factory)
     save_file(tensors, root / "crafted_adapter.safetensors", metadata={"format": "motionlab-lora", "lora": json.dumps(lora),
               "model": json.dumps(meta["model"]), "base_sha256": meta["base_sha256"], "base_name": meta["base_name"]})
     (root / "crafted_profile.json").write_text(json.dumps(["_target_", "os.system", "touch pwned"]))
+    _crafted_configs(payload, root)
+    _crafted_adapters(tensors, meta, root)
+    _crafted_profiles(root)
+    _crafted_onnx(root)
     return {"animator": animator, "unet": lipsync_checkpoints["unet"], "clip": lipsync_checkpoints["clip"], **{p.name: p for p in root.iterdir()}}
+
+
+def _marker_payload(marker: Path) -> str:
+    """An OmegaConf interpolation that, if a reader ever resolved and instantiated it, would write ``marker``."""
+    return "${oc.create:'{_target_: pathlib.Path.write_text, self: {_target_: pathlib.Path, _args_: [" + str(marker) + "]}, data: pwned}'}"
+
+
+def _stored_variant(payload: dict, edit) -> dict:
+    crafted = json.loads(json.dumps({key: value for key, value in payload.items() if key == "motionlab"}))
+    edit(crafted["motionlab"])
+    return {**payload, "motionlab": crafted["motionlab"]}
+
+
+# stored-config variants of a real checkpoint: a crafted value where each reader might resolve or build it
+STORED_VARIANTS = {
+    "interp_data": (lambda m, x: m["config"]["data"]["augmentation"].__setitem__("hue", x), r"'config.data.augmentation.hue' holds the interpolation"),
+    "interp_top": (lambda m, x: m["config"].__setitem__("seed", x), r"'config.seed' holds the interpolation"),
+    "interp_list": (lambda m, x: m["config"].__setitem__("tags", ["ok", [x]]), r"'config.tags\[1\]\[0\]' holds the interpolation"),
+    "interp_spec": (lambda m, x: m["models"]["net"]["args"].__setitem__("hidden", x), r"'models.net.args.hidden' holds the interpolation"),
+    "interp_predictor": (lambda m, x: m.__setitem__("predictor", {"relative": x}), r"'predictor.relative' holds the interpolation"),
+    "interp_key": (lambda m, x: m["config"].__setitem__(x, 1), r"holds an interpolation; a stored config is data"),
+    "resolver_env": (lambda m, x: m["config"]["data"].__setitem__("cache_dir", "${oc.env:HOME}/elsewhere"), r"'config.data.cache_dir' holds the interpolation"),
+}
+
+
+def _crafted_configs(payload: dict, root: Path) -> None:
+    for name, (edit, _) in STORED_VARIANTS.items():
+        torch.save(_stored_variant(payload, lambda meta: edit(meta, _marker_payload(root / "pwned"))), root / f"{name}.ckpt")
+    # stored data configs that name code or Hydra's keys: refused where evaluation rebuilds the datamodule
+    for name, edit in {"target_data": lambda m: m["config"]["data"].__setitem__("_target_", "builtins.exec"),
+                       "target_nested": lambda m: m["config"]["data"]["augmentation"].__setitem__("_target_", "os.system"),
+                       "args_data": lambda m: m["config"]["data"].__setitem__("_args_", ["x"]),
+                       "partial_data": lambda m: m["config"]["data"].__setitem__("_partial_", True),
+                       "unknown_data_key": lambda m: m["config"]["data"].__setitem__("no_such_parameter", 1),
+                       "no_data": lambda m: m["config"].pop("data")}.items():
+        torch.save(_stored_variant(payload, edit), root / f"{name}.ckpt")
+    torch.save({**payload, "motionlab": {**payload["motionlab"], "config": {**payload["motionlab"]["config"], "seed": torch.zeros(2)}}},
+               root / "tensor_in_config.ckpt")
+    torch.save({"state_dict": payload["state_dict"]}, root / "no_motionlab_entry.ckpt")
+
+
+def _crafted_adapters(tensors: dict, meta: dict, root: Path) -> None:
+    from safetensors.torch import save_file
+
+    def write(name: str, **changes) -> None:
+        metadata = {"format": "motionlab-lora", "lora": json.dumps(meta["lora"]), "model": json.dumps(meta["model"]),
+                    "base_sha256": meta["base_sha256"], "base_name": meta["base_name"], **changes}
+        save_file(tensors, root / name, metadata=metadata)
+
+    write("adapter_model_null.safetensors", model="null")
+    write("adapter_model_number.safetensors", model="3")
+    write("adapter_model_list.safetensors", model=json.dumps(["animator_v1"]))
+    write("adapter_lora_list.safetensors", lora=json.dumps([1, 2]))
+    write("adapter_alpha_text.safetensors", lora=json.dumps({**meta["lora"], "alpha": "big"}))
+    write("adapter_huge_rank.safetensors", lora=json.dumps({**meta["lora"], "rank": 1_000_000}))
+    write("adapter_interp.safetensors", model=json.dumps({**meta["model"], "name": _marker_payload(root / "pwned")}))
+
+
+def _crafted_profiles(root: Path) -> None:
+    good = {"format": "motionlab-identity-profile", "version": 1, "name": "x", "embedder": "image", "mean": [0.5, 0.5], "spread": 0.1,
+            "frames": [0], "embeddings": [[0.5, 0.5]], "landmarks": None, "frame_count": 1, "frames_without_face": 0, "provenance": {}}
+    for name, changes in {"nan_mean": {"mean": [float("nan"), 0.5]}, "empty_embeddings": {"embeddings": []},
+                          "text_embeddings": {"embeddings": [["a", "b"]]}, "interp_provenance": {"provenance": {"source": _marker_payload(root / "pwned")}}}.items():
+        (root / f"profile_{name}.json").write_text(json.dumps({**good, **changes}))
+
+
+def _crafted_onnx(root: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    (root / "text.onnx").write_text("not a graph\n")
+    weight = numpy_helper.from_array(np.ones((2,), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, root / "untagged.onnx")
+    raw = (root / "untagged.onnx").read_bytes()
+    (root / "truncated.onnx").write_bytes(raw[: len(raw) // 2])
+    weight.ClearField("raw_data")
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../../../etc/passwd"), ("offset", "0"), ("length", "8")):
+        weight.external_data.add(key=key, value=value)
+    graph.initializer[0].CopyFrom(weight)
+    onnx.save(model, root / "traversal.onnx")
 
 
 def _animate(b, c, **over):
@@ -184,6 +272,110 @@ CASES = [
 ]
 
 
+# every reader of a checkpoint, with each crafted stored config (STORED_VARIANTS): one line, exit 2, nothing run
+STORED_READERS = {
+    "animate": lambda b, c, f: _animate(b, c, ckpt=f),
+    "eval": lambda b, c, f: ["motionlab-eval", f"ckpt_path={f}"],
+    "eval-adapter": lambda b, c, f: ["motionlab-eval", f"ckpt_path={c['animator']}", f"adapter={f}", f"drivers=[{b['driver']}]"],
+    "export-onnx": lambda b, c, f: ["motionlab-export", "onnx", f"ckpt={f}", "out=OUT.onnx"],
+    "export-fomm": lambda b, c, f: ["motionlab-export", "fomm", f"ckpt={f}", "out=OUT.pth.tar"],
+    "cache": lambda b, c, f: ["motionlab-cache", "descriptors", f"ckpt={f}"],
+    "lipsync": lambda b, c, f: _lipsync(b, c, ckpt=f),
+    "train-init": lambda b, c, f: _train(f"init_from={f}"),
+    "train-resume": lambda b, c, f: _train(f"ckpt_path={f}"),
+}
+CASES += [
+    (f"stored-{variant}-{reader}", lambda b, c, read=read, variant=variant: read(b, c, c[f"{variant}.ckpt"]), message)
+    for variant, (_, message) in STORED_VARIANTS.items() for reader, read in STORED_READERS.items()
+]
+CASES += [
+    ("stored-tensor-in-config", lambda b, c: _animate(b, c, ckpt=c["tensor_in_config.ckpt"]), r"'config.seed' is a Tensor, not a plain value"),
+    ("eval-stored-target", lambda b, c: ["motionlab-eval", f"ckpt_path={c['target_data.ckpt']}"], r"'data._target_' is 'builtins.exec', which a stored config may not name"),
+    ("eval-stored-nested-target", lambda b, c: ["motionlab-eval", f"ckpt_path={c['target_nested.ckpt']}"],
+     r"'data.augmentation._target_' is 'os.system', which a stored config may not name"),
+    ("eval-stored-args", lambda b, c: ["motionlab-eval", f"ckpt_path={c['args_data.ckpt']}"], r"'data._args_' is not allowed in a stored config"),
+    ("eval-stored-partial", lambda b, c: ["motionlab-eval", f"ckpt_path={c['partial_data.ckpt']}"], r"'data._partial_' is not allowed in a stored config"),
+    ("eval-stored-unknown-key", lambda b, c: ["motionlab-eval", f"ckpt_path={c['unknown_data_key.ckpt']}"],
+     r"'data.no_such_parameter' is not a parameter of PortraitVideoDataModule"),
+    ("eval-stored-no-data", lambda b, c: ["motionlab-eval", f"ckpt_path={c['no_data.ckpt']}"], r"carries no run config to rebuild its data from"),
+    ("train-resume-truncated", lambda b, c: _train(f"ckpt_path={c['truncated.ckpt']}"), r"truncated.ckpt cannot be read weights-only"),
+    ("train-resume-pickle", lambda b, c: _train(f"ckpt_path={_pickled_checkpoint(b)}"), r"evil.ckpt cannot be read weights-only"),
+    ("train-resume-foreign", lambda b, c: _train(f"ckpt_path={c['no_motionlab_entry.ckpt']}"), r"is not a checkpoint motionlab-train wrote"),
+    ("adapter-model-null", lambda b, c: _animate(b, c, lora_file=c["adapter_model_null.safetensors"]), r"adapter metadata 'model' must be a dict, got 'None'"),
+    ("adapter-model-number", lambda b, c: _animate(b, c, lora_file=c["adapter_model_number.safetensors"]), r"adapter metadata 'model' must be a dict"),
+    ("adapter-model-list", lambda b, c: _animate(b, c, lora_file=c["adapter_model_list.safetensors"]), r"adapter metadata 'model' must be a dict"),
+    ("adapter-lora-list", lambda b, c: _animate(b, c, lora_file=c["adapter_lora_list.safetensors"]), r"adapter metadata 'lora' must be a dict"),
+    ("adapter-alpha-text", lambda b, c: _animate(b, c, lora_file=c["adapter_alpha_text.safetensors"]), r"lora.alpha must be a number > 0, got 'big'"),
+    ("adapter-huge-rank", lambda b, c: _animate(b, c, lora_file=c["adapter_huge_rank.safetensors"]), r"metadata says rank 1000000, but .*lora_A"),
+    ("adapter-interpolation", lambda b, c: _animate(b, c, lora_file=c["adapter_interp.safetensors"]), r"'model.name' holds the interpolation"),
+    ("profile-nan-mean", lambda b, c: ["motionlab-eval", f"ckpt_path={c['animator']}", f"profile={c['profile_nan_mean.json']}"], r"'mean' holds NaN"),
+    ("profile-empty-embeddings", lambda b, c: ["motionlab-eval", f"ckpt_path={c['animator']}", f"profile={c['profile_empty_embeddings.json']}"],
+     r"'embeddings' must be a non-empty 2-d array"),
+    ("profile-text-embeddings", lambda b, c: ["motionlab-eval", f"ckpt_path={c['animator']}", f"profile={c['profile_text_embeddings.json']}"],
+     r"'embeddings' is not an array of numbers"),
+    ("profile-interpolation", lambda b, c: ["motionlab-eval", f"ckpt_path={c['animator']}", f"profile={c['profile_interp_provenance.json']}"],
+     r"'provenance.source' holds the interpolation"),
+    ("onnx-text", lambda b, c: _lipsync(b, c, runtime="onnx", onnx=c["text.onnx"]), r"text.onnx is not a readable ONNX model"),
+    ("onnx-truncated", lambda b, c: _lipsync(b, c, runtime="onnx", onnx=c["truncated.onnx"]), r"truncated.onnx is not a readable ONNX model"),
+    ("onnx-external-traversal", lambda b, c: _lipsync(b, c, runtime="onnx", onnx=c["traversal.onnx"]), r"keeps its data in '../../../etc/passwd', outside"),
+    ("onnx-other-weights", lambda b, c: _lipsync(b, c, runtime="onnx", onnx=c["untagged.onnx"]), r"untagged.onnx was exported from weights it does not name"),
+    ("shard-pickled", lambda b, c: _train("data=clips_stream", f"data.root={_pickled_shards(b)}"), r"declare the serializer 'pickle'"),
+    ("shard-overcounting-index", lambda b, c: _train("data=clips_stream", f"data.root={_damaged_shards(b, 'count')}"), r"manifest counts \d+ items, its index \d+"),
+    ("shard-missing-chunk", lambda b, c: _train("data=clips_stream", f"data.root={_damaged_shards(b, 'chunk')}"), r"chunk chunk-0-0.bin listed in index.json is missing"),
+    ("shard-out-is-root", lambda b, c: ["motionlab-data", "shard", f"root={b['driver'].parent}", f"out={b['driver'].parent}"], r"may not be, hold or lie inside root="),
+    ("shard-out-foreign-folder", lambda b, c: ["motionlab-data", "shard", f"root={b['driver'].parent}", f"out={b['dir'].parent}"],
+     r"exists and is not a shard folder this command wrote"),
+    ("hydra-experimental-rerun", lambda b, c: ["motionlab-eval", f"--experimental-rerun={b['random.ckpt']}"], r"--experimental-rerun is disabled"),
+    ("animate-unknown-key", lambda b, c: _animate(b, c, **{"+foo": 1}), r"config key 'foo' is not an option of motionlab-animate"),
+    ("export-unknown-key", lambda b, c: ["motionlab-export", "onnx", f"ckpt={c['unet']}", "out=OUT.onnx", "+foo=1"], r"config key 'foo' is not an option of motionlab-export onnx"),
+    ("lipsync-old-mode-key", lambda b, c: _lipsync(b, c, **{"+mode": "ave"}), r"config key 'mode' is not an option of motionlab-lipsync"),
+    ("limits-unknown-key", lambda b, c: _animate(b, c, **{"+limits.max_pixels": 10}), r"config key 'limits.max_pixels' is not a limit"),
+]
+
+
+def _pickled_checkpoint(b) -> Path:
+    path = b["dir"].parent / "evil.ckpt"
+    if not path.is_file():
+        import pickle
+
+        path.write_bytes(pickle.dumps({"x": _Exec()}))
+    return path
+
+
+class _Exec:
+    def __reduce__(self):
+        return (exec, ("open('pwned', 'w')",))
+
+
+def _pickled_shards(b) -> Path:
+    """A litdata shard folder whose chunk holds a pickled object (litdata's "pickle" serializer)."""
+    import litdata
+
+    folder = b["dir"].parent / "pickled_shards"
+    if not folder.is_dir():
+        litdata.optimize(fn=_pickled_items, inputs=[0, 1], output_dir=str(folder), chunk_bytes="1MB", num_workers=1, verbose=False, start_method="fork")
+    return folder
+
+
+def _pickled_items(index: int):
+    yield {"meta": _Exec()}
+
+
+def _damaged_shards(b, how: str) -> Path:
+    from motionlab.data.shards import write_clip_shards
+
+    folder = b["dir"].parent / f"shards_{how}"
+    if not folder.is_dir():
+        write_clip_shards(b["driver"].parent, folder)
+        index = json.loads((folder / "index.json").read_text())
+        if how == "count":
+            index["chunks"][0]["chunk_size"] += 5
+            (folder / "index.json").write_text(json.dumps(index))
+        else:
+            (folder / index["chunks"][0]["filename"]).unlink()
+    return folder
+
+
 def _synctalk_features(b) -> Path:
     path = b["dir"].parent / "aud_ave.npy"  # no manifest: SyncTalk_2D's rows
     np.save(path, np.zeros((80, 512), np.float32))
@@ -208,6 +400,7 @@ def test_bad_input(case_id, argv_of, message, bad, checkpoints, tmp_path, monkey
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.name not in before and p.is_file())
     assert left == [], left  # no partial output, no temporary file, no run folder of a failed start
     assert not (checkpoints["crafted.ckpt"].parent / "pwned").exists()  # nothing a checkpoint named was run
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_cases_cover_every_command(bad, checkpoints):

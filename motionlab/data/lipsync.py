@@ -183,6 +183,8 @@ def read_feature_file(path: str | os.PathLike, mode: str, convention: LipSyncCon
     if features.ndim < 2 or int(np.prod(features.shape[1:])) != per_frame:
         raise AudioError(f"{path}: shape {features.shape}; expected (rows, ...) with {per_frame} values per video frame "
                          f"(the U-Net reads 16 rows as {AUDIO_SHAPES[mode]})")
+    if not np.isfinite(features).all():
+        raise AudioError(f"{path} holds NaN or infinite features; compute them again (motionlab-data talking audio_encoder=...)")
     return torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).reshape(len(features), -1)
 
 

@@ -1,7 +1,7 @@
 """Clip datasets as litdata shards: written once by ``motionlab-data shard``, read by ``data=clips_stream`` from a
 local folder or an object-storage URL (``s3://``, ``gs://``, ``azure://``; chunks are fetched into a local cache).
 
-Layout of a shard folder (litdata's ``optimize``: chunk files and ``index.json``), one item per image:
+Layout of a shard folder (litdata's writer: chunk files and ``index.json``), one item per image:
 
 - item 0: ``meta`` holds the manifest (JSON: format version, the source layout, and per clip its identity, first
   item, frame count, whether it has a portrait and ground-truth keypoints);
@@ -30,7 +30,7 @@ from PIL import Image
 
 from motionlab.data.datasets import ClipRecord, FolderClips, discover_clips
 from motionlab.data.video_io import ClipError, _rgb8, open_clip
-from motionlab.utils.errors import InputError
+from motionlab.utils.errors import InputError, disk_error
 
 log = logging.getLogger(__name__)
 FORMAT = "motionlab-clips/1"
@@ -55,7 +55,7 @@ def _item(image: np.ndarray | None, keypoints: np.ndarray | None = None, meta: s
 
 
 def _clip_items(entry: tuple[int, dict | ClipRecord]) -> Iterator[dict]:
-    """litdata's ``fn``: the manifest item for entry 0, else one clip's portrait and frame items."""
+    """The items of one entry: the manifest item for entry -1, else one clip's portrait and frame items."""
     index, payload = entry
     if index < 0:
         yield _item(None, meta=json.dumps(payload))
@@ -76,8 +76,6 @@ def write_clip_shards(root: str | os.PathLike, output: str | os.PathLike, layout
     whole, never half-overwritten, and only when it is a shard folder (``index.json`` and chunk files, nothing else);
     an ``output`` that is, holds or lies inside ``root`` is refused.
     """
-    import litdata
-
     output = Path(output)
     _check_shard_output(Path(root), output)
     layout, records = discover_clips(root, layout)
@@ -91,13 +89,29 @@ def write_clip_shards(root: str | os.PathLike, output: str | os.PathLike, layout
     manifest = {"format": FORMAT, "layout": layout, "source": str(Path(root).resolve()), "items": first, "clips": clips}
     scratch = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     shutil.rmtree(scratch, ignore_errors=True)
-    litdata.optimize(fn=_clip_items, inputs=[(-1, manifest), *enumerate(records)], output_dir=str(scratch), chunk_bytes=chunk_bytes,
-                     num_workers=1, keep_data_ordered=True, start_method="fork", verbose=False)
-    written = json.loads((scratch / "index.json").read_text())
-    count = sum(chunk["chunk_size"] for chunk in written["chunks"])
-    if count != first:
+    try:
+        # litdata's writer in this process (not its optimize() workers, which wait on each other forever when one
+        # dies, e.g. on a full disk): an error here is an error of this command, and the scratch folder goes
+        from litdata.streaming.writer import BinaryWriter
+
+        writer = BinaryWriter(str(scratch), chunk_bytes=chunk_bytes)
+        index = 0
+        for entry in [(-1, manifest), *enumerate(records)]:
+            for item in _clip_items(entry):
+                writer[index] = item
+                index += 1
+        writer.done()
+        writer.merge()
+        written = json.loads((scratch / "index.json").read_text())
+        count = sum(chunk["chunk_size"] for chunk in written["chunks"])
+        if count != first:
+            raise RuntimeError(f"litdata wrote {count} items for {first} expected; the shards were not kept")
+    except BaseException as error:
         shutil.rmtree(scratch, ignore_errors=True)
-        raise RuntimeError(f"litdata wrote {count} items for {first} expected; the shards were not kept")
+        disk = disk_error(error) if isinstance(error, Exception) else None
+        if disk is not None:
+            raise OSError(disk.errno, f"{os.strerror(disk.errno)} while writing the shards; nothing was written", str(output)) from error
+        raise
     replaced = output.with_name(f".{output.name}.old-{os.getpid()}")
     if output.exists():
         output.rename(replaced)

@@ -157,6 +157,10 @@ def check_shard_index(index_file: Path, location: str) -> int:
             if path.stat().st_size < (declared or 0) or declared is None:
                 raise InputError(f"{what}: chunk {name} is {path.stat().st_size} bytes, index.json says {declared}; the shards are "
                                  "damaged, rewrite them")
+            with open(path, "rb") as file:  # a chunk starts with its item count (uint32, little-endian)
+                stored = int.from_bytes(file.read(4), "little")
+            if stored != size:
+                raise InputError(f"{what}: chunk {name} holds {stored} items, index.json says {size}; the shards are damaged, rewrite them")
         total += size
     return total
 

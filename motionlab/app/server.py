@@ -316,7 +316,9 @@ def build_app(viewer: Viewer):
                 template = gr.File(label="template (a talking-head video)", file_types=["video"], elem_id="lipsync-template")
                 speech = gr.File(label="audio", file_types=["audio"], elem_id="lipsync-audio")
             keep_speech = gr.Checkbox(label="keep the result (copied into <runs>/app/)", value=False)
-            speak = gr.Button("Lip-sync", variant="primary", elem_id="lipsync-run")
+            with gr.Row():
+                speak = gr.Button("Lip-sync", variant="primary", elem_id="lipsync-run")
+                stop_speech = gr.Button("Cancel", elem_id="lipsync-cancel")
             speech_status = gr.Markdown(elem_id="lipsync-status")
             speech_result = gr.HTML(elem_id="lipsync-result")
 
@@ -324,8 +326,9 @@ def build_app(viewer: Viewer):
                 return run_job(lambda *a, progress: viewer.lipsync(ckpt, *a, keep_result, progress=progress), video, audio, progress=progress)
 
             app.load(lambda: gr.update(choices=viewer.checkpoints()), outputs=unet)
-            speak.click(lipsync, inputs=[unet, template, speech, keep_speech], outputs=[speech_result, speech_status, template, speech],
-                        concurrency_limit=1)
+            speech_job = speak.click(lipsync, inputs=[unet, template, speech, keep_speech], outputs=[speech_result, speech_status, template, speech],
+                                     concurrency_limit=1)
+            stop_speech.click(viewer.cancel, outputs=speech_status, cancels=[speech_job])
     return app
 
 

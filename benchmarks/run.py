@@ -570,7 +570,7 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     portrait, driver, inputs = _animate_inputs(cache_root)
     frames = max(4, args.steps // 2)
 
-    reference = create_model("fomm_vox256", pretrained=release).eval()
+    reference = create_model("fomm_vox256", ckpt=release).eval()
     predictor = load_predictor(release, model="fomm_vox256", fast_convolutions=True, detect_generated=False)
     portrait_image, driver_frames = read_image(portrait), open_clip(driver).get(range(frames))
     source, driving = predictor.prepare_portrait(portrait_image), predictor.prepare_driver(driver_frames)
@@ -595,7 +595,7 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
 
     def reference_command() -> float:
         started = time.perf_counter()
-        net = create_model("fomm_vox256", pretrained=release).eval()
+        net = create_model("fomm_vox256", ckpt=release).eval()
         fomm_demo(net.kp_detector, net.generator, portrait, driver, cache_root / "fomm.mp4", max_frames=2 * frames)
         return 2 * frames / (time.perf_counter() - started)
 

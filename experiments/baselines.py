@@ -44,8 +44,8 @@ class Baseline:
 BASELINES = [
     Baseline("animator_v1", ("val/l1", "val/l1_ratio_to_copy", "val/psnr", "val/ssim")),
     Baseline("descriptor", ("test/kp_to_gt_error_pct", "test/akd", "test/l1")),
-    Baseline("descriptor_animator", ("val/l1", "val/l1_ratio_to_copy", "val/psnr"), {"model.descriptor_model.path": "descriptor"}),
-    Baseline("adapter", ("test/kp_error_pct", "test/kp_error_pct_affine", "test/l1", "test/l1_affine"), {"data.descriptor_checkpoint": "descriptor"}),
+    Baseline("descriptor_animator", ("val/l1", "val/l1_ratio_to_copy", "val/psnr"), {"model.descriptor_model.ckpt": "descriptor"}),
+    Baseline("adapter", ("test/kp_error_pct", "test/kp_error_pct_affine", "test/l1", "test/l1_affine"), {"data.descriptor_ckpt": "descriptor"}),
     Baseline("lipsync_av", ("val/sync_acc", "val/loss")),
     Baseline("lipsync_syncnet", ("val/sync_acc", "val/loss"), {"data.audio_encoder_ckpt": "lipsync_av"}),
     Baseline("lipsync_unet", ("val/mouth_l1", "val/mouth_l1_reference", "val/sync_prob"),

@@ -44,8 +44,8 @@ def _finish_wandb() -> None:
         wandb.finish()
 
 
-def _resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    if cfg.ckpt_path is None:
+def _resolve_resume(cfg: DictConfig) -> str | None:
+    if cfg.resume is None:
         # a rerun in the same folder (run_name, a requeued or resubmitted cluster job) continues where it stopped: from
         # last.ckpt, or from the checkpoint Lightning saved on SLURM's requeue signal when that is newer
         output_dir = Path(cfg.paths.output_dir)
@@ -55,13 +55,13 @@ def _resolve_ckpt_path(cfg: DictConfig) -> str | None:
             log.info("resuming from this run folder's %s", newest)
             return str(newest)
         return None
-    if cfg.ckpt_path == "last":
+    if cfg.resume == "last":
         path = find_last_checkpoint(cfg.paths.log_dir, cfg.task_name, exclude=cfg.paths.output_dir)
-        log.info("ckpt_path=last resolved to %s", path)
+        log.info("resume=last resolved to %s", path)
         return str(path)
-    if not Path(cfg.ckpt_path).is_file():
-        raise ConfigError(f"config key 'ckpt_path': {cfg.ckpt_path} is not a file; give a .ckpt path or 'last'")
-    return str(cfg.ckpt_path)
+    if not Path(cfg.resume).is_file():
+        raise ConfigError(f"config key 'resume': {cfg.resume} is not a file; give a .ckpt path or 'last'")
+    return str(cfg.resume)
 
 
 def _checked_resume(path: str) -> str:
@@ -69,7 +69,7 @@ def _checked_resume(path: str) -> str:
     only such a file, so a truncated, foreign or crafted one fails in one line before anything is built."""
     if motionlab_meta(load_checkpoint(path), path) is None:
         raise CheckpointFormatError(f"{path} is not a checkpoint motionlab-train wrote (no 'motionlab' entry); resume only its "
-                                    "last.ckpt, or start from other weights with init_from=")
+                                    "last.ckpt, or start from other weights with init_ckpt=")
     return path
 
 
@@ -93,7 +93,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     task_logs = Path(cfg.paths.log_dir) / cfg.task_name
     if task_logs.is_dir():  # the temporary files of checkpoint writes that an earlier run was killed during
         remove_stale_scratch(task_logs, recursive=True)
-    ckpt_path = _resolve_ckpt_path(cfg)
+    ckpt_path = _resolve_resume(cfg)
     if ckpt_path is not None:
         _checked_resume(ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
@@ -101,17 +101,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     task: L.LightningModule = instantiate(cfg.model, **({"loss": cfg.loss} if cfg.get("loss") else {}))
     task.run_config = run_config
-    if cfg.get("init_from") and ckpt_path is not None and not cfg.get("lora"):
-        if cfg.ckpt_path is not None:
-            raise ConfigError("config keys 'init_from' and 'ckpt_path' exclude each other: start from weights, or resume a run")
-        log.info("init_from is not loaded: the run resumes from its own last.ckpt")
-    elif cfg.get("init_from"):
-        task.init_from(cfg.init_from)
-        log.info("model.net starts from the weights of %s", cfg.init_from)
+    if cfg.get("init_ckpt") and ckpt_path is not None and not cfg.get("lora"):
+        if cfg.resume is not None:
+            raise ConfigError("config keys 'init_ckpt' and 'resume' exclude each other: start from weights, or resume a run")
+        log.info("init_ckpt is not loaded: the run resumes from its own last.ckpt")
+    elif cfg.get("init_ckpt"):
+        task.init_from(cfg.init_ckpt)
+        log.info("model.net starts from the weights of %s", cfg.init_ckpt)
     if cfg.get("lora"):
-        if not cfg.get("init_from"):
-            raise ConfigError("lora=... adapts a frozen base: give its weights with init_from=<base checkpoint> (also when resuming)")
-        task.add_lora(LoraSpec.from_dict(OmegaConf.to_container(cfg.lora, resolve=True)), cfg.init_from)
+        if not cfg.get("init_ckpt"):
+            raise ConfigError("lora=... adapts a frozen base: give its weights with init_ckpt=<base checkpoint> (also when resuming)")
+        task.add_lora(LoraSpec.from_dict(OmegaConf.to_container(cfg.lora, resolve=True)), cfg.init_ckpt)
         log.info("LoRA on model.net: %s", lora_spec(task.net))
     if cfg.get("compile"):
         task.net.compile()  # nn.Module.compile: in place, so state-dict keys keep their names (no "_orig_mod.")

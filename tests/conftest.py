@@ -72,7 +72,7 @@ def tiny_overrides(root: Path, experiment: str = "quickstart", lipsync: dict | N
     """Overrides for a seconds-long CPU run of ``experiment`` whose files all land under ``root``.
 
     Lip-sync experiments need ``lipsync`` (the ``lipsync_checkpoints`` fixture) for their inputs; adapter
-    experiments a ``data.descriptor_checkpoint`` with 4 keypoints (the ``descriptor_checkpoint`` fixture).
+    experiments a ``data.descriptor_ckpt`` with 4 keypoints (the ``descriptor_ckpt`` fixture).
     """
     if experiment.startswith("adapter"):
         num_kp = 5 if experiment in GUIDED_ADAPTERS else 4
@@ -108,7 +108,7 @@ def animator_base_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def descriptor_checkpoint(tmp_path_factory) -> Path:
+def descriptor_ckpt(tmp_path_factory) -> Path:
     """A descriptor model (tiny FOMM, 4 keypoints) trained for two steps on the tiny toy world."""
     from motionlab.train import train
 
@@ -134,7 +134,7 @@ def guided_descriptor_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def animator_descriptors_checkpoint(tmp_path_factory, descriptor_checkpoint) -> Path:
+def animator_descriptors_checkpoint(tmp_path_factory, descriptor_ckpt) -> Path:
     """The descriptor Animator trained for two steps on a copy of the descriptor model, which is then deleted: the
     checkpoint must be usable on its own (it carries its frozen detector)."""
     import shutil
@@ -142,10 +142,10 @@ def animator_descriptors_checkpoint(tmp_path_factory, descriptor_checkpoint) -> 
     from motionlab.train import train
 
     root = tmp_path_factory.mktemp("animator_descriptors")
-    detector = shutil.copy(descriptor_checkpoint, root / "descriptor.ckpt")
+    detector = shutil.copy(descriptor_ckpt, root / "descriptor.ckpt")
     cfg = compose_train(["experiment=animator_descriptors_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
                          # through the descriptor cache, with the descriptor-delta alignment of loss=animator_descriptors
-                         f"data.descriptor_checkpoint={detector}", f"model.descriptor_model.path={detector}", "loss=animator_descriptors",
+                         f"data.descriptor_ckpt={detector}", f"model.descriptor_model.ckpt={detector}", "loss=animator_descriptors",
                          "data.augmentation=null", *tiny_overrides(root, "animator_descriptors_quick")], root / "run")
     train(cfg)
     Path(detector).unlink()
@@ -153,13 +153,13 @@ def animator_descriptors_checkpoint(tmp_path_factory, descriptor_checkpoint) -> 
 
 
 @pytest.fixture(scope="session")
-def adapter_checkpoint(tmp_path_factory, descriptor_checkpoint) -> Path:
+def adapter_checkpoint(tmp_path_factory, descriptor_ckpt) -> Path:
     """A paired landmark adapter (temporal, window 5) trained for two steps into the tiny descriptor model's space."""
     from motionlab.train import train
 
     root = tmp_path_factory.mktemp("adapter")
     cfg = compose_train(["experiment=adapter_paired_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-                         f"data.descriptor_checkpoint={descriptor_checkpoint}", *tiny_overrides(root, "adapter_paired_quick")], root / "run")
+                         f"data.descriptor_ckpt={descriptor_ckpt}", *tiny_overrides(root, "adapter_paired_quick")], root / "run")
     metrics, _ = train(cfg)
     assert {"test/kp_error_pct", "test/kp_error_pct_affine", "test/l1", "test/l1_affine", "test/l1_own"} <= set(metrics)
     return root / "run" / "checkpoints" / "last.ckpt"
@@ -199,7 +199,7 @@ def lipsync_links(experiment: str, checkpoints: dict) -> list[str]:
     if "syncnet" in experiment or unet:
         links.append(f"data.audio_encoder_ckpt={checkpoints['audio_encoder']}")
     if unet:
-        links.append(f"model.syncnet.pretrained={checkpoints['syncnet']}")
+        links.append(f"model.syncnet.ckpt={checkpoints['syncnet']}")
     return links
 
 

@@ -82,14 +82,14 @@ def test_non_motionlab_and_missing_files_are_clear_errors(tmp_path, toy_world, c
     assert np.all(np.isfinite(read_rgb(toy_world / "id_0001.png")))
 
 
-def test_animate_with_keypoints_writes_overlay(descriptor_checkpoint, toy_world, tmp_path):
+def test_animate_with_keypoints_writes_overlay(descriptor_ckpt, toy_world, tmp_path):
     from motionlab.inference.animate import animate_frames
 
     out, sbs = tmp_path / "kp.mp4", tmp_path / "kp_side.mp4"
-    summary = animate_files(descriptor_checkpoint, toy_world / "id_0002.png", toy_world / "id_0002_video", out,
+    summary = animate_files(descriptor_ckpt, toy_world / "id_0002.png", toy_world / "id_0002_video", out,
                             side_by_side_out=sbs, adapt_movement_scale=True)
     assert summary["frames"] == 8 and count_video_frames(out) == 8 and count_video_frames(sbs) == 8
-    predictor = load_predictor(descriptor_checkpoint)
+    predictor = load_predictor(descriptor_ckpt)
     frames = np.stack([read_rgb(toy_world / "id_0002_video" / f"{t:04d}.png") for t in range(3)])
     first = next(animate_frames(predictor, read_rgb(toy_world / "id_0002.png"), frames))
     assert first["driver_keypoints"].value.shape == (3, 4, 2) and first["generated"].shape == (3, 3, 32, 32)
@@ -120,20 +120,20 @@ def test_animate_a_descriptor_animator_checkpoint(animator_descriptors_checkpoin
         assert torch.allclose(animate(predictor.net, predictor.descriptor_model, portrait, driver)["image"].clamp(0, 1), direct)
 
 
-def test_descriptor_animator_fine_tunes_its_detector_and_inference_uses_the_tuned_one(descriptor_checkpoint, tmp_path):
+def test_descriptor_animator_fine_tunes_its_detector_and_inference_uses_the_tuned_one(descriptor_ckpt, tmp_path):
     """model.descriptor_lr_scale > 0: the detector trains end to end with the Animator at that fraction of the
     learning rate, its batch-norm statistics as loaded; the checkpoint carries the tuned detector to inference."""
     from hydra.errors import InstantiationException
 
     from motionlab.utils.errors import InputError
 
-    common = ["experiment=animator_descriptors_quick", "logger=none", f"model.descriptor_model.path={descriptor_checkpoint}",
+    common = ["experiment=animator_descriptors_quick", "logger=none", f"model.descriptor_model.ckpt={descriptor_ckpt}",
               "model.descriptor_lr_scale=0.1", *tiny_overrides(tmp_path, "animator_descriptors_quick")]
     metrics, objects = train(compose_train([*common, "trainer.max_epochs=1", "+trainer.limit_train_batches=2"], tmp_path / "run"))
     assert metrics["train/descriptor_motion"] > 0
     net_group, detector_group = objects["trainer"].optimizers[0].param_groups
     assert detector_group["lr"] == pytest.approx(0.1 * net_group["lr"]) and detector_group["lr"] > 0
-    before = {k.removeprefix("net.kp_detector."): v for k, v in load_checkpoint(descriptor_checkpoint)["state_dict"].items()
+    before = {k.removeprefix("net.kp_detector."): v for k, v in load_checkpoint(descriptor_ckpt)["state_dict"].items()
               if k.startswith("net.kp_detector.")}
     tuned_path = tmp_path / "run" / "checkpoints" / "last.ckpt"
     tuned = {k.removeprefix("descriptor_model."): v for k, v in load_checkpoint(tuned_path)["state_dict"].items()
@@ -146,7 +146,7 @@ def test_descriptor_animator_fine_tunes_its_detector_and_inference_uses_the_tune
     assert all(torch.equal(v, tuned[k]) for k, v in predictor.descriptor_model.state_dict().items())
 
     with pytest.raises(InputError, match="cached descriptors"):
-        train(compose_train([*common, "trainer.fast_dev_run=true", f"data.descriptor_checkpoint={descriptor_checkpoint}"], tmp_path / "cached"))
+        train(compose_train([*common, "trainer.fast_dev_run=true", f"data.descriptor_ckpt={descriptor_ckpt}"], tmp_path / "cached"))
     with pytest.raises(InstantiationException, match="alignment_mode=descriptor"):  # hydra wraps the task's InputError
         train(compose_train([*common, "trainer.fast_dev_run=true", "loss=animator_descriptors"], tmp_path / "aligned"))
     with pytest.raises(InputError, match=r"helper network\(s\) \['descriptor_model'\]"):
@@ -154,11 +154,11 @@ def test_descriptor_animator_fine_tunes_its_detector_and_inference_uses_the_tune
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "real" / "drivers" / "human_d0.mp4").is_file(), reason="../shared/data/real is not present")
-def test_animate_real_driver_and_portrait(descriptor_checkpoint, tmp_path):
+def test_animate_real_driver_and_portrait(descriptor_ckpt, tmp_path):
     """A real human driver clip and a real cartoon portrait go through the whole path (toy-trained weights)."""
     real = SHARED / "data" / "real"
     out = tmp_path / "real.mp4"
-    summary = animate_files(descriptor_checkpoint, real / "portraits" / "portrait_s7.jpg", real / "drivers" / "human_d0.mp4",
+    summary = animate_files(descriptor_ckpt, real / "portraits" / "portrait_s7.jpg", real / "drivers" / "human_d0.mp4",
                             out, max_frames=20, side_by_side_out=tmp_path / "real_side.mp4")
     assert summary["frames"] == 20 and summary["fps"] == pytest.approx(25.0)
     assert count_video_frames(out) == 20

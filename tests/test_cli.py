@@ -8,15 +8,15 @@ import pytest
 from conftest import run_command
 
 APPS = [
-    ("motionlab-train", [], "experiment=quickstart", "ckpt_path: null"),
-    ("motionlab-eval", [], "motionlab-eval ckpt_path=", "generated_dir: null"),
+    ("motionlab-train", [], "experiment=quickstart", "resume: null"),
+    ("motionlab-eval", [], "motionlab-eval ckpt=", "generated_dir: null"),
     ("motionlab-animate", [], "motionlab-animate ckpt=", "portrait: ???"),
     ("motionlab-lipsync", [], "motionlab-lipsync ckpt=", "template: ???"),
     ("motionlab-cache", ["descriptors"], "motionlab-cache descriptors ckpt=", "ckpt: ???"),
     ("motionlab-export", ["onnx"], "motionlab-export onnx ckpt=", "reference_outputs: null"),
     ("motionlab-export", ["fomm"], "motionlab-export fomm ckpt=", "arch: null"),
     ("motionlab-data", ["synth"], "motionlab-data synth out=", "identities: 48"),
-    ("motionlab-data", ["talking"], "motionlab-data talking video=", "smooth: 3"),
+    ("motionlab-data", ["talking"], "motionlab-data talking video=", "smooth_window: 3"),
     ("motionlab-data", ["synth-talking"], "motionlab-data synth-talking out=", "seconds: 4.0"),
     ("motionlab-app", [], "motionlab-app runs=logs", "host: 127.0.0.1"),
 ]
@@ -38,3 +38,32 @@ def test_commands_with_kinds_list_them(name, tmp_path, monkeypatch):
     assert code == 0 and f"usage: {name} {{" in out and "e.g. " in out
     code, _, err = run_command([name, "nonsense", "a=1"])
     assert code == 2 and "unknown kind 'nonsense'" in err
+
+
+# every old spelling of a checkpoint key (and smooth): (command argv, old override, the new key's line in --cfg job)
+OLD_SPELLINGS = [
+    (["motionlab-train", "experiment=quickstart"], "ckpt_path=last", "'ckpt_path' is now 'resume'", "resume: last"),
+    (["motionlab-train", "experiment=quickstart"], "init_from=base.ckpt", "'init_from' is now 'init_ckpt'", "init_ckpt: base.ckpt"),
+    (["motionlab-train", "experiment=animator_descriptors_quick"], "data.descriptor_checkpoint=d.ckpt", "'data.descriptor_checkpoint' is now 'data.descriptor_ckpt'",
+     "descriptor_ckpt: d.ckpt"),
+    (["motionlab-train", "experiment=animator_descriptors_quick"], "model.descriptor_model.path=d.ckpt",
+     "'model.descriptor_model.path' is now 'model.descriptor_model.ckpt'", "ckpt: d.ckpt"),
+    (["motionlab-train", "experiment=lipsync_quick"], "model.syncnet.pretrained=s.ckpt", "'model.syncnet.pretrained' is now 'model.syncnet.ckpt'", "ckpt: s.ckpt"),
+    (["motionlab-eval"], "ckpt_path=c.ckpt", "'ckpt_path' is now 'ckpt'", "ckpt: c.ckpt"),
+    (["motionlab-eval", "ckpt=c.ckpt"], "adapter=a.ckpt", "'adapter' is now 'adapter_ckpt'", "adapter_ckpt: a.ckpt"),
+    (["motionlab-animate", "ckpt=c.ckpt"], "lora_file=l.safetensors", "'lora_file' is now 'lora_ckpt'", "lora_ckpt: l.safetensors"),
+    (["motionlab-lipsync", "ckpt=c.ckpt"], "lora_file=l.safetensors", "'lora_file' is now 'lora_ckpt'", "lora_ckpt: l.safetensors"),
+    (["motionlab-data", "talking", "video=v.mp4", "out=o"], "smooth=5", "'smooth' is now 'smooth_window'", "smooth_window: 5"),
+    (["motionlab-data", "talking", "video=v.mp4", "out=o"], "audio_encoder=e.ckpt", "'audio_encoder' is now 'audio_encoder_ckpt'", "audio_encoder_ckpt: e.ckpt"),
+]
+
+
+@pytest.mark.parametrize("argv, old, message, line", OLD_SPELLINGS, ids=[case[1].split("=")[0] + "-" + case[0][0] for case in OLD_SPELLINGS])
+def test_old_checkpoint_spellings_still_work(argv, old, message, line, tmp_path, monkeypatch):
+    """The checkpoint keys of earlier releases compose to the new ones, each with one deprecation line."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_command([*argv, old, "--cfg", "job"])
+    assert code == 0, err[-2000:]
+    assert [l for l in err.splitlines() if "deprecated" in l] == [f"{argv[0]}{' talking' if argv[0] == 'motionlab-data' else ''}: deprecated: {message} "
+                                                                  "(the old spelling works until the next release)"]
+    assert line in out.splitlines() or f"  {line}" in out.splitlines() or any(l.strip() == line for l in out.splitlines()), out[-3000:]

@@ -122,12 +122,12 @@ def test_correspondence_term_is_scale_free_and_penalises_the_mirror():
     assert term(prior.flip(-1)) > 0.5  # x and y swapped
 
 
-def test_correspondence_prior_is_refused_for_a_descriptor_model_without_landmark_guidance(descriptor_checkpoint, tmp_path):
+def test_correspondence_prior_is_refused_for_a_descriptor_model_without_landmark_guidance(descriptor_ckpt, tmp_path):
     from conftest import compose_train, tiny_overrides
     from motionlab.train import train
 
     cfg = compose_train(["experiment=adapter_paired_quick", "logger=none", "trainer.max_epochs=1", "loss.correspondence=1.0",
-                         f"data.descriptor_checkpoint={descriptor_checkpoint}", *tiny_overrides(tmp_path, "adapter_paired_quick")], tmp_path / "run")
+                         f"data.descriptor_ckpt={descriptor_ckpt}", *tiny_overrides(tmp_path, "adapter_paired_quick")], tmp_path / "run")
     with pytest.raises(Exception, match="not trained with loss.landmark_guidance > 0"):  # Hydra wraps the InputError
         train(cfg)
 
@@ -209,26 +209,26 @@ def test_rigid_roll_adapter_turns_the_keypoints_by_the_heads_roll_and_learns_onl
     assert all(p.grad is not None for p in adapter.mlp.parameters())
 
 
-def test_adapter_refuses_a_descriptor_checkpoint_with_another_hash(adapter_checkpoint, descriptor_checkpoint, tmp_path):
-    predictor = load_adapter_predictor(descriptor_checkpoint, adapter_checkpoint)
+def test_adapter_refuses_a_descriptor_checkpoint_with_another_hash(adapter_checkpoint, descriptor_ckpt, tmp_path):
+    predictor = load_adapter_predictor(descriptor_ckpt, adapter_checkpoint)
     assert predictor.adapter.model_info.name == "landmark_adapter_temporal"
-    other = load_checkpoint(descriptor_checkpoint)
+    other = load_checkpoint(descriptor_ckpt)
     key = next(k for k in other["state_dict"] if k.endswith("kp.weight"))
     other["state_dict"][key] = other["state_dict"][key] + 0.01
     atomic_torch_save(other, tmp_path / "other_descriptor.ckpt")
     with pytest.raises(CheckpointFormatError, match="SHA-256"):
         load_adapter_predictor(tmp_path / "other_descriptor.ckpt", adapter_checkpoint)
     with pytest.raises(CheckpointFormatError, match="not an adapter checkpoint"):
-        load_adapter_predictor(descriptor_checkpoint, descriptor_checkpoint)
+        load_adapter_predictor(descriptor_ckpt, descriptor_ckpt)
     stored = load_checkpoint(adapter_checkpoint)["motionlab"]
     assert "descriptor_model" not in stored["models"] and len(stored["predictor"]["descriptor_sha256"]) == 64
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "real" / "drivers" / "human_d0.mp4").is_file(), reason="needs ../shared/data/real")
-def test_a_real_human_clip_drives_a_cartoon_through_the_adapter(adapter_checkpoint, descriptor_checkpoint, toy_world, tmp_path):
+def test_a_real_human_clip_drives_a_cartoon_through_the_adapter(adapter_checkpoint, descriptor_ckpt, toy_world, tmp_path):
     driver = SHARED / "data" / "real" / "drivers" / "human_d0.mp4"
     out, side = tmp_path / "out.mp4", tmp_path / "side.mp4"
-    result = run_cli("motionlab-animate", f"ckpt={descriptor_checkpoint}", f"adapter={adapter_checkpoint}", f"portrait={toy_world / 'id_0001.png'}",
+    result = run_cli("motionlab-animate", f"ckpt={descriptor_ckpt}", f"adapter_ckpt={adapter_checkpoint}", f"portrait={toy_world / 'id_0001.png'}",
                      f"driver={driver}", f"out={out}", f"side_by_side_out={side}", f"sequence_out={tmp_path / 'seq.npz'}",
                      "max_frames=6", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -243,9 +243,9 @@ def test_a_real_human_clip_drives_a_cartoon_through_the_adapter(adapter_checkpoi
     assert sequence.layers["adapted_keypoints"][0] == "generated" and "motion_agreement" not in sequence.traces
 
 
-def test_cross_domain_evaluation_writes_motion_agreement(adapter_checkpoint, descriptor_checkpoint, toy_world, tmp_path):
+def test_cross_domain_evaluation_writes_motion_agreement(adapter_checkpoint, descriptor_ckpt, toy_world, tmp_path):
     drivers = [toy_world / "id_0002_video", toy_world / "id_0003_video"]  # toy human performances: no dlib, seconds
-    result = run_cli("motionlab-eval", f"ckpt_path={descriptor_checkpoint}", f"adapter={adapter_checkpoint}",
+    result = run_cli("motionlab-eval", f"ckpt={descriptor_ckpt}", f"adapter_ckpt={adapter_checkpoint}",
                      f"drivers=[{','.join(map(str, drivers))}]", f"paths.root_dir={tmp_path}", "hydra.run.dir=eval", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -264,11 +264,11 @@ def test_cross_domain_evaluation_writes_motion_agreement(adapter_checkpoint, des
     assert f"| id_0002_video | 8 ({clip['reference_frame']}) |" in (tmp_path / "eval" / "eval.md").read_text()
 
 
-def test_adapter_checkpoint_loads_without_its_training_folder(adapter_checkpoint, descriptor_checkpoint, tmp_path):
+def test_adapter_checkpoint_loads_without_its_training_folder(adapter_checkpoint, descriptor_ckpt, tmp_path):
     moved = tmp_path / "moved"
     moved.mkdir()
     copy = shutil.copy(adapter_checkpoint, moved / "adapter.ckpt")
-    predictor = load_adapter_predictor(descriptor_checkpoint, copy)
+    predictor = load_adapter_predictor(descriptor_ckpt, copy)
     points = np.random.default_rng(0).uniform(40, 200, (5, P, 2)).astype(np.float32)
     portrait = torch.rand(1, 3, predictor.image_size, predictor.image_size)
     motion = predictor.motion(points, portrait)

@@ -18,10 +18,10 @@ from motionlab.models import load_model
 from conftest import motionlab_bin, read_rgb, subprocess_env, tiny_overrides
 
 
-def test_cache_miss_hit_and_stale(descriptor_checkpoint, toy_world, tmp_path, caplog):
+def test_cache_miss_hit_and_stale(descriptor_ckpt, toy_world, tmp_path, caplog):
     records = discover_clips(toy_world)[1]
     checkpoint = tmp_path / "descriptor.ckpt"
-    shutil.copy(descriptor_checkpoint, checkpoint)
+    shutil.copy(descriptor_ckpt, checkpoint)
     cache = DescriptorCache(tmp_path / "cache", checkpoint, image_size=32)
     assert cache.status(records) == "missing"
     root = cache.ensure(records)
@@ -51,9 +51,9 @@ def test_cache_miss_hit_and_stale(descriptor_checkpoint, toy_world, tmp_path, ca
     assert DescriptorCache(tmp_path / "cache", checkpoint, image_size=32).root != root
 
 
-def test_datamodule_serves_cached_descriptors(descriptor_checkpoint, toy_world, tmp_path):
+def test_datamodule_serves_cached_descriptors(descriptor_ckpt, toy_world, tmp_path):
     datamodule = PortraitVideoDataModule(root=str(toy_world), image_size=32, val_fraction=0.25, batch_size=2,
-                                         cache_dir=str(tmp_path), descriptor_checkpoint=str(descriptor_checkpoint))
+                                         cache_dir=str(tmp_path), descriptor_ckpt=str(descriptor_ckpt))
     datamodule.prepare_data()
     datamodule.setup("fit")
     sample = datamodule.datasets["train"][3]
@@ -63,8 +63,8 @@ def test_datamodule_serves_cached_descriptors(descriptor_checkpoint, toy_world, 
     assert torch.equal(sample["driver_descriptors"], torch.from_numpy(cached["value"][sample["frame_index"]]))
 
 
-def test_cache_cli(descriptor_checkpoint, tmp_path):
-    command = [motionlab_bin("motionlab-cache"), "descriptors", f"ckpt={descriptor_checkpoint}", *tiny_overrides(tmp_path, "descriptor_quick")[:6]]
+def test_cache_cli(descriptor_ckpt, tmp_path):
+    command = [motionlab_bin("motionlab-cache"), "descriptors", f"ckpt={descriptor_ckpt}", *tiny_overrides(tmp_path, "descriptor_quick")[:6]]
     result = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "descriptor cache for 8 clips: missing -> hit" in result.stdout

@@ -42,7 +42,7 @@ def compose_eval(overrides: list[str], output_dir: Path):
 
 
 def test_eval_checkpoint_writes_reports(checkpoint, tmp_path):
-    result = evaluate(compose_eval([f"ckpt_path={checkpoint}", *FAST_SUITE, "wandb=true"], tmp_path))
+    result = evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE, "wandb=true"], tmp_path))
     expected = {"l1", "psnr", "ssim", "l1_copy_baseline", "fd_effnetlite0", "fvd_effnetlite0", "aed_effnetlite0",
                 "temporal_difference", "flicker", "delta_e76", "delta_e2000", "delta_e76_slope", "residual_magnitude"}
     assert expected <= set(result["metrics"])
@@ -66,7 +66,7 @@ def test_eval_scores_a_folder_of_generated_videos(checkpoint, toy_world, tmp_pat
         shutil.copy(toy_world / f"{name}.png", portraits / f"{name}.png")
         animate_files(checkpoint, toy_world / f"{name}.png", drivers / f"{name}.mp4", generated / f"{name}.mp4")
     out = tmp_path / "out"
-    result = evaluate(compose_eval(["ckpt_path=null", f"generated_dir={generated}", f"driver_dir={drivers}",
+    result = evaluate(compose_eval(["ckpt=null", f"generated_dir={generated}", f"driver_dir={drivers}",
                                     f"portrait_dir={portraits}", "image_size=32", *FAST_SUITE], out))
     assert [row["clip"] for row in result["clips"]] == ["id_0001", "id_0002"]
     rows = result["clips"]
@@ -76,19 +76,19 @@ def test_eval_scores_a_folder_of_generated_videos(checkpoint, toy_world, tmp_pat
     earlier = {p.name: p.read_bytes() for p in (out / "previews").iterdir()}
     (generated / "id_0002.mp4").write_bytes(b"not a video\n")
     with pytest.raises(ClipError, match="id_0002.mp4"):
-        evaluate(compose_eval(["ckpt_path=null", f"generated_dir={generated}", f"driver_dir={drivers}",
+        evaluate(compose_eval(["ckpt=null", f"generated_dir={generated}", f"driver_dir={drivers}",
                                f"portrait_dir={portraits}", "image_size=32", *FAST_SUITE], out))
     assert {p.name: p.read_bytes() for p in (out / "previews").iterdir()} == earlier
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     # the drivers scored against themselves: ideal values
-    same = evaluate(compose_eval(["ckpt_path=null", f"generated_dir={drivers}", f"driver_dir={drivers}", "image_size=32", *FAST_SUITE], tmp_path / "same"))
+    same = evaluate(compose_eval(["ckpt=null", f"generated_dir={drivers}", f"driver_dir={drivers}", "image_size=32", *FAST_SUITE], tmp_path / "same"))
     assert same["metrics"]["l1"] == 0.0 and same["metrics"]["temporal_difference"] == 0.0
     assert abs(same["metrics"]["fd_effnetlite0"]) < 1e-3
 
 
 def test_eval_a_descriptor_animator_checkpoint(animator_descriptors_checkpoint, tmp_path):
     """Its predictor supplies the descriptors from the stored detector; no descriptor cache or file is needed."""
-    result = evaluate(compose_eval([f"ckpt_path={animator_descriptors_checkpoint}", *FAST_SUITE, "suite.frechet=false",
+    result = evaluate(compose_eval([f"ckpt={animator_descriptors_checkpoint}", *FAST_SUITE, "suite.frechet=false",
                                     "suite.clip_frechet=false", "suite.identity=false"], tmp_path))
     assert len(result["clips"]) == 2 and 0 < result["metrics"]["l1"] < 1
     assert result["metrics"]["l1"] != result["metrics"]["l1_copy_baseline"]
@@ -107,7 +107,7 @@ def test_a_checkpoint_cannot_name_code_to_run(checkpoint, tmp_path):
     evil_data = tmp_path / "evil_data.ckpt"
     torch.save(payload, evil_data)
     with pytest.raises(ConfigError, match=r"'data._target_' is 'os.system'"):
-        evaluate(compose_eval([f"ckpt_path={evil_data}", *FAST_SUITE], tmp_path / "out"))
+        evaluate(compose_eval([f"ckpt={evil_data}", *FAST_SUITE], tmp_path / "out"))
     payload = torch.load(checkpoint, weights_only=True)
     payload["motionlab"]["models"]["net"]["args"]["motion_channels"] = {"_target_": "os.system", "command": f"touch {marker}"}
     evil_model = tmp_path / "evil_model.ckpt"
@@ -122,12 +122,12 @@ def test_a_checkpoint_cannot_name_code_to_run(checkpoint, tmp_path):
 
 
 def test_eval_config_errors(tmp_path, checkpoint):
-    with pytest.raises(ConfigError, match="ckpt_path"):
-        evaluate(compose_eval([*FAST_SUITE], tmp_path))  # ckpt_path: ??? is required
+    with pytest.raises(ConfigError, match="config key 'ckpt'"):
+        evaluate(compose_eval([*FAST_SUITE], tmp_path))  # ckpt: ??? is required
     with pytest.raises(ConfigError, match="generated_dir"):
-        evaluate(compose_eval(["ckpt_path=null", *FAST_SUITE], tmp_path))
+        evaluate(compose_eval(["ckpt=null", *FAST_SUITE], tmp_path))
     with pytest.raises(ConfigError, match="exclude each other"):
-        evaluate(compose_eval([f"ckpt_path={checkpoint}", f"generated_dir={tmp_path}", *FAST_SUITE], tmp_path))
+        evaluate(compose_eval([f"ckpt={checkpoint}", f"generated_dir={tmp_path}", *FAST_SUITE], tmp_path))
 
 
 @pytest.mark.slow
@@ -136,7 +136,7 @@ def test_eval_html_screenshot_in_headless_chromium(checkpoint, tmp_path):
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian chromium is not installed (apt-get install chromium)")
-    evaluate(compose_eval([f"ckpt_path={checkpoint}", *FAST_SUITE], tmp_path))
+    evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE], tmp_path))
     shot = tmp_path / "eval.png"
     subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -157,7 +157,7 @@ def test_eval_scores_identity_against_a_profile(checkpoint, tmp_path):
 
     world = next(checkpoint.parents[2].glob(".cache/toy_world_*"))  # the checkpoint's toy world, in its run's cache
     own = write_profile(build_profile(world / "id_0000_video", max_frames=4, embedder="image"), tmp_path / "id0.json")
-    result = evaluate(compose_eval([f"ckpt_path={checkpoint}", *FAST_SUITE, "suite.frechet=false", "suite.clip_frechet=false",
+    result = evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE, "suite.frechet=false", "suite.clip_frechet=false",
                                     f"profile={own}"], tmp_path / "out"))
     value = result["metrics"]["csim_profile_image"]
     assert 0.0 < value <= 1.0 and result["metrics"]["csim_profile_image_frames_missed"] == 0

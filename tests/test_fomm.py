@@ -31,7 +31,7 @@ def test_state_dicts_match_the_published_checkpoints(variant, tmp_path):
         assert ours == reference[part], f"{setting} {part}: {set(ours) ^ set(reference[part])}"
     release = {part: {key: torch.full(shape, 0.5) for key, shape in reference[part].items()} for part in ("kp_detector", "generator")}
     torch.save({**release, "discriminator": {}, "optimizer_generator": {}, "epoch": 99}, tmp_path / "release.pth.tar")
-    loaded = create_model(variant, pretrained=tmp_path / "release.pth.tar")
+    loaded = create_model(variant, ckpt=tmp_path / "release.pth.tar")
     assert all(bool((value == 0.5).all()) for value in loaded.state_dict().values() if value.is_floating_point())
     assert model.model_info.input_size == (256, 256) and model.model_info.family == "keypoint_animator"
 
@@ -153,17 +153,17 @@ def test_random_warp_points_and_images_agree():
     assert torch.allclose(warped.permute(0, 2, 3, 1)[inside], expected.permute(0, 2, 3, 1)[inside], atol=1e-4)
 
 
-def test_export_cli_writes_the_release_format(descriptor_checkpoint, tmp_path):
+def test_export_cli_writes_the_release_format(descriptor_ckpt, tmp_path):
     import subprocess
 
     from conftest import motionlab_bin, subprocess_env
 
     out = tmp_path / "exported.pth.tar"
-    result = subprocess.run([motionlab_bin("motionlab-export"), "fomm", f"ckpt={descriptor_checkpoint}", f"out={out}"],
+    result = subprocess.run([motionlab_bin("motionlab-export"), "fomm", f"ckpt={descriptor_ckpt}", f"out={out}"],
                             capture_output=True, text=True, env=subprocess_env(tmp_path), timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     exported = torch.load(out, weights_only=True)
-    trained = torch.load(descriptor_checkpoint, weights_only=True)["state_dict"]
+    trained = torch.load(descriptor_ckpt, weights_only=True)["state_dict"]
     assert set(exported) == {"kp_detector", "generator", "epoch"}
     for key, value in exported["kp_detector"].items():
         assert torch.equal(value, trained[f"net.kp_detector.{key}"])

@@ -294,11 +294,11 @@ def test_weight_files_are_checked(lipsync_checkpoints, tmp_path):
     with pytest.raises(WeightMismatchError, match=r"missing keys \(\d+\): up5\."):
         load_model(plain, name="lipsync_unet328_ave")
     # stage 1's run holds the encoder inside the audio-visual model: the encoder variant accepts it
-    encoder = create_model("lipsync_audio_encoder_ave", pretrained=lipsync_checkpoints["audio_encoder"])
+    encoder = create_model("lipsync_audio_encoder_ave", ckpt=lipsync_checkpoints["audio_encoder"])
     assert torch.equal(encoder.audio_encoder[0].conv_block[0].weight, predictor.audio_encoder.audio_encoder[0].conv_block[0].weight)
-    assert isinstance(create_model("syncnet328_ave", pretrained=lipsync_checkpoints["syncnet"]), SyncNet)
+    assert isinstance(create_model("syncnet328_ave", ckpt=lipsync_checkpoints["syncnet"]), SyncNet)
     with pytest.raises(CheckpointFormatError, match="holds a lipsync_unet328_ave .*not a syncnet328_ave"):
-        create_model("syncnet328_ave", pretrained=lipsync_checkpoints["unet"])
+        create_model("syncnet328_ave", ckpt=lipsync_checkpoints["unet"])
 
 
 def _wav(path, seconds: float) -> None:

@@ -42,7 +42,7 @@ def test_synctalk2d_files_load_through_create_model(name, tmp_path):
     keys = {k.removeprefix("audio_encoder.") if name == "audio_encoder_ave" else k: shape for k, shape in reference.items()}
     torch.save({prefix + key: torch.full(shape, 0.25) for key, shape in keys.items()}, tmp_path / "release.pth")
     variant = {"unet_328_ave": "lipsync_unet328_ave", "syncnet_328_hubert": "syncnet328_hubert", "audio_encoder_ave": "lipsync_audio_encoder_ave"}[name]
-    model = create_model(variant, pretrained=tmp_path / "release.pth")
+    model = create_model(variant, ckpt=tmp_path / "release.pth")
     assert all(bool((v == 0.25).all()) for v in model.state_dict().values() if v.is_floating_point())
 
 

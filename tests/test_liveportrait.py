@@ -84,7 +84,7 @@ def test_release_files_load_key_for_key(tmp_path):
         folder = tmp_path / ("retargeting_models" if part.startswith("stitching") else "base_models")
         folder.mkdir(exist_ok=True)
         torch.save(state, folder / f"{part}.pth")
-    model = create_model("liveportrait", pretrained=tmp_path)
+    model = create_model("liveportrait", ckpt=tmp_path)
     ours = model.state_dict()
     counts = {part: sum(1 for key in ours if key.startswith(part + ".")) for part in PARTS}
     assert counts == {"appearance_feature_extractor": 107, "motion_extractor": 212, "warping_module": 97, "spade_generator": 182,
@@ -106,7 +106,7 @@ def test_release_files_load_key_for_key(tmp_path):
     # a release file missing from the folder is named
     (tmp_path / "base_models" / "warping_module.pth").unlink()
     with pytest.raises(WeightMismatchError, match=r"warping_module\.pth are missing"):
-        create_model("liveportrait", pretrained=tmp_path)
+        create_model("liveportrait", ckpt=tmp_path)
 
 
 def test_convnext_block_matches_the_release_formula(small_liveportrait):

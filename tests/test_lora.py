@@ -1,5 +1,5 @@
 """LoRA through peft: merging (spectral norm included), adapter files and their base check, training with a frozen
-base, resume, export / merge commands, inference with lora_file=."""
+base, resume, export / merge commands, inference with lora_ckpt=."""
 
 from __future__ import annotations
 
@@ -117,10 +117,10 @@ def lora_runs(tmp_path_factory, animator_base_checkpoint):
     root = tmp_path_factory.mktemp("lora")
     common = ["experiment=quickstart", "logger=none", "trainer.deterministic=true", *tiny_overrides(root)]
     base = animator_base_checkpoint
-    lora = [*common, "lora=default", "lora.rank=4", "lora.dropout=0.1", f"init_from={base}"]
+    lora = [*common, "lora=default", "lora.rank=4", "lora.dropout=0.1", f"init_ckpt={base}"]
     metrics, objects = train(compose_train([*lora, "trainer.max_epochs=2"], root / "straight"))
     train(compose_train([*lora, "trainer.max_epochs=1"], root / "first"))
-    train(compose_train([*lora, "trainer.max_epochs=2", f"ckpt_path={root / 'first/checkpoints/last.ckpt'}"], root / "resumed"))
+    train(compose_train([*lora, "trainer.max_epochs=2", f"resume={root / 'first/checkpoints/last.ckpt'}"], root / "resumed"))
     return {"root": root, "base": base, "common": common, "lora": lora, "metrics": metrics, "task": objects["model"],
             "straight": root / "straight/checkpoints/last.ckpt", "first": root / "first/checkpoints/last.ckpt",
             "resumed": root / "resumed/checkpoints/last.ckpt"}
@@ -155,7 +155,7 @@ def test_lora_resume_onto_another_base_is_refused(lora_runs, tmp_path):
     root = lora_runs["root"]
     train(compose_train([*lora_runs["common"], "trainer.max_epochs=1", "seed=7"], root / "other_base"))
     other = root / "other_base" / "checkpoints" / "last.ckpt"
-    overrides = [*lora_runs["common"], "lora=default", "lora.rank=4", f"init_from={other}", "trainer.max_epochs=2", f"ckpt_path={lora_runs['first']}"]
+    overrides = [*lora_runs["common"], "lora=default", "lora.rank=4", f"init_ckpt={other}", "trainer.max_epochs=2", f"resume={lora_runs['first']}"]
     with pytest.raises(CheckpointFormatError, match=f"{file_digest(lora_runs['base'])}.*{file_digest(other)}"):
         train(compose_train(overrides, tmp_path / "run"))
 

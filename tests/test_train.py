@@ -22,16 +22,16 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "con
 def test_fast_dev_run_every_experiment(experiment, tmp_path, request):
     extra, lipsync = [], None
     if experiment.startswith("adapter"):  # maps into a trained descriptor model
-        descriptor = "guided_descriptor_checkpoint" if experiment in GUIDED_ADAPTERS else "descriptor_checkpoint"
-        extra = [f"data.descriptor_checkpoint={request.getfixturevalue(descriptor)}"]
+        descriptor = "guided_descriptor_checkpoint" if experiment in GUIDED_ADAPTERS else "descriptor_ckpt"
+        extra = [f"data.descriptor_ckpt={request.getfixturevalue(descriptor)}"]
     if experiment == "animator_descriptors_quick":  # the detector on every batch; the fixture goes through the cache
-        extra = [f"model.descriptor_model.path={request.getfixturevalue('descriptor_checkpoint')}"]
+        extra = [f"model.descriptor_model.ckpt={request.getfixturevalue('descriptor_ckpt')}"]
     if "lipsync" in experiment:  # needs the earlier lip-sync stages
         lipsync = request.getfixturevalue("lipsync_checkpoints")
     if experiment == "lora_lipsync_speaker":  # adapts a trained U-Net
-        extra = [f"init_from={lipsync['unet']}"]
+        extra = [f"init_ckpt={lipsync['unet']}"]
     if experiment == "lora_animator_target":  # adapts a trained Animator
-        extra = [f"init_from={request.getfixturevalue('animator_base_checkpoint')}"]
+        extra = [f"init_ckpt={request.getfixturevalue('animator_base_checkpoint')}"]
     overrides = [f"experiment={experiment}", "trainer.fast_dev_run=true", "logger=none", *tiny_overrides(tmp_path, experiment, lipsync), *extra]
     cfg = compose_train(overrides, tmp_path / "run")
     metrics, objects = train(cfg)
@@ -50,7 +50,7 @@ def test_resume_gives_identical_weights(tmp_path):
     train(compose_train([*common, "trainer.max_epochs=2"], tmp_path / "straight"))
     train(compose_train([*common, "trainer.max_epochs=1"], tmp_path / "first"))
     first_last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    _, objects = train(compose_train([*common, "trainer.max_epochs=2", f"ckpt_path={first_last}"], tmp_path / "resumed"))
+    _, objects = train(compose_train([*common, "trainer.max_epochs=2", f"resume={first_last}"], tmp_path / "resumed"))
     assert objects["trainer"].current_epoch == 2
     straight, resumed = _weights(tmp_path / "straight/checkpoints/last.ckpt"), _weights(tmp_path / "resumed/checkpoints/last.ckpt")
     assert straight.keys() == resumed.keys()
@@ -86,12 +86,12 @@ def test_checkpoint_is_weights_only_and_carries_the_config(tmp_path):
     assert len(list(previews.glob("*.gif"))) == 3
 
 
-def test_ckpt_path_last_finds_the_newest_run(tmp_path):
+def test_resume_last_finds_the_newest_run(tmp_path):
     common = ["experiment=quickstart", "logger=none", "trainer.max_epochs=1", *tiny_overrides(tmp_path)]
     log_dir = tmp_path / "logs" / "quickstart" / "runs"
     train(compose_train(common, log_dir / "a"))
     assert find_last_checkpoint(tmp_path / "logs", "quickstart") == log_dir / "a" / "checkpoints" / "last.ckpt"
-    _, objects = train(compose_train([*common, "trainer.max_epochs=2", "ckpt_path=last"], log_dir / "b"))
+    _, objects = train(compose_train([*common, "trainer.max_epochs=2", "resume=last"], log_dir / "b"))
     assert objects["trainer"].current_epoch == 2
     with pytest.raises(FileNotFoundError, match="no checkpoints/last.ckpt"):
         find_last_checkpoint(tmp_path / "logs", "other_experiment")
@@ -187,7 +187,7 @@ def test_init_from_starts_from_pretrained_weights_at_step_zero(tmp_path):
     common = ["experiment=quickstart", "logger=none", "trainer.max_epochs=1", *tiny_overrides(tmp_path)]
     train(compose_train(common, tmp_path / "first"))
     first = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    cfg = compose_train([*common, f"init_from={first}", "+trainer.limit_train_batches=1"], tmp_path / "second")
+    cfg = compose_train([*common, f"init_ckpt={first}", "+trainer.limit_train_batches=1"], tmp_path / "second")
     from hydra.utils import instantiate
 
     task = instantiate(cfg.model, loss=cfg.loss)
@@ -196,9 +196,9 @@ def test_init_from_starts_from_pretrained_weights_at_step_zero(tmp_path):
     assert all(torch.equal(value, weights[f"net.{key}"]) for key, value in task.net.state_dict().items())
     _, objects = train(cfg)
     assert objects["trainer"].global_step == 1  # a fresh run (resuming would continue at the first run's step)
-    with pytest.raises(ConfigError, match="'init_from' and 'ckpt_path' exclude each other"):
-        train(compose_train([*common, f"init_from={first}", f"ckpt_path={first}"], tmp_path / "third"))
-    other = compose_train([*common, f"init_from={first}", "model.net.num_res_blocks=2"], tmp_path / "fourth")
+    with pytest.raises(ConfigError, match="'init_ckpt' and 'resume' exclude each other"):
+        train(compose_train([*common, f"init_ckpt={first}", f"resume={first}"], tmp_path / "third"))
+    other = compose_train([*common, f"init_ckpt={first}", "model.net.num_res_blocks=2"], tmp_path / "fourth")
     with pytest.raises(WeightMismatchError, match=r"missing keys \(\d+\): bottleneck\.1\."):
         train(other)
 

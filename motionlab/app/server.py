@@ -152,16 +152,16 @@ class Viewer:
             status += f"; kept in {kept.relative_to(self.runs)}"
         return _video_html(results[0]), status
 
-    def animate(self, ckpt: str | None, portrait: str | None, driver: str | None, keep: bool, lora_file: str | None = None,
+    def animate(self, ckpt: str | None, portrait: str | None, driver: str | None, keep: bool, lora_ckpt: str | None = None,
                 adapter: str | None = None, progress=None) -> tuple[str, str]:
         """Animate an uploaded portrait with an uploaded driver through a run's checkpoint (with a LoRA file, or an
         adapter checkpoint for a cross-domain driver)."""
         if not ckpt:
             raise FileNotFoundError("choose a checkpoint from the runs")
-        ckpt, lora_file, adapter = (self._in_runs(k, v) for k, v in (("checkpoint", ckpt), ("LoRA file", lora_file), ("adapter", adapter)))
+        ckpt, lora_ckpt, adapter = (self._in_runs(k, v) for k, v in (("checkpoint", ckpt), ("LoRA file", lora_ckpt), ("adapter", adapter)))
         return self._job({"portrait image": portrait, "driver video": driver}, lambda job, on_frame: animate_files(
-            ckpt, portrait, driver, job / "result.mp4", device=self.device, sequence_out=job / "result.npz", lora_file=lora_file or None,
-            adapter=adapter or None, on_frame=on_frame), keep, progress)
+            ckpt, portrait, driver, job / "result.mp4", device=self.device, sequence_out=job / "result.npz", lora_ckpt=lora_ckpt or None,
+            adapter_ckpt=adapter or None, on_frame=on_frame), keep, progress)
 
     def lipsync(self, ckpt: str | None, video: str | None, audio: str | None, keep: bool, progress=None) -> tuple[str, str]:
         """Make an uploaded talking-head video (made a template here: face landmarks, crops) speak an uploaded audio
@@ -297,8 +297,8 @@ def build_app(viewer: Viewer):
             status = gr.Markdown(elem_id="animate-status")
             result = gr.HTML(elem_id="animate-result")
 
-            def animate(ckpt, lora_file, adapter_ckpt, portrait_file, driver_file, keep_result, progress=gr.Progress()):
-                return run_job(lambda *a, progress: viewer.animate(ckpt, *a, keep_result, lora_file, adapter_ckpt, progress=progress),
+            def animate(ckpt, lora_ckpt, adapter_ckpt, portrait_file, driver_file, keep_result, progress=gr.Progress()):
+                return run_job(lambda *a, progress: viewer.animate(ckpt, *a, keep_result, lora_ckpt, adapter_ckpt, progress=progress),
                                portrait_file, driver_file, progress=progress)
 
             def list_files():

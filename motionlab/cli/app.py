@@ -52,6 +52,38 @@ CONFIG_DIR_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp")
 PACKAGED_CODE = ("motionlab.", "lightning.", "torch.", "torchmetrics.")
 
 
+# Checkpoint keys are `ckpt` (a command's main checkpoint or weights folder) and `<role>_ckpt` (any other); `resume`
+# continues a run. The spellings of earlier releases still work for this one, with a one-line deprecation each.
+RENAMED_KEYS = {
+    "train": {"ckpt_path": "resume", "init_from": "init_ckpt"},
+    "eval": {"ckpt_path": "ckpt", "adapter": "adapter_ckpt"},
+    "animate": {"adapter": "adapter_ckpt", "lora_file": "lora_ckpt"},
+    "lipsync": {"lora_file": "lora_ckpt"},
+    "data_talking": {"smooth": "smooth_window", "audio_encoder": "audio_encoder_ckpt"},
+    "data_face_labels": {"smooth": "smooth_window"},
+}
+# renamed in every command wherever the key sits (data.descriptor_checkpoint, model.syncnet.pretrained, ...)
+RENAMED_TAILS = {"descriptor_checkpoint": "descriptor_ckpt", "pretrained": "ckpt", "descriptor_model.path": "descriptor_model.ckpt"}
+
+
+def renamed_overrides(argv: list[str], config_name: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """``argv`` with old key spellings replaced by the current ones, and the (old, new) pairs replaced."""
+    table, result, renamed = RENAMED_KEYS.get(config_name, {}), [], []
+    for arg in argv:
+        prefix = arg[: len(arg) - len(arg.lstrip("+~"))]
+        key, equals, value = arg[len(prefix):].partition("=")
+        new = table.get(key)
+        if new is None and not arg.startswith("-"):
+            tail = next((t for t in RENAMED_TAILS if key == t or key.endswith("." + t)), None)
+            new = key[: len(key) - len(tail)] + RENAMED_TAILS[tail] if tail else None
+        if new is None or arg.startswith("-"):
+            result.append(arg)
+        else:
+            result.append(f"{prefix}{new}{equals}{value}")
+            renamed.append((key, new))
+    return result, renamed
+
+
 def refused_flag(argv: list[str]) -> str | None:
     """The first argument that names a refused Hydra flag (``--flag`` or ``--flag=value``), or None."""
     return next((arg for arg in argv if arg.split("=", 1)[0] in REFUSED_FLAGS), None)
@@ -129,6 +161,9 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], object], prog: str |
 
     def entry():
         started.clear()
+        sys.argv[1:], renamed = renamed_overrides(sys.argv[1:], config_name)
+        for old, new in renamed:
+            print(f"{prog}: deprecated: '{old}' is now '{new}' (the old spelling works until the next release)", file=sys.stderr)
         flag = refused_flag(sys.argv[1:])
         if flag is not None:
             print(f"{prog}: error: {flag.split('=', 1)[0]} is disabled: it unpickles the file it is given, which can run "

@@ -15,7 +15,7 @@ def _descriptors(cfg: DictConfig) -> None:
     validate_config(cfg, required=("ckpt", "data", "paths"))
     load_model(cfg.ckpt, component="kp_detector")  # a bad checkpoint fails before any data is generated or read
     with open_dict(cfg):
-        cfg.data.descriptor_checkpoint = cfg.ckpt
+        cfg.data.descriptor_ckpt = cfg.ckpt
     datamodule = instantiate(cfg.data)
     cache = datamodule.descriptor_cache()
     records = discover_clips(datamodule.data_root(), datamodule.layout)[1]

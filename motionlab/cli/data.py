@@ -21,16 +21,16 @@ def _talking(cfg: DictConfig) -> None:
     from motionlab.data.talking import preprocess_talking_video
 
     options = command_options(cfg)
-    summary = preprocess_talking_video(options["video"], options["out"], fps=options["fps"], smooth_window=options["smooth"], progress=True)
+    summary = preprocess_talking_video(options["video"], options["out"], fps=options["fps"], smooth_window=options["smooth_window"], progress=True)
     print(
         f"wrote {summary['frames']} frames at {summary['fps']:g} fps (source {summary['source_fps']:g} fps), "
         f"{summary['audio_seconds']:.2f} s of 16 kHz audio and landmarks to {options['out']}; "
         f"frames without a face: {summary['frames_without_face']}"
     )
-    if options["audio_encoder"] is not None:
+    if options["audio_encoder_ckpt"] is not None:
         from motionlab.data.lipsync import TalkingClip, audio_features
 
-        features = audio_features(TalkingClip(options["out"], fps=options["fps"], convention=options["convention"]), "ave", options["audio_encoder"])
+        features = audio_features(TalkingClip(options["out"], fps=options["fps"], convention=options["convention"]), "ave", options["audio_encoder_ckpt"])
         print(f"wrote {options['convention']} ave audio features {tuple(features.shape)} to {options['out']}/aud_ave.npy")
 
 
@@ -66,7 +66,7 @@ def _face_labels(cfg: DictConfig) -> None:
     from motionlab.data.landmarks import write_face_labels
 
     options = command_options(cfg)
-    for summary in write_face_labels(options["root"], layout=options["layout"], smooth_window=options["smooth"]):
+    for summary in write_face_labels(options["root"], layout=options["layout"], smooth_window=options["smooth_window"]):
         print(f"wrote {summary['labels']}: {summary['frames']} frames, {summary['without_face']} without a face")
 
 

@@ -40,9 +40,9 @@ def _evaluate_cross_domain(options: dict, out_dir: Path) -> dict:
     from motionlab.geometry.landmarks import SIGNALS
     from motionlab.inference.cross_domain import CEILINGS, evaluate_cross_domain, write_cross_domain_reports
 
-    if options["ckpt_path"] is None or not options["drivers"]:
-        raise ConfigError("cross-domain evaluation: give ckpt_path=<descriptor checkpoint>, adapter=<adapter checkpoint> and drivers=[clip, ...]")
-    result = evaluate_cross_domain(options["ckpt_path"], options["adapter"], list(options["drivers"]), options["paths"]["cache_dir"],
+    if options["ckpt"] is None or not options["drivers"]:
+        raise ConfigError("cross-domain evaluation: give ckpt=<descriptor checkpoint>, adapter_ckpt=<adapter checkpoint> and drivers=[clip, ...]")
+    result = evaluate_cross_domain(options["ckpt"], options["adapter_ckpt"], list(options["drivers"]), options["paths"]["cache_dir"],
                                    options["portrait"], options["max_frames"], options["device"], options["landmark_reference"])
     paths = write_cross_domain_reports(result, out_dir)
     table = Table(title="motionlab-eval: motion agreement (Pearson, driver vs generated)")
@@ -65,23 +65,23 @@ def evaluate(cfg: DictConfig) -> dict:
     """Run the evaluation ``cfg`` describes; returns the result dict written to ``eval.json``."""
     options = validate_config(cfg, required=("paths", "suite"))
     out_dir = Path(cfg.paths.output_dir)
-    if options["adapter"] is not None:
+    if options["adapter_ckpt"] is not None:
         return _evaluate_cross_domain(options, out_dir)
     suite = instantiate(cfg.suite)
     profile = None
     if options["profile"] is not None:  # read before any work: a bad profile fails fast
         identity = read_profile(options["profile"])
         profile = ProfileSimilarity(identity.mean_vector(), identity.embedder)
-    if options["ckpt_path"] is not None:
+    if options["ckpt"] is not None:
         if options["generated_dir"] is not None:
-            raise ConfigError("config keys 'ckpt_path' and 'generated_dir' exclude each other: score a checkpoint or a folder")
-        clips = clips_from_checkpoint(options["ckpt_path"], options["paths"]["cache_dir"], options["split"], options["max_clips"], options["max_frames"], options["batch_size"], options["device"])
-        source = f"checkpoint {options['ckpt_path']} ({options['split']} split)"
+            raise ConfigError("config keys 'ckpt' and 'generated_dir' exclude each other: score a checkpoint or a folder")
+        clips = clips_from_checkpoint(options["ckpt"], options["paths"]["cache_dir"], options["split"], options["max_clips"], options["max_frames"], options["batch_size"], options["device"])
+        source = f"checkpoint {options['ckpt']} ({options['split']} split)"
     elif options["generated_dir"] is not None and options["driver_dir"] is not None:
         clips = clips_from_folders(options["generated_dir"], options["driver_dir"], options["portrait_dir"], options["image_size"], options["max_clips"], options["max_frames"])
         source = f"videos {options['generated_dir']} vs drivers {options['driver_dir']}"
     else:
-        raise ConfigError("config: give ckpt_path=..., or ckpt_path=null with generated_dir=... and driver_dir=...")
+        raise ConfigError("config: give ckpt=..., or ckpt=null with generated_dir=... and driver_dir=...")
     if profile is not None:
         source += f", CSIM to profile {identity.name}"
     result = evaluate_clips(clips, suite, preview_dir=out_dir / "previews", fps=options["preview_fps"], profile=profile)

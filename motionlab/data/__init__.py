@@ -20,6 +20,10 @@ STORED_DATA_TARGETS = (
 )
 
 
+# data keys of checkpoints written before their rename
+STORED_RENAMED = {"descriptor_checkpoint": "descriptor_ckpt"}
+
+
 def stored_datamodule(meta: Mapping, source: str | os.PathLike, cache_dir: str | os.PathLike, **overrides):
     """The datamodule a checkpoint's run trained on, rebuilt from the data config stored in its ``motionlab`` entry
     (``meta``, as :func:`motionlab.models.motionlab_meta` returns it; None for a foreign file): only the classes of
@@ -28,4 +32,5 @@ def stored_datamodule(meta: Mapping, source: str | os.PathLike, cache_dir: str |
     data = ((meta or {}).get("config") or {}).get("data")
     if not isinstance(data, Mapping):
         raise InputError(f"{source} carries no run config to rebuild its data from; score videos with generated_dir= / driver_dir=")
+    data = {STORED_RENAMED.get(key, key): value for key, value in data.items()}
     return build_stored(data, STORED_DATA_TARGETS, f"{source} [motionlab.config]", "data", cache_dir=str(cache_dir), **overrides)

@@ -121,7 +121,7 @@ class CrossDomainDataModule(SplitDataModule):
     Args:
         toy_world: :class:`ToyWorldSpec` fields of the world to generate under ``cache_dir`` (or ``root``: a seed-layout
             folder with ``motion.npz`` per clip).
-        descriptor_checkpoint: the descriptor model whose keypoints are the cartoon stream (cached per clip).
+        descriptor_ckpt: the descriptor model whose keypoints are the cartoon stream (cached per clip).
         pairing: ``paired`` or ``unpaired`` (training only; see the module docstring).
         window: W, frames of landmark context per sample (the adapter's window).
         human_seed: seed of the human identities and their detector noise; ``noise``: :class:`DetectorNoise` fields
@@ -129,7 +129,7 @@ class CrossDomainDataModule(SplitDataModule):
             the image plane).
     """
 
-    def __init__(self, descriptor_checkpoint: str, toy_world: dict | None = None, root: str | None = None, cache_dir: str = ".cache",
+    def __init__(self, descriptor_ckpt: str, toy_world: dict | None = None, root: str | None = None, cache_dir: str = ".cache",
                  image_size: int = 64, pairing: str = "paired", window: int = 1, human_seed: int = 0, noise: dict | None = None,
                  head_turn: dict | None = None,
                  val_fraction: float = 0.15, test_fraction: float = 0.15, split_seed: int = 0, batch_size: int = 64,
@@ -139,7 +139,7 @@ class CrossDomainDataModule(SplitDataModule):
             raise InputError("data: give exactly one of data.root (a seed-layout toy world) or data.toy_world (generated)")
         if pairing not in ("paired", "unpaired"):
             raise InputError(f"data.pairing must be 'paired' or 'unpaired', got {pairing!r}")
-        self.descriptor_checkpoint = descriptor_checkpoint
+        self.descriptor_ckpt = descriptor_ckpt
         self.toy_world = ToyWorldSpec(**toy_world) if toy_world is not None else None
         self.root, self.cache_dir, self.image_size = root, cache_dir, image_size
         self.pairing, self.window, self.human_seed = pairing, window, human_seed
@@ -157,13 +157,13 @@ class CrossDomainDataModule(SplitDataModule):
         return discover_clips(root, "seed")[1]
 
     def prepare_data(self) -> None:
-        DescriptorCache(self.cache_dir, self.descriptor_checkpoint, self.image_size).ensure(self._records())
+        DescriptorCache(self.cache_dir, self.descriptor_ckpt, self.image_size).ensure(self._records())
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         records = self._records()
-        cache = DescriptorCache(self.cache_dir, self.descriptor_checkpoint, self.image_size)
+        cache = DescriptorCache(self.cache_dir, self.descriptor_ckpt, self.image_size)
         cache.ensure(records)
         self.splits = split_identities([r.identity for r in records], self.val_fraction, self.test_fraction, self.split_seed)
         for split, identities in self.splits.items():

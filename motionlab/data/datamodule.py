@@ -93,7 +93,7 @@ class PortraitVideoDataModule(SplitDataModule):
         augmentation: a :class:`PairedAugmentation` applied to training batches on the device, or ``None``.
         on_bad_clip: ``error`` or ``skip`` (skipped clips are counted in :attr:`skipped_clips` and logged).
         shuffle_seed: seed of the per-epoch training shuffle.
-        descriptor_checkpoint: a trained descriptor model; its keypoints for every frame are cached under
+        descriptor_ckpt: a trained descriptor model; its keypoints for every frame are cached under
             ``cache_dir`` (computed when missing, recomputed with a warning when stale) and added to samples.
         face_labels: add each driver frame's 68 landmarks and head pose to samples (``driver_landmarks``,
             ``driver_head_pose``; the toy world's characters have them), for LivePortrait's guidance terms.
@@ -120,7 +120,7 @@ class PortraitVideoDataModule(SplitDataModule):
         persistent_workers: bool = False,
         on_bad_clip: str = "error",
         shuffle_seed: int = 0,
-        descriptor_checkpoint: str | None = None,
+        descriptor_ckpt: str | None = None,
         face_labels: bool = False,
     ):
         super().__init__()
@@ -141,7 +141,7 @@ class PortraitVideoDataModule(SplitDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.on_bad_clip = on_bad_clip
         self.shuffle_seed = shuffle_seed
-        self.descriptor_checkpoint = descriptor_checkpoint
+        self.descriptor_ckpt = descriptor_ckpt
         self.face_labels = face_labels
         self.splits: dict[str, list[str]] = {}
         self.datasets: dict[str, PortraitVideoDataset] = {}
@@ -154,9 +154,9 @@ class PortraitVideoDataModule(SplitDataModule):
         return self.root
 
     def descriptor_cache(self) -> DescriptorCache | None:
-        if self.descriptor_checkpoint is None:
+        if self.descriptor_ckpt is None:
             return None
-        return DescriptorCache(self.cache_dir, self.descriptor_checkpoint, self.image_size)
+        return DescriptorCache(self.cache_dir, self.descriptor_ckpt, self.image_size)
 
     def discover(self) -> tuple[str, list[ClipRecord], FolderClips]:
         """The layout, one record per identity, and the store that reads the records' files."""
@@ -277,9 +277,9 @@ class ShardedClipDataModule(PortraitVideoDataModule):
     """
 
     def __init__(self, root: str, max_cache_size: str = "50GB", **kwargs):
-        if kwargs.get("descriptor_checkpoint"):
+        if kwargs.get("descriptor_ckpt"):
             raise InputError("data=clips_stream does not serve cached descriptors yet; train from the clip folder (data=clips) "
-                             "with data.descriptor_checkpoint, or leave it null")
+                             "with data.descriptor_ckpt, or leave it null")
         super().__init__(root=root, **kwargs)
         self.shards, self.max_cache_size = str(root), max_cache_size  # a URL keeps its '//', which Path would fold
         self._store: ShardClips | None = None

@@ -224,7 +224,7 @@ def _cached_ave_features(clip: TalkingClip, path: Path, encoder_checkpoint: Path
         kept = path.with_name("aud_ave.user.npy")
         log.warning("%s has no manifest (not written by motionlab); kept as %s, computing with %s", path, kept.name, encoder_checkpoint)
         path.replace(kept)
-    encoder = freeze(create_model("lipsync_audio_encoder_ave", pretrained=encoder_checkpoint))
+    encoder = freeze(create_model("lipsync_audio_encoder_ave", ckpt=encoder_checkpoint))
     frames = len(clip) if clip.convention.frame_count == "duration" else None
     features = speech_features(encoder, clip.wav(), clip.convention, clip.fps, frames)
     with atomic_open(path, "wb") as file:

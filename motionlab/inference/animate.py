@@ -134,9 +134,9 @@ def animate_files(
     adapt_movement_scale: bool = False,
     side_by_side_out: str | os.PathLike | None = None,
     arch: str | None = None,
-    adapter: str | os.PathLike | None = None,
+    adapter_ckpt: str | os.PathLike | None = None,
     landmark_reference: str = "neutral",
-    lora_file: str | os.PathLike | None = None,
+    lora_ckpt: str | os.PathLike | None = None,
     sequence_out: str | os.PathLike | None = None,
     on_frame: Callable[[int, int], None] | None = None,
     liveportrait: dict | None = None,
@@ -145,15 +145,15 @@ def animate_files(
 ) -> dict:
     """Animate ``portrait`` (an image) with ``driver`` and write ``out`` (mp4).
 
-    Without ``adapter`` the driver is a video or frame folder fed to the checkpoint's predictor; ``arch`` names the
-    architecture of a published file (``fomm_vox256`` ...). With ``adapter`` (an adapter checkpoint trained for the
+    Without ``adapter_ckpt`` the driver is a video or frame folder fed to the checkpoint's predictor; ``arch`` names the
+    architecture of a published file (``fomm_vox256`` ...). With ``adapter_ckpt`` (an adapter checkpoint trained for the
     descriptor checkpoint ``ckpt``) the driver is any landmark source (:func:`motionlab.data.landmarks.read_landmarks`:
     a video through dlib, ``.npy`` / ``.lms``, a toy clip) and drives the descriptor model's generator through the
     adapter, its motion measured from the driver frame ``landmark_reference`` picks (``"neutral"``: lips closed, eyes
     open, a typical head pose; ``"first"``). ``gif`` / ``side_by_side_out`` write portrait | driver | result side by side (GIF / mp4), with the
     keypoints (or the driver's landmarks) drawn. ``sequence_out`` writes the frames at the network's size with the
     keypoints / landmarks as layers and per-frame traces, for the viewer (:mod:`motionlab.inference.sequence`).
-    ``lora_file`` adds a LoRA adapter file trained on ``ckpt`` (unmerged). ``liveportrait`` holds the options of a
+    ``lora_ckpt`` adds a LoRA adapter file trained on ``ckpt`` (unmerged). ``liveportrait`` holds the options of a
     LivePortrait predictor (:class:`motionlab.tasks.liveportrait.LivePortraitPredictor`: stitching, retargeting, crop,
     paste-back); other predictors ignore it. ``batch_size`` (driver frames per forward pass) defaults to the
     predictor's choice. ``fast_convolutions`` lets the network's convolutions use Winograd / FFT where that is faster on
@@ -173,10 +173,10 @@ def animate_files(
     triptychs: list[np.ndarray] = []
     kept: dict[str, list[np.ndarray]] = {"portrait": [], "driver": [], "generated": [], "driver_keypoints": [],
                                          "generated_keypoints": [], "driver_landmarks": [], "adapted_keypoints": []}
-    if adapter is not None:
-        if lora_file is not None:
-            raise InputError("lora_file= applies to the animation network of ckpt; a landmark adapter run (adapter=) takes none")
-        predictor = load_adapter_predictor(ckpt, adapter, device)
+    if adapter_ckpt is not None:
+        if lora_ckpt is not None:
+            raise InputError("lora_ckpt= applies to the animation network of ckpt; a landmark adapter run (adapter_ckpt=) takes none")
+        predictor = load_adapter_predictor(ckpt, adapter_ckpt, device)
         landmarks = read_landmarks(driver, max_frames=max_frames)
         # panels of at least 256 px: 64 px generators give results too small to read the landmarks on
         panel = max(predictor.image_size, 256)
@@ -204,7 +204,7 @@ def animate_files(
                 yield from generated
     else:
         # keypoint models detect keypoints on their output only for what draws or records them
-        predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_file, fast_convolutions=fast_convolutions, relative=relative,
+        predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_ckpt, fast_convolutions=fast_convolutions, relative=relative,
                                    adapt_movement_scale=adapt_movement_scale, detect_generated=keep_views or sequence_out is not None,
                                    **(liveportrait or {}))
         if not isinstance(predictor, AnimationPredictor):

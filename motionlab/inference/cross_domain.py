@@ -205,7 +205,7 @@ def adapter_datamodule(adapter_ckpt: str | os.PathLike, descriptor_ckpt: str | o
     meta = motionlab_meta(load_checkpoint(adapter_ckpt), adapter_ckpt)
     if meta is None:
         raise InputError(f"{adapter_ckpt} is not a motionlab checkpoint; give the adapter checkpoint motionlab-train wrote")
-    datamodule = stored_datamodule(meta, adapter_ckpt, cache_dir, descriptor_checkpoint=str(descriptor_ckpt))
+    datamodule = stored_datamodule(meta, adapter_ckpt, cache_dir, descriptor_ckpt=str(descriptor_ckpt))
     datamodule.setup()
     return datamodule
 

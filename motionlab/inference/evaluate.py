@@ -51,7 +51,7 @@ def clips_from_checkpoint(ckpt: str | os.PathLike, cache_dir: str | os.PathLike,
     predictor = predictor_from_checkpoint(checkpoint, ckpt, device=device)
     if not isinstance(predictor, AnimationPredictor):
         raise InputError(f"{ckpt} is not an animation checkpoint; motionlab-eval scores animation (lip-sync runs log their own metrics)")
-    datamodule = stored_datamodule(motionlab_meta(checkpoint, ckpt), ckpt, cache_dir, descriptor_checkpoint=None)
+    datamodule = stored_datamodule(motionlab_meta(checkpoint, ckpt), ckpt, cache_dir, descriptor_ckpt=None)
     datamodule.prepare_data()
     datamodule.setup("test")
     if split not in datamodule.datasets:

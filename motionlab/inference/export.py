@@ -175,9 +175,9 @@ def export_checked(net: nn.Module, out: str | os.PathLike, source: str, real_inp
     return {"out": str(out), "parity": report}
 
 
-def onnx_source(ckpt: str | os.PathLike, lora_file: str | os.PathLike | None = None) -> str:
-    """What a graph exported from ``ckpt`` (with the adapters of ``lora_file`` merged) is tagged with."""
-    return file_digest(ckpt)[:12] + (f".lora-{file_digest(lora_file)[:12]}" if lora_file is not None else "")
+def onnx_source(ckpt: str | os.PathLike, lora_ckpt: str | os.PathLike | None = None) -> str:
+    """What a graph exported from ``ckpt`` (with the adapters of ``lora_ckpt`` merged) is tagged with."""
+    return file_digest(ckpt)[:12] + (f".lora-{file_digest(lora_ckpt)[:12]}" if lora_ckpt is not None else "")
 
 
 def write_reference_outputs(net: nn.Module, inputs: dict[str, torch.Tensor], folder: str | os.PathLike) -> list[Path]:
@@ -245,7 +245,7 @@ def _lora_run(ckpt: str | os.PathLike, base: str | os.PathLike | None) -> tuple[
     checkpoint = load_checkpoint(ckpt)
     meta = motionlab_meta(checkpoint, ckpt)
     if meta is None or meta.get("lora") is None:
-        raise CheckpointFormatError(f"{ckpt} is not a LoRA run's checkpoint (no motionlab.lora entry): train one with lora=... init_from=<base>")
+        raise CheckpointFormatError(f"{ckpt} is not a LoRA run's checkpoint (no motionlab.lora entry): train one with lora=... init_ckpt=<base>")
     return checkpoint_models(checkpoint, ckpt, base=base), meta
 
 

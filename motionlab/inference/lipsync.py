@@ -242,9 +242,9 @@ def _sequence_entry(image: np.ndarray, result: np.ndarray, box: tuple[int, int, 
 
 def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | None = None, audio_encoder_ckpt: str | None = None,
                   features: str | None = None, runtime: str = "torch", onnx: str | None = None, batch_size: int = 8,
-                  feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora_file: str | None = None,
+                  feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora_ckpt: str | None = None,
                   sequence_out: str | None = None, on_frame: Callable[[int, int], None] | None = None) -> dict:
-    """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora_file``, a speaker's LoRA adapter file trained on
+    """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora_ckpt``, a speaker's LoRA adapter file trained on
     ``ckpt``, unmerged), pick the runtime, write ``out``."""
     from motionlab.inference.export import OnnxRunner, export_checked, onnx_source
 
@@ -259,16 +259,16 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | No
     for name, value in (("template", template), ("audio", audio)):
         if not Path(value).exists():
             raise FileNotFoundError(f"{name}={value} does not exist")
-    predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_file, audio_encoder_ckpt=audio_encoder_ckpt)
+    predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_ckpt, audio_encoder_ckpt=audio_encoder_ckpt)
     if not isinstance(predictor, LipSyncPredictor):
         raise InputError(f"{ckpt} is not a lip-sync U-Net checkpoint (its predictor is {type(predictor).__name__})")
     if runtime == "onnx":
         # the graph is the U-Net with the adapters merged: an export per (base, adapter) pair
-        key = onnx_source(ckpt, lora_file)
+        key = onnx_source(ckpt, lora_ckpt)
         path = Path(onnx) if onnx else Path(ckpt).with_name(f"{Path(ckpt).stem}.{key}.onnx")
         if not path.is_file():
             check_output_path(path, "onnx", (".onnx",))  # by default beside the checkpoint, which may be read-only
-            net = merge_lora(copy.deepcopy(predictor.net)) if lora_file is not None else predictor.net
+            net = merge_lora(copy.deepcopy(predictor.net)) if lora_ckpt is not None else predictor.net
             log.info("exported %s; onnxruntime parity %s", path, export_checked(net, path, key)["parity"])
         # decoding, paste-back and encoding share the cores; a graph exported from other weights is refused
         predictor.runner = OnnxRunner(path, spinning=False, source=key)

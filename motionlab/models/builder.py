@@ -101,12 +101,12 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, checkpoint: Mappi
     return model
 
 
-def create_model(name: str, pretrained: str | os.PathLike | None = None, **overrides) -> nn.Module:
-    """Build the registered variant ``name`` with ``overrides`` of its explicit arguments; with ``pretrained``,
-    load its weights (see :func:`load_pretrained`). Unknown names list the known ones."""
+def create_model(name: str, ckpt: str | os.PathLike | None = None, **overrides) -> nn.Module:
+    """Build the registered variant ``name`` with ``overrides`` of its explicit arguments; with ``ckpt``
+    (a checkpoint or release file), load its weights (see :func:`load_pretrained`). Unknown names list the known ones."""
     model = build(name, overrides)
-    if pretrained is not None:
-        load_pretrained(model, pretrained)
+    if ckpt is not None:
+        load_pretrained(model, ckpt)
     return model
 
 
@@ -164,11 +164,11 @@ def checkpoint_models(checkpoint: Mapping, source: str | os.PathLike, name: str 
     return {"net": load_pretrained(build(name, {}), source, checkpoint).eval()}
 
 
-def load_model(path: str | os.PathLike, name: str | None = None, component: str | None = None) -> nn.Module:
+def load_model(ckpt: str | os.PathLike, name: str | None = None, component: str | None = None) -> nn.Module:
     """A ready network (eval mode) from a checkpoint file: a motionlab checkpoint's ``net`` rebuilt from its spec,
     or a foreign file read as the registered variant ``name``. ``component`` takes a sub-network (the
     ``kp_detector`` of a descriptor model, say), which carries the spec with the component named."""
-    model = checkpoint_models(load_checkpoint(path), path, name)["net"]
+    model = checkpoint_models(load_checkpoint(ckpt), ckpt, name)["net"]
     return take_component(model, component) if component is not None else model
 
 

@@ -588,7 +588,7 @@ def liveportrait(input_size: int = 256, num_kp: int | None = None, appearance_fe
                  stitching_retargeting_module: dict | None = None) -> LivePortrait:
     """LivePortrait v1 (human and animals releases share it); ``num_kp`` sets the keypoint count of M, W and S; each
     dict overrides single arguments of one module (``dense_motion_params`` merged key by key). Its graphs export
-    through :func:`export_graphs`. Load a release with ``create_model("liveportrait", pretrained=DIR)``."""
+    through :func:`export_graphs`. Load a release with ``create_model("liveportrait", ckpt=DIR)``."""
     overrides = {"appearance_feature_extractor": appearance_feature_extractor, "motion_extractor": motion_extractor,
                  "warping_module": warping_module, "spade_generator": spade_generator,
                  "stitching_retargeting_module": stitching_retargeting_module}

@@ -62,7 +62,7 @@ class AdapterTask(MotionlabTask):
     Args:
         net: the adapter (``landmark_adapter_mlp`` / ``landmark_adapter_temporal``).
         loss: an :class:`AdapterLoss`.
-        descriptor_checkpoint: the descriptor model; only its SHA-256 is stored in the adapter checkpoint. Validation
+        descriptor_ckpt: the descriptor model; only its SHA-256 is stored in the adapter checkpoint. Validation
             and test use its generator to score generated frames.
         inverse: the inverse adapter (``descriptor_to_landmarks_mlp``), trained alongside when given.
 
@@ -76,16 +76,16 @@ class AdapterTask(MotionlabTask):
 
     task_name = "adapter"
 
-    def __init__(self, net: nn.Module, loss: AdapterLoss, optimizer: Callable, descriptor_checkpoint: str,
+    def __init__(self, net: nn.Module, loss: AdapterLoss, optimizer: Callable, descriptor_ckpt: str,
                  scheduler: Callable | None = None, inverse: nn.Module | None = None):
         super().__init__(optimizer=optimizer, scheduler=scheduler)
         self.net, self.inverse = net, inverse
-        self.descriptor_checkpoint = Path(descriptor_checkpoint)
+        self.descriptor_ckpt = Path(descriptor_ckpt)
         # not a sub-module: the adapter file records which descriptor model it belongs to, not a copy of it
-        self._descriptor = [_descriptor_model(self.descriptor_checkpoint, net.num_kp)]
-        self.descriptor_sha256 = file_digest(self.descriptor_checkpoint)
-        if loss.active("correspondence") and not _landmark_guided(self.descriptor_checkpoint):
-            raise InputError(f"loss.correspondence assumes keypoints guided to named landmarks, but {self.descriptor_checkpoint} was not "
+        self._descriptor = [_descriptor_model(self.descriptor_ckpt, net.num_kp)]
+        self.descriptor_sha256 = file_digest(self.descriptor_ckpt)
+        if loss.active("correspondence") and not _landmark_guided(self.descriptor_ckpt):
+            raise InputError(f"loss.correspondence assumes keypoints guided to named landmarks, but {self.descriptor_ckpt} was not "
                              f"trained with loss.landmark_guidance > 0: train one with experiment=descriptor_guided_quick, or set "
                              f"loss.correspondence=0")
         self.loss = loss.bind(adapter=self.net, inverse=inverse)
@@ -161,7 +161,7 @@ class AdapterTask(MotionlabTask):
         self.affine = None  # refitted on this run's training pairs at the first evaluation
 
     def predictor_settings(self) -> dict:
-        return {"descriptor_sha256": self.descriptor_sha256, "descriptor_checkpoint": str(self.descriptor_checkpoint), "window": self.net.window}
+        return {"descriptor_sha256": self.descriptor_sha256, "descriptor_ckpt": str(self.descriptor_ckpt), "window": self.net.window}
 
 
 class LandmarkDrivenPredictor:
@@ -212,7 +212,7 @@ def load_adapter_predictor(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str
     if actual != expected:
         raise CheckpointFormatError(
             f"adapter {adapter_ckpt} was trained for the descriptor checkpoint with SHA-256 {expected[:16]}... "
-            f"({meta['predictor'].get('descriptor_checkpoint')}); {descriptor_ckpt} has {actual[:16]}...: give that descriptor "
+            f"({meta['predictor'].get('descriptor_ckpt')}); {descriptor_ckpt} has {actual[:16]}...: give that descriptor "
             f"checkpoint, or train an adapter for this one")
     adapter = stored_models(checkpoint, adapter_ckpt)["net"]
     return LandmarkDrivenPredictor(_descriptor_model(descriptor_ckpt, adapter.num_kp), adapter, device)

@@ -96,7 +96,7 @@ class AnimatorTask(MotionlabTask):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self.descriptor_lr_scale and "source_descriptors" in batch:
             raise InputError("descriptor_lr_scale > 0 fine-tunes the descriptor model on the batch's images, but the data "
-                             "serves cached descriptors (data.descriptor_checkpoint): set data.descriptor_checkpoint=null")
+                             "serves cached descriptors (data.descriptor_ckpt): set data.descriptor_ckpt=null")
         outputs = self.animate(batch["source"], batch["driver"], batch.get("source_descriptors"), batch.get("driver_descriptors"))
         terms = self.loss(outputs, batch)
         self.log_terms("train", terms)

@@ -79,7 +79,7 @@ class MotionlabTask(L.LightningModule):
 
     def init_from(self, path: str | os.PathLike) -> None:
         """Start ``net`` from pretrained weights (a motionlab checkpoint of the same variant, or a published file its
-        architecture reads); unlike resuming (``ckpt_path``), optimiser, schedule and step start afresh."""
+        architecture reads); unlike resuming (``resume``), optimiser, schedule and step start afresh."""
         load_pretrained(self.net, path)
 
     def add_lora(self, spec: LoraSpec, base: str | os.PathLike) -> None:
@@ -196,7 +196,7 @@ class MotionlabTask(L.LightningModule):
         lora = (checkpoint.get("motionlab") or {}).get("lora")
         if (lora is None) != (self.lora_base is None):
             raise CheckpointFormatError(
-                "this checkpoint holds LoRA adapters: resume it with the same lora=... and init_from=<its base>"
+                "this checkpoint holds LoRA adapters: resume it with the same lora=... and init_ckpt=<its base>"
                 if lora is not None else "this run adds LoRA adapters (lora=...) but the checkpoint has none: resume a LoRA run's checkpoint")
         if lora is None:
             return

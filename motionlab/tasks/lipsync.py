@@ -155,7 +155,7 @@ class LipSyncTask(MotionlabTask):
         self.net, self.mask, self.max_offset = net, tuple(mask), max_offset
         self.convention = lipsync_convention(convention)
         if loss.active("sync") and syncnet is None:
-            raise InputError("loss.sync > 0 needs model.syncnet.pretrained=<a lipsync_syncnet run or SyncTalk_2D syncnet file>, or set loss.sync=0")
+            raise InputError("loss.sync > 0 needs model.syncnet.ckpt=<a lipsync_syncnet run or SyncTalk_2D syncnet file>, or set loss.sync=0")
         if syncnet is not None and syncnet.mode != net.mode:
             raise InputError(f"the SyncNet reads {syncnet.mode} features, the U-Net {net.mode}: use syncnet328_{net.mode}")
         if (net.mode == "ave") != (audio_encoder is not None):
@@ -253,7 +253,7 @@ class LipSyncPredictor(Predictor):
         """``audio_encoder_ckpt`` replaces the checkpoint's own encoder (needed for SyncTalk_2D ``ave`` U-Net files)."""
         encoder = models.get("audio_encoder")
         if audio_encoder_ckpt is not None:
-            encoder = create_model("lipsync_audio_encoder_ave", pretrained=audio_encoder_ckpt)
+            encoder = create_model("lipsync_audio_encoder_ave", ckpt=audio_encoder_ckpt)
         # checkpoints from before conventions were recorded were trained in motionlab's
         return cls(models["net"], encoder, settings.get("mask", SYNCTALK_MASK), settings.get("convention", "motionlab"))
 

@@ -41,7 +41,7 @@ class LivePortraitTask(MotionlabTask):
 
     ``stage=1`` trains the appearance extractor, motion extractor, warping module and generator by reconstructing a
     driver frame from the portrait of the same clip (:class:`motionlab.losses.liveportrait.LivePortraitLoss`).
-    ``stage=2`` freezes them (start it with ``init_from=<stage-1 checkpoint>``) and trains one MLP of the stitching /
+    ``stage=2`` freezes them (start it with ``init_ckpt=<stage-1 checkpoint>``) and trains one MLP of the stitching /
     retargeting module, ``retargeting``: ``stitching`` (the portrait driven by another identity's frame must stay
     itself outside the face, :class:`~motionlab.losses.liveportrait.StitchingLoss`), or ``eyes`` / ``lips`` (the
     portrait's keypoints moved by the MLP's offset for a wanted openness must render the portrait re-rendered with it,

@@ -112,6 +112,6 @@ def find_last_checkpoint(log_dir: str | os.PathLike, task_name: str, exclude: st
     ]
     if not candidates:
         raise FileNotFoundError(
-            f"ckpt_path=last: no checkpoints/last.ckpt under {base}; train this experiment first or give a path"
+            f"resume=last: no checkpoints/last.ckpt under {base}; train this experiment first or give a path"
         )
     return max(candidates, key=lambda p: p.stat().st_mtime)

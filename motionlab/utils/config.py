@@ -36,7 +36,7 @@ def _constructor(node: Mapping, path: str) -> tuple[Callable, set[str]]:
     except Exception as error:
         raise ConfigError(f"config key '{path}._target_': cannot import {target!r} ({error})") from error
     # a factory whose parameters depend on the node (create_model: the variant's builder) says so itself;
-    # its own keys (create_model's name and pretrained) are not the builder's
+    # its own keys (create_model's name and ckpt) are not the builder's
     signature_for = getattr(constructor, "signature_for", None)
     if signature_for is None:
         return constructor, set()

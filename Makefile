@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # test processes (pytest-xdist); the lip-sync tests share one of them (tests/conftest.py)
 TEST_WORKERS ?= 2
 
-.PHONY: help setup train test test-all bench baselines clean
+.PHONY: help setup train test test-fast test-all lint bench baselines clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,12 @@ train: $(STAMP) ## train the quickstart Animator on the embedded toy world (ARGS
 
 test: $(STAMP) ## run the test suite (slow tests excluded)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## the fast tier: no training runs, no browser (about a minute)
+	$(BIN)/python -m pytest -m "not slow and not trains" -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff over the package, tests, benchmarks and experiments (configured in pyproject.toml)
+	$(BIN)/ruff check .
 
 test-all: $(STAMP) ## run every test, slow ones included
 	$(BIN)/python -m pytest -m "" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)

@@ -41,7 +41,7 @@ def synctalk_mel(wav_path: str | os.PathLike) -> np.ndarray:
     spectrum = np.abs(librosa.stft(y=signal.lfilter([1, -0.97], [1], wav), n_fft=800, hop_length=200, win_length=800))
     mel = np.dot(librosa.filters.mel(sr=16000, n_fft=800, n_mels=80, fmin=55, fmax=7600), spectrum)
     decibels = 20 * np.log10(np.maximum(np.exp(-5 * np.log(10)), mel)) - 20
-    return np.clip((2 * 4.0) * ((decibels - -100) / (--100)) - 4.0, -4.0, 4.0).T
+    return np.clip((2 * 4.0) * ((decibels - -100) / 100) - 4.0, -4.0, 4.0).T
 
 
 @torch.no_grad()

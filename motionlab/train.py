@@ -18,8 +18,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from motionlab.callbacks.rng_state import RNGStateCallback
-from motionlab.models.lora import LoraSpec, lora_spec
 from motionlab.models import motionlab_meta
+from motionlab.models.lora import LoraSpec, lora_spec
 from motionlab.utils.checkpoint import CheckpointFormatError, atomic_torch_save, find_last_checkpoint, load_checkpoint
 from motionlab.utils.config import ConfigError, validate_config
 from motionlab.utils.errors import InputError

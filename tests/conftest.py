@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +43,30 @@ TINY_NETS = {
 GUIDED_ADAPTERS = ("adapter_unpaired_quick",)
 
 
+# session fixtures that train a model (seconds to minutes each)
+TRAINING_FIXTURES = {"animator_base_checkpoint", "descriptor_ckpt", "guided_descriptor_checkpoint", "animator_descriptors_checkpoint",
+                     "adapter_checkpoint", "lipsync_checkpoints"}
+# what a test's own code calls when it trains, runs a whole pipeline or a browser
+TRAINING_CALLS = re.compile(r"\b(train|_train|trained_run|run_experiment)\(|motionlab-train|nbclient|chromium|playwright")
+
+
+def _trains(item) -> bool:
+    if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    function = getattr(item, "function", None)
+    try:
+        return function is not None and TRAINING_CALLS.search(inspect.getsource(function)) is not None
+    except (OSError, TypeError):
+        return False
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test` runs two workers, --dist loadgroup), every test that needs the lip-sync stages
+    """Marks the tests that train (a fixture or their own code does) as ``trains``: ``make test-fast`` leaves them out.
+    Under pytest-xdist (`make test` runs two workers, --dist loadgroup), every test that needs the lip-sync stages
     goes to one worker, which builds them once (minutes); the other worker runs the rest meanwhile."""
     for item in items:
+        if _trains(item):
+            item.add_marker(pytest.mark.trains)
         if "lipsync_checkpoints" in item.fixturenames or "lipsync" in item.nodeid:
             item.add_marker(pytest.mark.xdist_group("lipsync_checkpoints"))
 

@@ -8,6 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, compose_train, count_video_frames, motionlab_bin, read_rgb, run_cli, subprocess_env, tiny_overrides
 from PIL import Image
 
 from motionlab.data.video_io import write_video
@@ -16,8 +17,6 @@ from motionlab.models import CheckpointFormatError, load_model
 from motionlab.tasks import load_predictor
 from motionlab.train import train
 from motionlab.utils.checkpoint import WeightMismatchError, load_checkpoint
-
-from conftest import SHARED, count_video_frames, compose_train, motionlab_bin, read_rgb, subprocess_env, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -249,3 +248,20 @@ def test_variable_frame_rate_driver(checkpoint, toy_world, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         animate_files(checkpoint, toy_world / "id_0001.png", tmp_path / "cfr.mp4", tmp_path / "out2.mp4")
     assert "variable frame rate" not in caplog.text
+
+
+def test_a_toy_model_on_real_media_says_so(checkpoint, toy_world, tmp_path):
+    """A checkpoint records what it was trained on; animating media from outside the toy world with a toy-world model
+    prints one line saying so and what to use instead. Toy media animates without it."""
+    assert load_checkpoint(checkpoint)["motionlab"]["data"] == {"domain": "toy_world", "resolution": 32}
+    photo = SHARED / "data" / "real" / "portraits" / "portrait_s1.jpg"
+    if not photo.is_file():  # without ../shared: an image that is no toy world's
+        photo = tmp_path / "photo.jpg"
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 90, 3), np.uint8)).save(photo)
+    args = [f"ckpt={checkpoint}", f"driver={toy_world / 'id_0001_video'}", "out=out.mp4"]
+    real = run_cli("motionlab-animate", f"portrait={photo}", *args, cwd=tmp_path)
+    toy = run_cli("motionlab-animate", f"portrait={toy_world / 'id_0001.png'}", *args, cwd=tmp_path)
+    assert real.returncode == 0 and toy.returncode == 0, real.stderr[-2000:] + toy.stderr[-2000:]
+    lines = [line for line in (real.stdout + real.stderr).splitlines() if "trained on the embedded toy world" in line]
+    assert len(lines) == 1 and f"on {photo.name} it gives a low-resolution approximation" in lines[0] and "FOMM arch=fomm_vox256" in lines[0]
+    assert "trained on the embedded toy world" not in toy.stdout + toy.stderr

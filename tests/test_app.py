@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import count_video_frames, face_video, run_command, tiny_overrides
 from PIL import Image
 
 from motionlab.app.sequences import open_sequence, sequence_files
@@ -20,8 +21,6 @@ from motionlab.inference.animate import animate_files
 from motionlab.inference.sequence import SequenceError, build_sequence, read_sequence, write_sequence
 from motionlab.metrics.traces import frame_traces
 from motionlab.utils.runs import find_runs, key_metrics, metric_curves
-
-from conftest import count_video_frames, face_video, run_command, tiny_overrides
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ from motionlab.data.audio import (
     audio_input,
     frame_context,
     frame_count,
-    per_frame_features,
     load_wav,
     mel_window_start,
     mel_windows,
     melspectrogram,
+    per_frame_features,
 )
 from motionlab.models.lipsync import CONVENTIONS
 

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import COMMANDS, face_video, motionlab_bin, run_command, subprocess_env
+from PIL import Image
 
 SENTINEL = b"previous good output"
 
@@ -118,7 +117,7 @@ STORED_VARIANTS = {
 
 def _crafted_configs(payload: dict, root: Path) -> None:
     for name, (edit, _) in STORED_VARIANTS.items():
-        torch.save(_stored_variant(payload, lambda meta: edit(meta, _marker_payload(root / "pwned"))), root / f"{name}.ckpt")
+        torch.save(_stored_variant(payload, lambda meta, edit=edit: edit(meta, _marker_payload(root / "pwned"))), root / f"{name}.ckpt")
     # stored data configs that name code or Hydra's keys: refused where evaluation rebuilds the datamodule
     for name, edit in {"target_data": lambda m: m["config"]["data"].__setitem__("_target_", "builtins.exec"),
                        "target_nested": lambda m: m["config"]["data"]["augmentation"].__setitem__("_target_", "os.system"),

@@ -4,7 +4,6 @@ The entry points run in this process (:func:`conftest.run_command`); ``tests/tes
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_command
 
 APPS = [
@@ -64,6 +63,7 @@ def test_old_checkpoint_spellings_still_work(argv, old, message, line, tmp_path,
     monkeypatch.chdir(tmp_path)
     code, out, err = run_command([*argv, old, "--cfg", "job"])
     assert code == 0, err[-2000:]
-    assert [l for l in err.splitlines() if "deprecated" in l] == [f"{argv[0]}{' talking' if argv[0] == 'motionlab-data' else ''}: deprecated: {message} "
-                                                                  "(the old spelling works until the next release)"]
-    assert line in out.splitlines() or f"  {line}" in out.splitlines() or any(l.strip() == line for l in out.splitlines()), out[-3000:]
+    prog = " ".join(argv[:2]) if argv[0] == "motionlab-data" else argv[0]
+    deprecations = [text for text in err.splitlines() if "deprecated" in text]
+    assert deprecations == [f"{prog}: deprecated: {message} (the old spelling works until the next release)"]
+    assert any(text.strip() == line for text in out.splitlines()), out[-3000:]

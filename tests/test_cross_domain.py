@@ -9,9 +9,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, count_video_frames, run_cli
 from torch import nn
 
-from conftest import SHARED, count_video_frames, run_cli
 from motionlab.losses.adapter import AdapterLoss, gaussian_mmd
 from motionlab.models import CheckpointFormatError, create_model
 from motionlab.tasks.adapter import landmark_windows, load_adapter_predictor
@@ -124,6 +124,7 @@ def test_correspondence_term_is_scale_free_and_penalises_the_mirror():
 
 def test_correspondence_prior_is_refused_for_a_descriptor_model_without_landmark_guidance(descriptor_ckpt, tmp_path):
     from conftest import compose_train, tiny_overrides
+
     from motionlab.train import train
 
     cfg = compose_train(["experiment=adapter_paired_quick", "logger=none", "trainer.max_epochs=1", "loss.correspondence=1.0",

@@ -9,13 +9,12 @@ import subprocess
 
 import numpy as np
 import torch
+from conftest import motionlab_bin, read_rgb, subprocess_env, tiny_overrides
 
 from motionlab.data.datamodule import PortraitVideoDataModule
 from motionlab.data.datasets import discover_clips
 from motionlab.data.descriptor_cache import DescriptorCache
 from motionlab.models import load_model
-
-from conftest import motionlab_bin, read_rgb, subprocess_env, tiny_overrides
 
 
 def test_cache_miss_hit_and_stale(descriptor_ckpt, toy_world, tmp_path, caplog):

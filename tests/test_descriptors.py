@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from motionlab.geometry import Keypoints, RandomAffineTPS, coordinate_grid, heatmap_to_keypoints, movement_scale, relative_motion
+from motionlab.geometry import (
+    Keypoints,
+    RandomAffineTPS,
+    coordinate_grid,
+    heatmap_to_keypoints,
+    movement_scale,
+    relative_motion,
+)
 from motionlab.losses.equivariance import equivariance_losses
 
 

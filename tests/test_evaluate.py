@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import compose_train, read_rgb, tiny_overrides
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
@@ -18,8 +19,6 @@ from motionlab.data.video_io import ClipError, list_frame_files, write_video
 from motionlab.inference.animate import animate_files
 from motionlab.train import train
 from motionlab.utils.config import ConfigError
-
-from conftest import compose_train, read_rgb, tiny_overrides
 
 FAST_SUITE = ["suite.features.input_size=64", "max_frames=6", "max_clips=2", "wandb=false"]
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import compose_train, motionlab_bin, run_command, subprocess_env, tiny_overrides
 
 

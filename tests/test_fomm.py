@@ -7,13 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED
 
 from motionlab.geometry import Keypoints, RandomAffineTPS, coordinate_grid, heatmap_to_keypoints, sparse_motions
 from motionlab.models import create_model, load_pretrained
 from motionlab.models.fomm import save_fomm_checkpoint
 from motionlab.utils.checkpoint import WeightMismatchError
-
-from conftest import SHARED
 
 MANIFEST = SHARED / "reference" / "weights" / "fomm.json"
 

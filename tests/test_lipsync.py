@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import face_video, motionlab_bin, subprocess_env
 
 from motionlab.data.audio import AudioError
-from motionlab.data.lipsync import LipSyncDataModule, TalkingClip, audio_features, temporal_split
 from motionlab.data.landmarks import read_lms
+from motionlab.data.lipsync import LipSyncDataModule, TalkingClip, audio_features, temporal_split
 from motionlab.data.talking import crop_face
 from motionlab.data.video_io import read_image
 from motionlab.inference.lipsync import bounce_index, feather_mask, paste_back
@@ -25,8 +26,6 @@ from motionlab.models.lipsync import CONVENTIONS, LipSyncUNet, SyncNet
 from motionlab.tasks import load_predictor
 from motionlab.tasks.lipsync import SYNCTALK_MASK, LipSyncPredictor, mask_face
 from motionlab.utils.checkpoint import WeightMismatchError
-
-from conftest import face_video, motionlab_bin, subprocess_env
 
 
 def test_temporal_split_leaves_a_context_gap():
@@ -97,7 +96,7 @@ def test_silent_training_audio_is_refused(talking_clip, tmp_path):
     clip_dir = shutil.copytree(talking_clip, tmp_path / "clip")
     soundfile.write(clip_dir / "aud.wav", np.zeros(48000, np.float32), 16000)
     with pytest.raises(AudioError, match=r"aud.wav is silent .*audio track"):
-        TalkingClip(clip_dir).mel
+        _ = TalkingClip(clip_dir).mel
 
 
 def test_hubert_and_wenet_features_are_shape_checked(talking_clip, tmp_path):
@@ -139,9 +138,8 @@ def test_sync_stage_zeroes_gradients_between_steps(lipsync_checkpoints, tmp_path
     """Lightning zeroes gradients before every step (SyncTalk_2D's SyncNet loop never does): with lr 0 the
     gradient applied at step 2 equals a fresh backward of step 2's batch, not the sum with step 1's."""
     import lightning as L
-    from hydra.utils import instantiate
-
     from conftest import compose_train
+    from hydra.utils import instantiate
 
     seen = {}
 
@@ -238,9 +236,8 @@ def test_bgr_stand_in_gives_synctalk_frames(talking_clip, tmp_path):
 
 
 def test_init_from_takes_weights_of_the_datas_convention_only(lipsync_checkpoints, tmp_path):
-    from hydra.utils import instantiate
-
     from conftest import compose_train, lipsync_links
+    from hydra.utils import instantiate
 
     cfg = compose_train(["experiment=lipsync_real_quick", f"data.root={lipsync_checkpoints['clip']}", "data.convention=synctalk_2d",
                          *lipsync_links("lipsync_real_quick", lipsync_checkpoints), f"paths.root_dir={tmp_path}"], tmp_path / "run")

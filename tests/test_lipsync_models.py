@@ -6,11 +6,10 @@ import json
 
 import pytest
 import torch
+from conftest import SHARED
 
 from motionlab.models import create_model
 from motionlab.models.lipsync import AUDIO_SHAPES
-
-from conftest import SHARED
 
 MANIFEST = SHARED / "reference" / "weights" / "synctalk2d.json"
 needs_manifest = pytest.mark.skipif(not MANIFEST.is_file(), reason="../shared/reference/weights/synctalk2d.json is not present")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SHARED
 
 from motionlab.geometry.head_pose import (
     bins_to_degrees,
@@ -23,8 +24,6 @@ from motionlab.geometry.landmarks import face_crop_matrix
 from motionlab.models import create_model, load_model
 from motionlab.models.liveportrait import PARTS
 from motionlab.utils.checkpoint import WeightMismatchError
-
-from conftest import SHARED
 
 MANIFEST = SHARED / "reference" / "weights" / "liveportrait.json"
 REAL = SHARED / "data" / "real"

@@ -8,9 +8,18 @@ import torch
 from conftest import compose_train, run_cli, tiny_overrides
 from torch import nn
 
-from motionlab.inference.export import export_predictor_onnx, export_lora_adapter, merge_lora_checkpoint
+from motionlab.inference.export import export_lora_adapter, export_predictor_onnx, merge_lora_checkpoint
 from motionlab.models import CheckpointFormatError, create_model, load_model
-from motionlab.models.lora import LoraSpec, adapter_state_dict, add_lora, load_adapter, merge_lora, read_adapter, save_adapter, set_lora_enabled
+from motionlab.models.lora import (
+    LoraSpec,
+    adapter_state_dict,
+    add_lora,
+    load_adapter,
+    merge_lora,
+    read_adapter,
+    save_adapter,
+    set_lora_enabled,
+)
 from motionlab.models.registry import ModelInfo
 from motionlab.tasks import load_predictor
 from motionlab.train import train

@@ -16,7 +16,7 @@ from motionlab.metrics.descriptor import (
     keypoint_regression_error,
 )
 from motionlab.metrics.features import ImageFeatures
-from motionlab.metrics.frechet import ClipFrechetDistance, FrechetDistance, FeatureFrechetDistance, frechet_distance
+from motionlab.metrics.frechet import ClipFrechetDistance, FeatureFrechetDistance, FrechetDistance, frechet_distance
 from motionlab.metrics.reconstruction import ResidualMagnitude, reconstruction_metrics
 from motionlab.metrics.sync import SyncScores
 from motionlab.metrics.temporal import Flicker, MotionSmoothness, TemporalDifferenceConsistency

@@ -41,8 +41,8 @@ def _data() -> dict[str, torch.Tensor]:
 
 def _metric_values(rank: int, world: int) -> dict[str, float]:
     """Update every metric with this rank's share (samples rank, rank + world, ...) and compute."""
-    from motionlab.metrics.colour import ColourDrift
     from motionlab.geometry import Keypoints
+    from motionlab.metrics.colour import ColourDrift
     from motionlab.metrics.descriptor import AverageKeypointDistance, IdentityDistance
     from motionlab.metrics.frechet import FeatureFrechetDistance
     from motionlab.metrics.reconstruction import ResidualMagnitude, reconstruction_metrics

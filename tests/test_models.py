@@ -138,6 +138,7 @@ def test_registry_unknown_name_lists_known():
 
 def test_a_model_config_naming_an_unknown_variant_lists_the_known_ones(tmp_path):
     from conftest import compose_train
+
     from motionlab.utils.config import ConfigError, validate_config
 
     cfg = compose_train(["experiment=quickstart", "model.net.name=animator_v9", f"paths.root_dir={tmp_path}"], tmp_path / "run")

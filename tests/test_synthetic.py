@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import read_rgb
 
 from motionlab.data.synthetic import (
     KEYPOINT_NAMES,
@@ -18,8 +19,6 @@ from motionlab.data.synthetic import (
     render_frame,
     sample_style,
 )
-
-from conftest import read_rgb
 
 
 def test_seed_layout_on_disk(toy_world):

@@ -7,14 +7,13 @@ import json
 import numpy as np
 import pytest
 import soundfile
+from conftest import SHARED, face_video, run_cli
 from PIL import Image
 
 from motionlab.data.landmarks import read_lms, smooth_landmarks, write_lms
 from motionlab.data.talking import crop_box, crop_face, resample_indices
 from motionlab.data.video_io import ClipError
 from motionlab.models.lipsync import CONVENTIONS
-
-from conftest import SHARED, face_video, run_cli
 
 
 def test_resample_to_25_fps():

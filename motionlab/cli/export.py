@@ -26,7 +26,7 @@ def _onnx(cfg: DictConfig) -> None:
     options = {key: value for key, value in resolved_container(cfg).items() if key not in ("hydra", "base")}
     report = export_predictor_onnx(**options)
     if "graphs" in report:
-        for name, graph in report["graphs"].items():
+        for graph in report["graphs"].values():
             print(f"wrote {graph['out']} (opset {graph['opset']}); onnxruntime parity, max abs difference: {graph['max_abs_difference']:.3g}")
         return
     shapes = ", ".join(f"{name} {shape}" for name, shape in report["inputs"].items())

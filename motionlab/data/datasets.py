@@ -32,8 +32,8 @@ from torch.utils.data import Dataset
 
 from motionlab.data.synthetic import toy_face_labels
 from motionlab.data.video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipError, open_clip, read_image
-from motionlab.utils.io import read_array
 from motionlab.utils.errors import InputError
+from motionlab.utils.io import read_array
 
 log = logging.getLogger(__name__)
 LAYOUTS = ("auto", "seed", "videos", "frames")

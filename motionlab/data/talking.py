@@ -29,9 +29,9 @@ from PIL import Image
 
 from motionlab.data.landmarks import DlibLandmarks, fill_missing, smooth_landmarks, write_lms
 from motionlab.data.video_io import ClipError, probe_video
-from motionlab.utils.io import atomic_dir
 from motionlab.models.lipsync import LipSyncConvention
 from motionlab.utils.errors import InputError
+from motionlab.utils.io import atomic_dir
 
 log = logging.getLogger(__name__)
 CROP_SIZE, INNER_SIZE = 328, 320
@@ -219,7 +219,14 @@ def synth_talking_clip(out: str | os.PathLike, seconds: float = 4.0, size: int =
     """
     import soundfile
 
-    from motionlab.data.synthetic import MOTION_FIELDS, MotionRange, landmarks68, render_frame, sample_motion, sample_style
+    from motionlab.data.synthetic import (
+        MOTION_FIELDS,
+        MotionRange,
+        landmarks68,
+        render_frame,
+        sample_motion,
+        sample_style,
+    )
     from motionlab.data.video_io import write_video
 
     rng = np.random.default_rng(seed)

@@ -2,7 +2,14 @@
 (:mod:`.transforms`). Each module's docstring states its convention (shapes, coordinate origin, ``align_corners``)."""
 
 from motionlab.geometry.checks import check_shape
-from motionlab.geometry.flow import flow_at, identity_grid, keypoints_to_flow_coordinates, resize_flow, total_variation, warp
+from motionlab.geometry.flow import (
+    flow_at,
+    identity_grid,
+    keypoints_to_flow_coordinates,
+    resize_flow,
+    total_variation,
+    warp,
+)
 from motionlab.geometry.keypoints import (
     HeadPose,
     Keypoints,

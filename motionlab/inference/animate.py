@@ -15,10 +15,19 @@ import torch
 from PIL import Image
 
 from motionlab.callbacks.preview import side_by_side
+from motionlab.data import toy_model_warning
 from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.landmarks import LandmarkSequence, read_landmarks
 from motionlab.data.toy_human import human_style_for, render_human
-from motionlab.data.video_io import VIDEO_EXTENSIONS, VideoFileClip, input_limits, open_clip, read_image, write_gif, write_video
+from motionlab.data.video_io import (
+    VIDEO_EXTENSIONS,
+    VideoFileClip,
+    input_limits,
+    open_clip,
+    read_image,
+    write_gif,
+    write_video,
+)
 from motionlab.geometry import Keypoints
 from motionlab.inference.sequence import build_sequence, draw_keypoints, write_sequence
 from motionlab.tasks import AnimationPredictor, load_predictor
@@ -209,6 +218,9 @@ def animate_files(
                                    **(liveportrait or {}))
         if not isinstance(predictor, AnimationPredictor):
             raise InputError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); see motionlab-lipsync")
+        warning = toy_model_warning(predictor.trained_on, portrait)
+        if warning is not None:
+            log.warning(warning)
         clip = open_clip(driver)
         _warn_if_variable_rate(clip, fps)
         count = len(clip) if max_frames is None else min(len(clip), max_frames)

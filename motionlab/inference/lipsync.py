@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from motionlab.data import toy_model_warning
 from motionlab.data.audio import SAMPLE_RATE, load_wav
 from motionlab.data.landmarks import read_lms
 from motionlab.data.talking import CROP_SIZE, INNER_SIZE, box_region, crop_face, resize
@@ -262,6 +263,9 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | No
     predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_ckpt, audio_encoder_ckpt=audio_encoder_ckpt)
     if not isinstance(predictor, LipSyncPredictor):
         raise InputError(f"{ckpt} is not a lip-sync U-Net checkpoint (its predictor is {type(predictor).__name__})")
+    warning = toy_model_warning(predictor.trained_on, template)
+    if warning is not None:
+        log.warning(warning)
     if runtime == "onnx":
         # the graph is the U-Net with the adapters merged: an export per (base, adapter) pair
         key = onnx_source(ckpt, lora_ckpt)

@@ -20,6 +20,7 @@ from motionlab.losses.equivariance import equivariance_losses
 from motionlab.losses.landmarks import landmark_guidance, part_views
 from motionlab.losses.perceptual import PerceptualPyramidLoss
 
+
 def keypoint_prior(canonical: torch.Tensor, distance: float = 0.1, depth: float = 0.33) -> torch.Tensor:
     """face-vid2vid's prior on (B, K, 3) canonical keypoints: every pair at least ``sqrt(distance)`` apart
     (``sum max(0, distance - |x_i - x_j|^2)``) and their mean depth at ``depth``."""

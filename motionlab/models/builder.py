@@ -18,7 +18,12 @@ from torch import nn
 
 from motionlab.models.lora import LoraSpec, add_lora, check_base, load_adapter_state_dict
 from motionlab.models.registry import build, list_models, model_builder, recognize
-from motionlab.utils.checkpoint import CheckpointFormatError, load_checkpoint, load_state_dict_strict, submodule_state_dict
+from motionlab.utils.checkpoint import (
+    CheckpointFormatError,
+    load_checkpoint,
+    load_state_dict_strict,
+    submodule_state_dict,
+)
 from motionlab.utils.config import check_stored
 from motionlab.utils.io import file_digest
 

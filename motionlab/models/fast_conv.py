@@ -15,7 +15,6 @@ import time
 import torch
 from torch import nn
 
-
 ALGORITHMS = ("auto", "nnpack")
 
 

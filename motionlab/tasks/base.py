@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from motionlab.data import trained_on
 from motionlab.models import CheckpointFormatError, freeze, load_pretrained
 from motionlab.models.lora import LoraSpec, add_lora, check_base, is_adapter_key, lora_spec
 from motionlab.utils.errors import InputError
@@ -185,7 +186,8 @@ class MotionlabTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         specs = {name: module.model_info.spec() for name, module in self.named_children() if hasattr(module, "model_info")}
         checkpoint["motionlab"] = {"task": self.task_name, "models": specs, "predictor": self.predictor_settings(),
-                                   "config": self.run_config, "torch": str(torch.__version__)}
+                                   "config": self.run_config, "data": trained_on(self.run_config.get("data")),
+                                   "torch": str(torch.__version__)}
         if self.lora_base is not None:
             checkpoint["motionlab"]["lora"] = {"spec": lora_spec(self.net).to_dict(), "base_path": self.lora_base["path"],
                                                "base_sha256": self.lora_base["sha256"]}

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from motionlab.data import trained_on
 from motionlab.data.datasets import frames_to_tensor
 from motionlab.models import checkpoint_models, motionlab_meta
 from motionlab.models.fast_conv import use_fast_convolutions
@@ -34,6 +35,8 @@ class Predictor:
         for name in networks:
             setattr(self, name, self.networks.get(name))
         self.device = torch.device("cpu")
+        # the data the networks were trained on (motionlab.data.trained_on), None for published files
+        self.trained_on: dict | None = None
 
     @classmethod
     def from_models(cls, models: dict[str, nn.Module], settings: dict, **options) -> "Predictor":
@@ -85,7 +88,10 @@ def predictor_from_checkpoint(checkpoint: dict, path: str | os.PathLike, model: 
     if fast_convolutions and torch.device(device).type == "cpu":
         for network in models.values():
             use_fast_convolutions(network)
-    return _PREDICTORS[family].from_models(models, settings, **options).to(device)
+    predictor = _PREDICTORS[family].from_models(models, settings, **options).to(device)
+    if meta is not None:
+        predictor.trained_on = meta.get("data") or trained_on((meta.get("config") or {}).get("data"))
+    return predictor
 
 
 class AnimationPredictor(Predictor):

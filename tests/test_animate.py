@@ -8,7 +8,16 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, compose_train, count_video_frames, motionlab_bin, read_rgb, run_cli, subprocess_env, tiny_overrides
+from conftest import (
+    SHARED,
+    compose_train,
+    count_video_frames,
+    motionlab_bin,
+    read_rgb,
+    run_cli,
+    subprocess_env,
+    tiny_overrides,
+)
 from PIL import Image
 
 from motionlab.data.video_io import write_video
@@ -86,7 +95,7 @@ def test_animate_with_keypoints_writes_overlay(descriptor_ckpt, toy_world, tmp_p
 
     out, sbs = tmp_path / "kp.mp4", tmp_path / "kp_side.mp4"
     summary = animate_files(descriptor_ckpt, toy_world / "id_0002.png", toy_world / "id_0002_video", out,
-                            side_by_side_out=sbs, adapt_movement_scale=True)
+                            side_by_side_out=sbs, predictor={"adapt_movement_scale": True})
     assert summary["frames"] == 8 and count_video_frames(out) == 8 and count_video_frames(sbs) == 8
     predictor = load_predictor(descriptor_ckpt)
     frames = np.stack([read_rgb(toy_world / "id_0002_video" / f"{t:04d}.png") for t in range(3)])
@@ -265,3 +274,15 @@ def test_a_toy_model_on_real_media_says_so(checkpoint, toy_world, tmp_path):
     lines = [line for line in (real.stdout + real.stderr).splitlines() if "trained on the embedded toy world" in line]
     assert len(lines) == 1 and f"on {photo.name} it gives a low-resolution approximation" in lines[0] and "FOMM arch=fomm_vox256" in lines[0]
     assert "trained on the embedded toy world" not in toy.stdout + toy.stderr
+
+
+def test_an_option_of_another_predictor_family_is_an_error(checkpoint, toy_world, tmp_path):
+    """predictor.<key> options are checked against the checkpoint's family: a LivePortrait option given to the Animator
+    names the key and the Animator's options (none), and nothing is written."""
+    result = run_cli("motionlab-animate", f"ckpt={checkpoint}", f"portrait={toy_world / 'id_0001.png'}", f"driver={toy_world / 'id_0001_video'}",
+                     "out=out.mp4", "predictor.stitching=false", cwd=tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "out.mp4").exists()
+    assert "predictor option 'stitching' is not an option of animator models" in result.stderr and "its options are: none" in result.stderr
+    old = run_cli("motionlab-animate", f"ckpt={checkpoint}", f"portrait={toy_world / 'id_0001.png'}", f"driver={toy_world / 'id_0001_video'}",
+                  "out=old.mp4", "liveportrait.stitching=false", cwd=tmp_path)
+    assert "deprecated: 'liveportrait.stitching' is now 'predictor.stitching'" in old.stderr and old.returncode == 2

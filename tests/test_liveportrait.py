@@ -237,7 +237,7 @@ def test_real_portrait_animated_end_to_end(small_liveportrait, small_checkpoint,
     assert all(torch.equal(again.state_dict()[k], v) for k, v in small_liveportrait.state_dict().items())
     summary = animate_files(ckpt, portrait, driver, tmp_path / "out.mp4", gif=tmp_path / "side.gif", max_frames=3, batch_size=2,
                             sequence_out=tmp_path / "seq.npz",
-                            liveportrait={"eye_retargeting": True, "lip_retargeting": True, "crop_driver": True})
+                            predictor={"eye_retargeting": True, "lip_retargeting": True, "crop_driver": True})
     assert summary["frames"] == 3
     with av.open(str(tmp_path / "out.mp4")) as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
@@ -251,7 +251,7 @@ def test_real_portrait_animated_end_to_end(small_liveportrait, small_checkpoint,
     assert sequence.generated.shape == (3, 128, 128, 3) and sequence.driver.shape == (3, 128, 128, 3)
     assert set(sequence.layers) == {"driver_keypoints", "generated_keypoints"}
     with pytest.raises(Exception, match="adapt_movement_scale"):
-        animate_files(ckpt, portrait, driver, tmp_path / "again.mp4", max_frames=1, adapt_movement_scale=True)
+        animate_files(ckpt, portrait, driver, tmp_path / "again.mp4", max_frames=1, predictor={"adapt_movement_scale": True})
 
 
 def test_landmark_guidance_targets_span_the_frame_corner_to_corner():

@@ -57,11 +57,14 @@ PACKAGED_CODE = ("motionlab.", "lightning.", "torch.", "torchmetrics.")
 RENAMED_KEYS = {
     "train": {"ckpt_path": "resume", "init_from": "init_ckpt"},
     "eval": {"ckpt_path": "ckpt", "adapter": "adapter_ckpt"},
-    "animate": {"adapter": "adapter_ckpt", "lora_file": "lora_ckpt"},
+    "animate": {"adapter": "adapter_ckpt", "lora_file": "lora_ckpt", "relative": "predictor.relative",
+                "adapt_movement_scale": "predictor.adapt_movement_scale"},
     "lipsync": {"lora_file": "lora_ckpt"},
     "data_talking": {"smooth": "smooth_window", "audio_encoder": "audio_encoder_ckpt"},
     "data_face_labels": {"smooth": "smooth_window"},
 }
+# renamed groups of keys: the old prefix becomes the new one
+RENAMED_PREFIXES = {"animate": {"liveportrait.": "predictor."}}
 # renamed in every command wherever the key sits (data.descriptor_checkpoint, model.syncnet.pretrained, ...)
 RENAMED_TAILS = {"descriptor_checkpoint": "descriptor_ckpt", "pretrained": "ckpt", "descriptor_model.path": "descriptor_model.ckpt"}
 
@@ -73,6 +76,9 @@ def renamed_overrides(argv: list[str], config_name: str) -> tuple[list[str], lis
         prefix = arg[: len(arg) - len(arg.lstrip("+~"))]
         key, equals, value = arg[len(prefix):].partition("=")
         new = table.get(key)
+        prefix_rename = next(((old, to) for old, to in RENAMED_PREFIXES.get(config_name, {}).items() if key.startswith(old)), None)
+        if new is None and prefix_rename is not None:
+            new = prefix_rename[1] + key[len(prefix_rename[0]):]
         if new is None and not arg.startswith("-"):
             tail = next((t for t in RENAMED_TAILS if key == t or key.endswith("." + t)), None)
             new = key[: len(key) - len(tail)] + RENAMED_TAILS[tail] if tail else None

@@ -139,8 +139,6 @@ def animate_files(
     max_frames: int | None = None,
     device: str = "cpu",
     batch_size: int | None = None,
-    relative: bool = True,
-    adapt_movement_scale: bool = False,
     side_by_side_out: str | os.PathLike | None = None,
     arch: str | None = None,
     adapter_ckpt: str | os.PathLike | None = None,
@@ -148,7 +146,7 @@ def animate_files(
     lora_ckpt: str | os.PathLike | None = None,
     sequence_out: str | os.PathLike | None = None,
     on_frame: Callable[[int, int], None] | None = None,
-    liveportrait: dict | None = None,
+    predictor: dict | None = None,
     fast_convolutions: bool = True,
     precision: str = "fp32",
 ) -> dict:
@@ -162,9 +160,10 @@ def animate_files(
     open, a typical head pose; ``"first"``). ``gif`` / ``side_by_side_out`` write portrait | driver | result side by side (GIF / mp4), with the
     keypoints (or the driver's landmarks) drawn. ``sequence_out`` writes the frames at the network's size with the
     keypoints / landmarks as layers and per-frame traces, for the viewer (:mod:`motionlab.inference.sequence`).
-    ``lora_ckpt`` adds a LoRA adapter file trained on ``ckpt`` (unmerged). ``liveportrait`` holds the options of a
-    LivePortrait predictor (:class:`motionlab.tasks.liveportrait.LivePortraitPredictor`: stitching, retargeting, crop,
-    paste-back); other predictors ignore it. ``batch_size`` (driver frames per forward pass) defaults to the
+    ``lora_ckpt`` adds a LoRA adapter file trained on ``ckpt`` (unmerged). ``predictor`` holds options of the checkpoint's
+    predictor (its family's :attr:`~motionlab.tasks.Predictor.options`: relative motion for keypoint models; stitching,
+    retargeting, crop and paste-back for LivePortrait); a ``None`` value keeps the family's default, an option of
+    another family is an error. ``batch_size`` (driver frames per forward pass) defaults to the
     predictor's choice. ``fast_convolutions`` lets the network's convolutions use Winograd / FFT where that is faster on
     the CPU (:mod:`motionlab.models.fast_conv`); ``precision="bf16"`` is the opt-in reduced-precision mode (see
     :func:`animate_frames`). ``on_frame(done, total)`` is called
@@ -213,9 +212,9 @@ def animate_files(
                 yield from generated
     else:
         # keypoint models detect keypoints on their output only for what draws or records them
-        predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_ckpt, fast_convolutions=fast_convolutions, relative=relative,
-                                   adapt_movement_scale=adapt_movement_scale, detect_generated=keep_views or sequence_out is not None,
-                                   **(liveportrait or {}))
+        chosen = {key: value for key, value in (predictor or {}).items() if value is not None}
+        predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_ckpt, fast_convolutions=fast_convolutions, user_options=chosen,
+                                   detect_generated=keep_views or sequence_out is not None)
         if not isinstance(predictor, AnimationPredictor):
             raise InputError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); see motionlab-lipsync")
         warning = toy_model_warning(predictor.trained_on, portrait)

@@ -103,6 +103,7 @@ class DescriptorPredictor(AnimationPredictor):
     """
 
     families = ("keypoint_animator",)
+    options = {"relative": True, "adapt_movement_scale": False}
 
     def __init__(self, net: FOMM, relative: bool = True, adapt_movement_scale: bool = False, detect_generated: bool = True):
         super().__init__(net=net)

@@ -256,6 +256,8 @@ class LivePortraitPredictor(AnimationPredictor):
     """
 
     families = ("liveportrait",)
+    options = {"relative": True, "stitching": True, "eye_retargeting": False, "lip_retargeting": False, "crop_portrait": True,
+               "crop_driver": False, "paste_back": True, "crop_scale": 2.3, "render_batch": 4}
 
     def __init__(self, net: LivePortrait, relative: bool = True, stitching: bool = True, eye_retargeting: bool = False,
                  lip_retargeting: bool = False, crop_portrait: bool = True, crop_driver: bool = False, paste_back: bool = True,
@@ -269,16 +271,10 @@ class LivePortraitPredictor(AnimationPredictor):
         self.driver_landmarks: np.ndarray | None = None
         self._landmarker = None
 
-    option_names = ("stitching", "eye_retargeting", "lip_retargeting", "crop_portrait", "crop_driver", "paste_back", "crop_scale", "render_batch")
-
     @classmethod
-    def from_models(cls, models: dict[str, nn.Module], settings: dict, relative: bool = True, adapt_movement_scale: bool = False,
-                    **options) -> "LivePortraitPredictor":
-        if adapt_movement_scale:
-            raise InputError("adapt_movement_scale applies to 2-D keypoint models; LivePortrait's relative driving scales by "
-                             "the driver's own scale ratio: leave it false")
-        # options of other predictors (an audio encoder for lip-sync, say) pass by, as every predictor lets them
-        return cls(models["net"], relative=relative, **{key: value for key, value in options.items() if key in cls.option_names})
+    def from_models(cls, models: dict[str, nn.Module], settings: dict, relative: bool = True, **options) -> "LivePortraitPredictor":
+        # the caller's options for other predictors (whether to detect keypoints on the output, say) pass by
+        return cls(models["net"], relative=relative, **{key: value for key, value in options.items() if key in cls.options})
 
     def _landmarks(self, image: np.ndarray, what: str) -> np.ndarray:
         if self._landmarker is None:
@@ -288,7 +284,7 @@ class LivePortraitPredictor(AnimationPredictor):
         points = self._landmarker(image)
         if points is None:
             raise InputError(f"no face found in the {what} by dlib; LivePortrait crops around a face "
-                             f"(give liveportrait.crop_{what}=false to use the whole image)")
+                             f"(give predictor.crop_{what}=false to use the whole image)")
         return points
 
     def _face_crop(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -29,6 +29,8 @@ class Predictor:
     """Base of the predictors: holds the networks (``networks``: attribute name -> module) and moves them."""
 
     families: tuple[str, ...] = ()
+    # the options a user may set for this family (motionlab-animate predictor.<key>=...), with their defaults
+    options: dict[str, object] = {}
 
     def __init__(self, **networks: nn.Module | None):
         self.networks = {name: module.eval() for name, module in networks.items() if module is not None}
@@ -56,14 +58,15 @@ def register_predictor(cls: type[Predictor]) -> type[Predictor]:
 
 
 def load_predictor(path: str | os.PathLike, model: str | None = None, device: str = "cpu", base: str | os.PathLike | None = None,
-                   lora: str | os.PathLike | None = None, fast_convolutions: bool = False, **options) -> Predictor:
+                   lora: str | os.PathLike | None = None, fast_convolutions: bool = False, user_options: dict | None = None,
+                   **options) -> Predictor:
     """The predictor of a checkpoint file (weights-only read); see :func:`predictor_from_checkpoint`."""
-    return predictor_from_checkpoint(load_checkpoint(path), path, model, device, base, lora, fast_convolutions, **options)
+    return predictor_from_checkpoint(load_checkpoint(path), path, model, device, base, lora, fast_convolutions, user_options, **options)
 
 
 def predictor_from_checkpoint(checkpoint: dict, path: str | os.PathLike, model: str | None = None, device: str = "cpu",
                               base: str | os.PathLike | None = None, lora: str | os.PathLike | None = None,
-                              fast_convolutions: bool = False, **options) -> Predictor:
+                              fast_convolutions: bool = False, user_options: dict | None = None, **options) -> Predictor:
     """The predictor of an already-read checkpoint.
 
     motionlab checkpoints carry their networks' specs and the task's predictor settings; published files
@@ -72,8 +75,10 @@ def predictor_from_checkpoint(checkpoint: dict, path: str | os.PathLike, model: 
     ``net`` unmerged (switchable with :func:`motionlab.models.lora.set_lora_enabled`); the file must have been
     trained on this very checkpoint (SHA-256). ``fast_convolutions`` lets the networks' convolutions pick the faster of
     the direct and the Winograd / FFT algorithm on the CPU (:mod:`motionlab.models.fast_conv`: outputs within ~1e-5,
-    not bit-identical). ``options`` go to the predictor (relative motion for keypoint
-    models, the audio encoder for a SyncTalk_2D U-Net ...).
+    not bit-identical). ``user_options`` are what the user set for the predictor (``motionlab-animate predictor.<key>=``):
+    each must be one of the family's :attr:`Predictor.options`, else an error names the key and the valid ones.
+    ``options`` are the caller's (the audio encoder for a SyncTalk_2D U-Net, whether keypoints are detected on the
+    output ...) and go to the predictor as they are.
     """
     models = checkpoint_models(checkpoint, path, model, base)
     if lora is not None:
@@ -84,6 +89,12 @@ def predictor_from_checkpoint(checkpoint: dict, path: str | os.PathLike, model: 
     if family not in _PREDICTORS:
         raise InputError(f"{path} holds a {models['net'].model_info.name} ({family}); there is no inference for it here: "
                          f"predictors exist for {', '.join(sorted(_PREDICTORS))} networks")
+    chosen = _PREDICTORS[family]
+    unknown = sorted(set(user_options or {}) - set(chosen.options))
+    if unknown:
+        valid = ", ".join(f"{key} (default {value})" for key, value in chosen.options.items()) or "none"
+        raise InputError(f"predictor option '{unknown[0]}' is not an option of {family} models ({path}); its options are: {valid}")
+    options = {**options, **(user_options or {})}
     settings = meta.get("predictor", {}) if meta is not None else dict(models["net"].model_info.published_settings)
     if fast_convolutions and torch.device(device).type == "cpu":
         for network in models.values():

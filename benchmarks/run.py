@@ -348,9 +348,9 @@ def shards_loader(args: argparse.Namespace) -> list[tuple[str, float, str]]:
 @benchmark("metrics_suite")
 def metrics_suite(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     """Frames/s of the full evaluation suite (FD, FVD, AED on EfficientNet-Lite0 at 224; temporal; colour; reconstruction) at 256x256."""
-    from motionlab.metrics.suite import EvaluationSuite
+    from motionlab.metrics.suite import SUITE_METRICS, EvaluationSuite
 
-    suite = EvaluationSuite(frechet=True, clip_frechet=True, identity=True, temporal=True, colour=True)
+    suite = EvaluationSuite(names=list(SUITE_METRICS))
     generator = torch.Generator().manual_seed(0)
     portrait = torch.rand(2, 3, 256, 256, generator=generator)
     driver = torch.rand(2, 8, 3, 256, 256, generator=generator)

@@ -23,7 +23,7 @@ from motionlab.models.lora import LoraSpec, lora_spec
 from motionlab.utils.checkpoint import CheckpointFormatError, atomic_torch_save, find_last_checkpoint, load_checkpoint
 from motionlab.utils.config import ConfigError, validate_config
 from motionlab.utils.errors import InputError
-from motionlab.utils.io import flatten, remove_stale_scratch, write_json
+from motionlab.utils.io import append_jsonl, flatten, remove_stale_scratch, write_json
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             metrics["data/skipped_clips"] = float(datamodule.skipped_clips)
         if trainer.is_global_zero:
             write_json(output_dir / "metrics.json", metrics)
+            append_jsonl(output_dir / "metrics.jsonl", {"command": "motionlab-train", "task": cfg.task_name, "metrics": metrics})
     finally:
         _finish_wandb()
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": task, "trainer": trainer}

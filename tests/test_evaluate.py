@@ -54,6 +54,19 @@ def test_eval_checkpoint_writes_reports(checkpoint, tmp_path):
     sources = re.findall(r'<img src="([^"]+)"', page)
     assert len(sources) == 2 and all((tmp_path / s).is_file() for s in sources)
     assert list((tmp_path / "wandb").glob("offline-run-*/*.wandb"))
+    history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(history) == 1 and history[0]["metrics"] == pytest.approx(result["metrics"]) and history[0]["command"] == "motionlab-eval"
+
+
+def test_eval_metrics_are_chosen_by_name(checkpoint, tmp_path):
+    """One list picks the metrics (reconstruction always); each run appends its numbers to metrics.jsonl."""
+    only = evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE, "metrics=[colour]"], tmp_path))
+    assert {"delta_e76", "l1", "psnr"} <= set(only["metrics"]) and not {"fd_effnetlite0", "flicker", "aed_effnetlite0"} & set(only["metrics"])
+    evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE, "metrics=[temporal]"], tmp_path))
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and "flicker" in json.loads(lines[1])["metrics"]
+    with pytest.raises(ConfigError, match=r"unknown metric 'fid'; the suite's metrics are fd, fvd, aed, temporal, colour"):
+        evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE, "metrics=[fid]"], tmp_path / "bad"))
 
 
 def test_eval_scores_a_folder_of_generated_videos(checkpoint, toy_world, tmp_path):
@@ -87,8 +100,7 @@ def test_eval_scores_a_folder_of_generated_videos(checkpoint, toy_world, tmp_pat
 
 def test_eval_a_descriptor_animator_checkpoint(animator_descriptors_checkpoint, tmp_path):
     """Its predictor supplies the descriptors from the stored detector; no descriptor cache or file is needed."""
-    result = evaluate(compose_eval([f"ckpt={animator_descriptors_checkpoint}", *FAST_SUITE, "suite.frechet=false",
-                                    "suite.clip_frechet=false", "suite.identity=false"], tmp_path))
+    result = evaluate(compose_eval([f"ckpt={animator_descriptors_checkpoint}", *FAST_SUITE, "metrics=[temporal,colour]"], tmp_path))
     assert len(result["clips"]) == 2 and 0 < result["metrics"]["l1"] < 1
     assert result["metrics"]["l1"] != result["metrics"]["l1_copy_baseline"]
 
@@ -152,11 +164,11 @@ def test_eval_html_screenshot_in_headless_chromium(checkpoint, tmp_path):
 
 
 def test_eval_scores_identity_against_a_profile(checkpoint, tmp_path):
-    from motionlab.data.profile import build_profile, write_profile
+    from motionlab.metrics.profile import build_profile, write_profile
 
     world = next(checkpoint.parents[2].glob(".cache/toy_world_*"))  # the checkpoint's toy world, in its run's cache
     own = write_profile(build_profile(world / "id_0000_video", max_frames=4, embedder="image"), tmp_path / "id0.json")
-    result = evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE, "suite.frechet=false", "suite.clip_frechet=false",
+    result = evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE, "metrics=[aed,temporal,colour]",
                                     f"profile={own}"], tmp_path / "out"))
     value = result["metrics"]["csim_profile_image"]
     assert 0.0 < value <= 1.0 and result["metrics"]["csim_profile_image_frames_missed"] == 0

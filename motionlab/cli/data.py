@@ -43,7 +43,7 @@ def _synth_talking(cfg: DictConfig) -> None:
 
 
 def _profile(cfg: DictConfig) -> None:
-    from motionlab.data.profile import build_profile, write_profile
+    from motionlab.metrics.profile import build_profile, write_profile
 
     options = command_options(cfg)
     out = options.pop("out")

@@ -11,11 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 from motionlab.cli.app import hydra_app
-from motionlab.data.profile import read_profile
 from motionlab.inference.evaluate import clips_from_checkpoint, clips_from_folders, evaluate_clips, metric_columns
 from motionlab.inference.report import NOTE, write_reports
 from motionlab.metrics.identity import ProfileSimilarity
+from motionlab.metrics.profile import read_profile
+from motionlab.metrics.suite import check_metric_names
 from motionlab.utils.config import ConfigError, validate_config
+from motionlab.utils.io import append_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ def _evaluate_cross_domain(options: dict, out_dir: Path) -> dict:
     result = evaluate_cross_domain(options["ckpt"], options["adapter_ckpt"], list(options["drivers"]), options["paths"]["cache_dir"],
                                    options["portrait"], options["max_frames"], options["device"], options["landmark_reference"])
     paths = write_cross_domain_reports(result, out_dir)
+    append_jsonl(out_dir / "metrics.jsonl", {"command": "motionlab-eval", "source": result["source"], "metrics": result["metrics"]})
     table = Table(title="motionlab-eval: motion agreement (Pearson, driver vs generated)")
     table.add_column("clip")
     for name in SIGNALS:
@@ -67,6 +70,7 @@ def evaluate(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.paths.output_dir)
     if options["adapter_ckpt"] is not None:
         return _evaluate_cross_domain(options, out_dir)
+    check_metric_names(options["metrics"])  # before anything is built: an unknown name lists the known ones
     suite = instantiate(cfg.suite)
     profile = None
     if options["profile"] is not None:  # read before any work: a bad profile fails fast
@@ -88,6 +92,7 @@ def evaluate(cfg: DictConfig) -> dict:
     result["source"] = source
     result["note"] = NOTE
     paths = write_reports(result, out_dir)
+    append_jsonl(out_dir / "metrics.jsonl", {"command": "motionlab-eval", "source": source, "metrics": result["metrics"]})
     if options["wandb"]:
         _log_wandb(result, out_dir, list(options["tags"]))
 

@@ -112,7 +112,7 @@ def evaluate_clips(clips: Iterator[EvalClip], suite: EvaluationSuite, preview_di
     the generated frames to an identity profile; the feature-based ones are distribution-level and appear in the
     aggregate.
     """
-    row_suite = EvaluationSuite(frechet=False, clip_frechet=False, identity=False, keypoint_detector=suite.keypoint_detector)
+    row_suite = EvaluationSuite(keypoint_detector=suite.keypoint_detector)
     rows = []
     # the previews folder appears whole when every clip is scored: a failure leaves none, and an earlier one stays
     previews = nullcontext() if preview_dir is None else atomic_dir(preview_dir, replaces=lambda folder: all(p.suffix == ".gif" for p in folder.iterdir()))

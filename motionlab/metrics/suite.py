@@ -17,17 +17,39 @@ from motionlab.metrics.frechet import ClipFrechetDistance, FrechetDistance
 from motionlab.metrics.reconstruction import MeanAbsoluteError, ResidualMagnitude, reconstruction_metrics
 from motionlab.metrics.temporal import Flicker, MotionSmoothness, TemporalDifferenceConsistency
 
+# The metrics a suite can be asked for, by name, with what each reports and under which protocol. Reconstruction
+# (l1, psnr, ssim against the driver, l1_copy_baseline, l1_ratio_to_copy, residual_magnitude) is always computed, and
+# akd / motion_smoothness whenever the suite is given a keypoint detector.
+SUITE_METRICS = {
+    "fd": "fd_<backbone>: Fréchet distance of frame features (fd_effnetlite0: offline EfficientNet-Lite0, FID-style, not "
+          "Inception-FID; fid_inception with the FID Inception weights file)",
+    "fvd": "fvd_<backbone>: Fréchet distance of per-clip (mean, std) frame features, FVD-style (not I3D FVD); clips of T >= 2",
+    "aed": "aed_<backbone>: identity distance, L2 between features of generated frames and the portrait",
+    "temporal": "temporal_difference (mean |Δgenerated − Δdriver|) and flicker (high-pass energy where the driver is static)",
+    "colour": "delta_e76, delta_e2000: Lab colour difference from the portrait; delta_e76_slope: its drift per frame",
+}
+# what training validates with (the feature metrics cost tens of ms per image on a CPU core)
+TRAINING_METRICS = ("temporal", "colour")
+
+
+def check_metric_names(names) -> tuple[str, ...]:
+    """``names`` as a tuple, each one of :data:`SUITE_METRICS`; otherwise an error listing them."""
+    from motionlab.utils.config import ConfigError
+
+    names = tuple(names)
+    unknown = [name for name in names if name not in SUITE_METRICS]
+    if unknown:
+        listed = "; ".join(f"{name}: {text}" for name, text in SUITE_METRICS.items())
+        raise ConfigError(f"unknown metric {unknown[0]!r}; the suite's metrics are {', '.join(SUITE_METRICS)} ({listed})")
+    return names
+
 
 class EvaluationSuite(nn.Module):
     """Owns the metrics of one evaluation and updates each from clips.
 
     Args:
-        frechet: image-level Fréchet distance on ``features`` (``fd_<backbone>``).
-        clip_frechet: clip-level (FVD-style) Fréchet distance (needs several clips of T >= 2).
-        identity: AED-style identity distance between generated frames and the portrait on ``features``.
-        temporal: temporal difference consistency and flicker.
-        colour: ΔE76 / CIEDE2000 colour drift against the portrait and its slope.
-        features: the feature backbone (built as ``ImageFeatures()`` when a metric needs one).
+        names: the metrics to compute, by name (:data:`SUITE_METRICS`); reconstruction is always computed.
+        features: the feature backbone of fd / fvd / aed (built as ``ImageFeatures()`` when one of them is asked for).
         keypoint_detector: a detector mapping (N, 3, H, W) images to :class:`Keypoints` (a descriptor model's
             ``kp_detector``); enables AKD and motion smoothness. It is evaluation equipment, not part of the suite:
             it is neither registered as a sub-module nor moved with it.
@@ -36,28 +58,26 @@ class EvaluationSuite(nn.Module):
 
     def __init__(
         self,
-        frechet: bool = True,
-        clip_frechet: bool = False,
-        identity: bool = True,
-        temporal: bool = True,
-        colour: bool = True,
+        names: list[str] | tuple[str, ...] = TRAINING_METRICS,
         features: ImageFeatures | None = None,
         keypoint_detector: nn.Module | None = None,
         flicker_threshold: float = 0.02,
     ):
         super().__init__()
-        if features is None and (frechet or clip_frechet or identity):
+        self.names = check_metric_names(names)
+        if features is None and {"fd", "fvd", "aed"} & set(self.names):
             features = ImageFeatures()
         self.features = features
         self.reconstruction = reconstruction_metrics()
         self.copy_baseline = MeanAbsoluteError()
         self.residual = ResidualMagnitude()
-        self.frechet = FrechetDistance(features) if frechet else None
-        self.clip_frechet = ClipFrechetDistance(features) if clip_frechet else None
-        self.identity = IdentityDistance() if identity else None
+        self.frechet = FrechetDistance(features) if "fd" in self.names else None
+        self.clip_frechet = ClipFrechetDistance(features) if "fvd" in self.names else None
+        self.identity = IdentityDistance() if "aed" in self.names else None
+        temporal = "temporal" in self.names
         self.temporal_difference = TemporalDifferenceConsistency() if temporal else None
         self.flicker = Flicker(static_threshold=flicker_threshold) if temporal else None
-        self.colour = ColourDrift() if colour else None
+        self.colour = ColourDrift() if "colour" in self.names else None
         object.__setattr__(self, "keypoint_detector", keypoint_detector)  # unregistered: see the docstring
         self.akd = AverageKeypointDistance() if keypoint_detector is not None else None
         self.motion_smoothness = MotionSmoothness() if keypoint_detector is not None else None

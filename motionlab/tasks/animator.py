@@ -75,7 +75,7 @@ class AnimatorTask(MotionlabTask):
             raise InputError("the Animator net takes descriptors (num_descriptors > 0) but no descriptor_model is configured")
         self.loss = loss.bind(animate=self.animate, descriptor_model=self.descriptor_model)
         self.diagnostics_every_n_steps = diagnostics_every_n_steps
-        factory = metrics or (lambda: EvaluationSuite(frechet=False, identity=False))
+        factory = metrics or EvaluationSuite
         self.eval_suites = nn.ModuleDict({split: factory() for split in ("val", "test")})
 
     def animate(self, portrait: torch.Tensor, driver: torch.Tensor, portrait_descriptors: torch.Tensor | None = None,

@@ -37,7 +37,7 @@ class DescriptorTask(MotionlabTask):
         self.net, self.loss = net, loss.bind(kp_detector=net.kp_detector)
         self.regression_frames = regression_frames
         # AKD of generated vs driver frames through the detector being trained
-        self.eval_suites = nn.ModuleDict({split: EvaluationSuite(frechet=False, identity=False, keypoint_detector=net.kp_detector)
+        self.eval_suites = nn.ModuleDict({split: EvaluationSuite(keypoint_detector=net.kp_detector)
                                           for split in ("val", "test")})
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict:

@@ -78,7 +78,7 @@ class LivePortraitTask(MotionlabTask):
             net.requires_grad_(False)
             getattr(net.stitching_retargeting_module, RETARGETING_MLPS[retargeting]).requires_grad_(True)
             self._freeze_base_statistics()
-        self.eval_suites = nn.ModuleDict({split: EvaluationSuite(frechet=False, identity=False) for split in ("val", "test")})
+        self.eval_suites = nn.ModuleDict({split: EvaluationSuite() for split in ("val", "test")})
 
     def _freeze_base_statistics(self) -> None:
         """Stage 2: the frozen base runs in eval mode, so its batch norms keep the statistics it was trained with.

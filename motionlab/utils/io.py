@@ -179,3 +179,16 @@ def read_array(path: str | os.PathLike):
         raise InputError(f"{path} {what}; save a numeric array with numpy.save") from error
     except (OSError, EOFError) as error:
         raise InputError(f"{path} is not a readable .npy array ({type(error).__name__}: {error})") from error
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> Path:
+    """Append ``record`` (with the time, ISO 8601, UTC) as one JSON line to ``path``: a run's metric history that later
+    evaluations extend rather than replace. One ``write`` of a whole line, so a kill leaves whole lines only."""
+    import datetime
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), **record}, sort_keys=False)
+    with open(path, "a") as file:
+        file.write(line + "\n")
+    return path

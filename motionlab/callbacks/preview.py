@@ -12,15 +12,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from PIL import Image
 
+from motionlab.data.images import to_uint8
 from motionlab.data.video_io import write_gif
 from motionlab.utils.errors import InputError
 
 log = logging.getLogger(__name__)
 
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(..., 3, H, W) float in [0, 1] -> (..., H, W, 3) uint8."""
-    return (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
 
 
 def side_by_side(*columns: torch.Tensor) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from motionlab.data.batches import AdapterBatch
 from motionlab.data.datamodule import EpochSeededRandomSampler, SplitDataModule, collate
 from motionlab.data.datasets import ClipRecord, discover_clips, frames_to_tensor, split_identities
 from motionlab.data.descriptor_cache import DescriptorCache
@@ -79,7 +80,7 @@ class CrossDomainDataset(Dataset):
     def _reference(self, length: int, generator: np.random.Generator) -> int:
         return int(generator.integers(length)) if self.random_reference else 0
 
-    def __getitem__(self, item: int) -> dict:
+    def __getitem__(self, item: int) -> AdapterBatch:
         c, t = self.index[item]
         generator = np.random.default_rng(int(torch.randint(0, 2**31, ()).item())) if self.random_reference else None
         human = self.human[c]

@@ -30,6 +30,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from motionlab.data.batches import AnimationBatch
+from motionlab.data.images import to_tensor
 from motionlab.data.synthetic import toy_face_labels
 from motionlab.data.video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipError, open_clip, read_image
 from motionlab.utils.errors import InputError
@@ -142,8 +144,7 @@ def frames_to_tensor(frames: np.ndarray, size: int | None) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, S, S) float in [0, 1], resized with antialiasing when ``size`` is set."""
     if size is not None and frames.shape[1:3] != (size, size):
         frames = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BICUBIC)) for f in frames])
-    # The permuted view is channels-last in memory, which the CPU convolutions run faster on than NCHW.
-    return torch.from_numpy(np.require(frames, requirements=("C", "W"))).permute(0, 3, 1, 2).float().div_(255.0)
+    return to_tensor(frames)
 
 
 class PortraitVideoDataset(Dataset):
@@ -262,7 +263,7 @@ class PortraitVideoDataset(Dataset):
             neighbour = t - step
         return int(min(max(neighbour, start), stop - 1))
 
-    def __getitem__(self, item: int) -> dict:
+    def __getitem__(self, item: int) -> AnimationBatch:
         clip_id, t = self.index[item]
         record = self.records[clip_id]
         clip = self._clip(clip_id)

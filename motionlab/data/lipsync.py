@@ -42,7 +42,9 @@ from motionlab.data.audio import (
     melspectrogram,
     per_frame_features,
 )
+from motionlab.data.batches import LipSyncBatch
 from motionlab.data.datamodule import EpochSeededRandomSampler, SplitDataModule, collate
+from motionlab.data.images import to_tensor
 from motionlab.data.landmarks import read_lms
 from motionlab.data.talking import crop_face, synth_talking_clip
 from motionlab.data.video_io import ClipError, list_frame_files, read_image
@@ -235,7 +237,7 @@ def _cached_ave_features(clip: TalkingClip, path: Path, encoder_checkpoint: Path
 
 def face_tensor(crops: np.ndarray, convention: LipSyncConvention) -> torch.Tensor:
     """(..., 320, 320, 3) uint8 RGB -> (..., 3, 320, 320) float in [0, 1], in the convention's channel order."""
-    return to_channel_order(torch.from_numpy(crops).movedim(-1, -3).float().div_(255.0), convention)
+    return to_channel_order(to_tensor(crops), convention)
 
 
 class LipSyncDataset(Dataset):
@@ -266,7 +268,7 @@ class LipSyncDataset(Dataset):
         far = frames[np.abs(frames - frame) >= self.min_offset]
         return int(rng.choice(far))
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> LipSyncBatch:
         c, i = self.items[index]
         # training draws follow torch's seeded RNG (seed_everything seeds workers too); validation is fixed per sample
         rng = np.random.default_rng(int(torch.randint(2**31, (1,))) if self.random else index)

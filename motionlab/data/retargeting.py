@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from motionlab.data.batches import RetargetingBatch
 from motionlab.data.datamodule import PortraitVideoDataModule
 from motionlab.data.datasets import ClipRecord, frames_to_tensor, split_identities
 from motionlab.data.synthetic import landmarks68, load_character, neutral_motion, render_frame
@@ -47,7 +48,7 @@ class RetargetingPairs(Dataset):
     def __len__(self) -> int:
         return len(self.characters) * self.samples
 
-    def __getitem__(self, item: int) -> dict:
+    def __getitem__(self, item: int) -> RetargetingBatch:
         identity, style, rest_image, rest_points = self.characters[item // self.samples]
         rng = np.random.default_rng(None if self.seed is None else (self.seed, item))
         changed = {**self.rest, PARTS[self.part]: float(rng.uniform(0.0, 1.0))}

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from motionlab.data.images import to_tensor
 from motionlab.data.video_io import input_limits
 from motionlab.metrics.traces import frame_traces
 from motionlab.utils.errors import InputError
@@ -99,10 +100,6 @@ class Sequence:
                 panels[panel] = draw_keypoints(panels[panel][None], shown[None], radius=max(1, round(scale)), colour=colour)[0]
         return np.concatenate([panels["portrait"], panels["driver"], panels["generated"]], axis=1)
 
-
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(..., H, W, 3) uint8 to (..., 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float() / 255.0
 
 
 def build_sequence(portrait: np.ndarray, driver: np.ndarray, generated: np.ndarray, fps: float,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from motionlab.data.images import to_tensor, to_uint8
 from motionlab.data.landmarks import DlibLandmarks, face_model_path
 from motionlab.utils.errors import InputError
 
@@ -69,7 +70,7 @@ class ImageEmbedder:
     def __call__(self, frames: np.ndarray, shapes: list | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(N, H, W, 3) uint8 RGB -> (N, 1280) float32 unit embeddings and an all-true found mask (``shapes`` unused:
         the whole image is embedded)."""
-        images = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+        images = to_tensor(frames)
         features = torch.cat([self.features(chunk) for chunk in images.split(16)]).float()
         embeddings = torch.nn.functional.normalize(features, dim=1).numpy()
         return embeddings, np.ones(len(frames), bool)
@@ -112,7 +113,7 @@ class ProfileSimilarity:
         return f"csim_profile_{self.embedder_name}"
 
     def update(self, frames: torch.Tensor) -> float:
-        images = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        images = to_uint8(frames)
         embeddings, found = self.embedder(images)
         self.missed += int((~found).sum())
         values = csim(embeddings[found], self.mean).tolist() if found.any() else []

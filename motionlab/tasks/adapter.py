@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from motionlab.data.batches import AdapterBatch
 from motionlab.geometry import Keypoints
 from motionlab.geometry.landmarks import normalize_landmarks
 from motionlab.losses.adapter import AdapterLoss
@@ -102,7 +103,7 @@ class AdapterTask(MotionlabTask):
     def forward(self, window: torch.Tensor, reference: torch.Tensor, keypoints: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net(window, reference, keypoints)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: AdapterBatch, batch_idx: int) -> torch.Tensor:
         b = batch["landmarks"].shape[0]
         windows = torch.cat([batch["landmarks_prev"], batch["landmarks"], batch["landmarks_next"]])
         motion = self.net(windows, batch["reference_landmarks"].repeat(3, 1, 1), batch["reference_descriptors"].repeat(3, 1, 1))
@@ -118,7 +119,7 @@ class AdapterTask(MotionlabTask):
         gram = x.T @ x + 1e-3 * np.eye(x.shape[1])
         self.affine = torch.from_numpy(np.linalg.solve(gram, x.T @ descriptors)).float()
 
-    def _evaluation_step(self, batch: dict, split: str) -> None:
+    def _evaluation_step(self, batch: AdapterBatch, split: str) -> None:
         if self.affine is None:
             self._fit_affine()
         window = batch["landmarks"]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from motionlab.data.batches import AnimationBatch
 from motionlab.losses.animator import AnimatorLoss
 from motionlab.metrics.suite import EvaluationSuite
 from motionlab.tasks.base import MotionlabTask
@@ -93,7 +94,7 @@ class AnimatorTask(MotionlabTask):
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in own]
         return {next(iter(self.optimizer_factories)): [{"params": rest}, {"params": detector, "lr_scale": self.descriptor_lr_scale}]}
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: AnimationBatch, batch_idx: int) -> torch.Tensor:
         if self.descriptor_lr_scale and "source_descriptors" in batch:
             raise InputError("descriptor_lr_scale > 0 fine-tunes the descriptor model on the batch's images, but the data "
                              "serves cached descriptors (data.descriptor_ckpt): set data.descriptor_ckpt=null")
@@ -115,7 +116,7 @@ class AnimatorTask(MotionlabTask):
         generated_next = self.animate(batch["source"], batch["driver_next"], batch.get("source_descriptors"), batch.get("driver_next_descriptors"))["image"]
         return ((generated_next - generated) - (batch["driver_next"] - batch["driver"])).abs().mean()
 
-    def _evaluation_step(self, batch: dict, split: str) -> None:
+    def _evaluation_step(self, batch: AnimationBatch, split: str) -> None:
         # A driver frame and its neighbour make a two-frame clip, enough for the temporal metrics.
         portrait = batch["source"]
         driver = torch.stack([batch["driver"], batch["driver_next"]], dim=1)

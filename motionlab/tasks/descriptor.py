@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from motionlab.data.batches import AnimationBatch
 from motionlab.geometry import Keypoints, relative_motion
 from motionlab.losses.descriptor import DescriptorLoss
 from motionlab.metrics.descriptor import fit_keypoint_regressor, keypoint_regression_error
@@ -43,12 +44,12 @@ class DescriptorTask(MotionlabTask):
     def forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict:
         return self.net(source, driving)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: AnimationBatch, batch_idx: int) -> torch.Tensor:
         terms = self.loss(self.net(batch["source"], batch["driver"]), batch)
         self.log_terms("train", terms)
         return terms["total"]
 
-    def _evaluation_step(self, batch: dict, split: str) -> None:
+    def _evaluation_step(self, batch: AnimationBatch, split: str) -> None:
         source = batch["source"]
         driver = torch.stack([batch["driver"], batch["driver_next"]], dim=1)
         generated = torch.stack([self.net(source, driver[:, i])["image"].clamp(0, 1) for i in range(2)], dim=1)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from motionlab.data.audio import audio_input, frame_count
+from motionlab.data.batches import LipSyncBatch
 from motionlab.data.lipsync import TalkingClip, audio_features, face_tensor, read_feature_file, speech_features
 from motionlab.losses.lipsync import LipSyncLoss
 from motionlab.losses.sync import SyncLoss, sync_probability
@@ -97,12 +98,12 @@ class SyncTask(MotionlabTask):
         audio_sync, audio_off = audio.chunk(2)
         return {"face": face, "audio": audio_sync, "audio_offsync": audio_off}
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: LipSyncBatch, batch_idx: int) -> torch.Tensor:
         terms = self.loss(self._embeddings(batch), batch)
         self.log_terms("train", terms)
         return terms["total"]
 
-    def _evaluation_step(self, batch: dict, split: str) -> None:
+    def _evaluation_step(self, batch: LipSyncBatch, split: str) -> None:
         outputs = self._embeddings(batch)
         self.log_terms(split, self.loss(outputs, batch), batch_size=len(outputs["face"]), sync_dist=True)
         self._val_embeddings.append((batch["clip"], batch["frame"], outputs["face"], outputs["audio"]))
@@ -190,7 +191,7 @@ class LipSyncTask(MotionlabTask):
     def forward(self, reference: torch.Tensor, face: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         return self.net(unet_input(reference, face, self.mask), audio)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: LipSyncBatch, batch_idx: int) -> torch.Tensor:
         terms = self.loss({"image": self(batch["reference"], batch["face"], batch["audio"])}, batch)
         self.log_terms("train", terms)
         return terms["total"]
@@ -208,7 +209,7 @@ class LipSyncTask(MotionlabTask):
         rows = [side_by_side(r, mask_face(f[None], self.mask)[0], g, f) for r, f, g in zip(*rgb)]
         return np.concatenate(rows, axis=0), "reference | masked | generated | target"
 
-    def _evaluation_step(self, batch: dict, split: str) -> None:
+    def _evaluation_step(self, batch: LipSyncBatch, split: str) -> None:
         face = batch["face"]
         generated = self(batch["reference"], face, batch["audio"]).clamp(0, 1)
         rows, cols = MOUTH_REGION

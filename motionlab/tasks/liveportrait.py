@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from motionlab.data.batches import AnimationBatch, RetargetingBatch
 from motionlab.data.datasets import frames_to_tensor
+from motionlab.data.images import to_uint8
 from motionlab.geometry import Keypoints
 from motionlab.geometry.head_pose import relative_driving
 from motionlab.geometry.landmarks import eye_openness, face_crop_matrix, lip_openness
@@ -148,7 +150,7 @@ class LivePortraitTask(MotionlabTask):
         target = torch.stack([s["target"] for s in samples]).to(self.device)
         outputs = self.retarget(source, torch.stack([s["ratios"] for s in samples]).to(self.device), unmoved=True)
         columns = [resized(images, target.shape[-1]) for images in (source, target, outputs["image"], outputs["unmoved"])]
-        rows = torch.cat(columns, dim=-1).clamp(0, 1).permute(0, 2, 3, 1).mul(255).round().byte().cpu().numpy()
+        rows = to_uint8(torch.cat(columns, dim=-1))
         return np.concatenate(list(rows), axis=0), f"portrait | target {self.retargeting} | retargeted | unmoved"
 
     def _check_output_size(self, image: torch.Tensor, target: torch.Tensor) -> None:
@@ -167,7 +169,7 @@ class LivePortraitTask(MotionlabTask):
             groups["discriminator"] = list(self.discriminator.parameters())
         return groups
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: AnimationBatch | RetargetingBatch, batch_idx: int) -> torch.Tensor | None:
         if self.stage == 2:
             terms = self._stage2_terms(batch)
             self.log_terms("train", terms)
@@ -188,7 +190,7 @@ class LivePortraitTask(MotionlabTask):
         self.manual_step("discriminator", critic["total"], self.gradient_clip)
         return None
 
-    def _evaluation_step(self, batch: dict, split: str) -> None:
+    def _evaluation_step(self, batch: AnimationBatch | RetargetingBatch, split: str) -> None:
         if self.stage == 2:
             terms = self._stage2_terms(batch, evaluation=True)
             for name, value in terms.items():

@@ -1,0 +1,92 @@
+"""The data contracts: what each dataset's samples hold (collated into batches by the DataLoader), key by key.
+
+Convention (every batch kind here):
+    images are float32 (3, H, W) per sample, (B, 3, H, W) per batch, RGB in [0, 1] (the image conversion of
+    :mod:`motionlab.data.video_io` / :func:`motionlab.data.datasets.frames_to_tensor`: uint8 / 255, resized to the
+    data's ``image_size``). Points (keypoints, landmarks) are float32 in **pixels of the served image**, x first, origin
+    at the top-left corner of the top-left pixel; descriptors (a descriptor model's keypoints) are in its normalised
+    [-1, 1] coordinates (``align_corners=False``). The roles of a clip are the **portrait** (the image animated; the key
+    ``source`` in the animation batches, FOMM's name for it) and the **driver** (the frame whose motion drives it).
+    ``identity`` / indices are plain Python values (lists after collation). Keys marked ``NotRequired`` appear only
+    where the data carries them (ground truth, cached descriptors, face labels).
+
+Every string key a batch is indexed with in ``motionlab/`` is declared here (``tests/test_batches.py`` checks it).
+"""
+
+# no `from __future__ import annotations`: TypedDict reads NotRequired from evaluated annotations
+from typing import NotRequired, TypedDict
+
+from torch import Tensor
+
+
+class AnimationBatch(TypedDict):
+    """:class:`motionlab.data.datasets.PortraitVideoDataset`: a portrait and a driver frame with its neighbour."""
+
+    source: Tensor  # (3, H, W) the portrait (or a frame of the clip when the layout has no portrait image)
+    driver: Tensor  # (3, H, W) driver frame t
+    driver_next: Tensor  # (3, H, W) a neighbouring frame of t (temporal terms)
+    identity: str
+    frame_index: int  # t
+    next_index: int
+    source_index: int  # the portrait's frame in the clip; -1 for a separate portrait image
+    driver_descriptors: NotRequired[Tensor]  # (K, 2) cached descriptors of frame t (data.descriptor_ckpt)
+    driver_next_descriptors: NotRequired[Tensor]
+    source_descriptors: NotRequired[Tensor]
+    driver_descriptor_jacobians: NotRequired[Tensor]  # (K, 2, 2)
+    driver_next_descriptor_jacobians: NotRequired[Tensor]
+    source_descriptor_jacobians: NotRequired[Tensor]
+    driver_keypoints: NotRequired[Tensor]  # (P, 2) ground-truth named points, pixels (toy world)
+    source_keypoints: NotRequired[Tensor]
+    driver_landmarks: NotRequired[Tensor]  # (68, 2) dlib-order landmarks, pixels (data.face_labels)
+    driver_head_pose: NotRequired[Tensor]  # (3,) pitch, yaw, roll in degrees (data.face_labels)
+
+
+class RetargetingBatch(TypedDict):
+    """:class:`motionlab.data.retargeting.RetargetingPairs`: a portrait and itself with only its eyes or lips changed
+    (LivePortrait's stage 2)."""
+
+    source: Tensor  # (3, H, W) the portrait at rest
+    target: Tensor  # (3, H, W) the same character with the part changed
+    ratios: Tensor  # the openness ratios: the portrait's, then the target's
+    identity: str
+
+
+class AdapterBatch(TypedDict):
+    """:class:`motionlab.data.cross_domain.CrossDomainDataset`: human landmarks and the cartoon's descriptors."""
+
+    landmarks_prev: Tensor  # (W, 68, 2) a window of normalised landmarks relative to the reference frame, at t - 1
+    landmarks: Tensor  # (W, 68, 2) at t
+    landmarks_next: Tensor  # (W, 68, 2) at t + 1
+    reference_landmarks: Tensor  # (68, 2) the reference frame's normalised landmarks (face frame, eye distance 1)
+    descriptor_delta: Tensor  # (K, 2) the cartoon's descriptors at t minus at its reference
+    descriptor_window: Tensor  # (W, K, 2)
+    reference_descriptors: Tensor  # (K, 2)
+    identity: str
+    frame_index: int
+    reference_index: int
+    jacobian_ratio: NotRequired[Tensor]  # (K, 2, 2) J_t J_ref^-1
+    source: NotRequired[Tensor]  # (3, H, W) the cartoon's reference frame (with_images)
+    driver: NotRequired[Tensor]  # (3, H, W) the cartoon's frame t
+    descriptors: NotRequired[Tensor]  # (K, 2) the cartoon's descriptors at t
+    reference_jacobians: NotRequired[Tensor]  # (K, 2, 2)
+
+
+class LipSyncBatch(TypedDict):
+    """:class:`motionlab.data.lipsync.LipSyncDataset`: a face crop, a reference crop and the audio around it."""
+
+    face: Tensor  # (3, 328, 328) the frame's face crop, in the clip's convention's channel order, [0, 1]
+    reference: Tensor  # (3, 328, 328) another frame's crop
+    mel: Tensor  # (1, 80, 16) the mel window of the frame
+    mel_offsync: Tensor  # (1, 80, 16) a window far from it (SyncNet negatives)
+    clip: int
+    frame: int
+    audio: NotRequired[Tensor]  # the U-Net's audio input (ave: (32, 16, 16)) from the clip's features
+    audio_offsync: NotRequired[Tensor]
+
+
+class AnimationOutput(TypedDict):
+    """What an animation predictor returns for a batch of driver frames (:class:`motionlab.tasks.AnimationPredictor`)."""
+
+    generated: Tensor  # (N, 3, S', S') in [0, 1]
+    driver_keypoints: NotRequired[object]  # Keypoints of the driver frames
+    generated_keypoints: NotRequired[object]  # Keypoints of the generated frames (or an adapter's adapted keypoints)

@@ -1,0 +1,228 @@
+"""Animation: keypoint models against FOMM's loop, descriptors, the metric suite, cross-domain driving."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.common import SHARED_REAL, _cache_dir, alternating_medians, benchmark, native_bf16
+
+
+@benchmark("metrics_suite")
+def metrics_suite(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """Frames/s of the full evaluation suite (FD, FVD, AED on EfficientNet-Lite0 at 224; temporal; colour; reconstruction) at 256x256."""
+    from motionlab.metrics.suite import SUITE_METRICS, EvaluationSuite
+
+    suite = EvaluationSuite(names=list(SUITE_METRICS))
+    generator = torch.Generator().manual_seed(0)
+    portrait = torch.rand(2, 3, 256, 256, generator=generator)
+    driver = torch.rand(2, 8, 3, 256, 256, generator=generator)
+    generated = (driver + 0.05 * torch.rand(driver.shape, generator=generator)).clamp(0, 1)
+    suite.update(portrait, driver, generated)  # warm-up
+    rounds = max(1, args.steps // 5)
+    started = time.perf_counter()
+    for _ in range(rounds):
+        suite.update(portrait, driver, generated)
+    suite.compute()
+    frames = rounds * driver.shape[0] * driver.shape[1]
+    return [("full metric suite, 256x256 (generated frames scored)", frames / (time.perf_counter() - started), "frames/s")]
+
+
+@benchmark("descriptors")
+def descriptors(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """Descriptor cache read vs recompute on the toy world, and the FOMM vox-256 generator at 256x256, batch 1 vs 8."""
+    from motionlab.data.datasets import discover_clips
+    from motionlab.data.descriptor_cache import DescriptorCache
+    from motionlab.data.synthetic import ToyWorldSpec, ensure_toy_world
+    from motionlab.models import create_model
+    from motionlab.utils.checkpoint import atomic_torch_save
+
+    results = []
+    cache_root = os.path.join(_cache_dir(), "descriptor-bench")
+    world = ensure_toy_world(cache_root, ToyWorldSpec(identities=8, frames=40, size=64))
+    records = discover_clips(world)[1]
+    torch.manual_seed(0)
+    model = create_model("fomm_vox256", input_size=64, num_kp=10, kp_detector={"block_expansion": 16, "max_features": 128, "num_blocks": 4,
+                                                                               "scale_factor": 0.5, "pad": 3}).eval()
+    checkpoint = os.path.join(cache_root, "descriptor.ckpt")  # the layout motionlab-train writes: model specs + net.* weights
+    atomic_torch_save({"motionlab": {"task": "descriptor", "models": {"net": model.model_info.spec()}, "predictor": {}},
+                       "state_dict": {f"net.{k}": v for k, v in model.state_dict().items()}}, checkpoint)
+    cache = DescriptorCache(cache_root, checkpoint, image_size=64)
+    started = time.perf_counter()
+    cache.build(records, model.kp_detector)
+    recompute = time.perf_counter() - started
+    started = time.perf_counter()
+    rounds = 5
+    for _ in range(rounds):
+        for record in records:
+            cache.load(record.identity)
+    read = (time.perf_counter() - started) / rounds
+    frames = len(records) * 40
+    results += [
+        ("descriptor recompute (detector, 64x64, 8 clips x 40 frames)", frames / recompute, "frames/s"),
+        ("descriptor cache read (same clips)", frames / read, "frames/s"),
+        ("cache read / recompute", recompute / read, "x"),
+    ]
+    generator = create_model("fomm_vox256").eval()
+    for batch in (1, 8):
+        source, driving = torch.rand(batch, 3, 256, 256), torch.rand(batch, 3, 256, 256)
+        with torch.no_grad():
+            kp_source, kp_driving = generator.kp_detector(source), generator.kp_detector(driving)
+            generator.generator(source, kp_driving=kp_driving, kp_source=kp_source)
+            repeats = max(1, args.steps // 10)
+            started = time.perf_counter()
+            for _ in range(repeats):
+                generator.generator(source, kp_driving=kp_driving, kp_source=kp_source)
+            rate = repeats * batch / (time.perf_counter() - started)
+        results.append((f"FOMM vox-256 generator, 256x256, batch {batch}", rate, "frames/s"))
+    return results
+
+
+def _animate_inputs(cache_root: Path) -> tuple[Path, Path, str]:
+    """A real portrait and driver from ../shared when present, else a toy portrait and an mp4 of its clip."""
+    portrait, driver = SHARED_REAL / "portraits" / "portrait_s9.jpg", SHARED_REAL / "drivers" / "human_d0.mp4"
+    if portrait.is_file() and driver.is_file():
+        return portrait, driver, "real portrait_s9 / human_d0"
+    from motionlab.data.synthetic import ToyWorldSpec, ensure_toy_world
+    from motionlab.data.video_io import list_frame_files, read_image, write_video
+
+    world = ensure_toy_world(str(cache_root / "toy"), ToyWorldSpec(identities=1, frames=60, size=256))
+    driver = cache_root / "toy_driver.mp4"
+    if not driver.is_file():
+        write_video(driver, (read_image(f) for f in list_frame_files(world / "id_0000_video")), fps=25.0, crf=18)
+    return world / "id_0000.png", driver, "toy portrait / toy driver"
+
+
+@benchmark("keypoint_animate")
+def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """The keypoint animate path on a FOMM release file (vox-256, random weights: the architecture is what is timed):
+    FOMM's own demo loop (benchmarks/fomm_reference.py: batch 1, the source re-encoded every frame) against
+    ``motionlab-animate`` (portrait state once, batch 1 at 256 px, Winograd / FFT convolutions where faster), alternating,
+    median of 3: the loop alone on decoded frames (steady state), and the whole command (read, resize, animate, encode;
+    model load included on both sides). Then the opt-in bf16 mode, where the CPU computes bf16 natively."""
+    from benchmarks.fomm_reference import fomm_demo, fomm_make_animation
+    from motionlab.data.video_io import open_clip, read_image
+    from motionlab.inference.animate import animate_files, animate_frames
+    from motionlab.models import create_model
+    from motionlab.models.fomm import save_fomm_checkpoint
+    from motionlab.tasks import load_predictor
+
+    cache_root = Path(_cache_dir()) / "keypoint-animate-bench"
+    cache_root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    release = save_fomm_checkpoint(create_model("fomm_vox256"), cache_root / "vox-random.pth.tar")
+    portrait, driver, inputs = _animate_inputs(cache_root)
+    frames = max(4, args.steps // 2)
+
+    reference = create_model("fomm_vox256", ckpt=release).eval()
+    predictor = load_predictor(release, model="fomm_vox256", fast_convolutions=True, detect_generated=False)
+    portrait_image, driver_frames = read_image(portrait), open_clip(driver).get(range(frames))
+    source, driving = predictor.prepare_portrait(portrait_image), predictor.prepare_driver(driver_frames)
+    ours: list[torch.Tensor] = []
+    theirs: list[np.ndarray] = []
+
+    def reference_loop() -> float:
+        started = time.perf_counter()
+        theirs[:] = fomm_make_animation(reference.kp_detector, reference.generator, source, driving)
+        return frames / (time.perf_counter() - started)
+
+    def motionlab_loop() -> float:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            ours[:] = [batch["generated"] for batch in animate_frames(predictor, portrait_image, driver_frames, predictor.batch_size)]
+        return frames / (time.perf_counter() - started)
+
+    motionlab_loop()  # the convolutions choose their algorithms on the first frames (once per process and shape)
+    loops = alternating_medians({"reference": reference_loop, "motionlab": motionlab_loop})
+    expected = torch.from_numpy(np.stack(theirs)).permute(0, 3, 1, 2)
+    difference = float((torch.cat(ours) - expected).abs().max())
+
+    def reference_command() -> float:
+        started = time.perf_counter()
+        net = create_model("fomm_vox256", ckpt=release).eval()
+        fomm_demo(net.kp_detector, net.generator, portrait, driver, cache_root / "fomm.mp4", max_frames=2 * frames)
+        return 2 * frames / (time.perf_counter() - started)
+
+    # the whole command on more frames: it includes each side's start-up (and motionlab's convolution timing)
+    def motionlab_command() -> float:
+        started = time.perf_counter()
+        animate_files(release, portrait, driver, cache_root / "motionlab.mp4", arch="fomm_vox256", max_frames=2 * frames)
+        return 2 * frames / (time.perf_counter() - started)
+
+    commands = alternating_medians({"reference": reference_command, "motionlab": motionlab_command})
+    results = [(f"inputs: {inputs}, {frames} frames at 256x256, {torch.get_num_threads()} threads", float(frames), "frames"),
+               ("FOMM demo loop (batch 1, eager)", loops["reference"], "frames/s"),
+               ("motionlab keypoint path, same frames", loops["motionlab"], "frames/s"),
+               ("  speed-up over FOMM's loop (steady state)", loops["motionlab"] / loops["reference"], "x"),
+               ("  max abs difference from FOMM's loop (1e6 x)", difference * 1e6, "1e-6"),
+               (f"FOMM demo script, whole ({2 * frames} frames; model load, read, resize, animate, H.264)", commands["reference"], "frames/s"),
+               ("motionlab-animate, whole command, same files", commands["motionlab"], "frames/s"),
+               ("  speed-up over FOMM's demo (whole command)", commands["motionlab"] / commands["reference"], "x")]
+    if native_bf16():
+        bf16: list[torch.Tensor] = []
+        started = time.perf_counter()
+        with torch.inference_mode():
+            bf16[:] = [batch["generated"] for batch in animate_frames(predictor, portrait_image, driver_frames, predictor.batch_size, "bf16")]
+        rate = frames / (time.perf_counter() - started)
+        mse = float(((torch.cat(bf16) - torch.cat(ours)) ** 2).mean())
+        results += [("motionlab keypoint path, precision=bf16", rate, "frames/s"),
+                    ("  speed-up over FOMM's loop (bf16)", rate / loops["reference"], "x"),
+                    ("  PSNR of bf16 against fp32 frames", 10 * np.log10(1 / max(mse, 1e-12)), "dB")]
+    else:
+        results.append(("precision=bf16: not run, this CPU has no native bf16 (no avx512_bf16 / amx_bf16 flag; see roofline)", float("nan"), ""))
+    return results
+
+
+@benchmark("cross_domain")
+def cross_domain(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """Landmarks -> descriptors through the adapters (normalisation and windows included), and the whole landmark-driven
+    animate loop (landmarks -> adapter -> descriptor_quick-sized FOMM at 64x64), side by side; dlib on a real frame when
+    ../shared/data/real is present."""
+    from motionlab.data.landmarks import read_landmarks
+    from motionlab.data.synthetic import ToyWorldSpec, ensure_toy_world
+    from motionlab.models import create_model
+    from motionlab.tasks.adapter import LandmarkDrivenPredictor
+
+    torch.manual_seed(0)
+    world = ensure_toy_world(os.path.join(_cache_dir(), "cross-domain-bench"), ToyWorldSpec(identities=2, frames=200, size=64))
+    landmarks = read_landmarks(world / "id_0000_video")
+    frames = len(landmarks)
+    results = []
+    fomm = create_model("fomm_vox256", input_size=64, num_kp=10,
+                        kp_detector={"block_expansion": 16, "max_features": 128, "num_blocks": 4, "scale_factor": 0.5, "pad": 3},
+                        generator={"block_expansion": 32, "max_features": 128, "num_bottleneck_blocks": 2,
+                                   "dense_motion_params": {"block_expansion": 32, "max_features": 128, "num_blocks": 4, "scale_factor": 0.5}})
+    portrait = torch.rand(1, 3, 64, 64)
+    for name in ("landmark_adapter_mlp", "landmark_adapter_temporal"):
+        predictor = LandmarkDrivenPredictor(fomm, create_model(name, num_kp=10, rigid_roll=True))  # as conf/model/adapter_mlp.yaml
+        predictor.motion(landmarks.points, portrait)  # warm-up
+        repeats = max(1, args.steps // 4)
+        started = time.perf_counter()
+        for _ in range(repeats):
+            motion = predictor.motion(landmarks.points, portrait)
+        adapter_rate = repeats * frames / (time.perf_counter() - started)
+        started = time.perf_counter()
+        motion = predictor.motion(landmarks.points, portrait)
+        for start in range(0, frames, 16):
+            predictor(portrait, {key: value[start : start + 16] for key, value in motion.items()})
+        loop_rate = frames / (time.perf_counter() - started)
+        results += [(f"{name}: landmarks -> descriptors ({frames} frames)", adapter_rate, "frames/s"),
+                    (f"{name}: whole landmark-driven animate loop, 64x64, batch 16", loop_rate, "frames/s"),
+                    (f"{name}: adapter / whole loop", adapter_rate / loop_rate, "x")]
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "drivers" / "human_d0.mp4"
+    if real.is_file():
+        from motionlab.data.landmarks import DlibLandmarks
+        from motionlab.data.video_io import open_clip
+
+        frame, detector = open_clip(real).get([0])[0], DlibLandmarks()
+        detector(frame)
+        started = time.perf_counter()
+        for _ in range(max(1, args.steps // 4)):
+            detector(frame)
+        results.append((f"dlib 68 landmarks on a {frame.shape[1]}x{frame.shape[0]} real frame", max(1, args.steps // 4) / (time.perf_counter() - started), "frames/s"))
+    return results

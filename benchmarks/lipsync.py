@@ -1,0 +1,121 @@
+"""Lip-sync video against SyncTalk_2D's loop on the same files."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.common import _cache_dir, alternating_medians, benchmark, counted_flops
+from benchmarks.roofline import measured_peaks
+
+
+def _lipsync_template(cache_root: str) -> Path:
+    """The preprocessed real clip when present (``motionlab-data talking video=... out=data/talking/human_talk_d6``), else a toy talking head at 512 px."""
+    real = Path("data/talking/human_talk_d6")
+    if (real / "full_body_img").is_dir():
+        return real
+    from motionlab.data.talking import synth_talking_clip
+
+    toy = Path(cache_root) / "toy_talk_512"
+    if not (toy / "done").is_file():
+        synth_talking_clip(toy, seconds=4.0, size=512, seed=0)
+        (toy / "done").write_text("")
+    return toy
+
+
+@benchmark("lipsync_video")
+def lipsync_video(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """Lip-sync video end to end (decode, crop, U-Net, paste back, H.264 + AAC mux) on SyncTalk_2D-format weights: SyncTalk_2D's
+    own inference loop (BGR, its audio padding and bounce, batch 1) vs motionlab's pipeline (``synctalk_2d`` convention,
+    onnxruntime and eager PyTorch, batch 8, threads overlapping decode / model / encode): their frames, then their speed."""
+    import soundfile
+
+    from benchmarks.synctalk_reference import synctalk_aud_ave, synctalk_reference_loop, synctalk_template_indices
+    from motionlab.data.audio import load_wav
+    from motionlab.data.lipsync import speech_features
+    from motionlab.data.talking import crop_box, frame_box
+    from motionlab.inference.export import OnnxRunner, export_onnx
+    from motionlab.inference.lipsync import LipSyncPipeline
+    from motionlab.models import create_model
+    from motionlab.tasks import load_predictor
+
+    cache_root = Path(_cache_dir()) / "lipsync-bench"
+    template = _lipsync_template(str(cache_root))
+    seconds = max(2.0, args.steps / 5)  # 20 steps: 4 s, 99 frames
+    cache_root.mkdir(parents=True, exist_ok=True)
+    wav_path = cache_root / "speech.wav"
+    soundfile.write(wav_path, load_wav(template / "aud.wav")[: int(seconds * 16000)], 16000)
+    wav = load_wav(wav_path)
+    torch.manual_seed(0)  # SyncTalk_2D-format files of an untrained U-Net and ave encoder: the format is what is measured
+    unet_file, encoder_file = cache_root / "unet_synctalk.pth", cache_root / "audio_visual_encoder.pth"
+    torch.save(create_model("lipsync_unet328_ave").state_dict(), unet_file)
+    torch.save({k.removeprefix("audio_encoder."): v for k, v in create_model("lipsync_audio_encoder_ave").state_dict().items()}, encoder_file)
+    predictor = load_predictor(unet_file, model="lipsync_unet328_ave", audio_encoder_ckpt=encoder_file)
+    net, encoder = predictor.net, predictor.audio_encoder
+    reference_features = synctalk_aud_ave(encoder, wav_path)
+    ours = speech_features(encoder, wav, predictor.convention).numpy()
+    frames = len(reference_features)
+    results = [(f"template: {template} ({'real' if 'human' in str(template) else 'toy'}), {frames} frames, convention {predictor.convention.name}", float(frames), "frames"),
+               ("aud_ave.npy rows: max abs difference, motionlab vs SyncTalk_2D's writer", float(np.abs(ours - reference_features).max()) if ours.shape == reference_features.shape else float("nan"), "")]
+
+    reference_seconds, kept = synctalk_reference_loop(net, reference_features, wav, template, cache_root / "reference.mp4")
+    results.append(("SyncTalk_2D inference loop (batch 1, eager, BGR, MJPG + mux)", frames / reference_seconds, "frames/s"))
+    # frame fidelity: motionlab's first frames against the loop's, inside the paste box (outside, both are the template)
+    pipeline = LipSyncPipeline(predictor, batch_size=8, feather=0)
+    _, produced = pipeline.frames(template, wav)
+    worst, differing = 0.0, 0
+    count = len(list((template / "full_body_img").glob("*.jpg")))
+    for index, (reference, *_), frame in zip(synctalk_template_indices(len(kept), count), kept, produced):
+        x0, y0, x1, y1 = frame_box(crop_box(np.loadtxt(str(template / "landmarks" / f"{index}.lms"))), frame, "clip")
+        difference = np.abs(reference[y0:y1, x0:x1].astype(np.int16) - frame[y0:y1, x0:x1].astype(np.int16))
+        worst, differing = max(worst, float(difference.max()) / 255.0), differing + int((difference > 0).sum())
+    results += [(f"paste box, first {len(kept)} frames: max abs difference, motionlab vs SyncTalk_2D (0-1 scale)", worst, ""),
+                ("  pixel values that differ", float(differing), "values")]
+    onnx_path = export_onnx(net, cache_root / "unet_ave.onnx")
+    onnx = OnnxRunner(onnx_path, threads=torch.get_num_threads(), spinning=False)  # as motionlab-lipsync runs it
+    difference = max(float(np.abs(onnx(image[None].numpy(), audio[None].numpy())[0] - output.numpy()).max()) for _, image, audio, output in kept)
+    for label, runner in (("onnxruntime", onnx), ("eager PyTorch, channels_last", None)):
+        predictor.runner = runner  # None: the eager network
+        pipeline = LipSyncPipeline(predictor.to("cpu"), batch_size=8, feather=0)
+        started = time.perf_counter()
+        summary = pipeline.run(template, wav_path, cache_root / f"motionlab_{label.split()[0]}.mp4")
+        rate = summary["frames"] / (time.perf_counter() - started)
+        results += [(f"motionlab-lipsync, {label}, batch 8", rate, "frames/s"), (f"  speed-up over the SyncTalk_2D loop ({label})", rate * reference_seconds / frames, "x")]
+    results.append(("U-Net max abs difference, onnxruntime vs the loop's eager outputs (1e6 x)", difference * 1e6, "1e-6"))
+    # whole commands on 6 s of speech, start-up included: SyncTalk_2D's feature writer + inference script as one process
+    # against motionlab-lipsync (its ONNX file exported beforehand, as after a first run), alternating, median of 3
+    import subprocess
+    import sys
+
+    long_wav = cache_root / "speech_6s.wav"
+    soundfile.write(long_wav, np.resize(load_wav(template / "aud.wav"), 6 * 16000), 16000)
+
+    def command_seconds(argv: list[str]) -> Callable[[], float]:
+        def run() -> float:
+            started = time.perf_counter()
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return time.perf_counter() - started
+        return run
+
+    commands = alternating_medians({
+        "reference": command_seconds([sys.executable, "-m", "benchmarks.synctalk_reference", str(unet_file), str(encoder_file), str(template),
+                                      str(long_wav), str(cache_root / "reference_6s.mp4")]),
+        "motionlab": command_seconds([sys.executable, "-m", "motionlab.cli.lipsync", f"ckpt={unet_file}", "arch=lipsync_unet328_ave",
+                                      f"audio_encoder_ckpt={encoder_file}", f"template={template}", f"audio={long_wav}", "feather=0",
+                                      f"out={cache_root / 'motionlab_6s.mp4'}", f"onnx={onnx_path}"])})
+    results += [("SyncTalk_2D, whole commands (features + inference), 6 s of speech", commands["reference"], "s"),
+                ("motionlab-lipsync, whole command, same files", commands["motionlab"], "s"),
+                ("  speed-up over SyncTalk_2D (whole command, 6 s)", commands["reference"] / commands["motionlab"], "x")]
+    # the roofline: no fp32 pipeline outruns its U-Net computed at the machine's convolution peak
+    _, image, audio, _ = kept[0]
+    ceiling = measured_peaks()["conv fp32"] * 1e9 / counted_flops(lambda: net(image[None], audio[None]))
+    loop_rate = frames / reference_seconds
+    results += [("6x the SyncTalk_2D loop would need", 6 * loop_rate, "frames/s"),
+                ("the U-Net alone at the measured fp32 convolution peak (roofline ceiling)", ceiling, "frames/s"),
+                ("  ceiling of the speed-up over the loop", ceiling / loop_rate, "x")]
+    return results

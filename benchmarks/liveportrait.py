@@ -17,7 +17,7 @@ def liveportrait(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     """LivePortrait at the release's size (random weights: the architecture is what is timed), batch 1: each module in
     eager PyTorch and in onnxruntime (CPU provider, graphs from motionlab-export onnx), and the whole animate loop
     (dlib crop of a portrait, relative driving, stitching, paste-back) in frames/s."""
-    from motionlab.inference.export import OnnxRunner, export_liveportrait_onnx
+    from motionlab.inference.export import OnnxRunner, export_graph_folder
     from motionlab.models import create_model
     from motionlab.models.liveportrait import export_graphs
     from motionlab.tasks.liveportrait import LivePortraitPredictor
@@ -28,7 +28,7 @@ def liveportrait(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     folder = Path(_cache_dir()) / "liveportrait-bench"
     # random weights drive the full-size generator into large logits, where float32 sums differ by ~1e-3 between
     # runtimes (the toy-size graphs meet 1e-4 in tests/test_liveportrait.py); the table reports each graph's parity
-    report = export_liveportrait_onnx(net, folder, "benchmark", tolerance=1e-2)
+    report = export_graph_folder(net, folder, "benchmark", tolerance=1e-2)
     graphs = export_graphs(net, 1, torch.Generator().manual_seed(0))
     labels = {"appearance_feature_extractor": "F", "motion_extractor": "M", "warping_module": "W", "warping_module_4d": "W (depth-sliced 4-D)",
               "spade_generator": "G", "stitching": "S (stitching)"}

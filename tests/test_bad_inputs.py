@@ -244,7 +244,7 @@ CASES = [
     ("eval-ckpt-missing", lambda b, c: ["motionlab-eval", f"ckpt={b['missing']}"], r"missing.file does not exist"),
     ("eval-lipsync-ckpt", lambda b, c: ["motionlab-eval", f"ckpt={c['unet']}"], r"is not an animation checkpoint"),
     ("cache-ckpt-truncated", lambda b, c: ["motionlab-cache", "descriptors", f"ckpt={c['truncated.ckpt']}"], r"truncated.ckpt cannot be read weights-only"),
-    ("export-onnx-animator", lambda b, c: ["motionlab-export", "onnx", f"ckpt={c['animator']}", "out=OUT.onnx"], r"holds animator_v1: ONNX export serves the lip-sync networks and LivePortrait"),
+    ("export-onnx-animator", lambda b, c: ["motionlab-export", "onnx", f"ckpt={c['animator']}", "out=OUT.onnx"], r"holds animator_v1: ONNX export serves models that declare their graphs"),
     ("export-fomm-unet", lambda b, c: ["motionlab-export", "fomm", f"ckpt={c['unet']}", "out=OUT.pth.tar"], r"only keypoint \(FOMM\) models export"),
     ("export-lora-not-lora", lambda b, c: ["motionlab-export", "lora", f"ckpt={c['animator']}", "out=OUT.safetensors"], r"(LoRA|adapter)"),
     # configs

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from motionlab.models import checkpoint_models, motionlab_meta
+from motionlab.models import checkpoint_models, model_graphs, motionlab_meta
 from motionlab.models.lora import load_adapter, merge_lora, read_adapter, save_adapter
 from motionlab.tasks import load_predictor
-from motionlab.tasks.lipsync import LipSyncPredictor
 from motionlab.utils.checkpoint import CheckpointFormatError, atomic_torch_save, load_checkpoint
 from motionlab.utils.errors import InputError, MotionlabError
 from motionlab.utils.io import atomic_dir, atomic_path, file_digest
@@ -195,38 +194,44 @@ def write_reference_outputs(net: nn.Module, inputs: dict[str, torch.Tensor], fol
 
 def export_predictor_onnx(ckpt: str, out: str, part: str = "net", arch: str | None = None, audio_encoder_ckpt: str | None = None,
                         template: str | None = None, reference_outputs: str | None = None, tolerance: float = 1e-4) -> dict:
-    """``motionlab-export onnx``: export a network of a lip-sync predictor (``part=net``: the U-Net, ``part=audio_encoder``),
-    check parity on random and (with ``template``) real inputs assembled by the predictor, optionally write reference
-    outputs. A LivePortrait model exports all its graphs into the folder ``out`` (:func:`export_liveportrait_onnx`)."""
+    """``motionlab-export onnx``: export a network of a checkpoint's predictor (``part``: ``net``, or another of its
+    networks, e.g. a lip-sync U-Net's ``audio_encoder``) as the graphs its model declares
+    (:func:`motionlab.models.model_graphs`). One graph goes to the file ``out``, checked on random and (with
+    ``template``, where the predictor assembles real inputs) real inputs, optionally with reference outputs; several
+    go into the folder ``out`` (:func:`export_graph_folder`). Every graph is tagged with the weights it came from."""
     predictor = load_predictor(ckpt, model=arch, audio_encoder_ckpt=audio_encoder_ckpt)
-    if predictor.net.model_info.family == "liveportrait":
-        return export_liveportrait_onnx(predictor.net, out, onnx_source(ckpt), tolerance)
-    if not isinstance(predictor, LipSyncPredictor):
-        raise InputError(f"{ckpt} holds {predictor.net.model_info.name}: ONNX export serves the lip-sync networks and LivePortrait")
     if part not in predictor.networks:
         raise InputError(f"part must be one of {sorted(predictor.networks)} for {ckpt}, got {part!r}")
     net = predictor.networks[part]
-    real = predictor.template_inputs(template, part) if template is not None else None
+    info = net.model_info
+    if info.export_graphs is None and info.example_inputs is None:
+        raise InputError(f"{ckpt} holds {info.name}: ONNX export serves models that declare their graphs (the lip-sync networks and "
+                         "LivePortrait)")
     source = onnx_source(ckpt) if part == "net" else f"{onnx_source(audio_encoder_ckpt or ckpt)}.{part}"
+    if info.export_graphs is not None:
+        if template is not None or reference_outputs is not None:
+            raise InputError(f"{info.name} exports as several graphs into a folder; template= and reference_outputs= apply to one-graph models")
+        return export_graph_folder(net, out, source, tolerance)
+    if template is not None and not hasattr(predictor, "template_inputs"):
+        raise InputError(f"template= gives real inputs to lip-sync networks; {info.name} takes none")
+    real = predictor.template_inputs(template, part) if template is not None else None
     result = export_checked(net, out, source, real, tolerance)
     written = write_reference_outputs(net, real if real is not None else example_inputs(net), reference_outputs) if reference_outputs else []
     inputs = {name: ["batch", *value.shape[1:]] for name, value in example_inputs(net).items()}
     return {**result, "inputs": inputs, "reference_outputs": str(reference_outputs) if written else None}
 
 
-def export_liveportrait_onnx(net: nn.Module, out: str | os.PathLike, source: str, tolerance: float = 1e-4) -> dict:
-    """Every graph of a LivePortrait model (:func:`motionlab.models.liveportrait.export_graphs`) into the folder ``out``
-    (``<graph>.onnx``, each tagged with ``source``), each checked against PyTorch on image-like inputs at batch 1 and
-    2. The folder is written whole beside ``out`` and swapped in at the end (:func:`motionlab.utils.io.atomic_dir`): a
-    kill leaves the previous export or the new one, never graphs of two checkpoints; an ``out`` holding anything but
-    graphs is refused."""
-    from motionlab.models.liveportrait import export_graphs
-
+def export_graph_folder(net: nn.Module, out: str | os.PathLike, source: str, tolerance: float = 1e-4) -> dict:
+    """Every graph of a model that exports as several (:func:`motionlab.models.model_graphs`, e.g. LivePortrait's
+    modules) into the folder ``out`` (``<graph>.onnx``, each tagged with ``source``), each checked against PyTorch at
+    batch 1 and 2. The folder is written whole beside ``out`` and swapped in at the end
+    (:func:`motionlab.utils.io.atomic_dir`): a kill leaves the previous export or the new one, never graphs of two
+    checkpoints; an ``out`` holding anything but graphs is refused."""
     folder = Path(out)
     if folder.suffix:
-        raise InputError(f"out={out}: a LivePortrait model exports as several graphs; give a folder (no suffix)")
+        raise InputError(f"out={out}: {net.model_info.name} exports as several graphs; give a folder (no suffix)")
     generator = torch.Generator().manual_seed(0)
-    graphs = {batch: export_graphs(net, batch, generator) for batch in (1, 2)}
+    graphs = {batch: model_graphs(net, batch, generator) for batch in (1, 2)}
     report = {}
     with atomic_dir(folder, replaces=lambda existing: all(p.suffix == ".onnx" for p in existing.iterdir())) as scratch:
         for name, graph in graphs[1].items():

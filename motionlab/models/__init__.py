@@ -17,9 +17,9 @@ from motionlab.models.builder import (
     motionlab_meta,
     stored_models,
 )
-from motionlab.models.registry import ModelInfo, list_models, model_builder, register_model
+from motionlab.models.registry import ExportGraph, ModelInfo, list_models, model_builder, model_graphs, register_model
 
 __all__ = [
-    "CheckpointFormatError", "ModelInfo", "checkpoint_models", "create_model", "freeze", "list_models", "load_model", "load_pretrained",
-    "model_builder", "model_from_spec", "motionlab_meta", "register_model", "stored_models",
+    "CheckpointFormatError", "ExportGraph", "ModelInfo", "checkpoint_models", "create_model", "freeze", "list_models", "load_model", "load_pretrained",
+    "model_builder", "model_from_spec", "model_graphs", "motionlab_meta", "register_model", "stored_models",
 ]

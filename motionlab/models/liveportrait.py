@@ -20,7 +20,6 @@ dicts; :func:`motionlab.utils.checkpoint.load_checkpoint` reads a folder holding
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +33,7 @@ from motionlab.geometry.head_pose import (
     rotation_matrix,
     sample_volume,
 )
-from motionlab.models.registry import register_model
+from motionlab.models.registry import ExportGraph, register_model
 from motionlab.utils.checkpoint import WeightMismatchError
 
 PARTS = ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator", "stitching_retargeting_module")
@@ -501,16 +500,6 @@ def liveportrait_checkpoint_filter(state: dict, source: str) -> dict:
     return flat
 
 
-@dataclass(frozen=True)
-class ExportGraph:
-    """One exported graph of a LivePortrait model: the module called, example inputs by name, output names, opset."""
-
-    module: nn.Module
-    inputs: dict[str, torch.Tensor]
-    output_names: tuple[str, ...]
-    opset: int
-
-
 class _MotionOutputs(nn.Module):
     def __init__(self, motion_extractor: MotionExtractor):
         super().__init__()
@@ -582,7 +571,7 @@ def _recognizes_release(checkpoint: dict) -> bool:
                 # LoRA adapts the generator's SPADE modulation and output (plain convolutions; the
                 # spectral-normalised ones keep their hooks)
                 lora_targets=r"spade_generator\.(G_middle_\d|up_\d)\.norm_[01s]\.mlp_(gamma|beta)|spade_generator\.conv_img\.0",
-                published_settings={"output_size": 512})
+                published_settings={"output_size": 512}, export_graphs=export_graphs)
 def liveportrait(input_size: int = 256, num_kp: int | None = None, appearance_feature_extractor: dict | None = None,
                  motion_extractor: dict | None = None, warping_module: dict | None = None, spade_generator: dict | None = None,
                  stitching_retargeting_module: dict | None = None) -> LivePortrait:

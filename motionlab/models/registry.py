@@ -26,6 +26,8 @@ class ModelInfo:
         value_range: range of image inputs and outputs.
         example_inputs: ``(batch, generator) -> {input name: tensor}`` realistic inputs for export and parity checks.
         output_names: names of the outputs in exported graphs.
+        export_graphs: ``(model, batch, generator) -> {graph name: ExportGraph}`` for a model that exports as several
+            graphs (LivePortrait's modules); without it a model with ``example_inputs`` exports as one graph.
         checkpoint_filter: ``(state_dict, source) -> state_dict`` mapping foreign key layouts (release files,
             other wrappers) onto this architecture's keys; lives beside the architecture.
         accepts_from: other variants whose motionlab checkpoints hold weights for this one (the filter extracts them).
@@ -43,6 +45,7 @@ class ModelInfo:
     value_range: tuple[float, float] = (0.0, 1.0)
     example_inputs: ExampleInputs | None = None
     output_names: tuple[str, ...] = ("output",)
+    export_graphs: Callable[[nn.Module, int, torch.Generator | None], dict[str, "ExportGraph"]] | None = None
     checkpoint_filter: CheckpointFilter | None = None
     accepts_from: tuple[str, ...] = ()
     recognizes: Callable[[dict], bool] | None = None
@@ -54,6 +57,27 @@ class ModelInfo:
     def spec(self) -> dict:
         """The plain-data recipe stored in checkpoints: rebuilt with :func:`motionlab.models.model_from_spec` only."""
         return {"name": self.name, "args": self.args, "component": self.component}
+
+
+@dataclass(frozen=True)
+class ExportGraph:
+    """One graph a model exports as: the module called, example inputs by name, output names, opset."""
+
+    module: nn.Module
+    inputs: dict[str, torch.Tensor]
+    output_names: tuple[str, ...]
+    opset: int = 17
+
+
+def model_graphs(model: nn.Module, batch: int = 1, generator: torch.Generator | None = None) -> dict[str, ExportGraph]:
+    """The graphs ``model`` exports as, with example inputs of ``batch`` items: its family's own (``export_graphs``),
+    or the model itself on its ``example_inputs``; a model that declares neither has no export (``TypeError``)."""
+    info = model.model_info
+    if info.export_graphs is not None:
+        return info.export_graphs(model, batch, generator)
+    if info.example_inputs is None:
+        raise TypeError(f"{info.name} declares no example inputs or graphs: it has no ONNX export")
+    return {info.name: ExportGraph(model, info.example_inputs(batch, generator), tuple(info.output_names))}
 
 
 @dataclass(frozen=True)

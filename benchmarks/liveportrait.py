@@ -27,7 +27,7 @@ def liveportrait(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     net = create_model("liveportrait").eval()
     folder = Path(_cache_dir()) / "liveportrait-bench"
     # random weights drive the full-size generator into large logits, where float32 sums differ by ~1e-3 between
-    # runtimes (the toy-size graphs meet 1e-4 in tests/test_liveportrait.py); the table reports each graph's parity
+    # runtimes (the toy-size graphs meet 1e-4 in tests/models/test_liveportrait.py); the table reports each graph's parity
     report = export_graph_folder(net, folder, "benchmark", tolerance=1e-2)
     graphs = export_graphs(net, 1, torch.Generator().manual_seed(0))
     labels = {"appearance_feature_extractor": "F", "motion_extractor": "M", "warping_module": "W", "warping_module_4d": "W (depth-sliced 4-D)",

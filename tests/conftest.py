@@ -47,17 +47,25 @@ GUIDED_ADAPTERS = ("adapter_unpaired_quick",)
 TRAINING_FIXTURES = {"animator_base_checkpoint", "descriptor_ckpt", "guided_descriptor_checkpoint", "animator_descriptors_checkpoint",
                      "adapter_checkpoint", "lipsync_checkpoints"}
 # what a test's own code calls when it trains, runs a whole pipeline or a browser
-TRAINING_CALLS = re.compile(r"\b(train|_train|trained_run|run_experiment)\(|motionlab-train|nbclient|chromium|playwright")
+TRAINING_CALLS = re.compile(r"\b(train|_train|trained_run|run_experiment|_baselines)\(|motionlab-train|experiments\.baselines|nbclient|chromium|playwright")
+
+
+def _calls_training(function) -> bool:
+    try:
+        return TRAINING_CALLS.search(inspect.getsource(function)) is not None
+    except (OSError, TypeError):
+        return False
 
 
 def _trains(item) -> bool:
+    """Whether the test, or a fixture it uses (a module's own trained checkpoint, say), trains or runs a pipeline."""
     if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
         return True
-    function = getattr(item, "function", None)
-    try:
-        return function is not None and TRAINING_CALLS.search(inspect.getsource(function)) is not None
-    except (OSError, TypeError):
-        return False
+    functions = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for definitions in (info.name2fixturedefs.values() if info is not None else ()):
+        functions += [definition.func for definition in definitions if "site-packages" not in str(getattr(definition, "baseid", ""))]
+    return any(function is not None and _calls_training(function) for function in functions)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -10,7 +10,7 @@ Convention (every batch kind here):
     ``identity`` / indices are plain Python values (lists after collation). Keys marked ``NotRequired`` appear only
     where the data carries them (ground truth, cached descriptors, face labels).
 
-Every string key a batch is indexed with in ``motionlab/`` is declared here (``tests/test_batches.py`` checks it).
+Every string key a batch is indexed with in ``motionlab/`` is declared here (``tests/data/test_batches.py`` checks it).
 """
 
 # no `from __future__ import annotations`: TypedDict reads NotRequired from evaluated annotations

@@ -1,6 +1,6 @@
 """What motionlab reads from files is data, never code: stored configs are checked, not resolved, and rebuilt without
 Hydra; shards, arrays, ONNX graphs, adapters and sequences are checked before anything is allocated or decoded; writers
-leave the old output or the new one whole. The commands' one-line errors for the same files: tests/test_bad_inputs.py."""
+leave the old output or the new one whole. The commands' one-line errors for the same files: tests/cli/test_bad_inputs.py."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import torch
 
 from motionlab.data import batches
 
-PACKAGE = Path(__file__).resolve().parents[1] / "motionlab"
+PACKAGE = Path(__file__).resolve().parents[2] / "motionlab"
 # batch["key"], batch.get("key"), sample["key"], and sample[f"driver_{name}"] with the names it is formed from
 USES = re.compile(r"\b(?:batch|sample)(?:\[|\.get\()f?\"([a-z_0-9{}]+)\"")
 

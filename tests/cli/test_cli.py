@@ -1,5 +1,5 @@
 """One convention for the eight commands: ``motionlab-<name> [KIND] key=value``; ``--help`` lists keys and an example.
-The entry points run in this process (:func:`conftest.run_command`); ``tests/test_bad_inputs.py`` checks a real process."""
+The entry points run in this process (:func:`conftest.run_command`); ``tests/cli/test_bad_inputs.py`` checks a real process."""
 
 from __future__ import annotations
 

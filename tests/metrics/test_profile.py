@@ -13,7 +13,7 @@ from motionlab.data.video_io import open_clip
 from motionlab.metrics.identity import FaceEmbedder
 from motionlab.metrics.profile import build_profile, read_profile, write_profile
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 needs_real = pytest.mark.skipif(not (REAL / "drivers").is_dir(), reason="../shared/data/real is not here (CI and developer checkouts have it)")
 
 

@@ -15,7 +15,7 @@ from motionlab.train import train
 from motionlab.utils.checkpoint import WeightMismatchError, find_last_checkpoint, load_checkpoint
 from motionlab.utils.config import ConfigError
 
-EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "conf" / "experiment").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

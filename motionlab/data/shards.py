@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from PIL import Image
 from motionlab.data.datasets import ClipRecord, FolderClips, discover_clips
 from motionlab.data.video_io import ClipError, _rgb8, open_clip
 from motionlab.utils.errors import InputError, disk_error
+from motionlab.utils.io import atomic_dir
 
 log = logging.getLogger(__name__)
 FORMAT = "motionlab-clips/1"
@@ -87,36 +87,29 @@ def write_clip_shards(root: str | os.PathLike, output: str | os.PathLike, layout
                       "keypoints": record.keypoints is not None})
         first += frames + has_portrait
     manifest = {"format": FORMAT, "layout": layout, "source": str(Path(root).resolve()), "items": first, "clips": clips}
-    scratch = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    shutil.rmtree(scratch, ignore_errors=True)
-    try:
-        # litdata's writer in this process (not its optimize() workers, which wait on each other forever when one
-        # dies, e.g. on a full disk): an error here is an error of this command, and the scratch folder goes
-        from litdata.streaming.writer import BinaryWriter
+    # litdata's writer in this process (not its optimize() workers, which wait on each other forever when one dies,
+    # e.g. on a full disk), into a folder swapped in whole (a kill leaves the previous shards or the new ones)
+    from litdata.streaming.writer import BinaryWriter
 
-        writer = BinaryWriter(str(scratch), chunk_bytes=chunk_bytes)
-        index = 0
-        for entry in [(-1, manifest), *enumerate(records)]:
-            for item in _clip_items(entry):
-                writer[index] = item
-                index += 1
-        writer.done()
-        writer.merge()
+    with atomic_dir(output, replaces=_is_shard_folder) as scratch:
+        try:
+            writer = BinaryWriter(str(scratch), chunk_bytes=chunk_bytes)
+            index = 0
+            for entry in [(-1, manifest), *enumerate(records)]:
+                for item in _clip_items(entry):
+                    writer[index] = item
+                    index += 1
+            writer.done()
+            writer.merge()
+        except OSError as error:
+            disk = disk_error(error)
+            if disk is not None:
+                raise OSError(disk.errno, f"{os.strerror(disk.errno)} while writing the shards; nothing was written", str(output)) from error
+            raise
         written = json.loads((scratch / "index.json").read_text())
         count = sum(chunk["chunk_size"] for chunk in written["chunks"])
         if count != first:
             raise RuntimeError(f"litdata wrote {count} items for {first} expected; the shards were not kept")
-    except BaseException as error:
-        shutil.rmtree(scratch, ignore_errors=True)
-        disk = disk_error(error) if isinstance(error, Exception) else None
-        if disk is not None:
-            raise OSError(disk.errno, f"{os.strerror(disk.errno)} while writing the shards; nothing was written", str(output)) from error
-        raise
-    replaced = output.with_name(f".{output.name}.old-{os.getpid()}")
-    if output.exists():
-        output.rename(replaced)
-    scratch.rename(output)
-    shutil.rmtree(replaced, ignore_errors=True)
     log.info("wrote %d clips (%d items) from %s as shards in %s", len(clips), first, root, output)
     return manifest
 
@@ -171,11 +164,16 @@ def _check_shard_output(root: Path, output: Path) -> None:
     if target == source or source in target.parents or target in source.parents:
         raise InputError(f"out={output}: the shard folder may not be, hold or lie inside root={root} (replacing it would delete the clips); "
                          "choose a folder beside it")
-    if output.exists():
+    if output.exists() and not _is_shard_folder(output):
         foreign = [p.name for p in output.iterdir() if p.name != "index.json" and not CHUNK_NAME.match(p.name)] if output.is_dir() else [output.name]
-        if foreign or not (output / "index.json").is_file():
-            raise InputError(f"out={output} exists and is not a shard folder this command wrote (it holds {', '.join(sorted(foreign)[:3]) or 'no index.json'}); "
-                             "give a new folder, or remove it yourself")
+        raise InputError(f"out={output} exists and is not a shard folder this command wrote (it holds {', '.join(sorted(foreign)[:3]) or 'no index.json'}); "
+                         "give a new folder, or remove it yourself")
+
+
+def _is_shard_folder(folder: Path) -> bool:
+    """A folder of litdata chunk files and their ``index.json``, nothing else (what this writer writes)."""
+    return (folder.is_dir() and (folder / "index.json").is_file()
+            and all(p.name == "index.json" or CHUNK_NAME.match(p.name) for p in folder.iterdir()))
 
 
 class ShardClip:

@@ -23,7 +23,8 @@ from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.landmarks import LandmarkSequence, read_landmarks
 from motionlab.data.synthetic import toy_face_labels
 from motionlab.data.video_io import open_clip, read_image
-from motionlab.geometry.landmarks import SIGNALS, amplitude_ratio, motion_signals, pearson
+from motionlab.geometry.landmarks import SIGNALS
+from motionlab.metrics.motion import motion_agreement
 from motionlab.models import motionlab_meta
 from motionlab.tasks.adapter import LandmarkDrivenPredictor, load_adapter_predictor
 from motionlab.utils.checkpoint import load_checkpoint
@@ -132,15 +133,6 @@ class NamedPointRegression:
         return np.einsum("tij,tkj->tki", matrix, local) + shift[:, None]
 
 
-def agreement(driver_points: np.ndarray, generated_points: np.ndarray) -> dict[str, dict]:
-    """Per-signal Pearson ``correlation`` and ``amplitude`` ratio (generated std over driver std) between two
-    (T, 68, 2) landmark clips, and both signal series."""
-    driver, generated = motion_signals(driver_points), motion_signals(generated_points)
-    return {"correlation": {name: pearson(driver[name], generated[name]) for name in SIGNALS},
-            "amplitude": {name: amplitude_ratio(driver[name], generated[name]) for name in SIGNALS},
-            "driver": {name: driver[name].tolist() for name in SIGNALS}, "generated": {name: generated[name].tolist() for name in SIGNALS}}
-
-
 def _numpy(keypoints) -> tuple[np.ndarray, np.ndarray | None]:
     return keypoints.value.cpu().numpy(), None if keypoints.jacobian is None else keypoints.jacobian.cpu().numpy()
 
@@ -152,7 +144,7 @@ def _landmarks_of(regression: NamedPointRegression, parts: list[tuple[np.ndarray
 
 
 @torch.no_grad()
-def motion_agreement(predictor: LandmarkDrivenPredictor, portrait: np.ndarray, landmarks: LandmarkSequence, regression: NamedPointRegression,
+def animate_and_measure(predictor: LandmarkDrivenPredictor, portrait: np.ndarray, landmarks: LandmarkSequence, regression: NamedPointRegression,
                      batch_size: int = 32, reference: str = "neutral") -> dict:
     """Animate ``portrait`` with ``landmarks``; returns per-signal ``correlation`` and ``amplitude``, both ``driver`` /
     ``generated`` signal series and frame counts, and ``adapted_correlation`` / ``adapted_amplitude``: the same on the
@@ -168,8 +160,8 @@ def motion_agreement(predictor: LandmarkDrivenPredictor, portrait: np.ndarray, l
         out = predictor(source, part)
         generated.append(_numpy(predictor.descriptor_model.kp_detector(out["generated"])))
         adapted.append(_numpy(out["generated_keypoints"]))
-    adapted_agreement = agreement(landmarks.points, _landmarks_of(regression, adapted))
-    return {**agreement(landmarks.points, _landmarks_of(regression, generated)),
+    adapted_agreement = motion_agreement(landmarks.points, _landmarks_of(regression, adapted))
+    return {**motion_agreement(landmarks.points, _landmarks_of(regression, generated)),
             "adapted_correlation": adapted_agreement["correlation"], "adapted_amplitude": adapted_agreement["amplitude"],
             "frames": len(landmarks), "frames_without_face": int((~landmarks.found).sum()), "reference_frame": reference_frame}
 
@@ -183,7 +175,7 @@ def measurement_ceiling(datamodule: CrossDomainDataModule, regression: NamedPoin
     descriptors driving the model's generator from each clip's first frame, measured on the generated frames as
     drivers are, so what the generator renders of each signal bounds any driver too."""
     clips = datamodule.clips["test"]
-    rows = {"descriptors": [agreement(clip.landmarks, regression(clip.value, clip.jacobian))["correlation"] for clip in clips]}
+    rows = {"descriptors": [motion_agreement(clip.landmarks, regression(clip.value, clip.jacobian))["correlation"] for clip in clips]}
     if descriptor_model is not None:
         device = next(descriptor_model.parameters()).device
         rows["generated"] = []
@@ -195,7 +187,7 @@ def measurement_ceiling(datamodule: CrossDomainDataModule, regression: NamedPoin
             image = descriptor_model.generator(source, kp_driving=driving, kp_source=kp_source,
                                                source_features=descriptor_model.generator.encode_source(frames[:1]))["prediction"].clamp(0, 1)
             points = _landmarks_of(regression, [_numpy(descriptor_model.kp_detector(image))])
-            rows["generated"].append(agreement(clip.landmarks, points)["correlation"])
+            rows["generated"].append(motion_agreement(clip.landmarks, points)["correlation"])
     return {kind: {name: float(np.nanmean([row[name] for row in values])) for name in SIGNALS} for kind, values in rows.items()}
 
 
@@ -283,7 +275,7 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
     clips, metrics = {}, {}
     for driver in drivers:
         name = Path(driver).stem if Path(driver).is_file() else Path(driver).name
-        clips[name] = motion_agreement(predictor, image, read_landmarks(driver, max_frames=max_frames), regression, reference=landmark_reference)
+        clips[name] = animate_and_measure(predictor, image, read_landmarks(driver, max_frames=max_frames), regression, reference=landmark_reference)
         metrics.update({f"agreement/{name}/{s}": value for s, value in clips[name]["correlation"].items()})
         metrics.update({f"agreement_adapted/{name}/{s}": value for s, value in clips[name]["adapted_correlation"].items()})
         metrics.update({f"amplitude/{name}/{s}": value for s, value in clips[name]["amplitude"].items()})

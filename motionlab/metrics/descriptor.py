@@ -1,5 +1,5 @@
-"""Descriptor agreement: keypoint distances between generated and driver frames, identity distance,
-and the keypoint-to-ground-truth protocol for unsupervised landmarks."""
+"""Descriptor agreement: keypoint distances between generated and driver frames, and the keypoint-to-ground-truth
+protocol for unsupervised landmarks."""
 
 from __future__ import annotations
 
@@ -23,24 +23,6 @@ class AverageKeypointDistance(MeanState):
         if generated.shape != driver.shape:
             raise ValueError(f"AverageKeypointDistance: keypoints of one shape expected, got {tuple(generated.shape)} and {tuple(driver.shape)}")
         self._add((generated - driver).norm(dim=-1), visible)
-
-
-class IdentityDistance(MeanState):
-    """AED-style identity distance between embeddings of generated frames and of the source portrait.
-
-    ``squared=False`` (default) is the L2 distance; ``squared=True`` is the squared L2 that FOMM's
-    pose-evaluation scripts report as AED. ``update`` takes (N, D) embeddings from one identity encoder.
-    """
-
-    def __init__(self, squared: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.squared = squared
-
-    def update(self, generated: torch.Tensor, source: torch.Tensor) -> None:
-        if generated.shape != source.shape or generated.ndim != 2:
-            raise ValueError(f"IdentityDistance expects two (N, D) embeddings of one shape, got {tuple(generated.shape)} and {tuple(source.shape)}")
-        distance = (generated.double() - source.double()).norm(dim=-1)
-        self._add(distance.square() if self.squared else distance)
 
 
 def fit_keypoint_regressor(predicted: np.ndarray, ground_truth: np.ndarray, ridge: float = 1e-6) -> np.ndarray:

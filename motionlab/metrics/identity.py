@@ -1,4 +1,5 @@
-"""Identity embeddings and CSIM: who a face (or a character) is, as a vector, and cosine similarity to a profile.
+"""Identity: embeddings and CSIM (who a face or a character is, as a vector; cosine similarity to a profile), and
+AED, the distance between the identity features of generated frames and the portrait.
 
 Two embedders, both offline:
 
@@ -20,6 +21,7 @@ import torch
 
 from motionlab.data.images import to_tensor, to_uint8
 from motionlab.data.landmarks import DlibLandmarks, face_model_path
+from motionlab.metrics.base import MeanState
 from motionlab.utils.errors import InputError
 
 EMBEDDERS = ("face", "image")
@@ -124,3 +126,21 @@ class ProfileSimilarity:
         if not self.values:
             raise InputError(f"{self.metric_name}: the {self.embedder_name} embedder found no face in any generated frame")
         return {self.metric_name: float(np.mean(self.values)), f"{self.metric_name}_frames_missed": float(self.missed)}
+
+
+class IdentityDistance(MeanState):
+    """AED-style identity distance between embeddings of generated frames and of the source portrait.
+
+    ``squared=False`` (default) is the L2 distance; ``squared=True`` is the squared L2 that FOMM's
+    pose-evaluation scripts report as AED. ``update`` takes (N, D) embeddings from one identity encoder.
+    """
+
+    def __init__(self, squared: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.squared = squared
+
+    def update(self, generated: torch.Tensor, source: torch.Tensor) -> None:
+        if generated.shape != source.shape or generated.ndim != 2:
+            raise ValueError(f"IdentityDistance expects two (N, D) embeddings of one shape, got {tuple(generated.shape)} and {tuple(source.shape)}")
+        distance = (generated.double() - source.double()).norm(dim=-1)
+        self._add(distance.square() if self.squared else distance)

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from motionlab.metrics.colour import ColourDrift
-from motionlab.metrics.descriptor import AverageKeypointDistance, IdentityDistance
+from motionlab.metrics.descriptor import AverageKeypointDistance
 from motionlab.metrics.features import ImageFeatures
 from motionlab.metrics.frechet import ClipFrechetDistance, FrechetDistance
+from motionlab.metrics.identity import IdentityDistance
 from motionlab.metrics.reconstruction import MeanAbsoluteError, ResidualMagnitude, reconstruction_metrics
 from motionlab.metrics.temporal import Flicker, MotionSmoothness, TemporalDifferenceConsistency
 

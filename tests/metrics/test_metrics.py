@@ -9,14 +9,10 @@ import torch
 
 from motionlab.geometry import Keypoints
 from motionlab.metrics.colour import ColourDrift, delta_e2000, mean_lab
-from motionlab.metrics.descriptor import (
-    AverageKeypointDistance,
-    IdentityDistance,
-    fit_keypoint_regressor,
-    keypoint_regression_error,
-)
+from motionlab.metrics.descriptor import AverageKeypointDistance, fit_keypoint_regressor, keypoint_regression_error
 from motionlab.metrics.features import ImageFeatures
 from motionlab.metrics.frechet import ClipFrechetDistance, FeatureFrechetDistance, FrechetDistance, frechet_distance
+from motionlab.metrics.identity import IdentityDistance
 from motionlab.metrics.reconstruction import ResidualMagnitude, reconstruction_metrics
 from motionlab.metrics.sync import SyncScores
 from motionlab.metrics.temporal import Flicker, MotionSmoothness, TemporalDifferenceConsistency

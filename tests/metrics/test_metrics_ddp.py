@@ -43,8 +43,9 @@ def _metric_values(rank: int, world: int) -> dict[str, float]:
     """Update every metric with this rank's share (samples rank, rank + world, ...) and compute."""
     from motionlab.geometry import Keypoints
     from motionlab.metrics.colour import ColourDrift
-    from motionlab.metrics.descriptor import AverageKeypointDistance, IdentityDistance
+    from motionlab.metrics.descriptor import AverageKeypointDistance
     from motionlab.metrics.frechet import FeatureFrechetDistance
+    from motionlab.metrics.identity import IdentityDistance
     from motionlab.metrics.reconstruction import ResidualMagnitude, reconstruction_metrics
     from motionlab.metrics.sync import SyncScores
     from motionlab.metrics.temporal import Flicker, MotionSmoothness, TemporalDifferenceConsistency

@@ -56,12 +56,12 @@ def roofline(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4)
 
     def train_step():
-        loss = task.loss(task.animate(batch["source"], batch["driver"]), batch)["total"]
+        loss = task.loss(task.animate(batch["portrait"], batch["driver"]), batch)["total"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    size = len(batch["source"])
+    size = len(batch["portrait"])
     rows.append((f"quickstart training step, per sample (forward + backward, batch {size}, 64x64)", counted_flops(train_step) / size, median_seconds(train_step) / size))
 
     fomm = create_model("fomm_vox256").eval()

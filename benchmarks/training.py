@@ -122,7 +122,7 @@ def training_overhead(args: argparse.Namespace) -> list[tuple[str, float, str]]:
         for index, batch in enumerate(loader):
             if index == warmup:
                 started = time.perf_counter()
-            outputs = bare_task.animate(batch["source"], batch["driver"])
+            outputs = bare_task.animate(batch["portrait"], batch["driver"])
             loss = bare_task.loss(outputs, batch)["total"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -156,7 +156,7 @@ def training_overhead(args: argparse.Namespace) -> list[tuple[str, float, str]]:
         started, samples = time.perf_counter(), 0
         for _ in range(args.steps * 2):
             try:
-                samples += len(next(iterator)["source"])
+                samples += len(next(iterator)["portrait"])
             except StopIteration:
                 iterator = iter(module.train_dataloader())
         rate = samples / (time.perf_counter() - started)
@@ -186,7 +186,7 @@ def shards_loader(args: argparse.Namespace) -> list[tuple[str, float, str]]:
         def run() -> float:
             started, samples = time.perf_counter(), 0
             for index, batch in enumerate(module.train_dataloader()):
-                samples += len(batch["source"])
+                samples += len(batch["portrait"])
                 if index + 1 == args.steps * 4:
                     break
             return samples / (time.perf_counter() - started)

@@ -63,7 +63,7 @@ class PreviewCallback(Callback):
         pl_module.eval()
         try:
             samples = [dataset[i] for i in np.linspace(0, len(dataset) - 1, self.num_samples).round().astype(int)]
-            portrait = torch.stack([s["source"] for s in samples]).to(pl_module.device)
+            portrait = torch.stack([s["portrait"] for s in samples]).to(pl_module.device)
             driver = torch.stack([s["driver"] for s in samples]).to(pl_module.device)
             generated = pl_module(portrait, driver)["image"]
             grid = np.concatenate(list(side_by_side(portrait, driver, generated)), axis=0)

@@ -1,6 +1,6 @@
 """Batch augmentations that treat a sample's images as one scene (kornia colour ops).
 
-The same flip and the same colour change apply to ``source``, ``driver`` and ``driver_next`` of a
+The same flip and the same colour change apply to ``portrait``, ``driver`` and ``driver_next`` of a
 sample, so motion between them stays what the data says it is; samples in a batch differ.
 Temporal augmentations (stride, time flip) live in the dataset because they choose frames.
 """
@@ -14,8 +14,8 @@ from torch import nn
 from motionlab.geometry.landmarks import MIRROR_68
 from motionlab.utils.errors import InputError
 
-IMAGE_KEYS = ("source", "driver", "driver_next")
-KEYPOINT_KEYS = ("source_keypoints", "driver_keypoints")
+IMAGE_KEYS = ("portrait", "driver", "driver_next")
+KEYPOINT_KEYS = ("portrait_keypoints", "driver_keypoints")
 
 
 def _per_sample(values: torch.Tensor) -> torch.Tensor:

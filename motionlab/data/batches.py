@@ -5,8 +5,8 @@ Convention (every batch kind here):
     :mod:`motionlab.data.video_io` / :func:`motionlab.data.datasets.frames_to_tensor`: uint8 / 255, resized to the
     data's ``image_size``). Points (keypoints, landmarks) are float32 in **pixels of the served image**, x first, origin
     at the top-left corner of the top-left pixel; descriptors (a descriptor model's keypoints) are in its normalised
-    [-1, 1] coordinates (``align_corners=False``). The roles of a clip are the **portrait** (the image animated; the key
-    ``source`` in the animation batches, FOMM's name for it) and the **driver** (the frame whose motion drives it).
+    [-1, 1] coordinates (``align_corners=False``). The roles of a clip are the **portrait** (the image animated) and
+    the **driver** (the frame whose motion drives it); FOMM's and LivePortrait's own code call the portrait the source.
     ``identity`` / indices are plain Python values (lists after collation). Keys marked ``NotRequired`` appear only
     where the data carries them (ground truth, cached descriptors, face labels).
 
@@ -22,21 +22,21 @@ from torch import Tensor
 class AnimationBatch(TypedDict):
     """:class:`motionlab.data.datasets.PortraitVideoDataset`: a portrait and a driver frame with its neighbour."""
 
-    source: Tensor  # (3, H, W) the portrait (or a frame of the clip when the layout has no portrait image)
+    portrait: Tensor  # (3, H, W) the portrait (or a frame of the clip when the layout has no portrait image)
     driver: Tensor  # (3, H, W) driver frame t
     driver_next: Tensor  # (3, H, W) a neighbouring frame of t (temporal terms)
     identity: str
     frame_index: int  # t
     next_index: int
-    source_index: int  # the portrait's frame in the clip; -1 for a separate portrait image
+    portrait_index: int  # the portrait's frame in the clip; -1 for a separate portrait image
     driver_descriptors: NotRequired[Tensor]  # (K, 2) cached descriptors of frame t (data.descriptor_ckpt)
     driver_next_descriptors: NotRequired[Tensor]
-    source_descriptors: NotRequired[Tensor]
+    portrait_descriptors: NotRequired[Tensor]
     driver_descriptor_jacobians: NotRequired[Tensor]  # (K, 2, 2)
     driver_next_descriptor_jacobians: NotRequired[Tensor]
-    source_descriptor_jacobians: NotRequired[Tensor]
+    portrait_descriptor_jacobians: NotRequired[Tensor]
     driver_keypoints: NotRequired[Tensor]  # (P, 2) ground-truth named points, pixels (toy world)
-    source_keypoints: NotRequired[Tensor]
+    portrait_keypoints: NotRequired[Tensor]
     driver_landmarks: NotRequired[Tensor]  # (68, 2) dlib-order landmarks, pixels (data.face_labels)
     driver_head_pose: NotRequired[Tensor]  # (3,) pitch, yaw, roll in degrees (data.face_labels)
 
@@ -45,7 +45,7 @@ class RetargetingBatch(TypedDict):
     """:class:`motionlab.data.retargeting.RetargetingPairs`: a portrait and itself with only its eyes or lips changed
     (LivePortrait's stage 2)."""
 
-    source: Tensor  # (3, H, W) the portrait at rest
+    portrait: Tensor  # (3, H, W) the portrait at rest
     target: Tensor  # (3, H, W) the same character with the part changed
     ratios: Tensor  # the openness ratios: the portrait's, then the target's
     identity: str
@@ -65,7 +65,7 @@ class AdapterBatch(TypedDict):
     frame_index: int
     reference_index: int
     jacobian_ratio: NotRequired[Tensor]  # (K, 2, 2) J_t J_ref^-1
-    source: NotRequired[Tensor]  # (3, H, W) the cartoon's reference frame (with_images)
+    portrait: NotRequired[Tensor]  # (3, H, W) the cartoon's reference frame (with_images)
     driver: NotRequired[Tensor]  # (3, H, W) the cartoon's frame t
     descriptors: NotRequired[Tensor]  # (K, 2) the cartoon's descriptors at t
     reference_jacobians: NotRequired[Tensor]  # (K, 2, 2)

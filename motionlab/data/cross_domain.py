@@ -109,7 +109,7 @@ class CrossDomainDataset(Dataset):
             sample["jacobian_ratio"] = torch.from_numpy(cartoon.jacobian[tc] @ np.linalg.inv(cartoon.jacobian[rc]))
         if self.with_images:
             frames = open_clip(cartoon.record.clip).get([rc, tc])
-            sample["source"], sample["driver"] = frames_to_tensor(frames, self.image_size)
+            sample["portrait"], sample["driver"] = frames_to_tensor(frames, self.image_size)
             sample["descriptors"] = torch.from_numpy(cartoon.value[tc])
             if cartoon.jacobian is not None:
                 sample["reference_jacobians"] = torch.from_numpy(cartoon.jacobian[rc])

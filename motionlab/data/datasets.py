@@ -12,7 +12,7 @@ Layouts (``layout=``):
 A sample is a dict of float tensors in [0, 1]: ``source`` (3, H, W) (the portrait, or a frame of the
 clip), ``driver`` (3, H, W) frame ``t``, ``driver_next`` (3, H, W) a neighbouring frame for temporal
 terms, plus ``identity`` (str), ``frame_index`` / ``next_index`` (int) and, when the layout carries
-ground truth, ``driver_keypoints`` / ``source_keypoints`` (K, 2) in pixels of the returned images. With
+ground truth, ``driver_keypoints`` / ``portrait_keypoints`` (K, 2) in pixels of the returned images. With
 ``face_labels`` a sample also carries the driver frame's ``driver_landmarks`` (68, 2) (dlib / iBUG-300W order,
 pixels of the returned images) and ``driver_head_pose`` (3,) (pitch, yaw, roll in degrees, LivePortrait's
 convention): the labels LivePortrait's landmark-guidance and head-pose terms train on.
@@ -280,13 +280,13 @@ class PortraitVideoDataset(Dataset):
             stored_portrait_size = stored_size
             source = frames_to_tensor(clip.get([source_index]), self.image_size)[0]
         sample = {
-            "source": source,
+            "portrait": source,
             "driver": driver,
             "driver_next": driver_next,
             "identity": record.identity,
             "frame_index": t,
             "next_index": t_next,
-            "source_index": source_index,
+            "portrait_index": source_index,
         }
         cached = self.descriptors.get(record.identity)
         if cached is not None:
@@ -296,13 +296,13 @@ class PortraitVideoDataset(Dataset):
                     sample[f"driver_{name}"] = torch.from_numpy(cached[key][t])
                     sample[f"driver_next_{name}"] = torch.from_numpy(cached[key][t_next])
                     source = cached.get(f"portrait_{key}") if source_index < 0 else cached[key][source_index]
-                    sample[f"source_{name}"] = torch.from_numpy(np.asarray(source))
+                    sample[f"portrait_{name}"] = torch.from_numpy(np.asarray(source))
         gt = self.ground_truth(clip_id)
         if gt is not None:
             driver_points, portrait_points = gt
             sample["driver_keypoints"] = self._rescale(driver_points[t], stored_size)
             if portrait_points is not None:
-                sample["source_keypoints"] = self._rescale(portrait_points, stored_portrait_size)
+                sample["portrait_keypoints"] = self._rescale(portrait_points, stored_portrait_size)
         if self.face_labels:
             landmarks, head_pose = self._clip_face_labels(clip_id, stored_size)
             sample["driver_landmarks"] = self._rescale(landmarks[t], stored_size)

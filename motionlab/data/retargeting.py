@@ -59,7 +59,7 @@ class RetargetingPairs(Dataset):
         else:
             ratios = lip_openness(points)
         source, target = frames_to_tensor(images, self.image_size)
-        return {"source": source, "target": target, "ratios": torch.from_numpy(ratios.astype(np.float32)), "identity": identity}
+        return {"portrait": source, "target": target, "ratios": torch.from_numpy(ratios.astype(np.float32)), "identity": identity}
 
 
 class RetargetingDataModule(PortraitVideoDataModule):

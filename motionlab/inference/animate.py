@@ -204,9 +204,9 @@ def animate_files(
                     drawn = draw_keypoints(_upscaled(generated, panel), (adapted + 0.5) * panel / predictor.image_size - 0.5, radius=2)
                     done = len(triptychs)
                     shown = draw_keypoints(views[done : done + len(drawn)], view_points[done : done + len(drawn)], radius=1)
-                    triptychs.extend(np.concatenate([shown, _upscaled(side_by_side(batch["source"]), panel), drawn], axis=-2))
+                    triptychs.extend(np.concatenate([shown, _upscaled(side_by_side(batch["portrait"]), panel), drawn], axis=-2))
                 if sequence_out is not None:
-                    kept["portrait"][:1] = side_by_side(batch["source"][:1])
+                    kept["portrait"][:1] = side_by_side(batch["portrait"][:1])
                     kept["generated"].extend(generated)
                     kept["adapted_keypoints"].extend(adapted)
                 yield from generated
@@ -232,7 +232,7 @@ def animate_files(
                 generated = side_by_side(batch["generated"])
                 # panels at the generated size (a network may upsample: LivePortrait renders 512 from 256)
                 panel = generated.shape[1]
-                sources, drivers = _upscaled(side_by_side(batch["source"]), panel), _upscaled(side_by_side(batch["driver"]), panel)
+                sources, drivers = _upscaled(side_by_side(batch["portrait"]), panel), _upscaled(side_by_side(batch["driver"]), panel)
                 points = {key: batch[key].to_pixels().value.cpu().numpy() for key in ("driver_keypoints", "generated_keypoints") if key in batch}
                 if "driver_keypoints" in points:
                     points["driver_keypoints"] = (points["driver_keypoints"] + 0.5) * panel / batch["driver"].shape[-1] - 0.5

@@ -36,7 +36,7 @@ class AnimatorLoss(TaskLoss):
     - ``residual_magnitude``: mean |blurred residual of the output|, a diagnostic.
 
     ``outputs``: the Animator's forward (``image``, ``flow``); ``batch``: ``source``, ``driver`` and, in descriptor
-    mode, ``source_descriptors`` / ``driver_descriptors`` (B, K, 2). Binds ``animate`` and ``descriptor_model``.
+    mode, ``portrait_descriptors`` / ``driver_descriptors`` (B, K, 2). Binds ``animate`` and ``descriptor_model``.
     """
 
     def __init__(self, reconstruction: float = 1.0, alignment: float = 1.0, identity: float = 0.5, tv: float = 0.01,
@@ -53,8 +53,8 @@ class AnimatorLoss(TaskLoss):
         self.alignment_blur_sigma, self.alignment_mode = alignment_blur_sigma, alignment_mode
 
     def forward(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
-        portrait, driver, generated = batch["source"], batch["driver"], outputs["image"]
-        portrait_descriptors, driver_descriptors = batch.get("source_descriptors"), batch.get("driver_descriptors")
+        portrait, driver, generated = batch["portrait"], batch["driver"], outputs["image"]
+        portrait_descriptors, driver_descriptors = batch.get("portrait_descriptors"), batch.get("driver_descriptors")
         identity_outputs = None
         if self.active("identity"):
             count = max(1, math.ceil(portrait.shape[0] * self.identity_batch_fraction))

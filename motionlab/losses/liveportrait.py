@@ -145,7 +145,7 @@ class RetargetingLoss(TaskLoss):
 
     def forward(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         target = batch["target"]
-        region = ((target - batch["source"]).abs().amax(dim=1, keepdim=True) > self.threshold).to(target.dtype)
+        region = ((target - batch["portrait"]).abs().amax(dim=1, keepdim=True) > self.threshold).to(target.dtype)
         pixels = (region.sum() * target.shape[1]).clamp_min(1.0)
 
         def errors(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

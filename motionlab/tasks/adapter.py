@@ -124,7 +124,7 @@ class AdapterTask(MotionlabTask):
             self._fit_affine()
         window = batch["landmarks"]
         centre = window[:, window.shape[1] // 2].flatten(1)
-        size = batch["source"].shape[-2:]
+        size = batch["portrait"].shape[-2:]
         scale = (size[1] - 1) / 2.0 / size[1] * 100.0  # normalised units -> % of the image side
         reference = Keypoints(batch["reference_descriptors"], size, jacobian=batch.get("reference_jacobians"))
         eye = torch.eye(2, device=centre.device).expand(*batch["descriptor_delta"].shape[:2], 2, 2)
@@ -137,7 +137,7 @@ class AdapterTask(MotionlabTask):
         generator = self.descriptor_model.generator
         for suffix, motion in motions.items():
             driving = apply_motion(reference, motion)
-            generated = generator(batch["source"], kp_driving=driving, kp_source=reference)["prediction"].clamp(0, 1)
+            generated = generator(batch["portrait"], kp_driving=driving, kp_source=reference)["prediction"].clamp(0, 1)
             self._add(f"l1{suffix}", (generated - batch["driver"]).abs().mean(dim=(1, 2, 3)))
             if suffix != "_own":
                 self._add(f"kp_error_pct{suffix}", (driving.value - batch["descriptors"]).norm(dim=-1).mean(dim=1) * scale)

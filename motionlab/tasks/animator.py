@@ -95,10 +95,10 @@ class AnimatorTask(MotionlabTask):
         return {next(iter(self.optimizer_factories)): [{"params": rest}, {"params": detector, "lr_scale": self.descriptor_lr_scale}]}
 
     def training_step(self, batch: AnimationBatch, batch_idx: int) -> torch.Tensor:
-        if self.descriptor_lr_scale and "source_descriptors" in batch:
+        if self.descriptor_lr_scale and "portrait_descriptors" in batch:
             raise InputError("descriptor_lr_scale > 0 fine-tunes the descriptor model on the batch's images, but the data "
                              "serves cached descriptors (data.descriptor_ckpt): set data.descriptor_ckpt=null")
-        outputs = self.animate(batch["source"], batch["driver"], batch.get("source_descriptors"), batch.get("driver_descriptors"))
+        outputs = self.animate(batch["portrait"], batch["driver"], batch.get("portrait_descriptors"), batch.get("driver_descriptors"))
         terms = self.loss(outputs, batch)
         self.log_terms("train", terms)
         if self.global_step % self.diagnostics_every_n_steps == 0:
@@ -113,16 +113,16 @@ class AnimatorTask(MotionlabTask):
     @torch.no_grad()
     def _motion_smoothness(self, batch: dict, generated: torch.Tensor) -> torch.Tensor:
         """Mean |(G(t') - G(t)) - (D(t') - D(t))|: does the output change between neighbouring driver frames as the driver does?"""
-        generated_next = self.animate(batch["source"], batch["driver_next"], batch.get("source_descriptors"), batch.get("driver_next_descriptors"))["image"]
+        generated_next = self.animate(batch["portrait"], batch["driver_next"], batch.get("portrait_descriptors"), batch.get("driver_next_descriptors"))["image"]
         return ((generated_next - generated) - (batch["driver_next"] - batch["driver"])).abs().mean()
 
     def _evaluation_step(self, batch: AnimationBatch, split: str) -> None:
         # A driver frame and its neighbour make a two-frame clip, enough for the temporal metrics.
-        portrait = batch["source"]
+        portrait = batch["portrait"]
         driver = torch.stack([batch["driver"], batch["driver_next"]], dim=1)
         descriptors = [batch.get("driver_descriptors"), batch.get("driver_next_descriptors")]
         generated = torch.stack(
-            [self.animate(portrait, driver[:, i], batch.get("source_descriptors"), descriptors[i])["image"].clamp(0.0, 1.0) for i in range(2)], dim=1
+            [self.animate(portrait, driver[:, i], batch.get("portrait_descriptors"), descriptors[i])["image"].clamp(0.0, 1.0) for i in range(2)], dim=1
         )
         self.eval_suites[split].update(portrait, driver, generated)
 

@@ -45,12 +45,12 @@ class DescriptorTask(MotionlabTask):
         return self.net(source, driving)
 
     def training_step(self, batch: AnimationBatch, batch_idx: int) -> torch.Tensor:
-        terms = self.loss(self.net(batch["source"], batch["driver"]), batch)
+        terms = self.loss(self.net(batch["portrait"], batch["driver"]), batch)
         self.log_terms("train", terms)
         return terms["total"]
 
     def _evaluation_step(self, batch: AnimationBatch, split: str) -> None:
-        source = batch["source"]
+        source = batch["portrait"]
         driver = torch.stack([batch["driver"], batch["driver_next"]], dim=1)
         generated = torch.stack([self.net(source, driver[:, i])["image"].clamp(0, 1) for i in range(2)], dim=1)
         self.eval_suites[split].update(source, driver, generated)

@@ -137,7 +137,7 @@ class LivePortraitTask(MotionlabTask):
     def _stage2_terms(self, batch: dict, evaluation: bool = False) -> dict[str, torch.Tensor]:
         if self.retargeting == "stitching":
             return self.loss(self(*self._pairs(batch)), batch)
-        return self.loss(self.retarget(batch["source"], batch["ratios"], unmoved=evaluation), batch)
+        return self.loss(self.retarget(batch["portrait"], batch["ratios"], unmoved=evaluation), batch)
 
     @torch.no_grad()
     def preview(self, dataset, num_samples: int) -> tuple[np.ndarray, str] | None:
@@ -146,7 +146,7 @@ class LivePortraitTask(MotionlabTask):
         if self.stage == 1 or self.retargeting == "stitching":
             return None
         samples = [dataset[int(i)] for i in np.linspace(0, len(dataset) - 1, num_samples).round()]
-        source = torch.stack([s["source"] for s in samples]).to(self.device)
+        source = torch.stack([s["portrait"] for s in samples]).to(self.device)
         target = torch.stack([s["target"] for s in samples]).to(self.device)
         outputs = self.retarget(source, torch.stack([s["ratios"] for s in samples]).to(self.device), unmoved=True)
         columns = [resized(images, target.shape[-1]) for images in (source, target, outputs["image"], outputs["unmoved"])]
@@ -161,7 +161,7 @@ class LivePortraitTask(MotionlabTask):
     def _pairs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(portraits, drivers): stage 2 drives each portrait with the next sample's frame (another identity when the
         batch mixes them, which is where stitching matters)."""
-        return (batch["source"], batch["driver"]) if self.stage == 1 else (batch["source"], batch["driver"].roll(1, dims=0))
+        return (batch["portrait"], batch["driver"]) if self.stage == 1 else (batch["portrait"], batch["driver"].roll(1, dims=0))
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = {"net": [p for p in self.net.parameters() if p.requires_grad]}
@@ -195,9 +195,9 @@ class LivePortraitTask(MotionlabTask):
             terms = self._stage2_terms(batch, evaluation=True)
             for name, value in terms.items():
                 if name.endswith("_error"):
-                    self.log(f"{split}/{name}", value, prog_bar=True, batch_size=len(batch["source"]), sync_dist=True)
+                    self.log(f"{split}/{name}", value, prog_bar=True, batch_size=len(batch["portrait"]), sync_dist=True)
             return
-        source = batch["source"]
+        source = batch["portrait"]
         driver = torch.stack([batch["driver"], batch["driver_next"]], dim=1)
         generated = torch.stack([self(source, driver[:, i])["image"].clamp(0, 1) for i in range(2)], dim=1)
         self._check_output_size(generated[:, 0], batch["driver"])

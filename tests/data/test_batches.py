@@ -43,6 +43,6 @@ def test_the_animation_dataset_serves_its_contract(toy_world):
     hints = typing.get_type_hints(batches.AnimationBatch)
     required = batches.AnimationBatch.__required_keys__
     assert required <= set(sample) <= set(hints)
-    for key in ("source", "driver", "driver_next"):
+    for key in ("portrait", "driver", "driver_next"):
         assert sample[key].shape == (3, 32, 32) and sample[key].dtype == torch.float32 and 0 <= sample[key].min() <= sample[key].max() <= 1
     assert sample["driver_keypoints"].shape[-1] == 2

@@ -45,8 +45,8 @@ def test_seed_layout_samples(toy_world):
     dataset = PortraitVideoDataset(records[:2], temporal_max_stride=2)
     assert len(dataset) == 16
     sample = dataset[3]
-    assert sample["source"].shape == sample["driver"].shape == sample["driver_next"].shape == (3, 32, 32)
-    assert torch.equal(sample["source"], torch.from_numpy(read_rgb(records[0].portrait)).permute(2, 0, 1) / 255.0)
+    assert sample["portrait"].shape == sample["driver"].shape == sample["driver_next"].shape == (3, 32, 32)
+    assert torch.equal(sample["portrait"], torch.from_numpy(read_rgb(records[0].portrait)).permute(2, 0, 1) / 255.0)
     expected = read_rgb(records[0].clip / f"{sample['frame_index']:04d}.png")
     assert torch.equal(sample["driver"], torch.from_numpy(expected).permute(2, 0, 1) / 255.0)
     assert 1 <= abs(sample["next_index"] - sample["frame_index"]) <= 2
@@ -67,7 +67,7 @@ def test_video_layout_decodes_mp4(video_folder, toy_world):
     assert count_video_frames(records[0].clip) == 8
     dataset = PortraitVideoDataset(records, source_frame="first")
     sample = dataset[5]
-    assert sample["driver"].shape == (3, 32, 32) and sample["source_index"] == 0
+    assert sample["driver"].shape == (3, 32, 32) and sample["portrait_index"] == 0
     original = read_rgb(toy_world / "id_0000_video" / f"{sample['frame_index']:04d}.png") / 255.0
     decoded = sample["driver"].permute(1, 2, 0).numpy()
     assert np.abs(decoded - original).mean() < 0.03  # lossy H.264 at crf 10, but the same picture
@@ -77,7 +77,7 @@ def test_frames_layout(frame_folders):
     layout, records = discover_clips(frame_folders)
     assert layout == "frames" and len(records) == 4
     dataset = PortraitVideoDataset(records, source_frame="random")
-    assert 0 <= dataset[0]["source_index"] < 8 and "driver_keypoints" not in dataset[0]
+    assert 0 <= dataset[0]["portrait_index"] < 8 and "driver_keypoints" not in dataset[0]
 
 
 def test_unreadable_and_empty_clips_are_named(video_folder, frame_folders, tmp_path):
@@ -136,16 +136,16 @@ def test_epoch_seeded_sampler_depends_only_on_epoch():
 
 def test_paired_augmentation_is_shared_within_a_sample():
     torch.manual_seed(0)
-    batch = {key: torch.rand(6, 3, 8, 8) for key in ("source", "driver", "driver_next")}
+    batch = {key: torch.rand(6, 3, 8, 8) for key in ("portrait", "driver", "driver_next")}
     batch["driver_keypoints"] = torch.rand(6, 5, 2) * 7
     flipped = PairedAugmentation(hflip=1.0, brightness=0, contrast=0, saturation=0, hue=0)(batch)
-    for key in ("source", "driver", "driver_next"):
+    for key in ("portrait", "driver", "driver_next"):
         assert torch.allclose(flipped[key], batch[key].flip(-1))
     assert torch.allclose(flipped["driver_keypoints"][..., 0], 7 - batch["driver_keypoints"][..., 0])
     jittered = PairedAugmentation(hflip=0.0, brightness=0.3, contrast=0, saturation=0, hue=0)(
-        {key: torch.full((4, 3, 8, 8), 0.5) for key in ("source", "driver", "driver_next")}
+        {key: torch.full((4, 3, 8, 8), 0.5) for key in ("portrait", "driver", "driver_next")}
     )
-    shift = jittered["source"][:, 0, 0, 0]
+    shift = jittered["portrait"][:, 0, 0, 0]
     assert torch.allclose(jittered["driver"][:, 0, 0, 0], shift) and shift.unique().numel() > 1
     with pytest.raises(ValueError, match="hflip"):
         PairedAugmentation(hflip=2.0)
@@ -175,11 +175,11 @@ def test_cached_descriptors_follow_a_flip_and_ignore_colour_changes():
     image = torch.zeros(1, 3, 9, 9)
     image[..., 4, 1] = image[..., 2, 6] = 1.0
     normalised = lambda pixels: torch.tensor(pixels) * 2 / 8 - 1  # noqa: E731
-    batch = {"source": image, "driver": image.clone(), "driver_next": image.clone(), "driver_descriptors": normalised([[[1.0, 4.0], [6.0, 2.0]]])}
+    batch = {"portrait": image, "driver": image.clone(), "driver_next": image.clone(), "driver_descriptors": normalised([[[1.0, 4.0], [6.0, 2.0]]])}
     flipped = PairedAugmentation(hflip=1.0, brightness=0, contrast=0, saturation=0, hue=0, descriptor_mirror=[1, 0])(batch)
     assert torch.allclose(flipped["driver_descriptors"], normalised([[[2.0, 2.0], [7.0, 4.0]]]))
     assert flipped["driver"][0, 0, 2, 2] == 1 and flipped["driver"][0, 0, 4, 7] == 1  # where the image put the dots
-    grey = {**batch, **{key: image * 0.5 + 0.25 for key in ("source", "driver", "driver_next")}}
+    grey = {**batch, **{key: image * 0.5 + 0.25 for key in ("portrait", "driver", "driver_next")}}
     recoloured = PairedAugmentation(hflip=0.0, brightness=0.3, contrast=0.3, saturation=0, hue=0)(grey)
     assert not torch.equal(recoloured["driver"], grey["driver"]) and torch.equal(recoloured["driver_descriptors"], batch["driver_descriptors"])
     with pytest.raises(ValueError, match="descriptor_mirror"):

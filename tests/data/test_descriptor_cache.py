@@ -56,7 +56,7 @@ def test_datamodule_serves_cached_descriptors(descriptor_ckpt, toy_world, tmp_pa
     datamodule.prepare_data()
     datamodule.setup("fit")
     sample = datamodule.datasets["train"][3]
-    assert sample["driver_descriptors"].shape == (4, 2) and sample["source_descriptors"].shape == (4, 2)
+    assert sample["driver_descriptors"].shape == (4, 2) and sample["portrait_descriptors"].shape == (4, 2)
     assert sample["driver_descriptor_jacobians"].shape == (4, 2, 2)
     cached = datamodule.descriptor_cache().load(sample["identity"])
     assert torch.equal(sample["driver_descriptors"], torch.from_numpy(cached["value"][sample["frame_index"]]))

@@ -104,8 +104,8 @@ def test_animate_with_keypoints_writes_overlay(descriptor_ckpt, toy_world, tmp_p
     assert first["driver_keypoints"].to_pixels().value.max() <= 31
     # relative transfer: on the driver's first frame the portrait keeps its own keypoints, so the source is re-rendered
     with torch.no_grad():
-        kp_source = predictor.net.kp_detector(first["source"][:1])
-        direct = predictor.net.generator(first["source"][:1], kp_driving=kp_source, kp_source=kp_source)["prediction"]
+        kp_source = predictor.net.kp_detector(first["portrait"][:1])
+        direct = predictor.net.generator(first["portrait"][:1], kp_driving=kp_source, kp_source=kp_source)["prediction"]
     assert torch.allclose(first["generated"][0], direct[0].clamp(0, 1), atol=1e-5)
 
 

@@ -348,7 +348,7 @@ def test_retargeting_pairs_change_only_their_part_and_measure_its_openness(toy_w
     for pairs, rows in ((eyes, slice(18, 36)), (lips, slice(36, 60))):
         sample = pairs[4]
         assert torch.equal(sample["ratios"], pairs[4]["ratios"])  # fixed by the seed
-        changed = (sample["target"] - sample["source"]).abs().amax(dim=0) > 0.05
+        changed = (sample["target"] - sample["portrait"]).abs().amax(dim=0) > 0.05
         assert changed.any() and not changed[: rows.start].any() and not changed[rows.stop :].any()
     # a closed eye (blink 1) measures below the open portrait's ratios; training pairs are drawn afresh
     ratios = torch.stack([eyes[i]["ratios"] for i in range(6)])
@@ -372,7 +372,7 @@ def test_stage2_trains_its_mlp_alone_and_leaves_the_base_statistics(small_livepo
     before = {key: value.clone() for key, value in task.net.state_dict().items()}
     optimizer = task.configure_optimizers()
     # 128 px frames: the small model takes them at 64 px and renders 128 px
-    batch = {"source": torch.rand(2, 3, 128, 128), "target": torch.rand(2, 3, 128, 128), "ratios": torch.tensor([[0.3, 0.3, 0.05], [0.3, 0.3, 0.2]])}
+    batch = {"portrait": torch.rand(2, 3, 128, 128), "target": torch.rand(2, 3, 128, 128), "ratios": torch.tensor([[0.3, 0.3, 0.05], [0.3, 0.3, 0.2]])}
     optimizer.zero_grad()
     task.training_step(batch, 0).backward()
     optimizer.step()
@@ -387,7 +387,7 @@ def test_retargeting_region_error_measures_only_the_pixels_the_target_changed():
     target = source.clone()
     target[..., 2:4, 2:6] = 1.0  # an eye opened: 8 pixels changed
     unmoved = source + 0.1  # off everywhere by 0.1, and by 0.9 where the eye should be
-    terms = RetargetingLoss()({"image": target, "offset": torch.zeros(1, 4, 3), "unmoved": unmoved}, {"source": source, "target": target})
+    terms = RetargetingLoss()({"image": target, "offset": torch.zeros(1, 4, 3), "unmoved": unmoved}, {"portrait": source, "target": target})
     assert terms["retargeting_error"] == 0 and terms["region_error"] == 0
     assert terms["unretargeted_region_error"].item() == pytest.approx(0.9)
     assert terms["unretargeted_error"].item() == pytest.approx((8 * 0.9 + 56 * 0.1) / 64)

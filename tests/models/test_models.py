@@ -84,7 +84,7 @@ def test_animator_learns_a_translation():
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     errors = []
     for _ in range(30):
-        terms = loss(net(portrait, driver), {"source": portrait, "driver": driver})
+        terms = loss(net(portrait, driver), {"portrait": portrait, "driver": driver})
         optimizer.zero_grad()
         terms["total"].backward()
         optimizer.step()
@@ -95,7 +95,7 @@ def test_animator_learns_a_translation():
 def test_flow_keypoint_alignment_is_zero_for_the_flow_that_carries_driver_keypoints_to_the_portrait():
     portrait_kp = torch.tensor([[[-0.5, 0.2], [0.3, -0.4]]])
     driver_kp = portrait_kp + torch.tensor([0.2, -0.1])  # the driver shows the face moved right and up
-    images = {"source": torch.rand(1, 3, 16, 16), "driver": torch.rand(1, 3, 16, 16)}
+    images = {"portrait": torch.rand(1, 3, 16, 16), "driver": torch.rand(1, 3, 16, 16)}
     loss = AnimatorLoss(identity=0.0, alignment_mode="flow_keypoints")
     # backward flow: the driver's keypoint reads the portrait where the same keypoint sits (-0.2, +0.1 corner units)
     exact = torch.zeros(1, 16, 16, 2) + torch.tensor([-0.2, 0.1]) * 15 / 16

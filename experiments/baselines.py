@@ -49,7 +49,7 @@ BASELINES = [
     Baseline("lipsync_av", ("val/sync_acc", "val/loss")),
     Baseline("lipsync_syncnet", ("val/sync_acc", "val/loss"), {"data.audio_encoder_ckpt": "lipsync_av"}),
     Baseline("lipsync_unet", ("val/mouth_l1", "val/mouth_l1_reference", "val/sync_prob"),
-             {"data.audio_encoder_ckpt": "lipsync_av", "model.syncnet.pretrained": "lipsync_syncnet"}),
+             {"data.audio_encoder_ckpt": "lipsync_av", "model.syncnet.ckpt": "lipsync_syncnet"}),
 ]
 
 

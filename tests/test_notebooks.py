@@ -24,7 +24,7 @@ def test_compare_runs_notebook_reads_metrics(tmp_path, monkeypatch, capsys):
     namespace: dict = {}
     for cell in notebook["cells"]:
         if cell["cell_type"] == "code":
-            exec("".join(cell["portrait"]), namespace)
+            exec("".join(cell["source"]), namespace)
     out = capsys.readouterr().out
     assert "quickstart | quickstart/runs/2026-01-01_00-00-00 | 0.0123 | 0.02" in out
     assert "'fd_effnetlite0': 3.5" in out

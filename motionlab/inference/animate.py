@@ -67,7 +67,7 @@ def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: 
         initial = driver[:1] if initial is None else initial
         with torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             outputs = predictor(source, driver, initial)
-        yield {"source": source.expand(driver.shape[0], -1, -1, -1), "driver": driver, **{key: _as_float32(value) for key, value in outputs.items()}}
+        yield {"portrait": source.expand(driver.shape[0], -1, -1, -1), "driver": driver, **{key: _as_float32(value) for key, value in outputs.items()}}
 
 
 def decoded_batches(clip, count: int, batch_size: int) -> Iterator[np.ndarray]:
@@ -113,7 +113,7 @@ def animate_with_landmarks(predictor: LandmarkDrivenPredictor, portrait: np.ndar
     motion = predictor.motion(landmarks.points, source, landmarks.reference_frame(reference))
     for start in range(0, len(landmarks), batch_size):
         part = {key: value[start : start + batch_size] for key, value in motion.items()}
-        yield {"source": source.expand(part["value"].shape[0], -1, -1, -1), **predictor(source, part)}
+        yield {"portrait": source.expand(part["value"].shape[0], -1, -1, -1), **predictor(source, part)}
 
 
 def _warn_if_variable_rate(clip, fps: float | None) -> None:

@@ -18,17 +18,25 @@ from motionlab.metrics.identity import IdentityDistance
 from motionlab.metrics.reconstruction import MeanAbsoluteError, ResidualMagnitude, reconstruction_metrics
 from motionlab.metrics.temporal import Flicker, MotionSmoothness, TemporalDifferenceConsistency
 
-# The metrics a suite can be asked for, by name, with what each reports and under which protocol. Reconstruction
-# (l1, psnr, ssim against the driver, l1_copy_baseline, l1_ratio_to_copy, residual_magnitude) is always computed, and
-# akd / motion_smoothness whenever the suite is given a keypoint detector.
+# The metrics a suite can be asked for, by a name that states what it is computed with (the name it reports under).
+# Reconstruction (l1, psnr, ssim against the driver, l1_copy_baseline, l1_ratio_to_copy, residual_magnitude) is always
+# computed, and akd / motion_smoothness whenever the suite is given a keypoint detector.
 SUITE_METRICS = {
-    "fd": "fd_<backbone>: Fréchet distance of frame features (fd_effnetlite0: offline EfficientNet-Lite0, FID-style, not "
-          "Inception-FID; fid_inception with the FID Inception weights file)",
-    "fvd": "fvd_<backbone>: Fréchet distance of per-clip (mean, std) frame features, FVD-style (not I3D FVD); clips of T >= 2",
-    "aed": "aed_<backbone>: identity distance, L2 between features of generated frames and the portrait",
+    "fd_effnetlite0": "Fréchet distance of frame features of the offline EfficientNet-Lite0 (FID-style, not comparable "
+                      "with published FID)",
+    "fid_inception": "FID: Fréchet distance of the FID Inception's pool features (suite.features.backbone=inception_v3 and "
+                     "its weights file, suite.features.weights_path); equals torchmetrics' FrechetInceptionDistance",
+    "fvd_effnetlite0": "Fréchet distance of per-clip (mean, std) EfficientNet-Lite0 frame features (FVD-style, not I3D FVD); "
+                       "clips of T >= 2",
+    "fvd_inception": "the same on the FID Inception's features",
+    "aed_effnetlite0": "identity distance: L2 between EfficientNet-Lite0 features of generated frames and the portrait",
+    "aed_inception": "the same on the FID Inception's features",
     "temporal": "temporal_difference (mean |Δgenerated − Δdriver|) and flicker (high-pass energy where the driver is static)",
     "colour": "delta_e76, delta_e2000: Lab colour difference from the portrait; delta_e76_slope: its drift per frame",
 }
+# the feature metrics: (kind, the feature backbone's metric suffix)
+FEATURE_METRICS = {"fd_effnetlite0": ("fd", "effnetlite0"), "fid_inception": ("fd", "inception"), "fvd_effnetlite0": ("fvd", "effnetlite0"),
+                   "fvd_inception": ("fvd", "inception"), "aed_effnetlite0": ("aed", "effnetlite0"), "aed_inception": ("aed", "inception")}
 # what training validates with (the feature metrics cost tens of ms per image on a CPU core)
 TRAINING_METRICS = ("temporal", "colour")
 
@@ -50,7 +58,8 @@ class EvaluationSuite(nn.Module):
 
     Args:
         names: the metrics to compute, by name (:data:`SUITE_METRICS`); reconstruction is always computed.
-        features: the feature backbone of fd / fvd / aed (built as ``ImageFeatures()`` when one of them is asked for).
+        features: the feature backbone of the feature metrics (built as ``ImageFeatures()``, EfficientNet-Lite0, when
+            one is asked for); every feature metric named must be computed on it.
         keypoint_detector: a detector mapping (N, 3, H, W) images to :class:`Keypoints` (a descriptor model's
             ``kp_detector``); enables AKD and motion smoothness. It is evaluation equipment, not part of the suite:
             it is neither registered as a sub-module nor moved with it.
@@ -66,15 +75,22 @@ class EvaluationSuite(nn.Module):
     ):
         super().__init__()
         self.names = check_metric_names(names)
-        if features is None and {"fd", "fvd", "aed"} & set(self.names):
+        kinds = {FEATURE_METRICS[name][0]: FEATURE_METRICS[name][1] for name in self.names if name in FEATURE_METRICS}
+        if features is None and kinds:
             features = ImageFeatures()
+        for name in self.names:
+            if name in FEATURE_METRICS and FEATURE_METRICS[name][1] != features.metric_suffix:
+                from motionlab.utils.config import ConfigError
+
+                raise ConfigError(f"metric {name!r} is computed on {FEATURE_METRICS[name][1]} features, but the suite's are "
+                                  f"{features.metric_suffix} ({SUITE_METRICS[name]}); choose the metrics of one backbone")
         self.features = features
         self.reconstruction = reconstruction_metrics()
         self.copy_baseline = MeanAbsoluteError()
         self.residual = ResidualMagnitude()
-        self.frechet = FrechetDistance(features) if "fd" in self.names else None
-        self.clip_frechet = ClipFrechetDistance(features) if "fvd" in self.names else None
-        self.identity = IdentityDistance() if "aed" in self.names else None
+        self.frechet = FrechetDistance(features) if "fd" in kinds else None
+        self.clip_frechet = ClipFrechetDistance(features) if "fvd" in kinds else None
+        self.identity = IdentityDistance() if "aed" in kinds else None
         temporal = "temporal" in self.names
         self.temporal_difference = TemporalDifferenceConsistency() if temporal else None
         self.flicker = Flicker(static_threshold=flicker_threshold) if temporal else None

@@ -65,7 +65,7 @@ def test_eval_metrics_are_chosen_by_name(checkpoint, tmp_path):
     evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE, "metrics=[temporal]"], tmp_path))
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and "flicker" in json.loads(lines[1])["metrics"]
-    with pytest.raises(ConfigError, match=r"unknown metric 'fid'; the suite's metrics are fd, fvd, aed, temporal, colour"):
+    with pytest.raises(ConfigError, match=r"unknown metric 'fid'; the suite's metrics are fd_effnetlite0, fid_inception, fvd_effnetlite0"):
         evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE, "metrics=[fid]"], tmp_path / "bad"))
 
 
@@ -168,7 +168,7 @@ def test_eval_scores_identity_against_a_profile(checkpoint, tmp_path):
 
     world = next(checkpoint.parents[2].glob(".cache/toy_world_*"))  # the checkpoint's toy world, in its run's cache
     own = write_profile(build_profile(world / "id_0000_video", max_frames=4, embedder="image"), tmp_path / "id0.json")
-    result = evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE, "metrics=[aed,temporal,colour]",
+    result = evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE, "metrics=[aed_effnetlite0,temporal,colour]",
                                     f"profile={own}"], tmp_path / "out"))
     value = result["metrics"]["csim_profile_image"]
     assert 0.0 < value <= 1.0 and result["metrics"]["csim_profile_image_frames_missed"] == 0

@@ -249,3 +249,16 @@ def test_sync_scores_find_a_known_offset():
     values = metric.compute()
     assert float(values["sync_offset_ours"]) == 3.0
     assert float(values["lse_d_ours"]) < 0.2 < float(values["lse_c_ours"])
+
+
+def test_suite_metrics_are_named_by_what_they_are_computed_with():
+    """A feature metric's name states its network; asking for one the suite's features are not is an error."""
+    from motionlab.metrics.suite import EvaluationSuite
+    from motionlab.utils.config import ConfigError
+
+    suite = EvaluationSuite(names=["fd_effnetlite0", "colour"])
+    assert suite.frechet is not None and suite.frechet.name == "fd_effnetlite0" and suite.identity is None and suite.clip_frechet is None
+    with pytest.raises(ConfigError, match=r"metric 'fid_inception' is computed on inception features, but the suite's are effnetlite0"):
+        EvaluationSuite(names=["fid_inception"])
+    with pytest.raises(ConfigError, match=r"unknown metric 'fd'"):
+        EvaluationSuite(names=["fd"])

@@ -122,7 +122,7 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     reference = create_model("fomm_vox256", ckpt=release).eval()
     predictor = load_predictor(release, model="fomm_vox256", fast_convolutions=True, detect_generated=False)
     portrait_image, driver_frames = read_image(portrait), open_clip(driver).get(range(frames))
-    source, driving = predictor.prepare_portrait(portrait_image), predictor.prepare_driver(driver_frames)
+    (source, _), (driving, _) = predictor.prepare_portrait(portrait_image), predictor.prepare_driver(driver_frames)
     ours: list[torch.Tensor] = []
     theirs: list[np.ndarray] = []
 

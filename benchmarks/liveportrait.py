@@ -57,11 +57,11 @@ def liveportrait(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     found = portrait_path.is_file()
     portrait = read_image(portrait_path) if found else np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
     predictor = LivePortraitPredictor(net, crop_portrait=found)
-    source = predictor.prepare_portrait(portrait)
+    source, context = predictor.prepare_portrait(portrait)
     driver = torch.rand(repeats, 3, 256, 256)
     started = time.perf_counter()
-    generated = predictor(source, driver, driver[:1])["generated"]
-    predictor.finish((generated.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8))
+    generated = predictor(source, driver, driver[:1], context)["generated"]
+    predictor.finish((generated.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8), context)
     seconds = (time.perf_counter() - started) / repeats
     label = f"whole animate loop ({'dlib crop, ' if found else ''}F, M, W, G, stitching{', paste-back' if found else ''}), {repeats} frames"
     results += [(label, seconds * 1000, "ms/frame"), (f"  = {1 / seconds:.3f} frames/s", 1 / seconds, "frames/s")]

@@ -90,3 +90,4 @@ class AnimationOutput(TypedDict):
     generated: Tensor  # (N, 3, S', S') in [0, 1]
     driver_keypoints: NotRequired[object]  # Keypoints of the driver frames
     generated_keypoints: NotRequired[object]  # Keypoints of the generated frames (or an adapter's adapted keypoints)
+    portrait_context: NotRequired[dict]  # what preparing the portrait learnt (LivePortrait: its face crop), for finish

@@ -60,14 +60,17 @@ def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: 
     GPU); the outputs come back as float32."""
     _check_precision(precision)
     batches = (frames[start : start + batch_size] for start in range(0, len(frames), batch_size)) if isinstance(frames, np.ndarray) else frames
-    source = predictor.prepare_portrait(portrait).to(predictor.device)
+    source, portrait_context = predictor.prepare_portrait(portrait)
+    source = source.to(predictor.device)
     initial = None
     for batch in batches:
-        driver = predictor.prepare_driver(batch).to(predictor.device)
+        driver, driver_context = predictor.prepare_driver(batch)
+        driver = driver.to(predictor.device)
         initial = driver[:1] if initial is None else initial
         with torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            outputs = predictor(source, driver, initial)
-        yield {"portrait": source.expand(driver.shape[0], -1, -1, -1), "driver": driver, **{key: _as_float32(value) for key, value in outputs.items()}}
+            outputs = predictor(source, driver, initial, {**portrait_context, **driver_context})
+        yield {"portrait": source.expand(driver.shape[0], -1, -1, -1), "driver": driver, "portrait_context": portrait_context,
+               **{key: _as_float32(value) for key, value in outputs.items()}}
 
 
 def decoded_batches(clip, count: int, batch_size: int) -> Iterator[np.ndarray]:
@@ -248,7 +251,7 @@ def animate_files(
                     kept["generated"].extend(generated)
                     for key, value in points.items():
                         kept[key].extend(value)
-                yield from predictor.finish(generated)
+                yield from predictor.finish(generated, batch["portrait_context"])
 
     written = 0
 

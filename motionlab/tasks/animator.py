@@ -147,6 +147,6 @@ class AnimatorPredictor(AnimationPredictor):
         return cls(models["net"], models.get("descriptor_model"))
 
     @torch.no_grad()
-    def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor) -> dict:
+    def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor, context: dict | None = None) -> dict:
         portraits = portrait.expand(driver.shape[0], -1, -1, -1)
         return {"generated": animate(self.net, self.descriptor_model, portraits, driver)["image"].clamp(0, 1)}

@@ -131,7 +131,7 @@ class DescriptorPredictor(AnimationPredictor):
         return self._prepared[2:]
 
     @torch.no_grad()
-    def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor) -> dict:
+    def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor, context: dict | None = None) -> dict:
         n = driver.shape[0]
         kp_source, kp_initial, features = self._portrait_state(portrait, initial)
         kp_source, kp_initial = kp_source.expand(n), kp_initial.expand(n)

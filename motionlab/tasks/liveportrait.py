@@ -253,8 +253,9 @@ class LivePortraitPredictor(AnimationPredictor):
     (the generator's size, 512 for the release) is pasted back into the portrait with a feathered mask
     (``paste_back``), else returned as the crop.
 
-    :meth:`prepare_portrait` / :meth:`prepare_driver` / :meth:`finish` carry the portrait's crop and the driver
-    frames' landmarks between calls: one animation at a time per predictor.
+    :meth:`prepare_portrait` returns the portrait's crop and :meth:`prepare_driver` the driver frames' landmarks as
+    their contexts, which :meth:`__call__` (retargeting) and :meth:`finish` (paste-back) take: nothing is kept between
+    calls.
     """
 
     families = ("liveportrait",)
@@ -269,8 +270,6 @@ class LivePortraitPredictor(AnimationPredictor):
         self.eye_retargeting, self.lip_retargeting = eye_retargeting, lip_retargeting
         self.crop_portrait, self.crop_driver, self.paste_back, self.crop_scale = crop_portrait, crop_driver, paste_back, crop_scale
         self.render_batch = render_batch
-        self.crop: PortraitCrop | None = None
-        self.driver_landmarks: np.ndarray | None = None
         self._landmarker = None
 
     @classmethod
@@ -296,21 +295,22 @@ class LivePortraitPredictor(AnimationPredictor):
         cropped = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return matrix, cropped, points @ matrix[:, :2].T + matrix[:, 2]
 
-    def prepare_portrait(self, image: np.ndarray) -> torch.Tensor:
+    def prepare_portrait(self, image: np.ndarray) -> tuple[torch.Tensor, dict]:
+        """The portrait cropped around its face (context ``crop``: a :class:`PortraitCrop`, None without cropping)."""
         size = self.image_size
         if not self.crop_portrait:
-            self.crop = None
-            return frames_to_tensor(image[None], size)
+            return frames_to_tensor(image[None], size), {"crop": None}
         matrix, cropped, cropped_points = self._face_crop(image, self._landmarks(image, "portrait"))
-        self.crop = PortraitCrop(matrix, size, image, eye_openness(cropped_points[None]), lip_openness(cropped_points[None])[:, None])
-        return frames_to_tensor(cropped[None], size)
+        crop = PortraitCrop(matrix, size, image, eye_openness(cropped_points[None]), lip_openness(cropped_points[None])[:, None])
+        return frames_to_tensor(cropped[None], size), {"crop": crop}
 
-    def prepare_driver(self, frames: np.ndarray) -> torch.Tensor:
+    def prepare_driver(self, frames: np.ndarray) -> tuple[torch.Tensor, dict]:
+        """The driver frames, each cropped around its face with ``crop_driver`` (context ``driver_landmarks``: (N, 68, 2)
+        in the frames returned, where retargeting or cropping needs them)."""
         size = self.image_size
         needs_landmarks = self.crop_driver or self.eye_retargeting or self.lip_retargeting
         if not needs_landmarks:
-            self.driver_landmarks = None
-            return frames_to_tensor(frames, size)
+            return frames_to_tensor(frames, size), {"driver_landmarks": None}
         crops, landmarks = [], []
         for frame in frames:
             points = self._landmarks(frame, "driver")
@@ -318,21 +318,22 @@ class LivePortraitPredictor(AnimationPredictor):
                 _, frame, points = self._face_crop(frame, points)
             crops.append(frame)
             landmarks.append(points)
-        self.driver_landmarks = np.stack(landmarks)
-        return frames_to_tensor(np.stack(crops), size)
+        return frames_to_tensor(np.stack(crops), size), {"driver_landmarks": np.stack(landmarks)}
 
-    def finish(self, frames: np.ndarray) -> np.ndarray:
+    def finish(self, frames: np.ndarray, context: dict) -> np.ndarray:
         """Generated (N, S', S', 3) uint8 crops -> the frames to write: pasted back into the portrait when it was cropped."""
-        if not self.paste_back or self.crop is None:
+        crop = context.get("crop")
+        if not self.paste_back or crop is None:
             return frames
-        return np.stack([paste_into_portrait(frame, self.crop) for frame in frames])
+        return np.stack([paste_into_portrait(frame, crop) for frame in frames])
 
-    def _retargeting(self, x_source: torch.Tensor, n: int) -> torch.Tensor:
-        """The eye / lip retargeting offsets (N, K, 3) for the driver frames of the last :meth:`prepare_driver`."""
+    def _retargeting(self, x_source: torch.Tensor, n: int, context: dict) -> torch.Tensor:
+        """The eye / lip retargeting offsets (N, K, 3) for driver frames whose landmarks ``context`` holds."""
         delta = torch.zeros(n, *x_source.shape[1:], device=self.device)
         if not (self.eye_retargeting or self.lip_retargeting):
             return delta
-        if self.driver_landmarks is None or len(self.driver_landmarks) != n or self.crop is None:
+        crop, driver_landmarks = context.get("crop"), context.get("driver_landmarks")
+        if driver_landmarks is None or len(driver_landmarks) != n or crop is None:
             raise InputError("eye / lip retargeting needs the portrait's and the driver's landmarks: run through prepare_portrait / "
                              "prepare_driver (motionlab-animate does) with crop_portrait on")
         module = self.net.stitching_retargeting_module
@@ -342,15 +343,15 @@ class LivePortraitPredictor(AnimationPredictor):
             return torch.from_numpy(np.concatenate([np.repeat(source_ratio, n, axis=0), wanted], axis=1)).float().to(self.device)
 
         if self.eye_retargeting:
-            wanted = eye_openness(self.driver_landmarks).mean(axis=1, keepdims=True)
-            delta = delta + module.retarget_eyes(source, ratios(self.crop.eyes, wanted))
+            wanted = eye_openness(driver_landmarks).mean(axis=1, keepdims=True)
+            delta = delta + module.retarget_eyes(source, ratios(crop.eyes, wanted))
         if self.lip_retargeting:
-            wanted = lip_openness(self.driver_landmarks)[:, None]
-            delta = delta + module.retarget_lips(source, ratios(self.crop.lips, wanted))
+            wanted = lip_openness(driver_landmarks)[:, None]
+            delta = delta + module.retarget_lips(source, ratios(crop.lips, wanted))
         return delta
 
     @torch.no_grad()
-    def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor) -> dict:
+    def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor, context: dict | None = None) -> dict:
         n = driver.shape[0]
         net = self.net
         # frames at another size (a paper-scale checkpoint's 512 px data scored by motionlab-eval) go in at the input size
@@ -363,7 +364,7 @@ class LivePortraitPredictor(AnimationPredictor):
             x_driving = relative_driving(source["canonical"], source, driving, initial_motion)
         else:
             x_driving = net.keypoints(driving, canonical=source["canonical"].expand(n, -1, -1))
-        x_driving = x_driving + self._retargeting(x_source, n)
+        x_driving = x_driving + self._retargeting(x_source, n, context or {})
         if self.stitching:
             x_driving = net.stitching_retargeting_module.stitch(x_source.expand(n, -1, -1), x_driving)
         generated = torch.cat([

@@ -114,7 +114,9 @@ class AnimationPredictor(Predictor):
     ``driver_keypoints`` / ``generated_keypoints`` (:class:`Keypoints`).
 
     Files go through :meth:`prepare_portrait` and :meth:`prepare_driver` (uint8 images -> those tensors; a face crop
-    for LivePortrait) and :meth:`finish` (generated uint8 frames -> the frames written; its paste-back).
+    for LivePortrait) and :meth:`finish` (generated uint8 frames -> the frames written; its paste-back). The steps keep
+    no state between calls: what one step learns of its input (a crop, landmarks) it returns as a context that the
+    caller hands to the next, so one predictor can serve several animations at once.
     """
 
     @property
@@ -126,17 +128,19 @@ class AnimationPredictor(Predictor):
         """Driver frames per forward pass when the caller does not choose (``motionlab-animate batch_size=null``)."""
         return 16
 
-    def prepare_portrait(self, image: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 portrait -> (1, 3, S, S) in [0, 1] on the CPU."""
-        return frames_to_tensor(image[None], self.image_size)
+    def prepare_portrait(self, image: np.ndarray) -> tuple[torch.Tensor, dict]:
+        """(H, W, 3) uint8 portrait -> (1, 3, S, S) in [0, 1] on the CPU, and what later steps need to know of how it
+        was prepared (a face crop, say): the context passed to :meth:`__call__` and :meth:`finish`."""
+        return frames_to_tensor(image[None], self.image_size), {}
 
-    def prepare_driver(self, frames: np.ndarray) -> torch.Tensor:
-        """(N, H, W, 3) uint8 driver frames -> (N, 3, S, S) in [0, 1] on the CPU."""
-        return frames_to_tensor(frames, self.image_size)
+    def prepare_driver(self, frames: np.ndarray) -> tuple[torch.Tensor, dict]:
+        """(N, H, W, 3) uint8 driver frames -> (N, 3, S, S) in [0, 1] on the CPU, and their context (their landmarks, say)."""
+        return frames_to_tensor(frames, self.image_size), {}
 
-    def finish(self, frames: np.ndarray) -> np.ndarray:
-        """(N, S', S', 3) uint8 generated frames -> the frames to write."""
+    def finish(self, frames: np.ndarray, context: dict) -> np.ndarray:
+        """(N, S', S', 3) uint8 generated frames -> the frames to write (``context``: the portrait's)."""
         return frames
 
-    def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor) -> dict:
+    def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor, context: dict | None = None) -> dict:
+        """``context``: the portrait's and the driver frames' (:meth:`prepare_portrait`, :meth:`prepare_driver`)."""
         raise NotImplementedError

@@ -187,7 +187,7 @@ def test_keypoint_animate_path_matches_fomms_own_loop(small_fomm, adapt_movement
     assert use_fast_convolutions(fast, algorithm="nnpack") > 10
     assert set(fast.state_dict()) == set(small_fomm.state_dict())  # same parameters, same keys
     predictor = DescriptorPredictor(fast, adapt_movement_scale=adapt_movement_scale, detect_generated=False)
-    source, driving = predictor.prepare_portrait(portrait), predictor.prepare_driver(frames)
+    (source, _), (driving, _) = predictor.prepare_portrait(portrait), predictor.prepare_driver(frames)
     reference = torch.from_numpy(np.stack(fomm_make_animation(small_fomm.kp_detector, small_fomm.generator, source, driving,
                                                               adapt_movement_scale))).permute(0, 3, 1, 2)
     with torch.inference_mode():

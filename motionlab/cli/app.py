@@ -71,21 +71,20 @@ RENAMED_TAILS = {"descriptor_checkpoint": "descriptor_ckpt", "pretrained": "ckpt
 
 def renamed_overrides(argv: list[str], config_name: str) -> tuple[list[str], list[tuple[str, str]]]:
     """``argv`` with old key spellings replaced by the current ones, and the (old, new) pairs replaced."""
-    table, result, renamed = RENAMED_KEYS.get(config_name, {}), [], []
+    table, prefixes, result, renamed = RENAMED_KEYS.get(config_name, {}), RENAMED_PREFIXES.get(config_name, {}), [], []
     for arg in argv:
+        if arg.startswith("-"):  # Hydra's flags
+            result.append(arg)
+            continue
         prefix = arg[: len(arg) - len(arg.lstrip("+~"))]
         key, equals, value = arg[len(prefix):].partition("=")
         new = table.get(key)
-        prefix_rename = next(((old, to) for old, to in RENAMED_PREFIXES.get(config_name, {}).items() if key.startswith(old)), None)
-        if new is None and prefix_rename is not None:
-            new = prefix_rename[1] + key[len(prefix_rename[0]):]
-        if new is None and not arg.startswith("-"):
-            tail = next((t for t in RENAMED_TAILS if key == t or key.endswith("." + t)), None)
-            new = key[: len(key) - len(tail)] + RENAMED_TAILS[tail] if tail else None
-        if new is None or arg.startswith("-"):
-            result.append(arg)
-        else:
-            result.append(f"{prefix}{new}{equals}{value}")
+        if new is None:
+            new = next((to + key[len(old):] for old, to in prefixes.items() if key.startswith(old)), None)
+        if new is None:
+            new = next((key[: len(key) - len(old)] + to for old, to in RENAMED_TAILS.items() if key == old or key.endswith("." + old)), None)
+        result.append(arg if new is None else f"{prefix}{new}{equals}{value}")
+        if new is not None:
             renamed.append((key, new))
     return result, renamed
 

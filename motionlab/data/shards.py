@@ -147,8 +147,9 @@ def check_shard_index(index_file: Path, location: str) -> int:
             declared = chunk.get("chunk_bytes")
             if not path.is_file():
                 raise InputError(f"{what}: chunk {name} listed in index.json is missing; the shards are incomplete, rewrite them")
-            if path.stat().st_size < (declared or 0) or declared is None:
-                raise InputError(f"{what}: chunk {name} is {path.stat().st_size} bytes, index.json says {declared}; the shards are "
+            on_disk = path.stat().st_size
+            if not isinstance(declared, int) or on_disk < declared:
+                raise InputError(f"{what}: chunk {name} is {on_disk} bytes, index.json says {declared}; the shards are "
                                  "damaged, rewrite them")
             with open(path, "rb") as file:  # a chunk starts with its item count (uint32, little-endian)
                 stored = int.from_bytes(file.read(4), "little")

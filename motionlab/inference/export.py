@@ -139,11 +139,12 @@ class OnnxRunner:
 
 
 @torch.no_grad()
-def parity(net: nn.Module, path: str | os.PathLike, inputs: dict[str, torch.Tensor]) -> float:
-    """Largest absolute difference between eager PyTorch and onnxruntime on ``inputs``, over every output."""
+def parity(net: nn.Module, runner: OnnxRunner, inputs: dict[str, torch.Tensor], path: str | os.PathLike) -> float:
+    """Largest absolute difference between eager PyTorch and the onnxruntime session ``runner`` (of the file ``path``)
+    on ``inputs``, over every output."""
     expected = net.eval()(*inputs.values())
     expected = [t.numpy() for t in (expected if isinstance(expected, (tuple, list)) else (expected,))]
-    actual = OnnxRunner(path).outputs(*(t.numpy() for t in inputs.values()))
+    actual = runner.outputs(*(t.numpy() for t in inputs.values()))
     if [a.shape for a in actual] != [e.shape for e in expected]:
         raise ParityError(f"{path}: onnxruntime outputs {[a.shape for a in actual]} vs PyTorch {[e.shape for e in expected]}")
     return max(float(np.abs(a - e).max()) for a, e in zip(actual, expected))
@@ -153,9 +154,10 @@ def check_parity(net: nn.Module, path: str | os.PathLike, real_inputs: dict[str,
                  tolerance: float = 1e-4) -> dict[str, float]:
     """Parity on random inputs (batches 1 and 3: the batch axis is dynamic) and on ``real_inputs``; raises
     :class:`ParityError` beyond ``tolerance``."""
-    report = {f"random_batch{b}": parity(net, path, example_inputs(net, batch=b, seed=b)) for b in (1, 3)}
+    runner = OnnxRunner(path)
+    report = {f"random_batch{b}": parity(net, runner, example_inputs(net, batch=b, seed=b), path) for b in (1, 3)}
     if real_inputs is not None:
-        report["real"] = parity(net, path, real_inputs)
+        report["real"] = parity(net, runner, real_inputs, path)
     worst = max(report.values())
     if worst > tolerance:
         raise ParityError(f"{path}: onnxruntime differs from PyTorch by {worst:.3g} (> {tolerance:g}): {report}")
@@ -237,7 +239,8 @@ def export_graph_folder(net: nn.Module, out: str | os.PathLike, source: str, tol
         for name, graph in graphs[1].items():
             path = scratch / f"{name}.onnx"
             export_onnx(graph.module, path, graph.inputs, graph.output_names, graph.opset)
-            worst = max(parity(graph.module, path, graphs[batch][name].inputs) for batch in (1, 2))
+            runner = OnnxRunner(path)
+            worst = max(parity(graph.module, runner, graphs[batch][name].inputs, path) for batch in (1, 2))
             if worst > tolerance:
                 raise ParityError(f"{name}: onnxruntime differs from PyTorch by {worst:.3g} (> {tolerance:g})")
             tag_source(path, source)

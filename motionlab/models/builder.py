@@ -24,10 +24,8 @@ from motionlab.utils.checkpoint import (
     load_state_dict_strict,
     submodule_state_dict,
 )
-from motionlab.utils.config import check_stored
+from motionlab.utils.config import STORED_PLAIN_TYPES, check_stored
 from motionlab.utils.io import file_digest
-
-PLAIN_TYPES = (str, int, float, bool, type(None))
 
 
 def motionlab_meta(checkpoint: Mapping, source: str | os.PathLike) -> dict | None:
@@ -51,7 +49,7 @@ def _check_plain(value, where: str) -> None:
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             _check_plain(item, f"{where}[{index}]")
-    elif not isinstance(value, PLAIN_TYPES):
+    elif not isinstance(value, STORED_PLAIN_TYPES):
         raise CheckpointFormatError(f"{where}: {type(value).__name__} is not a plain value")
 
 

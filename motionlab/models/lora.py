@@ -42,6 +42,10 @@ _ADAPTER_KEY = re.compile(r"(^|\.)(lora_[A-Za-z_]+|lora_magnitude_vector|modules
 _LORA_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class LoraSpec:
     """What to adapt and how (the ``lora`` config group).
@@ -62,12 +66,11 @@ class LoraSpec:
     modules_to_save: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        number = lambda value: isinstance(value, (int, float)) and not isinstance(value, bool)  # noqa: E731
         if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
             raise InputError(f"lora.rank must be a positive integer, got {self.rank!r}")
-        if not number(self.alpha) or not self.alpha > 0:
+        if not _is_number(self.alpha) or not self.alpha > 0:
             raise InputError(f"lora.alpha must be a number > 0, got {self.alpha!r}")
-        if not number(self.dropout) or not 0.0 <= self.dropout < 1.0:
+        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise InputError(f"lora.dropout must be a number in [0, 1), got {self.dropout!r}")
         if self.target_modules is not None and not isinstance(self.target_modules, str):
             raise InputError(f"lora.target_modules must be a regular expression (a string) or null, got {self.target_modules!r}")

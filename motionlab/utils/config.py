@@ -225,6 +225,8 @@ def build_stored(node: Mapping, allowed: Sequence[str], where: str, path: str = 
 
     if not isinstance(node, Mapping) or "_target_" not in node:
         raise ConfigError(f"{where}: '{path}' names nothing to build (no _target_)")
-    constructor, _ = _constructor(node, path) if node["_target_"] in allowed else (None, None)
-    accepted = set(_signature_of(constructor)[0].parameters) if constructor is not None else set()
-    return build({**node, **{key: value for key, value in overrides.items() if key in accepted}}, path)
+    node = dict(node)
+    if node["_target_"] in allowed:  # an override applies where the constructor has that parameter; others fail in build
+        parameters = _signature_of(_constructor(node, path)[0])[0].parameters
+        node.update({key: value for key, value in overrides.items() if key in parameters})
+    return build(node, path)

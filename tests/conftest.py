@@ -33,6 +33,8 @@ TINY_NETS = {
                                      "model.net.warping_module.dense_motion_params.block_expansion=4"],
     "descriptor_quick": ["model.net.num_kp=4", "model.net.kp_detector.block_expansion=8", "model.net.generator.block_expansion=8",
                          "model.net.generator.dense_motion_params.block_expansion=8", "model.regression_frames=2"],
+    "tpsmm_quick": ["model.net.num_tps=2", "model.net.generator.block_expansion=8", "model.net.dense_motion.block_expansion=8",
+                    "model.regression_frames=2"],
     # five keypoints: the guided eye corners the correspondence prior takes the eye line from
     "descriptor_guided_quick": ["model.net.num_kp=5", "model.net.kp_detector.block_expansion=8", "model.net.generator.block_expansion=8",
                                 "model.net.generator.dense_motion_params.block_expansion=8", "model.regression_frames=2"],

@@ -11,7 +11,8 @@ from motionlab.inference.lipsync import lipsync_files
 def _lipsync(cfg: DictConfig) -> None:
     options = command_options(cfg)
     summary = lipsync_files(**options)
-    print(f"wrote {summary['frames']} frames ({summary['audio_seconds']:.2f} s of audio, {summary['runtime']}) to {summary['out']}")
+    detector = f", faces by {summary['face_detector']}" if "face_detector" in summary else ""
+    print(f"wrote {summary['frames']} frames ({summary['audio_seconds']:.2f} s of audio, {summary['runtime']}{detector}) to {summary['out']}")
 
 
 main = hydra_app("lipsync", _lipsync)

@@ -21,10 +21,15 @@ class RandomAffineTPS:
         sigma_affine: std of the affine perturbation from the identity.
         sigma_tps: std of the TPS control-point weights (0 disables TPS).
         points_tps: the TPS control grid is ``points_tps x points_tps`` over [-1, 1]^2.
+        kernel: the radial function of the control points: ``fomm`` (FOMM's ``d^2 log d`` of the L1 distance d) or
+            ``tps`` (TPSMM's ``r^2 log r^2`` of the Euclidean distance r).
     """
 
     def __init__(self, batch: int, sigma_affine: float = 0.05, sigma_tps: float = 0.005, points_tps: int = 5,
-                 generator: torch.Generator | None = None, device=None, dtype=torch.float32):
+                 generator: torch.Generator | None = None, device=None, dtype=torch.float32, kernel: str = "fomm"):
+        if kernel not in ("fomm", "tps"):
+            raise ValueError(f"kernel must be 'fomm' or 'tps', got {kernel!r}")
+        self.kernel = kernel
         noise = torch.normal(0.0, sigma_affine, (batch, 2, 3), generator=generator).to(device=device, dtype=dtype)
         self.theta = noise + torch.eye(2, 3, device=device, dtype=dtype)
         self.tps = sigma_tps > 0
@@ -36,8 +41,13 @@ class RandomAffineTPS:
         """(B, N, 2) points in [-1, 1] -> their images under the warp."""
         warped = points @ self.theta[:, :, :2].transpose(1, 2) + self.theta[:, :, 2].unsqueeze(1)
         if self.tps:
-            distances = (points.unsqueeze(2) - self.control_points.unsqueeze(1)).abs().sum(-1)  # (B, N, P) L1, as FOMM
-            radial = distances.square() * torch.log(distances + 1e-6)
+            offsets = points.unsqueeze(2) - self.control_points.unsqueeze(1)  # (B, N, P, 2)
+            if self.kernel == "fomm":
+                distances = offsets.abs().sum(-1)  # L1, as FOMM's code has it
+                radial = distances.square() * torch.log(distances + 1e-6)
+            else:
+                squared = offsets.square().sum(-1)  # the thin-plate kernel r^2 log r^2, as TPSMM's code has it
+                radial = squared * torch.log(squared + 1e-9)
             warped = warped + (radial * self.control_params).sum(-1, keepdim=True)
         return warped
 

@@ -184,8 +184,8 @@ def measurement_ceiling(datamodule: CrossDomainDataModule, regression: NamedPoin
             source = frames[:1].expand(len(frames), -1, -1, -1)
             kp_source = descriptor_model.kp_detector(frames[:1]).expand(len(frames))
             driving = descriptor_model.kp_detector(frames)
-            image = descriptor_model.generator(source, kp_driving=driving, kp_source=kp_source,
-                                               source_features=descriptor_model.generator.encode_source(frames[:1]))["prediction"].clamp(0, 1)
+            image = descriptor_model.animate(source, kp_driving=driving, kp_source=kp_source,
+                                             source_features=descriptor_model.encode_source(frames[:1]))["prediction"].clamp(0, 1)
             points = _landmarks_of(regression, [_numpy(descriptor_model.kp_detector(image))])
             rows["generated"].append(motion_agreement(clip.landmarks, points)["correlation"])
     return {kind: {name: float(np.nanmean([row[name] for row in values])) for name in SIGNALS} for kind, values in rows.items()}

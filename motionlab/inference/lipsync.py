@@ -30,11 +30,13 @@ from motionlab.data.audio import SAMPLE_RATE, load_wav
 from motionlab.data.landmarks import read_lms
 from motionlab.data.talking import CROP_SIZE, INNER_SIZE, box_region, crop_face, resize
 from motionlab.data.video_io import ClipError, list_frame_files, read_image, write_video
-from motionlab.inference.sequence import build_sequence, write_sequence
+from motionlab.inference.sequence import build_sequence, reported, write_sequence
+from motionlab.inference.wav2lip import RELEASE_PADS, wav2lip_video
 from motionlab.models.lipsync import LipSyncConvention
 from motionlab.models.lora import merge_lora
 from motionlab.tasks import load_predictor
 from motionlab.tasks.lipsync import LipSyncPredictor
+from motionlab.tasks.wav2lip import Wav2LipPredictor
 from motionlab.utils.errors import InputError, check_positive
 from motionlab.utils.io import check_output_path
 
@@ -203,19 +205,13 @@ class LipSyncPipeline:
         record = [] if sequence_out is not None else None
         frames, composited = self.frames(template, wav, features_path, record)
         if on_frame is not None:
-            composited = _reported(composited, frames, on_frame)
+            composited = reported(composited, frames, on_frame)
         path = write_video(out, composited, fps=self.fps, crf=crf, audio=(wav, SAMPLE_RATE))
         if sequence_out is not None:
             templates, results, crops, masks = (np.stack(column) for column in zip(*record))
             write_sequence(sequence_out, build_sequence(templates[0], templates, results, self.fps,
                                                         {"crop_box": ("generated", crops), "mask_box": ("generated", masks)}))
         return {"out": str(path), "frames": frames, "audio_seconds": len(wav) / SAMPLE_RATE}
-
-
-def _reported(frames: Iterator[np.ndarray], total: int, on_frame: Callable[[int, int], None]) -> Iterator[np.ndarray]:
-    for done, frame in enumerate(frames, start=1):
-        on_frame(done, total)
-        yield frame
 
 
 # sequence frames are kept at most this large on their longer side (a viewer's panel; memory stays small)
@@ -241,12 +237,15 @@ def _sequence_entry(image: np.ndarray, result: np.ndarray, box: tuple[int, int, 
             corners(margin + mx, margin + my, margin + mx + mw, margin + my + mh))
 
 
-def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | None = None, audio_encoder_ckpt: str | None = None,
-                  features: str | None = None, runtime: str = "torch", onnx: str | None = None, batch_size: int = 8,
-                  feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora_ckpt: str | None = None,
-                  sequence_out: str | None = None, on_frame: Callable[[int, int], None] | None = None) -> dict:
+def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, video: str | None = None, arch: str | None = None,
+                  audio_encoder_ckpt: str | None = None, features: str | None = None, runtime: str = "torch", onnx: str | None = None,
+                  batch_size: int = 8, feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora_ckpt: str | None = None,
+                  sequence_out: str | None = None, face_detector_ckpt: str | None = None, pads: tuple[int, int, int, int] = RELEASE_PADS,
+                  box_smoothing: int = 5, on_frame: Callable[[int, int], None] | None = None) -> dict:
     """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora_ckpt``, a speaker's LoRA adapter file trained on
-    ``ckpt``, unmerged), pick the runtime, write ``out``."""
+    ``ckpt``, unmerged), pick the runtime, write ``out``. A lip-sync U-Net speaks through a ``template`` folder; Wav2Lip
+    (``arch=wav2lip96``) through a ``video`` (or image), its faces found by S3FD (``face_detector_ckpt``) or dlib
+    (:mod:`motionlab.inference.wav2lip`)."""
     from motionlab.inference.export import OnnxRunner, export_checked, onnx_source
 
     if runtime not in ("torch", "onnx"):
@@ -257,13 +256,17 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | No
     check_positive(batch_size=batch_size, fps=fps)
     if feather < 0 or not 0 <= crf <= 51:
         raise InputError(f"feather={feather}, crf={crf}: feather must be >= 0 and crf in [0, 51]")
-    for name, value in (("template", template), ("audio", audio)):
-        if not Path(value).exists():
+    for name, value in (("template", template), ("video", video), ("audio", audio)):
+        if value is not None and not Path(value).exists():
             raise FileNotFoundError(f"{name}={value} does not exist")
     predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_ckpt, audio_encoder_ckpt=audio_encoder_ckpt)
-    if not isinstance(predictor, LipSyncPredictor):
-        raise InputError(f"{ckpt} is not a lip-sync U-Net checkpoint (its predictor is {type(predictor).__name__})")
-    warning = toy_model_warning(predictor.trained_on, template)
+    if not isinstance(predictor, (LipSyncPredictor, Wav2LipPredictor)):
+        raise InputError(f"{ckpt} is not a lip-sync checkpoint (its predictor is {type(predictor).__name__})")
+    source = video if isinstance(predictor, Wav2LipPredictor) else template
+    if source is None or (template is not None and video is not None):
+        wanted = "video=CLIP_OR_IMAGE (Wav2Lip crops the faces itself)" if isinstance(predictor, Wav2LipPredictor) else "template=DIR (SyncTalk_2D layout)"
+        raise InputError(f"{ckpt} ({predictor.net.model_info.name}) speaks through {wanted}; give that one")
+    warning = toy_model_warning(predictor.trained_on, source)
     if warning is not None:
         log.warning(warning)
     if runtime == "onnx":
@@ -276,6 +279,11 @@ def lipsync_files(ckpt: str, template: str, audio: str, out: str, arch: str | No
             log.info("exported %s; onnxruntime parity %s", path, export_checked(net, path, key)["parity"])
         # decoding, paste-back and encoding share the cores; a graph exported from other weights is refused
         predictor.runner = OnnxRunner(path, spinning=False, source=key)
+    if isinstance(predictor, Wav2LipPredictor):
+        if sequence_out is not None:
+            raise InputError("sequence_out= records a template's crops; it is not available for Wav2Lip yet")
+        summary = wav2lip_video(predictor, video, audio, out, face_detector_ckpt, tuple(pads), box_smoothing, batch_size, fps, crf, on_frame=on_frame)
+        return {**summary, "runtime": runtime}
     pipeline = LipSyncPipeline(predictor, batch_size=batch_size, feather=feather, fps=fps)
     summary = pipeline.run(template, audio, out, crf=crf, features_path=features, sequence_out=sequence_out, on_frame=on_frame)
     return {**summary, "runtime": runtime}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,3 +172,10 @@ def read_sequence(path: str | os.PathLike) -> Sequence:
             layers[name] = (panel, points)
     traces = {key.removeprefix("trace."): values for key, values in arrays.items() if key.startswith("trace.")}
     return Sequence(frames[0], frames[1], frames[2], float(arrays["fps"]), layers, traces)
+
+
+def reported(frames: Iterator[np.ndarray], total: int, on_frame: Callable[[int, int], None]) -> Iterator[np.ndarray]:
+    """``frames`` passed through, calling ``on_frame(done, total)`` after each (progress for the app and the CLIs)."""
+    for done, frame in enumerate(frames, start=1):
+        on_frame(done, total)
+        yield frame

@@ -23,17 +23,28 @@ class DescriptorLoss(TaskLoss):
     parts: LivePortrait's cascaded loss, because lids and lips are a few pixels that the whole-image terms barely
     weigh); both on batches with ``driver_landmarks`` (``data.face_labels=true``).
 
-    ``outputs``: the FOMM forward (``image``, ``kp_driving``); ``batch``: ``driver``. Binds ``kp_detector``.
+    TPSMM's terms, for models whose forward returns them: ``warp`` (the warped, occlusion-masked encoder features of the
+    source against the driver's own, summed over resolutions) and ``background`` (the background maps of source ->
+    driving and driving -> source must compose to the identity, once the model's background predictor is on).
+    ``equivariance_kernel`` picks the random warp's radial function (``fomm`` or ``tps``,
+    :class:`~motionlab.geometry.RandomAffineTPS`).
+
+    ``outputs``: the model's forward (``image``, ``kp_driving``; TPSMM's also ``occlusion_map``,
+    ``warped_encoder_maps``, ``bg_param``); ``batch``: ``portrait``, ``driver``. Binds ``kp_detector`` and, for the
+    TPSMM terms, ``driver_maps`` and ``bg_predictor``.
     """
 
     def __init__(self, perceptual: PerceptualPyramidLoss, equivariance_value: float = 10.0, equivariance_jacobian: float = 10.0,
                  sigma_affine: float = 0.05, sigma_tps: float = 0.005, points_tps: int = 5, reconstruction_l1: float = 0.0, landmark_guidance: float = 0.0,
-                 part_perceptual: float = 0.0, part_crop_fraction: float = 0.5):
+                 part_perceptual: float = 0.0, part_crop_fraction: float = 0.5, warp: float = 0.0, background: float = 0.0,
+                 equivariance_kernel: str = "fomm"):
         super().__init__(perceptual=1.0, reconstruction=reconstruction_l1, equivariance_value=equivariance_value,
-                         equivariance_jacobian=equivariance_jacobian, landmark_guidance=landmark_guidance, part_perceptual=part_perceptual)
+                         equivariance_jacobian=equivariance_jacobian, landmark_guidance=landmark_guidance, part_perceptual=part_perceptual,
+                         warp=warp, background=background)
         self.perceptual = perceptual
         self.part_crop_fraction = part_crop_fraction
         self.sigma_affine, self.sigma_tps, self.points_tps = sigma_affine, sigma_tps, points_tps
+        self.equivariance_kernel = equivariance_kernel
 
     def forward(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         driving, generated = batch["driver"], outputs["image"]
@@ -42,7 +53,7 @@ class DescriptorLoss(TaskLoss):
             terms["reconstruction"] = F.l1_loss(generated, driving)
         if self.active("equivariance_value") or self.active("equivariance_jacobian"):
             transform = RandomAffineTPS(driving.shape[0], self.sigma_affine, self.sigma_tps, self.points_tps,
-                                        device=driving.device, dtype=driving.dtype)
+                                        device=driving.device, dtype=driving.dtype, kernel=self.equivariance_kernel)
             value, jacobian = equivariance_losses(self.network("kp_detector"), driving, outputs["kp_driving"], transform)
             terms["equivariance_value"] = value
             if jacobian is not None and self.active("equivariance_jacobian"):
@@ -52,4 +63,12 @@ class DescriptorLoss(TaskLoss):
         if self.active("part_perceptual") and "driver_landmarks" in batch:
             results, targets = (part_views(images, batch["driver_landmarks"], self.part_crop_fraction) for images in (generated, driving))
             terms["part_perceptual"] = sum(self.perceptual(results[part], targets[part]) for part in PART_LANDMARKS) / len(PART_LANDMARKS)
+        if self.active("warp") and "warped_encoder_maps" in outputs:
+            own = self.network("driver_maps")(driving, outputs["occlusion_map"])
+            warped = outputs["warped_encoder_maps"]
+            terms["warp"] = sum((mine - warped[-i - 1]).abs().mean() for i, mine in enumerate(own))
+        if self.active("background") and outputs.get("bg_param") is not None:
+            reverse = self.network("bg_predictor")(driving, batch["portrait"])
+            composed = outputs["bg_param"] @ reverse
+            terms["background"] = (torch.eye(3, device=composed.device, dtype=composed.dtype) - composed).abs().mean()
         return self.total(terms)

@@ -5,7 +5,7 @@ Importing this package registers every variant (:func:`list_models`): ``animator
 ``lipsync_av_encoder``, ``landmark_adapter_{mlp,temporal}``, ``descriptor_to_landmarks_mlp``, ``liveportrait``.
 """
 
-from motionlab.models import adapter, animator, fomm, lipsync, liveportrait  # noqa: F401  (registers every variant)
+from motionlab.models import adapter, animator, fomm, lipsync, liveportrait, tpsmm, wav2lip  # noqa: F401  (registers every variant)
 from motionlab.models.builder import (
     CheckpointFormatError,
     checkpoint_models,

@@ -12,6 +12,8 @@ Keypoints are :class:`~motionlab.geometry.Keypoints`, normalised (corner-aligned
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,11 +23,24 @@ from motionlab.models.registry import register_model
 from motionlab.utils.checkpoint import WeightMismatchError, atomic_torch_save
 
 
+def batch_norm(features: int) -> nn.Module:
+    """FOMM's normalisation (the release used synchronised batch norm: the same parameters and statistics)."""
+    return nn.BatchNorm2d(features, affine=True)
+
+
+def instance_norm(features: int) -> nn.Module:
+    """TPSMM's normalisation: affine, no running statistics (so no such keys in its release files)."""
+    return nn.InstanceNorm2d(features, affine=True)
+
+
+Norm = Callable[[int], nn.Module]
+
+
 class SameBlock2d(nn.Module):
-    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1):
+    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1, norm: Norm = batch_norm):
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
+        self.norm = norm(out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.norm(self.conv(x)))
@@ -42,12 +57,12 @@ class UpBlock2d(SameBlock2d):
 
 
 class ResBlock2d(nn.Module):
-    def __init__(self, features: int, kernel_size: int = 3, padding: int = 1):
+    def __init__(self, features: int, kernel_size: int = 3, padding: int = 1, norm: Norm = batch_norm):
         super().__init__()
         self.conv1 = nn.Conv2d(features, features, kernel_size, padding=padding)
         self.conv2 = nn.Conv2d(features, features, kernel_size, padding=padding)
-        self.norm1 = nn.BatchNorm2d(features, affine=True)
-        self.norm2 = nn.BatchNorm2d(features, affine=True)
+        self.norm1 = norm(features)
+        self.norm2 = norm(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(F.relu(self.norm1(x)))
@@ -55,10 +70,10 @@ class ResBlock2d(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int):
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int, norm: Norm = batch_norm):
         super().__init__()
         self.down_blocks = nn.ModuleList(
-            DownBlock2d(in_features if i == 0 else min(max_features, block_expansion * 2**i), min(max_features, block_expansion * 2 ** (i + 1)))
+            DownBlock2d(in_features if i == 0 else min(max_features, block_expansion * 2**i), min(max_features, block_expansion * 2 ** (i + 1)), norm=norm)
             for i in range(num_blocks)
         )
 
@@ -70,36 +85,51 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int):
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int, norm: Norm = batch_norm):
         super().__init__()
         self.up_blocks = nn.ModuleList(
-            UpBlock2d((1 if i == num_blocks - 1 else 2) * min(max_features, block_expansion * 2 ** (i + 1)), min(max_features, block_expansion * 2**i))
+            UpBlock2d((1 if i == num_blocks - 1 else 2) * min(max_features, block_expansion * 2 ** (i + 1)), min(max_features, block_expansion * 2**i),
+                      norm=norm)
             for i in reversed(range(num_blocks))
         )
         self.out_filters = block_expansion + in_features
+        # channels of each level's output, coarsest first (the last is out_filters)
+        self.level_filters = [2 * min(max_features, block_expansion * 2 ** (i + 1)) for i in reversed(range(num_blocks - 1))] + [self.out_filters]
 
-    def forward(self, skips: list[torch.Tensor]) -> torch.Tensor:
+    def levels(self, skips: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every level's output (up-sampled features concatenated with the encoder's skip), coarsest first."""
         skips = list(skips)
-        out = skips.pop()
+        out, outs = skips.pop(), []
         for block in self.up_blocks:
             out = torch.cat([block(out), skips.pop()], dim=1)
-        return out
+            outs.append(out)
+        return outs
+
+    def forward(self, skips: list[torch.Tensor]) -> torch.Tensor:
+        return self.levels(skips)[-1]
 
 
 class Hourglass(nn.Module):
     """FOMM's hourglass; H and W must be divisible by ``2 ** num_blocks``."""
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256):
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256, norm: Norm = batch_norm):
         super().__init__()
-        self.encoder = Encoder(block_expansion, in_features, num_blocks, max_features)
-        self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features)
+        self.encoder = Encoder(block_expansion, in_features, num_blocks, max_features, norm)
+        self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features, norm)
         self.out_filters = self.decoder.out_filters
         self.factor = 2**num_blocks
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.shape[-1] % self.factor or x.shape[-2] % self.factor:
             raise ValueError(f"hourglass input H, W must be divisible by {self.factor}, got {tuple(x.shape[-2:])}")
-        return self.decoder(self.encoder(x))
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self._encode(x))
+
+    def levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The decoder's output at every level, coarsest first (TPSMM's occlusion masks read several)."""
+        return self.decoder.levels(self._encode(x))
 
 
 class AntiAliasInterpolation2d(nn.Module):
@@ -291,7 +321,11 @@ FOMM_SETTINGS: dict[str, dict[str, dict]] = {
 
 
 class FOMM(nn.Module):
-    """Keypoint detector + occlusion-aware generator: animate ``source`` with the keypoints of ``driving``."""
+    """Keypoint detector + occlusion-aware generator: animate ``source`` with the keypoints of ``driving``.
+
+    The keypoint-animator interface (shared with :class:`~motionlab.models.tpsmm.TPSMM`; predictors, adapters and
+    cross-domain inference use only it): ``kp_detector(images) -> Keypoints``, :meth:`encode_source` and :meth:`animate`.
+    """
 
     def __init__(self, kp_detector: dict, generator: dict):
         super().__init__()
@@ -304,6 +338,15 @@ class FOMM(nn.Module):
         kp_source, kp_driving = self.kp_detector(source), self.kp_detector(driving)
         out = self.generator(source, kp_driving=kp_driving, kp_source=kp_source)
         return {**out, "image": out["prediction"], "kp_source": kp_source, "kp_driving": kp_driving}
+
+    def encode_source(self, source: torch.Tensor) -> list[torch.Tensor]:
+        """What depends on the source alone, computed once per portrait and passed to :meth:`animate`."""
+        return self.generator.encode_source(source)
+
+    def animate(self, source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints,
+                source_features: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """(B, 3, H, W) source frames moved to ``kp_driving``: ``prediction`` in [0, 1] and the motion's diagnostics."""
+        return self.generator(source, kp_driving=kp_driving, kp_source=kp_source, source_features=source_features)
 
 
 FOMM_PARTS = ("kp_detector", "generator")
@@ -327,8 +370,9 @@ def fomm_checkpoint_filter(state: dict, source: str) -> dict:
         return state
     missing = [part for part in FOMM_PARTS if not isinstance(state.get(part), dict)]
     if missing:
+        hint = " (its entries are a TPSMM release file's: use arch=tpsmm_vox256, or the tpsmm variant of its config)" if "inpainting_network" in state else ""
         raise WeightMismatchError(f"{source} is not a FOMM checkpoint: entries {missing} are missing (it has {sorted(state)}); "
-                                  "expected the release format with 'kp_detector' and 'generator' state dicts")
+                                  f"expected the release format with 'kp_detector' and 'generator' state dicts{hint}")
     return {f"{part}.{key}": value for part in FOMM_PARTS for key, value in state[part].items()}
 
 

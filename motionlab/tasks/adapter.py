@@ -134,10 +134,9 @@ class AdapterTask(MotionlabTask):
             "_affine": {"value": affine.view_as(batch["descriptor_delta"]), "jacobian": eye},
             "_own": {"value": batch["descriptor_delta"], "jacobian": batch.get("jacobian_ratio", eye)},
         }
-        generator = self.descriptor_model.generator
         for suffix, motion in motions.items():
             driving = apply_motion(reference, motion)
-            generated = generator(batch["portrait"], kp_driving=driving, kp_source=reference)["prediction"].clamp(0, 1)
+            generated = self.descriptor_model.animate(batch["portrait"], kp_driving=driving, kp_source=reference)["prediction"].clamp(0, 1)
             self._add(f"l1{suffix}", (generated - batch["driver"]).abs().mean(dim=(1, 2, 3)))
             if suffix != "_own":
                 self._add(f"kp_error_pct{suffix}", (driving.value - batch["descriptors"]).norm(dim=-1).mean(dim=1) * scale)
@@ -196,7 +195,7 @@ class LandmarkDrivenPredictor:
         n = motion["value"].shape[0]
         kp_portrait = self.descriptor_model.kp_detector(portrait).expand(n)
         driving = apply_motion(kp_portrait, motion)
-        generated = self.descriptor_model.generator(portrait.expand(n, -1, -1, -1), kp_driving=driving, kp_source=kp_portrait)["prediction"]
+        generated = self.descriptor_model.animate(portrait.expand(n, -1, -1, -1), kp_driving=driving, kp_source=kp_portrait)["prediction"]
         return {"generated": generated.clamp(0, 1), "generated_keypoints": driving}
 
 

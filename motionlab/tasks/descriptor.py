@@ -17,25 +17,28 @@ from motionlab.geometry import Keypoints, relative_motion
 from motionlab.losses.descriptor import DescriptorLoss
 from motionlab.metrics.descriptor import fit_keypoint_regressor, keypoint_regression_error
 from motionlab.metrics.suite import EvaluationSuite
-from motionlab.models.fomm import FOMM
 from motionlab.tasks.base import MotionlabTask
 from motionlab.tasks.predictor import AnimationPredictor, register_predictor
+from motionlab.utils.errors import InputError
 
 
 class DescriptorTask(MotionlabTask):
-    """Trains a :class:`FOMM` (keypoint detector + generator) without labels.
+    """Trains a keypoint animator (:class:`~motionlab.models.fomm.FOMM`, or :class:`~motionlab.models.tpsmm.TPSMM`) without labels.
 
     Args:
-        net: the FOMM model.
+        net: the FOMM or TPSMM model.
         loss: a :class:`DescriptorLoss` (perceptual pyramid + equivariance weights).
         regression_frames: frames per clip used by the keypoint-to-GT protocol at validation (0: off).
     """
 
     task_name = "descriptor"
 
-    def __init__(self, net: FOMM, loss: DescriptorLoss, optimizer: Callable, scheduler: Callable | None = None, regression_frames: int = 8):
+    def __init__(self, net: nn.Module, loss: DescriptorLoss, optimizer: Callable, scheduler: Callable | None = None, regression_frames: int = 8):
         super().__init__(optimizer=optimizer, scheduler=scheduler)
-        self.net, self.loss = net, loss.bind(kp_detector=net.kp_detector)
+        self.net = net
+        inpainting = getattr(net, "inpainting_network", None)
+        self.loss = loss.bind(kp_detector=net.kp_detector, driver_maps=getattr(inpainting, "driver_maps", None),
+                              bg_predictor=getattr(net, "bg_predictor", None))
         self.regression_frames = regression_frames
         # AKD of generated vs driver frames through the detector being trained
         self.eval_suites = nn.ModuleDict({split: EvaluationSuite(keypoint_detector=net.kp_detector)
@@ -43,6 +46,11 @@ class DescriptorTask(MotionlabTask):
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict:
         return self.net(source, driving)
+
+    def on_train_epoch_start(self) -> None:
+        # TPSMM's dropout and background schedules run by epoch
+        if hasattr(self.net, "set_epoch"):
+            self.net.set_epoch(self.current_epoch)
 
     def training_step(self, batch: AnimationBatch, batch_idx: int) -> torch.Tensor:
         terms = self.loss(self.net(batch["portrait"], batch["driver"]), batch)
@@ -90,31 +98,39 @@ class DescriptorTask(MotionlabTask):
 
 @register_predictor
 class DescriptorPredictor(AnimationPredictor):
-    """A keypoint model (a descriptor checkpoint or a FOMM release file) at inference: relative motion transfer.
+    """A keypoint model (a descriptor checkpoint, a FOMM or TPSMM release file) at inference.
 
     With ``relative`` the driver's keypoint motion since the clip's first frame is applied to the portrait's
     keypoints (:func:`motionlab.geometry.relative_motion`), scaled by the ratio of keypoint hull areas with
-    ``adapt_movement_scale``; without it the driver's keypoints are used as they are.
+    ``adapt_movement_scale`` (unset: what the model's release does, on for TPSMM's ``relative`` mode, off for FOMM's
+    demo default); without it the driver's keypoints are used as they are (TPSMM's ``standard`` mode). ``avd`` takes
+    the keypoints from the model's AVD network instead (TPSMM's ``avd`` mode: the portrait's identity code and the
+    driver frame's pose code, for drivers whose shape differs from the portrait's).
 
     What depends only on the portrait and the clip's first frame (their keypoints, the generator's encoding of the
     portrait) is computed once per pair of tensors and reused while the same ``portrait`` / ``initial`` objects come
-    back, batch after batch of a clip (FOMM's own loop re-encodes the source for every frame). ``detect_generated``
+    back, batch after batch of a clip (the release loops re-encode the source for every frame). ``detect_generated``
     also runs the detector on the generated frames (``generated_keypoints``, for keypoint overlays and the
     motion-agreement trace); without it that key is absent and each frame costs one detector pass less.
     """
 
     families = ("keypoint_animator",)
-    options = {"relative": True, "adapt_movement_scale": False}
+    options = {"relative": True, "adapt_movement_scale": None, "avd": False}
 
-    def __init__(self, net: FOMM, relative: bool = True, adapt_movement_scale: bool = False, detect_generated: bool = True):
+    def __init__(self, net: nn.Module, relative: bool = True, adapt_movement_scale: bool = False, avd: bool = False,
+                 detect_generated: bool = True):
         super().__init__(net=net)
-        self.relative, self.adapt_movement_scale, self.detect_generated = relative, adapt_movement_scale, detect_generated
+        if avd and getattr(net, "avd_network", None) is None:
+            raise InputError(f"predictor.avd=true needs a model with an AVD network (TPSMM); {net.model_info.name} has none")
+        self.relative, self.adapt_movement_scale, self.avd, self.detect_generated = relative, adapt_movement_scale, avd, detect_generated
         self._prepared: tuple | None = None
 
     @classmethod
-    def from_models(cls, models: dict[str, nn.Module], settings: dict, relative: bool = True, adapt_movement_scale: bool = False,
-                    detect_generated: bool = True, **options) -> "DescriptorPredictor":
-        return cls(models["net"], relative=relative, adapt_movement_scale=adapt_movement_scale, detect_generated=detect_generated)
+    def from_models(cls, models: dict[str, nn.Module], settings: dict, relative: bool = True, adapt_movement_scale: bool | None = None,
+                    avd: bool = False, detect_generated: bool = True, **options) -> "DescriptorPredictor":
+        if adapt_movement_scale is None:
+            adapt_movement_scale = bool(settings.get("adapt_movement_scale", False))
+        return cls(models["net"], relative=relative, adapt_movement_scale=adapt_movement_scale, avd=avd, detect_generated=detect_generated)
 
     @property
     def batch_size(self) -> int:
@@ -127,8 +143,14 @@ class DescriptorPredictor(AnimationPredictor):
         """(portrait keypoints, first-frame keypoints, portrait features), cached for the last pair of tensors."""
         if self._prepared is None or self._prepared[0] is not portrait or self._prepared[1] is not initial:
             detector = self.net.kp_detector
-            self._prepared = (portrait, initial, detector(portrait), detector(initial), self.net.generator.encode_source(portrait))
+            self._prepared = (portrait, initial, detector(portrait), detector(initial), self.net.encode_source(portrait))
         return self._prepared[2:]
+
+    def transferred_keypoints(self, kp_source: Keypoints, kp_driving: Keypoints, kp_initial: Keypoints) -> Keypoints:
+        """The keypoints the portrait is animated to, by the options (AVD network, relative or absolute motion)."""
+        if self.avd:
+            return self.net.avd_network(kp_source, kp_driving)
+        return relative_motion(kp_source, kp_driving, kp_initial, relative_movement=self.relative, adapt_movement_scale=self.adapt_movement_scale)
 
     @torch.no_grad()
     def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor, context: dict | None = None) -> dict:
@@ -136,9 +158,9 @@ class DescriptorPredictor(AnimationPredictor):
         kp_source, kp_initial, features = self._portrait_state(portrait, initial)
         kp_source, kp_initial = kp_source.expand(n), kp_initial.expand(n)
         kp_driving = self.net.kp_detector(driver)
-        kp_motion = relative_motion(kp_source, kp_driving, kp_initial, relative_movement=self.relative, adapt_movement_scale=self.adapt_movement_scale)
-        generated = self.net.generator(portrait.expand(n, -1, -1, -1), kp_driving=kp_motion, kp_source=kp_source,
-                                       source_features=features)["prediction"].clamp(0, 1)
+        kp_motion = self.transferred_keypoints(kp_source, kp_driving, kp_initial)
+        generated = self.net.animate(portrait.expand(n, -1, -1, -1), kp_driving=kp_motion, kp_source=kp_source,
+                                     source_features=features)["prediction"].clamp(0, 1)
         out = {"generated": generated, "driver_keypoints": kp_driving}
         if self.detect_generated:
             out["generated_keypoints"] = self.net.kp_detector(generated)

@@ -235,7 +235,7 @@ CASES = [
     ("train-init-from-crafted", lambda b, c: _train(f"init_ckpt={c['crafted.ckpt']}"), r"crafted.ckpt holds a builtins.open .*not a animator_v1"),
     ("ckpt-crafted-target", lambda b, c: _animate(b, c, ckpt=c["targeted.ckpt"]), r"key '_target_' is not a plain argument name"),
     ("ckpt-wrong-task-animate", lambda b, c: _animate(b, c, ckpt=c["unet"]), r"is not an animation checkpoint"),
-    ("ckpt-wrong-task-lipsync", lambda b, c: _lipsync(b, c, ckpt=c["animator"]), r"is not a lip-sync U-Net checkpoint"),
+    ("ckpt-wrong-task-lipsync", lambda b, c: _lipsync(b, c, ckpt=c["animator"]), r"is not a lip-sync checkpoint \(its predictor is AnimatorPredictor\)"),
     ("ckpt-wrong-architecture", lambda b, c: _animate(b, c, ckpt=c["plain.pth"], arch="fomm_vox256"), r"(?s)plain.pth do not match FOMM:.*missing keys"),
     ("adapter-crafted", lambda b, c: _animate(b, c, lora_ckpt=c["crafted_adapter.safetensors"]), r"crafted_adapter.safetensors \[lora\]: unknown keys \['_target_'\]"),
     ("adapter-other-base", lambda b, c: _animate(b, c, ckpt=c["unet"], lora_ckpt=c["adapter.safetensors"]), r"adapter.safetensors was trained on base sha256"),

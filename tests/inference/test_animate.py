@@ -191,6 +191,33 @@ def test_animate_with_a_fomm_release_checkpoint(toy_world, tmp_path):
         assert (stream.width, stream.height) == (256, 256)
 
 
+@pytest.mark.skipif(not (SHARED / "data" / "real" / "drivers" / "human_d0.mp4").is_file(), reason="../shared/data/real is not present")
+def test_animate_a_real_portrait_with_a_tpsmm_release_file(tmp_path):
+    """A TPSMM release-layout file (vox.pth.tar: five state dicts, optimisers, epoch; random weights) animates a real
+    photo with a real talking clip at 256 px, in the demo's relative and avd modes (the three modes' keypoints are
+    checked on constructed keypoints in tests/models/test_tpsmm.py), video written."""
+    import av
+
+    from motionlab.data.video_io import open_clip
+    from motionlab.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("tpsmm_vox256")
+    release = tmp_path / "vox.pth.tar"
+    torch.save({**{part: getattr(model, part).state_dict() for part in ("kp_detector", "dense_motion_network", "inpainting_network",
+                                                                          "avd_network", "bg_predictor")}, "optimizer": {}, "epoch": 99}, release)
+    real = SHARED / "data" / "real"
+    videos = {}
+    for name, options in {"relative": {}, "avd": {"avd": True}}.items():
+        summary = animate_files(release, real / "portraits" / "portrait_s1.jpg", real / "drivers" / "human_talk_d6.mp4", tmp_path / f"{name}.mp4",
+                                max_frames=2 if name == "relative" else 1, arch="tpsmm_vox256", predictor=options, fast_convolutions=False)
+        with av.open(str(tmp_path / f"{name}.mp4")) as container:
+            stream = container.streams.video[0]
+            assert (stream.width, stream.height) == (256, 256) and summary["frames"] == (2 if name == "relative" else 1)
+        videos[name] = open_clip(tmp_path / f"{name}.mp4").get([0])[0].astype(float)
+    assert np.abs(videos["relative"] - videos["avd"]).mean() > 0
+
+
 def test_animate_streams_the_driver_and_downscales_huge_portraits(checkpoint, toy_world, tmp_path, monkeypatch, caplog):
     """The driver is decoded as it is needed, never more than a batch ahead of the frames written (memory does not grow
     with its length); a video streams the very frames random access reads; a portrait larger than

@@ -241,6 +241,14 @@ def paste_into_portrait(frame: np.ndarray, crop: PortraitCrop) -> np.ndarray:
     return (crop.image * (1.0 - mask) + warped * mask).round().clip(0, 255).astype(np.uint8)
 
 
+def retargeted_keypoints(x_source: torch.Tensor, x_driving: torch.Tensor, delta: torch.Tensor, relative: bool) -> torch.Tensor:
+    """The keypoints a frame renders with under eye / lip retargeting, as the release's pipeline sets them: with
+    relative motion the retargeting offset ``delta`` is applied to the *source's* keypoints (``x_s + delta``: the
+    driver's motion is left out, retargeting alone moves the face), with absolute motion to the driver's
+    (``x_d + delta``). All (N, K, 3); stitching, if on, follows."""
+    return (x_source if relative else x_driving) + delta
+
+
 @register_predictor
 class LivePortraitPredictor(AnimationPredictor):
     """LivePortrait's inference (a release folder or a LivePortraitTask checkpoint).
@@ -248,8 +256,10 @@ class LivePortraitPredictor(AnimationPredictor):
     The portrait is cropped around its face (dlib's 68 points, :func:`motionlab.geometry.landmarks.face_crop_matrix`)
     unless ``crop_portrait`` is off; driver frames are used as given (LivePortrait expects face-centred drivers)
     unless ``crop_driver``. Each frame's keypoints move the portrait's by the driver's motion since its first frame
-    (``relative``; else the driver's pose and expression are used as they are), then eye / lip retargeting set the
-    openness measured on the driver's landmarks, and stitching keeps the face attached to the portrait. The result
+    (``relative``; else the driver's pose and expression are used as they are). Eye / lip retargeting set the
+    openness measured on the driver's landmarks as the release does (:func:`retargeted_keypoints`: with relative motion
+    the offset moves the portrait's own keypoints and replaces the driver's motion), and stitching keeps the face
+    attached to the portrait. The result
     (the generator's size, 512 for the release) is pasted back into the portrait with a feathered mask
     (``paste_back``), else returned as the crop.
 
@@ -364,7 +374,8 @@ class LivePortraitPredictor(AnimationPredictor):
             x_driving = relative_driving(source["canonical"], source, driving, initial_motion)
         else:
             x_driving = net.keypoints(driving, canonical=source["canonical"].expand(n, -1, -1))
-        x_driving = x_driving + self._retargeting(x_source, n, context or {})
+        if self.eye_retargeting or self.lip_retargeting:
+            x_driving = retargeted_keypoints(x_source.expand(n, -1, -1), x_driving, self._retargeting(x_source, n, context or {}), self.relative)
         if self.stitching:
             x_driving = net.stitching_retargeting_module.stitch(x_source.expand(n, -1, -1), x_driving)
         generated = torch.cat([

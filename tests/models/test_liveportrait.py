@@ -176,6 +176,36 @@ def test_stitching_and_retargeting(small_liveportrait):
         assert torch.allclose(module.stitch(kp_source, kp_driving) - kp_driving, torch.tensor([0.11, -0.19, 0.01]).expand(3, 21, 3), atol=1e-6)
 
 
+def test_retargeting_moves_the_source_keypoints_as_the_release_does(small_liveportrait):
+    """With relative motion, eye / lip retargeting renders x_s + delta (the driver's motion is replaced, as in the
+    release's pipeline); with absolute motion x_d + delta. Checked on constructed keypoints, then through the predictor
+    with constructed retargeting MLPs (a constant offset) and stitching off: whatever the driver, the keypoints rendered
+    are the portrait's plus that offset."""
+    import copy
+
+    from motionlab.tasks.liveportrait import LivePortraitPredictor, PortraitCrop, retargeted_keypoints
+
+    x_source, x_driving, delta = torch.randn(2, 21, 3), torch.randn(2, 21, 3), torch.randn(2, 21, 3)
+    assert torch.equal(retargeted_keypoints(x_source, x_driving, delta, relative=True), x_source + delta)
+    assert torch.equal(retargeted_keypoints(x_source, x_driving, delta, relative=False), x_driving + delta)
+    net = copy.deepcopy(small_liveportrait)
+    offset = torch.linspace(-0.05, 0.05, 63)
+    with torch.no_grad():
+        for mlp in (net.stitching_retargeting_module.retarget_eye, net.stitching_retargeting_module.retarget_mouth):
+            mlp.mlp[-1].weight.zero_()
+            mlp.mlp[-1].bias.copy_(offset)
+    size = net.model_info.input_size[0]
+    crop = PortraitCrop(np.eye(2, 3), size, np.zeros((size, size, 3), np.uint8), np.array([[0.3, 0.3]]), np.array([[0.1]]))
+    predictor = LivePortraitPredictor(net, stitching=False, eye_retargeting=True, lip_retargeting=True)
+    portrait, driver = torch.rand(1, 3, size, size), torch.rand(2, 3, size, size)
+    context = {"crop": crop, "driver_landmarks": np.random.RandomState(0).rand(2, 68, 2).astype(np.float32) * size}
+    out = predictor(portrait, driver, driver[:1], context)
+    with torch.no_grad():
+        x_portrait = net.keypoints(net.motion_extractor.motion(portrait))
+    rendered = torch.cat([out["generated_keypoints"].value, out["generated_keypoints"].depth.unsqueeze(-1)], dim=-1)
+    assert torch.allclose(rendered, (x_portrait + 2 * offset.view(21, 3)).expand(2, -1, -1), atol=1e-5)
+
+
 def test_depth_sliced_volume_sampling_equals_grid_sample():
     torch.manual_seed(0)
     volume = torch.randn(2, 3, 5, 6, 7, dtype=torch.float64, requires_grad=True)

@@ -178,6 +178,56 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     return results
 
 
+@benchmark("tpsmm_animate")
+def tpsmm_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """The TPSMM animate path on a release-layout vox file (random weights: the architecture is what is timed): the
+    release demo's loop (benchmarks/tpsmm_reference.py: batch 1, the source re-encoded every frame) against
+    motionlab's predictor (portrait state once), in the demo's relative mode, alternating, median of 3, on the same
+    decoded frames; then how far their frames differ."""
+    from benchmarks.tpsmm_reference import tpsmm_make_animation
+    from motionlab.data.video_io import open_clip, read_image
+    from motionlab.inference.animate import animate_frames
+    from motionlab.models import create_model
+    from motionlab.tasks import load_predictor
+
+    cache_root = Path(_cache_dir()) / "tpsmm-animate-bench"
+    cache_root.mkdir(parents=True, exist_ok=True)
+    release = cache_root / "vox-random.pth.tar"
+    if not release.is_file():
+        torch.manual_seed(0)
+        model = create_model("tpsmm_vox256")
+        torch.save({part: getattr(model, part).state_dict() for part in ("kp_detector", "dense_motion_network", "inpainting_network",
+                                                                           "avd_network", "bg_predictor")}, release)
+    portrait, driver, inputs = _animate_inputs(cache_root)
+    frames = max(4, args.steps // 2)
+    reference = create_model("tpsmm_vox256", ckpt=release).eval()
+    predictor = load_predictor(release, model="tpsmm_vox256", fast_convolutions=True, detect_generated=False)
+    portrait_image, driver_frames = read_image(portrait), open_clip(driver).get(range(frames))
+    (source, _), (driving, _) = predictor.prepare_portrait(portrait_image), predictor.prepare_driver(driver_frames)
+    ours: list[torch.Tensor] = []
+    theirs: list[np.ndarray] = []
+
+    def reference_loop() -> float:
+        started = time.perf_counter()
+        theirs[:] = tpsmm_make_animation(reference, source, driving, "relative")
+        return frames / (time.perf_counter() - started)
+
+    def motionlab_loop() -> float:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            ours[:] = [batch["generated"] for batch in animate_frames(predictor, portrait_image, driver_frames, predictor.batch_size)]
+        return frames / (time.perf_counter() - started)
+
+    motionlab_loop()  # the convolutions choose their algorithms on the first frames (once per process and shape)
+    loops = alternating_medians({"reference": reference_loop, "motionlab": motionlab_loop})
+    difference = float((torch.cat(ours) - torch.from_numpy(np.stack(theirs)).permute(0, 3, 1, 2)).abs().max())
+    return [(f"inputs: {inputs}, {frames} frames at 256x256, {torch.get_num_threads()} threads", float(frames), "frames"),
+            ("TPSMM demo loop (relative mode, batch 1, eager)", loops["reference"], "frames/s"),
+            ("motionlab TPSMM path, same frames", loops["motionlab"], "frames/s"),
+            ("  speed-up over TPSMM's loop (steady state)", loops["motionlab"] / loops["reference"], "x"),
+            ("  max abs difference from TPSMM's loop (1e6 x)", difference * 1e6, "1e-6")]
+
+
 @benchmark("cross_domain")
 def cross_domain(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     """Landmarks -> descriptors through the adapters (normalisation and windows included), and the whole landmark-driven

@@ -119,3 +119,67 @@ def lipsync_video(args: argparse.Namespace) -> list[tuple[str, float, str]]:
                 ("the U-Net alone at the measured fp32 convolution peak (roofline ceiling)", ceiling, "frames/s"),
                 ("  ceiling of the speed-up over the loop", ceiling / loop_rate, "x")]
     return results
+
+
+@benchmark("wav2lip_video")
+def wav2lip_video_bench(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """Wav2Lip on a release-layout generator file (random weights) and a real talking clip (a toy clip without
+    ../shared): the release's crop / model / paste loop (benchmarks/wav2lip_reference.py: BGR, batch 128) against
+    motionlab's (:func:`motionlab.inference.wav2lip.wav2lip_frames`, batch 16), alternating, median of 3, on the same
+    decoded frames, mel windows and face boxes (detection excluded on both sides); then how far their frames differ."""
+    from benchmarks.common import SHARED_REAL
+    from benchmarks.wav2lip_reference import wav2lip_reference_loop
+    from motionlab.data.audio import load_wav, melspectrogram
+    from motionlab.data.video_io import open_clip
+    from motionlab.inference.wav2lip import FaceBoxes, face_crops_boxes, smoothed_boxes, wav2lip_frames, wav2lip_mel_windows
+    from motionlab.models import create_model
+    from motionlab.tasks import load_predictor
+
+    cache_root = Path(_cache_dir()) / "wav2lip-bench"
+    cache_root.mkdir(parents=True, exist_ok=True)
+    release = cache_root / "wav2lip-random.pth"
+    if not release.is_file():
+        torch.manual_seed(0)
+        torch.save({"state_dict": {f"module.{k}": v for k, v in create_model("wav2lip96").state_dict().items()}}, release)
+    video, audio = SHARED_REAL / "drivers" / "human_talk_d6.mp4", SHARED_REAL / "audio" / "speech_eng.wav"
+    if video.is_file():
+        inputs, fps = "real human_talk_d6 + speech_eng", open_clip(video).fps
+        count = max(16, args.steps * 2)
+        frames = open_clip(video).get(range(count))
+        mels = wav2lip_mel_windows(melspectrogram(load_wav(audio)), fps)[:count]
+    else:
+        from motionlab.data.talking import synth_talking_clip
+
+        toy = cache_root / "toy"
+        if not (toy / "done").is_file():
+            synth_talking_clip(toy, seconds=4.0, size=256, seed=0)
+            (toy / "done").write_text("")
+        from motionlab.data.video_io import list_frame_files, read_image
+
+        inputs, fps = "toy talking head", 25.0
+        frames = np.stack([read_image(f) for f in list_frame_files(toy / "full_body_img")])
+        mels = wav2lip_mel_windows(melspectrogram(load_wav(toy / "aud.wav")), fps)[: len(frames)]
+    boxes = smoothed_boxes(face_crops_boxes(frames, FaceBoxes()(frames), (0, 10, 0, 0), inputs), 5)
+    predictor = load_predictor(release, model="wav2lip96")
+    reference = create_model("wav2lip96", ckpt=release).eval()
+    bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
+    ours: list[np.ndarray] = []
+    theirs: list[np.ndarray] = []
+
+    def reference_loop() -> float:
+        started = time.perf_counter()
+        theirs[:] = wav2lip_reference_loop(reference, bgr, mels[:, 0].numpy(), boxes)
+        return len(mels) / (time.perf_counter() - started)
+
+    def motionlab_loop() -> float:
+        started = time.perf_counter()
+        ours[:] = list(wav2lip_frames(predictor, frames, mels, boxes, 16))
+        return len(mels) / (time.perf_counter() - started)
+
+    loops = alternating_medians({"reference": reference_loop, "motionlab": motionlab_loop})
+    difference = max(int(np.abs(a.astype(int) - b[..., ::-1].astype(int)).max()) for a, b in zip(ours, theirs))
+    return [(f"inputs: {inputs}, {len(mels)} frames, {torch.get_num_threads()} threads", float(len(mels)), "frames"),
+            ("Wav2Lip inference loop (batch 128, eager)", loops["reference"], "frames/s"),
+            ("motionlab Wav2Lip path, same frames (batch 16)", loops["motionlab"], "frames/s"),
+            ("  speed-up over Wav2Lip's loop", loops["motionlab"] / loops["reference"], "x"),
+            ("  max abs difference from Wav2Lip's frames (uint8 levels)", float(difference), "levels")]

@@ -1,4 +1,5 @@
-"""``motionlab-eval``: score a checkpoint or a folder of generated videos; writes eval.json / .md / .html."""
+"""``motionlab-eval``: score a checkpoint or a folder of generated videos (eval.json / .md / .html), or several models on
+the same clips side by side (compare.json / .md)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,20 @@ from rich.console import Console
 from rich.table import Table
 
 from motionlab.cli.app import hydra_app
-from motionlab.inference.evaluate import clips_from_checkpoint, clips_from_folders, evaluate_clips, metric_columns
+from motionlab.inference.evaluate import (
+    clips_from_checkpoint,
+    clips_from_folders,
+    clips_from_model,
+    evaluate_clips,
+    metric_columns,
+    model_entry,
+)
 from motionlab.inference.report import NOTE, write_reports
 from motionlab.metrics.identity import ProfileSimilarity
 from motionlab.metrics.profile import read_profile
 from motionlab.metrics.suite import check_metric_names
 from motionlab.utils.config import ConfigError, validate_config
-from motionlab.utils.io import append_jsonl
+from motionlab.utils.io import append_jsonl, atomic_write_text, write_json
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +72,41 @@ def _evaluate_cross_domain(options: dict, out_dir: Path) -> dict:
     return result
 
 
+def _evaluate_models(cfg: DictConfig, options: dict, out_dir: Path) -> dict:
+    """``compare=[...]``: every model on the same clips with the same metrics, one row per model (compare.json / .md)."""
+    if options["driver_dir"] is None or options["ckpt"] is not None or options["generated_dir"] is not None:
+        raise ConfigError("compare=[PATH or PATH@ARCH, ...] animates driver_dir=... with each model; give ckpt=null and no generated_dir")
+    models = [model_entry(entry) for entry in options["compare"]]  # every path checked before any work
+    protocol = "cross-identity (portrait_dir)" if options["portrait_dir"] is not None else "self-reenactment (each clip's first frame)"
+    rows = []
+    for index, (ckpt, arch) in enumerate(models):
+        label = Path(ckpt).name + (f" @{arch}" if arch else "")
+        clips = clips_from_model(ckpt, arch, options["driver_dir"], options["portrait_dir"], options["image_size"], options["max_clips"],
+                                 options["max_frames"], options["device"])
+        result = evaluate_clips(clips, instantiate(cfg.suite), preview_dir=out_dir / "previews" / f"model_{index}", fps=options["preview_fps"])
+        rows.append({"model": label, "ckpt": str(ckpt), "arch": arch, "metrics": result["metrics"], "clips": result["clips"]})
+    source = f"{len(rows)} models on {options['driver_dir']}, {protocol}, frames scored at {options['image_size']} px"
+    comparison = {"source": source, "note": NOTE, "models": rows}
+    names = sorted({name for row in rows for name in row["metrics"]})
+    lines = [f"# motionlab-eval: {source}", "", f"_{NOTE}_", "", "| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    lines += ["| " + row["model"] + " | " + " | ".join(f"{row['metrics'][n]:.4g}" if n in row["metrics"] else "" for n in names) + " |" for row in rows]
+    write_json(out_dir / "compare.json", comparison)
+    atomic_write_text(out_dir / "compare.md", "\n".join(lines) + "\n")
+    for row in rows:
+        append_jsonl(out_dir / "metrics.jsonl", {"command": "motionlab-eval", "source": f"{row['model']}: {source}", "metrics": row["metrics"]})
+    table = Table(title=f"motionlab-eval: {source}")
+    table.add_column("model")
+    for name in names:
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(row["model"], *(f"{row['metrics'][n]:.4g}" if n in row["metrics"] else "" for n in names))
+    console = Console()
+    console.print(table)
+    console.print(f"[dim]{NOTE}[/dim]")
+    console.print(f"wrote {out_dir / 'compare.json'}, compare.md and previews/model_<i>/ for each model")
+    return comparison
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """Run the evaluation ``cfg`` describes; returns the result dict written to ``eval.json``."""
     options = validate_config(cfg, required=("paths", "suite"))
@@ -71,6 +114,8 @@ def evaluate(cfg: DictConfig) -> dict:
     if options["adapter_ckpt"] is not None:
         return _evaluate_cross_domain(options, out_dir)
     check_metric_names(options["metrics"])  # before anything is built: an unknown name lists the known ones
+    if options["compare"]:
+        return _evaluate_models(cfg, options, out_dir)
     suite = instantiate(cfg.suite)
     profile = None
     if options["profile"] is not None:  # read before any work: a bad profile fails fast

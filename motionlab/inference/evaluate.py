@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from motionlab.callbacks.preview import side_by_side
@@ -102,6 +103,48 @@ def clips_from_folders(generated_dir: str | os.PathLike, driver_dir: str | os.Pa
         else:
             portrait = driver[0]
         yield EvalClip(name, portrait, driver, generated)
+
+
+def model_entry(entry: str) -> tuple[str, str | None]:
+    """``PATH`` or ``PATH@ARCH`` (a published file with its registered architecture) -> (path, arch)."""
+    path, _, arch = str(entry).partition("@")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"compare entry {entry!r}: {path} does not exist")
+    return path, arch or None
+
+
+@torch.no_grad()
+def clips_from_model(ckpt: str | os.PathLike, arch: str | None, driver_dir: str | os.PathLike, portrait_dir: str | os.PathLike | None = None,
+                     image_size: int = 256, max_clips: int | None = None, max_frames: int | None = None, device: str = "cpu") -> Iterator[EvalClip]:
+    """Animate every clip of ``driver_dir`` with one model, as ``motionlab-animate`` would (its predictor's crop and
+    paste-back included), and yield the results for scoring at ``image_size``: the portrait is
+    ``portrait_dir/<name>.(png|jpg)`` (cross-identity) or the clip's first frame (self-reenactment, the papers'
+    reconstruction protocol, where the driver frames are the ground truth)."""
+    from motionlab.data.images import to_uint8
+    from motionlab.inference.animate import animate_frames
+    from motionlab.tasks import load_predictor
+
+    predictor = load_predictor(ckpt, model=arch, device=device, detect_generated=False)
+    if not isinstance(predictor, AnimationPredictor):
+        raise InputError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); compare= scores animation models")
+    driver_dir = Path(driver_dir)
+    names = sorted({p.stem if p.is_file() else p.name for p in driver_dir.iterdir() if not p.name.startswith(".")}) if driver_dir.is_dir() else []
+    if not names:
+        raise ClipError(f"driver_dir={driver_dir} holds no clips (videos or frame folders)")
+    for name in names[:max_clips]:
+        clip = open_clip(_find_clip(driver_dir, name))
+        frames = clip.get(range(min(len(clip), max_frames or len(clip))))
+        portrait = frames[0]
+        if portrait_dir is not None:
+            candidates = [Path(portrait_dir) / f"{name}{ext}" for ext in (".png", ".jpg", ".jpeg")]
+            path = next((c for c in candidates if c.is_file()), None)
+            if path is None:
+                raise ClipError(f"no portrait for clip {name!r} in {portrait_dir} (looked for {', '.join(c.name for c in candidates)})")
+            portrait = read_image(path)
+        generated = [predictor.finish(to_uint8(batch["generated"]), batch["portrait_context"])
+                     for batch in animate_frames(predictor, portrait, frames, predictor.batch_size)]
+        yield EvalClip(name, frames_to_tensor(portrait[None], image_size)[0], frames_to_tensor(frames, image_size),
+                       frames_to_tensor(np.concatenate(generated), image_size))
 
 
 def evaluate_clips(clips: Iterator[EvalClip], suite: EvaluationSuite, preview_dir: Path | None = None, fps: float = 12.5,

@@ -173,3 +173,31 @@ def test_eval_scores_identity_against_a_profile(checkpoint, tmp_path):
     value = result["metrics"]["csim_profile_image"]
     assert 0.0 < value <= 1.0 and result["metrics"]["csim_profile_image_frames_missed"] == 0
     assert all(0.0 < row["csim_profile_image"] <= 1.0 for row in result["clips"])
+
+
+def test_eval_compares_models_side_by_side(checkpoint, toy_world, tmp_path):
+    """compare=[...]: a checkpoint trained here and a published FOMM file (PATH@ARCH) animate the same clips and are
+    scored by the same suite, one row each, in compare.json / compare.md; a missing path fails before any work."""
+    import torch
+
+    from motionlab.models import create_model
+    from motionlab.models.fomm import save_fomm_checkpoint
+
+    drivers = tmp_path / "drivers"
+    write_video(drivers / "id_0001.mp4", [read_rgb(p) for p in list_frame_files(toy_world / "id_0001_video")], fps=25, crf=10)
+    torch.manual_seed(0)
+    release = save_fomm_checkpoint(create_model("fomm_vox256"), tmp_path / "vox-cpk.pth.tar")
+    out = tmp_path / "out"
+    result = evaluate(compose_eval(["ckpt=null", f"compare=[{checkpoint},{release}@fomm_vox256]", f"driver_dir={drivers}", "image_size=32",
+                                    "metrics=[temporal]", *FAST_SUITE[:1], "max_frames=3", "wandb=false"], out))
+    assert [row["model"] for row in result["models"]] == ["last.ckpt", "vox-cpk.pth.tar @fomm_vox256"]
+    assert "self-reenactment" in result["source"]
+    first, second = (row["metrics"] for row in result["models"])
+    assert set(first) == set(second) and first["l1"] != second["l1"]
+    assert all(row["clips"][0]["frames"] == 3 for row in result["models"])
+    table = (out / "compare.md").read_text().splitlines()
+    assert sum(line.startswith("| last.ckpt") or line.startswith("| vox-cpk") for line in table) == 2
+    assert json.loads((out / "compare.json").read_text())["models"][1]["arch"] == "fomm_vox256"
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        evaluate(compose_eval(["ckpt=null", f"compare=[{checkpoint},{tmp_path / 'missing.pth'}@fomm_vox256]", f"driver_dir={drivers}",
+                               *FAST_SUITE], tmp_path / "bad"))

@@ -131,7 +131,13 @@ def wav2lip_video_bench(args: argparse.Namespace) -> list[tuple[str, float, str]
     from benchmarks.wav2lip_reference import wav2lip_reference_loop
     from motionlab.data.audio import load_wav, melspectrogram
     from motionlab.data.video_io import open_clip
-    from motionlab.inference.wav2lip import FaceBoxes, face_crops_boxes, smoothed_boxes, wav2lip_frames, wav2lip_mel_windows
+    from motionlab.inference.wav2lip import (
+        FaceBoxes,
+        face_crops_boxes,
+        smoothed_boxes,
+        wav2lip_frames,
+        wav2lip_mel_windows,
+    )
     from motionlab.models import create_model
     from motionlab.tasks import load_predictor
 

@@ -39,10 +39,11 @@ def lipsync_video(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     from motionlab.data.audio import load_wav
     from motionlab.data.lipsync import speech_features
     from motionlab.data.talking import crop_box, frame_box
-    from motionlab.inference.export import OnnxRunner, export_onnx
+    from motionlab.inference.export import export_onnx
     from motionlab.inference.lipsync import LipSyncPipeline
     from motionlab.models import create_model
     from motionlab.tasks import load_predictor
+    from motionlab.utils.onnx_files import OnnxRunner
 
     cache_root = Path(_cache_dir()) / "lipsync-bench"
     template = _lipsync_template(str(cache_root))

@@ -17,10 +17,11 @@ def liveportrait(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     """LivePortrait at the release's size (random weights: the architecture is what is timed), batch 1: each module in
     eager PyTorch and in onnxruntime (CPU provider, graphs from motionlab-export onnx), and the whole animate loop
     (dlib crop of a portrait, relative driving, stitching, paste-back) in frames/s."""
-    from motionlab.inference.export import OnnxRunner, export_graph_folder
+    from motionlab.inference.export import export_graph_folder
     from motionlab.models import create_model
     from motionlab.models.liveportrait import export_graphs
     from motionlab.tasks.liveportrait import LivePortraitPredictor
+    from motionlab.utils.onnx_files import OnnxRunner
 
     repeats = max(1, args.steps // 10)
     torch.manual_seed(0)

@@ -36,9 +36,10 @@ def roofline(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     those of the direct algorithm: a path using Winograd / FFT convolutions does fewer operations, so its effective
     GFLOP/s can pass the peak."""
 
-    from motionlab.inference.export import OnnxRunner, export_onnx
+    from motionlab.inference.export import export_onnx
     from motionlab.models import create_model
     from motionlab.models.fast_conv import use_fast_convolutions
+    from motionlab.utils.onnx_files import OnnxRunner
 
     peaks = measured_peaks()
     results = [(f"peak: {name} ({'native' if name.endswith('fp32') or native_bf16() else 'not native on this CPU'})", value, "GFLOP/s")

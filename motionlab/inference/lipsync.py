@@ -246,7 +246,8 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
     ``ckpt``, unmerged), pick the runtime, write ``out``. A lip-sync U-Net speaks through a ``template`` folder; Wav2Lip
     (``arch=wav2lip96``) through a ``video`` (or image), its faces found by S3FD (``face_detector_ckpt``) or dlib
     (:mod:`motionlab.inference.wav2lip`)."""
-    from motionlab.inference.export import OnnxRunner, export_checked, onnx_source
+    from motionlab.inference.export import export_checked, onnx_source
+    from motionlab.utils.onnx_files import OnnxRunner
 
     if runtime not in ("torch", "onnx"):
         raise InputError(f"runtime must be torch or onnx, got {runtime!r}")

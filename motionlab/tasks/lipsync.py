@@ -236,7 +236,7 @@ class LipSyncPredictor(Predictor):
     for SyncTalk_2D's files).
 
     ``runner`` is what computes the U-Net: the eager network (default) or any callable ``(image, audio) -> array`` on
-    numpy float32 arrays (an onnxruntime session of the exported net, :class:`motionlab.inference.export.OnnxRunner`).
+    numpy float32 arrays (an onnxruntime session of the exported net, :class:`motionlab.utils.onnx_files.OnnxRunner`).
     """
 
     families = ("lipsync_unet",)

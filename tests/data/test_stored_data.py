@@ -186,7 +186,7 @@ def test_onnx_files_are_checked_and_tied_to_their_weights(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from motionlab.inference.export import OnnxRunner, check_onnx_file, tag_source
+    from motionlab.utils.onnx_files import OnnxRunner, check_onnx_file, tag_source
 
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])

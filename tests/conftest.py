@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+from torch import nn
 
 from motionlab.data.synthetic import ToyWorldSpec, generate_toy_world
 
@@ -342,3 +344,51 @@ def run_command(argv: list[str]) -> tuple[int, str, str]:
     finally:
         sys.argv = saved
     return code, out.getvalue(), err.getvalue()
+
+
+class _Detector(nn.Module):
+    """det_10g's interface at a 512 input: scores (N, 1), box distances (N, 4), key points (N, 10) per stride 8 / 16 / 32,
+    two anchors per place. One anchor fires: stride 16, row 10, column 12, its box 2 / 3 strides from the centre."""
+
+    def forward(self, image):
+        zero = image.mean() * 0
+        outputs = {"scores": [], "boxes": [], "kps": []}
+        for stride in (8, 16, 32):
+            count = (512 // stride) ** 2 * 2
+            scores = torch.zeros(count, 1)
+            if stride == 16:
+                scores[(10 * 32 + 12) * 2, 0] = 0.9
+            outputs["scores"].append(scores + zero)
+            outputs["boxes"].append(torch.tensor([2.0, 3.0, 2.0, 3.0]).expand(count, 4) + zero)
+            outputs["kps"].append(torch.zeros(count, 10) + zero)
+        return (*outputs["scores"], *outputs["boxes"], *outputs["kps"])
+
+
+class _Constant(nn.Module):
+    def __init__(self, *values: torch.Tensor):
+        super().__init__()
+        self.values = values
+
+    def forward(self, image):
+        return tuple(v + image.mean() * 0 for v in self.values) if len(self.values) > 1 else self.values[0] + image.mean() * 0
+
+
+def _export(module: nn.Module, path, size: int, input_name: str, outputs: int):
+    torch.onnx.export(module, (torch.rand(1, 3, size, size),), str(path), input_names=[input_name],
+                      output_names=[f"out{i}" for i in range(outputs)], opset_version=17, dynamo=False)
+    return path
+
+
+def liveportrait_crop_models(root: Path) -> Path:
+    """Stand-ins for LivePortrait's crop models with the release models' input / output names and shapes, in the
+    release layout under ``root`` (pretrained_weights/{liveportrait/landmark.onnx, insightface/models/buffalo_l/*.onnx});
+    returns the liveportrait folder. Their outputs are constant (known answers), the detector's one face a fixed box."""
+    insight = root / "insightface" / "models" / "buffalo_l"
+    insight.mkdir(parents=True)
+    (root / "liveportrait").mkdir()
+    _export(_Detector(), insight / "det_10g.onnx", 512, "input.1", 9)
+    points_106 = torch.linspace(-0.5, 0.5, 212).view(1, 212)
+    _export(_Constant(points_106), insight / "2d106det.onnx", 192, "data", 1)
+    points_203 = torch.linspace(0.2, 0.8, 406).view(1, 406)
+    _export(_Constant(torch.zeros(1, 214), torch.zeros(1, 1), points_203), root / "liveportrait" / "landmark.onnx", 224, "input", 3)
+    return root / "liveportrait"

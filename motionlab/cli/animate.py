@@ -11,7 +11,8 @@ from motionlab.inference.animate import animate_files
 def _animate(cfg: DictConfig) -> None:
     options = command_options(cfg)
     summary = animate_files(**options)
-    print(f"wrote {summary['frames']} frames at {summary['fps']:g} fps to {summary['out']}" + (f" and {summary['gif']}" if summary["gif"] else ""))
+    crop = f" (faces cropped with {summary['crop_model']})" if summary["crop_model"] else ""
+    print(f"wrote {summary['frames']} frames at {summary['fps']:g} fps to {summary['out']}" + (f" and {summary['gif']}" if summary["gif"] else "") + crop)
 
 
 main = hydra_app("animate", _animate)

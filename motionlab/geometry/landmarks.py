@@ -36,12 +36,13 @@ FRAME_ANCHORS = {68: (list(range(36, 42)), list(range(42, 48))), 110: ([1], [31]
 SIGNALS = ("mouth_opening", "eye_opening", "head_roll", "x", "y")
 
 
-def _check_landmarks(points: np.ndarray, name: str = "landmarks") -> np.ndarray:
+def _check_landmarks(points: np.ndarray, name: str = "landmarks", layouts=FRAME_ANCHORS) -> np.ndarray:
+    """(T, P, 2) float64 points whose count P is one of ``layouts``, else a ValueError naming them."""
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 3 or points.shape[-1] != 2:
         raise ValueError(f"{name}: expected (T, P, 2) points, got shape {points.shape}")
-    if points.shape[1] not in FRAME_ANCHORS:
-        raise ValueError(f"{name}: {points.shape[1]} points per frame; known layouts: {sorted(FRAME_ANCHORS)} points")
+    if points.shape[1] not in layouts:
+        raise ValueError(f"{name}: {points.shape[1]} points per frame; known layouts: {', '.join(map(str, sorted(layouts)))} points")
     return points
 
 
@@ -148,32 +149,61 @@ def amplitude_ratio(reference: np.ndarray, other: np.ndarray) -> float:
     return float(np.asarray(other, np.float64).std()) / reference_std if reference_std > 1e-12 else float("nan")
 
 
-def face_crop_matrix(points: np.ndarray, size: int, scale: float = 2.3, vx_ratio: float = 0.0, vy_ratio: float = -0.125) -> np.ndarray:
-    """(2, 3) affine map from image pixels to a ``size`` x ``size`` face crop, from one face's (68, 2) landmarks.
+# The two points LivePortrait's cropper takes a face's vertical axis from (its parse_pt2_from_pt68 / 106 / 203): the
+# eyes' centre (the mean of the two eye centres, each the mean of the listed points) and the lips' centre.
+CROP_AXIS_POINTS = {
+    68: {"eyes": ((36, 39), (42, 45)), "lips": (48, 54)},
+    106: {"eyes": ((33, 35, 40, 39), (87, 89, 94, 93)), "lips": (52, 61)},
+    203: {"eyes": ((0, 6, 12, 18), (24, 30, 36, 42)), "lips": (48, 66)},
+}
 
-    LivePortrait's crop rule on dlib's 68 points: the crop's vertical axis runs from the eyes' centre (points
-    36-47) to the mouth's (48-67), so the face is upright in it; its side is ``scale`` times the larger extent of
-    the landmarks in that frame, centred on their box and shifted by ``vx_ratio`` / ``vy_ratio`` of the side
-    (-0.125: upwards, leaving room for the forehead). The release applies the same rule to its 203-point
-    landmarks, whose contour reaches further up the face, so its crops are somewhat larger for the same scale.
+
+def face_crop_matrix(points: np.ndarray, size: int, scale: float = 2.3, vx_ratio: float = 0.0, vy_ratio: float = -0.125,
+                     rotate: bool = True) -> np.ndarray:
+    """(2, 3) affine map from image pixels to a ``size`` x ``size`` face crop: LivePortrait's ``crop_image`` rule on one
+    face's (68 | 106 | 203, 2) landmarks (dlib's, InsightFace's 2d106det or the release's 203-point model).
+
+    Convention: pixel coordinates, x right, y down, origin at the top-left pixel, as ``cv2.warpAffine`` takes them.
+    The crop's vertical axis runs from the eyes' centre to the lips' (:data:`CROP_AXIS_POINTS`), so the face is upright
+    in it (``rotate=False`` keeps the image's axes); its side is ``scale`` times the larger extent of all landmarks in
+    that frame, centred on their box and shifted by ``vx_ratio`` / ``vy_ratio`` of the side (-0.125: upwards, leaving
+    room for the forehead). The release crops portraits at scale 2.3, vy -0.125 on InsightFace's 106 points, and the
+    203-point model's input at scale 1.5, vy -0.1.
     """
-    points = _check_landmarks(points[None])[0].astype(np.float64)
-    if points.shape[0] != 68:
-        raise ValueError(f"the face crop is defined on the 68-point layout, got {points.shape[0]} points")
-    eyes, mouth = points[36:48].mean(axis=0), points[48:68].mean(axis=0)
-    down = mouth - eyes
+    points = _check_landmarks(points[None], "face crop landmarks", CROP_AXIS_POINTS)[0]
+    layout = CROP_AXIS_POINTS[points.shape[0]]
+    eyes = np.mean([points[list(eye)].mean(axis=0) for eye in layout["eyes"]], axis=0)
+    lips = points[list(layout["lips"])].mean(axis=0)
+    down = lips - eyes
     length = np.linalg.norm(down)
     down = down / length if length > 1e-3 else np.array([0.0, 1.0])
     right = np.array([down[1], -down[0]])
-    centre0 = (eyes + mouth) / 2.0
-    rotated = (points - centre0) @ np.stack([right, down]).T
+    frame = np.stack([right, down])
+    rotated = (points - points.mean(axis=0)) @ frame.T
     low, high = rotated.min(axis=0), rotated.max(axis=0)
     side = float((high - low).max()) * scale
     middle = (low + high) / 2.0
-    centre = centre0 + right * (middle[0] + vx_ratio * side) + down * (middle[1] + vy_ratio * side)
-    step = side / size
-    axes = np.stack([right, down]) / step
+    centre = points.mean(axis=0) + right * (middle[0] + vx_ratio * side) + down * (middle[1] + vy_ratio * side)
+    axes = (frame if rotate else np.eye(2)) * (size / side)
     return np.concatenate([axes, (size / 2.0 - axes @ centre)[:, None]], axis=1).astype(np.float64)
+
+
+def release_eye_ratios(points: np.ndarray) -> np.ndarray:
+    """(T, 2) eye openness of (T, 203, 2) landmarks as LivePortrait computes it (``calc_eye_close_ratio``): for each eye
+    the distance of points 6-18 (30-42) over that of 0-12 (24-36), plus 1e-6."""
+    points = _check_landmarks(points, "203-point landmarks", (203,))
+
+    def ratio(a: int, b: int, c: int, d: int) -> np.ndarray:
+        return np.linalg.norm(points[:, a] - points[:, b], axis=-1) / (np.linalg.norm(points[:, c] - points[:, d], axis=-1) + 1e-6)
+
+    return np.stack([ratio(6, 18, 0, 12), ratio(30, 42, 24, 36)], axis=1).astype(np.float32)
+
+
+def release_lip_ratio(points: np.ndarray) -> np.ndarray:
+    """(T,) lip openness of (T, 203, 2) landmarks as LivePortrait computes it (``calc_lip_close_ratio``): the distance of
+    points 90-102 over that of 48-66, plus 1e-6."""
+    points = _check_landmarks(points, "203-point landmarks", (203,))
+    return (np.linalg.norm(points[:, 90] - points[:, 102], axis=-1) / (np.linalg.norm(points[:, 48] - points[:, 66], axis=-1) + 1e-6)).astype(np.float32)
 
 
 def eye_openness(points: np.ndarray) -> np.ndarray:

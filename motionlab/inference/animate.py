@@ -274,4 +274,4 @@ def animate_files(
         layers = {name: (panel, np.stack(kept[name])) for name, panel in panels.items() if kept[name]}
         write_sequence(sequence_out, build_sequence(kept["portrait"][0], np.stack(kept["driver"][:written]), np.stack(kept["generated"]), rate, layers))
     return {"frames": written, "fps": rate, "out": str(Path(out)), "gif": str(gif) if gif else None,
-            "sequence": str(sequence_out) if sequence_out else None}
+            "sequence": str(sequence_out) if sequence_out else None, "crop_model": getattr(predictor, "crop_model", None)}

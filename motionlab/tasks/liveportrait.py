@@ -4,6 +4,8 @@ stitching, eye / lip retargeting from dlib landmarks, and the result pasted back
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,13 +20,21 @@ from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.images import to_uint8
 from motionlab.geometry import Keypoints
 from motionlab.geometry.head_pose import relative_driving
-from motionlab.geometry.landmarks import eye_openness, face_crop_matrix, lip_openness
+from motionlab.geometry.landmarks import (
+    eye_openness,
+    face_crop_matrix,
+    lip_openness,
+    release_eye_ratios,
+    release_lip_ratio,
+)
 from motionlab.losses.base import TaskLoss
 from motionlab.metrics.suite import EvaluationSuite
 from motionlab.models.liveportrait import LivePortrait, LivePortraitDiscriminator
 from motionlab.tasks.base import MotionlabTask
 from motionlab.tasks.predictor import AnimationPredictor, register_predictor
 from motionlab.utils.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 def resized(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -249,86 +259,150 @@ def retargeted_keypoints(x_source: torch.Tensor, x_driving: torch.Tensor, delta:
     return (x_source if relative else x_driving) + delta
 
 
+# the release's crop settings (its CropConfig): portraits at scale 2.3, vy -0.125 into 512 px, driving frames at 2.2, -0.1
+CROP_SIZE = 512
+DRIVER_CROP = {"scale": 2.2, "vy_ratio": -0.1}
+
+
+class FaceMeasure:
+    """A face's crop points and eye / lip openness, from the release's models (InsightFace 106 points for the crop,
+    the 203-point ``landmark.onnx`` for the ratios, as the release does) or from dlib's 68 points when the weights
+    folder does not hold them (``name`` says which: ``insightface106+landmark203`` or ``dlib68``)."""
+
+    def __init__(self, crop_models: dict | None):
+        if crop_models is not None:
+            from motionlab.data.face_models import ReleaseFaceLandmarks
+
+            self.release = ReleaseFaceLandmarks(crop_models)
+            self.name = self.release.name
+        else:
+            from motionlab.data.landmarks import DlibLandmarks
+
+            self.dlib = DlibLandmarks()
+            self.name = "dlib68"
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(crop points, eye openness (2,), lip openness (1,)) of the largest face, or None."""
+        if self.name == "dlib68":
+            points = self.dlib(image)
+            return None if points is None else (points, eye_openness(points[None])[0], lip_openness(points[None]))
+        found = self.release(image)
+        if found is None:
+            return None
+        points_106, points_203 = found
+        return points_106, release_eye_ratios(points_203[None])[0], release_lip_ratio(points_203[None])
+
+    def wanted_eyes(self, eyes: np.ndarray) -> np.ndarray:
+        """(N, 2) driver eye openness -> the (N, 1) target the eye MLP takes: the release passes its first eye's ratio;
+        dlib's analogue takes both eyes' mean."""
+        return eyes[:, :1] if self.name != "dlib68" else eyes.mean(axis=1, keepdims=True)
+
+
 @register_predictor
 class LivePortraitPredictor(AnimationPredictor):
     """LivePortrait's inference (a release folder or a LivePortraitTask checkpoint).
 
-    The portrait is cropped around its face (dlib's 68 points, :func:`motionlab.geometry.landmarks.face_crop_matrix`)
-    unless ``crop_portrait`` is off; driver frames are used as given (LivePortrait expects face-centred drivers)
-    unless ``crop_driver``. Each frame's keypoints move the portrait's by the driver's motion since its first frame
-    (``relative``; else the driver's pose and expression are used as they are). Eye / lip retargeting set the
-    openness measured on the driver's landmarks as the release does (:func:`retargeted_keypoints`: with relative motion
-    the offset moves the portrait's own keypoints and replaces the driver's motion), and stitching keeps the face
-    attached to the portrait. The result
-    (the generator's size, 512 for the release) is pasted back into the portrait with a feathered mask
-    (``paste_back``), else returned as the crop.
+    Faces are measured by the release's own models when the weights folder holds them (InsightFace's ``det_10g`` and
+    ``2d106det`` and the release's ``landmark.onnx``: :mod:`motionlab.data.face_models`), else by dlib's 68 points
+    (a warning says so; :attr:`crop_model` names which). The portrait is cropped as the release's cropper does
+    (:func:`motionlab.geometry.landmarks.face_crop_matrix` at scale ``crop_scale``, vy -0.125, into 512 px, area-resized
+    to the network's input) unless ``crop_portrait`` is off; driver frames are used as given (LivePortrait expects
+    face-centred drivers) unless ``crop_driver`` (the release's driving-video crop: scale 2.2, vy -0.1). Each frame's
+    keypoints move the portrait's by the driver's motion since its first frame (``relative``; else the driver's pose
+    and expression are used as they are). Eye / lip retargeting set the openness measured on the driver's faces as the
+    release does (:func:`retargeted_keypoints`: with relative motion the offset moves the portrait's own keypoints and
+    replaces the driver's motion), and stitching keeps the face attached to the portrait. The result (the generator's
+    size, 512 for the release) is pasted back into the portrait with a feathered mask (``paste_back``), else returned
+    as the crop.
 
-    :meth:`prepare_portrait` returns the portrait's crop and :meth:`prepare_driver` the driver frames' landmarks as
+    :meth:`prepare_portrait` returns the portrait's crop and :meth:`prepare_driver` the driver frames' openness as
     their contexts, which :meth:`__call__` (retargeting) and :meth:`finish` (paste-back) take: nothing is kept between
     calls.
     """
 
     families = ("liveportrait",)
     options = {"relative": True, "stitching": True, "eye_retargeting": False, "lip_retargeting": False, "crop_portrait": True,
-               "crop_driver": False, "paste_back": True, "crop_scale": 2.3, "render_batch": 4}
+               "crop_driver": False, "paste_back": True, "crop_scale": 2.3, "render_batch": 4, "crop_models": None}
 
     def __init__(self, net: LivePortrait, relative: bool = True, stitching: bool = True, eye_retargeting: bool = False,
                  lip_retargeting: bool = False, crop_portrait: bool = True, crop_driver: bool = False, paste_back: bool = True,
-                 crop_scale: float = 2.3, render_batch: int = 4):
+                 crop_scale: float = 2.3, render_batch: int = 4, crop_models: dict | None = None):
+        """``crop_models``: the release's three crop-model files by role (:func:`motionlab.data.face_models.find_crop_models`)."""
         super().__init__(net=net)
         self.relative, self.stitching = relative, stitching
         self.eye_retargeting, self.lip_retargeting = eye_retargeting, lip_retargeting
         self.crop_portrait, self.crop_driver, self.paste_back, self.crop_scale = crop_portrait, crop_driver, paste_back, crop_scale
         self.render_batch = render_batch
-        self._landmarker = None
+        self.crop_models = crop_models
+        self._measure: FaceMeasure | None = None
 
     @classmethod
-    def from_models(cls, models: dict[str, nn.Module], settings: dict, relative: bool = True, **options) -> "LivePortraitPredictor":
+    def from_models(cls, models: dict[str, nn.Module], settings: dict, relative: bool = True, checkpoint_path=None,
+                    crop_models: str | None = None, **options) -> "LivePortraitPredictor":
+        """The release's crop models are looked for in the folder ``crop_models`` (the user's option), else beside a
+        release folder (``checkpoint_path``): :func:`motionlab.data.face_models.find_crop_models`."""
+        from motionlab.data.face_models import find_crop_models
+
+        if crop_models is not None:
+            found = find_crop_models(crop_models)
+            if found is None:
+                raise InputError(f"predictor.crop_models={crop_models} does not hold LivePortrait's crop models (det_10g.onnx, 2d106det.onnx, "
+                                 "landmark.onnx, in the release layout or side by side)")
+        else:
+            found = find_crop_models(checkpoint_path) if checkpoint_path is not None and os.path.isdir(checkpoint_path) else None
         # the caller's options for other predictors (whether to detect keypoints on the output, say) pass by
-        return cls(models["net"], relative=relative, **{key: value for key, value in options.items() if key in cls.options})
+        return cls(models["net"], relative=relative, crop_models=found, **{key: value for key, value in options.items() if key in cls.options})
 
-    def _landmarks(self, image: np.ndarray, what: str) -> np.ndarray:
-        if self._landmarker is None:
-            from motionlab.data.landmarks import DlibLandmarks
+    @property
+    def crop_model(self) -> str:
+        """Which landmarks crop and measure faces: ``insightface106+landmark203`` (the release's) or ``dlib68``."""
+        return "insightface106+landmark203" if self.crop_models is not None else "dlib68"
 
-            self._landmarker = DlibLandmarks()
-        points = self._landmarker(image)
-        if points is None:
-            raise InputError(f"no face found in the {what} by dlib; LivePortrait crops around a face "
+    def _face(self, image: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._measure is None:
+            if self.crop_models is None:
+                log.warning("LivePortrait: the weights folder holds no det_10g.onnx / 2d106det.onnx / landmark.onnx (the release's crop "
+                            "models): faces are cropped and measured with dlib's 68 points instead (crop_model: dlib68)")
+            self._measure = FaceMeasure(self.crop_models)
+        found = self._measure(image)
+        if found is None:
+            raise InputError(f"no face found in the {what} by {self.crop_model}; LivePortrait crops around a face "
                              f"(give predictor.crop_{what}=false to use the whole image)")
-        return points
+        return found
 
-    def _face_crop(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(crop matrix, the S x S face crop, the landmarks in it) of an image and its (68, 2) landmarks."""
-        size = self.image_size
-        matrix = face_crop_matrix(points, size, self.crop_scale)
-        cropped = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return matrix, cropped, points @ matrix[:, :2].T + matrix[:, 2]
+    def _crop(self, image: np.ndarray, points: np.ndarray, scale: float, vy_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+        """(crop matrix into CROP_SIZE, the crop resized to the network's input with area averaging), as the release."""
+        matrix = face_crop_matrix(points, CROP_SIZE, scale, vy_ratio=vy_ratio)
+        cropped = cv2.warpAffine(image, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR)
+        return matrix, cv2.resize(cropped, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
 
     def prepare_portrait(self, image: np.ndarray) -> tuple[torch.Tensor, dict]:
         """The portrait cropped around its face (context ``crop``: a :class:`PortraitCrop`, None without cropping)."""
         size = self.image_size
         if not self.crop_portrait:
             return frames_to_tensor(image[None], size), {"crop": None}
-        matrix, cropped, cropped_points = self._face_crop(image, self._landmarks(image, "portrait"))
-        crop = PortraitCrop(matrix, size, image, eye_openness(cropped_points[None]), lip_openness(cropped_points[None])[:, None])
+        points, eyes, lips = self._face(image, "portrait")
+        matrix, cropped = self._crop(image, points, self.crop_scale, -0.125)
+        crop = PortraitCrop(matrix, CROP_SIZE, image, eyes[None], lips[None])
         return frames_to_tensor(cropped[None], size), {"crop": crop}
 
     def prepare_driver(self, frames: np.ndarray) -> tuple[torch.Tensor, dict]:
-        """The driver frames, each cropped around its face with ``crop_driver`` (context ``driver_landmarks``: (N, 68, 2)
-        in the frames returned, where retargeting or cropping needs them)."""
+        """The driver frames, each cropped around its face with ``crop_driver`` (context ``driver_eyes`` (N, 1) and
+        ``driver_lips`` (N, 1): the openness retargeting targets, measured on the frames returned where needed)."""
         size = self.image_size
-        needs_landmarks = self.crop_driver or self.eye_retargeting or self.lip_retargeting
-        if not needs_landmarks:
-            return frames_to_tensor(frames, size), {"driver_landmarks": None}
-        crops, landmarks = [], []
+        if not (self.crop_driver or self.eye_retargeting or self.lip_retargeting):
+            return frames_to_tensor(frames, size), {"driver_eyes": None, "driver_lips": None}
+        crops, eyes, lips = [], [], []
         for frame in frames:
-            points = self._landmarks(frame, "driver")
+            points, frame_eyes, frame_lips = self._face(frame, "driver")
             if self.crop_driver:
-                _, frame, points = self._face_crop(frame, points)
+                _, frame = self._crop(frame, points, **DRIVER_CROP)
+                points, frame_eyes, frame_lips = self._face(frame, "driver")  # measured on the crop the network sees
             crops.append(frame)
-            landmarks.append(points)
-        return frames_to_tensor(np.stack(crops), size), {"driver_landmarks": np.stack(landmarks)}
+            eyes.append(frame_eyes)
+            lips.append(frame_lips)
+        return frames_to_tensor(np.stack(crops), size), {"driver_eyes": self._measure.wanted_eyes(np.stack(eyes)),
+                                                         "driver_lips": np.stack(lips).reshape(-1, 1)}
 
     def finish(self, frames: np.ndarray, context: dict) -> np.ndarray:
         """Generated (N, S', S', 3) uint8 crops -> the frames to write: pasted back into the portrait when it was cropped."""
@@ -338,13 +412,11 @@ class LivePortraitPredictor(AnimationPredictor):
         return np.stack([paste_into_portrait(frame, crop) for frame in frames])
 
     def _retargeting(self, x_source: torch.Tensor, n: int, context: dict) -> torch.Tensor:
-        """The eye / lip retargeting offsets (N, K, 3) for driver frames whose landmarks ``context`` holds."""
+        """The eye / lip retargeting offsets (N, K, 3) for driver frames whose openness ``context`` holds."""
         delta = torch.zeros(n, *x_source.shape[1:], device=self.device)
-        if not (self.eye_retargeting or self.lip_retargeting):
-            return delta
-        crop, driver_landmarks = context.get("crop"), context.get("driver_landmarks")
-        if driver_landmarks is None or len(driver_landmarks) != n or crop is None:
-            raise InputError("eye / lip retargeting needs the portrait's and the driver's landmarks: run through prepare_portrait / "
+        crop, driver_eyes, driver_lips = context.get("crop"), context.get("driver_eyes"), context.get("driver_lips")
+        if crop is None or driver_eyes is None or len(driver_eyes) != n:
+            raise InputError("eye / lip retargeting needs the portrait's and the driver's faces measured: run through prepare_portrait / "
                              "prepare_driver (motionlab-animate does) with crop_portrait on")
         module = self.net.stitching_retargeting_module
         source = x_source.expand(n, -1, -1)
@@ -353,11 +425,9 @@ class LivePortraitPredictor(AnimationPredictor):
             return torch.from_numpy(np.concatenate([np.repeat(source_ratio, n, axis=0), wanted], axis=1)).float().to(self.device)
 
         if self.eye_retargeting:
-            wanted = eye_openness(driver_landmarks).mean(axis=1, keepdims=True)
-            delta = delta + module.retarget_eyes(source, ratios(crop.eyes, wanted))
+            delta = delta + module.retarget_eyes(source, ratios(crop.eyes, driver_eyes))
         if self.lip_retargeting:
-            wanted = lip_openness(driver_landmarks)[:, None]
-            delta = delta + module.retarget_lips(source, ratios(crop.lips, wanted))
+            delta = delta + module.retarget_lips(source, ratios(crop.lips, driver_lips))
         return delta
 
     @torch.no_grad()

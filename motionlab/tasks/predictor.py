@@ -78,7 +78,8 @@ def predictor_from_checkpoint(checkpoint: dict, path: str | os.PathLike, model: 
     not bit-identical). ``user_options`` are what the user set for the predictor (``motionlab-animate predictor.<key>=``):
     each must be one of the family's :attr:`Predictor.options`, else an error names the key and the valid ones.
     ``options`` are the caller's (the audio encoder for a SyncTalk_2D U-Net, whether keypoints are detected on the
-    output ...) and go to the predictor as they are.
+    output ...) and go to the predictor as they are, with ``checkpoint_path`` (where a predictor finds files beside the
+    weights: LivePortrait's crop models).
     """
     models = checkpoint_models(checkpoint, path, model, base)
     if lora is not None:
@@ -99,7 +100,7 @@ def predictor_from_checkpoint(checkpoint: dict, path: str | os.PathLike, model: 
     if fast_convolutions and torch.device(device).type == "cpu":
         for network in models.values():
             use_fast_convolutions(network)
-    predictor = _PREDICTORS[family].from_models(models, settings, **options).to(device)
+    predictor = _PREDICTORS[family].from_models(models, settings, checkpoint_path=path, **options).to(device)
     if meta is not None:
         predictor.trained_on = meta.get("data") or trained_on((meta.get("config") or {}).get("data"))
     return predictor
@@ -118,6 +119,9 @@ class AnimationPredictor(Predictor):
     no state between calls: what one step learns of its input (a crop, landmarks) it returns as a context that the
     caller hands to the next, so one predictor can serve several animations at once.
     """
+
+    # what finds and crops faces before the network (LivePortrait's landmark models), recorded with the result; None: no crop
+    crop_model: str | None = None
 
     @property
     def image_size(self) -> int:

@@ -198,7 +198,7 @@ def test_retargeting_moves_the_source_keypoints_as_the_release_does(small_livepo
     crop = PortraitCrop(np.eye(2, 3), size, np.zeros((size, size, 3), np.uint8), np.array([[0.3, 0.3]]), np.array([[0.1]]))
     predictor = LivePortraitPredictor(net, stitching=False, eye_retargeting=True, lip_retargeting=True)
     portrait, driver = torch.rand(1, 3, size, size), torch.rand(2, 3, size, size)
-    context = {"crop": crop, "driver_landmarks": np.random.RandomState(0).rand(2, 68, 2).astype(np.float32) * size}
+    context = {"crop": crop, "driver_eyes": np.array([[0.2], [0.4]], np.float32), "driver_lips": np.array([[0.05], [0.3]], np.float32)}
     out = predictor(portrait, driver, driver[:1], context)
     with torch.no_grad():
         x_portrait = net.keypoints(net.motion_extractor.motion(portrait))
@@ -231,7 +231,8 @@ def test_face_crop_is_upright_and_centred():
     for landmarks in (points, rolled):
         matrix = face_crop_matrix(landmarks, 256)
         cropped = landmarks @ matrix[:, :2].T + matrix[:, 2]
-        eyes, mouth = cropped[36:48].mean(0), cropped[48:68].mean(0)
+        # the release's axis points on 68 landmarks: the eye corners' centre and the mouth corners' centre
+        eyes, mouth = cropped[[36, 39, 42, 45]].mean(0), cropped[[48, 54]].mean(0)
         assert abs(eyes[0] - mouth[0]) < 1e-6 and eyes[1] < mouth[1]
         assert np.all((cropped > 0) & (cropped < 256))
         assert abs(cropped[:, 0].min() + cropped[:, 0].max() - 256) < 1e-6
@@ -282,6 +283,26 @@ def test_real_portrait_animated_end_to_end(small_liveportrait, small_checkpoint,
     assert set(sequence.layers) == {"driver_keypoints", "generated_keypoints"}
     with pytest.raises(Exception, match="adapt_movement_scale"):
         animate_files(ckpt, portrait, driver, tmp_path / "again.mp4", max_frames=1, predictor={"adapt_movement_scale": True})
+
+
+def test_real_portrait_with_the_release_crop_models(small_checkpoint, tmp_path):
+    """The same path with LivePortrait's own crop models (stand-in ONNX graphs in the release layout, given as
+    predictor.crop_models): faces found by SCRFD, cropped on the 106 points, measured on the 203; the result says so.
+    Without them, dlib's 68 points, with a warning."""
+    from conftest import liveportrait_crop_models
+
+    from motionlab.inference.animate import animate_files
+
+    portrait, driver = REAL / "portraits" / "portrait_s9.jpg", REAL / "drivers" / "human_d0.mp4"
+    if not portrait.is_file():
+        pytest.skip("../shared/data/real is not present")
+    folder = liveportrait_crop_models(tmp_path / "pretrained_weights")
+    summary = animate_files(small_checkpoint, portrait, driver, tmp_path / "out.mp4", max_frames=2, batch_size=2,
+                            predictor={"eye_retargeting": True, "lip_retargeting": True, "crop_models": str(folder)})
+    assert summary["frames"] == 2 and summary["crop_model"] == "insightface106+landmark203"
+    assert animate_files(small_checkpoint, portrait, driver, tmp_path / "dlib.mp4", max_frames=1)["crop_model"] == "dlib68"
+    with pytest.raises(Exception, match="does not hold LivePortrait's crop models"):
+        animate_files(small_checkpoint, portrait, driver, tmp_path / "bad.mp4", max_frames=1, predictor={"crop_models": str(tmp_path)})
 
 
 def test_landmark_guidance_targets_span_the_frame_corner_to_corner():

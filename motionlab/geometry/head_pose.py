@@ -52,21 +52,53 @@ def pose_keypoints(canonical: torch.Tensor, rotation: torch.Tensor, expression: 
     return scale.reshape(-1, 1, 1) * (canonical @ rotation + expression) + planar[:, None, :]
 
 
-def relative_driving(canonical_source: torch.Tensor, source: dict[str, torch.Tensor], driving: dict[str, torch.Tensor],
-                     initial: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Keypoints of the source moved by the driving frame's motion since the first driving frame.
+# LivePortrait's expression rows per animation region (its live_portrait_pipeline.py): the lips' and the eyes' keypoints,
+# and, for absolute driving of the whole expression, the rows (and coordinates) it takes from the driver
+LIP_ROWS = (6, 12, 14, 17, 19, 20)
+EYE_ROWS = (11, 13, 15, 16, 18)
+EXPRESSION_ROWS = (1, 2, 6, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)
+REGIONS = ("all", "exp", "pose", "lip", "eyes")
 
-    ``source``, ``driving`` and ``initial`` hold ``rotation`` (B, 3, 3), ``expression`` (B, K, 3), ``scale`` (B, 1)
-    and ``translation`` (B, 3) (batch-1 entries broadcast). ``R = (R_d R_d0^T) R_s``, ``exp = exp_s + exp_d -
-    exp_d0``, ``scale = scale_s scale_d / scale_d0``, ``t = t_s + t_d - t_d0`` with t_z = 0; the result is
-    ``scale (canonical_s @ R + exp) + t``.
+
+def driving_keypoints(canonical_source: torch.Tensor, source: dict[str, torch.Tensor], driving: dict[str, torch.Tensor],
+                      initial: dict[str, torch.Tensor], relative: bool = True, region: str = "all") -> torch.Tensor:
+    """The source's keypoints driven by a frame, as LivePortrait's pipeline sets them for ``animation_region``.
+
+    ``source``, ``driving`` and ``initial`` (the first driving frame) hold ``rotation`` (B, 3, 3), ``expression``
+    (B, K, 3), ``scale`` (B, 1) and ``translation`` (B, 3) (batch-1 entries broadcast); the result is
+    ``scale (canonical_s @ R + exp) + t`` with t_z = 0. Relative: ``R = (R_d R_d0^T) R_s`` (``all``, ``pose``),
+    ``exp = exp_s + exp_d - exp_d0`` (``all``, ``exp``; only the lip rows for ``lip``, the eye rows for ``eyes``),
+    ``scale = scale_s scale_d / scale_d0`` (``all``), ``t = t_s + t_d - t_d0`` (``all``, ``pose``); what a region does
+    not drive stays the source's. Absolute: ``R = R_d`` and ``t = t_d`` (``all``, ``pose``), the driver's expression
+    in the rows the release takes (``all`` / ``exp``: :data:`EXPRESSION_ROWS`, rows 3-4 in y, 5 and 8 in z, 9 in y
+    and z; ``lip`` / ``eyes``: theirs), the source's scale.
     """
-    rotation = driving["rotation"] @ initial["rotation"].transpose(1, 2) @ source["rotation"]
-    expression = source["expression"] + (driving["expression"] - initial["expression"])
-    scale = source["scale"] * (driving["scale"] / initial["scale"])
-    translation = source["translation"] + (driving["translation"] - initial["translation"])
-    batch = rotation.shape[0]
-    return pose_keypoints(canonical_source.expand(batch, -1, -1), rotation, expression.expand(batch, -1, -1),
+    if region not in REGIONS:
+        raise ValueError(f"animation region must be one of {', '.join(REGIONS)}, got {region!r}")
+    batch = max(driving["rotation"].shape[0], source["rotation"].shape[0])
+    exp_s = source["expression"].expand(batch, -1, -1)
+    posed, whole = region in ("all", "pose"), region in ("all", "exp")
+    if relative:
+        rotation = driving["rotation"] @ initial["rotation"].transpose(1, 2) @ source["rotation"] if posed else source["rotation"]
+        moved = exp_s + (driving["expression"] - initial["expression"])
+        scale = source["scale"] * (driving["scale"] / initial["scale"]) if region == "all" else source["scale"]
+        translation = source["translation"] + (driving["translation"] - initial["translation"]) if posed else source["translation"]
+    else:
+        rotation = driving["rotation"] if posed else source["rotation"]
+        moved = driving["expression"].expand(batch, -1, -1)
+        scale = source["scale"]
+        translation = driving["translation"] if posed else source["translation"]
+    if whole and relative:
+        expression = moved
+    else:
+        mask = torch.zeros_like(exp_s[:1])
+        rows = {"lip": LIP_ROWS, "eyes": EYE_ROWS, "pose": ()}.get(region, EXPRESSION_ROWS)
+        mask[:, list(rows)] = 1.0
+        if whole:  # absolute: the release takes single coordinates of some further rows
+            mask[:, 3:5, 1] = mask[:, 5, 2] = mask[:, 8, 2] = 1.0
+            mask[:, 9, 1:] = 1.0
+        expression = exp_s + mask * (moved - exp_s)
+    return pose_keypoints(canonical_source.expand(batch, -1, -1), rotation.expand(batch, -1, -1), expression,
                           scale.expand(batch, -1), translation.expand(batch, -1))
 
 

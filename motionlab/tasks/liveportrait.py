@@ -19,7 +19,7 @@ from motionlab.data.batches import AnimationBatch, RetargetingBatch
 from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.images import to_uint8
 from motionlab.geometry import Keypoints
-from motionlab.geometry.head_pose import relative_driving
+from motionlab.geometry.head_pose import REGIONS, driving_keypoints
 from motionlab.geometry.landmarks import (
     eye_openness,
     face_crop_matrix,
@@ -251,6 +251,15 @@ def paste_into_portrait(frame: np.ndarray, crop: PortraitCrop) -> np.ndarray:
     return (crop.image * (1.0 - mask) + warped * mask).round().clip(0, 255).astype(np.uint8)
 
 
+def motion_multiplier(x_source: torch.Tensor, x_first: torch.Tensor) -> float:
+    """LivePortrait's ``calc_motion_multiplier``: sqrt of the ratio of the convex-hull volumes of the (1, K, 3) source
+    keypoints and the first driving frame's."""
+    from scipy.spatial import ConvexHull
+
+    volumes = [ConvexHull(points[0].detach().cpu().numpy()).volume for points in (x_source, x_first)]
+    return float(np.sqrt(volumes[0]) / np.sqrt(volumes[1]))
+
+
 def retargeted_keypoints(x_source: torch.Tensor, x_driving: torch.Tensor, delta: torch.Tensor, relative: bool) -> torch.Tensor:
     """The keypoints a frame renders with under eye / lip retargeting, as the release's pipeline sets them: with
     relative motion the retargeting offset ``delta`` is applied to the *source's* keypoints (``x_s + delta``: the
@@ -322,13 +331,22 @@ class LivePortraitPredictor(AnimationPredictor):
 
     families = ("liveportrait",)
     options = {"relative": True, "stitching": True, "eye_retargeting": False, "lip_retargeting": False, "crop_portrait": True,
-               "crop_driver": False, "paste_back": True, "crop_scale": 2.3, "render_batch": 4, "crop_models": None}
+               "crop_driver": False, "paste_back": True, "crop_scale": 2.3, "render_batch": 4, "crop_models": None,
+               "animation_region": "all", "driving_option": "pose-friendly", "driving_multiplier": 1.0}
 
     def __init__(self, net: LivePortrait, relative: bool = True, stitching: bool = True, eye_retargeting: bool = False,
                  lip_retargeting: bool = False, crop_portrait: bool = True, crop_driver: bool = False, paste_back: bool = True,
-                 crop_scale: float = 2.3, render_batch: int = 4, crop_models: dict | None = None):
-        """``crop_models``: the release's three crop-model files by role (:func:`motionlab.data.face_models.find_crop_models`)."""
+                 crop_scale: float = 2.3, render_batch: int = 4, crop_models: dict | None = None, animation_region: str = "all",
+                 driving_option: str = "pose-friendly", driving_multiplier: float = 1.0):
+        """``crop_models``: the release's three crop-model files by role (:func:`motionlab.data.face_models.find_crop_models`).
+        ``animation_region`` (all, exp, pose, lip, eyes), ``driving_option`` and ``driving_multiplier`` are the release's
+        (:func:`motionlab.geometry.head_pose.driving_keypoints`, :meth:`__call__`)."""
         super().__init__(net=net)
+        if animation_region not in REGIONS:
+            raise InputError(f"predictor.animation_region must be one of {', '.join(REGIONS)}, got {animation_region!r}")
+        if driving_option not in ("pose-friendly", "expression-friendly"):
+            raise InputError(f"predictor.driving_option must be pose-friendly or expression-friendly, got {driving_option!r}")
+        self.animation_region, self.driving_option, self.driving_multiplier = animation_region, driving_option, float(driving_multiplier)
         self.relative, self.stitching = relative, stitching
         self.eye_retargeting, self.lip_retargeting = eye_retargeting, lip_retargeting
         self.crop_portrait, self.crop_driver, self.paste_back, self.crop_scale = crop_portrait, crop_driver, paste_back, crop_scale
@@ -440,14 +458,16 @@ class LivePortraitPredictor(AnimationPredictor):
         source, initial_motion = net.motion_extractor.motion(portrait), net.motion_extractor.motion(initial)
         driving = net.motion_extractor.motion(driver)
         x_source = net.keypoints(source)
-        if self.relative:
-            x_driving = relative_driving(source["canonical"], source, driving, initial_motion)
-        else:
-            x_driving = net.keypoints(driving, canonical=source["canonical"].expand(n, -1, -1))
+        x_driving = driving_keypoints(source["canonical"], source, driving, initial_motion, self.relative, self.animation_region)
+        if self.relative and self.driving_option == "expression-friendly":
+            # the release scales the motion since the first frame by sqrt(hull volume of x_s / of the first frame's keypoints)
+            x_first = driving_keypoints(source["canonical"], source, initial_motion, initial_motion, True, self.animation_region)
+            x_driving = (x_driving - x_first) * motion_multiplier(x_source, x_first) + x_source
         if self.eye_retargeting or self.lip_retargeting:
             x_driving = retargeted_keypoints(x_source.expand(n, -1, -1), x_driving, self._retargeting(x_source, n, context or {}), self.relative)
         if self.stitching:
             x_driving = net.stitching_retargeting_module.stitch(x_source.expand(n, -1, -1), x_driving)
+        x_driving = x_source + (x_driving - x_source) * self.driving_multiplier
         generated = torch.cat([
             net.render(volume.expand(len(part), -1, -1, -1, -1), x_source.expand(len(part), -1, -1), part)["image"]
             for part in x_driving.split(self.render_batch)

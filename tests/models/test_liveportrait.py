@@ -15,8 +15,8 @@ from conftest import SHARED
 
 from motionlab.geometry.head_pose import (
     bins_to_degrees,
+    driving_keypoints,
     pose_keypoints,
-    relative_driving,
     rotation_matrix,
     sample_volume,
 )
@@ -154,12 +154,67 @@ def test_pose_keypoints_and_relative_driving_by_hand():
     source = motion(0.0, expression, 1.5, [0.1, 0.2, 0.3])
     initial = motion(20.0, torch.zeros(1, 2, 3), 2.0, [0.0, 0.0, 0.0])
     # the first driving frame leaves the source's keypoints where they are (t_z dropped)
-    assert torch.allclose(relative_driving(canonical, source, initial, initial),
+    assert torch.allclose(driving_keypoints(canonical, source, initial, initial),
                           pose_keypoints(canonical, source["rotation"], expression, source["scale"], source["translation"]), atol=1e-6)
     # yaw +90 since the first frame, expression +0.2 on y of point 0, scale x2, t + (1, 0, 5)
     driving = motion(110.0, torch.tensor([[[0.0, 0.2, 0.0], [0.0, 0.0, 0.0]]]), 4.0, [1.0, 0.0, 5.0])
     expected = 3.0 * (canonical @ yaw90 + torch.tensor([[[0.0, 0.3, 0.0], [0.0, 0.0, 0.0]]])) + torch.tensor([1.1, 0.2, 0.0])
-    assert torch.allclose(relative_driving(canonical, source, driving, initial), expected, atol=1e-5)
+    assert torch.allclose(driving_keypoints(canonical, source, driving, initial), expected, atol=1e-5)
+
+
+def test_animation_regions_and_absolute_driving_by_hand():
+    """With zero canonical keypoints a frame's keypoints are scale * exp + t: each region drives only its part (the lip
+    rows 6, 12, 14, 17, 19, 20; the eye rows 11, 13, 15, 16, 18; pose: t), the rest stays the source's; absolute driving
+    of the whole expression takes the release's rows and coordinates from the driver, with the source's scale."""
+    from motionlab.geometry.head_pose import EXPRESSION_ROWS, EYE_ROWS, LIP_ROWS
+
+    canonical = torch.zeros(1, 21, 3)
+    eye = torch.eye(3).unsqueeze(0)
+
+    def motion(exp, scale, t):
+        return {"rotation": eye, "expression": exp, "scale": torch.tensor([[scale]]), "translation": torch.tensor([t])}
+
+    torch.manual_seed(0)
+    exp_s, exp_0, exp_d = torch.randn(1, 21, 3), torch.randn(1, 21, 3), torch.randn(1, 21, 3)
+    source, initial, driving = motion(exp_s, 2.0, [0.1, 0.2, 0.0]), motion(exp_0, 1.0, [0.0, 0.0, 0.0]), motion(exp_d, 1.5, [0.3, -0.1, 0.7])
+    moved = exp_s + exp_d - exp_0
+    for region, rows in (("lip", LIP_ROWS), ("eyes", EYE_ROWS)):
+        expected = exp_s.clone()
+        expected[:, list(rows)] = moved[:, list(rows)]
+        assert torch.allclose(driving_keypoints(canonical, source, driving, initial, region=region), 2.0 * expected + torch.tensor([0.1, 0.2, 0.0]), atol=1e-6)
+    assert torch.allclose(driving_keypoints(canonical, source, driving, initial, region="pose"), 2.0 * exp_s + torch.tensor([0.4, 0.1, 0.0]), atol=1e-6)
+    assert torch.allclose(driving_keypoints(canonical, source, driving, initial, region="all"), 3.0 * moved + torch.tensor([0.4, 0.1, 0.0]), atol=1e-6)
+    expected = exp_s.clone()
+    expected[:, list(EXPRESSION_ROWS)] = exp_d[:, list(EXPRESSION_ROWS)]
+    expected[:, 3:5, 1], expected[:, 5, 2], expected[:, 8, 2], expected[:, 9, 1:] = exp_d[:, 3:5, 1], exp_d[:, 5, 2], exp_d[:, 8, 2], exp_d[:, 9, 1:]
+    absolute = driving_keypoints(canonical, source, driving, initial, relative=False)
+    assert torch.allclose(absolute, 2.0 * expected + torch.tensor([0.3, -0.1, 0.0]), atol=1e-6)
+    with pytest.raises(ValueError, match="animation region"):
+        driving_keypoints(canonical, source, driving, initial, region="hair")
+
+
+def test_driving_options_of_the_release(small_liveportrait):
+    """driving_multiplier scales the motion away from the portrait's keypoints (0: the portrait's own); expression-
+    friendly driving gives pose-friendly's keypoints for an image source, as in the release (its first-frame keypoints
+    are the source's, so its hull multiplier is 1)."""
+    from motionlab.tasks.liveportrait import LivePortraitPredictor
+
+    size = small_liveportrait.model_info.input_size[0]
+    torch.manual_seed(1)
+    portrait, driver = torch.rand(1, 3, size, size), torch.rand(2, 3, size, size)
+
+    def rendered(**options):
+        out = LivePortraitPredictor(small_liveportrait, stitching=False, **options)(portrait, driver, driver[:1], {})
+        return torch.cat([out["generated_keypoints"].value, out["generated_keypoints"].depth.unsqueeze(-1)], dim=-1)
+
+    with torch.no_grad():
+        x_portrait = small_liveportrait.keypoints(small_liveportrait.motion_extractor.motion(portrait))
+    assert torch.allclose(rendered(driving_multiplier=0.0), x_portrait.expand(2, -1, -1), atol=1e-6)
+    pose = rendered()
+    assert torch.allclose(rendered(driving_option="expression-friendly"), pose, atol=1e-5)
+    assert torch.allclose(rendered(driving_multiplier=2.0) - x_portrait, 2 * (pose - x_portrait), atol=1e-5)
+    with pytest.raises(Exception, match="animation_region"):
+        LivePortraitPredictor(small_liveportrait, animation_region="hair")
 
 
 def test_stitching_and_retargeting(small_liveportrait):

@@ -175,7 +175,7 @@ class Viewer:
 
         def work(job: Path, on_frame) -> dict:
             preprocess_talking_video(video, job / "template")
-            return lipsync_files(ckpt, str(job / "template"), audio, str(job / "result.mp4"), device=self.device,
+            return lipsync_files(ckpt, audio, str(job / "result.mp4"), template=str(job / "template"), device=self.device,
                                  sequence_out=str(job / "result.npz"), on_frame=on_frame)
 
         return self._job({"template video": video, "audio file": audio}, work, keep, progress)

@@ -29,22 +29,20 @@ from motionlab.models.fomm import (
     UpBlock2d,
     instance_norm,
 )
-from motionlab.models.registry import register_model
+from motionlab.models.registry import ExportGraph, register_model
 from motionlab.utils.checkpoint import WeightMismatchError
 
 POINTS_PER_TPS = 5
 
 
-def tps_warp(points: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor, regularisation: float = 0.01) -> torch.Tensor:
-    """The K thin-plate splines that carry each group of driving control points onto the source's, at ``points``.
+def tps_parameters(kp_driving: torch.Tensor, kp_source: torch.Tensor, regularisation: float = 0.01) -> torch.Tensor:
+    """The K thin-plate splines that carry each group of driving control points onto the source's.
 
-    Convention: ``kp_driving`` / ``kp_source`` (B, K, 5, 2), ``points`` (P, 2) or (B, P, 2), all x first, normalised.
-    Returns (B, K, P, 2): where driving-frame point p samples the source under each spline. The spline solves
-    ``[[U, P], [P^T, 0]] + regularisation * I`` with ``U_ij = r^2 log r^2`` (TPSMM's Eq. 2, its ridge of 0.01).
+    Convention: ``kp_driving`` / ``kp_source`` (B, K, 5, 2), x first, normalised. Returns (B, K, 8, 2): 5 radial weights,
+    then the x, y and 1 coefficients, the solution of ``[[U, P], [P^T, 0]] + regularisation * I`` with
+    ``U_ij = r^2 log r^2`` (TPSMM's Eq. 2, its ridge of 0.01).
     """
     b, k, n, _ = kp_driving.shape
-    if points.dim() == 2:
-        points = points.unsqueeze(0).expand(b, -1, -1)
     squared = (kp_driving.unsqueeze(3) - kp_driving.unsqueeze(2)).square().sum(-1)
     kernel = squared * torch.log(squared + 1e-9)
     homogeneous = torch.cat([kp_driving, kp_driving.new_ones(b, k, n, 1)], dim=3)
@@ -52,13 +50,26 @@ def tps_warp(points: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Te
                         torch.cat([homogeneous.transpose(2, 3), kp_driving.new_zeros(b, k, 3, 3)], dim=3)], dim=2)
     system = system + regularisation * torch.eye(n + 3, dtype=system.dtype, device=system.device)
     targets = torch.cat([kp_source, kp_source.new_zeros(b, k, 3, 2)], dim=2)
-    # (B, K, n + 3, 2): n radial weights, then the x, y, 1 coefficients. The explicit inverse, as the release computes it:
-    # with clustered control points the system is ill-conditioned, and a solver's answer differs from it by ~1e-4
-    params = torch.inverse(system) @ targets
+    # the explicit inverse, as the release computes it: with clustered control points the system is ill-conditioned,
+    # and a solver's answer differs from it by ~1e-4
+    return torch.inverse(system) @ targets
+
+
+def tps_apply(points: torch.Tensor, kp_driving: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """(B, K, P, 2): where driving-frame ``points`` ((P, 2) or (B, P, 2)) sample the source under each spline of
+    ``params`` (:func:`tps_parameters`) on the control points ``kp_driving`` (B, K, 5, 2). No matrix inverse: this part
+    exports to ONNX."""
+    b, k, n, _ = kp_driving.shape
+    if points.dim() == 2:
+        points = points.unsqueeze(0).expand(b, -1, -1)
     affine = points.unsqueeze(1) @ params[:, :, n:n + 2] + params[:, :, n + 2:]
     distances = (points.view(b, 1, -1, 1, 2) - kp_driving.view(b, k, 1, n, 2)).square().sum(-1)
-    radial = (distances * torch.log(distances + 1e-9)) @ params[:, :, :n]
-    return affine + radial
+    return affine + (distances * torch.log(distances + 1e-9)) @ params[:, :, :n]
+
+
+def tps_warp(points: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor, regularisation: float = 0.01) -> torch.Tensor:
+    """(B, K, P, 2): ``points`` under the K splines carrying ``kp_driving`` onto ``kp_source`` (both (B, K, 5, 2))."""
+    return tps_apply(points, kp_driving, tps_parameters(kp_driving, kp_source, regularisation))
 
 
 class TPSKeypointDetector(nn.Module):
@@ -144,12 +155,15 @@ class TPSDenseMotion(nn.Module):
         self.occlusion = nn.ModuleList(nn.Conv2d(c, 1, kernel_size=7, padding=3) for c in channels)
 
     def transformations(self, height: int, width: int, kp_driving: Keypoints, kp_source: Keypoints,
-                        bg_param: torch.Tensor | None) -> torch.Tensor:
-        """(B, K + 1, H, W, 2) sampling grids: the background's (identity, or ``bg_param``'s affine map) then each TPS."""
+                        bg_param: torch.Tensor | None, tps_params: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K + 1, H, W, 2) sampling grids: the background's (identity, or ``bg_param``'s affine map) then each TPS
+        (its parameters solved here, or given as ``tps_params``: :func:`tps_parameters`)."""
         b = kp_driving.value.shape[0]
         grid = coordinate_grid(height, width, kp_driving.value.device, kp_driving.value.dtype)
-        groups = lambda kp: kp.value.view(b, -1, POINTS_PER_TPS, 2)  # noqa: E731
-        splines = tps_warp(grid.view(-1, 2), groups(kp_driving), groups(kp_source)).view(b, -1, height, width, 2)
+        driving = kp_driving.value.view(b, -1, POINTS_PER_TPS, 2)
+        if tps_params is None:
+            tps_params = tps_parameters(driving, kp_source.value.view(b, -1, POINTS_PER_TPS, 2))
+        splines = tps_apply(grid.view(-1, 2), driving, tps_params).view(b, -1, height, width, 2)
         background = grid.expand(b, 1, height, width, 2)
         if bg_param is not None:
             homogeneous = torch.cat([background, torch.ones_like(background[..., :1])], dim=-1)
@@ -168,13 +182,13 @@ class TPSDenseMotion(nn.Module):
         return exp / (exp.sum(dim=1, keepdim=True) + 1e-6)
 
     def forward(self, source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints, bg_param: torch.Tensor | None = None,
-                dropout_p: float = 0.0) -> dict:
+                dropout_p: float = 0.0, tps_params: torch.Tensor | None = None) -> dict:
         if self.scale_factor != 1:
             source = self.down(source)
         b, c, h, w = source.shape
         heatmaps = keypoints_to_gaussian(kp_driving.value, h, w, self.kp_variance) - keypoints_to_gaussian(kp_source.value, h, w, self.kp_variance)
         heatmaps = torch.cat([heatmaps.new_zeros(b, 1, h, w), heatmaps], dim=1)
-        grids = self.transformations(h, w, kp_driving, kp_source, bg_param)
+        grids = self.transformations(h, w, kp_driving, kp_source, bg_param, tps_params)
         k = grids.shape[1]
         repeated = source.unsqueeze(1).expand(b, k, c, h, w).reshape(b * k, c, h, w)
         deformed = F.grid_sample(repeated, grids.reshape(b * k, h, w, 2), align_corners=True).view(b, k, c, h, w)
@@ -336,10 +350,11 @@ class TPSMM(nn.Module):
         return self.inpainting_network.encode(source)
 
     def animate(self, source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints,
-                source_features: list[torch.Tensor] | None = None) -> dict:
+                source_features: list[torch.Tensor] | None = None, tps_params: torch.Tensor | None = None) -> dict:
         """(B, 3, H, W) source frames moved to ``kp_driving`` (no background motion, as the release demo):
-        ``prediction`` in [0, 1], ``deformation``, ``occlusion_map`` ..."""
-        motion = self.dense_motion_network(source, kp_driving, kp_source)
+        ``prediction`` in [0, 1], ``deformation``, ``occlusion_map`` ... ``tps_params``: the splines solved beforehand
+        (:func:`tps_parameters`; the exported generator takes them as an input, since ONNX has no matrix inverse)."""
+        motion = self.dense_motion_network(source, kp_driving, kp_source, tps_params=tps_params)
         return self.inpainting_network(source, motion, source_features=source_features)
 
 
@@ -373,9 +388,47 @@ def _tpsmm(setting: str, overrides: dict) -> TPSMM:
     return TPSMM(**args)
 
 
+class _KeypointGraph(nn.Module):
+    def __init__(self, model: TPSMM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model.kp_detector(image).value
+
+
+class _GeneratorGraph(_KeypointGraph):
+    def forward(self, source: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor, tps_params: torch.Tensor) -> torch.Tensor:
+        size = tuple(source.shape[-2:])
+        return self.model.animate(source, Keypoints(kp_driving, size), Keypoints(kp_source, size), tps_params=tps_params)["prediction"]
+
+
+class _AVDGraph(_KeypointGraph):
+    def forward(self, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
+        return self.model.avd_network(Keypoints(kp_source, (1, 1)), Keypoints(kp_driving, (1, 1))).value
+
+
+def tpsmm_export_graphs(model: TPSMM, batch: int, generator: torch.Generator | None) -> dict[str, ExportGraph]:
+    """TPSMM as three graphs: ``kp_detector`` (image -> keypoints), ``generator`` (source, driving and source keypoints,
+    and the splines' parameters from :func:`tps_parameters`, solved outside the graph -> prediction) and
+    ``avd_network``. Example keypoints are spread over the frame, so the splines are well-conditioned."""
+    height, width = model.model_info.input_size
+    image = torch.rand(batch, 3, height, width, generator=generator)
+    points = model.num_tps * POINTS_PER_TPS
+    kp_driving, kp_source = (torch.rand(batch, points, 2, generator=generator) * 1.6 - 0.8 for _ in range(2))
+    params = tps_parameters(kp_driving.view(batch, -1, POINTS_PER_TPS, 2), kp_source.view(batch, -1, POINTS_PER_TPS, 2))
+    return {"kp_detector": ExportGraph(_KeypointGraph(model), {"image": image}, ("keypoints",)),
+            # 256 px through a 5-level hourglass and instance norms: 1.4e-4 measured on random release-size weights (0.04 of
+            # a uint8 level), above the exporter's default of 1e-4
+            "generator": ExportGraph(_GeneratorGraph(model), {"source": image, "kp_driving": kp_driving, "kp_source": kp_source,
+                                                              "tps_params": params}, ("prediction",), tolerance=5e-4),
+            "avd_network": ExportGraph(_AVDGraph(model), {"kp_source": kp_source, "kp_driving": kp_driving}, ("keypoints",))}
+
+
 # LoRA by default adapts the inpainting decoder (residual blocks, up-sampling, output): the appearance path
 # a release file runs as the release demo's relative mode does: motion scaled by the ratio of keypoint hull areas
 _TPSMM_INFO = dict(family="keypoint_animator", checkpoint_filter=tpsmm_checkpoint_filter, published_settings={"adapt_movement_scale": True},
+                   export_graphs=tpsmm_export_graphs,
                    lora_targets=r"inpainting_network\.(resblock\.\d+\.conv[12]|up_blocks\.\d+\.conv|final)")
 
 

@@ -224,13 +224,14 @@ class LivePortraitTask(MotionlabTask):
 @dataclass
 class PortraitCrop:
     """Where the face crop of a portrait came from: ``matrix`` (2, 3) maps the portrait's pixels to the crop's
-    (``crop_size`` square), ``image`` is the portrait; eye (1, 2) and lip (1, 1) openness of its face."""
+    (``crop_size`` square), ``image`` is the portrait; eye (1, 2) and lip (1, 1) openness of its face (None when the
+    crop was given, not found: ``crop_box``)."""
 
     matrix: np.ndarray
     crop_size: int
     image: np.ndarray
-    eyes: np.ndarray
-    lips: np.ndarray
+    eyes: np.ndarray | None
+    lips: np.ndarray | None
 
 
 def feathered_mask(size: int, feather: float = 0.1) -> np.ndarray:
@@ -249,6 +250,19 @@ def paste_into_portrait(frame: np.ndarray, crop: PortraitCrop) -> np.ndarray:
     warped = cv2.warpAffine(frame, inverse, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     mask = cv2.warpAffine(feathered_mask(size), inverse, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
     return (crop.image * (1.0 - mask) + warped * mask).round().clip(0, 255).astype(np.uint8)
+
+
+def box_crop_matrix(box: list | str, shape: tuple[int, int], size: int) -> np.ndarray:
+    """(2, 3) map from image pixels to a ``size`` crop of ``box`` ([x0, y0, x1, y1], made square about its centre with
+    the longer side) or of the largest centred square (``"centre"``) of an image of ``shape`` (H, W)."""
+    height, width = shape
+    if box == "centre":
+        side, centre = min(height, width), ((width - 1) / 2, (height - 1) / 2)
+    else:
+        x0, y0, x1, y1 = (float(v) for v in box)
+        side, centre = max(x1 - x0, y1 - y0), ((x0 + x1) / 2, (y0 + y1) / 2)
+    scale = size / side
+    return np.array([[scale, 0.0, size / 2 - scale * centre[0]], [0.0, scale, size / 2 - scale * centre[1]]])
 
 
 def motion_multiplier(x_source: torch.Tensor, x_first: torch.Tensor) -> float:
@@ -332,16 +346,22 @@ class LivePortraitPredictor(AnimationPredictor):
     families = ("liveportrait",)
     options = {"relative": True, "stitching": True, "eye_retargeting": False, "lip_retargeting": False, "crop_portrait": True,
                "crop_driver": False, "paste_back": True, "crop_scale": 2.3, "render_batch": 4, "crop_models": None,
-               "animation_region": "all", "driving_option": "pose-friendly", "driving_multiplier": 1.0}
+               "animation_region": "all", "driving_option": "pose-friendly", "driving_multiplier": 1.0, "crop_box": None}
 
     def __init__(self, net: LivePortrait, relative: bool = True, stitching: bool = True, eye_retargeting: bool = False,
                  lip_retargeting: bool = False, crop_portrait: bool = True, crop_driver: bool = False, paste_back: bool = True,
                  crop_scale: float = 2.3, render_batch: int = 4, crop_models: dict | None = None, animation_region: str = "all",
-                 driving_option: str = "pose-friendly", driving_multiplier: float = 1.0):
+                 driving_option: str = "pose-friendly", driving_multiplier: float = 1.0, crop_box: list | str | None = None):
         """``crop_models``: the release's three crop-model files by role (:func:`motionlab.data.face_models.find_crop_models`).
         ``animation_region`` (all, exp, pose, lip, eyes), ``driving_option`` and ``driving_multiplier`` are the release's
-        (:func:`motionlab.geometry.head_pose.driving_keypoints`, :meth:`__call__`)."""
+        (:func:`motionlab.geometry.head_pose.driving_keypoints`, :meth:`__call__`). ``crop_box``: the portrait's crop given
+        instead of found ([x0, y0, x1, y1] pixels, made square about its centre, or ``centre``: the largest centred
+        square), for faces no human landmark model finds (the animals release, whose detector is CUDA-only)."""
         super().__init__(net=net)
+        if crop_box is not None and crop_box != "centre" and (not isinstance(crop_box, (list, tuple)) or len(crop_box) != 4
+                                                             or crop_box[2] <= crop_box[0] or crop_box[3] <= crop_box[1]):
+            raise InputError(f"predictor.crop_box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, or centre; got {crop_box!r}")
+        self.crop_box = crop_box
         if animation_region not in REGIONS:
             raise InputError(f"predictor.animation_region must be one of {', '.join(REGIONS)}, got {animation_region!r}")
         if driving_option not in ("pose-friendly", "expression-friendly"):
@@ -399,6 +419,11 @@ class LivePortraitPredictor(AnimationPredictor):
         size = self.image_size
         if not self.crop_portrait:
             return frames_to_tensor(image[None], size), {"crop": None}
+        if self.crop_box is not None:
+            matrix = box_crop_matrix(self.crop_box, image.shape[:2], CROP_SIZE)
+            cropped = cv2.resize(cv2.warpAffine(image, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR), (size, size),
+                                 interpolation=cv2.INTER_AREA)
+            return frames_to_tensor(cropped[None], size), {"crop": PortraitCrop(matrix, CROP_SIZE, image, None, None)}
         points, eyes, lips = self._face(image, "portrait")
         matrix, cropped = self._crop(image, points, self.crop_scale, -0.125)
         crop = PortraitCrop(matrix, CROP_SIZE, image, eyes[None], lips[None])
@@ -433,6 +458,8 @@ class LivePortraitPredictor(AnimationPredictor):
         """The eye / lip retargeting offsets (N, K, 3) for driver frames whose openness ``context`` holds."""
         delta = torch.zeros(n, *x_source.shape[1:], device=self.device)
         crop, driver_eyes, driver_lips = context.get("crop"), context.get("driver_eyes"), context.get("driver_lips")
+        if crop is not None and crop.eyes is None:
+            raise InputError("eye / lip retargeting measures the portrait's face, which predictor.crop_box skips: leave crop_box unset")
         if crop is None or driver_eyes is None or len(driver_eyes) != n:
             raise InputError("eye / lip retargeting needs the portrait's and the driver's faces measured: run through prepare_portrait / "
                              "prepare_driver (motionlab-animate does) with crop_portrait on")

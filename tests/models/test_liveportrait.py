@@ -360,6 +360,28 @@ def test_real_portrait_with_the_release_crop_models(small_checkpoint, tmp_path):
         animate_files(small_checkpoint, portrait, driver, tmp_path / "bad.mp4", max_frames=1, predictor={"crop_models": str(tmp_path)})
 
 
+def test_a_given_crop_box_for_faces_no_detector_finds(small_liveportrait):
+    """predictor.crop_box (the animals release's path, whose detector is CUDA-only): the box, made square about its
+    centre, fills the 512 crop; "centre" takes the largest centred square; retargeting, which needs the face measured,
+    is refused; a malformed box names the option."""
+    from motionlab.tasks.liveportrait import LivePortraitPredictor, box_crop_matrix
+
+    matrix = box_crop_matrix([100, 50, 300, 350], (400, 600), 512)
+    corners = np.array([[50.0, 50.0], [350.0, 350.0]]) @ matrix[:, :2].T + matrix[:, 2]
+    assert np.allclose(corners, [[0.0, 0.0], [512.0, 512.0]])
+    centre = box_crop_matrix("centre", (400, 600), 512)
+    assert np.allclose(np.array([[299.5, 199.5]]) @ centre[:, :2].T + centre[:, 2], [[256.0, 256.0]]) and np.isclose(centre[0, 0], 512 / 400)
+    predictor = LivePortraitPredictor(small_liveportrait, crop_box="centre")
+    image = np.random.RandomState(0).randint(0, 255, (400, 600, 3), np.uint8)
+    portrait, context = predictor.prepare_portrait(image)
+    assert portrait.shape[-2:] == small_liveportrait.model_info.input_size and context["crop"].eyes is None
+    retargeting = LivePortraitPredictor(small_liveportrait, crop_box="centre", eye_retargeting=True)
+    with pytest.raises(Exception, match="crop_box"):
+        retargeting(portrait, portrait, portrait, {**context, "driver_eyes": np.zeros((1, 1)), "driver_lips": np.zeros((1, 1))})
+    with pytest.raises(Exception, match="crop_box must be"):
+        LivePortraitPredictor(small_liveportrait, crop_box=[10, 10, 5, 20])
+
+
 def test_landmark_guidance_targets_span_the_frame_corner_to_corner():
     from motionlab.losses.landmarks import GUIDANCE_LANDMARKS, normalized_landmarks
 

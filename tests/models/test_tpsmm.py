@@ -157,3 +157,23 @@ def test_the_cached_source_features_give_the_full_forward():
         cached = net.animate(source.expand(3, -1, -1, -1), kp_driving, kp_source, source_features=net.encode_source(source))["prediction"]
         full = net.animate(source.expand(3, -1, -1, -1), kp_driving, kp_source)["prediction"]
     assert torch.allclose(cached, full, atol=1e-6) and full.shape == (3, 3, 64, 64)
+
+
+def test_onnx_export_of_the_three_graphs_with_parity(tmp_path):
+    """kp_detector, generator (the splines solved outside the graph: ONNX has no matrix inverse) and avd_network export
+    and match PyTorch in onnxruntime at batch 1 and 2; the generator given the solved splines equals the full forward."""
+    pytest.importorskip("onnxruntime")
+    from motionlab.inference.export import export_graph_folder
+    from motionlab.models.tpsmm import tps_parameters
+
+    torch.manual_seed(0)
+    net = create_model("tpsmm_vox256", input_size=64, **SMALL).eval()
+    report = export_graph_folder(net, tmp_path / "onnx", "test")
+    assert set(report["graphs"]) == {"kp_detector", "generator", "avd_network"}
+    assert all(graph["max_abs_difference"] < 1e-4 for graph in report["graphs"].values())
+    source, driving = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        kp_source, kp_driving = net.kp_detector(source), net.kp_detector(driving)
+        params = tps_parameters(kp_driving.value.view(1, -1, 5, 2), kp_source.value.view(1, -1, 5, 2))
+        given = net.animate(source, kp_driving, kp_source, tps_params=params)["prediction"]
+        assert torch.equal(given, net.animate(source, kp_driving, kp_source)["prediction"])

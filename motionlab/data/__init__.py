@@ -65,5 +65,6 @@ def toy_model_warning(record: Mapping | None, media: str | os.PathLike) -> str |
     size = f"{record['resolution']} px " if record.get("resolution") else ""
     return (f"this model was trained on the embedded {record['domain'].replace('_', ' ')} ({size}CPU toy data, for learning the "
             f"platform): on {Path(media).name} it gives a low-resolution approximation, not a real result. For real faces use "
-            "published weights (FOMM arch=fomm_vox256, a LivePortrait folder, SyncTalk_2D) or train on your own clips "
+            "published weights (FOMM arch=fomm_vox256, TPSMM arch=tpsmm_vox256, a LivePortrait folder, SyncTalk_2D, Wav2Lip "
+            "arch=wav2lip96) or train on your own clips "
             "(README: what works on real media)")

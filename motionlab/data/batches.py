@@ -84,6 +84,18 @@ class LipSyncBatch(TypedDict):
     audio_offsync: NotRequired[Tensor]
 
 
+class Wav2LipBatch(TypedDict):
+    """:class:`motionlab.data.lipsync.Wav2LipDataset`: a window of 5 consecutive face crops and their audio, in Wav2Lip's
+    conventions (96 px, BGR, [0, 1])."""
+
+    faces: Tensor  # (5, 3, 96, 96) the window's crops (the targets)
+    reference: Tensor  # (5, 3, 96, 96) another window of the clip (the generator's identity input)
+    mels: Tensor  # (5, 1, 80, 16) each frame's mel window
+    sync_mel: Tensor  # (1, 80, 16) the window's own 0.2 s of audio (the expert SyncNet's input)
+    clip: int
+    frame: int  # the window's first frame
+
+
 class AnimationOutput(TypedDict):
     """What an animation predictor returns for a batch of driver frames (:class:`motionlab.tasks.AnimationPredictor`)."""
 

@@ -42,11 +42,11 @@ from motionlab.data.audio import (
     melspectrogram,
     per_frame_features,
 )
-from motionlab.data.batches import LipSyncBatch
+from motionlab.data.batches import LipSyncBatch, Wav2LipBatch
 from motionlab.data.datamodule import EpochSeededRandomSampler, SplitDataModule, collate
 from motionlab.data.images import to_tensor
 from motionlab.data.landmarks import read_lms
-from motionlab.data.talking import crop_face, synth_talking_clip
+from motionlab.data.talking import crop_face, resize, synth_talking_clip
 from motionlab.data.video_io import ClipError, list_frame_files, read_image
 from motionlab.models import create_model, freeze
 from motionlab.models.lipsync import AUDIO_SHAPES, LipSyncConvention, lipsync_convention, to_channel_order
@@ -286,6 +286,64 @@ class LipSyncDataset(Dataset):
         return sample
 
 
+WAV2LIP_FRAMES = 5  # the generator trains on windows of 5 consecutive frames, as the expert SyncNet reads them
+WAV2LIP_SIZE = 96
+
+
+def wav2lip_face_box(points: np.ndarray, shape: tuple[int, int], pads: tuple[int, int, int, int] = (0, 10, 0, 0)) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) face box of one frame's (68, 2) landmarks for Wav2Lip training: their extent (brows to chin,
+    about the box a face detector gives) padded by ``pads`` (top, bottom, left, right; the release's inference default)
+    and clipped to the frame of ``shape`` (H, W)."""
+    top, bottom, left, right = pads
+    x0, y0 = np.floor(points.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(points.max(axis=0)).astype(int)
+    height, width = shape
+    return max(0, y0 - top), min(height, y1 + bottom), max(0, x0 - left), min(width, x1 + right)
+
+
+class Wav2LipDataset(Dataset):
+    """Windows of 5 consecutive frames of each clip's ``indices`` for Wav2Lip (its ``color_syncnet`` / ``wav2lip``
+    training data, from motionlab's talking-clip folders): 96 px BGR crops of the landmark face boxes
+    (:func:`wav2lip_face_box`), a reference window at least ``min_offset`` frames away, each frame's mel window and
+    the window's own (:class:`~motionlab.data.batches.Wav2LipBatch`). ``random`` draws references afresh (training);
+    otherwise they are fixed per sample."""
+
+    def __init__(self, clips: list[TalkingClip], indices: list[np.ndarray], min_offset: int = 5, random: bool = True):
+        self.clips, self.min_offset, self.random = clips, min_offset, random
+        self.starts = [frames[: len(frames) - WAV2LIP_FRAMES + 1] for frames in indices]
+        for c, starts in enumerate(self.starts):
+            if len(starts) <= 2 * min_offset:
+                raise ClipError(f"{clips[c].folder}: {len(indices[c])} frames in a split are too few for 5-frame windows and "
+                                f"references {min_offset} frames away")
+        self.items = [(c, int(t)) for c, starts in enumerate(self.starts) for t in starts]
+        self._crops: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def crops(self, c: int) -> torch.Tensor:
+        """(N, 3, 96, 96) BGR crops of clip ``c``'s frames, cut once."""
+        if c not in self._crops:
+            clip = self.clips[c]
+            faces = []
+            for path, points in zip(clip.frame_files, clip.landmarks):
+                image = read_image(path)
+                y0, y1, x0, x1 = wav2lip_face_box(points, image.shape[:2])
+                faces.append(resize(image[y0:y1, x0:x1], WAV2LIP_SIZE, WAV2LIP_SIZE, "linear"))
+            self._crops[c] = to_tensor(np.stack(faces)).flip(-3)
+        return self._crops[c]
+
+    def __getitem__(self, index: int) -> Wav2LipBatch:
+        c, t = self.items[index]
+        rng = np.random.default_rng(int(torch.randint(2**31, (1,))) if self.random else index)
+        starts = self.starts[c]
+        reference = int(rng.choice(starts[np.abs(starts - t) >= self.min_offset]))
+        crops, mel = self.crops(c), self.clips[c].mel
+        window = slice(t, t + WAV2LIP_FRAMES)
+        return {"faces": crops[window], "reference": crops[reference : reference + WAV2LIP_FRAMES], "mels": mel[window],
+                "sync_mel": mel[t], "clip": c, "frame": t}
+
+
 def temporal_split(frames: int, val_fraction: float, gap: int = CONTEXT) -> tuple[np.ndarray, np.ndarray]:
     """Train indices (the start) and validation indices (the last ``val_fraction``), ``gap`` frames apart."""
     n_val = int(round(frames * val_fraction))
@@ -309,13 +367,20 @@ class LipSyncDataModule(SplitDataModule):
         min_offset: off-sync pairs are at least this many frames apart.
         convention: the :class:`~motionlab.models.lipsync.LipSyncConvention` crops, channel order and audio alignment
             follow (``motionlab`` for new models; ``synctalk_2d`` to fine-tune SyncTalk_2D's weights on its files).
+        samples: ``unet`` (single frames for the SyncTalk_2D-layout networks, :class:`LipSyncDataset`) or ``wav2lip``
+            (5-frame windows of 96 px crops, :class:`Wav2LipDataset`; needs ``mode=null``).
     """
 
     def __init__(self, root: str | None = None, toy_talking: dict | None = None, cache_dir: str = ".cache", mode: str | None = "ave",
                  audio_encoder_ckpt: str | None = None, val_fraction: float = 0.15, min_offset: int = 5, fps: float = 25.0,
                  batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 0, shuffle_seed: int = 0,
-                 convention: str = "motionlab"):
+                 convention: str = "motionlab", samples: str = "unet"):
         super().__init__()
+        if samples not in ("unet", "wav2lip"):
+            raise InputError(f"data.samples must be unet or wav2lip, got {samples!r}")
+        if samples == "wav2lip" and mode is not None:
+            raise InputError("data.samples=wav2lip reads mel windows, not encoder features: set data.mode=null")
+        self.samples = samples
         self.convention = lipsync_convention(convention)
         if (root is None) == (toy_talking is None):
             raise InputError("data: give exactly one of data.root (your preprocessed clips) or data.toy_talking (generated)")
@@ -350,10 +415,14 @@ class LipSyncDataModule(SplitDataModule):
         if self.mode is not None:
             features = [audio_features(clip, self.mode, self.audio_encoder_ckpt) for clip in self.clips]
         splits = [temporal_split(len(clip), self.val_fraction) for clip in self.clips]
-        common = dict(features=features, mode=self.mode or "ave", min_offset=self.min_offset)
-        self.datasets["train"] = LipSyncDataset(self.clips, [s[0] for s in splits], random=True, **common)
+        if self.samples == "wav2lip":
+            build = lambda split, random: Wav2LipDataset(self.clips, [s[split] for s in splits], self.min_offset, random)  # noqa: E731
+        else:
+            common = dict(features=features, mode=self.mode or "ave", min_offset=self.min_offset)
+            build = lambda split, random: LipSyncDataset(self.clips, [s[split] for s in splits], random=random, **common)  # noqa: E731
+        self.datasets["train"] = build(0, True)
         if self.val_fraction > 0:
-            self.datasets["val"] = self.datasets["test"] = LipSyncDataset(self.clips, [s[1] for s in splits], random=False, **common)
+            self.datasets["val"] = self.datasets["test"] = build(1, False)
         log.info("lip-sync data: %d clips under %s, frames train/val=%d/%d, audio features=%s",
                  len(self.clips), self.data_root(), len(self.datasets["train"]), len(self.datasets.get("val", [])), self.mode)
 

@@ -346,22 +346,26 @@ class LivePortraitPredictor(AnimationPredictor):
     families = ("liveportrait",)
     options = {"relative": True, "stitching": True, "eye_retargeting": False, "lip_retargeting": False, "crop_portrait": True,
                "crop_driver": False, "paste_back": True, "crop_scale": 2.3, "render_batch": 4, "crop_models": None,
-               "animation_region": "all", "driving_option": "pose-friendly", "driving_multiplier": 1.0, "crop_box": None}
+               "animation_region": "all", "driving_option": "pose-friendly", "driving_multiplier": 1.0, "crop_box": None,
+               "normalize_lip": False}
 
     def __init__(self, net: LivePortrait, relative: bool = True, stitching: bool = True, eye_retargeting: bool = False,
                  lip_retargeting: bool = False, crop_portrait: bool = True, crop_driver: bool = False, paste_back: bool = True,
                  crop_scale: float = 2.3, render_batch: int = 4, crop_models: dict | None = None, animation_region: str = "all",
-                 driving_option: str = "pose-friendly", driving_multiplier: float = 1.0, crop_box: list | str | None = None):
+                 driving_option: str = "pose-friendly", driving_multiplier: float = 1.0, crop_box: list | str | None = None,
+                 normalize_lip: bool = False):
         """``crop_models``: the release's three crop-model files by role (:func:`motionlab.data.face_models.find_crop_models`).
         ``animation_region`` (all, exp, pose, lip, eyes), ``driving_option`` and ``driving_multiplier`` are the release's
         (:func:`motionlab.geometry.head_pose.driving_keypoints`, :meth:`__call__`). ``crop_box``: the portrait's crop given
         instead of found ([x0, y0, x1, y1] pixels, made square about its centre, or ``centre``: the largest centred
-        square), for faces no human landmark model finds (the animals release, whose detector is CUDA-only)."""
+        square), for faces no human landmark model finds (the animals release, whose detector is CUDA-only).
+        ``normalize_lip``: the release's ``flag_normalize_lip``: with relative motion and no eye / lip retargeting, a
+        portrait whose lips are open (ratio >= 0.03) is rendered with the lip MLP's offset towards closed lips added."""
         super().__init__(net=net)
         if crop_box is not None and crop_box != "centre" and (not isinstance(crop_box, (list, tuple)) or len(crop_box) != 4
                                                              or crop_box[2] <= crop_box[0] or crop_box[3] <= crop_box[1]):
             raise InputError(f"predictor.crop_box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, or centre; got {crop_box!r}")
-        self.crop_box = crop_box
+        self.crop_box, self.normalize_lip = crop_box, normalize_lip
         if animation_region not in REGIONS:
             raise InputError(f"predictor.animation_region must be one of {', '.join(REGIONS)}, got {animation_region!r}")
         if driving_option not in ("pose-friendly", "expression-friendly"):
@@ -475,6 +479,15 @@ class LivePortraitPredictor(AnimationPredictor):
             delta = delta + module.retarget_lips(source, ratios(crop.lips, driver_lips))
         return delta
 
+    def _closed_lips(self, x_source: torch.Tensor, crop: PortraitCrop | None) -> torch.Tensor | float:
+        """The release's lip normalisation: the lip MLP's offset from the portrait's lip ratio to 0, where it is >= 0.03."""
+        if crop is None or crop.lips is None:
+            raise InputError("predictor.normalize_lip measures the portrait's lips: keep crop_portrait on and crop_box unset")
+        if float(crop.lips.reshape(-1)[0]) < 0.03:
+            return 0.0
+        ratios = torch.tensor([[float(crop.lips.reshape(-1)[0]), 0.0]], device=self.device)
+        return self.net.stitching_retargeting_module.retarget_lips(x_source, ratios)
+
     @torch.no_grad()
     def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor, context: dict | None = None) -> dict:
         n = driver.shape[0]
@@ -494,6 +507,8 @@ class LivePortraitPredictor(AnimationPredictor):
             x_driving = retargeted_keypoints(x_source.expand(n, -1, -1), x_driving, self._retargeting(x_source, n, context or {}), self.relative)
         if self.stitching:
             x_driving = net.stitching_retargeting_module.stitch(x_source.expand(n, -1, -1), x_driving)
+        if self.normalize_lip and self.relative and not (self.eye_retargeting or self.lip_retargeting):
+            x_driving = x_driving + self._closed_lips(x_source, (context or {}).get("crop"))
         x_driving = x_source + (x_driving - x_source) * self.driving_multiplier
         generated = torch.cat([
             net.render(volume.expand(len(part), -1, -1, -1, -1), x_source.expand(len(part), -1, -1), part)["image"]

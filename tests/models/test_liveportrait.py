@@ -215,6 +215,17 @@ def test_driving_options_of_the_release(small_liveportrait):
     assert torch.allclose(rendered(driving_multiplier=2.0) - x_portrait, 2 * (pose - x_portrait), atol=1e-5)
     with pytest.raises(Exception, match="animation_region"):
         LivePortraitPredictor(small_liveportrait, animation_region="hair")
+    # the release's lip normalisation adds the lip MLP's offset to closed lips, for a portrait with open lips only
+    from motionlab.tasks.liveportrait import PortraitCrop
+
+    image = np.zeros((size, size, 3), np.uint8)
+    for lips, moved in ((0.2, True), (0.01, False)):
+        crop = PortraitCrop(np.eye(2, 3), size, image, np.array([[0.3, 0.3]]), np.array([[lips]]))
+        out = LivePortraitPredictor(small_liveportrait, stitching=False, normalize_lip=True)(portrait, driver, driver[:1], {"crop": crop})
+        normalised = torch.cat([out["generated_keypoints"].value, out["generated_keypoints"].depth.unsqueeze(-1)], dim=-1)
+        with torch.no_grad():
+            offset = small_liveportrait.stitching_retargeting_module.retarget_lips(x_portrait, torch.tensor([[lips, 0.0]]))
+        assert torch.allclose(normalised, pose + (offset if moved else 0.0), atol=1e-5)
 
 
 def test_stitching_and_retargeting(small_liveportrait):

@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from motionlab.data.batches import AnimationBatch, RetargetingBatch
-from motionlab.data.datasets import frames_to_tensor
-from motionlab.data.images import to_uint8
+from motionlab.data.images import to_tensor, to_uint8
 from motionlab.geometry import Keypoints
 from motionlab.geometry.head_pose import REGIONS, driving_keypoints
 from motionlab.geometry.landmarks import (
@@ -412,44 +411,50 @@ class LivePortraitPredictor(AnimationPredictor):
                              f"(give predictor.crop_{what}=false to use the whole image)")
         return found
 
-    def _crop(self, image: np.ndarray, points: np.ndarray, scale: float, vy_ratio: float) -> tuple[np.ndarray, np.ndarray]:
-        """(crop matrix into CROP_SIZE, the crop resized to the network's input with area averaging), as the release."""
+    def _crop(self, image: np.ndarray, points: np.ndarray, scale: float, vy_ratio: float,
+              interpolation: int = cv2.INTER_AREA) -> tuple[np.ndarray, np.ndarray]:
+        """(crop matrix into CROP_SIZE, the crop resized to the network's input), as the release: area averaging for
+        portraits, OpenCV's default (bilinear) for driving frames."""
         matrix = face_crop_matrix(points, CROP_SIZE, scale, vy_ratio=vy_ratio)
         cropped = cv2.warpAffine(image, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR)
-        return matrix, cv2.resize(cropped, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
+        return matrix, cv2.resize(cropped, (self.image_size, self.image_size), interpolation=interpolation)
+
+    def _resized(self, frames: np.ndarray) -> torch.Tensor:
+        """Uncropped frames at the network's input as the release resizes them (``cv2.resize``, bilinear, squashed)."""
+        size = self.image_size
+        return to_tensor(np.stack([frame if frame.shape[:2] == (size, size) else cv2.resize(frame, (size, size)) for frame in frames]))
 
     def prepare_portrait(self, image: np.ndarray) -> tuple[torch.Tensor, dict]:
         """The portrait cropped around its face (context ``crop``: a :class:`PortraitCrop`, None without cropping)."""
         size = self.image_size
         if not self.crop_portrait:
-            return frames_to_tensor(image[None], size), {"crop": None}
+            return self._resized(image[None]), {"crop": None}
         if self.crop_box is not None:
             matrix = box_crop_matrix(self.crop_box, image.shape[:2], CROP_SIZE)
             cropped = cv2.resize(cv2.warpAffine(image, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR), (size, size),
                                  interpolation=cv2.INTER_AREA)
-            return frames_to_tensor(cropped[None], size), {"crop": PortraitCrop(matrix, CROP_SIZE, image, None, None)}
+            return to_tensor(cropped[None]), {"crop": PortraitCrop(matrix, CROP_SIZE, image, None, None)}
         points, eyes, lips = self._face(image, "portrait")
         matrix, cropped = self._crop(image, points, self.crop_scale, -0.125)
         crop = PortraitCrop(matrix, CROP_SIZE, image, eyes[None], lips[None])
-        return frames_to_tensor(cropped[None], size), {"crop": crop}
+        return to_tensor(cropped[None]), {"crop": crop}
 
     def prepare_driver(self, frames: np.ndarray) -> tuple[torch.Tensor, dict]:
         """The driver frames, each cropped around its face with ``crop_driver`` (context ``driver_eyes`` (N, 1) and
         ``driver_lips`` (N, 1): the openness retargeting targets, measured on the frames returned where needed)."""
-        size = self.image_size
         if not (self.crop_driver or self.eye_retargeting or self.lip_retargeting):
-            return frames_to_tensor(frames, size), {"driver_eyes": None, "driver_lips": None}
+            return self._resized(frames), {"driver_eyes": None, "driver_lips": None}
         crops, eyes, lips = [], [], []
         for frame in frames:
             points, frame_eyes, frame_lips = self._face(frame, "driver")
             if self.crop_driver:
-                _, frame = self._crop(frame, points, **DRIVER_CROP)
+                _, frame = self._crop(frame, points, **DRIVER_CROP, interpolation=cv2.INTER_LINEAR)
                 points, frame_eyes, frame_lips = self._face(frame, "driver")  # measured on the crop the network sees
             crops.append(frame)
             eyes.append(frame_eyes)
             lips.append(frame_lips)
-        return frames_to_tensor(np.stack(crops), size), {"driver_eyes": self._measure.wanted_eyes(np.stack(eyes)),
-                                                         "driver_lips": np.stack(lips).reshape(-1, 1)}
+        return self._resized(np.stack(crops)), {"driver_eyes": self._measure.wanted_eyes(np.stack(eyes)),
+                                                "driver_lips": np.stack(lips).reshape(-1, 1)}
 
     def finish(self, frames: np.ndarray, context: dict) -> np.ndarray:
         """Generated (N, S', S', 3) uint8 crops -> the frames to write: pasted back into the portrait when it was cropped."""

@@ -19,6 +19,8 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.require(frames, requirements=("C", "W"))).movedim(-1, -3).float().div_(255.0)
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(..., 3, H, W) float in [0, 1] -> (..., H, W, 3) uint8 (clamped, rounded)."""
-    return (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
+def to_uint8(images: torch.Tensor, quantize: str = "round") -> np.ndarray:
+    """(..., 3, H, W) float in [0, 1] -> (..., H, W, 3) uint8 (clamped, then rounded, or truncated with ``floor`` as
+    code that casts ``x * 255`` to uint8 does: a release's own output convention)."""
+    scaled = images.detach().clamp(0, 1) * 255
+    return (scaled.round() if quantize == "round" else scaled.floor()).to(torch.uint8).movedim(-3, -1).cpu().numpy()

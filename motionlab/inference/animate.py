@@ -17,6 +17,7 @@ from PIL import Image
 from motionlab.callbacks.preview import side_by_side
 from motionlab.data import toy_model_warning
 from motionlab.data.datasets import frames_to_tensor
+from motionlab.data.images import to_uint8
 from motionlab.data.landmarks import LandmarkSequence, read_landmarks
 from motionlab.data.toy_human import human_style_for, render_human
 from motionlab.data.video_io import (
@@ -232,7 +233,7 @@ def animate_files(
         def generated_frames() -> Iterator[np.ndarray]:
             batches = decoded_batches(clip, count, batch_size or predictor.batch_size)
             for batch in animate_frames(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), batches, precision=precision):
-                generated = side_by_side(batch["generated"])
+                generated = to_uint8(batch["generated"], predictor.quantize)
                 # panels at the generated size (a network may upsample: LivePortrait renders 512 from 256)
                 panel = generated.shape[1]
                 sources, drivers = _upscaled(side_by_side(batch["portrait"]), panel), _upscaled(side_by_side(batch["driver"]), panel)

@@ -141,7 +141,7 @@ def clips_from_model(ckpt: str | os.PathLike, arch: str | None, driver_dir: str 
             if path is None:
                 raise ClipError(f"no portrait for clip {name!r} in {portrait_dir} (looked for {', '.join(c.name for c in candidates)})")
             portrait = read_image(path)
-        generated = [predictor.finish(to_uint8(batch["generated"]), batch["portrait_context"])
+        generated = [predictor.finish(to_uint8(batch["generated"], predictor.quantize), batch["portrait_context"])
                      for batch in animate_frames(predictor, portrait, frames, predictor.batch_size)]
         yield EvalClip(name, frames_to_tensor(portrait[None], image_size)[0], frames_to_tensor(frames, image_size),
                        frames_to_tensor(np.concatenate(generated), image_size))

@@ -571,7 +571,7 @@ def _recognizes_release(checkpoint: dict) -> bool:
                 # LoRA adapts the generator's SPADE modulation and output (plain convolutions; the
                 # spectral-normalised ones keep their hooks)
                 lora_targets=r"spade_generator\.(G_middle_\d|up_\d)\.norm_[01s]\.mlp_(gamma|beta)|spade_generator\.conv_img\.0",
-                published_settings={"output_size": 512}, export_graphs=export_graphs)
+                published_settings={"output_size": 512, "quantize": "floor"}, export_graphs=export_graphs)
 def liveportrait(input_size: int = 256, num_kp: int | None = None, appearance_feature_extractor: dict | None = None,
                  motion_extractor: dict | None = None, warping_module: dict | None = None, spade_generator: dict | None = None,
                  stitching_retargeting_module: dict | None = None) -> LivePortrait:

@@ -392,7 +392,10 @@ class LivePortraitPredictor(AnimationPredictor):
         else:
             found = find_crop_models(checkpoint_path) if checkpoint_path is not None and os.path.isdir(checkpoint_path) else None
         # the caller's options for other predictors (whether to detect keypoints on the output, say) pass by
-        return cls(models["net"], relative=relative, crop_models=found, **{key: value for key, value in options.items() if key in cls.options})
+        predictor = cls(models["net"], relative=relative, crop_models=found, **{key: value for key, value in options.items() if key in cls.options})
+        # a release folder's frames are truncated to uint8, as its parse_output does
+        predictor.quantize = settings.get("quantize", "round")
+        return predictor
 
     @property
     def crop_model(self) -> str:

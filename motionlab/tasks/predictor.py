@@ -122,6 +122,8 @@ class AnimationPredictor(Predictor):
 
     # what finds and crops faces before the network (LivePortrait's landmark models), recorded with the result; None: no crop
     crop_model: str | None = None
+    # how generated frames become uint8 (motionlab.data.images.to_uint8): round, or floor where a release truncates
+    quantize: str = "round"
 
     @property
     def image_size(self) -> int:

@@ -215,6 +215,12 @@ def test_driving_options_of_the_release(small_liveportrait):
     assert torch.allclose(rendered(driving_multiplier=2.0) - x_portrait, 2 * (pose - x_portrait), atol=1e-5)
     with pytest.raises(Exception, match="animation_region"):
         LivePortraitPredictor(small_liveportrait, animation_region="hair")
+    # a release folder's frames are truncated to uint8 as its parse_output does; a checkpoint trained here rounds
+    from motionlab.data.images import to_uint8
+
+    assert LivePortraitPredictor.from_models({"net": small_liveportrait}, small_liveportrait.model_info.published_settings).quantize == "floor"
+    assert LivePortraitPredictor.from_models({"net": small_liveportrait}, {}).quantize == "round"
+    assert to_uint8(torch.full((3, 1, 1), 0.999), "floor").item(0) == 254 and to_uint8(torch.full((3, 1, 1), 0.999)).item(0) == 255
     # the release's lip normalisation adds the lip MLP's offset to closed lips, for a portrait with open lips only
     from motionlab.tasks.liveportrait import PortraitCrop
 

@@ -119,18 +119,24 @@ def clips_from_model(ckpt: str | os.PathLike, arch: str | None, driver_dir: str 
     """Animate every clip of ``driver_dir`` with one model, as ``motionlab-animate`` would (its predictor's crop and
     paste-back included), and yield the results for scoring at ``image_size``: the portrait is
     ``portrait_dir/<name>.(png|jpg)`` (cross-identity) or the clip's first frame (self-reenactment, the papers'
-    reconstruction protocol, where the driver frames are the ground truth)."""
+    reconstruction protocol, where the driver frames are the ground truth). A Wav2Lip model lip-syncs each clip to its
+    own audio instead (:func:`_lipsynced_clip`), scored against the clip the same way."""
     from motionlab.data.images import to_uint8
     from motionlab.inference.animate import animate_frames
     from motionlab.tasks import load_predictor
+    from motionlab.tasks.wav2lip import Wav2LipPredictor
 
     predictor = load_predictor(ckpt, model=arch, device=device, detect_generated=False)
-    if not isinstance(predictor, AnimationPredictor):
-        raise InputError(f"{ckpt} is not an animation checkpoint (its predictor is {type(predictor).__name__}); compare= scores animation models")
+    if not isinstance(predictor, (AnimationPredictor, Wav2LipPredictor)):
+        raise InputError(f"{ckpt} is neither an animation model nor Wav2Lip (its predictor is {type(predictor).__name__}); compare= scores those")
     driver_dir = Path(driver_dir)
     names = sorted({p.stem if p.is_file() else p.name for p in driver_dir.iterdir() if not p.name.startswith(".")}) if driver_dir.is_dir() else []
     if not names:
         raise ClipError(f"driver_dir={driver_dir} holds no clips (videos or frame folders)")
+    if isinstance(predictor, Wav2LipPredictor):
+        for name in names[:max_clips]:
+            yield _lipsynced_clip(predictor, name, _find_clip(driver_dir, name), image_size, max_frames)
+        return
     for name in names[:max_clips]:
         clip = open_clip(_find_clip(driver_dir, name))
         frames = clip.get(range(min(len(clip), max_frames or len(clip))))
@@ -145,6 +151,34 @@ def clips_from_model(ckpt: str | os.PathLike, arch: str | None, driver_dir: str 
                      for batch in animate_frames(predictor, portrait, frames, predictor.batch_size)]
         yield EvalClip(name, frames_to_tensor(portrait[None], image_size)[0], frames_to_tensor(frames, image_size),
                        frames_to_tensor(np.concatenate(generated), image_size))
+
+
+def _lipsynced_clip(predictor, name: str, video: Path, image_size: int, max_frames: int | None) -> EvalClip:
+    """A video lip-synced to its own audio by Wav2Lip (faces by dlib, the release's pads and box smoothing), scored
+    against its own frames: the lip-sync reconstruction protocol, the first frame standing for the portrait."""
+    import tempfile
+
+    from motionlab.data.audio import load_wav, melspectrogram
+    from motionlab.data.talking import extract_audio
+    from motionlab.inference.wav2lip import (
+        RELEASE_PADS,
+        FaceBoxes,
+        face_crops_boxes,
+        smoothed_boxes,
+        wav2lip_frames,
+        wav2lip_mel_windows,
+    )
+
+    clip = open_clip(video)
+    with tempfile.TemporaryDirectory() as scratch:
+        extract_audio(video, Path(scratch) / "speech.wav")
+        wav = load_wav(Path(scratch) / "speech.wav")
+    mels = wav2lip_mel_windows(melspectrogram(wav), clip.fps or 25.0)
+    count = min(len(clip), len(mels), max_frames or len(clip))
+    frames = clip.get(range(count))
+    boxes = smoothed_boxes(face_crops_boxes(frames, FaceBoxes()(frames), RELEASE_PADS, str(video)), 5)
+    generated = np.stack(list(wav2lip_frames(predictor, frames, mels[:count], boxes, 16)))
+    return EvalClip(name, frames_to_tensor(frames[:1], image_size)[0], frames_to_tensor(frames, image_size), frames_to_tensor(generated, image_size))
 
 
 def evaluate_clips(clips: Iterator[EvalClip], suite: EvaluationSuite, preview_dir: Path | None = None, fps: float = 12.5,

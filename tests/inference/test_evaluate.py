@@ -201,3 +201,27 @@ def test_eval_compares_models_side_by_side(checkpoint, toy_world, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         evaluate(compose_eval(["ckpt=null", f"compare=[{checkpoint},{tmp_path / 'missing.pth'}@fomm_vox256]", f"driver_dir={drivers}",
                                *FAST_SUITE], tmp_path / "bad"))
+
+
+def test_eval_compares_a_lipsync_model_beside_an_animation_model(tmp_path):
+    """A Wav2Lip release file lip-syncs each clip to its own audio (reconstruction), a FOMM file animates it from its
+    first frame: both rows scored by one suite on the same frames."""
+    import torch
+    from conftest import face_video
+
+    from motionlab.models import create_model
+    from motionlab.models.fomm import save_fomm_checkpoint
+
+    drivers = tmp_path / "drivers"
+    drivers.mkdir()
+    face_video(drivers / "astronaut.mp4", frames=10)
+    torch.manual_seed(0)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in create_model("wav2lip96").state_dict().items()}}, tmp_path / "wav2lip.pth")
+    release = save_fomm_checkpoint(create_model("fomm_vox256"), tmp_path / "vox-cpk.pth.tar")
+    result = evaluate(compose_eval(["ckpt=null", f"compare=[{tmp_path / 'wav2lip.pth'}@wav2lip96,{release}@fomm_vox256]", f"driver_dir={drivers}",
+                                    "image_size=32", "metrics=[temporal]", *FAST_SUITE[:1], "max_frames=4", "wandb=false"], tmp_path / "out"))
+    rows = {row["model"]: row for row in result["models"]}
+    assert set(rows) == {"wav2lip.pth @wav2lip96", "vox-cpk.pth.tar @fomm_vox256"}
+    assert all(row["clips"][0]["frames"] == 4 for row in rows.values())
+    # Wav2Lip changes only the face box: far closer to its own video than FOMM's untrained render
+    assert rows["wav2lip.pth @wav2lip96"]["metrics"]["l1"] < rows["vox-cpk.pth.tar @fomm_vox256"]["metrics"]["l1"]

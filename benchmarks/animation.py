@@ -98,29 +98,15 @@ def _animate_inputs(cache_root: Path) -> tuple[Path, Path, str]:
     return world / "id_0000.png", driver, "toy portrait / toy driver"
 
 
-@benchmark("keypoint_animate")
-def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
-    """The keypoint animate path on a FOMM release file (vox-256, random weights: the architecture is what is timed):
-    FOMM's own demo loop (benchmarks/fomm_reference.py: batch 1, the source re-encoded every frame) against
-    ``motionlab-animate`` (portrait state once, batch 1 at 256 px, Winograd / FFT convolutions where faster), alternating,
-    median of 3: the loop alone on decoded frames (steady state), and the whole command (read, resize, animate, encode;
-    model load included on both sides). Then the opt-in bf16 mode, where the CPU computes bf16 natively."""
-    from benchmarks.fomm_reference import fomm_demo, fomm_make_animation
+def _race_release_loop(release: Path, arch: str, portrait: Path, driver: Path, frames: int, reference_animation) -> dict:
+    """A release's own animation loop (``reference_animation(source, driving) -> [(S, S, 3) predictions]``) against
+    motionlab's keypoint path on the same decoded, prepared frames, alternating, medians of 3; the frames' largest
+    difference. Returns the rates, the difference, and the predictor, inputs and frames for further runs."""
     from motionlab.data.video_io import open_clip, read_image
-    from motionlab.inference.animate import animate_files, animate_frames
-    from motionlab.models import create_model
-    from motionlab.models.fomm import save_fomm_checkpoint
+    from motionlab.inference.animate import animate_frames
     from motionlab.tasks import load_predictor
 
-    cache_root = Path(_cache_dir()) / "keypoint-animate-bench"
-    cache_root.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    release = save_fomm_checkpoint(create_model("fomm_vox256"), cache_root / "vox-random.pth.tar")
-    portrait, driver, inputs = _animate_inputs(cache_root)
-    frames = max(4, args.steps // 2)
-
-    reference = create_model("fomm_vox256", ckpt=release).eval()
-    predictor = load_predictor(release, model="fomm_vox256", fast_convolutions=True, detect_generated=False)
+    predictor = load_predictor(release, model=arch, fast_convolutions=True, detect_generated=False)
     portrait_image, driver_frames = read_image(portrait), open_clip(driver).get(range(frames))
     (source, _), (driving, _) = predictor.prepare_portrait(portrait_image), predictor.prepare_driver(driver_frames)
     ours: list[torch.Tensor] = []
@@ -128,7 +114,7 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
 
     def reference_loop() -> float:
         started = time.perf_counter()
-        theirs[:] = fomm_make_animation(reference.kp_detector, reference.generator, source, driving)
+        theirs[:] = reference_animation(source, driving)
         return frames / (time.perf_counter() - started)
 
     def motionlab_loop() -> float:
@@ -139,8 +125,35 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
 
     motionlab_loop()  # the convolutions choose their algorithms on the first frames (once per process and shape)
     loops = alternating_medians({"reference": reference_loop, "motionlab": motionlab_loop})
-    expected = torch.from_numpy(np.stack(theirs)).permute(0, 3, 1, 2)
-    difference = float((torch.cat(ours) - expected).abs().max())
+    difference = float((torch.cat(ours) - torch.from_numpy(np.stack(theirs)).permute(0, 3, 1, 2)).abs().max())
+    return {"loops": loops, "difference": difference, "predictor": predictor, "ours": ours, "portrait_image": portrait_image,
+            "driver_frames": driver_frames}
+
+
+@benchmark("keypoint_animate")
+def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """The keypoint animate path on a FOMM release file (vox-256, random weights: the architecture is what is timed):
+    FOMM's own demo loop (benchmarks/fomm_reference.py: batch 1, the source re-encoded every frame) against
+    ``motionlab-animate`` (portrait state once, batch 1 at 256 px, Winograd / FFT convolutions where faster), alternating,
+    median of 3: the loop alone on decoded frames (steady state), and the whole command (read, resize, animate, encode;
+    model load included on both sides). Then the opt-in bf16 mode, where the CPU computes bf16 natively."""
+    from benchmarks.fomm_reference import fomm_demo, fomm_make_animation
+    from motionlab.inference.animate import animate_files, animate_frames
+    from motionlab.models import create_model
+    from motionlab.models.fomm import save_fomm_checkpoint
+
+    cache_root = Path(_cache_dir()) / "keypoint-animate-bench"
+    cache_root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    release = save_fomm_checkpoint(create_model("fomm_vox256"), cache_root / "vox-random.pth.tar")
+    portrait, driver, inputs = _animate_inputs(cache_root)
+    frames = max(4, args.steps // 2)
+
+    reference = create_model("fomm_vox256", ckpt=release).eval()
+    race = _race_release_loop(release, "fomm_vox256", portrait, driver, frames,
+                              lambda source, driving: fomm_make_animation(reference.kp_detector, reference.generator, source, driving))
+    loops, difference, predictor, ours = race["loops"], race["difference"], race["predictor"], race["ours"]
+    portrait_image, driver_frames = race["portrait_image"], race["driver_frames"]
 
     def reference_command() -> float:
         started = time.perf_counter()
@@ -185,10 +198,7 @@ def tpsmm_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     motionlab's predictor (portrait state once), in the demo's relative mode, alternating, median of 3, on the same
     decoded frames; then how far their frames differ."""
     from benchmarks.tpsmm_reference import tpsmm_make_animation
-    from motionlab.data.video_io import open_clip, read_image
-    from motionlab.inference.animate import animate_frames
     from motionlab.models import create_model
-    from motionlab.tasks import load_predictor
 
     cache_root = Path(_cache_dir()) / "tpsmm-animate-bench"
     cache_root.mkdir(parents=True, exist_ok=True)
@@ -201,26 +211,9 @@ def tpsmm_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     portrait, driver, inputs = _animate_inputs(cache_root)
     frames = max(4, args.steps // 2)
     reference = create_model("tpsmm_vox256", ckpt=release).eval()
-    predictor = load_predictor(release, model="tpsmm_vox256", fast_convolutions=True, detect_generated=False)
-    portrait_image, driver_frames = read_image(portrait), open_clip(driver).get(range(frames))
-    (source, _), (driving, _) = predictor.prepare_portrait(portrait_image), predictor.prepare_driver(driver_frames)
-    ours: list[torch.Tensor] = []
-    theirs: list[np.ndarray] = []
-
-    def reference_loop() -> float:
-        started = time.perf_counter()
-        theirs[:] = tpsmm_make_animation(reference, source, driving, "relative")
-        return frames / (time.perf_counter() - started)
-
-    def motionlab_loop() -> float:
-        started = time.perf_counter()
-        with torch.inference_mode():
-            ours[:] = [batch["generated"] for batch in animate_frames(predictor, portrait_image, driver_frames, predictor.batch_size)]
-        return frames / (time.perf_counter() - started)
-
-    motionlab_loop()  # the convolutions choose their algorithms on the first frames (once per process and shape)
-    loops = alternating_medians({"reference": reference_loop, "motionlab": motionlab_loop})
-    difference = float((torch.cat(ours) - torch.from_numpy(np.stack(theirs)).permute(0, 3, 1, 2)).abs().max())
+    race = _race_release_loop(release, "tpsmm_vox256", portrait, driver, frames,
+                              lambda source, driving: tpsmm_make_animation(reference, source, driving, "relative"))
+    loops, difference = race["loops"], race["difference"]
     return [(f"inputs: {inputs}, {frames} frames at 256x256, {torch.get_num_threads()} threads", float(frames), "frames"),
             ("TPSMM demo loop (relative mode, batch 1, eager)", loops["reference"], "frames/s"),
             ("motionlab TPSMM path, same frames", loops["motionlab"], "frames/s"),

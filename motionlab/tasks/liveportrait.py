@@ -240,15 +240,28 @@ def feathered_mask(size: int, feather: float = 0.1) -> np.ndarray:
     return (edge * edge * (3.0 - 2.0 * edge)).astype(np.float32)
 
 
-def paste_into_portrait(frame: np.ndarray, crop: PortraitCrop) -> np.ndarray:
-    """A generated crop (S', S', 3) uint8 warped back into the portrait and blended through a feathered mask."""
+def read_paste_mask(path: str | os.PathLike) -> np.ndarray:
+    """The release's paste-back mask (``src/utils/resources/mask_template.png``) as (H, W, 3) float32 in [0, 1]."""
+    from motionlab.data.video_io import read_image
+
+    return read_image(path).astype(np.float32) / 255.0
+
+
+def paste_into_portrait(frame: np.ndarray, crop: PortraitCrop, mask: np.ndarray | None = None) -> np.ndarray:
+    """A generated crop (S', S', 3) uint8 warped back into the portrait and blended through a mask: motionlab's
+    feathered one (rounded), or the release's template ``mask`` (:func:`read_paste_mask`; truncated to uint8, as its
+    ``paste_back`` does)."""
     size = frame.shape[0]
     matrix = crop.matrix * np.array([[size / crop.crop_size], [size / crop.crop_size]])
     inverse = cv2.invertAffineTransform(matrix)
     height, width = crop.image.shape[:2]
     warped = cv2.warpAffine(frame, inverse, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    mask = cv2.warpAffine(feathered_mask(size), inverse, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
-    return (crop.image * (1.0 - mask) + warped * mask).round().clip(0, 255).astype(np.uint8)
+    if mask is not None:
+        template = mask if mask.shape[:2] == (size, size) else cv2.resize(mask, (size, size))
+        weights = cv2.warpAffine(template, inverse, (width, height), flags=cv2.INTER_LINEAR)
+        return np.clip(weights * warped + (1 - weights) * crop.image, 0, 255).astype(np.uint8)
+    weights = cv2.warpAffine(feathered_mask(size), inverse, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
+    return (crop.image * (1.0 - weights) + warped * weights).round().clip(0, 255).astype(np.uint8)
 
 
 def box_crop_matrix(box: list | str, shape: tuple[int, int], size: int) -> np.ndarray:
@@ -346,25 +359,27 @@ class LivePortraitPredictor(AnimationPredictor):
     options = {"relative": True, "stitching": True, "eye_retargeting": False, "lip_retargeting": False, "crop_portrait": True,
                "crop_driver": False, "paste_back": True, "crop_scale": 2.3, "render_batch": 4, "crop_models": None,
                "animation_region": "all", "driving_option": "pose-friendly", "driving_multiplier": 1.0, "crop_box": None,
-               "normalize_lip": False}
+               "normalize_lip": False, "paste_mask": None}
 
     def __init__(self, net: LivePortrait, relative: bool = True, stitching: bool = True, eye_retargeting: bool = False,
                  lip_retargeting: bool = False, crop_portrait: bool = True, crop_driver: bool = False, paste_back: bool = True,
                  crop_scale: float = 2.3, render_batch: int = 4, crop_models: dict | None = None, animation_region: str = "all",
                  driving_option: str = "pose-friendly", driving_multiplier: float = 1.0, crop_box: list | str | None = None,
-                 normalize_lip: bool = False):
+                 normalize_lip: bool = False, paste_mask: str | None = None):
         """``crop_models``: the release's three crop-model files by role (:func:`motionlab.data.face_models.find_crop_models`).
         ``animation_region`` (all, exp, pose, lip, eyes), ``driving_option`` and ``driving_multiplier`` are the release's
         (:func:`motionlab.geometry.head_pose.driving_keypoints`, :meth:`__call__`). ``crop_box``: the portrait's crop given
         instead of found ([x0, y0, x1, y1] pixels, made square about its centre, or ``centre``: the largest centred
         square), for faces no human landmark model finds (the animals release, whose detector is CUDA-only).
         ``normalize_lip``: the release's ``flag_normalize_lip``: with relative motion and no eye / lip retargeting, a
-        portrait whose lips are open (ratio >= 0.03) is rendered with the lip MLP's offset towards closed lips added."""
+        portrait whose lips are open (ratio >= 0.03) is rendered with the lip MLP's offset towards closed lips added.
+        ``paste_mask``: the release's ``mask_template.png`` for the paste-back, instead of motionlab's feathered mask."""
         super().__init__(net=net)
         if crop_box is not None and crop_box != "centre" and (not isinstance(crop_box, (list, tuple)) or len(crop_box) != 4
                                                              or crop_box[2] <= crop_box[0] or crop_box[3] <= crop_box[1]):
             raise InputError(f"predictor.crop_box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, or centre; got {crop_box!r}")
         self.crop_box, self.normalize_lip = crop_box, normalize_lip
+        self.paste_mask = read_paste_mask(paste_mask) if paste_mask is not None else None
         if animation_region not in REGIONS:
             raise InputError(f"predictor.animation_region must be one of {', '.join(REGIONS)}, got {animation_region!r}")
         if driving_option not in ("pose-friendly", "expression-friendly"):
@@ -464,7 +479,7 @@ class LivePortraitPredictor(AnimationPredictor):
         crop = context.get("crop")
         if not self.paste_back or crop is None:
             return frames
-        return np.stack([paste_into_portrait(frame, crop) for frame in frames])
+        return np.stack([paste_into_portrait(frame, crop, self.paste_mask) for frame in frames])
 
     def _retargeting(self, x_source: torch.Tensor, n: int, context: dict) -> torch.Tensor:
         """The eye / lip retargeting offsets (N, K, 3) for driver frames whose openness ``context`` holds."""

@@ -399,6 +399,25 @@ def test_a_given_crop_box_for_faces_no_detector_finds(small_liveportrait):
         LivePortraitPredictor(small_liveportrait, crop_box=[10, 10, 5, 20])
 
 
+def test_paste_back_through_the_release_mask_template(tmp_path):
+    """With the release's mask template the crop goes back as its paste_back does: mask * warped + (1 - mask) *
+    portrait, truncated; a constant mask of 1 gives the warped crop, one of 0 the portrait."""
+    from PIL import Image
+
+    from motionlab.tasks.liveportrait import PortraitCrop, paste_into_portrait, read_paste_mask
+
+    portrait = np.full((40, 60, 3), 100, np.uint8)
+    crop = PortraitCrop(np.array([[2.0, 0.0, -20.0], [0.0, 2.0, -10.0]]), 32, portrait, None, None)  # the crop sees x 10..26, y 5..21
+    generated = np.full((32, 32, 3), 201, np.uint8)
+    half = np.full((32, 32, 3), 128, np.uint8)
+    Image.fromarray(half).save(tmp_path / "mask_template.png")
+    mask = read_paste_mask(tmp_path / "mask_template.png")
+    pasted = paste_into_portrait(generated, crop, mask)
+    assert pasted[12, 18].tolist() == [int(128 / 255 * 201 + (1 - 128 / 255) * 100)] * 3
+    assert pasted[2, 2].tolist() == [100, 100, 100]
+    assert np.all(paste_into_portrait(generated, crop, np.ones((32, 32, 3), np.float32))[8:18, 13:23] == 201)
+
+
 def test_landmark_guidance_targets_span_the_frame_corner_to_corner():
     from motionlab.losses.landmarks import GUIDANCE_LANDMARKS, normalized_landmarks
 

@@ -37,6 +37,7 @@ TINY_NETS = {
                          "model.net.generator.dense_motion_params.block_expansion=8", "model.regression_frames=2"],
     "tpsmm_quick": ["model.net.num_tps=2", "model.net.generator.block_expansion=8", "model.net.dense_motion.block_expansion=8",
                     "model.regression_frames=2"],
+    "tpsmm_avd_quick": ["model.net.num_tps=2", "model.net.generator.block_expansion=8", "model.net.dense_motion.block_expansion=8"],
     # five keypoints: the guided eye corners the correspondence prior takes the eye line from
     "descriptor_guided_quick": ["model.net.num_kp=5", "model.net.kp_detector.block_expansion=8", "model.net.generator.block_expansion=8",
                                 "model.net.generator.dense_motion_params.block_expansion=8", "model.regression_frames=2"],
@@ -49,7 +50,7 @@ GUIDED_ADAPTERS = ("adapter_unpaired_quick",)
 
 # session fixtures that train a model (seconds to minutes each)
 TRAINING_FIXTURES = {"animator_base_checkpoint", "descriptor_ckpt", "guided_descriptor_checkpoint", "animator_descriptors_checkpoint",
-                     "adapter_checkpoint", "lipsync_checkpoints"}
+                     "adapter_checkpoint", "lipsync_checkpoints", "tpsmm_ckpt"}
 # what a test's own code calls when it trains, runs a whole pipeline or a browser
 TRAINING_CALLS = re.compile(r"\b(train|_train|trained_run|run_experiment|_baselines)\(|motionlab-train|experiments\.baselines|nbclient|chromium|playwright")
 
@@ -138,6 +139,17 @@ def animator_base_checkpoint(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("animator_base")
     train(compose_train(["experiment=quickstart", "logger=none", "trainer.max_epochs=1", "trainer.deterministic=true", *tiny_overrides(root)], root / "run"))
+    return root / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def tpsmm_ckpt(tmp_path_factory) -> Path:
+    """A tiny TPSMM (2 splines) trained for two steps on the tiny toy world."""
+    from motionlab.train import train
+
+    root = tmp_path_factory.mktemp("tpsmm")
+    train(compose_train(["experiment=tpsmm_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                         *tiny_overrides(root, "tpsmm_quick")], root / "run"))
     return root / "run" / "checkpoints" / "last.ckpt"
 
 

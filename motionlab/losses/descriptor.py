@@ -4,6 +4,8 @@ the eye and mouth crops (LivePortrait's terms)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
@@ -72,3 +74,26 @@ class DescriptorLoss(TaskLoss):
             composed = outputs["bg_param"] @ reverse
             terms["background"] = (torch.eye(3, device=composed.device, dtype=composed.dtype) - composed).abs().mean()
         return self.total(terms)
+
+
+class AVDLoss(TaskLoss):
+    """TPSMM's second stage (its ``train_avd``): the AVD network rebuilds a driver frame's keypoints from the portrait's
+    keypoints (identity) and the frame's keypoints rescaled by a random factor in [1 - ``random_scale``, 1 + ...] on x
+    and on y (pose, with the shape disturbed): ``kp_reconstruction`` = mean |kp_driving - AVD(kp_source, scaled)|.
+    The detector is frozen (no gradients, eval mode).
+
+    ``outputs``: unused (the loss calls the networks); ``batch``: ``portrait``, ``driver``. Binds ``kp_detector`` and
+    ``avd_network``.
+    """
+
+    def __init__(self, kp_reconstruction: float = 1.0, random_scale: float = 0.25):
+        super().__init__(kp_reconstruction=kp_reconstruction)
+        self.random_scale = random_scale
+
+    def forward(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        detector, avd = self.network("kp_detector"), self.network("avd_network")
+        with torch.no_grad():
+            kp_source, kp_driving = detector(batch["portrait"]), detector(batch["driver"])
+            factors = torch.rand(len(kp_driving.value), 1, 2, device=kp_driving.value.device) * (2 * self.random_scale) + (1 - self.random_scale)
+        rebuilt = avd(kp_source, replace(kp_driving, value=kp_driving.value * factors))
+        return self.total({"kp_reconstruction": (kp_driving.value - rebuilt.value).abs().mean()})

@@ -14,7 +14,7 @@ from torch import nn
 
 from motionlab.data.batches import AnimationBatch
 from motionlab.geometry import Keypoints, relative_motion
-from motionlab.losses.descriptor import DescriptorLoss
+from motionlab.losses.descriptor import AVDLoss, DescriptorLoss
 from motionlab.metrics.descriptor import fit_keypoint_regressor, keypoint_regression_error
 from motionlab.metrics.suite import EvaluationSuite
 from motionlab.tasks.base import MotionlabTask
@@ -27,18 +27,30 @@ class DescriptorTask(MotionlabTask):
 
     Args:
         net: the FOMM or TPSMM model.
-        loss: a :class:`DescriptorLoss` (perceptual pyramid + equivariance weights).
+        loss: a :class:`DescriptorLoss` (perceptual pyramid + equivariance weights), or for ``stage=avd`` an
+            :class:`~motionlab.losses.descriptor.AVDLoss`.
         regression_frames: frames per clip used by the keypoint-to-GT protocol at validation (0: off).
+        stage: ``motion`` (the keypoints and the generator) or ``avd`` (TPSMM's second stage: its AVD network alone,
+            the rest frozen, validated by ``avd_kp_error``).
     """
 
     task_name = "descriptor"
 
-    def __init__(self, net: nn.Module, loss: DescriptorLoss, optimizer: Callable, scheduler: Callable | None = None, regression_frames: int = 8):
+    def __init__(self, net: nn.Module, loss: DescriptorLoss | AVDLoss, optimizer: Callable, scheduler: Callable | None = None,
+                 regression_frames: int = 8, stage: str = "motion"):
         super().__init__(optimizer=optimizer, scheduler=scheduler)
-        self.net = net
+        if stage not in ("motion", "avd"):
+            raise InputError(f"model.stage must be motion or avd, got {stage!r}")
+        if stage == "avd" and (getattr(net, "avd_network", None) is None or not isinstance(loss, AVDLoss)):
+            raise InputError("model.stage=avd trains a TPSMM model's AVD network with loss=tpsmm_avd; start it from a trained TPSMM "
+                             "(init_ckpt=<a tpsmm run or vox.pth.tar>)")
+        self.net, self.stage = net, stage
+        if stage == "avd":  # the motion networks stay as trained
+            net.requires_grad_(False)
+            net.avd_network.requires_grad_(True)
         inpainting = getattr(net, "inpainting_network", None)
         self.loss = loss.bind(kp_detector=net.kp_detector, driver_maps=getattr(inpainting, "driver_maps", None),
-                              bg_predictor=getattr(net, "bg_predictor", None))
+                              bg_predictor=getattr(net, "bg_predictor", None), avd_network=getattr(net, "avd_network", None))
         self.regression_frames = regression_frames
         # AKD of generated vs driver frames through the detector being trained
         self.eval_suites = nn.ModuleDict({split: EvaluationSuite(keypoint_detector=net.kp_detector)
@@ -52,13 +64,24 @@ class DescriptorTask(MotionlabTask):
         if hasattr(self.net, "set_epoch"):
             self.net.set_epoch(self.current_epoch)
 
+    def train(self, mode: bool = True) -> "DescriptorTask":
+        super().train(mode)
+        if self.stage == "avd" and mode:  # frozen networks keep their batch-norm statistics
+            self.net.eval()
+            self.net.avd_network.train()
+        return self
+
     def training_step(self, batch: AnimationBatch, batch_idx: int) -> torch.Tensor:
-        terms = self.loss(self.net(batch["portrait"], batch["driver"]), batch)
+        terms = self.loss({} if self.stage == "avd" else self.net(batch["portrait"], batch["driver"]), batch)
         self.log_terms("train", terms)
         return terms["total"]
 
     def _evaluation_step(self, batch: AnimationBatch, split: str) -> None:
         source = batch["portrait"]
+        if self.stage == "avd":  # how far the AVD network's keypoints lie from the driver frame's own
+            kp_driving = self.net.kp_detector(batch["driver"])
+            rebuilt = self.net.avd_network(self.net.kp_detector(source), kp_driving)
+            self.log(f"{split}/avd_kp_error", (rebuilt.value - kp_driving.value).abs().mean(), batch_size=len(source), sync_dist=True)
         driver = torch.stack([batch["driver"], batch["driver_next"]], dim=1)
         generated = torch.stack([self.net(source, driver[:, i])["image"].clamp(0, 1) for i in range(2)], dim=1)
         self.eval_suites[split].update(source, driver, generated)

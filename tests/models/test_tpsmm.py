@@ -177,3 +177,22 @@ def test_onnx_export_of_the_three_graphs_with_parity(tmp_path):
         params = tps_parameters(kp_driving.value.view(1, -1, 5, 2), kp_source.value.view(1, -1, 5, 2))
         given = net.animate(source, kp_driving, kp_source, tps_params=params)["prediction"]
         assert torch.equal(given, net.animate(source, kp_driving, kp_source)["prediction"])
+
+
+def test_avd_stage_trains_the_avd_network_alone():
+    """TPSMM's second stage: only the AVD network has gradients, the rest stays in eval mode; the loss rebuilds the
+    driver's keypoints from randomly rescaled ones."""
+    from motionlab.losses.descriptor import AVDLoss
+    from motionlab.tasks.descriptor import DescriptorTask
+
+    torch.manual_seed(0)
+    net = create_model("tpsmm_vox256", input_size=64, **SMALL)
+    task = DescriptorTask(net, AVDLoss(), optimizer=torch.optim.Adam, stage="avd").train()
+    assert not net.kp_detector.training and net.avd_network.training
+    batch = {"portrait": torch.rand(3, 3, 64, 64), "driver": torch.rand(3, 3, 64, 64)}
+    terms = task.loss({}, batch)
+    terms["total"].backward()
+    assert set(terms) == {"kp_reconstruction", "total"}
+    assert all(p.grad is None for p in net.kp_detector.parameters()) and any(p.grad is not None for p in net.avd_network.parameters())
+    with pytest.raises(Exception, match="stage=avd"):
+        DescriptorTask(create_model("fomm_vox256", input_size=64), AVDLoss(), optimizer=torch.optim.Adam, stage="avd")

@@ -170,6 +170,14 @@ def face_crop_matrix(points: np.ndarray, size: int, scale: float = 2.3, vx_ratio
     room for the forehead). The release crops portraits at scale 2.3, vy -0.125 on InsightFace's 106 points, and the
     203-point model's input at scale 1.5, vy -0.1.
     """
+    centre, side, frame = face_crop_square(points, scale, vx_ratio, vy_ratio)
+    axes = (frame if rotate else np.eye(2)) * (size / side)
+    return np.concatenate([axes, (size / 2.0 - axes @ centre)[:, None]], axis=1).astype(np.float64)
+
+
+def face_crop_square(points: np.ndarray, scale: float = 2.3, vx_ratio: float = 0.0, vy_ratio: float = -0.125) -> tuple[np.ndarray, float, np.ndarray]:
+    """The face's crop square by LivePortrait's rule (its ``parse_rect_from_landmark``): (2,) centre and side in
+    pixels, and the (2, 2) upright frame (rows: the face's right and down axes). See :func:`face_crop_matrix`."""
     points = _check_landmarks(points[None], "face crop landmarks", CROP_AXIS_POINTS)[0]
     layout = CROP_AXIS_POINTS[points.shape[0]]
     eyes = np.mean([points[list(eye)].mean(axis=0) for eye in layout["eyes"]], axis=0)
@@ -184,8 +192,7 @@ def face_crop_matrix(points: np.ndarray, size: int, scale: float = 2.3, vx_ratio
     side = float((high - low).max()) * scale
     middle = (low + high) / 2.0
     centre = points.mean(axis=0) + right * (middle[0] + vx_ratio * side) + down * (middle[1] + vy_ratio * side)
-    axes = (frame if rotate else np.eye(2)) * (size / side)
-    return np.concatenate([axes, (size / 2.0 - axes @ centre)[:, None]], axis=1).astype(np.float64)
+    return centre, side, frame
 
 
 def release_eye_ratios(points: np.ndarray) -> np.ndarray:

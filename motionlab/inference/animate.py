@@ -53,19 +53,24 @@ def _as_float32(value):
 
 
 def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: np.ndarray | Iterable[np.ndarray], batch_size: int = 16,
-                   precision: str = "fp32"):
+                   precision: str = "fp32", driver_scan: dict | None = None):
     """Yield the predictor's outputs for (T, H, W, 3) uint8 ``frames`` (an array, or an iterable of such batches as a
     driver is decoded) in batches, with the ``source`` and ``driver`` tensors (N, 3, S, S) they were computed from
     (S: the network's input size; the predictor prepares them, e.g. crops a face). ``precision="bf16"`` runs the
     networks under bfloat16 autocast (fast only where the processor computes in bf16 natively: AVX512-BF16 / AMX, or a
-    GPU); the outputs come back as float32."""
+    GPU); the outputs come back as float32. A predictor that looks at the whole driver first
+    (:attr:`~motionlab.tasks.AnimationPredictor.needs_driver_scan`) gets ``driver_scan``, or scans an array itself."""
     _check_precision(precision)
+    if predictor.needs_driver_scan and driver_scan is None:
+        if not isinstance(frames, np.ndarray):
+            raise ValueError(f"{type(predictor).__name__} scans the whole driver first: pass driver_scan= with streamed frames")
+        driver_scan = predictor.scan_driver([frames])
     batches = (frames[start : start + batch_size] for start in range(0, len(frames), batch_size)) if isinstance(frames, np.ndarray) else frames
     source, portrait_context = predictor.prepare_portrait(portrait)
     source = source.to(predictor.device)
     initial = None
     for batch in batches:
-        driver, driver_context = predictor.prepare_driver(batch)
+        driver, driver_context = predictor.prepare_driver(batch, driver_scan)
         driver = driver.to(predictor.device)
         initial = driver[:1] if initial is None else initial
         with torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -231,8 +236,12 @@ def animate_files(
         total = count
 
         def generated_frames() -> Iterator[np.ndarray]:
-            batches = decoded_batches(clip, count, batch_size or predictor.batch_size)
-            for batch in animate_frames(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), batches, precision=precision):
+            size = batch_size or predictor.batch_size
+            # a predictor that crops the driver with one box for the whole clip sees every frame first (decoded twice)
+            scan = predictor.scan_driver(decoded_batches(clip, count, size)) if predictor.needs_driver_scan else None
+            batches = decoded_batches(clip, count, size)
+            for batch in animate_frames(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), batches, precision=precision,
+                                        driver_scan=scan):
                 generated = to_uint8(batch["generated"], predictor.quantize)
                 # panels at the generated size (a network may upsample: LivePortrait renders 512 from 256)
                 panel = generated.shape[1]

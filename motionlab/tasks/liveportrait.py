@@ -22,6 +22,7 @@ from motionlab.geometry.head_pose import REGIONS, driving_keypoints
 from motionlab.geometry.landmarks import (
     eye_openness,
     face_crop_matrix,
+    face_crop_square,
     lip_openness,
     release_eye_ratios,
     release_lip_ratio,
@@ -417,25 +418,26 @@ class LivePortraitPredictor(AnimationPredictor):
         """Which landmarks crop and measure faces: ``insightface106+landmark203`` (the release's) or ``dlib68``."""
         return "insightface106+landmark203" if self.crop_models is not None else "dlib68"
 
-    def _face(self, image: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _face_measure(self) -> FaceMeasure:
         if self._measure is None:
             if self.crop_models is None:
                 log.warning("LivePortrait: the weights folder holds no det_10g.onnx / 2d106det.onnx / landmark.onnx (the release's crop "
                             "models): faces are cropped and measured with dlib's 68 points instead (crop_model: dlib68)")
             self._measure = FaceMeasure(self.crop_models)
-        found = self._measure(image)
+        return self._measure
+
+    def _face(self, image: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        found = self._face_measure()(image)
         if found is None:
             raise InputError(f"no face found in the {what} by {self.crop_model}; LivePortrait crops around a face "
                              f"(give predictor.crop_{what}=false to use the whole image)")
         return found
 
-    def _crop(self, image: np.ndarray, points: np.ndarray, scale: float, vy_ratio: float,
-              interpolation: int = cv2.INTER_AREA) -> tuple[np.ndarray, np.ndarray]:
-        """(crop matrix into CROP_SIZE, the crop resized to the network's input), as the release: area averaging for
-        portraits, OpenCV's default (bilinear) for driving frames."""
+    def _crop(self, image: np.ndarray, points: np.ndarray, scale: float, vy_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+        """(crop matrix into CROP_SIZE, the crop area-resized to the network's input), as the release crops portraits."""
         matrix = face_crop_matrix(points, CROP_SIZE, scale, vy_ratio=vy_ratio)
         cropped = cv2.warpAffine(image, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR)
-        return matrix, cv2.resize(cropped, (self.image_size, self.image_size), interpolation=interpolation)
+        return matrix, cv2.resize(cropped, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
 
     def _resized(self, frames: np.ndarray) -> torch.Tensor:
         """Uncropped frames at the network's input as the release resizes them (``cv2.resize``, bilinear, squashed)."""
@@ -457,21 +459,56 @@ class LivePortraitPredictor(AnimationPredictor):
         crop = PortraitCrop(matrix, CROP_SIZE, image, eyes[None], lips[None])
         return to_tensor(cropped[None]), {"crop": crop}
 
-    def prepare_driver(self, frames: np.ndarray) -> tuple[torch.Tensor, dict]:
-        """The driver frames, each cropped around its face with ``crop_driver`` (context ``driver_eyes`` (N, 1) and
-        ``driver_lips`` (N, 1): the openness retargeting targets, measured on the frames returned where needed)."""
-        if not (self.crop_driver or self.eye_retargeting or self.lip_retargeting):
+    @property
+    def needs_driver_scan(self) -> bool:
+        return self.crop_driver
+
+    def scan_driver(self, batches) -> dict:
+        """The release's driving-video crop (its ``crop_driving_video``): the face tracked through the clip (the
+        203-point model from the previous frame's points once the first face is found; dlib finds each frame's), each
+        frame's crop square (scale 2.2, up 0.1), and one box for the whole clip, their mean (``driver_box``: x0, y0, x1,
+        y1 pixels)."""
+        boxes, previous = [], None
+        for batch in batches:
+            for frame in batch:
+                points = self._tracked(frame, previous)
+                if points is None:
+                    continue
+                previous = points
+                centre, side, _ = face_crop_square(points, DRIVER_CROP["scale"], vy_ratio=DRIVER_CROP["vy_ratio"])
+                boxes.append([centre[0] - side / 2, centre[1] - side / 2, centre[0] + side / 2, centre[1] + side / 2])
+        if not boxes:
+            raise InputError(f"no face found in any driver frame by {self.crop_model}; predictor.crop_driver=false uses the frames as they are")
+        return {"driver_box": np.mean(boxes, axis=0)}
+
+    def _tracked(self, frame: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
+        measure = self._face_measure()
+        if measure.name == "dlib68":
+            return measure.dlib(frame)
+        if previous is not None:
+            return measure.release.landmarks_203(frame, previous)
+        found = measure.release(frame)
+        return None if found is None else found[1]
+
+    def prepare_driver(self, frames: np.ndarray, clip: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """The driver frames, cropped with ``crop_driver`` by the clip's one box (``clip``: :meth:`scan_driver`'s result)
+        to 512 and resized bilinearly, as the release does (context ``driver_eyes`` (N, 1) and ``driver_lips`` (N, 1):
+        the openness retargeting targets, measured on the frames returned where needed)."""
+        if self.crop_driver:
+            if not clip or "driver_box" not in clip:
+                raise InputError("predictor.crop_driver crops every frame with one box for the clip: scan_driver() it first "
+                                 "(motionlab-animate does)")
+            matrix = box_crop_matrix(list(clip["driver_box"]), frames.shape[1:3], CROP_SIZE)
+            frames = np.stack([cv2.warpAffine(frame, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR) for frame in frames])
+        if not (self.eye_retargeting or self.lip_retargeting):
             return self._resized(frames), {"driver_eyes": None, "driver_lips": None}
         crops, eyes, lips = [], [], []
         for frame in frames:
-            points, frame_eyes, frame_lips = self._face(frame, "driver")
-            if self.crop_driver:
-                _, frame = self._crop(frame, points, **DRIVER_CROP, interpolation=cv2.INTER_LINEAR)
-                points, frame_eyes, frame_lips = self._face(frame, "driver")  # measured on the crop the network sees
+            _, frame_eyes, frame_lips = self._face(frame, "driver")
             crops.append(frame)
             eyes.append(frame_eyes)
             lips.append(frame_lips)
-        return self._resized(np.stack(crops)), {"driver_eyes": self._measure.wanted_eyes(np.stack(eyes)),
+        return self._resized(np.stack(crops)), {"driver_eyes": self._face_measure().wanted_eyes(np.stack(eyes)),
                                                 "driver_lips": np.stack(lips).reshape(-1, 1)}
 
     def finish(self, frames: np.ndarray, context: dict) -> np.ndarray:

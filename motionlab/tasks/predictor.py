@@ -139,8 +139,17 @@ class AnimationPredictor(Predictor):
         was prepared (a face crop, say): the context passed to :meth:`__call__` and :meth:`finish`."""
         return frames_to_tensor(image[None], self.image_size), {}
 
-    def prepare_driver(self, frames: np.ndarray) -> tuple[torch.Tensor, dict]:
-        """(N, H, W, 3) uint8 driver frames -> (N, 3, S, S) in [0, 1] on the CPU, and their context (their landmarks, say)."""
+    # whether prepare_driver needs scan_driver's look at the whole clip first (LivePortrait's driving-video crop)
+    needs_driver_scan: bool = False
+
+    def scan_driver(self, batches) -> dict:
+        """What a whole pass over the driver's frames (an iterable of (N, H, W, 3) uint8 batches) tells
+        :meth:`prepare_driver` (its ``clip`` argument), for predictors with :attr:`needs_driver_scan`."""
+        raise NotImplementedError(f"{type(self).__name__} prepares driver frames one batch at a time")
+
+    def prepare_driver(self, frames: np.ndarray, clip: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """(N, H, W, 3) uint8 driver frames -> (N, 3, S, S) in [0, 1] on the CPU, and their context (their landmarks, say);
+        ``clip``: :meth:`scan_driver`'s result where the predictor needs one."""
         return frames_to_tensor(frames, self.image_size), {}
 
     def finish(self, frames: np.ndarray, context: dict) -> np.ndarray:

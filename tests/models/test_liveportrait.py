@@ -399,6 +399,35 @@ def test_a_given_crop_box_for_faces_no_detector_finds(small_liveportrait):
         LivePortraitPredictor(small_liveportrait, crop_box=[10, 10, 5, 20])
 
 
+def test_driving_video_crop_is_one_averaged_box(small_liveportrait):
+    """crop_driver as the release's crop_driving_video: each frame's crop square (scale 2.2, up 0.1) around the tracked
+    face, one box for the clip (their mean), every frame cropped with it into 512 px, no rotation; without the scan
+    the predictor refuses to guess a box."""
+    import cv2
+
+    from motionlab.geometry.landmarks import face_crop_square
+    from motionlab.tasks.liveportrait import LivePortraitPredictor, box_crop_matrix
+
+    predictor = LivePortraitPredictor(small_liveportrait, crop_driver=True)
+    base = np.random.RandomState(0).rand(68, 2) * 40 + 60
+    predictor._tracked = lambda frame, previous: base + float(frame[0, 0, 0])  # the face moves with the frame's first pixel
+    frames = np.zeros((3, 200, 240, 3), np.uint8)
+    frames[:, 0, 0, 0] = [0, 10, 20]
+    scan = predictor.scan_driver([frames[:2], frames[2:]])
+    boxes = []
+    for shift in (0.0, 10.0, 20.0):
+        centre, side, _ = face_crop_square(base + shift, 2.2, vy_ratio=-0.1)
+        boxes.append([centre[0] - side / 2, centre[1] - side / 2, centre[0] + side / 2, centre[1] + side / 2])
+    assert np.allclose(scan["driver_box"], np.mean(boxes, axis=0))
+    driver, _ = predictor.prepare_driver(frames, scan)
+    matrix = box_crop_matrix(list(scan["driver_box"]), (200, 240), 512)
+    size = small_liveportrait.model_info.input_size[0]
+    expected = cv2.resize(cv2.warpAffine(frames[1], matrix, (512, 512), flags=cv2.INTER_LINEAR), (size, size))
+    assert torch.allclose(driver[1], torch.from_numpy(expected).permute(2, 0, 1).float() / 255)
+    with pytest.raises(Exception, match="scan_driver"):
+        predictor.prepare_driver(frames)
+
+
 def test_paste_back_through_the_release_mask_template(tmp_path):
     """With the release's mask template the crop goes back as its paste_back does: mask * warped + (1 - mask) *
     portrait, truncated; a constant mask of 1 gives the warped crop, one of 0 the portrait."""

@@ -3,8 +3,12 @@
 import hashlib as _hashlib
 import os as _os
 import time as _time
+from importlib.metadata import version as _version
 
 from omegaconf import OmegaConf as _OmegaConf
+
+# the installed distribution's version (pyproject.toml), recorded with runs and checkpoints
+__version__ = _version("motionlab")
 
 
 def run_folder_name(run_name: str | None) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -159,3 +160,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         _finish_wandb()
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": task, "trainer": trainer}
 
+
+if __name__ == "__main__":  # this module is the library behind the command, which lives in motionlab.cli.train
+    sys.exit("python -m motionlab.train runs nothing: the command is motionlab-train (python -m motionlab.cli.train), "
+             "e.g. motionlab-train --help")

@@ -67,3 +67,17 @@ def test_old_checkpoint_spellings_still_work(argv, old, message, line, tmp_path,
     deprecations = [text for text in err.splitlines() if "deprecated" in text]
     assert deprecations == [f"{prog}: deprecated: {message} (the old spelling works until the next release)"]
     assert any(text.strip() == line for text in out.splitlines()), out[-3000:]
+
+
+def test_the_version_and_the_library_module_run_as_a_command():
+    """motionlab.__version__ is the installed distribution's (pyproject.toml); python -m motionlab.train, the library
+    behind motionlab-train, says which command to run instead of silently doing nothing."""
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    import motionlab
+
+    assert motionlab.__version__ == version("motionlab") and motionlab.__version__.count(".") == 2
+    result = subprocess.run([sys.executable, "-m", "motionlab.train", "--help"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "motionlab-train" in result.stderr and "motionlab.cli.train" in result.stderr

@@ -132,13 +132,7 @@ def wav2lip_video_bench(args: argparse.Namespace) -> list[tuple[str, float, str]
     from benchmarks.wav2lip_reference import wav2lip_reference_loop
     from motionlab.data.audio import load_wav, melspectrogram
     from motionlab.data.video_io import open_clip
-    from motionlab.inference.wav2lip import (
-        FaceBoxes,
-        face_crops_boxes,
-        smoothed_boxes,
-        wav2lip_frames,
-        wav2lip_mel_windows,
-    )
+    from motionlab.inference.wav2lip import FaceBoxes, release_crop_boxes, wav2lip_frames, wav2lip_mel_windows
     from motionlab.models import create_model
     from motionlab.tasks import load_predictor
 
@@ -166,7 +160,7 @@ def wav2lip_video_bench(args: argparse.Namespace) -> list[tuple[str, float, str]
         inputs, fps = "toy talking head", 25.0
         frames = np.stack([read_image(f) for f in list_frame_files(toy / "full_body_img")])
         mels = wav2lip_mel_windows(melspectrogram(load_wav(toy / "aud.wav")), fps)[: len(frames)]
-    boxes = smoothed_boxes(face_crops_boxes(frames, FaceBoxes()(frames), (0, 10, 0, 0), inputs), 5)
+    boxes = release_crop_boxes(frames, FaceBoxes(), inputs)
     predictor = load_predictor(release, model="wav2lip96")
     reference = create_model("wav2lip96", ckpt=release).eval()
     bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]

@@ -109,8 +109,9 @@ def _normalisation(path: Path) -> tuple[float, float]:
     import onnx
 
     nodes = onnx.load(str(path), load_external_data=False).graph.node[:8]
-    subtract = any(n.name.startswith(("Sub", "_minus")) for n in nodes) or any(i < 3 and n.name == "bn_data" for i, n in enumerate(nodes))
-    multiply = any(n.name.startswith(("Mul", "_mul")) for n in nodes) or any(i < 3 and n.name == "bn_data" for i, n in enumerate(nodes))
+    batch_norm_input = any(i < 3 and n.name == "bn_data" for i, n in enumerate(nodes))  # normalises in the graph
+    subtract = batch_norm_input or any(n.name.startswith(("Sub", "_minus")) for n in nodes)
+    multiply = batch_norm_input or any(n.name.startswith(("Mul", "_mul")) for n in nodes)
     return (0.0, 1.0) if subtract and multiply else (127.5, 128.0)
 
 

@@ -160,14 +160,7 @@ def _lipsynced_clip(predictor, name: str, video: Path, image_size: int, max_fram
 
     from motionlab.data.audio import load_wav, melspectrogram
     from motionlab.data.talking import extract_audio
-    from motionlab.inference.wav2lip import (
-        RELEASE_PADS,
-        FaceBoxes,
-        face_crops_boxes,
-        smoothed_boxes,
-        wav2lip_frames,
-        wav2lip_mel_windows,
-    )
+    from motionlab.inference.wav2lip import FaceBoxes, release_crop_boxes, wav2lip_frames, wav2lip_mel_windows
 
     clip = open_clip(video)
     with tempfile.TemporaryDirectory() as scratch:
@@ -176,7 +169,7 @@ def _lipsynced_clip(predictor, name: str, video: Path, image_size: int, max_fram
     mels = wav2lip_mel_windows(melspectrogram(wav), clip.fps or 25.0)
     count = min(len(clip), len(mels), max_frames or len(clip))
     frames = clip.get(range(count))
-    boxes = smoothed_boxes(face_crops_boxes(frames, FaceBoxes()(frames), RELEASE_PADS, str(video)), 5)
+    boxes = release_crop_boxes(frames, FaceBoxes(), str(video))
     generated = np.stack(list(wav2lip_frames(predictor, frames, mels[:count], boxes, 16)))
     return EvalClip(name, frames_to_tensor(frames[:1], image_size)[0], frames_to_tensor(frames, image_size), frames_to_tensor(generated, image_size))
 

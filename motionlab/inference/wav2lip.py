@@ -105,6 +105,13 @@ def face_crops_boxes(frames: np.ndarray, boxes: list, pads: tuple[int, int, int,
     return np.array(out, dtype=np.int64)
 
 
+def release_crop_boxes(frames: np.ndarray, detector: FaceBoxes, source: str, pads: tuple[int, int, int, int] = RELEASE_PADS,
+                       box_smoothing: int = 5) -> np.ndarray:
+    """The release's ``face_detect`` on (N, H, W, 3) frames: each frame's detection padded and clipped
+    (:func:`face_crops_boxes`), then smoothed (:func:`smoothed_boxes`): (N, 4) (y0, y1, x0, x1)."""
+    return smoothed_boxes(face_crops_boxes(frames, detector(frames), pads, source), box_smoothing)
+
+
 def wav2lip_frames(predictor: Wav2LipPredictor, frames: np.ndarray, mels: torch.Tensor, crop_boxes: np.ndarray,
                    batch_size: int) -> Iterator[np.ndarray]:
     """Output frame ``i``: frame ``i % len(frames)`` with its crop replaced by the generator's face for window ``i``."""
@@ -127,25 +134,18 @@ def _region(frame: np.ndarray, box) -> np.ndarray:
 
 def wav2lip_video(predictor: Wav2LipPredictor, video: str | os.PathLike, audio: str | os.PathLike, out: str | os.PathLike,
                   face_detector_ckpt: str | os.PathLike | None = None, pads: tuple[int, int, int, int] = RELEASE_PADS,
-                  box_smoothing: int = 5, batch_size: int = 16, fps: float = 25.0, crf: int = 20, max_audio_seconds: float | None = None,
+                  box_smoothing: int = 5, batch_size: int = 16, fps: float = 25.0, crf: int = 20,
                   on_frame: Callable[[int, int], None] | None = None) -> dict:
     """Write ``out``: ``video`` (a clip, or an image held still at ``fps``) lip-synced to ``audio``, with the audio muxed.
     Returns the frame count, the audio's length, the face detector used and the output path."""
     video = Path(video)
-    if video.suffix.lower() in IMAGE_EXTENSIONS:
-        frames = read_image(video)[None]
-    else:
-        clip = open_clip(video)
-        fps = clip.fps or fps
-        frames = None
+    clip = None if video.suffix.lower() in IMAGE_EXTENSIONS else open_clip(video)
+    fps = (clip.fps or fps) if clip is not None else fps
     wav = load_wav(audio)
-    if max_audio_seconds is not None and len(wav) > max_audio_seconds * SAMPLE_RATE:
-        raise InputError(f"audio {audio} lasts {len(wav) / SAMPLE_RATE:.1f} s, more than max_audio_seconds={max_audio_seconds:g}")
     mels = wav2lip_mel_windows(melspectrogram(wav), fps)
-    if frames is None:
-        frames = clip.get(list(range(min(len(clip), len(mels)))))
+    frames = read_image(video)[None] if clip is None else clip.get(list(range(min(len(clip), len(mels)))))
     detector = FaceBoxes(face_detector_ckpt, str(predictor.device))
-    crop_boxes = smoothed_boxes(face_crops_boxes(frames, detector(frames), tuple(pads), str(video)), box_smoothing)
+    crop_boxes = release_crop_boxes(frames, detector, str(video), tuple(pads), box_smoothing)
     log.info("%s: %d frames, %d output frames, faces by %s", video, len(frames), len(mels), detector.name)
     generated = wav2lip_frames(predictor, frames, mels, crop_boxes, batch_size)
     if on_frame is not None:

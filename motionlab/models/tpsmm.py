@@ -104,12 +104,12 @@ class BackgroundPredictor(nn.Module):
         return torch.cat([affine, affine.new_tensor([0.0, 0.0, 1.0]).expand(b, 1, 3)], dim=1)
 
 
-def _mlp(sizes: list[int], final_relu_inplace: bool) -> nn.Sequential:
+def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (width_in, width_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(width_in, width_out))
         if i < len(sizes) - 2:
-            layers += [nn.BatchNorm1d(width_out), nn.ReLU(inplace=final_relu_inplace)]
+            layers += [nn.BatchNorm1d(width_out), nn.ReLU()]
     return nn.Sequential(*layers)
 
 
@@ -120,9 +120,9 @@ class AVDNetwork(nn.Module):
     def __init__(self, num_tps: int = 10, id_bottle_size: int = 64, pose_bottle_size: int = 64):
         super().__init__()
         size = num_tps * POINTS_PER_TPS * 2
-        self.id_encoder = _mlp([size, 256, 512, 1024, id_bottle_size], True)
-        self.pose_encoder = _mlp([size, 256, 512, 1024, pose_bottle_size], True)
-        self.decoder = _mlp([pose_bottle_size + id_bottle_size, 1024, 512, 256, size], False)
+        self.id_encoder = _mlp([size, 256, 512, 1024, id_bottle_size])
+        self.pose_encoder = _mlp([size, 256, 512, 1024, pose_bottle_size])
+        self.decoder = _mlp([pose_bottle_size + id_bottle_size, 1024, 512, 256, size])
 
     def forward(self, kp_source: Keypoints, kp_driving: Keypoints) -> Keypoints:
         b = kp_source.value.shape[0]

@@ -543,9 +543,10 @@ class LivePortraitPredictor(AnimationPredictor):
         """The release's lip normalisation: the lip MLP's offset from the portrait's lip ratio to 0, where it is >= 0.03."""
         if crop is None or crop.lips is None:
             raise InputError("predictor.normalize_lip measures the portrait's lips: keep crop_portrait on and crop_box unset")
-        if float(crop.lips.reshape(-1)[0]) < 0.03:
+        lips = float(crop.lips.reshape(-1)[0])
+        if lips < 0.03:
             return 0.0
-        ratios = torch.tensor([[float(crop.lips.reshape(-1)[0]), 0.0]], device=self.device)
+        ratios = torch.tensor([[lips, 0.0]], device=self.device)
         return self.net.stitching_retargeting_module.retarget_lips(x_source, ratios)
 
     @torch.no_grad()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -88,18 +89,82 @@ def driving_keypoints(canonical_source: torch.Tensor, source: dict[str, torch.Te
         moved = driving["expression"].expand(batch, -1, -1)
         scale = source["scale"]
         translation = driving["translation"] if posed else source["translation"]
-    if whole and relative:
-        expression = moved
-    else:
-        mask = torch.zeros_like(exp_s[:1])
-        rows = {"lip": LIP_ROWS, "eyes": EYE_ROWS, "pose": ()}.get(region, EXPRESSION_ROWS)
-        mask[:, list(rows)] = 1.0
-        if whole:  # absolute: the release takes single coordinates of some further rows
-            mask[:, 3:5, 1] = mask[:, 5, 2] = mask[:, 8, 2] = 1.0
-            mask[:, 9, 1:] = 1.0
-        expression = exp_s + mask * (moved - exp_s)
+    expression = moved if whole and relative else _region_expression(exp_s, moved, region)
     return pose_keypoints(canonical_source.expand(batch, -1, -1), rotation.expand(batch, -1, -1), expression,
                           scale.expand(batch, -1), translation.expand(batch, -1))
+
+
+def _region_expression(exp_s: torch.Tensor, moved: torch.Tensor, region: str) -> torch.Tensor:
+    """The source's expression with the rows (and single coordinates) the release takes from ``moved`` for ``region``:
+    ``lip`` / ``eyes`` their rows; ``all`` / ``exp`` :data:`EXPRESSION_ROWS`, rows 3-4 in y, 5 and 8 in z, 9 in y and z."""
+    mask = torch.zeros_like(exp_s[:1])
+    rows = {"lip": LIP_ROWS, "eyes": EYE_ROWS, "pose": ()}.get(region, EXPRESSION_ROWS)
+    mask[:, list(rows)] = 1.0
+    if region in ("all", "exp"):
+        mask[:, 3:5, 1] = mask[:, 5, 2] = mask[:, 8, 2] = 1.0
+        mask[:, 9, 1:] = 1.0
+    return exp_s + mask * (moved - exp_s)
+
+
+def kalman_smooth(series: np.ndarray, observation_variance: float = 3e-7, process_variance: float = 1e-5) -> np.ndarray:
+    """(T, D) observations -> (T, D) Rauch-Tung-Striebel smoothed means of a random walk, each coordinate on its own:
+    LivePortrait's ``smooth`` (pykalman's ``KalmanFilter.smooth`` with identity transition and observation, transition
+    covariance ``process_variance`` I, observation covariance ``observation_variance`` I, unit initial covariance and
+    the first observation as the initial mean), in float64. The covariances are the same for every coordinate, so the
+    gains are scalars computed once."""
+    series = np.asarray(series, dtype=np.float64)
+    frames = len(series)
+    predicted_var, filtered_var = np.empty(frames), np.empty(frames)
+    predicted, filtered = np.empty_like(series), np.empty_like(series)
+    for t in range(frames):
+        predicted[t] = series[0] if t == 0 else filtered[t - 1]
+        predicted_var[t] = 1.0 if t == 0 else filtered_var[t - 1] + process_variance
+        gain = predicted_var[t] / (predicted_var[t] + observation_variance)
+        filtered[t] = predicted[t] + gain * (series[t] - predicted[t])
+        filtered_var[t] = (1.0 - gain) * predicted_var[t]
+    smoothed = filtered.copy()
+    for t in range(frames - 2, -1, -1):
+        gain = filtered_var[t] / predicted_var[t + 1]
+        smoothed[t] = filtered[t] + gain * (smoothed[t + 1] - predicted[t + 1])
+    return smoothed
+
+
+def _smoothed(values: torch.Tensor, observation_variance: float) -> torch.Tensor:
+    """(T, ...) tensor smoothed through time by :func:`kalman_smooth`, back as float32 (the release's dtype)."""
+    flat = values.detach().reshape(len(values), -1).double().cpu().numpy()
+    return torch.from_numpy(kalman_smooth(flat, observation_variance)).float().reshape(values.shape).to(values.device)
+
+
+def source_video_keypoints(canonical_source: torch.Tensor, source: dict[str, torch.Tensor], driving: dict[str, torch.Tensor],
+                           initial: dict[str, torch.Tensor], relative: bool = True, region: str = "all",
+                           observation_variance: float = 3e-7) -> torch.Tensor:
+    """The keypoints of video-to-video animation: each source frame driven by the driver frame of the same index, as
+    LivePortrait's pipeline sets them when the source is a video.
+
+    ``canonical_source`` (T, K, 3) and ``source`` / ``driving`` hold one entry per frame (T), ``initial`` the first
+    driving frame's (as in :func:`driving_keypoints`). The driven rotation (relative: ``(R_d R_d0^T) R_s``, absolute:
+    ``R_d``; ``all`` and ``pose``) and expression (relative: ``exp_s + exp_d - exp_d0``, absolute: ``exp_d``) are
+    smoothed through time (:func:`kalman_smooth`, ``observation_variance``: the release's
+    ``driving_smooth_observation_variance``), the expression taken only in the region's rows (also for ``all``);
+    scale is each source frame's; translation the source frame's, or with absolute posed driving the driver's.
+    """
+    if region not in REGIONS:
+        raise ValueError(f"animation region must be one of {', '.join(REGIONS)}, got {region!r}")
+    frames = canonical_source.shape[0]
+    check_shape(canonical_source, [frames, "K", 3], "canonical source keypoints")
+    if driving["rotation"].shape[0] != frames:
+        raise ValueError(f"video-to-video pairs frames: {frames} source frames, {driving['rotation'].shape[0]} driving frames")
+    posed = region in ("all", "pose")
+    if relative:
+        rotation = driving["rotation"] @ initial["rotation"].transpose(1, 2) @ source["rotation"]
+        moved = source["expression"] + (driving["expression"] - initial["expression"])
+        translation = source["translation"]
+    else:
+        rotation, moved = driving["rotation"], driving["expression"]
+        translation = driving["translation"] if posed else source["translation"]
+    rotation = _smoothed(rotation, observation_variance) if posed else source["rotation"]
+    expression = _region_expression(source["expression"], _smoothed(moved, observation_variance), region)
+    return pose_keypoints(canonical_source, rotation, expression, source["scale"], translation)
 
 
 def coordinate_grid_3d(depth: int, height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:

@@ -159,7 +159,8 @@ def animate_files(
     fast_convolutions: bool = True,
     precision: str = "fp32",
 ) -> dict:
-    """Animate ``portrait`` (an image) with ``driver`` and write ``out`` (mp4).
+    """Animate ``portrait`` (an image; a video for predictors that animate one, LivePortrait's video-to-video) with
+    ``driver`` and write ``out`` (mp4).
 
     Without ``adapter_ckpt`` the driver is a video or frame folder fed to the checkpoint's predictor; ``arch`` names the
     architecture of a published file (``fomm_vox256`` ...). With ``adapter_ckpt`` (an adapter checkpoint trained for the
@@ -231,36 +232,58 @@ def animate_files(
             log.warning(warning)
         clip = open_clip(driver)
         _warn_if_variable_rate(clip, fps)
-        count = len(clip) if max_frames is None else min(len(clip), max_frames)
-        rate = fps or clip.fps or 25.0
+        source_clip = open_clip(portrait) if Path(portrait).suffix.lower() in VIDEO_EXTENSIONS else None
+        if source_clip is not None and not predictor.supports_source_video:
+            raise InputError(f"portrait={portrait} is a video; {predictor.net.model_info.name} animates a still portrait "
+                             "(video-to-video, a video as the source, is LivePortrait's): give an image")
+        count = len(clip) if source_clip is None else min(len(clip), len(source_clip))
+        count = count if max_frames is None else min(count, max_frames)
+        # video-to-video keeps the source's timing, as the release writes it at the source's rate
+        rate = fps or (source_clip.fps if source_clip is not None else None) or clip.fps or 25.0
         total = count
+
+        def record(batch: dict, generated: np.ndarray) -> None:
+            """Keep what the side-by-side views and the sequence file need of a batch."""
+            # panels at the generated size (a network may upsample: LivePortrait renders 512 from 256)
+            panel = generated.shape[1]
+            sources, drivers = _upscaled(side_by_side(batch["portrait"]), panel), _upscaled(side_by_side(batch["driver"]), panel)
+            points = {key: batch[key].to_pixels().value.cpu().numpy() for key in ("driver_keypoints", "generated_keypoints") if key in batch}
+            if "driver_keypoints" in points:
+                points["driver_keypoints"] = (points["driver_keypoints"] + 0.5) * panel / batch["driver"].shape[-1] - 0.5
+            if keep_views:
+                drawn_drivers, drawn = drivers, generated
+                if points:
+                    drawn_drivers = draw_keypoints(drivers, points["driver_keypoints"])
+                    drawn = draw_keypoints(generated, points["generated_keypoints"])
+                triptychs.extend(np.concatenate([sources, drawn_drivers, drawn], axis=-2))
+            if sequence_out is not None:
+                kept["portrait"][:1] = sources[:1]
+                kept["driver"].extend(drivers)
+                kept["generated"].extend(generated)
+                for key, value in points.items():
+                    kept[key].extend(value)
 
         def generated_frames() -> Iterator[np.ndarray]:
             size = batch_size or predictor.batch_size
             # a predictor that crops the driver with one box for the whole clip sees every frame first (decoded twice)
             scan = predictor.scan_driver(decoded_batches(clip, count, size)) if predictor.needs_driver_scan else None
+            if source_clip is not None:
+                # two passes: the motion of every frame pair first (it is smoothed through time), then the rendering
+                plan = predictor.plan_source_video(decoded_batches(source_clip, count, size), decoded_batches(clip, count, size), scan)
+                start = 0
+                for frames, driver_frames in zip(decoded_batches(source_clip, count, size), decoded_batches(clip, count, size)):
+                    batch = predictor.render_source_video(frames, plan, start)
+                    batch["driver"] = frames_to_tensor(driver_frames, predictor.image_size)
+                    generated = to_uint8(batch["generated"], predictor.quantize)
+                    record(batch, generated)
+                    yield from predictor.finish_source_video(generated, batch["crops"])
+                    start += len(frames)
+                return
             batches = decoded_batches(clip, count, size)
             for batch in animate_frames(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), batches, precision=precision,
                                         driver_scan=scan):
                 generated = to_uint8(batch["generated"], predictor.quantize)
-                # panels at the generated size (a network may upsample: LivePortrait renders 512 from 256)
-                panel = generated.shape[1]
-                sources, drivers = _upscaled(side_by_side(batch["portrait"]), panel), _upscaled(side_by_side(batch["driver"]), panel)
-                points = {key: batch[key].to_pixels().value.cpu().numpy() for key in ("driver_keypoints", "generated_keypoints") if key in batch}
-                if "driver_keypoints" in points:
-                    points["driver_keypoints"] = (points["driver_keypoints"] + 0.5) * panel / batch["driver"].shape[-1] - 0.5
-                if keep_views:
-                    drawn_drivers, drawn = drivers, generated
-                    if points:
-                        drawn_drivers = draw_keypoints(drivers, points["driver_keypoints"])
-                        drawn = draw_keypoints(generated, points["generated_keypoints"])
-                    triptychs.extend(np.concatenate([sources, drawn_drivers, drawn], axis=-2))
-                if sequence_out is not None:
-                    kept["portrait"][:1] = sources[:1]
-                    kept["driver"].extend(drivers)
-                    kept["generated"].extend(generated)
-                    for key, value in points.items():
-                        kept[key].extend(value)
+                record(batch, generated)
                 yield from predictor.finish(generated, batch["portrait_context"])
 
     written = 0

@@ -51,6 +51,10 @@ def export_onnx(net: nn.Module, out: str | os.PathLike, inputs: dict[str, torch.
     net = net.eval().float()
     inputs = example_inputs(net) if inputs is None else inputs
     names = list(net.model_info.output_names if output_names is None else output_names)
+    shared = sorted(set(inputs) & set(names))
+    if shared:
+        # the exporter would rename the input ("face" -> "face.1") and a runtime feeding it by name would fail
+        raise ValueError(f"{type(net).__name__}: ONNX input and output names must differ; {shared} are both")
     dynamic = {name: {0: "batch"} for name in [*inputs, *names]}
     out = Path(out)
     with atomic_path(out) as scratch, torch.no_grad(), warnings.catch_warnings():

@@ -153,7 +153,7 @@ def _generator_inputs(batch: int, generator: torch.Generator) -> dict[str, torch
 
 
 @register_model(family="wav2lip", input_size=FACE_SIZE, checkpoint_filter=wav2lip_checkpoint_filter, example_inputs=_generator_inputs,
-                output_names=("face",), lora_targets=r"face_decoder_blocks\.\d+\.\d+\.conv_block\.0|output_block\.1",
+                output_names=("generated_face",), lora_targets=r"face_decoder_blocks\.\d+\.\d+\.conv_block\.0|output_block\.1",
                 published_settings={"channel_order": "bgr", "quantize": "floor"})
 def wav2lip96() -> Wav2Lip:
     """Wav2Lip's generator at 96 px (``wav2lip.pth``; ``wav2lip_gan.pth`` holds the same layout)."""

@@ -18,7 +18,7 @@ from torch import nn
 from motionlab.data.batches import AnimationBatch, RetargetingBatch
 from motionlab.data.images import to_tensor, to_uint8
 from motionlab.geometry import Keypoints
-from motionlab.geometry.head_pose import REGIONS, driving_keypoints
+from motionlab.geometry.head_pose import REGIONS, driving_keypoints, source_video_keypoints
 from motionlab.geometry.landmarks import (
     eye_openness,
     face_crop_matrix,
@@ -328,6 +328,13 @@ class FaceMeasure:
         points_106, points_203 = found
         return points_106, release_eye_ratios(points_203[None])[0], release_lip_ratio(points_203[None])
 
+    def openness(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(eye openness (2,), lip openness (1,)) of tracked points (:meth:`LivePortraitPredictor._tracked`: 203 points
+        from the release's models, else dlib's 68)."""
+        if self.name == "dlib68":
+            return eye_openness(points[None])[0], lip_openness(points[None])
+        return release_eye_ratios(points[None])[0], release_lip_ratio(points[None])
+
     def wanted_eyes(self, eyes: np.ndarray) -> np.ndarray:
         """(N, 2) driver eye openness -> the (N, 1) target the eye MLP takes: the release passes its first eye's ratio;
         dlib's analogue takes both eyes' mean."""
@@ -518,36 +525,139 @@ class LivePortraitPredictor(AnimationPredictor):
             return frames
         return np.stack([paste_into_portrait(frame, crop, self.paste_mask) for frame in frames])
 
-    def _retargeting(self, x_source: torch.Tensor, n: int, context: dict) -> torch.Tensor:
-        """The eye / lip retargeting offsets (N, K, 3) for driver frames whose openness ``context`` holds."""
-        delta = torch.zeros(n, *x_source.shape[1:], device=self.device)
+    def _measured_faces(self, context: dict, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(source eyes, source lips, driver eyes, driver lips) for eye / lip retargeting of ``n`` frames."""
         crop, driver_eyes, driver_lips = context.get("crop"), context.get("driver_eyes"), context.get("driver_lips")
         if crop is not None and crop.eyes is None:
             raise InputError("eye / lip retargeting measures the portrait's face, which predictor.crop_box skips: leave crop_box unset")
         if crop is None or driver_eyes is None or len(driver_eyes) != n:
             raise InputError("eye / lip retargeting needs the portrait's and the driver's faces measured: run through prepare_portrait / "
                              "prepare_driver (motionlab-animate does) with crop_portrait on")
+        return crop.eyes, crop.lips, driver_eyes, driver_lips
+
+    def _retargeting(self, x_source: torch.Tensor, source_eyes: np.ndarray, source_lips: np.ndarray, driver_eyes: np.ndarray,
+                     driver_lips: np.ndarray) -> torch.Tensor:
+        """The eye / lip retargeting offsets (N, K, 3) for N driver frames' openness (``driver_eyes`` (N, 1),
+        ``driver_lips`` (N, 1)), from source keypoints and openness given once (1, ...) or per frame (N, ...)."""
+        n = len(driver_eyes)
+        delta = torch.zeros(n, *x_source.shape[1:], device=self.device)
         module = self.net.stitching_retargeting_module
         source = x_source.expand(n, -1, -1)
 
         def ratios(source_ratio: np.ndarray, wanted: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.concatenate([np.repeat(source_ratio, n, axis=0), wanted], axis=1)).float().to(self.device)
+            per_frame = np.broadcast_to(source_ratio, (n, source_ratio.shape[1]))
+            return torch.from_numpy(np.concatenate([per_frame, wanted], axis=1)).float().to(self.device)
 
         if self.eye_retargeting:
-            delta = delta + module.retarget_eyes(source, ratios(crop.eyes, driver_eyes))
+            delta = delta + module.retarget_eyes(source, ratios(source_eyes, driver_eyes))
         if self.lip_retargeting:
-            delta = delta + module.retarget_lips(source, ratios(crop.lips, driver_lips))
+            delta = delta + module.retarget_lips(source, ratios(source_lips, driver_lips))
         return delta
 
-    def _closed_lips(self, x_source: torch.Tensor, crop: PortraitCrop | None) -> torch.Tensor | float:
-        """The release's lip normalisation: the lip MLP's offset from the portrait's lip ratio to 0, where it is >= 0.03."""
-        if crop is None or crop.lips is None:
+    def _closed_lips(self, x_source: torch.Tensor, lips: np.ndarray | None) -> torch.Tensor:
+        """The release's lip normalisation for (N, K, 3) source keypoints with lip ratios ``lips`` (N, 1): the lip MLP's
+        offset from each ratio to 0 where it is >= 0.03, else none."""
+        if lips is None:
             raise InputError("predictor.normalize_lip measures the portrait's lips: keep crop_portrait on and crop_box unset")
-        lips = float(crop.lips.reshape(-1)[0])
-        if lips < 0.03:
-            return 0.0
-        ratios = torch.tensor([[lips, 0.0]], device=self.device)
-        return self.net.stitching_retargeting_module.retarget_lips(x_source, ratios)
+        lips = torch.tensor(np.asarray(lips, dtype=np.float32).reshape(-1, 1), device=self.device)
+        ratios = torch.cat([lips, torch.zeros_like(lips)], dim=1)
+        return self.net.stitching_retargeting_module.retarget_lips(x_source, ratios) * (lips >= 0.03)[:, :, None]
+
+    def _finished_keypoints(self, x_source: torch.Tensor, x_driving: torch.Tensor, faces, source_lips: np.ndarray | None) -> torch.Tensor:
+        """Retargeting, stitching, lip normalisation and the driving multiplier on driven keypoints, in the release's
+        order (its "Algorithm 1"). ``faces``: a callable giving :meth:`_measured_faces` (only called when retargeting);
+        ``x_source`` (1 or N, K, 3)."""
+        n = x_driving.shape[0]
+        x_source = x_source.expand(n, -1, -1)
+        retargeting = self.eye_retargeting or self.lip_retargeting
+        if retargeting:
+            x_driving = retargeted_keypoints(x_source, x_driving, self._retargeting(x_source, *faces()), self.relative)
+        if self.stitching:
+            x_driving = self.net.stitching_retargeting_module.stitch(x_source, x_driving)
+        if self.normalize_lip and self.relative and not retargeting:
+            x_driving = x_driving + self._closed_lips(x_source, None if source_lips is None else np.broadcast_to(source_lips, (n, 1)))
+        return x_source + (x_driving - x_source) * self.driving_multiplier
+
+    def _render(self, volume: torch.Tensor, x_source: torch.Tensor, x_driving: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, S', S') in [0, 1] rendered ``render_batch`` at a time; ``volume`` / ``x_source``: one or N."""
+        n = x_driving.shape[0]
+        volume, x_source = volume.expand(n, -1, -1, -1, -1), x_source.expand(n, -1, -1)
+        return torch.cat([self.net.render(v, s, d)["image"] for v, s, d in zip(volume.split(self.render_batch), x_source.split(self.render_batch),
+                                                                                x_driving.split(self.render_batch))]).clamp(0, 1)
+
+    supports_source_video = True
+
+    @torch.no_grad()
+    def plan_source_video(self, source_batches, driver_batches, driver_scan: dict | None = None) -> dict:
+        """Video-to-video, first pass (the release's source-video path): the face tracked through the source frames
+        (:meth:`_tracked`), each frame cropped by its own points (scale ``crop_scale``, vy -0.125) and measured; every
+        source frame's motion and the paired driver frame's (:meth:`prepare_driver`); the driven keypoints smoothed
+        through time (:func:`motionlab.geometry.head_pose.source_video_keypoints`), then retargeting, stitching, lip
+        normalisation and the multiplier as for a still portrait. ``source_batches`` / ``driver_batches`` yield
+        (N, H, W, 3) uint8 batches of equal lengths. Returns the plan :meth:`render_source_video` renders from:
+        ``matrices`` (T, 2, 3) crop matrices, ``x_source`` / ``x_driving`` / ``driver_keypoints`` (T, K, 3)."""
+        if not self.crop_portrait or self.crop_box is not None:
+            raise InputError("a source video is cropped frame by frame around its tracked face: leave predictor.crop_portrait on and crop_box unset")
+        net, measure = self.net, self._face_measure()
+        matrices, eyes, lips, source_motion, driver_motion, driver_eyes, driver_lips = [], [], [], [], [], [], []
+        previous = None
+        for index, (source_frames, driver_frames) in enumerate(zip(source_batches, driver_batches)):
+            crops = []
+            for frame in source_frames:
+                points = self._tracked(frame, previous)
+                if points is None and previous is None:
+                    raise InputError(f"no face found by {self.crop_model} in the source video's first frames (batch {index}); "
+                                     "video-to-video tracks the face from the first frame that shows one")
+                # dlib misses a face now and then: the frame keeps the last points found
+                previous = previous if points is None else points
+                matrix, crop = self._crop(frame, previous, self.crop_scale, -0.125)
+                frame_eyes, frame_lips = measure.openness(previous)
+                matrices.append(matrix)
+                eyes.append(frame_eyes)
+                lips.append(frame_lips.reshape(-1))
+                crops.append(crop)
+            source_motion.append(net.motion_extractor.motion(to_tensor(np.stack(crops)).to(self.device)))
+            driver, driver_context = self.prepare_driver(driver_frames, driver_scan)
+            driver_motion.append(net.motion_extractor.motion(driver.to(self.device)))
+            if driver_context["driver_eyes"] is not None:
+                driver_eyes.append(driver_context["driver_eyes"])
+                driver_lips.append(driver_context["driver_lips"])
+        if not matrices:
+            raise InputError("video-to-video needs at least one source frame and one driver frame")
+        source = {key: torch.cat([part[key] for part in source_motion]) for key in source_motion[0]}
+        driving = {key: torch.cat([part[key] for part in driver_motion]) for key in driver_motion[0]}
+        x_source = net.keypoints(source)
+        initial = {key: value[:1] for key, value in driving.items()}
+        x_driving = source_video_keypoints(source["canonical"], source, driving, initial, self.relative, self.animation_region)
+        source_eyes, source_lips = np.stack(eyes), np.stack(lips)
+        faces = lambda: (source_eyes, source_lips, np.concatenate(driver_eyes), np.concatenate(driver_lips))  # noqa: E731
+        x_driving = self._finished_keypoints(x_source, x_driving, faces, source_lips)
+        return {"matrices": np.stack(matrices), "x_source": x_source, "x_driving": x_driving, "driver_keypoints": net.keypoints(driving)}
+
+    @torch.no_grad()
+    def render_source_video(self, frames: np.ndarray, plan: dict, start: int) -> dict:
+        """Video-to-video, second pass: source frames ``start`` .. ``start + N`` ((N, H, W, 3) uint8, decoded again)
+        cropped by the plan's matrices and rendered with their keypoints. Returns ``generated`` (N, 3, S', S'),
+        ``portrait`` (the crops at the network's size), the keypoints, and ``crops`` (:class:`PortraitCrop` per frame,
+        for :meth:`finish_source_video`)."""
+        stop = start + len(frames)
+        size = self.image_size
+        matrices = plan["matrices"][start:stop]
+        crops = np.stack([cv2.resize(cv2.warpAffine(frame, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR), (size, size),
+                                     interpolation=cv2.INTER_AREA) for frame, matrix in zip(frames, matrices)])
+        portrait = to_tensor(crops).to(self.device)
+        x_source, x_driving, own = (plan[key][start:stop] for key in ("x_source", "x_driving", "driver_keypoints"))
+        generated = self._render(self.net.appearance_feature_extractor(portrait), x_source, x_driving)
+        return {"generated": generated, "portrait": portrait,
+                "driver_keypoints": Keypoints(own[..., :2], size=(size, size), depth=own[..., 2]),
+                "generated_keypoints": Keypoints(x_driving[..., :2], size=tuple(generated.shape[-2:]), depth=x_driving[..., 2]),
+                "crops": [PortraitCrop(matrix, CROP_SIZE, frame, None, None) for frame, matrix in zip(frames, matrices)]}
+
+    def finish_source_video(self, frames: np.ndarray, crops: list[PortraitCrop]) -> np.ndarray:
+        """Generated (N, S', S', 3) uint8 crops, each pasted back into its own source frame (``paste_back``)."""
+        if not self.paste_back:
+            return frames
+        return np.stack([paste_into_portrait(frame, crop, self.paste_mask) for frame, crop in zip(frames, crops)])
 
     @torch.no_grad()
     def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor, context: dict | None = None) -> dict:
@@ -564,17 +674,11 @@ class LivePortraitPredictor(AnimationPredictor):
             # the release scales the motion since the first frame by sqrt(hull volume of x_s / of the first frame's keypoints)
             x_first = driving_keypoints(source["canonical"], source, initial_motion, initial_motion, True, self.animation_region)
             x_driving = (x_driving - x_first) * motion_multiplier(x_source, x_first) + x_source
-        if self.eye_retargeting or self.lip_retargeting:
-            x_driving = retargeted_keypoints(x_source.expand(n, -1, -1), x_driving, self._retargeting(x_source, n, context or {}), self.relative)
-        if self.stitching:
-            x_driving = net.stitching_retargeting_module.stitch(x_source.expand(n, -1, -1), x_driving)
-        if self.normalize_lip and self.relative and not (self.eye_retargeting or self.lip_retargeting):
-            x_driving = x_driving + self._closed_lips(x_source, (context or {}).get("crop"))
-        x_driving = x_source + (x_driving - x_source) * self.driving_multiplier
-        generated = torch.cat([
-            net.render(volume.expand(len(part), -1, -1, -1, -1), x_source.expand(len(part), -1, -1), part)["image"]
-            for part in x_driving.split(self.render_batch)
-        ]).clamp(0, 1)
+        context = context or {}
+        crop = context.get("crop")
+        x_driving = self._finished_keypoints(x_source, x_driving, lambda: self._measured_faces(context, n),
+                                             None if crop is None else crop.lips)
+        generated = self._render(volume, x_source, x_driving)
         own = net.keypoints(driving)
         size = tuple(driver.shape[-2:])
         return {"generated": generated,

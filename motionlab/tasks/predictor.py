@@ -156,6 +156,10 @@ class AnimationPredictor(Predictor):
         """(N, S', S', 3) uint8 generated frames -> the frames to write (``context``: the portrait's)."""
         return frames
 
+    # whether a video can be the source, each of its frames driven by the driver frame of the same index
+    # (video-to-video: plan_source_video, render_source_video and finish_source_video, LivePortrait's)
+    supports_source_video: bool = False
+
     def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor, context: dict | None = None) -> dict:
         """``context``: the portrait's and the driver frames' (:meth:`prepare_portrait`, :meth:`prepare_driver`)."""
         raise NotImplementedError

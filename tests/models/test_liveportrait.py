@@ -193,6 +193,70 @@ def test_animation_regions_and_absolute_driving_by_hand():
         driving_keypoints(canonical, source, driving, initial, region="hair")
 
 
+def test_kalman_smoother_is_the_random_walk_posterior_mean():
+    """The release's smoother (pykalman's RTS with identity models) is the posterior mean of a Gaussian random walk
+    observed with noise, its prior centred on the first observation with unit variance: the solution of one
+    tridiagonal system (known answer); a constant series comes back unchanged."""
+    from motionlab.geometry.head_pose import kalman_smooth
+
+    rng = np.random.default_rng(0)
+    observed = np.cumsum(rng.normal(size=(30, 4)) * 0.05, axis=0) + rng.normal(size=(30, 4)) * 0.1
+    for observation, process in ((1e-2, 1e-3), (3e-7, 1e-5)):
+        frames = len(observed)
+        difference = np.diff(np.eye(frames), axis=0)
+        precision = np.eye(frames) / observation + difference.T @ difference / process
+        precision[0, 0] += 1.0
+        rhs = observed / observation
+        rhs[0] += observed[0]
+        np.testing.assert_allclose(kalman_smooth(observed, observation, process), np.linalg.solve(precision, rhs), rtol=1e-7, atol=1e-10)
+    constant = np.tile(np.array([[0.3, -1.0]]), (12, 1))
+    np.testing.assert_allclose(kalman_smooth(constant), constant, atol=1e-12)
+    # smoothing more (a larger observation variance) shrinks the frame-to-frame steps
+    assert np.abs(np.diff(kalman_smooth(observed, 1e-2, 1e-3), axis=0)).mean() < np.abs(np.diff(observed, axis=0)).mean()
+
+
+def test_video_to_video_keypoints_by_hand():
+    """A source video: each source frame is driven by the driver frame of the same index; relative motion moves the
+    frame's rotation and the region's expression rows by the driver's change since its first frame, while scale and
+    translation stay the source frame's (absolute posed driving: the driver's translation)."""
+    from motionlab.geometry.head_pose import EXPRESSION_ROWS, source_video_keypoints
+
+    frames = 3
+    canonical = torch.zeros(frames, 21, 3)
+    torch.manual_seed(1)
+
+    def motion(exp, scale, t, yaw=0.0):
+        return {"rotation": rotation_matrix(torch.zeros(frames), torch.full((frames,), yaw), torch.zeros(frames)),
+                "expression": exp.expand(frames, -1, -1), "scale": torch.full((frames, 1), scale), "translation": torch.tensor([t] * frames)}
+
+    exp_s, exp_0, exp_d = torch.randn(1, 21, 3), torch.randn(1, 21, 3), torch.randn(1, 21, 3)
+    source, driving = motion(exp_s, 2.0, [0.1, 0.2, 0.3]), motion(exp_d, 1.5, [0.3, -0.1, 0.7])
+    initial = {key: value[:1] for key, value in motion(exp_0, 1.0, [0.0, 0.0, 0.0]).items()}
+    expected = exp_s.clone()
+    moved = exp_s + exp_d - exp_0
+    expected[:, list(EXPRESSION_ROWS)] = moved[:, list(EXPRESSION_ROWS)]
+    expected[:, 3:5, 1], expected[:, 5, 2], expected[:, 8, 2], expected[:, 9, 1:] = moved[:, 3:5, 1], moved[:, 5, 2], moved[:, 8, 2], moved[:, 9, 1:]
+    # constant motion through time: smoothing changes nothing, so the rule shows exactly
+    keypoints = source_video_keypoints(canonical, source, driving, initial)
+    assert torch.allclose(keypoints, (2.0 * expected + torch.tensor([0.1, 0.2, 0.0])).expand(frames, -1, -1), atol=1e-5)
+    absolute = source_video_keypoints(canonical, source, driving, initial, relative=False, region="pose")
+    assert torch.allclose(absolute, (2.0 * exp_s + torch.tensor([0.3, -0.1, 0.0])).expand(frames, -1, -1), atol=1e-5)
+    # a yaw that jitters between frames comes out smoother than it went in (the release's default variance smooths
+    # lightly, 3e-7: a larger one, as a user may set, takes most of the jitter out)
+    canonical = torch.randn(1, 21, 3).expand(frames * 4, -1, -1)
+    yaws = torch.tensor([0.0, 6.0] * (frames * 2))
+    jittered = {"rotation": rotation_matrix(torch.zeros(len(yaws)), yaws, torch.zeros(len(yaws))), "expression": torch.zeros(len(yaws), 21, 3),
+                "scale": torch.ones(len(yaws), 1), "translation": torch.zeros(len(yaws), 3)}
+    still = {**jittered, "rotation": torch.eye(3).expand(len(yaws), -1, -1)}
+    first = {key: value[:1] for key, value in still.items()}
+    raw = driving_keypoints(canonical, still, jittered, first)
+    light, strong = (source_video_keypoints(canonical, still, jittered, first, observation_variance=v) for v in (3e-7, 1e-3))
+    steps = {name: keypoints.diff(dim=0).abs().mean() for name, keypoints in (("raw", raw), ("light", light), ("strong", strong))}
+    assert steps["strong"] < 0.5 * steps["raw"] and steps["strong"] < steps["light"] < steps["raw"]
+    with pytest.raises(ValueError, match="pairs frames"):
+        source_video_keypoints(canonical, still, {key: value[:2] for key, value in jittered.items()}, first)
+
+
 def test_driving_options_of_the_release(small_liveportrait):
     """driving_multiplier scales the motion away from the portrait's keypoints (0: the portrait's own); expression-
     friendly driving gives pose-friendly's keypoints for an image source, as in the release (its first-frame keypoints
@@ -375,6 +439,39 @@ def test_real_portrait_with_the_release_crop_models(small_checkpoint, tmp_path):
     assert animate_files(small_checkpoint, portrait, driver, tmp_path / "dlib.mp4", max_frames=1)["crop_model"] == "dlib68"
     with pytest.raises(Exception, match="does not hold LivePortrait's crop models"):
         animate_files(small_checkpoint, portrait, driver, tmp_path / "bad.mp4", max_frames=1, predictor={"crop_models": str(tmp_path)})
+
+
+def test_video_to_video_on_a_real_clip(small_checkpoint, tmp_path):
+    """A real talking clip as the source, a real driver: the face tracked and cropped in every source frame (dlib, then
+    the release's crop models), motion smoothed, each result pasted back into its own source frame at the source's size
+    and rate; as many frames as the shorter clip. A model without video-to-video refuses a video portrait by name."""
+    from conftest import liveportrait_crop_models
+
+    from motionlab.inference.animate import animate_files
+    from motionlab.utils.errors import InputError
+
+    source, driver = REAL / "drivers" / "human_talk_d6.mp4", REAL / "drivers" / "human_d0.mp4"
+    if not source.is_file():
+        pytest.skip("../shared/data/real is not present")
+    summary = animate_files(small_checkpoint, source, driver, tmp_path / "v2v.mp4", gif=tmp_path / "side.gif", max_frames=3, batch_size=2,
+                            predictor={"eye_retargeting": True, "lip_retargeting": True})
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        size, rate = (stream.codec_context.height, stream.codec_context.width), float(stream.average_rate)
+    with av.open(str(tmp_path / "v2v.mp4")) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert summary["frames"] == 3 and summary["fps"] == pytest.approx(rate) and summary["crop_model"] == "dlib68"
+    assert len(frames) == 3 and frames[0].shape[:2] == size
+    folder = liveportrait_crop_models(tmp_path / "pretrained_weights")
+    summary = animate_files(small_checkpoint, source, driver, tmp_path / "release.mp4", max_frames=2, batch_size=1,
+                            predictor={"crop_models": str(folder), "normalize_lip": True})
+    assert summary["frames"] == 2 and summary["crop_model"] == "insightface106+landmark203"
+    tiny = create_model("animator_v1", motion_channels=(8, 16), appearance_channels=(8, 16), num_res_blocks=1)
+    animator = tmp_path / "animator.ckpt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in tiny.state_dict().items()},
+                "motionlab": {"task": "animator", "models": {"net": tiny.model_info.spec()}}}, animator)
+    with pytest.raises(InputError, match="is a video; animator_v1 animates a still portrait"):
+        animate_files(animator, source, driver, tmp_path / "no.mp4", max_frames=1)
 
 
 def test_a_given_crop_box_for_faces_no_detector_finds(small_liveportrait):

@@ -100,3 +100,25 @@ def test_s3fd_decodes_its_most_confident_anchor():
     width, height = 32, 64
     assert boxes[0] == (int(centre_x - width / 2), int(max(0.0, centre_y - height / 2)), int(centre_x + width / 2), int(centre_y + height / 2))
     assert boxes[1] is None  # nothing above the 0.5 threshold
+
+
+def test_release_file_exports_to_onnx_with_parity(tmp_path):
+    """``motionlab-export onnx ckpt=wav2lip_gan.pth arch=wav2lip96``: the release file (``module.`` keys) exports as one
+    graph (inputs ``audio`` (B, 1, 80, 16), ``face`` (B, 6, 96, 96), batch dynamic) that onnxruntime runs like PyTorch,
+    tagged with the weights it came from."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from motionlab.inference.export import export_predictor_onnx
+    from motionlab.utils.onnx_files import SOURCE_KEY
+
+    torch.manual_seed(0)
+    net = create_model("wav2lip96").eval()
+    torch.save({"state_dict": {f"module.{key}": value for key, value in net.state_dict().items()}}, tmp_path / "wav2lip_gan.pth")
+    result = export_predictor_onnx(str(tmp_path / "wav2lip_gan.pth"), str(tmp_path / "wav2lip.onnx"), arch="wav2lip96")
+    assert result["inputs"] == {"audio": ["batch", 1, 80, 16], "face": ["batch", 6, 96, 96]}
+    assert max(result["parity"].values()) < 1e-4
+    session = onnxruntime.InferenceSession(str(tmp_path / "wav2lip.onnx"), providers=["CPUExecutionProvider"])
+    assert SOURCE_KEY in session.get_modelmeta().custom_metadata_map
+    audio, face = torch.randn(3, 1, 80, 16), torch.rand(3, 6, 96, 96)
+    (onnx_face,) = session.run(None, {"audio": audio.numpy(), "face": face.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(onnx_face, net(audio, face).numpy(), atol=1e-4)

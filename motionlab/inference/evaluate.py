@@ -119,23 +119,27 @@ def clips_from_model(ckpt: str | os.PathLike, arch: str | None, driver_dir: str 
     """Animate every clip of ``driver_dir`` with one model, as ``motionlab-animate`` would (its predictor's crop and
     paste-back included), and yield the results for scoring at ``image_size``: the portrait is
     ``portrait_dir/<name>.(png|jpg)`` (cross-identity) or the clip's first frame (self-reenactment, the papers'
-    reconstruction protocol, where the driver frames are the ground truth). A Wav2Lip model lip-syncs each clip to its
-    own audio instead (:func:`_lipsynced_clip`), scored against the clip the same way."""
+    reconstruction protocol, where the driver frames are the ground truth). A lip-sync model lip-syncs each clip to its
+    own audio instead (Wav2Lip: :func:`_lipsynced_clip`; a SyncTalk_2D-layout U-Net: :func:`_unet_lipsynced_clip`),
+    scored against the clip the same way."""
     from motionlab.data.images import to_uint8
     from motionlab.inference.animate import animate_frames
     from motionlab.tasks import load_predictor
+    from motionlab.tasks.lipsync import LipSyncPredictor
     from motionlab.tasks.wav2lip import Wav2LipPredictor
 
     predictor = load_predictor(ckpt, model=arch, device=device, detect_generated=False)
-    if not isinstance(predictor, (AnimationPredictor, Wav2LipPredictor)):
-        raise InputError(f"{ckpt} is neither an animation model nor Wav2Lip (its predictor is {type(predictor).__name__}); compare= scores those")
+    if not isinstance(predictor, (AnimationPredictor, Wav2LipPredictor, LipSyncPredictor)):
+        raise InputError(f"{ckpt} is neither an animation model nor a lip-sync model (its predictor is {type(predictor).__name__}); "
+                         "compare= scores those")
     driver_dir = Path(driver_dir)
     names = sorted({p.stem if p.is_file() else p.name for p in driver_dir.iterdir() if not p.name.startswith(".")}) if driver_dir.is_dir() else []
     if not names:
         raise ClipError(f"driver_dir={driver_dir} holds no clips (videos or frame folders)")
-    if isinstance(predictor, Wav2LipPredictor):
+    if isinstance(predictor, (Wav2LipPredictor, LipSyncPredictor)):
+        lipsynced = _lipsynced_clip if isinstance(predictor, Wav2LipPredictor) else _unet_lipsynced_clip
         for name in names[:max_clips]:
-            yield _lipsynced_clip(predictor, name, _find_clip(driver_dir, name), image_size, max_frames)
+            yield lipsynced(predictor, name, _find_clip(driver_dir, name), image_size, max_frames)
         return
     for name in names[:max_clips]:
         clip = open_clip(_find_clip(driver_dir, name))
@@ -172,6 +176,35 @@ def _lipsynced_clip(predictor, name: str, video: Path, image_size: int, max_fram
     boxes = release_crop_boxes(frames, FaceBoxes(), str(video))
     generated = np.stack(list(wav2lip_frames(predictor, frames, mels[:count], boxes, 16)))
     return EvalClip(name, frames_to_tensor(frames[:1], image_size)[0], frames_to_tensor(frames, image_size), frames_to_tensor(generated, image_size))
+
+
+def _unet_lipsynced_clip(predictor, name: str, video: Path, image_size: int, max_frames: int | None) -> EvalClip:
+    """A video lip-synced to its own audio by a SyncTalk_2D-layout U-Net: the clip preprocessed into a template (25 fps,
+    dlib landmarks: :func:`motionlab.data.talking.preprocess_talking_video`), spoken through it by
+    :class:`~motionlab.inference.lipsync.LipSyncPipeline` (feathered paste), and scored against the template frames
+    each output frame was made from. These U-Nets are trained per speaker: another person's clip scores what the
+    network does off its identity."""
+    import tempfile
+
+    from motionlab.data.audio import SAMPLE_RATE, load_wav
+    from motionlab.data.talking import preprocess_talking_video
+    from motionlab.data.video_io import list_frame_files
+    from motionlab.inference.lipsync import LipSyncPipeline, bounce_index
+
+    renderer = LipSyncPipeline(predictor, batch_size=1)
+    with tempfile.TemporaryDirectory() as scratch:
+        template = Path(scratch) / "template"
+        preprocess_talking_video(video, template, fps=renderer.fps)
+        wav = load_wav(template / "aud.wav")
+        if max_frames is not None:  # the speech of the first max_frames frames and half a second (the audio windows' context)
+            wav = wav[: int(round((max_frames / renderer.fps + 0.5) * SAMPLE_RATE))]
+        count, frames = renderer.frames(template, wav)
+        generated = np.stack(list(frames))[: max_frames or count]
+        count = len(generated)
+        files = list_frame_files(template / "full_body_img")
+        start = predictor.convention.template_start
+        real = np.stack([read_image(files[bounce_index(step + start, len(files))]) for step in range(count)])
+    return EvalClip(name, frames_to_tensor(real[:1], image_size)[0], frames_to_tensor(real, image_size), frames_to_tensor(generated, image_size))
 
 
 def evaluate_clips(clips: Iterator[EvalClip], suite: EvaluationSuite, preview_dir: Path | None = None, fps: float = 12.5,

@@ -35,8 +35,9 @@ def compose_eval(overrides: list[str], output_dir: Path):
     with initialize_config_module(config_module="motionlab.conf", version_base="1.3"):
         cfg = compose(config_name="eval", overrides=overrides)
     with open_dict(cfg):
-        cfg.paths = {**cfg.paths, "root_dir": str(output_dir), "output_dir": str(output_dir), "work_dir": str(output_dir),
-                     "log_dir": str(output_dir), "data_dir": str(output_dir), "cache_dir": str(output_dir)}
+        # set key by key: reading cfg.paths whole would resolve its ${hydra:...} entries, unset outside a Hydra run
+        for key in ("root_dir", "output_dir", "work_dir", "log_dir", "data_dir", "cache_dir"):
+            cfg.paths[key] = str(output_dir)
     return cfg
 
 
@@ -225,3 +226,25 @@ def test_eval_compares_a_lipsync_model_beside_an_animation_model(tmp_path):
     assert all(row["clips"][0]["frames"] == 4 for row in rows.values())
     # Wav2Lip changes only the face box: far closer to its own video than FOMM's untrained render
     assert rows["wav2lip.pth @wav2lip96"]["metrics"]["l1"] < rows["vox-cpk.pth.tar @fomm_vox256"]["metrics"]["l1"]
+
+
+def test_eval_compares_a_synctalk_layout_unet(tmp_path):
+    """A SyncTalk_2D-layout U-Net (its ave audio encoder in the checkpoint) lip-syncs each clip to its own audio through
+    a template made from the clip (25 fps, dlib landmarks), scored against the template frames it spoke through."""
+    import torch
+    from conftest import face_video
+
+    from motionlab.models import create_model
+
+    drivers = tmp_path / "drivers"
+    drivers.mkdir()
+    face_video(drivers / "astronaut.mp4", frames=10, fps=25.0)
+    torch.manual_seed(0)
+    unet, encoder = create_model("lipsync_unet328_ave"), create_model("lipsync_audio_encoder_ave")
+    state = {**{f"net.{k}": v for k, v in unet.state_dict().items()}, **{f"audio_encoder.{k}": v for k, v in encoder.state_dict().items()}}
+    torch.save({"state_dict": state, "motionlab": {"task": "lipsync", "models": {"net": unet.model_info.spec(), "audio_encoder": encoder.model_info.spec()},
+                                                   "predictor": {"convention": "motionlab"}}}, tmp_path / "unet.ckpt")
+    result = evaluate(compose_eval(["ckpt=null", f"compare=[{tmp_path / 'unet.ckpt'}]", f"driver_dir={drivers}", "image_size=32",
+                                    "metrics=[temporal]", *FAST_SUITE[:1], "max_frames=4", "wandb=false"], tmp_path / "out"))
+    (row,) = result["models"]
+    assert row["clips"][0]["frames"] == 4 and 0 < row["metrics"]["l1"] < 1

@@ -4,6 +4,7 @@ the same clips side by side (compare.json / .md)."""
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -11,15 +12,18 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from motionlab.cli.app import hydra_app
+from motionlab.cli.app import command_options, hydra_app
 from motionlab.inference.evaluate import (
     clips_from_checkpoint,
     clips_from_folders,
+    REFERENCE_ROWS,
     clips_from_model,
     evaluate_clips,
     metric_columns,
     model_entry,
+    reference_clips,
 )
+from motionlab.inference.metafile import METAFILE, CostMeter, metafile_table, model_record, protocol_status, write_metafile
 from motionlab.inference.report import NOTE, write_reports
 from motionlab.metrics.identity import ProfileSimilarity
 from motionlab.metrics.profile import read_profile
@@ -72,21 +76,29 @@ def _evaluate_cross_domain(options: dict, out_dir: Path) -> dict:
     return result
 
 
-def _evaluate_models(cfg: DictConfig, options: dict, out_dir: Path) -> dict:
+def _evaluate_models(cfg: DictConfig, options: dict, out_dir: Path, paper_protocol: dict | None) -> dict:
     """``compare=[...]``: every model on the same clips with the same metrics, one row per model (compare.json / .md)."""
     if options["driver_dir"] is None or options["ckpt"] is not None or options["generated_dir"] is not None:
         raise ConfigError("compare=[PATH or PATH@ARCH, ...] animates driver_dir=... with each model; give ckpt=null and no generated_dir")
     models = [model_entry(entry) for entry in options["compare"]]  # every path checked before any work
     protocol = "cross-identity (portrait_dir)" if options["portrait_dir"] is not None else "self-reenactment (each clip's first frame)"
     rows = []
-    for index, (ckpt, arch) in enumerate(models):
-        label = Path(ckpt).name + (f" @{arch}" if arch else "")
-        clips = clips_from_model(ckpt, arch, options["driver_dir"], options["portrait_dir"], options["image_size"], options["max_clips"],
-                                 options["max_frames"], options["device"])
-        result = evaluate_clips(clips, instantiate(cfg.suite), preview_dir=out_dir / "previews" / f"model_{index}", fps=options["preview_fps"])
-        rows.append({"model": label, "ckpt": str(ckpt), "arch": arch, "metrics": result["metrics"], "clips": result["clips"]})
+    scope = (options["driver_dir"], options["portrait_dir"], options["image_size"], options["max_clips"], options["max_frames"])
+    # the reference rows first (reference_rows=false leaves them out), then each model
+    entries = [(kind, None, kind, reference_clips(kind, *scope)) for kind in REFERENCE_ROWS if options["reference_rows"]]
+    entries += [(Path(ckpt).name + (f" @{arch}" if arch else ""), arch, ckpt, None) for ckpt, arch in models]
+    for index, (label, arch, ckpt, clips) in enumerate(entries):
+        reference = clips is not None
+        meter = CostMeter(clips if reference else clips_from_model(ckpt, arch, *scope, options["device"]))
+        suite = instantiate(cfg.suite)
+        result = evaluate_clips(iter(meter), suite, preview_dir=out_dir / "previews" / f"model_{index}", fps=options["preview_fps"])
+        meta = write_metafile(out_dir / "metafiles" / f"model_{index}.json", model_record(None if reference else ckpt, arch, label), paper_protocol,
+                              result["clips"], result["metrics"], suite.weights_records(), meter.record(options["device"]))
+        rows.append({"model": label, "ckpt": None if reference else str(ckpt), "arch": arch, "metrics": result["metrics"], "clips": result["clips"],
+                     "comparability": {k: {"comparable_to_papers": v["comparable_to_papers"], "reason": v["reason"]} for k, v in meta["metrics"].items()},
+                     "cost": meta["cost"], "manifest": meta["manifest"]["sha256"]})
     source = f"{len(rows)} models on {options['driver_dir']}, {protocol}, frames scored at {options['image_size']} px"
-    comparison = {"source": source, "note": NOTE, "models": rows}
+    comparison = {"source": source, "note": NOTE, "protocol": paper_protocol, "models": rows}
     names = sorted({name for row in rows for name in row["metrics"]})
     lines = [f"# motionlab-eval: {source}", "", f"_{NOTE}_", "", "| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     lines += ["| " + row["model"] + " | " + " | ".join(f"{row['metrics'][n]:.4g}" if n in row["metrics"] else "" for n in names) + " |" for row in rows]
@@ -103,7 +115,9 @@ def _evaluate_models(cfg: DictConfig, options: dict, out_dir: Path) -> dict:
     console = Console()
     console.print(table)
     console.print(f"[dim]{NOTE}[/dim]")
-    console.print(f"wrote {out_dir / 'compare.json'}, compare.md and previews/model_<i>/ for each model")
+    console.print(_comparability_line(paper_protocol))
+    console.print(f"wrote {out_dir / 'compare.json'}, compare.md, metafiles/ and previews/model_<i>/ for each model "
+                  f"(motionlab-eval table runs=[{out_dir}] out=table builds the table from run folders)", markup=False)
     return comparison
 
 
@@ -114,8 +128,9 @@ def evaluate(cfg: DictConfig) -> dict:
     if options["adapter_ckpt"] is not None:
         return _evaluate_cross_domain(options, out_dir)
     check_metric_names(options["metrics"])  # before anything is built: an unknown name lists the known ones
+    paper_protocol = protocol_status(options["protocol"], options)
     if options["compare"]:
-        return _evaluate_models(cfg, options, out_dir)
+        return _evaluate_models(cfg, options, out_dir, paper_protocol)
     suite = instantiate(cfg.suite)
     profile = None
     if options["profile"] is not None:  # read before any work: a bad profile fails fast
@@ -133,9 +148,15 @@ def evaluate(cfg: DictConfig) -> dict:
         raise ConfigError("config: give ckpt=..., or ckpt=null with generated_dir=... and driver_dir=...")
     if profile is not None:
         source += f", CSIM to profile {identity.name}"
-    result = evaluate_clips(clips, suite, preview_dir=out_dir / "previews", fps=options["preview_fps"], profile=profile)
+    meter = CostMeter(iter(clips))
+    result = evaluate_clips(iter(meter), suite, preview_dir=out_dir / "previews", fps=options["preview_fps"], profile=profile)
     result["source"] = source
     result["note"] = NOTE
+    label = Path(options["ckpt"]).name if options["ckpt"] is not None else f"videos {Path(options['generated_dir']).name}"
+    meta = write_metafile(out_dir / METAFILE, model_record(options["ckpt"], None, label), paper_protocol, result["clips"], result["metrics"],
+                          suite.weights_records(), meter.record(options["device"]), options["split"] if options["ckpt"] is not None else None)
+    result["protocol"], result["cost"] = paper_protocol, meta["cost"]
+    result["comparability"] = {k: {"comparable_to_papers": v["comparable_to_papers"], "reason": v["reason"]} for k, v in meta["metrics"].items()}
     paths = write_reports(result, out_dir)
     append_jsonl(out_dir / "metrics.jsonl", {"command": "motionlab-eval", "source": source, "metrics": result["metrics"]})
     if options["wandb"]:
@@ -149,11 +170,33 @@ def evaluate(cfg: DictConfig) -> dict:
         table.add_row(name, f"{value:.4g}")
     console.print(table)
     console.print(f"[dim]{NOTE}[/dim]")
-    console.print(f"wrote {paths['json']}, {paths['md'].name}, {paths['html'].name} and {len(result['clips'])} previews")
+    console.print(_comparability_line(paper_protocol))
+    console.print(f"wrote {paths['json']}, {paths['md'].name}, {paths['html'].name}, {METAFILE} and {len(result['clips'])} previews")
     return result
 
 
-main = hydra_app("eval", evaluate)
+def _comparability_line(protocol: dict | None) -> str:
+    if protocol is None:
+        return "[yellow]no paper's protocol (protocol=<name>, conf/protocol/): no number here is comparable to a paper's[/yellow]"
+    if protocol["overridden"]:
+        return f"[yellow]protocol {protocol['name']} with {', '.join(protocol['overridden'])} overridden: not the paper's protocol[/yellow]"
+    where = protocol["paper"] or "motionlab's fixed pipeline (comparable between runs under it, not to one paper)"
+    return f"protocol {protocol['name']}: {where}; each metric's comparable_to_papers is in the metafile"
+
+
+def _table(cfg: DictConfig) -> None:
+    options = command_options(cfg)
+    report = metafile_table(list(options["runs"]), options["out"])
+    print(f"wrote {report['md']} and {report['csv']}: {report['rows']} rows" + (f" ({report['manifests']} different clip manifests)" if report["manifests"] > 1 else ""))
+
+
+def main() -> None:
+    """``motionlab-eval KEY=VALUE ...``, or ``motionlab-eval table runs=[...] out=...``."""
+    if len(sys.argv) > 1 and sys.argv[1] == "table":
+        del sys.argv[1]
+        hydra_app("eval_table", _table, prog="motionlab-eval table")()
+        return
+    hydra_app("eval", evaluate)()
 
 
 if __name__ == "__main__":

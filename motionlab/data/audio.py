@@ -58,6 +58,43 @@ def melspectrogram(wav: np.ndarray) -> np.ndarray:
     return np.clip(8.0 * ((decibels + 100.0) / 100.0) - 4.0, -4.0, 4.0).T.astype(np.float32)
 
 
+def syncnet_mfcc(wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(13, N) MFCCs as SyncNet's evaluation computes them (``python_speech_features.mfcc`` with its defaults on the
+    16-bit PCM samples: pre-emphasis 0.97, 25 ms rectangular frames every 10 ms, zero-padded, 512-point power
+    spectrum, 26 mel filters, log, orthonormal DCT-II, 13 coefficients liftered by 22, the first replaced by the
+    log frame energy). ``wav``: float samples in [-1, 1], scaled to int16 as ``ffmpeg -acodec pcm_s16le`` writes them."""
+    import decimal
+
+    from scipy.fft import dct
+
+    def half_up(value: float) -> int:
+        return int(decimal.Decimal(value).quantize(decimal.Decimal("1"), rounding=decimal.ROUND_HALF_UP))
+
+    pcm = np.clip(np.round(np.asarray(wav, np.float64) * 32768.0), -32768, 32767)
+    signal = np.append(pcm[0], pcm[1:] - 0.97 * pcm[:-1])
+    length, step, nfft = half_up(0.025 * sample_rate), half_up(0.01 * sample_rate), 512
+    count = 1 if len(signal) <= length else 1 + int(np.ceil((len(signal) - length) / step))
+    padded = np.concatenate([signal, np.zeros((count - 1) * step + length - len(signal))])
+    frames = padded[np.arange(length)[None, :] + step * np.arange(count)[:, None]]
+    power = np.square(np.abs(np.fft.rfft(frames, nfft))) / nfft
+    energy = power.sum(1)
+    energy = np.where(energy == 0, np.finfo(float).eps, energy)
+    mel = np.linspace(0.0, 2595 * np.log10(1 + (sample_rate / 2) / 700.0), 26 + 2)
+    bins = np.floor((nfft + 1) * (700 * (10 ** (mel / 2595.0) - 1)) / sample_rate)
+    bank = np.zeros((26, nfft // 2 + 1))
+    for j in range(26):
+        for i in range(int(bins[j]), int(bins[j + 1])):
+            bank[j, i] = (i - bins[j]) / (bins[j + 1] - bins[j])
+        for i in range(int(bins[j + 1]), int(bins[j + 2])):
+            bank[j, i] = (bins[j + 2] - i) / (bins[j + 2] - bins[j + 1])
+    filtered = power @ bank.T
+    filtered = np.where(filtered == 0, np.finfo(float).eps, filtered)
+    cepstra = dct(np.log(filtered), type=2, axis=1, norm="ortho")[:, :13]
+    cepstra *= 1 + 11.0 * np.sin(np.pi * np.arange(13) / 22)
+    cepstra[:, 0] = np.log(energy)
+    return cepstra.T
+
+
 def mel_window_start(frame_index: int, mel_frames: int, fps: float = 25.0) -> int:
     """First mel frame of encoder window ``frame_index``'s 16 frames (shifted back at the end)."""
     start = int(MEL_FRAMES_PER_SECOND * (frame_index / float(fps)))

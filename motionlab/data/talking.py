@@ -108,10 +108,9 @@ def resample_indices(source_frames: int, source_fps: float, fps: float = 25.0) -
     return np.minimum(np.floor(np.arange(count) / fps * source_fps + 1e-6).astype(int), source_frames - 1)
 
 
-def extract_audio(video: Path, out: Path, sample_rate: int = 16000) -> tuple[float, float]:
-    """Decode the first audio stream, resample to mono ``sample_rate`` and write a WAV; returns seconds and peak amplitude."""
+def read_audio_track(video: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+    """The first audio stream of ``video`` decoded, mono, resampled to ``sample_rate``: float32 samples in [-1, 1]."""
     import av
-    import soundfile
 
     with av.open(str(video)) as container:
         if not container.streams.audio:
@@ -124,6 +123,14 @@ def extract_audio(video: Path, out: Path, sample_rate: int = 16000) -> tuple[flo
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     if samples.size == 0:
         raise ClipError(f"{video}: the audio stream decodes to no samples")
+    return samples
+
+
+def extract_audio(video: Path, out: Path, sample_rate: int = 16000) -> tuple[float, float]:
+    """Decode the first audio stream, resample to mono ``sample_rate`` and write a WAV; returns seconds and peak amplitude."""
+    import soundfile
+
+    samples = read_audio_track(video, sample_rate)
     soundfile.write(str(out), samples, sample_rate, subtype="PCM_16")
     return samples.size / sample_rate, float(np.abs(samples).max())
 

@@ -149,6 +149,24 @@ def amplitude_ratio(reference: np.ndarray, other: np.ndarray) -> float:
     return float(np.asarray(other, np.float64).std()) / reference_std if reference_std > 1e-12 else float("nan")
 
 
+def similarity_to(points: np.ndarray, reference: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the weighted least-squares similarity (rotation, uniform scale, translation; no reflection) taking the
+    (K, 2) ``reference`` points to each frame of (T, K, 2) ``points``: ``points[t] ~ reference @ A[t].T + b[t]``.
+    ``weights`` (K,), non-negative, default all equal. Returns ``A`` (T, 2, 2) and ``b`` (T, 2)."""
+    weights = np.full(len(reference), 1.0 / len(reference)) if weights is None else weights / weights.sum()
+    ref_centre, centres = weights @ reference, np.einsum("k,tkc->tc", weights, points)
+    r, p = reference - ref_centre, points - centres[:, None]
+    spread = (weights * (r**2).sum(-1)).sum()
+    if spread <= 1e-12:
+        raise ValueError("similarity_to: the reference keypoints all coincide, so no head motion can be fitted to them; "
+                         "the descriptor model's keypoints have collapsed (check its training)")
+    # a similarity without reflection is [[a, -c], [c, a]]: a and c in closed form (complex least squares)
+    a = (weights * (r[None, :, 0] * p[..., 0] + r[None, :, 1] * p[..., 1])).sum(axis=1) / spread
+    c = (weights * (r[None, :, 0] * p[..., 1] - r[None, :, 1] * p[..., 0])).sum(axis=1) / spread
+    matrix = np.stack([np.stack([a, -c], -1), np.stack([c, a], -1)], axis=1)
+    return matrix, centres - ref_centre @ matrix.transpose(0, 2, 1)
+
+
 # The two points LivePortrait's cropper takes a face's vertical axis from (its parse_pt2_from_pt68 / 106 / 203): the
 # eyes' centre (the mean of the two eye centres, each the mean of the listed points) and the lips' centre.
 CROP_AXIS_POINTS = {

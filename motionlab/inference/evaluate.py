@@ -33,12 +33,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalClip:
-    """One clip to score: (3, S, S) portrait and (T, 3, S, S) driver / generated frames in [0, 1]."""
+    """One clip to score: (3, S, S) portrait and (T, 3, S, S) driver / generated frames in [0, 1]; ``audio``: its
+    speech (16 kHz samples, the frames' fps) where it has one, for the lip-sync metrics."""
 
     name: str
     portrait: torch.Tensor
     driver: torch.Tensor
     generated: torch.Tensor
+    audio: tuple[np.ndarray, float] | None = None
 
 
 @torch.no_grad()
@@ -94,15 +96,53 @@ def clips_from_folders(generated_dir: str | os.PathLike, driver_dir: str | os.Pa
             log.warning("clip %s: scoring the first %d frames (generated %d, driver %d)", name, frames, len(generated_clip), len(driver_clip))
         driver = frames_to_tensor(driver_clip.get(range(frames)), image_size)
         generated = frames_to_tensor(generated_clip.get(range(frames)), image_size)
-        if portrait_dir is not None:
-            candidates = [Path(portrait_dir) / f"{name}{ext}" for ext in (".png", ".jpg", ".jpeg")]
-            path = next((c for c in candidates if c.is_file()), None)
-            if path is None:
-                raise ClipError(f"no portrait for clip {name!r} in {portrait_dir} (looked for {', '.join(c.name for c in candidates)})")
-            portrait = frames_to_tensor(read_image(path)[None], image_size)[0]
-        else:
-            portrait = driver[0]
-        yield EvalClip(name, portrait, driver, generated)
+        portrait = frames_to_tensor(read_image(_portrait_path(portrait_dir, name))[None], image_size)[0] if portrait_dir is not None else driver[0]
+        yield EvalClip(name, portrait, driver, generated, _speech(_find_clip(generated_dir, name), generated_clip.fps))
+
+
+def _speech(video: Path, fps: float | None) -> tuple[np.ndarray, float] | None:
+    """A generated video's own audio track (its speech, for the lip-sync metrics) and frame rate, or None."""
+    import av
+
+    from motionlab.data.talking import read_audio_track
+
+    if not video.is_file():
+        return None
+    with av.open(str(video)) as container:
+        if not container.streams.audio:
+            return None
+    return read_audio_track(video), fps or 25.0
+
+
+REFERENCE_ROWS = {"real video": "the driver clip itself (the ceiling: ideal reconstruction, the real sync)",
+                  "copy baseline": "the portrait repeated (no motion at all: the floor a model must beat)"}
+
+
+def reference_clips(kind: str, driver_dir: str | os.PathLike, portrait_dir: str | os.PathLike | None = None, image_size: int = 256,
+                    max_clips: int | None = None, max_frames: int | None = None) -> Iterator[EvalClip]:
+    """The reference rows of a comparison (:data:`REFERENCE_ROWS`): each clip of ``driver_dir`` scored as if it were
+    generated (``real video``) or its portrait repeated (``copy baseline``), with the clip's audio where it has one."""
+    if kind not in REFERENCE_ROWS:
+        raise ValueError(f"reference row must be one of {', '.join(REFERENCE_ROWS)}, got {kind!r}")
+    driver_dir = Path(driver_dir)
+    names = sorted({p.stem if p.is_file() else p.name for p in driver_dir.iterdir() if not p.name.startswith(".")})
+    for name in names[:max_clips]:
+        path = _find_clip(driver_dir, name)
+        clip = open_clip(path)
+        frames = clip.get(range(min(len(clip), max_frames or len(clip))))
+        portrait = read_image(_portrait_path(portrait_dir, name)) if portrait_dir is not None else frames[0]
+        driver = frames_to_tensor(frames, image_size)
+        source = frames_to_tensor(portrait[None], image_size)[0]
+        generated = driver if kind == "real video" else source.expand_as(driver).clone()
+        yield EvalClip(name, source, driver, generated, _speech(path, clip.fps) if kind == "real video" else None)
+
+
+def _portrait_path(portrait_dir: str | os.PathLike, name: str) -> Path:
+    candidates = [Path(portrait_dir) / f"{name}{ext}" for ext in (".png", ".jpg", ".jpeg")]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise ClipError(f"no portrait for clip {name!r} in {portrait_dir} (looked for {', '.join(c.name for c in candidates)})")
+    return path
 
 
 def model_entry(entry: str) -> tuple[str, str | None]:
@@ -144,13 +184,7 @@ def clips_from_model(ckpt: str | os.PathLike, arch: str | None, driver_dir: str 
     for name in names[:max_clips]:
         clip = open_clip(_find_clip(driver_dir, name))
         frames = clip.get(range(min(len(clip), max_frames or len(clip))))
-        portrait = frames[0]
-        if portrait_dir is not None:
-            candidates = [Path(portrait_dir) / f"{name}{ext}" for ext in (".png", ".jpg", ".jpeg")]
-            path = next((c for c in candidates if c.is_file()), None)
-            if path is None:
-                raise ClipError(f"no portrait for clip {name!r} in {portrait_dir} (looked for {', '.join(c.name for c in candidates)})")
-            portrait = read_image(path)
+        portrait = read_image(_portrait_path(portrait_dir, name)) if portrait_dir is not None else frames[0]
         generated = [predictor.finish(to_uint8(batch["generated"], predictor.quantize), batch["portrait_context"])
                      for batch in animate_frames(predictor, portrait, frames, predictor.batch_size)]
         yield EvalClip(name, frames_to_tensor(portrait[None], image_size)[0], frames_to_tensor(frames, image_size),
@@ -175,7 +209,8 @@ def _lipsynced_clip(predictor, name: str, video: Path, image_size: int, max_fram
     frames = clip.get(range(count))
     boxes = release_crop_boxes(frames, FaceBoxes(), str(video))
     generated = np.stack(list(wav2lip_frames(predictor, frames, mels[:count], boxes, 16)))
-    return EvalClip(name, frames_to_tensor(frames[:1], image_size)[0], frames_to_tensor(frames, image_size), frames_to_tensor(generated, image_size))
+    return EvalClip(name, frames_to_tensor(frames[:1], image_size)[0], frames_to_tensor(frames, image_size), frames_to_tensor(generated, image_size),
+                    (wav, clip.fps or 25.0))
 
 
 def _unet_lipsynced_clip(predictor, name: str, video: Path, image_size: int, max_frames: int | None) -> EvalClip:
@@ -204,7 +239,8 @@ def _unet_lipsynced_clip(predictor, name: str, video: Path, image_size: int, max
         files = list_frame_files(template / "full_body_img")
         start = predictor.convention.template_start
         real = np.stack([read_image(files[bounce_index(step + start, len(files))]) for step in range(count)])
-    return EvalClip(name, frames_to_tensor(real[:1], image_size)[0], frames_to_tensor(real, image_size), frames_to_tensor(generated, image_size))
+    return EvalClip(name, frames_to_tensor(real[:1], image_size)[0], frames_to_tensor(real, image_size), frames_to_tensor(generated, image_size),
+                    (wav, renderer.fps))
 
 
 def evaluate_clips(clips: Iterator[EvalClip], suite: EvaluationSuite, preview_dir: Path | None = None, fps: float = 12.5,
@@ -222,7 +258,7 @@ def evaluate_clips(clips: Iterator[EvalClip], suite: EvaluationSuite, preview_di
     with previews as scratch:
         for clip in clips:
             batch = (clip.portrait[None], clip.driver[None], clip.generated[None])
-            suite.update(*batch)
+            suite.update(*batch, audio=[clip.audio])
             row_suite.update(*batch)
             row = {"clip": clip.name, "frames": int(clip.driver.shape[0])}
             row.update({name: float(value) for name, value in row_suite.compute().items()})

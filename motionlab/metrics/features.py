@@ -111,7 +111,7 @@ class ImageFeatures(nn.Module):
 
     def __init__(self, backbone: str = "efficientnet_lite0", weights_path: str | os.PathLike | None = None, input_size: int | None = None):
         super().__init__()
-        self.backbone_name = backbone
+        self.backbone_name, self.weights_path = backbone, weights_path
         if backbone == "efficientnet_lite0":
             net = load_efficientnet_lite0(features_only=False)
             self.input_size = input_size or 224

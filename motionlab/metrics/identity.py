@@ -78,6 +78,85 @@ class ImageEmbedder:
         return embeddings, np.ones(len(frames), bool)
 
 
+# InsightFace's 112 x 112 ArcFace template: where the five points (image-left eye, image-right eye, nose tip, mouth
+# corners left and right) land in an aligned face (its arcface_dst)
+ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]])
+
+
+def five_points(points: np.ndarray) -> np.ndarray:
+    """(68, 2) dlib / iBUG landmarks -> the (5, 2) points ArcFace aligns on: eye centres, nose tip, mouth corners."""
+    return np.stack([points[36:42].mean(0), points[42:48].mean(0), points[30], points[48], points[54]])
+
+
+def arcface_crop(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The 112 x 112 ArcFace crop of an RGB frame: the least-squares similarity taking the five ``points`` onto
+    :data:`ARCFACE_TEMPLATE` (InsightFace's ``norm_crop``: the same estimate, bilinear, black outside)."""
+    import cv2
+
+    from motionlab.geometry.landmarks import similarity_to
+
+    matrix, shift = similarity_to(ARCFACE_TEMPLATE[None], np.asarray(points, np.float64))
+    affine = np.concatenate([matrix[0], shift[0][:, None]], axis=1)
+    return cv2.warpAffine(np.ascontiguousarray(frame), affine, (112, 112), borderValue=0.0)
+
+
+class ArcFaceEmbedder:
+    """ArcFace embeddings from an InsightFace recognition ONNX file (``w600k_r50.onnx`` of ``buffalo_l``) through
+    onnxruntime: the largest face's five points (from dlib's 68), the 112 x 112 aligned crop, RGB normalised as
+    InsightFace's ``ArcFaceONNX`` does ((x - 127.5) / 127.5, or as given when the graph normalises itself: it starts
+    with Sub and Mul), the output L2-normalised."""
+
+    name = "arcface"
+    dim = 512
+
+    def __init__(self, path):
+        import onnx
+
+        from motionlab.utils.onnx_files import OnnxRunner
+
+        self.model_path = path
+        graph = onnx.load(str(path)).graph
+        opening = [node.op_type for node in graph.node[:8]]
+        self.mean, self.std = (0.0, 1.0) if "Sub" in opening and "Mul" in opening else (127.5, 127.5)
+        self.runner = OnnxRunner(path, threads=1)
+        self.landmarks = DlibLandmarks()
+
+    def __call__(self, frames: np.ndarray, shapes: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W, 3) uint8 RGB -> (N, 512) float32 unit embeddings (NaN rows where no face) and the found mask."""
+        embeddings = np.full((len(frames), self.dim), np.nan, np.float32)
+        crops, rows = [], []
+        for i, frame in enumerate(frames):
+            shape = self.landmarks.shape(np.ascontiguousarray(frame)) if shapes is None else shapes[i]
+            if shape is not None:
+                crops.append(arcface_crop(frame, five_points(DlibLandmarks.points(shape))))
+                rows.append(i)
+        if crops:
+            blob = ((np.stack(crops).astype(np.float32) - self.mean) / self.std).transpose(0, 3, 1, 2)
+            output = self.runner(blob)
+            embeddings[rows] = unit(output.reshape(len(crops), -1)).astype(np.float32)
+        return embeddings, ~np.isnan(embeddings[:, 0])
+
+
+class ArcFaceSimilarity(MeanState):
+    """CSIM: mean cosine similarity between ArcFace embeddings of generated frames and of their source portrait.
+    ``update(portraits, generated)`` takes (B, 3, H, W) portraits and (B, T, 3, H, W) frames in [0, 1]; frames (or
+    portraits) without a face found are left out and counted in ``missed``."""
+
+    def __init__(self, path, **kwargs):
+        super().__init__(**kwargs)
+        object.__setattr__(self, "embedder", ArcFaceEmbedder(path))
+        self.add_state("missed", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, portraits: torch.Tensor, generated: torch.Tensor) -> None:
+        sources, _ = self.embedder(to_uint8(portraits))
+        for source, frames in zip(sources, generated):
+            embeddings, found = self.embedder(to_uint8(frames))
+            found &= bool(np.isfinite(source).all())
+            self.missed += float((~found).sum())
+            if found.any():
+                self._add(torch.from_numpy(csim(embeddings[found], source)))
+
+
 def make_embedder(name: str) -> FaceEmbedder | ImageEmbedder:
     if name == "face":
         return FaceEmbedder()

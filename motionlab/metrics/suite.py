@@ -10,12 +10,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from motionlab.data.images import to_uint8
 from motionlab.metrics.colour import ColourDrift
 from motionlab.metrics.descriptor import AverageKeypointDistance
 from motionlab.metrics.features import ImageFeatures
 from motionlab.metrics.frechet import ClipFrechetDistance, FrechetDistance
-from motionlab.metrics.identity import IdentityDistance
+from motionlab.metrics.identity import ArcFaceSimilarity, IdentityDistance
+from motionlab.metrics.perceptual import LearnedPerceptualSimilarity
 from motionlab.metrics.reconstruction import MeanAbsoluteError, ResidualMagnitude, reconstruction_metrics
+from motionlab.metrics.sync import SyncNetScores
 from motionlab.metrics.temporal import Flicker, MotionSmoothness, TemporalDifferenceConsistency
 
 # The metrics a suite can be asked for, by a name that states what it is computed with (the name it reports under).
@@ -31,12 +34,21 @@ SUITE_METRICS = {
     "fvd_inception": "the same on the FID Inception's features",
     "aed_effnetlite0": "identity distance: L2 between EfficientNet-Lite0 features of generated frames and the portrait",
     "aed_inception": "the same on the FID Inception's features",
+    "lpips_alex": "LPIPS v0.1 of generated frames against the driver's, AlexNet backbone from your torchvision file "
+                  "(suite.networks.lpips_alex=alexnet-owt-7be5be79.pth)",
+    "lpips_vgg": "LPIPS v0.1, VGG-16 backbone (suite.networks.lpips_vgg=vgg16-397923af.pth)",
+    "csim_arcface": "CSIM: cosine of ArcFace embeddings of generated frames and the portrait (suite.networks.csim_arcface="
+                    "w600k_r50.onnx, InsightFace buffalo_l), faces aligned on five points from dlib's 68",
+    "lse_syncnet": "lse_d_syncnet / lse_c_syncnet: LSE-D and LSE-C of the generated frames against the clip's audio, by the VGG "
+                   "SyncNet (suite.networks.lse_syncnet=syncnet_v2.model), +-15 frames at 25 fps; clips with audio only",
     "temporal": "temporal_difference (mean |Δgenerated − Δdriver|) and flicker (high-pass energy where the driver is static)",
     "colour": "delta_e76, delta_e2000: Lab colour difference from the portrait; delta_e76_slope: its drift per frame",
 }
 # the feature metrics: (kind, the feature backbone's metric suffix)
 FEATURE_METRICS = {"fd_effnetlite0": ("fd", "effnetlite0"), "fid_inception": ("fd", "inception"), "fvd_effnetlite0": ("fvd", "effnetlite0"),
                    "fvd_inception": ("fvd", "inception"), "aed_effnetlite0": ("aed", "effnetlite0"), "aed_inception": ("aed", "inception")}
+# the metrics computed with a standard network read from the user's file (suite.networks.<name>)
+NETWORK_METRICS = ("lpips_alex", "lpips_vgg", "csim_arcface", "lse_syncnet")
 # what training validates with (the feature metrics cost tens of ms per image on a CPU core)
 TRAINING_METRICS = ("temporal", "colour")
 
@@ -64,6 +76,9 @@ class EvaluationSuite(nn.Module):
             ``kp_detector``); enables AKD and motion smoothness. It is evaluation equipment, not part of the suite:
             it is neither registered as a sub-module nor moved with it.
         flicker_threshold: driver change below which a pixel counts as static for flicker.
+        networks: the weights file of each standard metric network asked for (:data:`NETWORK_METRICS`: metric name ->
+            path; :mod:`motionlab.metrics.standard` says which file each is).
+        standard_sha256: hashes you pinned for standard files published without one (metric name -> SHA-256).
     """
 
     def __init__(
@@ -72,9 +87,20 @@ class EvaluationSuite(nn.Module):
         features: ImageFeatures | None = None,
         keypoint_detector: nn.Module | None = None,
         flicker_threshold: float = 0.02,
+        networks: dict | None = None,
+        standard_sha256: dict | None = None,
     ):
         super().__init__()
         self.names = check_metric_names(names)
+        networks = {key: value for key, value in (networks or {}).items() if value is not None}
+        missing = [name for name in self.names if name in NETWORK_METRICS and name not in networks]
+        if missing:
+            from motionlab.metrics.standard import STANDARD_WEIGHTS
+            from motionlab.utils.config import ConfigError
+
+            standard = STANDARD_WEIGHTS[missing[0]]
+            raise ConfigError(f"metric {missing[0]!r} needs its network's weights file: suite.networks.{missing[0]}=<path to "
+                              f"{standard.file}> (published at {standard.published}; nothing is downloaded)")
         kinds = {FEATURE_METRICS[name][0]: FEATURE_METRICS[name][1] for name in self.names if name in FEATURE_METRICS}
         if features is None and kinds:
             features = ImageFeatures()
@@ -97,11 +123,28 @@ class EvaluationSuite(nn.Module):
         self.colour = ColourDrift() if "colour" in self.names else None
         object.__setattr__(self, "keypoint_detector", keypoint_detector)  # unregistered: see the docstring
         self.akd = AverageKeypointDistance() if keypoint_detector is not None else None
+        self.lpips = nn.ModuleDict({name: LearnedPerceptualSimilarity(name.removeprefix("lpips_"), networks[name])
+                                    for name in self.names if name.startswith("lpips_")})
+        self.csim = ArcFaceSimilarity(networks["csim_arcface"]) if "csim_arcface" in self.names else None
+        self.sync = SyncNetScores(networks["lse_syncnet"]) if "lse_syncnet" in self.names else None
+        self.networks, self.standard_sha256 = networks, dict(standard_sha256 or {})
         self.motion_smoothness = MotionSmoothness() if keypoint_detector is not None else None
 
+    def weights_records(self) -> dict[str, dict]:
+        """Per metric computed with a standard network, its weights file, SHA-256 and whether it is the standard one
+        (:func:`motionlab.metrics.standard.weights_record`)."""
+        from motionlab.metrics.standard import weights_record
+
+        files = {name: self.networks[name] for name in self.names if name in NETWORK_METRICS}
+        if self.features is not None and self.features.backbone_name == "inception_v3":
+            files.update({name: self.features.weights_path for name in self.names if FEATURE_METRICS.get(name, ("", ""))[1] == "inception"})
+        return {name: weights_record("fid_inception" if name in FEATURE_METRICS else name, path, self.standard_sha256.get(name))
+                for name, path in files.items()}
+
     @torch.no_grad()
-    def update(self, portrait: torch.Tensor, driver: torch.Tensor, generated: torch.Tensor) -> None:
-        """portrait (B, 3, H, W); driver and generated (B, T, 3, H, W), all in [0, 1]."""
+    def update(self, portrait: torch.Tensor, driver: torch.Tensor, generated: torch.Tensor, audio: list | None = None) -> None:
+        """portrait (B, 3, H, W); driver and generated (B, T, 3, H, W), all in [0, 1]; ``audio``: per clip, (16 kHz
+        samples, the frames' fps) for LSE, or None."""
         if driver.shape != generated.shape or driver.ndim != 5 or portrait.shape != driver.shape[:1] + driver.shape[2:]:
             raise ValueError(
                 f"EvaluationSuite.update expects portrait (B, 3, H, W) and driver / generated (B, T, 3, H, W), "
@@ -126,6 +169,14 @@ class EvaluationSuite(nn.Module):
             self.flicker.update(generated, driver)
         if self.colour is not None:
             self.colour.update(portrait, generated)
+        for metric in self.lpips.values():
+            metric.update(frames_generated, frames_driver)
+        if self.csim is not None:
+            self.csim.update(portrait, generated)
+        if self.sync is not None and audio is not None:
+            for clip, sound in zip(generated, audio):
+                if sound is not None:
+                    self.sync.update(to_uint8(clip), *sound)
         if self.keypoint_detector is not None:
             kp_generated, kp_driver = self.keypoint_detector(frames_generated), self.keypoint_detector(frames_driver)
             self.akd.update(kp_generated, kp_driver)
@@ -151,6 +202,12 @@ class EvaluationSuite(nn.Module):
             values["flicker"] = self.flicker.compute()
         if self.colour is not None:
             values.update({k: v for k, v in self.colour.compute().items() if torch.isfinite(v)})
+        values.update({name: metric.compute() for name, metric in self.lpips.items()})
+        if self.csim is not None and self.csim.count > 0:
+            values["csim_arcface"] = self.csim.compute()
+            values["csim_arcface_frames_missed"] = self.csim.missed.clone()
+        if self.sync is not None and self.sync.clips > 0:
+            values.update(self.sync.compute())
         if self.akd is not None:
             values["akd"] = self.akd.compute()
             if self.motion_smoothness.count > 0:

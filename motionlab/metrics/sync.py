@@ -1,33 +1,34 @@
-"""Audio-visual synchronisation scores from a SyncNet-style embedding model (Wav2Lip's LSE protocol).
-
-These use motionlab's own SyncNet, so the values are named ``*_ours`` and are not comparable with
-published LSE-D / LSE-C numbers computed with the original SyncNet weights.
+"""Audio-visual synchronisation: the offset sweep of SyncNet's evaluation (LSE-D, LSE-C), on motionlab's own SyncNet
+(``*_ours``, not comparable with published numbers) or on the VGG SyncNet of Chung & Zisserman from the user's
+``syncnet_v2.model`` (``lse_d_syncnet`` / ``lse_c_syncnet``, as Wav2Lip's evaluation computes them).
 """
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import torch
+from torch import nn
 from torchmetrics import Metric
 
 
 def offset_distances(video: torch.Tensor, audio: torch.Tensor, max_offset: int = 15) -> torch.Tensor:
-    """Mean embedding distance for each audio offset in ``[-max_offset, max_offset]``.
+    """Mean embedding distance for each audio offset in ``[-max_offset, max_offset]``, as SyncNet's ``calc_pdist``:
+    video frame ``t`` against audio window ``t + o``, the audio padded with zero embeddings beyond the clip (those
+    pairs count too), distances ``||v - a + 1e-6||`` (``torch.nn.functional.pairwise_distance``).
 
-    ``video`` and ``audio`` are (T, D) per-frame embeddings of one clip; offset ``o`` pairs video
-    frame ``t`` with audio window ``t + o`` (pairs falling outside the clip are dropped).
-    Returns (2 * max_offset + 1,) distances.
+    ``video`` and ``audio`` are (T, D) per-frame embeddings of one clip. Returns (2 * max_offset + 1,) distances.
     """
     if video.shape != audio.shape or video.ndim != 2:
         raise ValueError(f"offset_distances expects two (T, D) embeddings of one shape, got {tuple(video.shape)} and {tuple(audio.shape)}")
     t = video.shape[0]
     if t <= max_offset:
         raise ValueError(f"offset_distances: a clip of {t} frames is too short for offsets of +-{max_offset}")
-    distances = []
-    for offset in range(-max_offset, max_offset + 1):
-        v = video[max(0, -offset) : t - max(0, offset)]
-        a = audio[max(0, offset) : t - max(0, -offset)]
-        distances.append((v.double() - a.double()).norm(dim=-1).mean())
-    return torch.stack(distances)
+    padded = torch.nn.functional.pad(audio.double(), (0, 0, max_offset, max_offset))
+    window = torch.arange(2 * max_offset + 1, device=video.device)
+    pairs = padded[torch.arange(t, device=video.device)[:, None] + window[None, :]]  # (T, 2o+1, D)
+    return torch.nn.functional.pairwise_distance(video.double()[:, None, :].expand_as(pairs), pairs).mean(0)
 
 
 class SyncScores(Metric):
@@ -61,3 +62,116 @@ class SyncScores(Metric):
             "lse_d_ours": self.min_total / clips,
             "lse_c_ours": self.confidence_total / clips,
         }
+
+
+class SyncNetV2(nn.Module):
+    """The VGG SyncNet of "Out of time" (Chung & Zisserman 2016) in the layout of ``syncnet_v2.model``
+    (joonson/syncnet_python's ``S``): an audio tower on (B, 1, 13, 20) MFCC windows (0.2 s) and a lip tower on
+    (B, 3, 5, 224, 224) BGR frames in [0, 255], each to a 1024-d embedding."""
+
+    def __init__(self, embedding: int = 1024):
+        super().__init__()
+
+        def conv2d(cin, cout, kernel=(3, 3), padding=(1, 1), inplace=True):
+            return [nn.Conv2d(cin, cout, kernel, padding=padding), nn.BatchNorm2d(cout), nn.ReLU(inplace=inplace)]
+
+        def conv3d(cin, cout, kernel, stride=(1, 1, 1), padding=(0, 0, 0)):
+            return [nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding), nn.BatchNorm3d(cout), nn.ReLU(inplace=True)]
+
+        def head():
+            return nn.Sequential(nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, embedding))
+
+        self.netcnnaud = nn.Sequential(
+            *conv2d(1, 64), nn.MaxPool2d((1, 1), (1, 1)),
+            *conv2d(64, 192), nn.MaxPool2d((3, 3), (1, 2)),
+            *conv2d(192, 384), *conv2d(384, 256), *conv2d(256, 256), nn.MaxPool2d((3, 3), (2, 2)),
+            *conv2d(256, 512, (5, 4), (0, 0), inplace=False),
+        )
+        self.netfcaud = head()
+        self.netfclip = head()
+        self.netcnnlip = nn.Sequential(
+            *conv3d(3, 96, (5, 7, 7), (1, 2, 2)), nn.MaxPool3d((1, 3, 3), (1, 2, 2)),
+            *conv3d(96, 256, (1, 5, 5), (1, 2, 2), (0, 1, 1)), nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+            *conv3d(256, 256, (1, 3, 3), padding=(0, 1, 1)), *conv3d(256, 256, (1, 3, 3), padding=(0, 1, 1)),
+            *conv3d(256, 256, (1, 3, 3), padding=(0, 1, 1)), nn.MaxPool3d((1, 3, 3), (1, 2, 2)),
+            *conv3d(256, 512, (1, 6, 6)),
+        )
+
+    def forward_audio(self, mfcc: torch.Tensor) -> torch.Tensor:
+        return self.netfcaud(self.netcnnaud(mfcc).flatten(1))
+
+    def forward_lip(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.netfclip(self.netcnnlip(frames).flatten(1))
+
+
+def load_syncnet_v2(path: str | os.PathLike) -> SyncNetV2:
+    """``syncnet_v2.model`` (a plain state dict) read weights-only into :class:`SyncNetV2`, strictly."""
+    from motionlab.utils.checkpoint import load_checkpoint, load_state_dict_strict
+
+    net = SyncNetV2()
+    load_state_dict_strict(net, load_checkpoint(path), str(path))
+    return net.eval().requires_grad_(False)
+
+
+def syncnet_inputs(frames: np.ndarray, wav: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """SyncNet's evaluation windows of a clip at 25 fps: (N, 3, 5, 224, 224) frame windows (RGB frames resized
+    bilinearly to 224 and turned BGR, values 0-255) and (N, 1, 13, 20) MFCC windows, one per start frame
+    ``0 .. min(T, samples // 640) - 6`` (the reference's ``range(0, lastframe)``)."""
+    import cv2
+
+    from motionlab.data.audio import syncnet_mfcc
+
+    length = min(len(frames), len(wav) // 640)
+    count = length - 5
+    if count < 1:
+        raise ValueError(f"SyncNet needs at least 6 frames with their audio (0.24 s at 25 fps); the clip has {length}")
+    images = np.stack([cv2.resize(np.ascontiguousarray(frame), (224, 224))[..., ::-1] for frame in frames[:length]]).astype(np.float32)
+    video = torch.from_numpy(images).permute(3, 0, 1, 2)  # (3, T, 224, 224)
+    mfcc = torch.from_numpy(syncnet_mfcc(wav)).float()
+    return (torch.stack([video[:, v : v + 5] for v in range(count)]),
+            torch.stack([mfcc[None, :, 4 * v : 4 * v + 20] for v in range(count)]))
+
+
+class SyncNetScores(Metric):
+    """LSE-D and LSE-C of clips with their audio, by the VGG SyncNet (``syncnet_v2.model``) as Wav2Lip's
+    ``calculate_scores_LRS.py`` computes them: per clip, the minimum over offsets of the mean embedding distance
+    (LSE-D) and the median minus that minimum (LSE-C), offsets of +-``max_offset`` frames; averaged over clips.
+    ``update(frames, wav, fps)`` takes one clip's (T, H, W, 3) uint8 RGB frames (the whole frame: the LRS2 protocol,
+    whose clips are face-centred; crop faces first for other videos) and its 16 kHz samples."""
+
+    full_state_update = False
+
+    def __init__(self, path: str | os.PathLike, max_offset: int = 15, batch_size: int = 20, **kwargs):
+        super().__init__(**kwargs)
+        self.max_offset, self.batch_size = max_offset, batch_size
+        object.__setattr__(self, "network", load_syncnet_v2(path))
+        for name in ("distance_total", "confidence_total", "offset_total", "clips"):
+            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    @torch.no_grad()
+    def clip_scores(self, frames: np.ndarray, wav: np.ndarray, fps: float = 25.0) -> dict[str, float]:
+        """One clip's ``lse_d``, ``lse_c`` and ``offset`` (frames the audio leads by): (T, H, W, 3) uint8 RGB frames at
+        ``fps`` (shown at 25 fps, nearest earlier frame, as SyncNet reads them) and its 16 kHz samples."""
+        if abs(fps - 25.0) > 1e-6:
+            from motionlab.data.talking import resample_indices
+
+            frames = frames[resample_indices(len(frames), fps, 25.0)]
+        video, audio = syncnet_inputs(frames, wav)
+        lips = torch.cat([self.network.forward_lip(part) for part in video.split(self.batch_size)])
+        sounds = torch.cat([self.network.forward_audio(part) for part in audio.split(self.batch_size)])
+        distances = offset_distances(lips, sounds, self.max_offset)
+        minimum, index = distances.min(0)
+        return {"lse_d": float(minimum), "lse_c": float(distances.median() - minimum), "offset": float(self.max_offset - int(index))}
+
+    def update(self, frames: np.ndarray, wav: np.ndarray, fps: float = 25.0) -> None:
+        """Add one clip (:meth:`clip_scores`)."""
+        scores = self.clip_scores(frames, wav, fps)
+        self.distance_total += scores["lse_d"]
+        self.confidence_total += scores["lse_c"]
+        self.offset_total += abs(scores["offset"])
+        self.clips += 1
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        clips = self.clips.clamp_min(1)
+        return {"lse_d_syncnet": self.distance_total / clips, "lse_c_syncnet": self.confidence_total / clips,
+                "sync_offset_syncnet": self.offset_total / clips}

@@ -191,14 +191,18 @@ def test_eval_compares_models_side_by_side(checkpoint, toy_world, tmp_path):
     out = tmp_path / "out"
     result = evaluate(compose_eval(["ckpt=null", f"compare=[{checkpoint},{release}@fomm_vox256]", f"driver_dir={drivers}", "image_size=32",
                                     "metrics=[temporal]", *FAST_SUITE[:1], "max_frames=3", "wandb=false"], out))
-    assert [row["model"] for row in result["models"]] == ["last.ckpt", "vox-cpk.pth.tar @fomm_vox256"]
+    # the reference rows first: the real video (the ceiling) and the copy baseline (the floor)
+    assert [row["model"] for row in result["models"]] == ["real video", "copy baseline", "last.ckpt", "vox-cpk.pth.tar @fomm_vox256"]
     assert "self-reenactment" in result["source"]
-    first, second = (row["metrics"] for row in result["models"])
+    real, copy, first, second = (row["metrics"] for row in result["models"])
     assert set(first) == set(second) and first["l1"] != second["l1"]
+    assert real["l1"] == 0 and copy["l1"] == pytest.approx(copy["l1_copy_baseline"])
     assert all(row["clips"][0]["frames"] == 3 for row in result["models"])
     table = (out / "compare.md").read_text().splitlines()
     assert sum(line.startswith("| last.ckpt") or line.startswith("| vox-cpk") for line in table) == 2
-    assert json.loads((out / "compare.json").read_text())["models"][1]["arch"] == "fomm_vox256"
+    assert json.loads((out / "compare.json").read_text())["models"][3]["arch"] == "fomm_vox256"
+    # no protocol: every number says it is not comparable to a paper's, and why
+    assert all(not entry["comparable_to_papers"] and "no paper's protocol" in entry["reason"] for entry in result["models"][2]["comparability"].values())
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         evaluate(compose_eval(["ckpt=null", f"compare=[{checkpoint},{tmp_path / 'missing.pth'}@fomm_vox256]", f"driver_dir={drivers}",
                                *FAST_SUITE], tmp_path / "bad"))
@@ -248,3 +252,49 @@ def test_eval_compares_a_synctalk_layout_unet(tmp_path):
                                     "metrics=[temporal]", *FAST_SUITE[:1], "max_frames=4", "wandb=false"], tmp_path / "out"))
     (row,) = result["models"]
     assert row["clips"][0]["frames"] == 4 and 0 < row["metrics"]["l1"] < 1
+
+
+def test_a_protocol_run_writes_metafiles_and_the_table_joins_runs(tmp_path):
+    """protocol=fomm_vox1_test on a folder in its layout (one clip, its first frame the source, every frame at 256):
+    the real-video and copy-baseline rows and a FOMM-format file, each with a metafile (weights hash, protocol,
+    manifest, metrics with their comparability, cost); overriding a key the protocol fixes makes the run say so;
+    motionlab-eval table joins the runs into one Markdown + CSV table."""
+    import csv
+
+    import torch
+    from conftest import face_video, run_cli
+
+    from motionlab.models import create_model
+    from motionlab.models.fomm import save_fomm_checkpoint
+
+    drivers = tmp_path / "vox_test"
+    drivers.mkdir()
+    face_video(drivers / "id10270_clip.mp4", frames=4, fps=25.0)
+    torch.manual_seed(0)
+    release = save_fomm_checkpoint(create_model("fomm_vox256"), tmp_path / "vox-cpk.pth.tar")
+    runs = [tmp_path / "run_protocol", tmp_path / "run_overridden"]
+    result = evaluate(compose_eval(["protocol=fomm_vox1_test", "ckpt=null", f"compare=[{release}@fomm_vox256]", f"driver_dir={drivers}",
+                                    "wandb=false"], runs[0]))
+    assert result["protocol"]["name"] == "fomm_vox1_test" and result["protocol"]["paper"].startswith("FOMM")
+    assert [row["model"] for row in result["models"]] == ["real video", "copy baseline", "vox-cpk.pth.tar @fomm_vox256"]
+    meta = json.loads((runs[0] / "metafiles" / "model_2.json").read_text())
+    assert meta["model"]["weights"][str(release)] == __import__("hashlib").sha256(release.read_bytes()).hexdigest()
+    assert meta["manifest"]["clips"] == [["id10270_clip", 4]] and len(meta["manifest"]["sha256"]) == 64
+    assert meta["protocol"]["not_computed"] == ["akd_fan", "aed_pose_evaluation"]
+    # L1 is defined by its formula: under FOMM's protocol it is comparable; motionlab's own metrics never are
+    assert meta["metrics"]["l1"]["comparable_to_papers"] and "formula" in meta["metrics"]["l1"]["reason"]
+    assert not meta["metrics"]["flicker"]["comparable_to_papers"] and "not a paper's metric" in meta["metrics"]["flicker"]["reason"]
+    assert meta["cost"]["ms_per_frame"] > 0 and meta["cost"]["peak_rss_mb"] > 0
+    evaluate(compose_eval(["protocol=fomm_vox1_test", "ckpt=null", f"compare=[{release}@fomm_vox256]", f"driver_dir={drivers}",
+                           "image_size=64", "reference_rows=false", "wandb=false"], runs[1]))
+    overridden = json.loads((runs[1] / "metafiles" / "model_0.json").read_text())
+    assert overridden["protocol"]["paper"] is None and overridden["protocol"]["overridden"] == {"image_size": {"protocol": 256, "run": 64}}
+    table = run_cli("motionlab-eval", "table", f"runs=[{runs[0]},{runs[1]}]", f"out={tmp_path / 'table'}", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    lines = (tmp_path / "table.md").read_text().splitlines()
+    assert lines[0].startswith("| model | protocol | split | manifest | ")
+    assert sum(line.startswith("| vox-cpk.pth.tar @fomm_vox256 |") for line in lines) == 2 and any(line.startswith("| copy baseline |") for line in lines)
+    assert any("not comparable to a paper's number" in line for line in lines)
+    rows = list(csv.DictReader((tmp_path / "table.csv").open()))
+    assert len(rows) == 4 and float(rows[0]["l1"]) == 0.0 and rows[0]["l1_comparable_to_papers"] == "True"
+    assert rows[3]["l1_comparable_to_papers"] == "False"  # the run that overrode image_size

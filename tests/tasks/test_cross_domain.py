@@ -134,7 +134,7 @@ def test_correspondence_prior_is_refused_for_a_descriptor_model_without_landmark
 
 
 def test_similarity_to_recovers_a_head_motion_known_answer():
-    from motionlab.inference.cross_domain import similarity_to
+    from motionlab.geometry.landmarks import similarity_to
 
     rng = np.random.default_rng(0)
     reference = rng.uniform(10, 50, (10, 2))

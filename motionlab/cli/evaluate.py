@@ -14,16 +14,23 @@ from rich.table import Table
 
 from motionlab.cli.app import command_options, hydra_app
 from motionlab.inference.evaluate import (
+    REFERENCE_ROWS,
     clips_from_checkpoint,
     clips_from_folders,
-    REFERENCE_ROWS,
     clips_from_model,
     evaluate_clips,
     metric_columns,
     model_entry,
     reference_clips,
 )
-from motionlab.inference.metafile import METAFILE, CostMeter, metafile_table, model_record, protocol_status, write_metafile
+from motionlab.inference.metafile import (
+    METAFILE,
+    CostMeter,
+    metafile_table,
+    model_record,
+    protocol_status,
+    write_metafile,
+)
 from motionlab.inference.report import NOTE, write_reports
 from motionlab.metrics.identity import ProfileSimilarity
 from motionlab.metrics.profile import read_profile
@@ -60,12 +67,12 @@ def _evaluate_cross_domain(options: dict, out_dir: Path) -> dict:
                                    options["portrait"], options["max_frames"], options["device"], options["landmark_reference"])
     paths = write_cross_domain_reports(result, out_dir)
     append_jsonl(out_dir / "metrics.jsonl", {"command": "motionlab-eval", "source": result["source"], "metrics": result["metrics"]})
-    table = Table(title="motionlab-eval: motion agreement (Pearson, driver vs generated)")
+    table = Table(title="motionlab-eval: motion agreement, driver vs generated (Pearson r / Lin's CCC / amplitude ratio)")
     table.add_column("clip")
     for name in SIGNALS:
         table.add_column(name, justify="right")
     for name, clip in result["clips"].items():
-        table.add_row(name, *(f"{clip['correlation'][s]:.3f}" for s in SIGNALS))
+        table.add_row(name, *(f"{clip['correlation'][s]:.3f} / {clip['ccc'][s]:.3f} / {clip['amplitude'][s]:.2f}" for s in SIGNALS))
     for name, clip in result["clips"].items():
         table.add_row(f"{name}: adapted keypoints", *(f"{clip['adapted_correlation'][s]:.3f}" for s in SIGNALS))
     for key, label in CEILINGS.items():
@@ -139,9 +146,11 @@ def evaluate(cfg: DictConfig) -> dict:
     if options["ckpt"] is not None:
         if options["generated_dir"] is not None:
             raise ConfigError("config keys 'ckpt' and 'generated_dir' exclude each other: score a checkpoint or a folder")
-        clips = clips_from_checkpoint(options["ckpt"], options["paths"]["cache_dir"], options["split"], options["max_clips"], options["max_frames"], options["batch_size"], options["device"])
-        source = f"checkpoint {options['ckpt']} ({options['split']} split)"
+        split, clips = clips_from_checkpoint(options["ckpt"], options["paths"]["cache_dir"], options["split"], options["max_clips"],
+                                             options["max_frames"], options["batch_size"], options["device"])
+        source = f"checkpoint {options['ckpt']} ({split} split" + (": no test identities held out, these picked the checkpoint)" if split != options["split"] else ")")
     elif options["generated_dir"] is not None and options["driver_dir"] is not None:
+        split = None
         clips = clips_from_folders(options["generated_dir"], options["driver_dir"], options["portrait_dir"], options["image_size"], options["max_clips"], options["max_frames"])
         source = f"videos {options['generated_dir']} vs drivers {options['driver_dir']}"
     else:
@@ -154,7 +163,7 @@ def evaluate(cfg: DictConfig) -> dict:
     result["note"] = NOTE
     label = Path(options["ckpt"]).name if options["ckpt"] is not None else f"videos {Path(options['generated_dir']).name}"
     meta = write_metafile(out_dir / METAFILE, model_record(options["ckpt"], None, label), paper_protocol, result["clips"], result["metrics"],
-                          suite.weights_records(), meter.record(options["device"]), options["split"] if options["ckpt"] is not None else None)
+                          suite.weights_records(), meter.record(options["device"]), split)
     result["protocol"], result["cost"] = paper_protocol, meta["cost"]
     result["comparability"] = {k: {"comparable_to_papers": v["comparable_to_papers"], "reason": v["reason"]} for k, v in meta["metrics"].items()}
     paths = write_reports(result, out_dir)

@@ -13,7 +13,7 @@ def _train(cfg: DictConfig) -> float | None:
     metrics, objects = train(cfg)
     if objects["trainer"].is_global_zero:  # under DDP every rank returns the same metrics
         console = Console()
-        for name in sorted(k for k in metrics if k.startswith(("val/", "test/"))):
+        for name in sorted(k for k in metrics if k.startswith(("val/", "val_best/", "test/"))):
             console.print(f"  {name:<28} {metrics[name]:.5f}")
         console.print(f"run folder: {cfg.paths.output_dir}")
     return metric_value(metrics, cfg.get("optimized_metric"))

@@ -145,6 +145,7 @@ def animate_and_measure(predictor: LandmarkDrivenPredictor, portrait: np.ndarray
     adapted_agreement = motion_agreement(landmarks.points, _landmarks_of(regression, adapted))
     return {**motion_agreement(landmarks.points, _landmarks_of(regression, generated)),
             "adapted_correlation": adapted_agreement["correlation"], "adapted_amplitude": adapted_agreement["amplitude"],
+            "adapted_ccc": adapted_agreement["ccc"],
             "frames": len(landmarks), "frames_without_face": int((~landmarks.found).sum()), "reference_frame": reference_frame}
 
 
@@ -215,13 +216,19 @@ def write_cross_domain_reports(result: dict, out_dir: str | os.PathLike) -> dict
     sections = []
     for name, clip in result["clips"].items():
         lines.append(f"| {name} | {clip['frames']} ({clip['reference_frame']}) | " + " | ".join(f"{clip['correlation'][s]:.3f}" for s in SIGNALS) + " |")
-        plots = "".join(_svg_plot(clip["driver"][s], clip["generated"][s], f"{s}: r = {clip['correlation'][s]:.3f}") for s in SIGNALS)
+        plots = "".join(_svg_plot(clip["driver"][s], clip["generated"][s], f"{s}: r = {clip['correlation'][s]:.3f}, CCC = {clip['ccc'][s]:.3f}, "
+                                  f"amplitude {clip['amplitude'][s]:.2f}") for s in SIGNALS)
         sections.append(f"<h2>{html.escape(name)} ({clip['frames']} frames)</h2><div class=\"plots\">{plots}</div>")
     for name, clip in result["clips"].items():
         lines.append(f"| {name}: adapted keypoints, before the generator | | " + " | ".join(f"{clip['adapted_correlation'][s]:.3f}" for s in SIGNALS) + " |")
     for key, label in CEILINGS.items():
         values = [result["metrics"].get(f"agreement/{key}/{s}", float("nan")) for s in SIGNALS]
         lines.append(f"| {label} | | " + " | ".join(f"{value:.3f}" for value in values) + " |")
+    lines += ["", "Concordance (Lin's CCC, driver vs generated: 1 only when the motion comes through at its size, where r is blind "
+              "to scale):", "", "| clip | " + " | ".join(SIGNALS) + " |", "|---|" + "---:|" * len(SIGNALS)]
+    lines += [f"| {name} | " + " | ".join(f"{clip['ccc'][s]:.3f}" for s in SIGNALS) + " |" for name, clip in result["clips"].items()]
+    lines += [f"| {name}: adapted keypoints, before the generator | " + " | ".join(f"{clip['adapted_ccc'][s]:.3f}" for s in SIGNALS) + " |"
+              for name, clip in result["clips"].items()]
     lines += ["", "Amplitude (the generated signal's standard deviation over the driver's; 1: all of the motion comes through):", "",
               "| clip | " + " | ".join(SIGNALS) + " |", "|---|" + "---:|" * len(SIGNALS)]
     lines += [f"| {name} | " + " | ".join(f"{clip['amplitude'][s]:.3f}" for s in SIGNALS) + " |" for name, clip in result["clips"].items()]
@@ -246,7 +253,8 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
                           landmark_reference: str = "neutral") -> dict:
     """Motion agreement of every driver (any landmark source) animating ``portrait`` (default: the first test
     identity's cartoon portrait of the adapter's toy world). Metrics are ``agreement/<clip>/<signal>``, their means
-    over clips, ``agreement/mean/<signal>``, ``amplitude/<clip or mean>/<signal>`` (generated std over driver std;
+    over clips, ``agreement/mean/<signal>``, ``ccc/<clip or mean>/<signal>`` (Lin's concordance),
+    ``amplitude/<clip or mean>/<signal>`` (generated std over driver std;
     ``amplitude_adapted/<clip>/<signal>`` on the adapted keypoints), and ``agreement/ceiling/<signal>``
     (:func:`measurement_ceiling`)."""
     predictor = load_adapter_predictor(descriptor_ckpt, adapter_ckpt, device)
@@ -261,10 +269,12 @@ def evaluate_cross_domain(descriptor_ckpt: str | os.PathLike, adapter_ckpt: str 
         metrics.update({f"agreement/{name}/{s}": value for s, value in clips[name]["correlation"].items()})
         metrics.update({f"agreement_adapted/{name}/{s}": value for s, value in clips[name]["adapted_correlation"].items()})
         metrics.update({f"amplitude/{name}/{s}": value for s, value in clips[name]["amplitude"].items()})
+        metrics.update({f"ccc/{name}/{s}": value for s, value in clips[name]["ccc"].items()})
         metrics.update({f"amplitude_adapted/{name}/{s}": value for s, value in clips[name]["adapted_amplitude"].items()})
     for s in SIGNALS:
         metrics[f"agreement/mean/{s}"] = float(np.nanmean([clip["correlation"][s] for clip in clips.values()]))
         metrics[f"amplitude/mean/{s}"] = float(np.nanmean([clip["amplitude"][s] for clip in clips.values()]))
+        metrics[f"ccc/mean/{s}"] = float(np.nanmean([clip["ccc"][s] for clip in clips.values()]))
         metrics[f"agreement_adapted/mean/{s}"] = float(np.nanmean([clip["adapted_correlation"][s] for clip in clips.values()]))
     ceilings = measurement_ceiling(datamodule, regression, predictor.descriptor_model)
     metrics.update({f"agreement/ceiling/{s}": value for s, value in ceilings["descriptors"].items()})

@@ -43,13 +43,14 @@ class EvalClip:
     audio: tuple[np.ndarray, float] | None = None
 
 
-@torch.no_grad()
 def clips_from_checkpoint(ckpt: str | os.PathLike, cache_dir: str | os.PathLike, split: str = "test", max_clips: int | None = None,
-                          max_frames: int | None = None, batch_size: int = 16, device: str = "cpu") -> Iterator[EvalClip]:
+                          max_frames: int | None = None, batch_size: int = 16, device: str = "cpu") -> tuple[str, Iterator[EvalClip]]:
     """Animate the clips of a checkpoint's own datamodule ``split`` (identities it never trained on) with its predictor.
     The datamodule is rebuilt from the checkpoint's stored data config (:func:`motionlab.data.stored_datamodule`; a toy
     world is generated under ``cache_dir``); descriptor caches are not needed: the predictor detects descriptors from
-    the frames."""
+    the frames. Returns the split's honest name and the clips: a datamodule that holds no test identities
+    (``test_fraction=0``) stands its validation identities in for ``test``, and those picked the checkpoint, so the
+    name is then ``val``, never ``test``."""
     checkpoint = load_checkpoint(ckpt)
     predictor = predictor_from_checkpoint(checkpoint, ckpt, device=device)
     if not isinstance(predictor, AnimationPredictor):
@@ -60,12 +61,21 @@ def clips_from_checkpoint(ckpt: str | os.PathLike, cache_dir: str | os.PathLike,
     if split not in datamodule.datasets:
         raise InputError(f"the checkpoint's data has no {split!r} split; choose one of {sorted(datamodule.datasets)}")
     dataset = datamodule.datasets[split]
-    count = len(dataset.records) if max_clips is None else min(max_clips, len(dataset.records))
-    for clip_id in range(count):
-        portrait, frames = dataset.clip_frames(clip_id, max_frames)
-        portrait, frames = portrait[None].to(device), frames.to(device)
-        generated = torch.cat([predictor(portrait, chunk, frames[:1])["generated"] for chunk in frames.split(batch_size)])
-        yield EvalClip(dataset.records[clip_id].identity, portrait[0].cpu(), frames.cpu(), generated.cpu())
+    name = "val" if split == "test" and dataset is datamodule.datasets.get("val") else split
+    if name != split:
+        log.warning("the checkpoint's data holds no test identities (test_fraction=0): its validation identities, which picked the "
+                    "checkpoint, are scored instead and labelled val (train with data.test_fraction>0 to hold identities out)")
+
+    @torch.no_grad()
+    def clips() -> Iterator[EvalClip]:
+        count = len(dataset.records) if max_clips is None else min(max_clips, len(dataset.records))
+        for clip_id in range(count):
+            portrait, frames = dataset.clip_frames(clip_id, max_frames)
+            portrait, frames = portrait[None].to(device), frames.to(device)
+            generated = torch.cat([predictor(portrait, chunk, frames[:1])["generated"] for chunk in frames.split(batch_size)])
+            yield EvalClip(dataset.records[clip_id].identity, portrait[0].cpu(), frames.cpu(), generated.cpu())
+
+    return name, clips()
 
 
 def _find_clip(folder: Path, name: str) -> Path:

@@ -124,11 +124,11 @@ class AnimatorTask(MotionlabTask):
         generated = torch.stack(
             [self.animate(portrait, driver[:, i], batch.get("portrait_descriptors"), descriptors[i])["image"].clamp(0.0, 1.0) for i in range(2)], dim=1
         )
-        self.eval_suites[split].update(portrait, driver, generated)
+        self.evaluation_suite(split).update(portrait, driver, generated)
 
     def _evaluation_epoch_end(self, split: str) -> None:
-        values = self.eval_suites[split].compute()
-        self.eval_suites[split].reset()
+        values = self.evaluation_suite(split).compute()
+        self.evaluation_suite(split).reset()
         self.log_evaluation(split, values, prog_bar=("l1",))
 
 

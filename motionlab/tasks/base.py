@@ -173,11 +173,22 @@ class MotionlabTask(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._evaluation_epoch_end("val")
 
+    @property
+    def test_split(self) -> str:
+        """The name test metrics are logged under: ``test``, or ``val_best`` when the datamodule holds no test
+        identities and stands its validation ones in (they picked the checkpoint, so they are never called test)."""
+        datasets = getattr(getattr(self._trainer, "datamodule", None), "datasets", None) or {}
+        return "val_best" if datasets.get("test") is not None and datasets.get("test") is datasets.get("val") else "test"
+
+    def evaluation_suite(self, split: str):
+        """The task's evaluation suite of ``split`` (its ``eval_suites``: val and test; ``val_best`` uses the test one)."""
+        return self.eval_suites["test" if split == "val_best" else split]
+
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
+        self._evaluation_step(batch, self.test_split)
 
     def on_test_epoch_end(self) -> None:
-        self._evaluation_epoch_end("test")
+        self._evaluation_epoch_end(self.test_split)
 
     def predictor_settings(self) -> dict:
         """Plain settings the task's predictor needs besides the networks (the lip-sync mask, say)."""

@@ -84,11 +84,11 @@ class DescriptorTask(MotionlabTask):
             self.log(f"{split}/avd_kp_error", (rebuilt.value - kp_driving.value).abs().mean(), batch_size=len(source), sync_dist=True)
         driver = torch.stack([batch["driver"], batch["driver_next"]], dim=1)
         generated = torch.stack([self.net(source, driver[:, i])["image"].clamp(0, 1) for i in range(2)], dim=1)
-        self.eval_suites[split].update(source, driver, generated)
+        self.evaluation_suite(split).update(source, driver, generated)
 
     def _evaluation_epoch_end(self, split: str) -> None:
-        values = self.eval_suites[split].compute()
-        self.eval_suites[split].reset()
+        values = self.evaluation_suite(split).compute()
+        self.evaluation_suite(split).reset()
         error = self.keypoint_regression_error(split)
         if error is not None:
             values["kp_to_gt_error_pct"] = torch.tensor(error)
@@ -110,13 +110,14 @@ class DescriptorTask(MotionlabTask):
         """Keypoint-to-GT error (% of image size): regress GT from learnt keypoints on train identities, test on ``split``'s."""
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         datasets = getattr(datamodule, "datasets", {})
-        if self.regression_frames <= 0 or "train" not in datasets or split not in datasets:
+        key = "test" if split == "val_best" else split  # val_best: the validation clips the datamodule stands in for test
+        if self.regression_frames <= 0 or "train" not in datasets or key not in datasets:
             return None
-        train, held_out = self._detect_clips(datasets["train"]), self._detect_clips(datasets[split])
+        train, held_out = self._detect_clips(datasets["train"]), self._detect_clips(datasets[key])
         if train is None or held_out is None:
             return None
         weights = fit_keypoint_regressor(*train)
-        return keypoint_regression_error(weights, *held_out, image_size=datasets[split].image_size or 1)
+        return keypoint_regression_error(weights, *held_out, image_size=datasets[key].image_size or 1)
 
 
 @register_predictor

@@ -211,13 +211,13 @@ class LivePortraitTask(MotionlabTask):
         driver = torch.stack([batch["driver"], batch["driver_next"]], dim=1)
         generated = torch.stack([self(source, driver[:, i])["image"].clamp(0, 1) for i in range(2)], dim=1)
         self._check_output_size(generated[:, 0], batch["driver"])
-        self.eval_suites[split].update(source, driver, generated)
+        self.evaluation_suite(split).update(source, driver, generated)
 
     def _evaluation_epoch_end(self, split: str) -> None:
         if self.stage == 2:
             return
-        values = self.eval_suites[split].compute()
-        self.eval_suites[split].reset()
+        values = self.evaluation_suite(split).compute()
+        self.evaluation_suite(split).reset()
         self.log_evaluation(split, values, prog_bar=("l1", "l1_ratio_to_copy"))
 
 

@@ -26,7 +26,7 @@ FAST_SUITE = ["suite.features.input_size=64", "max_frames=6", "max_clips=2", "wa
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("eval")
-    train(compose_train(["experiment=quickstart", "logger=none", "trainer.max_epochs=1", *tiny_overrides(root)], root / "run"))
+    train(compose_train(["experiment=quickstart", "logger=none", "trainer.max_epochs=1", "test=true", *tiny_overrides(root)], root / "run"))
     return root / "run" / "checkpoints" / "last.ckpt"
 
 
@@ -57,6 +57,11 @@ def test_eval_checkpoint_writes_reports(checkpoint, tmp_path):
     assert list((tmp_path / "wandb").glob("offline-run-*/*.wandb"))
     history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(history) == 1 and history[0]["metrics"] == pytest.approx(result["metrics"]) and history[0]["command"] == "motionlab-eval"
+    # the toy world holds no test identities: the validation ones, which picked the checkpoint, are never called test
+    assert "(val split: no test identities held out" in result["source"]
+    assert json.loads((tmp_path / "metafile.json").read_text())["split"] == "val"
+    trained = json.loads((checkpoint.parents[1] / "metrics.json").read_text())
+    assert "val_best/l1" in trained and not any(key.startswith("test/") for key in trained)
 
 
 def test_eval_metrics_are_chosen_by_name(checkpoint, tmp_path):

@@ -1,4 +1,4 @@
-"""Motion agreement on constructed landmark clips: correlation and amplitude of each motion signal."""
+"""Motion agreement on constructed landmark clips: correlation, concordance and amplitude of each motion signal."""
 
 from __future__ import annotations
 
@@ -26,3 +26,19 @@ def test_agreement_reports_how_much_of_a_motion_comes_through():
     assert result["correlation"]["mouth_opening"] == pytest.approx(1.0, abs=1e-6)
     assert result["amplitude"]["mouth_opening"] == pytest.approx(0.5, rel=1e-6)
     assert np.isnan(result["amplitude"]["head_roll"]) and np.isnan(result["amplitude"]["x"])
+    # Lin's CCC sees the scale r is blind to: a half-size motion scores below r, a 0.3 % one near 0
+    assert result["ccc"]["mouth_opening"] < result["correlation"]["mouth_opening"] - 0.1
+    tiny = motion_agreement(clip(opening), clip(opening * 0.003))
+    assert tiny["correlation"]["mouth_opening"] == pytest.approx(1.0, abs=1e-6) and tiny["ccc"]["mouth_opening"] < 0.02
+    assert motion_agreement(clip(opening), clip(opening))["ccc"]["mouth_opening"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_concordance_is_lins_formula():
+    from motionlab.metrics.motion import concordance
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=50), rng.normal(size=50) * 2 + 1
+    # torchmetrics normalises the (co)variances by n - 1
+    expected = 2 * np.cov(a, b)[0, 1] / (a.var(ddof=1) + b.var(ddof=1) + (a.mean() - b.mean()) ** 2)
+    assert concordance(a, b) == pytest.approx(expected, rel=1e-9)
+    assert np.isnan(concordance(a, np.ones(50)))

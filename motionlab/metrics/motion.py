@@ -20,10 +20,12 @@ from motionlab.geometry.landmarks import SIGNALS, amplitude_ratio, motion_signal
 def concordance(reference: np.ndarray, other: np.ndarray) -> float:
     """Lin's concordance correlation of two (T,) signals (torchmetrics' ``concordance_corrcoef``, in float64):
     ``2 cov / (var_a + var_b + (mean_a - mean_b)^2)``, (co)variances normalised by n - 1 as torchmetrics does; NaN
-    when either is constant."""
+    when the reference is constant (no motion to agree on), 0 when only ``other`` is (none of it came through)."""
     a, b = (torch.as_tensor(np.asarray(x, np.float64)) for x in (reference, other))
-    if float(a.std()) <= 1e-12 or float(b.std()) <= 1e-12:
+    if float(a.std()) <= 1e-12:
         return float("nan")
+    if float(b.std()) <= 1e-12:
+        return 0.0
     return float(concordance_corrcoef(b, a))
 
 

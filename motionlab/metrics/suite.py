@@ -16,6 +16,7 @@ from motionlab.metrics.descriptor import AverageKeypointDistance
 from motionlab.metrics.features import ImageFeatures
 from motionlab.metrics.frechet import ClipFrechetDistance, FrechetDistance
 from motionlab.metrics.identity import ArcFaceSimilarity, IdentityDistance
+from motionlab.metrics.lip_motion import LipMotion
 from motionlab.metrics.perceptual import LearnedPerceptualSimilarity
 from motionlab.metrics.reconstruction import MeanAbsoluteError, ResidualMagnitude, reconstruction_metrics
 from motionlab.metrics.sync import SyncNetScores
@@ -41,6 +42,8 @@ SUITE_METRICS = {
                     "w600k_r50.onnx, InsightFace buffalo_l), faces aligned on five points from dlib's 68",
     "lse_syncnet": "lse_d_syncnet / lse_c_syncnet: LSE-D and LSE-C of the generated frames against the clip's audio, by the VGG "
                    "SyncNet (suite.networks.lse_syncnet=syncnet_v2.model), +-15 frames at 25 fps; clips with audio only",
+    "lip_motion": "lip_opening_ccc / lip_opening_amplitude (the mouth's opening against the real video's: Lin's CCC, std ratio) "
+                  "and lip_motion_in_silence (mouth change per frame where the audio is silent), by dlib's 68 points; clips with audio only",
     "temporal": "temporal_difference (mean |Δgenerated − Δdriver|) and flicker (high-pass energy where the driver is static)",
     "colour": "delta_e76, delta_e2000: Lab colour difference from the portrait; delta_e76_slope: its drift per frame",
 }
@@ -127,6 +130,7 @@ class EvaluationSuite(nn.Module):
                                     for name in self.names if name.startswith("lpips_")})
         self.csim = ArcFaceSimilarity(networks["csim_arcface"]) if "csim_arcface" in self.names else None
         self.sync = SyncNetScores(networks["lse_syncnet"]) if "lse_syncnet" in self.names else None
+        self.lip_motion = LipMotion() if "lip_motion" in self.names else None
         self.networks, self.standard_sha256 = networks, dict(standard_sha256 or {})
         self.motion_smoothness = MotionSmoothness() if keypoint_detector is not None else None
 
@@ -173,10 +177,13 @@ class EvaluationSuite(nn.Module):
             metric.update(frames_generated, frames_driver)
         if self.csim is not None:
             self.csim.update(portrait, generated)
-        if self.sync is not None and audio is not None:
-            for clip, sound in zip(generated, audio):
-                if sound is not None:
-                    self.sync.update(to_uint8(clip), *sound)
+        for real, clip, sound in zip(driver, generated, audio or [None] * b):
+            if sound is None:
+                continue
+            if self.sync is not None:
+                self.sync.update(to_uint8(clip), *sound)
+            if self.lip_motion is not None:
+                self.lip_motion.update(to_uint8(real), to_uint8(clip), *sound)
         if self.keypoint_detector is not None:
             kp_generated, kp_driver = self.keypoint_detector(frames_generated), self.keypoint_detector(frames_driver)
             self.akd.update(kp_generated, kp_driver)
@@ -208,6 +215,8 @@ class EvaluationSuite(nn.Module):
             values["csim_arcface_frames_missed"] = self.csim.missed.clone()
         if self.sync is not None and self.sync.clips > 0:
             values.update(self.sync.compute())
+        if self.lip_motion is not None:
+            values.update(self.lip_motion.compute())
         if self.akd is not None:
             values["akd"] = self.akd.compute()
             if self.motion_smoothness.count > 0:

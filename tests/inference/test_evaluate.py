@@ -229,10 +229,15 @@ def test_eval_compares_a_lipsync_model_beside_an_animation_model(tmp_path):
     torch.save({"state_dict": {f"module.{k}": v for k, v in create_model("wav2lip96").state_dict().items()}}, tmp_path / "wav2lip.pth")
     release = save_fomm_checkpoint(create_model("fomm_vox256"), tmp_path / "vox-cpk.pth.tar")
     result = evaluate(compose_eval(["ckpt=null", f"compare=[{tmp_path / 'wav2lip.pth'}@wav2lip96,{release}@fomm_vox256]", f"driver_dir={drivers}",
-                                    "image_size=32", "metrics=[temporal]", *FAST_SUITE[:1], "max_frames=4", "wandb=false"], tmp_path / "out"))
+                                    "image_size=160", "metrics=[temporal,lip_motion]", *FAST_SUITE[:1], "max_frames=4", "wandb=false"], tmp_path / "out"))
     rows = {row["model"]: row for row in result["models"]}
-    assert set(rows) == {"wav2lip.pth @wav2lip96", "vox-cpk.pth.tar @fomm_vox256"}
+    assert set(rows) == {"real video", "copy baseline", "wav2lip.pth @wav2lip96", "vox-cpk.pth.tar @fomm_vox256"}
     assert all(row["clips"][0]["frames"] == 4 for row in rows.values())
+    # rows with the clip's audio get the lip metrics: the real video against itself is the ceiling
+    assert rows["real video"]["metrics"]["lip_opening_amplitude"] == pytest.approx(1.0)
+    # random Wav2Lip weights paint over the lower face: dlib may find no face there, and the row says so
+    assert {"lip_opening_amplitude", "lip_motion_clips_without_face"} & set(rows["wav2lip.pth @wav2lip96"]["metrics"])
+    assert "lip_opening_amplitude" not in rows["vox-cpk.pth.tar @fomm_vox256"]["metrics"]
     # Wav2Lip changes only the face box: far closer to its own video than FOMM's untrained render
     assert rows["wav2lip.pth @wav2lip96"]["metrics"]["l1"] < rows["vox-cpk.pth.tar @fomm_vox256"]["metrics"]["l1"]
 
@@ -255,8 +260,8 @@ def test_eval_compares_a_synctalk_layout_unet(tmp_path):
                                                    "predictor": {"convention": "motionlab"}}}, tmp_path / "unet.ckpt")
     result = evaluate(compose_eval(["ckpt=null", f"compare=[{tmp_path / 'unet.ckpt'}]", f"driver_dir={drivers}", "image_size=32",
                                     "metrics=[temporal]", *FAST_SUITE[:1], "max_frames=4", "wandb=false"], tmp_path / "out"))
-    (row,) = result["models"]
-    assert row["clips"][0]["frames"] == 4 and 0 < row["metrics"]["l1"] < 1
+    real, copy, row = result["models"]
+    assert row["clips"][0]["frames"] == 4 and 0 < row["metrics"]["l1"] < 1 and real["metrics"]["l1"] == 0
 
 
 def test_a_protocol_run_writes_metafiles_and_the_table_joins_runs(tmp_path):

@@ -1,21 +1,13 @@
-"""Reconstruction metrics of generated frames against targets."""
+"""Reconstruction metrics of generated frames against targets: torchmetrics' own (L1 is its ``MeanAbsoluteError``, the
+mean over every pixel and channel) and the residual from the portrait."""
 
 from __future__ import annotations
 
 import torch
-from torchmetrics import MetricCollection
+from torchmetrics import MeanAbsoluteError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from motionlab.metrics.base import MeanState
-
-
-class MeanAbsoluteError(MeanState):
-    """L1: mean absolute difference of (N, C, H, W) images."""
-
-    def update(self, generated: torch.Tensor, target: torch.Tensor) -> None:
-        if generated.shape != target.shape:
-            raise ValueError(f"MeanAbsoluteError: shapes differ: {tuple(generated.shape)} vs {tuple(target.shape)}")
-        self._add((generated - target).abs().flatten(1).mean(dim=1))
 
 
 class ResidualMagnitude(MeanState):

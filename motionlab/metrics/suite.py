@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torchmetrics import MeanAbsoluteError
 
 from motionlab.data.images import to_uint8
 from motionlab.metrics.colour import ColourDrift
@@ -18,7 +19,7 @@ from motionlab.metrics.frechet import ClipFrechetDistance, FrechetDistance
 from motionlab.metrics.identity import ArcFaceSimilarity, IdentityDistance
 from motionlab.metrics.lip_motion import LipMotion
 from motionlab.metrics.perceptual import LearnedPerceptualSimilarity
-from motionlab.metrics.reconstruction import MeanAbsoluteError, ResidualMagnitude, reconstruction_metrics
+from motionlab.metrics.reconstruction import ResidualMagnitude, reconstruction_metrics
 from motionlab.metrics.sync import SyncNetScores
 from motionlab.metrics.temporal import Flicker, MotionSmoothness, TemporalDifferenceConsistency
 

@@ -9,9 +9,9 @@ SHA-256 matches what pins it) *and* the evaluation ran under a paper's protocol 
 
 What pins a file: torchvision's and pytorch-fid's published names carry the first 8 hex digits of the file's SHA-256
 (``alexnet-owt-7be5be79.pth``), which their loaders check; that prefix is what is checked here. For files published
-without a hash (InsightFace's ``w600k_r50.onnx``, SyncNet's ``syncnet_v2.model``) motionlab pins nothing it could not
-verify offline: give the SHA-256 you checked against the paper's code as ``standard_sha256`` and the result says the
-pin is yours.
+without a hash (InsightFace's ``w600k_r50.onnx``, SyncNet's ``syncnet_v2.model``, StyleGAN-V's ``i3d_torchscript.pt``)
+motionlab pins nothing it could not verify offline: give the SHA-256 you checked against the paper's code as
+``standard_sha256`` and the result says the pin is yours.
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ STANDARD_WEIGHTS = {
     "lse_syncnet": StandardWeights(
         "syncnet_v2.model", None, "www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model (joonson/syncnet_python)",
         "LSE-C / LSE-D of Wav2Lip's evaluation and the lip-sync papers after it"),
+    "fvd_i3d": StandardWeights(
+        "i3d_torchscript.pt", None, "StyleGAN-V's FVD detector (universome/stylegan-v, src/metrics/frechet_video_distance.py: its Dropbox link)",
+        "FVD of StyleGAN-V and the video-generation / talking-head papers that reuse its code"),
 }
 
 

@@ -22,6 +22,7 @@ from motionlab.metrics.perceptual import LearnedPerceptualSimilarity
 from motionlab.metrics.reconstruction import ResidualMagnitude, reconstruction_metrics
 from motionlab.metrics.sync import SyncNetScores
 from motionlab.metrics.temporal import Flicker, MotionSmoothness, TemporalDifferenceConsistency
+from motionlab.metrics.video_distance import FrechetVideoDistance
 
 # The metrics a suite can be asked for, by a name that states what it is computed with (the name it reports under).
 # Reconstruction (l1, psnr, ssim against the driver, l1_copy_baseline, l1_ratio_to_copy, residual_magnitude) is always
@@ -43,6 +44,8 @@ SUITE_METRICS = {
                     "w600k_r50.onnx, InsightFace buffalo_l), faces aligned on five points from dlib's 68",
     "lse_syncnet": "lse_d_syncnet / lse_c_syncnet: LSE-D and LSE-C of the generated frames against the clip's audio, by the VGG "
                    "SyncNet (suite.networks.lse_syncnet=syncnet_v2.model), +-15 frames at 25 fps; clips with audio only",
+    "fvd_i3d": "FVD: Fréchet distance of I3D logits of the first 16 frames of real and generated clips (suite.networks.fvd_i3d="
+               "i3d_torchscript.pt, StyleGAN-V's), clips of T >= 16",
     "lip_motion": "lip_opening_ccc / lip_opening_amplitude (the mouth's opening against the real video's: Lin's CCC, std ratio) "
                   "and lip_motion_in_silence (mouth change per frame where the audio is silent), by dlib's 68 points; clips with audio only",
     "temporal": "temporal_difference (mean |Δgenerated − Δdriver|) and flicker (high-pass energy where the driver is static)",
@@ -52,7 +55,7 @@ SUITE_METRICS = {
 FEATURE_METRICS = {"fd_effnetlite0": ("fd", "effnetlite0"), "fid_inception": ("fd", "inception"), "fvd_effnetlite0": ("fvd", "effnetlite0"),
                    "fvd_inception": ("fvd", "inception"), "aed_effnetlite0": ("aed", "effnetlite0"), "aed_inception": ("aed", "inception")}
 # the metrics computed with a standard network read from the user's file (suite.networks.<name>)
-NETWORK_METRICS = ("lpips_alex", "lpips_vgg", "csim_arcface", "lse_syncnet")
+NETWORK_METRICS = ("lpips_alex", "lpips_vgg", "csim_arcface", "lse_syncnet", "fvd_i3d")
 # what training validates with (the feature metrics cost tens of ms per image on a CPU core)
 TRAINING_METRICS = ("temporal", "colour")
 
@@ -132,6 +135,7 @@ class EvaluationSuite(nn.Module):
         self.csim = ArcFaceSimilarity(networks["csim_arcface"]) if "csim_arcface" in self.names else None
         self.sync = SyncNetScores(networks["lse_syncnet"]) if "lse_syncnet" in self.names else None
         self.lip_motion = LipMotion() if "lip_motion" in self.names else None
+        self.video_distance = FrechetVideoDistance(networks["fvd_i3d"]) if "fvd_i3d" in self.names else None
         self.networks, self.standard_sha256 = networks, dict(standard_sha256 or {})
         self.motion_smoothness = MotionSmoothness() if keypoint_detector is not None else None
 
@@ -167,6 +171,9 @@ class EvaluationSuite(nn.Module):
         if self.clip_frechet is not None and t >= 2:
             self.clip_frechet.update(driver, real=True)
             self.clip_frechet.update(generated, real=False)
+        if self.video_distance is not None and t >= self.video_distance.frames:
+            self.video_distance.update(driver, real=True)
+            self.video_distance.update(generated, real=False)
         if self.identity is not None:
             self.identity.update(self.features(frames_generated), self.features(portrait).repeat_interleave(t, dim=0))
         if self.temporal_difference is not None and t >= 2:
@@ -214,6 +221,8 @@ class EvaluationSuite(nn.Module):
         if self.csim is not None and self.csim.count > 0:
             values["csim_arcface"] = self.csim.compute()
             values["csim_arcface_frames_missed"] = self.csim.missed.clone()
+        if self.video_distance is not None and self.video_distance.real_count >= 2:
+            values["fvd_i3d"] = self.video_distance.compute()
         if self.sync is not None and self.sync.clips > 0:
             values.update(self.sync.compute())
         if self.lip_motion is not None:

@@ -141,3 +141,45 @@ def test_every_standard_network_names_its_file_and_the_suite_asks_for_it():
     assert comparability(standard, protocol)["comparable_to_papers"] is True
     assert "no paper's protocol" in comparability(standard, None)["reason"]
     assert "not a paper's metric" in comparability(None, protocol)["reason"]
+
+
+class _I3DStandIn(torch.nn.Module):
+    """A scripted module with StyleGAN-V's I3D interface: (B, 3, T, H, W) -> (B, 400) with its three flags."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(3, 400)
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False) -> torch.Tensor:
+        if rescale:
+            x = x / 127.5 - 1
+        if resize:
+            x = torch.nn.functional.interpolate(x, size=(x.shape[2], 224, 224), mode="trilinear", align_corners=False)
+        logits = self.head(x.mean(dim=(2, 3, 4)))
+        return logits if return_features else torch.softmax(logits, dim=1)
+
+
+def test_fvd_from_an_i3d_torchscript_file(tmp_path):
+    """FVD of a clip set against itself is 0 and against another set positive; clips shorter than 16 frames are
+    refused; a file that is not TorchScript is named."""
+    from motionlab.metrics.video_distance import FrechetVideoDistance
+    from motionlab.utils.errors import InputError
+
+    torch.manual_seed(0)
+    path = tmp_path / "i3d_torchscript.pt"
+    torch.jit.script(_I3DStandIn()).save(str(path))
+    metric = FrechetVideoDistance(path, batch_size=2)
+    clips = torch.rand(4, 16, 3, 32, 32)
+    metric.update(clips, real=True)
+    metric.update(clips, real=False)
+    assert float(metric.compute()) == pytest.approx(0.0, abs=1e-6)
+    metric.reset()
+    metric.update(clips, real=True)
+    metric.update(clips * 0.5, real=False)
+    assert float(metric.compute()) > 1e-3
+    with pytest.raises(ValueError, match="at least 16 frames"):
+        metric.update(clips[:, :8], real=True)
+    (tmp_path / "bad.pt").write_bytes(b"not torchscript")
+    with pytest.raises(InputError, match="is not a TorchScript file"):
+        FrechetVideoDistance(tmp_path / "bad.pt")
+    assert not weights_record("fvd_i3d", path)["standard"]

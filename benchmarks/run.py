@@ -15,7 +15,7 @@ import platform
 import torch
 
 # each subject's module registers its benchmarks
-from benchmarks import animation, lipsync, liveportrait, memory, roofline, training  # noqa: F401
+from benchmarks import animation, cli, lipsync, liveportrait, memory, roofline, training  # noqa: F401
 from benchmarks.common import BENCHMARKS
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from motionlab.data.video_io import InputLimits, input_limits, limited
 from motionlab.utils.config import ConfigError, resolved_container
 from motionlab.utils.errors import EXIT_USAGE, debug_enabled, describe, expected_error
 
@@ -154,6 +153,9 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], object], prog: str |
         try:
             if config_name != "train":
                 check_command_keys(cfg, config_name, prog)
+            # imported here: --help and argument errors never load torch
+            from motionlab.data.video_io import InputLimits, input_limits, limited
+
             with limited(InputLimits.from_config(cfg.limits) if "limits" in cfg else input_limits()):
                 return run(cfg)
         except Exception as error:
@@ -169,6 +171,9 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], object], prog: str |
         sys.argv[1:], renamed = renamed_overrides(sys.argv[1:], config_name)
         for old, new in renamed:
             print(f"{prog}: deprecated: '{old}' is now '{new}' (the old spelling works until the next release)", file=sys.stderr)
+        if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+            print(command_help(config_name, [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-")]))
+            sys.exit(0)
         flag = refused_flag(sys.argv[1:])
         if flag is not None:
             print(f"{prog}: error: {flag.split('=', 1)[0]} is disabled: it unpickles the file it is given, which can run "
@@ -184,6 +189,39 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], object], prog: str |
             raise
 
     return entry
+
+
+def config_groups() -> str:
+    """The config groups under ``conf/`` and their options, one ``group: a, b`` line each (Hydra's own groups left out)."""
+    lines = []
+    for folder in sorted(p for p in CONF_DIR.rglob("*") if p.is_dir() and p.name != "__pycache__"):
+        group = folder.relative_to(CONF_DIR).as_posix()
+        options = sorted(path.stem for path in folder.glob("*.yaml"))
+        if options and not group.startswith("hydra"):
+            lines.append(f"{group}: {', '.join(options)}")
+    return "\n".join(lines)
+
+
+def command_help(config_name: str, overrides: list[str]) -> str:
+    """``--help`` of a command: its config's help template (header, config groups, keys with their defaults, footer)
+    filled in here rather than by Hydra, whose help lists every config group of every command through the config
+    loader (seconds); nothing is imported beyond Hydra and OmegaConf."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+    help_node = cfg.hydra.help
+    keys = OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]))
+    text = str(help_node.template)
+    for placeholder, value in (("${hydra.help.header}", str(help_node.header)), ("${hydra.help.footer}", str(help_node.footer)),
+                               ("$APP_CONFIG_GROUPS", config_groups()), ("$CONFIG", keys)):
+        text = text.replace(placeholder, value)
+    return text.rstrip()
 
 
 def _help_lines(config_name: str) -> tuple[str, list[str]]:

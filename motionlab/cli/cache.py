@@ -6,12 +6,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from motionlab.cli.app import dispatch
-from motionlab.data.datasets import discover_clips
-from motionlab.models import load_model
 from motionlab.utils.config import validate_config
 
 
 def _descriptors(cfg: DictConfig) -> None:
+    from motionlab.data.datasets import discover_clips
+    from motionlab.models import load_model
+
     validate_config(cfg, required=("ckpt", "data", "paths"))
     load_model(cfg.ckpt, component="kp_detector")  # a bad checkpoint fails before any data is generated or read
     with open_dict(cfg):

@@ -5,13 +5,14 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from motionlab.cli.app import dispatch
-from motionlab.models import load_model
-from motionlab.models.fomm import save_fomm_checkpoint
 from motionlab.utils.config import resolved_container
 from motionlab.utils.errors import InputError
 
 
 def _fomm(cfg: DictConfig) -> None:
+    from motionlab.models import load_model
+    from motionlab.models.fomm import save_fomm_checkpoint
+
     options = resolved_container(cfg)
     net = load_model(options["ckpt"], name=options["arch"])
     if net.model_info.family != "keypoint_animator":
@@ -22,9 +23,11 @@ def _fomm(cfg: DictConfig) -> None:
 
 def _onnx(cfg: DictConfig) -> None:
     from motionlab.inference.export import export_predictor_onnx
+    from motionlab.utils.progress import progress, progress_wanted
 
     options = {key: value for key, value in resolved_container(cfg).items() if key not in ("hydra", "base")}
-    report = export_predictor_onnx(**options)
+    with progress("exporting", "graphs", progress_wanted(options.pop("progress"))) as on_graph:
+        report = export_predictor_onnx(**options, on_graph=on_graph)
     if "graphs" in report:
         for graph in report["graphs"].values():
             print(f"wrote {graph['out']} (opset {graph['opset']}); onnxruntime parity, max abs difference: {graph['max_abs_difference']:.3g}")

@@ -5,12 +5,15 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from motionlab.cli.app import command_options, hydra_app
-from motionlab.inference.lipsync import lipsync_files
 
 
 def _lipsync(cfg: DictConfig) -> None:
+    from motionlab.inference.lipsync import lipsync_files
+    from motionlab.utils.progress import progress, progress_wanted
+
     options = command_options(cfg)
-    summary = lipsync_files(**options)
+    with progress("lip-syncing", "frames", progress_wanted(options.pop("progress"))) as on_frame:
+        summary = lipsync_files(**options, on_frame=on_frame)
     detector = f", faces by {summary['face_detector']}" if "face_detector" in summary else ""
     print(f"wrote {summary['frames']} frames ({summary['audio_seconds']:.2f} s of audio, {summary['runtime']}{detector}) to {summary['out']}")
 

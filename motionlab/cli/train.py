@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from omegaconf import DictConfig
-from rich.console import Console
 
 from motionlab.cli.app import hydra_app
-from motionlab.train import metric_value, train
 
 
 def _train(cfg: DictConfig) -> float | None:
+    from motionlab.train import metric_value, train
+
     metrics, objects = train(cfg)
     if objects["trainer"].is_global_zero:  # under DDP every rank returns the same metrics
+        from rich.console import Console
+
         console = Console()
         for name in sorted(k for k in metrics if k.startswith(("val/", "val_best/", "test/"))):
             console.print(f"  {name:<28} {metrics[name]:.5f}")

@@ -103,3 +103,4 @@ class AnimationOutput(TypedDict):
     driver_keypoints: NotRequired[object]  # Keypoints of the driver frames
     generated_keypoints: NotRequired[object]  # Keypoints of the generated frames (or an adapter's adapted keypoints)
     portrait_context: NotRequired[dict]  # what preparing the portrait learnt (LivePortrait: its face crop), for finish
+    crops: NotRequired[list]  # video-to-video: each source frame's face crop (PortraitCrop), for finish_source_video

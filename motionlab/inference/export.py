@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -121,12 +122,14 @@ def write_reference_outputs(net: nn.Module, inputs: dict[str, torch.Tensor], fol
 
 
 def export_predictor_onnx(ckpt: str, out: str, part: str = "net", arch: str | None = None, audio_encoder_ckpt: str | None = None,
-                        template: str | None = None, reference_outputs: str | None = None, tolerance: float = 1e-4) -> dict:
+                        template: str | None = None, reference_outputs: str | None = None, tolerance: float = 1e-4,
+                        on_graph: Callable[[int, int], None] | None = None) -> dict:
     """``motionlab-export onnx``: export a network of a checkpoint's predictor (``part``: ``net``, or another of its
     networks, e.g. a lip-sync U-Net's ``audio_encoder``) as the graphs its model declares
     (:func:`motionlab.models.model_graphs`). One graph goes to the file ``out``, checked on random and (with
     ``template``, where the predictor assembles real inputs) real inputs, optionally with reference outputs; several
-    go into the folder ``out`` (:func:`export_graph_folder`). Every graph is tagged with the weights it came from."""
+    go into the folder ``out`` (:func:`export_graph_folder`). Every graph is tagged with the weights it came from;
+    ``on_graph(done, total)`` is called as each is written and checked (progress)."""
     predictor = load_predictor(ckpt, model=arch, audio_encoder_ckpt=audio_encoder_ckpt)
     if part not in predictor.networks:
         raise InputError(f"part must be one of {sorted(predictor.networks)} for {ckpt}, got {part!r}")
@@ -139,17 +142,20 @@ def export_predictor_onnx(ckpt: str, out: str, part: str = "net", arch: str | No
     if info.export_graphs is not None:
         if template is not None or reference_outputs is not None:
             raise InputError(f"{info.name} exports as several graphs into a folder; template= and reference_outputs= apply to one-graph models")
-        return export_graph_folder(net, out, source, tolerance)
+        return export_graph_folder(net, out, source, tolerance, on_graph)
     if template is not None and not hasattr(predictor, "template_inputs"):
         raise InputError(f"template= gives real inputs to lip-sync networks; {info.name} takes none")
     real = predictor.template_inputs(template, part) if template is not None else None
     result = export_checked(net, out, source, real, tolerance)
+    if on_graph is not None:
+        on_graph(1, 1)
     written = write_reference_outputs(net, real if real is not None else example_inputs(net), reference_outputs) if reference_outputs else []
     inputs = {name: ["batch", *value.shape[1:]] for name, value in example_inputs(net).items()}
     return {**result, "inputs": inputs, "reference_outputs": str(reference_outputs) if written else None}
 
 
-def export_graph_folder(net: nn.Module, out: str | os.PathLike, source: str, tolerance: float = 1e-4) -> dict:
+def export_graph_folder(net: nn.Module, out: str | os.PathLike, source: str, tolerance: float = 1e-4,
+                        on_graph: Callable[[int, int], None] | None = None) -> dict:
     """Every graph of a model that exports as several (:func:`motionlab.models.model_graphs`, e.g. LivePortrait's
     modules) into the folder ``out`` (``<graph>.onnx``, each tagged with ``source``), each checked against PyTorch at
     batch 1 and 2. The folder is written whole beside ``out`` and swapped in at the end
@@ -172,6 +178,8 @@ def export_graph_folder(net: nn.Module, out: str | os.PathLike, source: str, tol
                 raise ParityError(f"{name}: onnxruntime differs from PyTorch by {worst:.3g} (> {allowed:g})")
             tag_source(path, source)
             report[name] = {"out": str(folder / path.name), "opset": graph.opset, "max_abs_difference": worst}
+            if on_graph is not None:
+                on_graph(len(report), len(graphs[1]))
     return {"out": str(folder), "graphs": report}
 
 

@@ -16,7 +16,7 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -50,10 +50,11 @@ def clip_manifest(clips: list[dict]) -> dict:
 
 
 class CostMeter:
-    """Times what an iterator of clips spends producing them (the model generating frames) and counts their frames."""
+    """Times what an iterator of clips spends producing them (the model generating frames) and counts their frames;
+    ``on_clip(done, None)`` is called after each clip (progress)."""
 
-    def __init__(self, clips: Iterator):
-        self.clips, self.seconds, self.frames = clips, 0.0, 0
+    def __init__(self, clips: Iterator, on_clip: Callable[[int, int | None], None] | None = None):
+        self.clips, self.seconds, self.frames, self.on_clip, self.count = clips, 0.0, 0, on_clip, 0
 
     def __iter__(self):
         while True:
@@ -65,6 +66,9 @@ class CostMeter:
             self.seconds += time.perf_counter() - start
             self.frames += int(clip.generated.shape[0])
             yield clip
+            self.count += 1
+            if self.on_clip is not None:
+                self.on_clip(self.count, None)
 
     def record(self, device: str) -> dict:
         """Device, ms per generated frame, peak memory (the process's peak RSS; on a GPU also its peak allocation)."""

@@ -160,7 +160,8 @@ class EvaluationSuite(nn.Module):
                 f"got {tuple(portrait.shape)}, {tuple(driver.shape)}, {tuple(generated.shape)}"
             )
         b, t = driver.shape[:2]
-        frames_driver, frames_generated = driver.flatten(0, 1), generated.flatten(0, 1)
+        # contiguous: torchmetrics' MeanAbsoluteError views its inputs flat
+        frames_driver, frames_generated = driver.flatten(0, 1).contiguous(), generated.flatten(0, 1).contiguous()
         portraits = portrait.repeat_interleave(t, dim=0)
         self.reconstruction.update(frames_generated, frames_driver)
         self.copy_baseline.update(portraits, frames_driver)

@@ -81,3 +81,20 @@ def test_the_version_and_the_library_module_run_as_a_command():
     assert motionlab.__version__ == version("motionlab") and motionlab.__version__.count(".") == 2
     result = subprocess.run([sys.executable, "-m", "motionlab.train", "--help"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "motionlab-train" in result.stderr and "motionlab.cli.train" in result.stderr
+
+
+@pytest.mark.parametrize("module, argv", [("motionlab.cli.train", []), ("motionlab.cli.animate", []), ("motionlab.cli.lipsync", []),
+                                          ("motionlab.cli.evaluate", []), ("motionlab.cli.evaluate", ["table"]), ("motionlab.cli.export", ["onnx"]),
+                                          ("motionlab.cli.data", ["synth"]), ("motionlab.cli.cache", ["descriptors"]), ("motionlab.cli.viewer", [])])
+def test_help_loads_neither_torch_nor_lightning(module, argv, tmp_path):
+    """--help of every command, run as ``python -m motionlab.cli.X`` (as its console script runs it), imports no
+    torch, Lightning or torchmetrics: it answers at once (times: docs/benchmarks.md)."""
+    import subprocess
+    import sys
+
+    probe = (f"import runpy, sys\nsys.argv = ['{module}', *{argv!r}, '--help']\ntry:\n    runpy.run_module('{module}', run_name='__main__')\n"
+             "except SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
+             "print('LOADED', sorted(m for m in ('torch', 'lightning', 'torchmetrics', 'peft') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "== Keys (key=value" in result.stdout and result.stdout.rstrip().endswith("LOADED []"), result.stdout[-500:]

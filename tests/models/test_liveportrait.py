@@ -381,7 +381,9 @@ def test_onnx_parity_of_every_graph(small_checkpoint, tmp_path):
     pytest.importorskip("onnxruntime")
     from motionlab.inference.export import export_predictor_onnx
 
-    report = export_predictor_onnx(str(small_checkpoint), str(tmp_path / "onnx"))
+    calls = []
+    report = export_predictor_onnx(str(small_checkpoint), str(tmp_path / "onnx"), on_graph=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 8) for i in range(1, 9)]  # the progress callback: each graph as it is written and checked
     assert set(report["graphs"]) == {"appearance_feature_extractor", "motion_extractor", "warping_module", "warping_module_4d",
                                      "spade_generator", "stitching", "retarget_eye", "retarget_lip"}
     assert report["graphs"]["warping_module"]["opset"] == 20 and report["graphs"]["warping_module_4d"]["opset"] == 17

@@ -19,6 +19,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from motionlab.callbacks.rng_state import RNGStateCallback
+from motionlab.callbacks.validation_schedule import ValidationScheduleCheck
 from motionlab.models import motionlab_meta
 from motionlab.models.lora import LoraSpec, lora_spec
 from motionlab.utils.checkpoint import CheckpointFormatError, atomic_torch_save, find_last_checkpoint, load_checkpoint
@@ -118,7 +119,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         task.net.compile()  # nn.Module.compile: in place, so state-dict keys keep their names (no "_orig_mod.")
         log.info("model.net is compiled with torch.compile (the first steps include compilation)")
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
-    callbacks.append(RNGStateCallback())
+    callbacks += [RNGStateCallback(), ValidationScheduleCheck(cfg.get("optimized_metric"))]
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
 

@@ -148,7 +148,7 @@ def tpsmm_ckpt(tmp_path_factory) -> Path:
     from motionlab.train import train
 
     root = tmp_path_factory.mktemp("tpsmm")
-    train(compose_train(["experiment=tpsmm_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+    train(compose_train(["experiment=tpsmm_quick", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                          *tiny_overrides(root, "tpsmm_quick")], root / "run"))
     return root / "run" / "checkpoints" / "last.ckpt"
 
@@ -159,7 +159,7 @@ def descriptor_ckpt(tmp_path_factory) -> Path:
     from motionlab.train import train
 
     root = tmp_path_factory.mktemp("descriptor")
-    cfg = compose_train(["experiment=descriptor_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+    cfg = compose_train(["experiment=descriptor_quick", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                          *tiny_overrides(root, "descriptor_quick")], root / "run")
     metrics, _ = train(cfg)
     assert "val/kp_to_gt_error_pct" in metrics and "val/akd" in metrics
@@ -172,7 +172,7 @@ def guided_descriptor_checkpoint(tmp_path_factory) -> Path:
     from motionlab.train import train
 
     root = tmp_path_factory.mktemp("guided_descriptor")
-    cfg = compose_train(["experiment=descriptor_guided_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+    cfg = compose_train(["experiment=descriptor_guided_quick", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                          *tiny_overrides(root, "descriptor_guided_quick")], root / "run")
     metrics, _ = train(cfg)
     assert metrics["train/landmark_guidance"] > 0
@@ -189,7 +189,7 @@ def animator_descriptors_checkpoint(tmp_path_factory, descriptor_ckpt) -> Path:
 
     root = tmp_path_factory.mktemp("animator_descriptors")
     detector = shutil.copy(descriptor_ckpt, root / "descriptor.ckpt")
-    cfg = compose_train(["experiment=animator_descriptors_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+    cfg = compose_train(["experiment=animator_descriptors_quick", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                          # through the descriptor cache, with the descriptor-delta alignment of loss=animator_descriptors
                          f"data.descriptor_ckpt={detector}", f"model.descriptor_model.ckpt={detector}", "loss=animator_descriptors",
                          "data.augmentation=null", *tiny_overrides(root, "animator_descriptors_quick")], root / "run")
@@ -204,7 +204,7 @@ def adapter_checkpoint(tmp_path_factory, descriptor_ckpt) -> Path:
     from motionlab.train import train
 
     root = tmp_path_factory.mktemp("adapter")
-    cfg = compose_train(["experiment=adapter_paired_quick", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+    cfg = compose_train(["experiment=adapter_paired_quick", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                          f"data.descriptor_ckpt={descriptor_ckpt}", *tiny_overrides(root, "adapter_paired_quick")], root / "run")
     metrics, _ = train(cfg)
     assert {"test/kp_error_pct", "test/kp_error_pct_affine", "test/l1", "test/l1_affine", "test/l1_own"} <= set(metrics)
@@ -228,7 +228,7 @@ def lipsync_checkpoints(tmp_path_factory, talking_clip) -> dict[str, Path]:
     from motionlab.train import train
 
     root = tmp_path_factory.mktemp("lipsync")
-    common = ["logger=none", "trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1",
+    common = ["logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
               f"data.root={talking_clip}", "data.val_fraction=0.3", "data.batch_size=2", "data.eval_batch_size=16", f"paths.root_dir={root}"]
     paths = {"clip": talking_clip}
     for experiment, key in (("lipsync_av_real_quick", "audio_encoder"), ("lipsync_syncnet_real_quick", "syncnet"), ("lipsync_real_quick", "unet")):

@@ -37,7 +37,7 @@ def notebook_logs(tmp_path_factory):
     code, _, err = run_command(["motionlab-train", "-m", "experiment=quickstart", "tags=[notebook]", "logger=none", "trainer.fast_dev_run=true",
                                 "model.optimizer.lr=0.001,0.0003", *tiny_overrides(root)])
     assert code == 0, err[-2000:]
-    code, _, err = run_command(["motionlab-train", "experiment=descriptor_quick", "logger=csv", "trainer.max_epochs=2", "+trainer.limit_train_batches=2",
+    code, _, err = run_command(["motionlab-train", "experiment=descriptor_quick", "logger=csv", "trainer.max_epochs=2", "trainer.limit_train_batches=2",
                                 "trainer.log_every_n_steps=1", "callbacks.preview.every_n_steps=2", *tiny_overrides(root, "descriptor_quick")])
     assert code == 0, err[-2000:]
     return root

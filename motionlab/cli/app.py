@@ -77,6 +77,11 @@ def renamed_overrides(argv: list[str], config_name: str) -> tuple[list[str], lis
             continue
         prefix = arg[: len(arg) - len(arg.lstrip("+~"))]
         key, equals, value = arg[len(prefix):].partition("=")
+        if config_name == "train" and prefix == "+" and key.startswith("trainer.") and key.removeprefix("trainer.") in trainer_keys():
+            # every Trainer argument is in conf/trainer now: the "+" once needed to add one would fail
+            result.append(f"{key}{equals}{value}")
+            renamed.append((f"+{key}", key))
+            continue
         new = table.get(key)
         if new is None:
             new = next((to + key[len(old):] for old, to in prefixes.items() if key.startswith(old)), None)
@@ -86,6 +91,11 @@ def renamed_overrides(argv: list[str], config_name: str) -> tuple[list[str], lis
         if new is not None:
             renamed.append((key, new))
     return result, renamed
+
+
+def trainer_keys() -> set[str]:
+    """The Trainer arguments conf/trainer/default.yaml sets."""
+    return {key for key in OmegaConf.load(CONF_DIR / "trainer" / "default.yaml") if not key.startswith("_")}
 
 
 def refused_flag(argv: list[str]) -> str | None:

@@ -30,7 +30,7 @@ def app_runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("app")
     overrides = [o for o in tiny_overrides(root, "descriptor_quick") if not o.startswith("callbacks.")]
     code, out, err = run_command(["motionlab-train", "experiment=descriptor_quick", "logger=csv", "trainer.max_epochs=2",
-                                  "+trainer.limit_train_batches=2", "tags=[demo]", *overrides])
+                                  "trainer.limit_train_batches=2", "tags=[demo]", *overrides])
     assert code == 0, err[-3000:]
     run = next((root / "logs" / "descriptor_quick" / "runs").iterdir())
     world = next((root / ".cache").glob("toy_world_*"))

@@ -48,6 +48,8 @@ OLD_SPELLINGS = [
     (["motionlab-train", "experiment=animator_descriptors_quick"], "model.descriptor_model.path=d.ckpt",
      "'model.descriptor_model.path' is now 'model.descriptor_model.ckpt'", "ckpt: d.ckpt"),
     (["motionlab-train", "experiment=lipsync_quick"], "model.syncnet.pretrained=s.ckpt", "'model.syncnet.pretrained' is now 'model.syncnet.ckpt'", "ckpt: s.ckpt"),
+    (["motionlab-train", "experiment=quickstart"], "+trainer.limit_train_batches=2", "'+trainer.limit_train_batches' is now 'trainer.limit_train_batches'",
+     "limit_train_batches: 2"),
     (["motionlab-eval"], "ckpt_path=c.ckpt", "'ckpt_path' is now 'ckpt'", "ckpt: c.ckpt"),
     (["motionlab-eval", "ckpt=c.ckpt"], "adapter=a.ckpt", "'adapter' is now 'adapter_ckpt'", "adapter_ckpt: a.ckpt"),
     (["motionlab-animate", "ckpt=c.ckpt"], "lora_file=l.safetensors", "'lora_file' is now 'lora_ckpt'", "lora_ckpt: l.safetensors"),
@@ -98,3 +100,17 @@ def test_help_loads_neither_torch_nor_lightning(module, argv, tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "== Keys (key=value" in result.stdout and result.stdout.rstrip().endswith("LOADED []"), result.stdout[-500:]
+
+
+def test_the_trainer_config_sets_every_trainer_argument():
+    """conf/trainer/default.yaml lists every argument of Lightning's Trainer (but logger, callbacks and plugins, which
+    come from their own groups), so trainer.<key>=value never needs a "+"."""
+    import inspect
+
+    import lightning.pytorch as pl
+    from omegaconf import OmegaConf
+
+    from motionlab.cli.app import CONF_DIR
+
+    parameters = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks", "plugins"}
+    assert set(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml")) - {"_target_"} == parameters

@@ -137,7 +137,7 @@ def test_descriptor_animator_fine_tunes_its_detector_and_inference_uses_the_tune
 
     common = ["experiment=animator_descriptors_quick", "logger=none", f"model.descriptor_model.ckpt={descriptor_ckpt}",
               "model.descriptor_lr_scale=0.1", *tiny_overrides(tmp_path, "animator_descriptors_quick")]
-    metrics, objects = train(compose_train([*common, "trainer.max_epochs=1", "+trainer.limit_train_batches=2"], tmp_path / "run"))
+    metrics, objects = train(compose_train([*common, "trainer.max_epochs=1", "trainer.limit_train_batches=2"], tmp_path / "run"))
     assert metrics["train/descriptor_motion"] > 0
     net_group, detector_group = objects["trainer"].optimizers[0].param_groups
     assert detector_group["lr"] == pytest.approx(0.1 * net_group["lr"]) and detector_group["lr"] > 0

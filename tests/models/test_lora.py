@@ -214,8 +214,8 @@ def test_export_commands(lora_runs, tmp_path):
 def test_rank8_adapter_files_are_small_next_to_their_base(tmp_path, lipsync_checkpoints):
     # a full-size Animator v1 checkpoint (one step on tiny data) and the lip-sync fixture's full-size U-Net checkpoint
     overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("model.net")]
-    train(compose_train(["experiment=quickstart", "logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=1",
-                         "+trainer.limit_val_batches=1", *overrides], tmp_path / "animator"))
+    train(compose_train(["experiment=quickstart", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+                         "trainer.limit_val_batches=1", *overrides], tmp_path / "animator"))
     for base in (tmp_path / "animator" / "checkpoints" / "last.ckpt", lipsync_checkpoints["unet"]):
         net = add_lora(load_model(base), LoraSpec(rank=8))
         adapter = save_adapter(net, tmp_path / f"{net.model_info.name}.safetensors", file_digest(base), base.name)

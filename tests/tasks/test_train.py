@@ -189,7 +189,7 @@ def test_init_from_starts_from_pretrained_weights_at_step_zero(tmp_path):
     common = ["experiment=quickstart", "logger=none", "trainer.max_epochs=1", *tiny_overrides(tmp_path)]
     train(compose_train(common, tmp_path / "first"))
     first = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    cfg = compose_train([*common, f"init_ckpt={first}", "+trainer.limit_train_batches=1"], tmp_path / "second")
+    cfg = compose_train([*common, f"init_ckpt={first}", "trainer.limit_train_batches=1"], tmp_path / "second")
     from hydra.utils import instantiate
 
     task = instantiate(cfg.model, loss=cfg.loss)
@@ -247,3 +247,18 @@ def test_the_same_run_folder_again_resumes_and_a_finished_run_keeps_its_metrics(
 
 def train_steps_per_epoch(objects: dict) -> int:
     return len(objects["datamodule"].train_dataloader())
+
+
+def test_trainer_arguments_need_no_plus_and_a_run_that_never_validates_is_refused_at_the_start(tmp_path):
+    """trainer.max_steps / val_check_interval / check_val_every_n_epoch are plain keys; a run that would stop before
+    its first validation while its checkpoints keep the best val/l1 fails before the first step, saying why."""
+    from motionlab.callbacks.validation_schedule import first_validation_step
+
+    assert first_validation_step(12, 12, 1) == 12 and first_validation_step(12, 5, 2) == 17 and first_validation_step(12, 4, None, accumulate=2) == 2
+    common = ["experiment=quickstart", "logger=none", *tiny_overrides(tmp_path)]
+    metrics, objects = train(compose_train([*common, "trainer.max_steps=3", "trainer.val_check_interval=2", "trainer.check_val_every_n_epoch=null"],
+                                           tmp_path / "validates"))
+    assert objects["trainer"].global_step == 3 and "val/l1" in metrics
+    with pytest.raises(ConfigError, match=r"stops after 2 steps but first validates after step \d+ .* so val/l1 .* is never measured"):
+        train(compose_train([*common, "trainer.max_steps=2"], tmp_path / "never"))
+    assert not list((tmp_path / "never").rglob("*.ckpt"))

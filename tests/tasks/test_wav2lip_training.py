@@ -42,7 +42,7 @@ def test_training_with_the_expert_syncnet_then_lipsync(talking_clip, tmp_path):
     torch.save({"state_dict": {f"module.{k}": v for k, v in expert.state_dict().items()}, "global_step": 0}, tmp_path / "lipsync_expert.pth")
     cfg = compose_train(["experiment=lipsync_wav2lip_quick", "logger=none", f"+data.root={talking_clip}", "data.toy_talking=null",
                          f"model.syncnet={{_target_: motionlab.models.create_model, name: syncnet_wav2lip, ckpt: {tmp_path / 'lipsync_expert.pth'}}}",
-                         "loss.sync=0.03", "loss.l1=0.97", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "data.batch_size=2",
+                         "loss.sync=0.03", "loss.l1=0.97", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "data.batch_size=2",
                          f"paths.root_dir={tmp_path}"], tmp_path / "run")
     metrics, objects = train(cfg)
     assert {"train/l1", "train/sync", "val/sync_prob", "val/mouth_l1"} <= set(metrics)

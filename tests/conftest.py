@@ -84,6 +84,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("lipsync_checkpoints"))
 
 
+def pytest_configure(config):
+    """What commands derive from a user's files (compiled ONNX graphs) goes to a cache of the test session, not ~/.cache."""
+    import tempfile
+
+    os.environ.setdefault("MOTIONLAB_CACHE_DIR", tempfile.mkdtemp(prefix="motionlab-test-cache-"))
+
+
 @pytest.fixture(autouse=True)
 def _single_thread_torch():
     import torch

@@ -38,7 +38,7 @@ from motionlab.tasks import load_predictor
 from motionlab.tasks.lipsync import LipSyncPredictor
 from motionlab.tasks.wav2lip import Wav2LipPredictor
 from motionlab.utils.errors import InputError, check_positive
-from motionlab.utils.io import check_output_path
+from motionlab.utils.io import check_output_path, user_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -273,11 +273,14 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
     if runtime == "onnx":
         # the graph is the U-Net with the adapters merged: an export per (base, adapter) pair
         key = onnx_source(ckpt, lora_ckpt)
-        path = Path(onnx) if onnx else Path(ckpt).with_name(f"{Path(ckpt).stem}.{key}.onnx")
+        # by default in the user's cache (named by the weights' hash), never beside the user's checkpoint
+        path = Path(onnx) if onnx else user_cache_dir() / "onnx" / f"{Path(ckpt).stem}.{key}.onnx"
         if not path.is_file():
-            check_output_path(path, "onnx", (".onnx",))  # by default beside the checkpoint, which may be read-only
+            check_output_path(path, "onnx", (".onnx",))
             net = merge_lora(copy.deepcopy(predictor.net)) if lora_ckpt is not None else predictor.net
-            log.info("exported %s; onnxruntime parity %s", path, export_checked(net, path, key)["parity"])
+            log.info("exported the U-Net to %s (reused by later runs); onnxruntime parity %s", path, export_checked(net, path, key)["parity"])
+        else:
+            log.info("runtime=onnx: the U-Net's graph from %s", path)
         # decoding, paste-back and encoding share the cores; a graph exported from other weights is refused
         predictor.runner = OnnxRunner(path, spinning=False, source=key)
     if isinstance(predictor, Wav2LipPredictor):

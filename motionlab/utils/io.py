@@ -158,6 +158,14 @@ def flatten(mapping: dict, prefix: str = "", separator: str = "/") -> dict:
     return flat
 
 
+def user_cache_dir() -> Path:
+    """Where motionlab keeps what it derives from a user's files (compiled ONNX graphs): ``$MOTIONLAB_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/motionlab``, else ``~/.cache/motionlab``; never beside the user's inputs."""
+    if os.environ.get("MOTIONLAB_CACHE_DIR"):
+        return Path(os.environ["MOTIONLAB_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "motionlab"
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (hex)."""
     digest = hashlib.sha256()

@@ -320,10 +320,16 @@ def test_lipsync_cli_writes_video_with_exact_audio(lipsync_checkpoints, tmp_path
     wav = tmp_path / "speech.wav"
     _wav(wav, 0.6)
     out = tmp_path / "out.mp4"
+    beside = {folder: sorted(folder.rglob("*")) for folder in (lipsync_checkpoints["unet"].parent, template)}
+    cache = tmp_path / "cache"
     result = subprocess.run([motionlab_bin("motionlab-lipsync"), f"ckpt={lipsync_checkpoints['unet']}", f"template={template}",
                              f"audio={wav}", f"out={out}", f"runtime={runtime}", "batch_size=4"],
-                            capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path, timeout=600)
+                            capture_output=True, text=True, env={**subprocess_env(tmp_path), "MOTIONLAB_CACHE_DIR": str(cache)}, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    # nothing is written beside the user's checkpoint or template: the compiled graph goes to the cache, and the log says where
+    assert {folder: sorted(folder.rglob("*")) for folder in beside} == beside
+    if runtime == "onnx":
+        assert len(list((cache / "onnx").glob("*.onnx"))) == 1 and str(cache / "onnx") in result.stdout + result.stderr
     frames, audio_seconds, codecs = _streams(out)
     assert frames == round(25 * 0.6) and abs(audio_seconds - 0.6) <= 1 / 25 and codecs == ("h264", "aac")
     assert "without landmarks use the nearest" in result.stdout + result.stderr

@@ -22,7 +22,13 @@ from motionlab.callbacks.rng_state import RNGStateCallback
 from motionlab.callbacks.validation_schedule import ValidationScheduleCheck
 from motionlab.models import motionlab_meta
 from motionlab.models.lora import LoraSpec, lora_spec
-from motionlab.utils.checkpoint import CheckpointFormatError, atomic_torch_save, find_last_checkpoint, load_checkpoint
+from motionlab.utils.checkpoint import (
+    CheckpointFormatError,
+    atomic_torch_save,
+    find_last_checkpoint,
+    load_checkpoint,
+    save_pretrained,
+)
 from motionlab.utils.config import ConfigError, validate_config
 from motionlab.utils.errors import InputError
 from motionlab.utils.io import append_jsonl, flatten, remove_stale_scratch, write_json
@@ -69,10 +75,68 @@ def _resolve_resume(cfg: DictConfig) -> str | None:
 def _checked_resume(path: str) -> str:
     """``path`` once it reads weights-only as a motionlab checkpoint whose stored entry is plain data: Lightning gets
     only such a file, so a truncated, foreign or crafted one fails in one line before anything is built."""
-    if motionlab_meta(load_checkpoint(path), path) is None:
+    checkpoint = load_checkpoint(path)
+    if motionlab_meta(checkpoint, path) is None:
         raise CheckpointFormatError(f"{path} is not a checkpoint motionlab-train wrote (no 'motionlab' entry); resume only its "
                                     "last.ckpt, or start from other weights with init_ckpt=")
+    if "optimizer_states" not in checkpoint:
+        raise CheckpointFormatError(f"{path} holds weights only (a run's best checkpoint, or a pretrained folder): nothing to resume "
+                                    "from; resume the run's last.ckpt, or start from these weights with init_ckpt=")
     return path
+
+
+def _write_pretrained(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float], output_dir: Path) -> None:
+    """``<run>/pretrained``: the best checkpoint's weights (else the last's) as a pretrained folder with its model card
+    (:func:`motionlab.utils.checkpoint.save_pretrained`), which :func:`motionlab.models.from_pretrained` and every
+    command's ``ckpt=`` read."""
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    source = Path(best) if best and Path(best).is_file() else output_dir / "checkpoints" / "last.ckpt"
+    if not source.is_file():
+        return
+    checkpoint = load_checkpoint(source)
+    save_pretrained(checkpoint, output_dir / "pretrained", model_card(checkpoint["motionlab"], metrics, cfg, source, trainer.global_step))
+    log.info("wrote %s (model.safetensors, config.json, README.md) from %s", output_dir / "pretrained", source.name)
+
+
+def model_card(meta: dict, metrics: dict[str, float], cfg: DictConfig, source: Path, steps: int) -> str:
+    """A pretrained folder's README.md: what the model is, what it was trained on (and whether that is the toy world),
+    how long, its validation numbers, the command and the code that made it."""
+    import motionlab
+
+    data = meta.get("data") or {}
+    toy = str(data.get("domain", "")).startswith("toy")
+    overrides = _overrides()
+    lines = [f"# {cfg.task_name}: {', '.join(spec['name'] for spec in meta['models'].values())}", "",
+             f"A {meta['task']} model trained with motionlab {motionlab.__version__} (torch {meta.get('torch')}, commit {_commit()}).", ""]
+    if toy:
+        lines += [f"**Trained on the embedded toy world ({data.get('resolution', '?')} px, CPU minutes): a model for learning the platform, "
+                  "not for real faces.** For real media use published weights (README: what works on real media).", ""]
+    lines += ["## Training", "", f"- data: `{json.dumps(data, default=str)}`", f"- steps: {steps}, wall time {metrics.get('trainer/seconds', 0):.0f} s",
+              f"- weights: `{source.name}` ({'the best by ' + str(cfg.get('optimized_metric')) if source.name != 'last.ckpt' else 'the last'} checkpoint)",
+              f"- command: `motionlab-train {' '.join(overrides)}`" if overrides else "- command: motionlab-train (the config in config.json)", "",
+              "## Validation", "", "| metric | value |", "|---|---:|"]
+    lines += [f"| {name} | {value:.5g} |" for name, value in sorted(metrics.items()) if name.startswith(("val/", "val_best/", "test/"))]
+    lines += ["", "## Use", "", "```python", "from motionlab.models import from_pretrained", "net = from_pretrained(\"pretrained\")", "```",
+              "", "or `ckpt=<this folder>` in any motionlab command (motionlab-animate, motionlab-eval, motionlab-lipsync, motionlab-export).", ""]
+    return "\n".join(lines)
+
+
+def _overrides() -> list[str]:
+    """The run's command-line overrides (Hydra's record), or none outside a Hydra run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _commit() -> str:
+    """The git commit of the working tree the code runs from, or ``unknown`` (no git, or not a checkout)."""
+    import subprocess
+
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
 def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
@@ -157,6 +221,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         if trainer.is_global_zero:
             write_json(output_dir / "metrics.json", metrics)
             append_jsonl(output_dir / "metrics.jsonl", {"command": "motionlab-train", "task": cfg.task_name, "metrics": metrics})
+            if cfg.train:
+                _write_pretrained(trainer, cfg, metrics, output_dir)
     finally:
         _finish_wandb()
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": task, "trainer": trainer}

@@ -12,6 +12,7 @@ from motionlab.models.builder import (
     checkpoint_models,
     create_model,
     freeze,
+    from_pretrained,
     load_model,
     load_pretrained,
     model_from_spec,
@@ -21,6 +22,6 @@ from motionlab.models.builder import (
 from motionlab.models.registry import ExportGraph, ModelInfo, list_models, model_builder, model_graphs, register_model
 
 __all__ = [
-    "CheckpointFormatError", "ExportGraph", "ModelInfo", "checkpoint_models", "create_model", "freeze", "list_models", "load_model", "load_pretrained",
+    "CheckpointFormatError", "ExportGraph", "ModelInfo", "checkpoint_models", "create_model", "freeze", "from_pretrained", "list_models", "load_model", "load_pretrained",
     "model_builder", "model_from_spec", "model_graphs", "motionlab_meta", "register_model", "stored_models",
 ]

@@ -175,6 +175,17 @@ def load_model(ckpt: str | os.PathLike, name: str | None = None, component: str 
     return take_component(model, component) if component is not None else model
 
 
+def from_pretrained(folder: str | os.PathLike, component: str | None = None) -> nn.Module:
+    """The network of a pretrained folder (``model.safetensors`` + ``config.json`` + ``README.md``, written at the end
+    of every training run as ``<run>/pretrained``: :func:`motionlab.utils.checkpoint.save_pretrained`). Every command's
+    ``ckpt=`` takes the same folder."""
+    from motionlab.utils.checkpoint import PRETRAINED_WEIGHTS
+
+    if not (Path(folder) / PRETRAINED_WEIGHTS).is_file():
+        raise CheckpointFormatError(f"{folder} is not a pretrained folder (no {PRETRAINED_WEIGHTS}); a run writes one as <run folder>/pretrained")
+    return load_model(folder, component=component)
+
+
 def freeze(module: nn.Module) -> nn.Module:
     """A frozen helper network: eval mode, no gradients (tasks keep it in eval mode while training)."""
     return module.eval().requires_grad_(False)

@@ -31,10 +31,13 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint weights-only (no arbitrary code runs), with a clear error for a bad path or file.
 
-    A folder of ``.pth`` files (a release published as one file per module, e.g. LivePortrait's) reads as
-    ``{file stem: contents}``, searched recursively; two files with one stem are refused.
+    A pretrained folder (:func:`save_pretrained`: ``model.safetensors`` + ``config.json``) reads as the checkpoint it
+    was written from. A folder of ``.pth`` files (a release published as one file per module, e.g. LivePortrait's)
+    reads as ``{file stem: contents}``, searched recursively; two files with one stem are refused.
     """
     path = Path(path)
+    if path.is_dir() and (path / PRETRAINED_WEIGHTS).is_file():
+        return _load_pretrained_folder(path)
     if path.is_dir():
         return _load_release_folder(path)
     if not path.is_file():
@@ -46,6 +49,44 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"checkpoint {path} cannot be read weights-only ({type(error).__name__}: {_load_failure(error)}); "
             "it may be truncated or hold Python objects beyond tensors and plain containers"
         ) from error
+
+
+# a pretrained folder: the weights (safetensors), what motionlab records with them (JSON), a model card (Markdown)
+PRETRAINED_WEIGHTS, PRETRAINED_CONFIG, PRETRAINED_CARD = "model.safetensors", "config.json", "README.md"
+
+
+def save_pretrained(checkpoint: Mapping, folder: str | os.PathLike, card: str) -> Path:
+    """Write a motionlab checkpoint as a pretrained folder: its ``state_dict`` as ``model.safetensors`` (no pickle at
+    all), its ``motionlab`` entry (networks' specs, predictor settings, run config, data) as ``config.json`` and
+    ``card`` as ``README.md``; the folder appears whole (a previous one is replaced only by another pretrained folder)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from motionlab.utils.io import atomic_dir
+
+    if "motionlab" not in checkpoint:
+        raise CheckpointFormatError("save_pretrained takes a checkpoint motionlab-train wrote (it has no 'motionlab' entry)")
+    tensors = {key: value.detach().contiguous().clone() for key, value in checkpoint["state_dict"].items()}
+    with atomic_dir(folder, replaces=lambda existing: (existing / PRETRAINED_WEIGHTS).is_file()) as scratch:
+        save_file(tensors, str(scratch / PRETRAINED_WEIGHTS), metadata={"format": "pt"})
+        (scratch / PRETRAINED_CONFIG).write_text(json.dumps(checkpoint["motionlab"], indent=2, default=str) + "\n")
+        (scratch / PRETRAINED_CARD).write_text(card)
+    return Path(folder)
+
+
+def _load_pretrained_folder(folder: Path) -> dict:
+    import json
+
+    from safetensors.torch import load_file
+
+    config = folder / PRETRAINED_CONFIG
+    if not config.is_file():
+        raise CheckpointFormatError(f"{folder} holds {PRETRAINED_WEIGHTS} but no {PRETRAINED_CONFIG}: a pretrained folder needs both")
+    try:
+        return {"state_dict": load_file(str(folder / PRETRAINED_WEIGHTS)), "motionlab": json.loads(config.read_text())}
+    except (OSError, ValueError) as error:
+        raise CheckpointFormatError(f"pretrained folder {folder} cannot be read ({error})") from error
 
 
 def _load_release_folder(folder: Path) -> dict:

@@ -308,3 +308,37 @@ def test_a_protocol_run_writes_metafiles_and_the_table_joins_runs(tmp_path):
     rows = list(csv.DictReader((tmp_path / "table.csv").open()))
     assert len(rows) == 4 and float(rows[0]["l1"]) == 0.0 and rows[0]["l1_comparable_to_papers"] == "True"
     assert rows[3]["l1_comparable_to_papers"] == "False"  # the run that overrode image_size
+
+
+def test_a_run_leaves_a_pretrained_folder_every_command_reads(checkpoint, tmp_path):
+    """<run>/pretrained: the best checkpoint's weights as safetensors, config.json and a model card (the toy warning,
+    steps, validation numbers); from_pretrained rebuilds the network and motionlab-animate takes the folder as ckpt=;
+    the best checkpoint is weights-only and cannot be resumed, last.ckpt can."""
+    import torch
+
+    from motionlab.models import from_pretrained, load_model
+    from motionlab.train import _checked_resume
+    from motionlab.utils.checkpoint import CheckpointFormatError, load_checkpoint
+
+    run = checkpoint.parents[1]
+    folder = run / "pretrained"
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    best = next(p for p in (run / "checkpoints").glob("epoch_*.ckpt"))
+    assert "optimizer_states" not in load_checkpoint(best) and "optimizer_states" in load_checkpoint(checkpoint)
+    net, reference = from_pretrained(folder), load_model(best)
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in reference.state_dict().items())
+    card = (folder / "README.md").read_text()
+    assert "Trained on the embedded toy world" in card and "| val/l1 |" in card and "from_pretrained" in card
+    summary = animate_files(folder, *_toy_inputs(checkpoint), tmp_path / "out.mp4", max_frames=2)
+    assert summary["frames"] == 2
+    with pytest.raises(CheckpointFormatError, match="holds weights only"):
+        _checked_resume(str(best))
+    with pytest.raises(CheckpointFormatError, match="not a pretrained folder"):
+        from_pretrained(tmp_path)
+
+
+def _toy_inputs(checkpoint):
+    """A portrait and a driver clip of the checkpoint's toy world."""
+    world = next(checkpoint.parents[2].glob(".cache/toy_world_*"))
+    clip = world / "id_0000_video"
+    return world / "id_0000.png", clip

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from motionlab.data.batches import AnimationBatch, RetargetingBatch
+from motionlab.data.crops import CROP_SIZE, PortraitCrop, box_crop_matrix, paste_into_portrait, read_paste_mask
 from motionlab.data.images import to_tensor, to_uint8
 from motionlab.geometry import Keypoints
 from motionlab.geometry.head_pose import REGIONS, driving_keypoints, source_video_keypoints
@@ -221,63 +221,6 @@ class LivePortraitTask(MotionlabTask):
         self.log_evaluation(split, values, prog_bar=("l1", "l1_ratio_to_copy"))
 
 
-@dataclass
-class PortraitCrop:
-    """Where the face crop of a portrait came from: ``matrix`` (2, 3) maps the portrait's pixels to the crop's
-    (``crop_size`` square), ``image`` is the portrait; eye (1, 2) and lip (1, 1) openness of its face (None when the
-    crop was given, not found: ``crop_box``)."""
-
-    matrix: np.ndarray
-    crop_size: int
-    image: np.ndarray
-    eyes: np.ndarray | None
-    lips: np.ndarray | None
-
-
-def feathered_mask(size: int, feather: float = 0.1) -> np.ndarray:
-    """(size, size) float32 mask, 1 inside and falling smoothly to 0 over the outer ``feather`` of the side."""
-    ramp = np.minimum(np.arange(size), np.arange(size)[::-1]) / max(feather * size, 1.0)
-    edge = np.clip(np.minimum(ramp[:, None], ramp[None, :]), 0.0, 1.0)
-    return (edge * edge * (3.0 - 2.0 * edge)).astype(np.float32)
-
-
-def read_paste_mask(path: str | os.PathLike) -> np.ndarray:
-    """The release's paste-back mask (``src/utils/resources/mask_template.png``) as (H, W, 3) float32 in [0, 1]."""
-    from motionlab.data.video_io import read_image
-
-    return read_image(path).astype(np.float32) / 255.0
-
-
-def paste_into_portrait(frame: np.ndarray, crop: PortraitCrop, mask: np.ndarray | None = None) -> np.ndarray:
-    """A generated crop (S', S', 3) uint8 warped back into the portrait and blended through a mask: motionlab's
-    feathered one (rounded), or the release's template ``mask`` (:func:`read_paste_mask`; truncated to uint8, as its
-    ``paste_back`` does)."""
-    size = frame.shape[0]
-    matrix = crop.matrix * np.array([[size / crop.crop_size], [size / crop.crop_size]])
-    inverse = cv2.invertAffineTransform(matrix)
-    height, width = crop.image.shape[:2]
-    warped = cv2.warpAffine(frame, inverse, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    if mask is not None:
-        template = mask if mask.shape[:2] == (size, size) else cv2.resize(mask, (size, size))
-        weights = cv2.warpAffine(template, inverse, (width, height), flags=cv2.INTER_LINEAR)
-        return np.clip(weights * warped + (1 - weights) * crop.image, 0, 255).astype(np.uint8)
-    weights = cv2.warpAffine(feathered_mask(size), inverse, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
-    return (crop.image * (1.0 - weights) + warped * weights).round().clip(0, 255).astype(np.uint8)
-
-
-def box_crop_matrix(box: list | str, shape: tuple[int, int], size: int) -> np.ndarray:
-    """(2, 3) map from image pixels to a ``size`` crop of ``box`` ([x0, y0, x1, y1], made square about its centre with
-    the longer side) or of the largest centred square (``"centre"``) of an image of ``shape`` (H, W)."""
-    height, width = shape
-    if box == "centre":
-        side, centre = min(height, width), ((width - 1) / 2, (height - 1) / 2)
-    else:
-        x0, y0, x1, y1 = (float(v) for v in box)
-        side, centre = max(x1 - x0, y1 - y0), ((x0 + x1) / 2, (y0 + y1) / 2)
-    scale = size / side
-    return np.array([[scale, 0.0, size / 2 - scale * centre[0]], [0.0, scale, size / 2 - scale * centre[1]]])
-
-
 def motion_multiplier(x_source: torch.Tensor, x_first: torch.Tensor) -> float:
     """LivePortrait's ``calc_motion_multiplier``: sqrt of the ratio of the convex-hull volumes of the (1, K, 3) source
     keypoints and the first driving frame's."""
@@ -295,8 +238,8 @@ def retargeted_keypoints(x_source: torch.Tensor, x_driving: torch.Tensor, delta:
     return (x_source if relative else x_driving) + delta
 
 
-# the release's crop settings (its CropConfig): portraits at scale 2.3, vy -0.125 into 512 px, driving frames at 2.2, -0.1
-CROP_SIZE = 512
+# the release's crop settings (its CropConfig): portraits at scale 2.3, vy -0.125 into 512 px (CROP_SIZE), driving
+# frames at 2.2, -0.1
 DRIVER_CROP = {"scale": 2.2, "vy_ratio": -0.1}
 
 

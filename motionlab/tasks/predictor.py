@@ -15,6 +15,7 @@ from torch import nn
 
 from motionlab.data import trained_on
 from motionlab.data.datasets import frames_to_tensor
+from motionlab.data.images import to_tensor
 from motionlab.models import checkpoint_models, motionlab_meta
 from motionlab.models.fast_conv import use_fast_convolutions
 from motionlab.models.lora import load_adapter
@@ -134,10 +135,34 @@ class AnimationPredictor(Predictor):
         """Driver frames per forward pass when the caller does not choose (``motionlab-animate batch_size=null``)."""
         return 16
 
+    # a portrait at least this many times the network's input is a photo to crop around its face (when dlib finds one)
+    face_crop_above: float = 2.0
+    # the face crop of such a photo: the landmarks' extent times this, shifted up by this share of the side (forehead)
+    face_crop = {"scale": 2.0, "vy_ratio": -0.1}
+
     def prepare_portrait(self, image: np.ndarray) -> tuple[torch.Tensor, dict]:
         """(H, W, 3) uint8 portrait -> (1, 3, S, S) in [0, 1] on the CPU, and what later steps need to know of how it
-        was prepared (a face crop, say): the context passed to :meth:`__call__` and :meth:`finish`."""
-        return frames_to_tensor(image[None], self.image_size), {}
+        was prepared: the context passed to :meth:`__call__` and :meth:`finish`. A photo much larger than the network's
+        input (:attr:`face_crop_above`) is cropped around the face dlib finds (context ``crop``), anything else is the
+        whole image at its aspect (``letterbox``): the result is put back into the portrait's size either way."""
+        from motionlab.data.crops import face_crop, letterbox
+
+        size = self.image_size
+        if max(image.shape[:2]) >= self.face_crop_above * size:
+            points = self._face_points(image)
+            if points is not None:
+                cropped, crop = face_crop(image, points, size, **self.face_crop)
+                return to_tensor(cropped[None]), {"crop": crop}
+        square, box = letterbox(image, size)
+        return to_tensor(square[None]), {"letterbox": box}
+
+    def _face_points(self, image: np.ndarray) -> np.ndarray | None:
+        """dlib's 68 points of the largest face, or None (the detector is loaded on first use)."""
+        from motionlab.data.landmarks import DlibLandmarks
+
+        if getattr(self, "_landmarks", None) is None:
+            self._landmarks = DlibLandmarks()
+        return self._landmarks(np.ascontiguousarray(image))
 
     # whether prepare_driver needs scan_driver's look at the whole clip first (LivePortrait's driving-video crop)
     needs_driver_scan: bool = False
@@ -153,7 +178,14 @@ class AnimationPredictor(Predictor):
         return frames_to_tensor(frames, self.image_size), {}
 
     def finish(self, frames: np.ndarray, context: dict) -> np.ndarray:
-        """(N, S', S', 3) uint8 generated frames -> the frames to write (``context``: the portrait's)."""
+        """(N, S', S', 3) uint8 generated frames -> the frames to write (``context``: the portrait's): at the portrait's
+        size and aspect, a face crop pasted back through a feathered mask, a letterboxed image cut back out."""
+        from motionlab.data.crops import paste_into_portrait, unletterbox
+
+        if context.get("crop") is not None:
+            return np.stack([paste_into_portrait(frame, context["crop"]) for frame in frames])
+        if context.get("letterbox") is not None:
+            return np.stack([unletterbox(frame, context["letterbox"]) for frame in frames])
         return frames
 
     # whether a video can be the source, each of its frames driven by the driver frame of the same index

@@ -313,3 +313,35 @@ def test_an_option_of_another_predictor_family_is_an_error(checkpoint, toy_world
     old = run_cli("motionlab-animate", f"ckpt={checkpoint}", f"portrait={toy_world / 'id_0001.png'}", f"driver={toy_world / 'id_0001_video'}",
                   "out=old.mp4", "liveportrait.stitching=false", cwd=tmp_path)
     assert "deprecated: 'liveportrait.stitching' is now 'predictor.stitching'" in old.stderr and old.returncode == 2
+
+
+def test_results_keep_the_portraits_size_and_aspect(tmp_path):
+    """A 64-px network on a non-square photo (a real face, 512 x 360): the face cropped, animated and pasted back, the
+    video at the photo's size with the photo itself away from the face; a small non-square image is letterboxed (its
+    edge repeated to a square) and cut back out, at its own size."""
+    import av
+    from skimage import data
+
+    from motionlab.data.crops import letterbox, unletterbox
+    from motionlab.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("animator_v1", motion_channels=(8, 16), appearance_channels=(8, 16), num_res_blocks=1)
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+                "motionlab": {"task": "animator", "models": {"net": net.model_info.spec()}}}, tmp_path / "tiny.ckpt")
+    photo = np.ascontiguousarray(data.astronaut()[:360])
+    small = np.ascontiguousarray(photo[::6, ::4][:50, :96])
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    Image.fromarray(small).save(tmp_path / "small.png")
+    write_video(tmp_path / "driver.mp4", [np.roll(photo[:256, 128:384], 4 * i, axis=0) for i in range(3)], fps=25, crf=10)
+    for name, image in (("photo", photo), ("small", small)):
+        animate_files(tmp_path / "tiny.ckpt", tmp_path / f"{name}.png", tmp_path / "driver.mp4", tmp_path / f"{name}.mp4")
+        with av.open(str(tmp_path / f"{name}.mp4")) as container:
+            frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+        assert frame.shape == image.shape, name
+    # the photo's face was cropped and pasted back: away from the face, the photo's own pixels
+    with av.open(str(tmp_path / "photo.mp4")) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert np.abs(first[-40:, -60:].astype(int) - photo[-40:, -60:]).mean() < 6
+    square, box = letterbox(small, 64)
+    assert square.shape == (64, 64, 3) and unletterbox(np.zeros((64, 64, 3), np.uint8), box).shape == small.shape

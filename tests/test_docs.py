@@ -53,6 +53,8 @@ def _config_and_overrides(command: str) -> tuple[str, list[str]]:
         return DATA_KINDS[args[0]], args[1:]
     if name in ("export", "cache"):
         return CONFIGS[name], args[1:]
+    if name == "eval" and args[:1] == ["table"]:
+        return "eval_table", args[1:]
     return CONFIGS[name], args
 
 

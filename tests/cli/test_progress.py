@@ -63,9 +63,10 @@ def test_animate_draws_progress_on_a_terminal_only(tiny_animation):
 def test_eval_counts_clips(tiny_animation, tmp_path, monkeypatch):
     """In this process (no terminal), with the terminal check forced: eval counts the clips it scores (how many there
     are is known only at the end); progress=false draws nothing. (Export's graph callback: test_liveportrait.py.)"""
-    import motionlab.utils.progress as progress
+    import motionlab.cli.eval_run as eval_run
 
-    monkeypatch.setattr(progress, "progress_wanted", lambda setting: setting is not False)
+    # the terminal check as the command sees it (its module holds the name it imported)
+    monkeypatch.setattr(eval_run, "progress_wanted", lambda setting: setting is not False)
     monkeypatch.chdir(tmp_path)
     for folder in ("generated", "drivers"):
         (tmp_path / folder).mkdir()

@@ -85,17 +85,31 @@ def _checked_resume(path: str) -> str:
     return path
 
 
-def _write_pretrained(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float], output_dir: Path) -> None:
+def _log_model_artifact(folder: Path, metrics: dict[str, float]) -> None:
+    """The pretrained folder as the W&B run's ``model`` artifact (``logger.wandb.log_model=true``), tagged latest."""
+    import wandb
+
+    if wandb.run is None:
+        return
+    artifact = wandb.Artifact(f"model-{wandb.run.id}", type="model",
+                              metadata={name: value for name, value in metrics.items() if name.startswith(("val/", "val_best/", "test/"))})
+    artifact.add_dir(str(folder))
+    wandb.run.log_artifact(artifact, aliases=["latest"])
+    log.info("logged %s as the W&B artifact model-%s", folder, wandb.run.id)
+
+
+def _write_pretrained(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float], output_dir: Path) -> Path | None:
     """``<run>/pretrained``: the best checkpoint's weights (else the last's) as a pretrained folder with its model card
     (:func:`motionlab.utils.checkpoint.save_pretrained`), which :func:`motionlab.models.from_pretrained` and every
     command's ``ckpt=`` read."""
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     source = Path(best) if best and Path(best).is_file() else output_dir / "checkpoints" / "last.ckpt"
     if not source.is_file():
-        return
+        return None
     checkpoint = load_checkpoint(source)
-    save_pretrained(checkpoint, output_dir / "pretrained", model_card(checkpoint["motionlab"], metrics, cfg, source, trainer.global_step))
-    log.info("wrote %s (model.safetensors, config.json, README.md) from %s", output_dir / "pretrained", source.name)
+    folder = save_pretrained(checkpoint, output_dir / "pretrained", model_card(checkpoint["motionlab"], metrics, cfg, source, trainer.global_step))
+    log.info("wrote %s (model.safetensors, config.json, README.md) from %s", folder, source.name)
+    return folder
 
 
 def model_card(meta: dict, metrics: dict[str, float], cfg: DictConfig, source: Path, steps: int) -> str:
@@ -184,7 +198,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         log.info("model.net is compiled with torch.compile (the first steps include compilation)")
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
     callbacks += [RNGStateCallback(), ValidationScheduleCheck(cfg.get("optimized_metric"))]
-    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    loggers, model_artifact = [], False
+    for node in (cfg.get("logger") or {}).values():
+        if str(node.get("_target_", "")).endswith("WandbLogger") and node.get("log_model") and node.get("offline"):
+            # Lightning refuses log_model offline; motionlab logs the run's pretrained folder as the model artifact itself
+            # (offline runs keep it until `wandb sync`)
+            node, model_artifact = OmegaConf.merge(node, {"log_model": False}), True
+        loggers.append(instantiate(node))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
 
     started = time.perf_counter()
@@ -222,7 +242,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             write_json(output_dir / "metrics.json", metrics)
             append_jsonl(output_dir / "metrics.jsonl", {"command": "motionlab-train", "task": cfg.task_name, "metrics": metrics})
             if cfg.train:
-                _write_pretrained(trainer, cfg, metrics, output_dir)
+                folder = _write_pretrained(trainer, cfg, metrics, output_dir)
+                if model_artifact and folder is not None:
+                    _log_model_artifact(folder, metrics)
     finally:
         _finish_wandb()
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": task, "trainer": trainer}

@@ -262,3 +262,13 @@ def test_trainer_arguments_need_no_plus_and_a_run_that_never_validates_is_refuse
     with pytest.raises(ConfigError, match=r"stops after 2 steps but first validates after step \d+ .* so val/l1 .* is never measured"):
         train(compose_train([*common, "trainer.max_steps=2"], tmp_path / "never"))
     assert not list((tmp_path / "never").rglob("*.ckpt"))
+
+
+def test_log_model_makes_the_pretrained_folder_the_runs_model_artifact(tmp_path):
+    """logger.wandb.log_model=true on an offline run (which Lightning refuses): the run's pretrained folder is logged
+    as its W&B model artifact, kept in the offline run for `wandb sync`."""
+    train(compose_train(["experiment=quickstart", "logger=wandb", "logger.wandb.log_model=true", "trainer.max_epochs=1", *tiny_overrides(tmp_path)],
+                        tmp_path / "run"))
+    (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    record = b"".join(path.read_bytes() for path in run.glob("*.wandb"))
+    assert b"model-" in record and b"model.safetensors" in record and (tmp_path / "run" / "pretrained" / "model.safetensors").is_file()

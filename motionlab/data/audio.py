@@ -38,13 +38,34 @@ def load_wav(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndar
         raise AudioError(f"audio {path} does not exist")
     if path.stat().st_size == 0:
         raise AudioError(f"audio {path} is empty (0 bytes)")
+    _check_duration(path, _declared_seconds(path))
     try:
         wav, _ = librosa.load(str(path), sr=sample_rate, mono=True)
     except Exception as error:  # soundfile / audioread raise many types for bad files
         raise AudioError(f"audio {path} cannot be decoded ({error}); convert it to a 16 kHz mono WAV") from error
     if wav.size == 0:
         raise AudioError(f"audio {path} holds no samples")
+    _check_duration(path, wav.size / sample_rate)
     return wav.astype(np.float32)
+
+
+def _declared_seconds(path: Path) -> float | None:
+    """The length a file's header states (formats soundfile reads), or None."""
+    import soundfile
+
+    try:
+        return float(soundfile.info(str(path)).duration)
+    except Exception:  # not a format soundfile reads: the decoded length is checked instead
+        return None
+
+
+def _check_duration(path: Path, seconds: float | None) -> None:
+    from motionlab.data.video_io import input_limits
+
+    limit = input_limits().max_audio_seconds
+    if seconds is not None and seconds > limit:
+        raise AudioError(f"audio {path} lasts {seconds:.0f} s, over limits.max_audio_seconds={limit}; cut it, or raise the limit with "
+                         f"limits.max_audio_seconds={int(seconds) + 1}")
 
 
 def melspectrogram(wav: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ class InputLimits:
     max_video_frames: int = 30_000
     max_portrait_side: int = 2048
     max_sequence_mb: int = 1024
+    max_audio_seconds: int = 1200
 
     def __post_init__(self):
         for field in fields(self):

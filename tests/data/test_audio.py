@@ -113,3 +113,16 @@ def test_audio_of_any_rate_channels_and_format_reads_as_16k_mono(tmp_path):
         wav = load_wav(tmp_path / name)
         assert wav.dtype == np.float32 and abs(len(wav) - 16000) <= 1200 and 0.2 < np.abs(wav).max() < 0.6, name
     assert np.abs(load_wav(tmp_path / "silence.wav")).max() == 0
+
+
+def test_audio_longer_than_the_limit_is_refused_before_decoding(tmp_path):
+    """limits.max_audio_seconds: a WAV whose header says it is longer is refused naming the file, its length and the
+    override; within the limit it loads."""
+    from motionlab.data.audio import AudioError, load_wav
+    from motionlab.data.video_io import InputLimits, limited
+
+    soundfile.write(str(tmp_path / "speech.wav"), np.zeros(16000 * 3, np.float32), 16000)
+    with limited(InputLimits(max_audio_seconds=2)):
+        with pytest.raises(AudioError, match=r"speech.wav lasts 3 s, over limits.max_audio_seconds=2; .* limits.max_audio_seconds=4"):
+            load_wav(tmp_path / "speech.wav")
+    assert len(load_wav(tmp_path / "speech.wav")) == 16000 * 3

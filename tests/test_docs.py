@@ -80,3 +80,36 @@ def test_shown_command_composes(page, line, command):
             overrides.append(parsed.input_line)
     with initialize_config_module("motionlab.conf", version_base="1.3"):
         compose(config, overrides)
+
+
+def config_comment_commands() -> list[tuple[str, int, str]]:
+    """(config, line, command) for each comment line of conf/ that is a command (``# motionlab-...`` or
+    ``#   motionlab-...``, continuation lines joined): optional ``[...]`` parts dropped, UPPER_CASE placeholders
+    treated like ``<...>``, a trailing remark after two spaces or ``: `` cut."""
+    found = []
+    for path in sorted((ROOT / "motionlab" / "conf").rglob("*.yaml")):
+        pending, start = "", 0
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            text = line[1:].strip() if line.startswith("#") else ""
+            if pending:
+                pending += " " + text
+            elif re.match(r"^motionlab-[a-z]+ ", text):
+                pending, start = text, number
+            if pending and not pending.endswith("\\"):
+                command = re.split(r"\s{2,}\(|: | \(", pending)[0]
+                command = re.sub(r"\s\[[^\]]*=[^\]]*\]", "", command)
+                command = re.sub(r"\b[A-Z][A-Z0-9_]*(\|[A-Z0-9_.]+)*\b", "X", command)
+                found.append((str(path.relative_to(ROOT / "motionlab" / "conf")), start, command))
+                pending = ""
+            pending = pending[:-1].rstrip() if pending.endswith("\\") else pending
+    return found
+
+
+CONFIG_COMMANDS = config_comment_commands()
+
+
+@pytest.mark.parametrize("config, line, command", CONFIG_COMMANDS, ids=[f"{c}:{n}" for c, n, _ in CONFIG_COMMANDS])
+def test_config_comment_command_composes(config, line, command):
+    """The command a config's comment shows works as written (what a user copies from the config they read)."""
+    assert len(CONFIG_COMMANDS) >= 25
+    test_shown_command_composes(config, line, command)

@@ -97,6 +97,8 @@ class PortraitVideoDataModule(SplitDataModule):
             ``cache_dir`` (computed when missing, recomputed with a warning when stale) and added to samples.
         face_labels: add each driver frame's 68 landmarks and head pose to samples (``driver_landmarks``,
             ``driver_head_pose``; the toy world's characters have them), for LivePortrait's guidance terms.
+        max_val_frames: frames per validation / test clip, spread uniformly (None: ``max_frames``): validation stays
+            seconds, not minutes, on long clips.
     """
 
     def __init__(
@@ -122,10 +124,13 @@ class PortraitVideoDataModule(SplitDataModule):
         shuffle_seed: int = 0,
         descriptor_ckpt: str | None = None,
         face_labels: bool = False,
+        max_val_frames: int | None = 64,
     ):
         super().__init__()
         if (root is None) == (toy_world is None):
-            raise InputError("data: give exactly one of data.root (your clips) or data.toy_world (generated data)")
+            raise InputError("data: give exactly one of data.root (your clips) or data.toy_world (generated data); the toy world is "
+                             "the default of data=toy_world and of the configs built on it (data=target): add data.toy_world=null "
+                             "to train on data.root")
         self.root = Path(root) if root is not None else None
         self.toy_world = ToyWorldSpec(**toy_world) if toy_world is not None else None
         self.cache_dir = Path(cache_dir)
@@ -143,6 +148,7 @@ class PortraitVideoDataModule(SplitDataModule):
         self.shuffle_seed = shuffle_seed
         self.descriptor_ckpt = descriptor_ckpt
         self.face_labels = face_labels
+        self.max_val_frames = max_val_frames
         self.splits: dict[str, list[str]] = {}
         self.datasets: dict[str, PortraitVideoDataset] = {}
         self.repeats = 1  # shuffled passes over the training samples per epoch
@@ -181,7 +187,8 @@ class PortraitVideoDataModule(SplitDataModule):
         )
         for name in ("val", "test"):
             if by_split[name]:
-                self.datasets[name] = PortraitVideoDataset(by_split[name], source_frame="first", **common)
+                held_out = {**common, "max_frames": self.max_val_frames or self.max_frames}
+                self.datasets[name] = PortraitVideoDataset(by_split[name], source_frame="first", **held_out)
         if "test" not in self.datasets and "val" in self.datasets:
             self.datasets["test"] = self.datasets["val"]
         self._attach_descriptors(records)
@@ -259,7 +266,8 @@ class TargetDataModule(PortraitVideoDataModule):
         self.datasets["train"] = PortraitVideoDataset(chosen, max_frames=self.max_frames, frame_range=(0.0, self.train_fraction),
                                                       temporal_max_stride=self.temporal_max_stride, time_flip=self.time_flip,
                                                       source_frame="random", **common)
-        self.datasets["val"] = self.datasets["test"] = PortraitVideoDataset(chosen, frame_range=(self.train_fraction, 1.0), source_frame="first", **common)
+        self.datasets["val"] = self.datasets["test"] = PortraitVideoDataset(chosen, max_frames=self.max_val_frames, frame_range=(self.train_fraction, 1.0),
+                                                                            source_frame="first", **common)
         self._attach_descriptors(chosen)
         log.info("data: target %s (layout=%s): %d training frames from the first %.0f%% of its clip, %d held out",
                  self.identity, layout, len(self.datasets["train"]), 100 * self.train_fraction, len(self.datasets["val"]))

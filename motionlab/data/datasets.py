@@ -107,9 +107,13 @@ def discover_clips(root: str | os.PathLike, layout: str = "auto") -> tuple[str, 
         records = candidates[name]()
         if records:
             return name, records
+    others = {name: len(candidates[name]()) for name in candidates if name not in order}
+    found = [f"{count} clips in the {name} layout" for name, count in others.items() if count]
+    hint = (f"it holds {', '.join(found)}: give data.layout=auto (or data.layout={next(n for n, c in others.items() if c)}) to read them"
+            if found else "it holds none in any layout")
     raise ClipError(
-        f"data root {root} holds no clips for layout {layout!r}: expected <name>.png + <name>_video/ folders, "
-        f"video files ({', '.join(VIDEO_EXTENSIONS)}) or folders of frames"
+        f"data root {root} holds no clips for data.layout={layout!r} (seed: <name>.png + <name>_video/ folders; videos: "
+        f"{', '.join(VIDEO_EXTENSIONS)} files; frames: folders of frames); {hint}"
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import GUIDED_ADAPTERS, compose_train, motionlab_bin, run_command, subprocess_env, tiny_overrides
+from conftest import GUIDED_ADAPTERS, TINY_NETS, compose_train, motionlab_bin, run_command, subprocess_env, tiny_overrides
 
 from motionlab.train import train
 from motionlab.utils.checkpoint import WeightMismatchError, find_last_checkpoint, load_checkpoint
@@ -272,3 +272,28 @@ def test_log_model_makes_the_pretrained_folder_the_runs_model_artifact(tmp_path)
     (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
     record = b"".join(path.read_bytes() for path in run.glob("*.wandb"))
     assert b"model-" in record and b"model.safetensors" in record and (tmp_path / "run" / "pretrained" / "model.safetensors").is_file()
+
+
+def test_lora_on_your_own_clips_with_the_override_the_config_shows(animator_base_checkpoint, tmp_path):
+    """conf/data/target.yaml's own command, on a folder of three mp4 clips: the layout is found by itself, the target
+    clip trains, validation sees at most data.max_val_frames of the held-out frames; a layout that does not match the
+    folder says which layout it holds and the override that reads it."""
+    import numpy as np
+
+    from motionlab.data.video_io import ClipError, write_video
+
+    clips = tmp_path / "my_clips"
+    ramp = np.linspace(0, 255, 64, dtype=np.float32)
+    for shade, name in enumerate(("anna", "ben", "cleo")):
+        frames = [np.stack([np.roll(ramp, 2 * i)[None].repeat(64, 0), ramp[:, None].repeat(64, 1), np.full((64, 64), 80.0 * shade)], -1)
+                  for i in range(40)]
+        write_video(clips / f"{name}.mp4", [frame.astype(np.uint8) for frame in frames], fps=25, crf=10)
+    overrides = ["experiment=lora_animator_target", f"init_ckpt={animator_base_checkpoint}", f"data.root={clips}",
+                 "data.toy_world=null", "data.identity=ben", "logger=none", f"paths.root_dir={tmp_path}", "data.image_size=32",
+                 "data.max_frames=4", "data.repeats=1", "data.batch_size=4", "data.max_val_frames=5", "trainer.max_epochs=1",
+                 *TINY_NETS["lora_animator_target"]]
+    metrics, objects = train(compose_train(overrides, tmp_path / "target"))
+    datamodule = objects["datamodule"]
+    assert datamodule.identity == "ben" and len(datamodule.datasets["val"]) <= 5 and "val/l1" in metrics
+    with pytest.raises(ClipError, match=r"no clips for data.layout='seed' .* it holds 3 clips in the videos layout: give data.layout=auto"):
+        train(compose_train([*overrides, "data.layout=seed"], tmp_path / "seed"))

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import GUIDED_ADAPTERS, TINY_NETS, compose_train, motionlab_bin, run_command, subprocess_env, tiny_overrides
+from conftest import (
+    GUIDED_ADAPTERS,
+    TINY_NETS,
+    compose_train,
+    motionlab_bin,
+    run_command,
+    subprocess_env,
+    tiny_overrides,
+)
 
 from motionlab.train import train
 from motionlab.utils.checkpoint import WeightMismatchError, find_last_checkpoint, load_checkpoint

@@ -184,3 +184,41 @@ def wav2lip_video_bench(args: argparse.Namespace) -> list[tuple[str, float, str]
             ("motionlab Wav2Lip path, same frames (batch 16)", loops["motionlab"], "frames/s"),
             ("  speed-up over Wav2Lip's loop", loops["motionlab"] / loops["reference"], "x"),
             ("  max abs difference from Wav2Lip's frames (uint8 levels)", float(difference), "levels")]
+
+
+@benchmark("lipsync_batch")
+def lipsync_batch(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """motionlab-lipsync's default batch: the pipeline (onnxruntime, as the command runs it) at batch 1, 4 and 8 on the
+    same template and speech, alternating, medians of 3: the smallest batch as fast as the largest is the default."""
+    import soundfile
+
+    from motionlab.data.audio import load_wav
+    from motionlab.inference.export import export_onnx
+    from motionlab.inference.lipsync import LipSyncPipeline
+    from motionlab.models import create_model
+    from motionlab.tasks import load_predictor
+    from motionlab.utils.onnx_files import OnnxRunner
+
+    cache_root = Path(_cache_dir()) / "lipsync-bench"
+    cache_root.mkdir(parents=True, exist_ok=True)
+    template = _lipsync_template(str(cache_root))
+    wav_path = cache_root / "speech_batch.wav"
+    soundfile.write(wav_path, load_wav(template / "aud.wav")[: int(max(2.0, args.steps / 5) * 16000)], 16000)
+    torch.manual_seed(0)
+    unet_file, encoder_file = cache_root / "unet_synctalk.pth", cache_root / "audio_visual_encoder.pth"
+    torch.save(create_model("lipsync_unet328_ave").state_dict(), unet_file)
+    torch.save({k.removeprefix("audio_encoder."): v for k, v in create_model("lipsync_audio_encoder_ave").state_dict().items()}, encoder_file)
+    predictor = load_predictor(unet_file, model="lipsync_unet328_ave", audio_encoder_ckpt=encoder_file)
+    predictor.runner = OnnxRunner(export_onnx(predictor.net, cache_root / "unet_ave.onnx"), threads=torch.get_num_threads(), spinning=False)
+
+    def rate(batch: int) -> Callable[[], float]:
+        def run() -> float:
+            started = time.perf_counter()
+            frames = LipSyncPipeline(predictor, batch_size=batch).run(template, wav_path, cache_root / f"batch_{batch}.mp4")["frames"]
+            return frames / (time.perf_counter() - started)
+
+        return run
+
+    medians = alternating_medians({str(batch): rate(batch) for batch in (1, 4, 8)})
+    rows = [(f"motionlab-lipsync pipeline, onnxruntime, batch {batch}", value, "frames/s") for batch, value in medians.items()]
+    return rows + [(f"  batch {batch} over batch 8", medians[batch] / medians["8"], "x") for batch in ("1", "4")]

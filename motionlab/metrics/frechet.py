@@ -38,7 +38,8 @@ class FeatureFrechetDistance(Metric):
             self.add_state(f"{side}_outer", torch.zeros(dim, dim, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"{side}_count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def _accumulate(self, features: torch.Tensor, real: bool) -> None:
+    def add_features(self, features: torch.Tensor, real: bool) -> None:
+        """Add (N, D) features (of this metric's backbone, where it has one)."""
         side = "real" if real else "generated"
         features = features.double()
         setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + features.sum(0))
@@ -46,7 +47,7 @@ class FeatureFrechetDistance(Metric):
         setattr(self, f"{side}_count", getattr(self, f"{side}_count") + features.shape[0])
 
     def update(self, features: torch.Tensor, real: bool) -> None:
-        self._accumulate(features, real)
+        self.add_features(features, real)
 
     def _moments(self, side: str) -> tuple[torch.Tensor, torch.Tensor]:
         n = getattr(self, f"{side}_count")
@@ -75,7 +76,7 @@ class FrechetDistance(FeatureFrechetDistance):
         self.name = "fid_inception" if features.backbone_name == "inception_v3" else f"fd_{features.metric_suffix}"
 
     def update(self, images: torch.Tensor, real: bool) -> None:
-        self._accumulate(self.features(images), real)
+        self.add_features(self.features(images), real)
 
 
 class ClipFrechetDistance(FeatureFrechetDistance):
@@ -96,4 +97,49 @@ class ClipFrechetDistance(FeatureFrechetDistance):
             raise ValueError(f"ClipFrechetDistance expects (B, T>=2, 3, H, W) clips, got {tuple(clips.shape)}")
         b, t = clips.shape[:2]
         per_frame = self.features(clips.flatten(0, 1)).view(b, t, -1)
-        self._accumulate(torch.cat([per_frame.mean(1), per_frame.std(1)], dim=1), real)
+        self.add_features(torch.cat([per_frame.mean(1), per_frame.std(1)], dim=1), real)
+
+
+class KernelDistance(Metric):
+    """KID: the unbiased squared MMD of real and generated image features under the cubic polynomial kernel
+    ``(x.y / d + 1)^3``, averaged over ``subsets`` random subsets of ``subset_size`` (torchmetrics'
+    ``KernelInceptionDistance`` and its ``poly_mmd``; the subset size shrinks to the smaller set when the evaluation
+    has fewer images, and the subsets are drawn from a seeded generator so a run repeats). ``update(images, real)``
+    takes (B, 3, H, W) images in [0, 1]; ``compute`` returns the mean (logged as ``kid_inception`` with the FID
+    Inception, ``kd_<backbone>`` otherwise)."""
+
+    full_state_update = False
+    higher_is_better = False
+    is_differentiable = False
+
+    def __init__(self, features: ImageFeatures | None = None, subsets: int = 100, subset_size: int = 1000, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.features: nn.Module = features if features is not None else ImageFeatures()
+        self.subsets, self.subset_size, self.seed = subsets, subset_size, seed
+        self.name = "kid_inception" if self.features.backbone_name == "inception_v3" else f"kd_{self.features.metric_suffix}"
+        self.add_state("real_features", default=[], dist_reduce_fx="cat")
+        self.add_state("generated_features", default=[], dist_reduce_fx="cat")
+
+    def update(self, images: torch.Tensor, real: bool) -> None:
+        self.add_features(self.features(images), real)
+
+    def add_features(self, features: torch.Tensor, real: bool) -> None:
+        """Add (N, D) features already computed by this metric's backbone."""
+        (self.real_features if real else self.generated_features).append(features.double())
+
+    @property
+    def real_count(self) -> int:
+        return sum(len(part) for part in self.real_features) if isinstance(self.real_features, list) else len(self.real_features)
+
+    def compute(self) -> torch.Tensor:
+        from torchmetrics.image.kid import poly_mmd
+        from torchmetrics.utilities import dim_zero_cat
+
+        real, generated = dim_zero_cat(self.real_features), dim_zero_cat(self.generated_features)
+        size = min(self.subset_size, len(real), len(generated))
+        if size < 2:
+            raise ValueError(f"KID needs at least 2 real and 2 generated images, got {len(real)} and {len(generated)}")
+        generator = torch.Generator().manual_seed(self.seed)
+        scores = [poly_mmd(real[torch.randperm(len(real), generator=generator)[:size]],
+                           generated[torch.randperm(len(generated), generator=generator)[:size]]) for _ in range(self.subsets)]
+        return torch.stack(scores).mean()

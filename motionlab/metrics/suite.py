@@ -15,7 +15,7 @@ from motionlab.data.images import to_uint8
 from motionlab.metrics.colour import ColourDrift
 from motionlab.metrics.descriptor import AverageKeypointDistance
 from motionlab.metrics.features import ImageFeatures
-from motionlab.metrics.frechet import ClipFrechetDistance, FrechetDistance
+from motionlab.metrics.frechet import ClipFrechetDistance, FrechetDistance, KernelDistance
 from motionlab.metrics.identity import ArcFaceSimilarity, IdentityDistance
 from motionlab.metrics.lip_motion import LipMotion
 from motionlab.metrics.perceptual import LearnedPerceptualSimilarity
@@ -32,6 +32,10 @@ SUITE_METRICS = {
                       "with published FID)",
     "fid_inception": "FID: Fréchet distance of the FID Inception's pool features (suite.features.backbone=inception_v3 and "
                      "its weights file, suite.features.weights_path); equals torchmetrics' FrechetInceptionDistance",
+    "kd_effnetlite0": "kernel distance (KID's unbiased polynomial-kernel MMD) of EfficientNet-Lite0 frame features (KID-style, "
+                      "not comparable with published KID)",
+    "kid_inception": "KID on the FID Inception's pool features (with its weights file); torchmetrics' KernelInceptionDistance "
+                     "with subsets of up to 1000 images",
     "fvd_effnetlite0": "Fréchet distance of per-clip (mean, std) EfficientNet-Lite0 frame features (FVD-style, not I3D FVD); "
                        "clips of T >= 2",
     "fvd_inception": "the same on the FID Inception's features",
@@ -52,7 +56,8 @@ SUITE_METRICS = {
     "colour": "delta_e76, delta_e2000: Lab colour difference from the portrait; delta_e76_slope: its drift per frame",
 }
 # the feature metrics: (kind, the feature backbone's metric suffix)
-FEATURE_METRICS = {"fd_effnetlite0": ("fd", "effnetlite0"), "fid_inception": ("fd", "inception"), "fvd_effnetlite0": ("fvd", "effnetlite0"),
+FEATURE_METRICS = {"fd_effnetlite0": ("fd", "effnetlite0"), "fid_inception": ("fd", "inception"), "kd_effnetlite0": ("kd", "effnetlite0"),
+                   "kid_inception": ("kd", "inception"), "fvd_effnetlite0": ("fvd", "effnetlite0"),
                    "fvd_inception": ("fvd", "inception"), "aed_effnetlite0": ("aed", "effnetlite0"), "aed_inception": ("aed", "inception")}
 # the metrics computed with a standard network read from the user's file (suite.networks.<name>)
 NETWORK_METRICS = ("lpips_alex", "lpips_vgg", "csim_arcface", "lse_syncnet", "fvd_i3d")
@@ -122,6 +127,7 @@ class EvaluationSuite(nn.Module):
         self.copy_baseline = MeanAbsoluteError()
         self.residual = ResidualMagnitude()
         self.frechet = FrechetDistance(features) if "fd" in kinds else None
+        self.kernel = KernelDistance(features) if "kd" in kinds else None
         self.clip_frechet = ClipFrechetDistance(features) if "fvd" in kinds else None
         self.identity = IdentityDistance() if "aed" in kinds else None
         temporal = "temporal" in self.names
@@ -166,9 +172,12 @@ class EvaluationSuite(nn.Module):
         self.reconstruction.update(frames_generated, frames_driver)
         self.copy_baseline.update(portraits, frames_driver)
         self.residual.update(frames_generated, portraits)
-        if self.frechet is not None:
-            self.frechet.update(frames_driver, real=True)
-            self.frechet.update(frames_generated, real=False)
+        if self.frechet is not None or self.kernel is not None:  # the frames' features once, for both distances
+            features = {True: self.features(frames_driver), False: self.features(frames_generated)}
+            for metric in (self.frechet, self.kernel):
+                for real, values in features.items():
+                    if metric is not None:
+                        metric.add_features(values, real)
         if self.clip_frechet is not None and t >= 2:
             self.clip_frechet.update(driver, real=True)
             self.clip_frechet.update(generated, real=False)
@@ -209,6 +218,8 @@ class EvaluationSuite(nn.Module):
         backbone = self.features.metric_suffix if self.features is not None else None
         if self.frechet is not None and self.frechet.real_count >= 2:
             values[self.frechet.name] = self.frechet.compute()
+        if self.kernel is not None and self.kernel.real_count >= 2:
+            values[self.kernel.name] = self.kernel.compute()
         if self.clip_frechet is not None and self.clip_frechet.real_count >= 2:
             values[self.clip_frechet.name] = self.clip_frechet.compute()
         if self.identity is not None:

@@ -45,4 +45,4 @@ class FrechetVideoDistance(FeatureFrechetDistance):
         with torch.no_grad():
             features = torch.cat([self.detector(part.float(), rescale=True, resize=True, return_features=True)
                                   for part in videos.split(self.batch_size)])
-        self._accumulate(features.reshape(len(videos), -1), real)
+        self.add_features(features.reshape(len(videos), -1), real)

@@ -105,6 +105,28 @@ def test_fid_inception_equals_torchmetrics(tmp_path, monkeypatch):
     assert float(ours.compute()) == pytest.approx(float(reference.compute()), rel=1e-5)
 
 
+def test_kid_inception_equals_torchmetrics(tmp_path, monkeypatch):
+    """KID on the FID Inception equals torchmetrics' KernelInceptionDistance on the same features (one subset of all
+    images, so no sampling differs)."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    from motionlab.metrics.frechet import KernelDistance
+
+    weights = tmp_path / "inception.pth"
+    _random_inception_weights(weights, monkeypatch)
+    features = ImageFeatures("inception_v3", weights_path=weights)
+    ours = KernelDistance(features, subsets=1)
+    assert ours.name == "kid_inception"
+    # torchmetrics' KID builds its Inception only from a download: it is given the same extractor
+    reference = KernelInceptionDistance(feature=features, normalize=True, subsets=1, subset_size=6)
+    torch.manual_seed(1)
+    real, fake = torch.rand(6, 3, 64, 64), torch.rand(6, 3, 64, 64) * 0.7
+    for metric in (ours, reference):
+        metric.update(real, real=True)
+        metric.update(fake, real=False)
+    assert float(ours.compute()) == pytest.approx(float(reference.compute()[0]), rel=1e-4)
+
+
 def test_inception_weights_with_code_are_refused(tmp_path):
     weights = tmp_path / "evil.pth"
     torch.save({"payload": ImageFeatures}, weights)  # a pickled class: not weights

@@ -134,7 +134,7 @@ def test_gpu_configs_and_bf16_autocast_on_cpu(tmp_path):
 
     from motionlab.train import train
 
-    for trainer, precision, strategy in (("gpu", "16-mixed", None), ("gpu_bf16", "bf16-mixed", None), ("ddp", "32-true", "ddp")):
+    for trainer, precision, strategy in (("gpu", "16-mixed", "auto"), ("gpu_bf16", "bf16-mixed", "auto"), ("ddp", "32-true", "ddp")):
         cfg = compose_train(["experiment=quickstart", f"trainer={trainer}", *tiny_overrides(tmp_path)], tmp_path / trainer)
         assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == precision and cfg.trainer.get("strategy") == strategy
     cfg = compose_train(["experiment=quickstart", "logger=none", "trainer.fast_dev_run=true", "trainer.precision=bf16-mixed", *tiny_overrides(tmp_path)],

@@ -276,7 +276,12 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
         # by default in the user's cache (named by the weights' hash), never beside the user's checkpoint
         path = Path(onnx) if onnx else user_cache_dir() / "onnx" / f"{Path(ckpt).stem}.{key}.onnx"
         if not path.is_file():
-            check_output_path(path, "onnx", (".onnx",))
+            try:
+                check_output_path(path, "onnx", (".onnx",))
+            except InputError as error:
+                if onnx:
+                    raise
+                raise InputError(f"{error} (the ONNX cache: set MOTIONLAB_CACHE_DIR to a writable folder, or give onnx=<file>)") from error
             net = merge_lora(copy.deepcopy(predictor.net)) if lora_ckpt is not None else predictor.net
             log.info("exported the U-Net to %s (reused by later runs); onnxruntime parity %s", path, export_checked(net, path, key)["parity"])
         else:

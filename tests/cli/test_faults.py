@@ -185,7 +185,7 @@ def test_disk_full_while_writing_a_video(animator_base_checkpoint, toy_world, tm
 
 def test_read_only_output(animator_base_checkpoint, lipsync_checkpoints, toy_world, tmp_path, monkeypatch):
     """An output on a read-only file system is refused before any work, naming the key and the folder; so is
-    lip-sync's ONNX export, by default beside a checkpoint on read-only media."""
+    lip-sync's ONNX export into a read-only cache, saying how to choose another."""
     monkeypatch.chdir(tmp_path)
     with small_filesystem(tmp_path / "ro", 64, read_only=True) as read_only:
         code, _, err = run_command(["motionlab-animate", f"ckpt={animator_base_checkpoint}", f"portrait={toy_world / 'id_0000.png'}",
@@ -194,12 +194,12 @@ def test_read_only_output(animator_base_checkpoint, lipsync_checkpoints, toy_wor
         assert err.strip().splitlines()[-1] == (f"motionlab-animate: error: out={read_only / 'out.mp4'}: {read_only} cannot be "
                                                 "written to; choose another output folder")
     unet, clip = lipsync_checkpoints["unet"], lipsync_checkpoints["clip"]
-    with small_filesystem(tmp_path / "media", unet.stat().st_size // 1024 + 256) as media:
-        shutil.copy(unet, media / "unet.ckpt")
-        subprocess.run(["mount", "-o", "remount,ro", str(media)], check=True)
-        code, _, err = run_command(["motionlab-lipsync", f"ckpt={media / 'unet.ckpt'}", f"template={clip}", f"audio={clip / 'aud.wav'}",
+    with small_filesystem(tmp_path / "cache", 64, read_only=True) as cache:
+        monkeypatch.setenv("MOTIONLAB_CACHE_DIR", str(cache))
+        code, _, err = run_command(["motionlab-lipsync", f"ckpt={unet}", f"template={clip}", f"audio={clip / 'aud.wav'}",
                                     f"out={tmp_path / 'out.mp4'}", "runtime=onnx"])
         assert code == 2 and "Traceback" not in err, err[-3000:]
-        assert re.fullmatch(rf"motionlab-lipsync: error: onnx={media}/unet\.[0-9a-f]{{12}}\.onnx: {media} cannot be written to; "
-                            "choose another output folder", err.strip().splitlines()[-1]), err[-2000:]
+        assert re.fullmatch(rf"motionlab-lipsync: error: onnx={cache}/onnx/\S+\.onnx: {cache} cannot be written to; choose another output "
+                            r"folder \(the ONNX cache: set MOTIONLAB_CACHE_DIR to a writable folder, or give onnx=<file>\)",
+                            err.strip().splitlines()[-1]), err[-2000:]
         assert not (tmp_path / "out.mp4").exists()

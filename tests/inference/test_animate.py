@@ -173,7 +173,8 @@ def test_animate_real_driver_and_portrait(descriptor_ckpt, tmp_path):
 
 
 def test_animate_with_a_fomm_release_checkpoint(toy_world, tmp_path):
-    """The published vox-256 format (kp_detector + generator + optimiser entries) drives a portrait at 256 x 256."""
+    """The published vox-256 format (kp_detector + generator + optimiser entries) drives a portrait (at 256 x 256 in
+    the network; the video at the portrait's own 32 x 32)."""
     from motionlab.models import create_model
     from motionlab.models.fomm import save_fomm_checkpoint
 
@@ -188,14 +189,15 @@ def test_animate_with_a_fomm_release_checkpoint(toy_world, tmp_path):
 
     with av.open(str(tmp_path / "fomm.mp4")) as container:
         stream = container.streams.video[0]
-        assert (stream.width, stream.height) == (256, 256)
+        assert (stream.width, stream.height) == (32, 32)
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "real" / "drivers" / "human_d0.mp4").is_file(), reason="../shared/data/real is not present")
 def test_animate_a_real_portrait_with_a_tpsmm_release_file(tmp_path):
     """A TPSMM release-layout file (vox.pth.tar: five state dicts, optimisers, epoch; random weights) animates a real
-    photo with a real talking clip at 256 px, in the demo's relative and avd modes (the three modes' keypoints are
-    checked on constructed keypoints in tests/models/test_tpsmm.py), video written."""
+    photo with a real talking clip (256 px in the network, the face pasted back into the 1145-px photo), in the demo's
+    relative and avd modes (the three modes' keypoints are checked on constructed keypoints in tests/models/test_tpsmm.py),
+    video written."""
     import av
 
     from motionlab.data.video_io import open_clip
@@ -213,7 +215,7 @@ def test_animate_a_real_portrait_with_a_tpsmm_release_file(tmp_path):
                                 max_frames=2 if name == "relative" else 1, arch="tpsmm_vox256", predictor=options, fast_convolutions=False)
         with av.open(str(tmp_path / f"{name}.mp4")) as container:
             stream = container.streams.video[0]
-            assert (stream.width, stream.height) == (256, 256) and summary["frames"] == (2 if name == "relative" else 1)
+            assert (stream.width, stream.height) == (1144, 1144) and summary["frames"] == (2 if name == "relative" else 1)
         videos[name] = open_clip(tmp_path / f"{name}.mp4").get([0])[0].astype(float)
     assert np.abs(videos["relative"] - videos["avd"]).mean() > 0
 

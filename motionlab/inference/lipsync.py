@@ -43,6 +43,11 @@ from motionlab.utils.io import check_output_path, user_cache_dir
 log = logging.getLogger(__name__)
 
 
+# frames per network call when the command does not say (batch_size=null): the U-Net is fastest one frame at a time on a
+# CPU (1.17x batch 8, a fraction of its memory: make bench ARGS="--only lipsync_batch"); Wav2Lip's small crops batch well
+UNET_BATCH, WAV2LIP_BATCH = 1, 16
+
+
 def bounce_index(step: int, length: int) -> int:
     """Template frame at bounce position ``step``: 0, 1, ..., n-1, n-2, ..., 1, 0, 1, ... (no frame repeats at the turns).
     Output frame ``i`` shows position ``i + convention.template_start`` (SyncTalk_2D starts at 1)."""
@@ -239,7 +244,7 @@ def _sequence_entry(image: np.ndarray, result: np.ndarray, box: tuple[int, int, 
 
 def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, video: str | None = None, arch: str | None = None,
                   audio_encoder_ckpt: str | None = None, features: str | None = None, runtime: str = "torch", onnx: str | None = None,
-                  batch_size: int = 8, feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora_ckpt: str | None = None,
+                  batch_size: int | None = None, feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora_ckpt: str | None = None,
                   sequence_out: str | None = None, face_detector_ckpt: str | None = None, pads: tuple[int, int, int, int] = RELEASE_PADS,
                   box_smoothing: int = 5, on_frame: Callable[[int, int], None] | None = None) -> dict:
     """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora_ckpt``, a speaker's LoRA adapter file trained on
@@ -291,8 +296,9 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
     if isinstance(predictor, Wav2LipPredictor):
         if sequence_out is not None:
             raise InputError("sequence_out= records a template's crops; it is not available for Wav2Lip yet")
-        summary = wav2lip_video(predictor, video, audio, out, face_detector_ckpt, tuple(pads), box_smoothing, batch_size, fps, crf, on_frame=on_frame)
+        summary = wav2lip_video(predictor, video, audio, out, face_detector_ckpt, tuple(pads), box_smoothing, batch_size or WAV2LIP_BATCH, fps, crf,
+                                on_frame=on_frame)
         return {**summary, "runtime": runtime}
-    pipeline = LipSyncPipeline(predictor, batch_size=batch_size, feather=feather, fps=fps)
+    pipeline = LipSyncPipeline(predictor, batch_size=batch_size or UNET_BATCH, feather=feather, fps=fps)
     summary = pipeline.run(template, audio, out, crf=crf, features_path=features, sequence_out=sequence_out, on_frame=on_frame)
     return {**summary, "runtime": runtime}

@@ -43,6 +43,23 @@ def _remove_empty_run_folder() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _mark_run(status: str, error: BaseException | None) -> None:
+    """Record in this process's run folder (when it has one and it holds more than a failed start) that the job ended
+    ``failed`` or ``cancelled``, with why: the run lists (the app, multirun summaries) show the job as it ended, not as
+    "finished" because metrics were written before the failure (:data:`motionlab.utils.runs.RUN_STATUS_FILE`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from motionlab.utils.io import write_json
+    from motionlab.utils.runs import RUN_STATUS_FILE
+
+    if not HydraConfig.initialized():
+        return
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    if RUN_FOLDER.match(folder.name) or (folder / ".hydra").is_dir():
+        if folder.is_dir() and folder.resolve() != Path.cwd().resolve():
+            write_json(folder / RUN_STATUS_FILE, {"status": status, "error": f"{type(error).__name__}: {error}" if error is not None else None})
+
+
 # Hydra's flags that read files beside the package's configs: --experimental-rerun unpickles its file, so it is refused;
 # a config folder may name any code to build (its _target_s), which is Hydra's nature, so its code is announced
 REFUSED_FLAGS = ("--experimental-rerun",)
@@ -168,12 +185,17 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], object], prog: str |
 
             with limited(InputLimits.from_config(cfg.limits) if "limits" in cfg else input_limits()):
                 return run(cfg)
+        except KeyboardInterrupt as interrupt:
+            _mark_run("cancelled", interrupt)
+            raise
         except Exception as error:
             cause = expected_error(error)
             if cause is None or debug_enabled():
+                _mark_run("failed", error)
                 raise
             print(f"{prog}: error: {describe(cause)}", file=sys.stderr)
             _remove_empty_run_folder()
+            _mark_run("failed", cause)
             sys.exit(EXIT_USAGE)
 
     def entry():

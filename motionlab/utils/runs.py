@@ -28,7 +28,7 @@ class RunRecord:
     experiment: str
     tags: list[str]
     started: str
-    status: str  # finished | stopped (a checkpoint, no final metrics: killed, failed or still running) | empty
+    status: str  # finished | failed | cancelled (the command said so) | stopped (a checkpoint, no final metrics: killed or still running) | empty
     metrics: dict[str, float] = field(default_factory=dict)
     sweep: str | None = None  # the multirun folder of a sweep job
 
@@ -69,6 +69,19 @@ def _read_metrics(path: Path) -> dict[str, float]:
     return {str(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)} if isinstance(metrics, dict) else {}
 
 
+# what a command writes into its run folder when it ends otherwise than finishing (motionlab.cli.app): status and why
+RUN_STATUS_FILE = "run_status.json"
+
+
+def _read_status(path: Path) -> str | None:
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    status = loaded.get("status") if isinstance(loaded, dict) else None
+    return status if status in ("failed", "cancelled") else None
+
+
 def find_runs(root: str | Path) -> list[RunRecord]:
     """Every run folder under ``root``, newest first."""
     root = Path(root)
@@ -79,7 +92,10 @@ def find_runs(root: str | Path) -> list[RunRecord]:
             continue
         config = _read_yaml(folder / ".hydra" / "config.yaml")
         metrics_file = next((folder / name for name in ("metrics.json", "eval.json") if (folder / name).is_file()), None)
-        if metrics_file is not None:
+        ended = _read_status(folder / RUN_STATUS_FILE)
+        if ended is not None:
+            status = ended
+        elif metrics_file is not None:
             status = "finished"
         elif any(folder.glob("checkpoints/*.ckpt")):
             status = "stopped"

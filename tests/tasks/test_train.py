@@ -305,3 +305,17 @@ def test_lora_on_your_own_clips_with_the_override_the_config_shows(animator_base
     assert datamodule.identity == "ben" and len(datamodule.datasets["val"]) <= 5 and "val/l1" in metrics
     with pytest.raises(ClipError, match=r"no clips for data.layout='seed' .* it holds 3 clips in the videos layout: give data.layout=auto"):
         train(compose_train([*overrides, "data.layout=seed"], tmp_path / "seed"))
+
+
+def test_a_job_that_fails_after_training_is_listed_as_failed(tmp_path, monkeypatch):
+    """A run that trained and wrote its metrics but then failed (its optimized_metric was never logged) is listed as
+    failed, with why, not as finished (the app's run list and multirun summaries read the same record)."""
+    from motionlab.utils.runs import RUN_STATUS_FILE, find_runs
+
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_command(["motionlab-train", "experiment=quickstart", "logger=none", "trainer.max_epochs=1", "optimized_metric=val/nothing",
+                                "callbacks.model_checkpoint.monitor=val/l1", *tiny_overrides(tmp_path)])
+    assert code == 2 and "optimized_metric 'val/nothing' was not logged" in err, err[-2000:]
+    (run,) = find_runs(tmp_path / "logs")
+    assert run.status == "failed" and (run.folder / "metrics.json").is_file()
+    assert "val/nothing" in json.loads((run.folder / RUN_STATUS_FILE).read_text())["error"]

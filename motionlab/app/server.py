@@ -29,6 +29,23 @@ from motionlab.utils.runs import find_runs, hidden, key_metrics, metric_curves, 
 log = logging.getLogger(__name__)
 
 
+# the tasks (a run's model._target_) by what the app's tabs run
+TASK_KINDS = {"AnimatorTask": "animation", "DescriptorTask": "animation", "LivePortraitTask": "animation", "AdapterTask": "adapter",
+              "LipSyncTask": "lipsync", "SyncTask": "lipsync-critic", "Wav2LipTask": "lipsync"}
+
+
+def run_kind(folder: Path) -> str | None:
+    """What a run trained (:data:`TASK_KINDS`), from its Hydra config; None when the config does not say."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    target = str(((config or {}).get("model") or {}).get("_target_", "")) if isinstance(config, dict) else ""
+    return TASK_KINDS.get(target.rsplit(".", 1)[-1])
+
+
 class JobCancelled(MotionlabError):
     """The user pressed Cancel; the job's outputs were not written."""
 
@@ -111,11 +128,15 @@ class Viewer:
         found = sorted(self.runs.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
         return [(str(p.relative_to(self.runs)), str(p)) for p in found if not hidden(p, self.runs)]
 
-    def checkpoints(self) -> list[tuple[str, str]]:
-        return self._files("**/checkpoints/last.ckpt")
+    def checkpoints(self, kind: str | None = None) -> list[tuple[str, str]]:
+        """The runs' last.ckpt files, only those of ``kind`` (:data:`TASK_KINDS`: animation, adapter, lipsync) when
+        given: a tab lists what it can run. A run whose config does not say its task is listed everywhere."""
+        found = self._files("**/checkpoints/last.ckpt")
+        return found if kind is None else [(label, path) for label, path in found if run_kind(Path(path).parents[1]) in (kind, None)]
 
     def lora_files(self) -> list[tuple[str, str]]:
-        return self._files("**/*.safetensors")
+        # a run's pretrained/model.safetensors holds a whole model, not adapters
+        return [(label, path) for label, path in self._files("**/*.safetensors") if not (Path(path).parent / "config.json").is_file()]
 
     def _in_runs(self, key: str, path: str | None) -> str | None:
         if path and self.runs not in Path(path).resolve().parents:
@@ -302,8 +323,8 @@ def build_app(viewer: Viewer):
                                portrait_file, driver_file, progress=progress)
 
             def list_files():
-                checkpoints = viewer.checkpoints()
-                return gr.update(choices=checkpoints), gr.update(choices=viewer.lora_files()), gr.update(choices=checkpoints)
+                return (gr.update(choices=viewer.checkpoints("animation")), gr.update(choices=viewer.lora_files()),
+                        gr.update(choices=viewer.checkpoints("adapter")))
 
             app.load(list_files, outputs=[checkpoint, lora, adapter])
             job = run.click(animate, inputs=[checkpoint, lora, adapter, portrait, driver, keep], outputs=[result, status, portrait, driver],
@@ -325,7 +346,7 @@ def build_app(viewer: Viewer):
             def lipsync(ckpt, video, audio, keep_result, progress=gr.Progress()):
                 return run_job(lambda *a, progress: viewer.lipsync(ckpt, *a, keep_result, progress=progress), video, audio, progress=progress)
 
-            app.load(lambda: gr.update(choices=viewer.checkpoints()), outputs=unet)
+            app.load(lambda: gr.update(choices=viewer.checkpoints("lipsync")), outputs=unet)
             speech_job = speak.click(lipsync, inputs=[unet, template, speech, keep_speech], outputs=[speech_result, speech_status, template, speech],
                                      concurrency_limit=1)
             stop_speech.click(viewer.cancel, outputs=speech_status, cancels=[speech_job])

@@ -244,3 +244,30 @@ def test_app_in_a_browser(app_runs, tmp_path):
         target.mkdir(parents=True, exist_ok=True)
         for shot in shots.iterdir():
             shutil.copy(shot, target / shot.name)
+
+
+def test_each_tab_lists_the_checkpoints_it_can_run(tmp_path):
+    """Animate lists animation runs (and adapters in its adapter list), Lip-sync lip-sync runs; a run's pretrained
+    model.safetensors is not offered as a LoRA file."""
+    from motionlab.app.server import Viewer
+
+    runs = tmp_path / "logs"
+    for name, target in (("anim", "motionlab.tasks.animator.AnimatorTask"), ("desc", "motionlab.tasks.descriptor.DescriptorTask"),
+                         ("adapt", "motionlab.tasks.adapter.AdapterTask"), ("speak", "motionlab.tasks.lipsync.LipSyncTask")):
+        folder = runs / name / "runs" / "r1"
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "config.yaml").write_text(f"model:\n  _target_: {target}\n")
+        (folder / "checkpoints").mkdir()
+        (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (runs / "anim" / "runs" / "r1" / "pretrained").mkdir()
+    for path in (runs / "anim" / "runs" / "r1" / "pretrained" / "model.safetensors", runs / "anim" / "runs" / "r1" / "pretrained" / "config.json",
+                 runs / "lora_run" / "adapter.safetensors"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    viewer = Viewer(runs, tmp_path / "work")
+
+    def listed(kind):
+        return sorted(label.split("/")[0] for label, _ in viewer.checkpoints(kind))
+
+    assert listed("animation") == ["anim", "desc"] and listed("adapter") == ["adapt"] and listed("lipsync") == ["speak"]
+    assert [label for label, _ in viewer.lora_files()] == ["lora_run/adapter.safetensors"]

@@ -69,9 +69,7 @@ def median_seconds(function: Callable[[], object], repeats: int = 3) -> float:
 
 
 def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo's flags."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): :func:`motionlab.utils.machine.cpu_profile`."""
+    from motionlab.utils.machine import cpu_profile
+
+    return cpu_profile().native_bf16

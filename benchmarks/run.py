@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed iterations per measurement")
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), help="run only these benchmarks")
     args = parser.parse_args(argv)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    from motionlab.utils.machine import cpu_profile
+
+    print(f"machine: {cpu_profile().describe()}; {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| benchmark | value | unit |\n|---|---:|---|")
     for name in args.only or sorted(BENCHMARKS):
         for label, value, unit in BENCHMARKS[name](args):

@@ -185,6 +185,14 @@ def animate_files(
             check_output_path(value, key, (suffix,))
     check_positive(batch_size=batch_size, fps=fps, max_frames=max_frames)
     _check_precision(precision)
+    if precision == "bf16" and torch.device(device).type == "cpu":
+        from motionlab.utils.machine import cpu_profile
+
+        cpu = cpu_profile()
+        if not cpu.native_bf16:
+            log.warning("precision=bf16: this CPU (%s) computes no bfloat16 in hardware (AVX512-BF16 / AMX), where bf16 is slower "
+                        "than fp32; running fp32", cpu.describe())
+            precision = "fp32"
     # Frames stream from the decoder through the network into the encoder; only the side-by-side views (asked for
     # with gif / side_by_side_out) and the sequence's frames (sequence_out) are kept until the end.
     keep_views = gif is not None or side_by_side_out is not None
@@ -306,5 +314,5 @@ def animate_files(
         panels = {"driver_keypoints": "driver", "generated_keypoints": "generated", "driver_landmarks": "driver", "adapted_keypoints": "generated"}
         layers = {name: (panel, np.stack(kept[name])) for name, panel in panels.items() if kept[name]}
         write_sequence(sequence_out, build_sequence(kept["portrait"][0], np.stack(kept["driver"][:written]), np.stack(kept["generated"]), rate, layers))
-    return {"frames": written, "fps": rate, "out": str(Path(out)), "gif": str(gif) if gif else None,
+    return {"frames": written, "fps": rate, "out": str(Path(out)), "gif": str(gif) if gif else None, "precision": precision,
             "sequence": str(sequence_out) if sequence_out else None, "crop_model": getattr(predictor, "crop_model", None)}

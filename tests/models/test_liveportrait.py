@@ -683,3 +683,22 @@ def test_retargeting_region_error_measures_only_the_pixels_the_target_changed():
     assert terms["retargeting_error"] == 0 and terms["region_error"] == 0
     assert terms["unretargeted_region_error"].item() == pytest.approx(0.9)
     assert terms["unretargeted_error"].item() == pytest.approx((8 * 0.9 + 56 * 0.1) / 64)
+
+
+
+def test_fast_convolutions_stay_within_the_stated_bound_through_the_full_generator():
+    """Winograd / FFT convolutions through LivePortrait's full-size SPADE generator (74 convolutions, random weights):
+    within the 1e-3 the config states (a quarter of a uint8 level; 4e-4 measured), and the feature extractor within 1e-5."""
+    import copy
+
+    from motionlab.models.fast_conv import use_fast_convolutions
+
+    torch.manual_seed(0)
+    full = create_model("liveportrait").eval()
+    generator, extractor = full.spade_generator, full.appearance_feature_extractor
+    feature, image = torch.randn(1, 256, 64, 64), torch.rand(1, 3, 256, 256)
+    with torch.no_grad():
+        for network, inputs, bound in ((generator, feature, 1e-3), (extractor, image, 1e-5)):
+            fast = copy.deepcopy(network)
+            use_fast_convolutions(fast, algorithm="nnpack")
+            assert (fast(inputs) - network(inputs)).abs().max() < bound

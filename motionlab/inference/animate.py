@@ -158,6 +158,7 @@ def animate_files(
     predictor: dict | None = None,
     fast_convolutions: bool = True,
     precision: str = "fp32",
+    size: int | None = None,
 ) -> dict:
     """Animate ``portrait`` (an image; a video for predictors that animate one, LivePortrait's video-to-video) with
     ``driver`` and write ``out`` (mp4).
@@ -176,14 +177,15 @@ def animate_files(
     another family is an error. ``batch_size`` (driver frames per forward pass) defaults to the
     predictor's choice. ``fast_convolutions`` lets the network's convolutions use Winograd / FFT where that is faster on
     the CPU (:mod:`motionlab.models.fast_conv`); ``precision="bf16"`` is the opt-in reduced-precision mode (see
-    :func:`animate_frames`). ``on_frame(done, total)`` is called
+    :func:`animate_frames`). The video keeps the portrait's size and aspect (the predictor's :meth:`finish`) unless
+    ``size`` sets its longer side. ``on_frame(done, total)`` is called
     after each generated frame (progress); an exception from it stops the job with nothing written. Returns a summary.
     """
     check_output_path(out, "out", (".mp4",))
     for key, value, suffix in (("gif", gif, ".gif"), ("side_by_side_out", side_by_side_out, ".mp4"), ("sequence_out", sequence_out, ".npz")):
         if value is not None:
             check_output_path(value, key, (suffix,))
-    check_positive(batch_size=batch_size, fps=fps, max_frames=max_frames)
+    check_positive(batch_size=batch_size, fps=fps, max_frames=max_frames, size=size)
     _check_precision(precision)
     if precision == "bf16" and torch.device(device).type == "cpu":
         from motionlab.utils.machine import cpu_profile
@@ -299,6 +301,10 @@ def animate_files(
     def counted(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         nonlocal written
         for frame in frames:
+            if size is not None and max(frame.shape[:2]) != size:  # the longer side at size, the aspect kept
+                scale = size / max(frame.shape[:2])
+                shape = (max(2, round(frame.shape[1] * scale)), max(2, round(frame.shape[0] * scale)))
+                frame = np.asarray(Image.fromarray(frame).resize(shape, Image.LANCZOS if scale < 1 else Image.BICUBIC))
             written += 1
             if on_frame is not None:
                 on_frame(written, total)

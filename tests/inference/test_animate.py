@@ -320,7 +320,7 @@ def test_an_option_of_another_predictor_family_is_an_error(checkpoint, toy_world
 def test_results_keep_the_portraits_size_and_aspect(tmp_path):
     """A 64-px network on a non-square photo (a real face, 512 x 360): the face cropped, animated and pasted back, the
     video at the photo's size with the photo itself away from the face; a small non-square image is letterboxed (its
-    edge repeated to a square) and cut back out, at its own size."""
+    edge repeated to a square) and cut back out, at its own size; size= sets the longer side instead."""
     import av
     from skimage import data
 
@@ -347,3 +347,7 @@ def test_results_keep_the_portraits_size_and_aspect(tmp_path):
     assert np.abs(first[-40:, -60:].astype(int) - photo[-40:, -60:]).mean() < 6
     square, box = letterbox(small, 64)
     assert square.shape == (64, 64, 3) and unletterbox(np.zeros((64, 64, 3), np.uint8), box).shape == small.shape
+    # size= sets the longer side, the aspect kept
+    animate_files(tmp_path / "tiny.ckpt", tmp_path / "photo.png", tmp_path / "driver.mp4", tmp_path / "sized.mp4", max_frames=1, size=128)
+    with av.open(str(tmp_path / "sized.mp4")) as container:
+        assert next(container.decode(video=0)).to_ndarray(format="rgb24").shape == (90, 128, 3)

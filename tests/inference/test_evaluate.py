@@ -71,7 +71,7 @@ def test_eval_metrics_are_chosen_by_name(checkpoint, tmp_path):
     evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE, "metrics=[temporal]"], tmp_path))
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and "flicker" in json.loads(lines[1])["metrics"]
-    with pytest.raises(ConfigError, match=r"unknown metric 'fid'; the suite's metrics are fd_effnetlite0, fid_inception, fvd_effnetlite0"):
+    with pytest.raises(ConfigError, match=r"unknown metric 'fid'; the suite's metrics are fd_effnetlite0, fid_inception, kd_effnetlite0, kid_inception"):
         evaluate(compose_eval([f"ckpt={checkpoint}", *FAST_SUITE, "metrics=[fid]"], tmp_path / "bad"))
 
 

@@ -274,12 +274,16 @@ def test_trainer_arguments_need_no_plus_and_a_run_that_never_validates_is_refuse
 
 def test_log_model_makes_the_pretrained_folder_the_runs_model_artifact(tmp_path):
     """logger.wandb.log_model=true on an offline run (which Lightning refuses): the run's pretrained folder is logged
-    as its W&B model artifact, kept in the offline run for `wandb sync`."""
-    train(compose_train(["experiment=quickstart", "logger=wandb", "logger.wandb.log_model=true", "trainer.max_epochs=1", *tiny_overrides(tmp_path)],
-                        tmp_path / "run"))
-    (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    as its W&B model artifact, kept in the offline run for `wandb sync`. Run as a user runs it, in its own process (its
+    own W&B service, the run's record complete when the command ends)."""
+    result = subprocess.run([motionlab_bin("motionlab-train"), "experiment=quickstart", "logger=wandb", "logger.wandb.log_model=true",
+                             "trainer.max_epochs=1", "run_name=artifact", *tiny_overrides(tmp_path)],
+                            capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(tmp_path), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (folder,) = (tmp_path / "logs").glob("*/runs/artifact")
+    (run,) = (folder / "wandb").glob("offline-run-*")
     record = b"".join(path.read_bytes() for path in run.glob("*.wandb"))
-    assert b"model-" in record and b"model.safetensors" in record and (tmp_path / "run" / "pretrained" / "model.safetensors").is_file()
+    assert b"model-" in record and b"model.safetensors" in record and (folder / "pretrained" / "model.safetensors").is_file()
 
 
 def test_lora_on_your_own_clips_with_the_override_the_config_shows(animator_base_checkpoint, tmp_path):

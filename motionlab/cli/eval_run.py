@@ -27,6 +27,7 @@ from motionlab.inference.metafile import (
     METAFILE,
     CostMeter,
     metafile_table,
+    metric_comparability,
     model_record,
     protocol_status,
     write_metafile,
@@ -104,7 +105,7 @@ def _evaluate_models(cfg: DictConfig, options: dict, out_dir: Path, paper_protoc
         meta = write_metafile(out_dir / "metafiles" / f"model_{index}.json", model_record(None if reference else ckpt, arch, label), paper_protocol,
                               result["clips"], result["metrics"], suite.weights_records(), meter.record(options["device"]))
         rows.append({"model": label, "ckpt": None if reference else str(ckpt), "arch": arch, "metrics": result["metrics"], "clips": result["clips"],
-                     "comparability": {k: {"comparable_to_papers": v["comparable_to_papers"], "reason": v["reason"]} for k, v in meta["metrics"].items()},
+                     "comparability": metric_comparability(meta),
                      "cost": meta["cost"], "manifest": meta["manifest"]["sha256"]})
     source = f"{len(rows)} models on {options['driver_dir']}, {protocol}, frames scored at {options['image_size']} px"
     comparison = {"source": source, "note": NOTE, "protocol": paper_protocol, "models": rows}
@@ -168,7 +169,7 @@ def evaluate(cfg: DictConfig) -> dict:
     meta = write_metafile(out_dir / METAFILE, model_record(options["ckpt"], None, label), paper_protocol, result["clips"], result["metrics"],
                           suite.weights_records(), meter.record(options["device"]), split)
     result["protocol"], result["cost"] = paper_protocol, meta["cost"]
-    result["comparability"] = {k: {"comparable_to_papers": v["comparable_to_papers"], "reason": v["reason"]} for k, v in meta["metrics"].items()}
+    result["comparability"] = metric_comparability(meta)
     paths = write_reports(result, out_dir)
     append_jsonl(out_dir / "metrics.jsonl", {"command": "motionlab-eval", "source": source, "metrics": result["metrics"]})
     if options["wandb"]:

@@ -108,11 +108,17 @@ def unletterbox(frame: np.ndarray, box: Letterbox) -> np.ndarray:
     return np.ascontiguousarray(frame[top : top + height, left : left + width])
 
 
+def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """(size, size, 3) crop of ``image`` through ``matrix`` (into :data:`CROP_SIZE`): warped bilinearly into the
+    intermediate square, then area-resized, as LivePortrait's cropper does."""
+    cropped = cv2.warpAffine(image, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR)
+    return cv2.resize(cropped, (size, size), interpolation=cv2.INTER_AREA)
+
+
 def face_crop(image: np.ndarray, points: np.ndarray, size: int, scale: float, vy_ratio: float) -> tuple[np.ndarray, PortraitCrop]:
-    """(size, size, 3) input of one face (its (P, 2) landmarks; :func:`motionlab.geometry.landmarks.face_crop_matrix`),
-    warped into :data:`CROP_SIZE` and area-resized, and where it came from."""
+    """(size, size, 3) input of one face (its (P, 2) landmarks; :func:`motionlab.geometry.landmarks.face_crop_matrix`)
+    through :func:`warp_crop`, and where it came from."""
     from motionlab.geometry.landmarks import face_crop_matrix
 
     matrix = face_crop_matrix(points, CROP_SIZE, scale, vy_ratio=vy_ratio)
-    cropped = cv2.warpAffine(image, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR)
-    return cv2.resize(cropped, (size, size), interpolation=cv2.INTER_AREA), PortraitCrop(matrix, CROP_SIZE, image, None, None)
+    return warp_crop(image, matrix, size), PortraitCrop(matrix, CROP_SIZE, image, None, None)

@@ -97,6 +97,11 @@ def metric_records(metrics: dict[str, float], weights: dict[str, dict], protocol
     return records
 
 
+def metric_comparability(meta: dict) -> dict[str, dict]:
+    """A metafile's metrics without their values: ``{metric: {comparable_to_papers, reason}}`` (the reports show them)."""
+    return {name: {"comparable_to_papers": entry["comparable_to_papers"], "reason": entry["reason"]} for name, entry in meta["metrics"].items()}
+
+
 def model_record(ckpt: str | os.PathLike | None, arch: str | None, label: str) -> dict:
     """The model scored: its label, architecture and weights (a file's SHA-256; a folder's files each)."""
     if ckpt is None:
@@ -163,5 +168,4 @@ def metafile_table(runs: list[str | os.PathLike], out: str | os.PathLike) -> dic
     csv.writer(table).writerows([header + [f"{name}_comparable_to_papers" for name in names], *values])
     atomic_write_text(markdown, "\n".join(lines) + "\n")
     atomic_write_text(out.with_suffix(".csv"), table.getvalue())
-    rows = shown
-    return {"rows": len(rows), "md": str(markdown), "csv": str(out.with_suffix(".csv")), "manifests": len(manifests)}
+    return {"rows": len(shown), "md": str(markdown), "csv": str(out.with_suffix(".csv")), "manifests": len(manifests)}

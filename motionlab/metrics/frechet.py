@@ -96,7 +96,10 @@ class ClipFrechetDistance(FeatureFrechetDistance):
         if clips.ndim != 5 or clips.shape[1] < 2:
             raise ValueError(f"ClipFrechetDistance expects (B, T>=2, 3, H, W) clips, got {tuple(clips.shape)}")
         b, t = clips.shape[:2]
-        per_frame = self.features(clips.flatten(0, 1)).view(b, t, -1)
+        self.add_frame_features(self.features(clips.flatten(0, 1)).view(b, t, -1), real)
+
+    def add_frame_features(self, per_frame: torch.Tensor, real: bool) -> None:
+        """Add (B, T, D) frame features already computed by this metric's backbone (T >= 2)."""
         self.add_features(torch.cat([per_frame.mean(1), per_frame.std(1)], dim=1), real)
 
 

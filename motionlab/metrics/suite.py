@@ -172,20 +172,26 @@ class EvaluationSuite(nn.Module):
         self.reconstruction.update(frames_generated, frames_driver)
         self.copy_baseline.update(portraits, frames_driver)
         self.residual.update(frames_generated, portraits)
-        if self.frechet is not None or self.kernel is not None:  # the frames' features once, for both distances
-            features = {True: self.features(frames_driver), False: self.features(frames_generated)}
-            for metric in (self.frechet, self.kernel):
-                for real, values in features.items():
-                    if metric is not None:
-                        metric.add_features(values, real)
+        computed: dict[bool, torch.Tensor] = {}
+
+        def frame_features(real: bool) -> torch.Tensor:
+            """The frames' backbone features, computed once for every feature metric."""
+            if real not in computed:
+                computed[real] = self.features(frames_driver if real else frames_generated)
+            return computed[real]
+
+        for metric in (self.frechet, self.kernel):
+            if metric is not None:
+                for real in (True, False):
+                    metric.add_features(frame_features(real), real)
         if self.clip_frechet is not None and t >= 2:
-            self.clip_frechet.update(driver, real=True)
-            self.clip_frechet.update(generated, real=False)
+            for real in (True, False):
+                self.clip_frechet.add_frame_features(frame_features(real).view(b, t, -1), real)
         if self.video_distance is not None and t >= self.video_distance.frames:
             self.video_distance.update(driver, real=True)
             self.video_distance.update(generated, real=False)
         if self.identity is not None:
-            self.identity.update(self.features(frames_generated), self.features(portrait).repeat_interleave(t, dim=0))
+            self.identity.update(frame_features(False), self.features(portrait).repeat_interleave(t, dim=0))
         if self.temporal_difference is not None and t >= 2:
             self.temporal_difference.update(generated, driver)
             self.flicker.update(generated, driver)

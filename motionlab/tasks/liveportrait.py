@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -15,13 +16,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from motionlab.data.batches import AnimationBatch, RetargetingBatch
-from motionlab.data.crops import CROP_SIZE, PortraitCrop, box_crop_matrix, paste_into_portrait, read_paste_mask
+from motionlab.data.crops import (
+    CROP_SIZE,
+    PortraitCrop,
+    box_crop_matrix,
+    face_crop,
+    paste_into_portrait,
+    read_paste_mask,
+    warp_crop,
+)
 from motionlab.data.images import to_tensor, to_uint8
 from motionlab.geometry import Keypoints
 from motionlab.geometry.head_pose import REGIONS, driving_keypoints, source_video_keypoints
 from motionlab.geometry.landmarks import (
     eye_openness,
-    face_crop_matrix,
     face_crop_square,
     lip_openness,
     release_eye_ratios,
@@ -264,12 +272,12 @@ class FaceMeasure:
         """(crop points, eye openness (2,), lip openness (1,)) of the largest face, or None."""
         if self.name == "dlib68":
             points = self.dlib(image)
-            return None if points is None else (points, eye_openness(points[None])[0], lip_openness(points[None]))
+            return None if points is None else (points, *self.openness(points))
         found = self.release(image)
         if found is None:
             return None
-        points_106, points_203 = found
-        return points_106, release_eye_ratios(points_203[None])[0], release_lip_ratio(points_203[None])
+        points_106, points_203 = found  # cropped on the 106 points, measured on the 203, as the release does
+        return points_106, *self.openness(points_203)
 
     def openness(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(eye openness (2,), lip openness (1,)) of tracked points (:meth:`LivePortraitPredictor._tracked`: 203 points
@@ -383,12 +391,6 @@ class LivePortraitPredictor(AnimationPredictor):
                              f"(give predictor.crop_{what}=false to use the whole image)")
         return found
 
-    def _crop(self, image: np.ndarray, points: np.ndarray, scale: float, vy_ratio: float) -> tuple[np.ndarray, np.ndarray]:
-        """(crop matrix into CROP_SIZE, the crop area-resized to the network's input), as the release crops portraits."""
-        matrix = face_crop_matrix(points, CROP_SIZE, scale, vy_ratio=vy_ratio)
-        cropped = cv2.warpAffine(image, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR)
-        return matrix, cv2.resize(cropped, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
-
     def _resized(self, frames: np.ndarray) -> torch.Tensor:
         """Uncropped frames at the network's input as the release resizes them (``cv2.resize``, bilinear, squashed)."""
         size = self.image_size
@@ -401,13 +403,10 @@ class LivePortraitPredictor(AnimationPredictor):
             return self._resized(image[None]), {"crop": None}
         if self.crop_box is not None:
             matrix = box_crop_matrix(self.crop_box, image.shape[:2], CROP_SIZE)
-            cropped = cv2.resize(cv2.warpAffine(image, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR), (size, size),
-                                 interpolation=cv2.INTER_AREA)
-            return to_tensor(cropped[None]), {"crop": PortraitCrop(matrix, CROP_SIZE, image, None, None)}
+            return to_tensor(warp_crop(image, matrix, size)[None]), {"crop": PortraitCrop(matrix, CROP_SIZE, image, None, None)}
         points, eyes, lips = self._face(image, "portrait")
-        matrix, cropped = self._crop(image, points, self.crop_scale, -0.125)
-        crop = PortraitCrop(matrix, CROP_SIZE, image, eyes[None], lips[None])
-        return to_tensor(cropped[None]), {"crop": crop}
+        cropped, crop = face_crop(image, points, size, self.crop_scale, -0.125)
+        return to_tensor(cropped[None]), {"crop": replace(crop, eyes=eyes[None], lips=lips[None])}
 
     @property
     def needs_driver_scan(self) -> bool:
@@ -553,9 +552,9 @@ class LivePortraitPredictor(AnimationPredictor):
                                      "video-to-video tracks the face from the first frame that shows one")
                 # dlib misses a face now and then: the frame keeps the last points found
                 previous = previous if points is None else points
-                matrix, crop = self._crop(frame, previous, self.crop_scale, -0.125)
+                crop, where = face_crop(frame, previous, self.image_size, self.crop_scale, -0.125)
                 frame_eyes, frame_lips = measure.openness(previous)
-                matrices.append(matrix)
+                matrices.append(where.matrix)
                 eyes.append(frame_eyes)
                 lips.append(frame_lips.reshape(-1))
                 crops.append(crop)
@@ -586,8 +585,7 @@ class LivePortraitPredictor(AnimationPredictor):
         stop = start + len(frames)
         size = self.image_size
         matrices = plan["matrices"][start:stop]
-        crops = np.stack([cv2.resize(cv2.warpAffine(frame, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR), (size, size),
-                                     interpolation=cv2.INTER_AREA) for frame, matrix in zip(frames, matrices)])
+        crops = np.stack([warp_crop(frame, matrix, size) for frame, matrix in zip(frames, matrices)])
         portrait = to_tensor(crops).to(self.device)
         x_source, x_driving, own = (plan[key][start:stop] for key in ("x_source", "x_driving", "driver_keypoints"))
         generated = self._render(self.net.appearance_feature_extractor(portrait), x_source, x_driving)

@@ -274,14 +274,15 @@ def animate_files(
                     kept[key].extend(value)
 
         def generated_frames() -> Iterator[np.ndarray]:
-            size = batch_size or predictor.batch_size
+            # driver frames per forward pass (size= is the written video's side)
+            chunk = batch_size or predictor.batch_size
             # a predictor that crops the driver with one box for the whole clip sees every frame first (decoded twice)
-            scan = predictor.scan_driver(decoded_batches(clip, count, size)) if predictor.needs_driver_scan else None
+            scan = predictor.scan_driver(decoded_batches(clip, count, chunk)) if predictor.needs_driver_scan else None
             if source_clip is not None:
                 # two passes: the motion of every frame pair first (it is smoothed through time), then the rendering
-                plan = predictor.plan_source_video(decoded_batches(source_clip, count, size), decoded_batches(clip, count, size), scan)
+                plan = predictor.plan_source_video(decoded_batches(source_clip, count, chunk), decoded_batches(clip, count, chunk), scan)
                 start = 0
-                for frames, driver_frames in zip(decoded_batches(source_clip, count, size), decoded_batches(clip, count, size)):
+                for frames, driver_frames in zip(decoded_batches(source_clip, count, chunk), decoded_batches(clip, count, chunk)):
                     batch = predictor.render_source_video(frames, plan, start)
                     batch["driver"] = frames_to_tensor(driver_frames, predictor.image_size)
                     generated = to_uint8(batch["generated"], predictor.quantize)
@@ -289,7 +290,7 @@ def animate_files(
                     yield from predictor.finish_source_video(generated, batch["crops"])
                     start += len(frames)
                 return
-            batches = decoded_batches(clip, count, size)
+            batches = decoded_batches(clip, count, chunk)
             for batch in animate_frames(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), batches, precision=precision,
                                         driver_scan=scan):
                 generated = to_uint8(batch["generated"], predictor.quantize)

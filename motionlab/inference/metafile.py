@@ -28,7 +28,7 @@ from motionlab.utils.io import atomic_write_text, file_digest, write_json
 METAFILE = "metafile.json"
 # a suite metric -> the names its values are reported under, where they differ
 REPORTED_AS = {"lse_syncnet": ("lse_d_syncnet", "lse_c_syncnet", "sync_offset_syncnet"),
-               "csim_arcface": ("csim_arcface", "csim_arcface_frames_missed")}
+               "csim_arcface": ("csim_arcface", "csim_arcface_frames_missed"), "akd_fan": ("akd_fan", "akd_fan_frames_missed")}
 
 
 def protocol_status(protocol: dict | None, options: dict) -> dict | None:
@@ -39,7 +39,7 @@ def protocol_status(protocol: dict | None, options: dict) -> dict | None:
     overridden = {key: {"protocol": value, "run": options.get(key)} for key, value in (protocol.get("fixed") or {}).items()
                   if options.get(key) != value}
     return {"name": protocol["name"], "paper": None if overridden else protocol.get("paper"), "data": protocol.get("data"),
-            "overridden": overridden, "not_computed": list(protocol.get("not_computed") or [])}
+            "overridden": overridden}
 
 
 def clip_manifest(clips: list[dict]) -> dict:

@@ -9,7 +9,8 @@ SHA-256 matches what pins it) *and* the evaluation ran under a paper's protocol 
 
 What pins a file: torchvision's and pytorch-fid's published names carry the first 8 hex digits of the file's SHA-256
 (``alexnet-owt-7be5be79.pth``), which their loaders check; that prefix is what is checked here. For files published
-without a hash (InsightFace's ``w600k_r50.onnx``, SyncNet's ``syncnet_v2.model``, StyleGAN-V's ``i3d_torchscript.pt``)
+without a hash (InsightFace's ``w600k_r50.onnx``, SyncNet's ``syncnet_v2.model``, StyleGAN-V's ``i3d_torchscript.pt``,
+OpenFacePytorch's ``openface.pth``; face-alignment's names carry digits its loader does not check by default)
 motionlab pins nothing it could not verify offline: give the SHA-256 you checked against the paper's code as
 ``standard_sha256`` and the result says the pin is yours.
 """
@@ -52,6 +53,15 @@ STANDARD_WEIGHTS = {
     "lse_syncnet": StandardWeights(
         "syncnet_v2.model", None, "www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model (joonson/syncnet_python)",
         "LSE-C / LSE-D of Wav2Lip's evaluation and the lip-sync papers after it"),
+    "akd_fan": StandardWeights(
+        "2DFAN4-11f355bf06.pth.tar", None, "www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar (face-alignment's 2D-FAN)",
+        "AKD of FOMM's protocol (AliaksandrSiarohin/pose-evaluation) and the reenactment papers that reuse it"),
+    "s3fd": StandardWeights(
+        "s3fd-619a316812.pth", None, "www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth (face-alignment's S3FD; "
+        "Wav2Lip ships it as s3fd.pth)", "the face boxes of face-alignment, hence of AKD's landmarks"),
+    "aed_openface": StandardWeights(
+        "openface.pth", None, "github.com/thnkim/OpenFacePytorch (openface.pth: OpenFace nn4.small2.v1, ported)",
+        "AED of FOMM's protocol (AliaksandrSiarohin/pose-evaluation, --type face_id)"),
     "fvd_i3d": StandardWeights(
         "i3d_torchscript.pt", None, "StyleGAN-V's FVD detector (universome/stylegan-v, src/metrics/frechet_video_distance.py: its Dropbox link)",
         "FVD of StyleGAN-V and the video-generation / talking-head papers that reuse its code"),

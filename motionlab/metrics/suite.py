@@ -19,6 +19,7 @@ from motionlab.metrics.frechet import ClipFrechetDistance, FrechetDistance, Kern
 from motionlab.metrics.identity import ArcFaceSimilarity, IdentityDistance
 from motionlab.metrics.lip_motion import LipMotion
 from motionlab.metrics.perceptual import LearnedPerceptualSimilarity
+from motionlab.metrics.pose_evaluation import FanKeypointDistance, OpenFaceIdentityDistance
 from motionlab.metrics.reconstruction import ResidualMagnitude, reconstruction_metrics
 from motionlab.metrics.sync import SyncNetScores
 from motionlab.metrics.temporal import Flicker, MotionSmoothness, TemporalDifferenceConsistency
@@ -50,6 +51,11 @@ SUITE_METRICS = {
                    "SyncNet (suite.networks.lse_syncnet=syncnet_v2.model), +-15 frames at 25 fps; clips with audio only",
     "fvd_i3d": "FVD: Fréchet distance of I3D logits of the first 16 frames of real and generated clips (suite.networks.fvd_i3d="
                "i3d_torchscript.pt, StyleGAN-V's), clips of T >= 16",
+    "akd_fan": "AKD: mean |real - generated| of face-alignment's 68 FAN landmarks, in pixels, frame by frame (suite.networks."
+               "akd_fan=2DFAN4-11f355bf06.pth.tar; faces by face-alignment's S3FD with suite.networks.s3fd=s3fd-619a316812.pth, "
+               "else dlib's HOG detector), as FOMM's pose-evaluation computes it",
+    "aed_openface": "AED: mean squared L2 distance of OpenFace embeddings of real and generated frames (suite.networks.aed_openface="
+                    "openface.pth, OpenFacePytorch's nn4.small2.v1), as FOMM's pose-evaluation computes it",
     "lip_motion": "lip_opening_ccc / lip_opening_amplitude (the mouth's opening against the real video's: Lin's CCC, std ratio) "
                   "and lip_motion_in_silence (mouth change per frame where the audio is silent), by dlib's 68 points; clips with audio only",
     "temporal": "temporal_difference (mean |Δgenerated − Δdriver|) and flicker (high-pass energy where the driver is static)",
@@ -60,7 +66,7 @@ FEATURE_METRICS = {"fd_effnetlite0": ("fd", "effnetlite0"), "fid_inception": ("f
                    "kid_inception": ("kd", "inception"), "fvd_effnetlite0": ("fvd", "effnetlite0"),
                    "fvd_inception": ("fvd", "inception"), "aed_effnetlite0": ("aed", "effnetlite0"), "aed_inception": ("aed", "inception")}
 # the metrics computed with a standard network read from the user's file (suite.networks.<name>)
-NETWORK_METRICS = ("lpips_alex", "lpips_vgg", "csim_arcface", "lse_syncnet", "fvd_i3d")
+NETWORK_METRICS = ("lpips_alex", "lpips_vgg", "csim_arcface", "lse_syncnet", "fvd_i3d", "akd_fan", "aed_openface")
 # what training validates with (the feature metrics cost tens of ms per image on a CPU core)
 TRAINING_METRICS = ("temporal", "colour")
 
@@ -89,7 +95,8 @@ class EvaluationSuite(nn.Module):
             it is neither registered as a sub-module nor moved with it.
         flicker_threshold: driver change below which a pixel counts as static for flicker.
         networks: the weights file of each standard metric network asked for (:data:`NETWORK_METRICS`: metric name ->
-            path; :mod:`motionlab.metrics.standard` says which file each is).
+            path; :mod:`motionlab.metrics.standard` says which file each is), and ``s3fd``, the face detector whose
+            boxes ``akd_fan``'s landmarks start from.
         standard_sha256: hashes you pinned for standard files published without one (metric name -> SHA-256).
     """
 
@@ -142,6 +149,8 @@ class EvaluationSuite(nn.Module):
         self.sync = SyncNetScores(networks["lse_syncnet"]) if "lse_syncnet" in self.names else None
         self.lip_motion = LipMotion() if "lip_motion" in self.names else None
         self.video_distance = FrechetVideoDistance(networks["fvd_i3d"]) if "fvd_i3d" in self.names else None
+        self.fan_keypoints = FanKeypointDistance(networks["akd_fan"], networks.get("s3fd")) if "akd_fan" in self.names else None
+        self.openface = OpenFaceIdentityDistance(networks["aed_openface"]) if "aed_openface" in self.names else None
         self.networks, self.standard_sha256 = networks, dict(standard_sha256 or {})
         self.motion_smoothness = MotionSmoothness() if keypoint_detector is not None else None
 
@@ -153,8 +162,18 @@ class EvaluationSuite(nn.Module):
         files = {name: self.networks[name] for name in self.names if name in NETWORK_METRICS}
         if self.features is not None and self.features.backbone_name == "inception_v3":
             files.update({name: self.features.weights_path for name in self.names if FEATURE_METRICS.get(name, ("", ""))[1] == "inception"})
-        return {name: weights_record("fid_inception" if name in FEATURE_METRICS else name, path, self.standard_sha256.get(name))
-                for name, path in files.items()}
+        records = {name: weights_record("fid_inception" if name in FEATURE_METRICS else name, path, self.standard_sha256.get(name))
+                   for name, path in files.items()}
+        if "akd_fan" in records:  # AKD's landmarks are the protocol's only on face-alignment's own face boxes
+            fan = records["akd_fan"]
+            if "s3fd" in self.networks:
+                detector = weights_record("s3fd", self.networks["s3fd"], self.standard_sha256.get("s3fd"))
+                records["akd_fan"] = {**fan, "detector": detector, "standard": fan["standard"] and detector["standard"],
+                                      "reason": f"{fan['reason']}; face boxes: {detector['reason']}"}
+            else:
+                records["akd_fan"] = {**fan, "standard": False, "reason": f"{fan['reason']}; face boxes from dlib's HOG detector, not "
+                                      "face-alignment's S3FD (give suite.networks.s3fd=s3fd-619a316812.pth)"}
+        return records
 
     @torch.no_grad()
     def update(self, portrait: torch.Tensor, driver: torch.Tensor, generated: torch.Tensor, audio: list | None = None) -> None:
@@ -208,6 +227,10 @@ class EvaluationSuite(nn.Module):
                 self.sync.update(to_uint8(clip), *sound)
             if self.lip_motion is not None:
                 self.lip_motion.update(to_uint8(real), to_uint8(clip), *sound)
+        for metric in (self.fan_keypoints, self.openface):
+            if metric is not None:
+                for real, clip in zip(driver, generated):
+                    metric.update(to_uint8(real), to_uint8(clip))
         if self.keypoint_detector is not None:
             kp_generated, kp_driver = self.keypoint_detector(frames_generated), self.keypoint_detector(frames_driver)
             self.akd.update(kp_generated, kp_driver)
@@ -245,6 +268,11 @@ class EvaluationSuite(nn.Module):
             values.update(self.sync.compute())
         if self.lip_motion is not None:
             values.update(self.lip_motion.compute())
+        if self.fan_keypoints is not None and self.fan_keypoints.frames > 0:
+            values["akd_fan"] = self.fan_keypoints.compute()
+            values["akd_fan_frames_missed"] = self.fan_keypoints.missed_generated.clone()
+        if self.openface is not None and self.openface.frames > 0:
+            values["aed_openface"] = self.openface.compute()
         if self.akd is not None:
             values["akd"] = self.akd.compute()
             if self.motion_smoothness.count > 0:

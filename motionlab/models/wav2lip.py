@@ -222,17 +222,22 @@ class S3FD(nn.Module):
         return outputs
 
 
-# the release subtracts these (Caffe's BGR means) from the RGB image it hands the network
+# Caffe's BGR means: Wav2Lip subtracts them from the RGB frame it hands the network, face-alignment from the BGR one
 S3FD_MEAN = (104.0, 117.0, 123.0)
 
 
 @torch.no_grad()
-def detect_faces(detector: S3FD, images: np.ndarray, threshold: float = 0.5) -> list[tuple[int, int, int, int] | None]:
+def detect_faces(detector: S3FD, images: np.ndarray, threshold: float = 0.5, release: str = "wav2lip") -> list[tuple | None]:
     """(N, H, W, 3) uint8 RGB frames -> each frame's most confident face box (x0, y0, x1, y1), or None below
-    ``threshold``: the box Wav2Lip's ``get_detections_for_batch`` returns (the first box after its NMS is the most
-    confident; coordinates clipped at 0 and truncated to integers), decoded from the anchors as its ``batch_detect`` does."""
+    ``threshold``, decoded from the anchors as both releases' ``batch_detect`` do (the first box after their NMS is
+    the most confident). ``release``: ``wav2lip``, the box its ``get_detections_for_batch`` returns (the RGB frame
+    handed to the network, coordinates clipped at 0 and truncated to integers); ``face_alignment``, the box
+    face-alignment's ``SFDDetector`` returns (the frame turned BGR first, float coordinates as decoded)."""
+    if release not in ("wav2lip", "face_alignment"):
+        raise ValueError(f"detect_faces: release must be wav2lip or face_alignment, got {release!r}")
     device = next(detector.parameters()).device
-    tensor = torch.from_numpy(images.astype(np.float32) - np.array(S3FD_MEAN, np.float32)).permute(0, 3, 1, 2).to(device)
+    pixels = images[..., ::-1] if release == "face_alignment" else images
+    tensor = torch.from_numpy(pixels.astype(np.float32) - np.array(S3FD_MEAN, np.float32)).permute(0, 3, 1, 2).to(device)
     outputs = detector(tensor)
     best_scores = torch.full((len(images),), -1.0)
     best_boxes = torch.zeros(len(images), 4)
@@ -254,6 +259,8 @@ def detect_faces(detector: S3FD, images: np.ndarray, threshold: float = 0.5) -> 
         better = value > best_scores
         best_scores = torch.where(better, value, best_scores)
         best_boxes = torch.where(better.unsqueeze(1), boxes, best_boxes)
+    if release == "face_alignment":
+        return [tuple(box.tolist()) if score > threshold else None for box, score in zip(best_boxes.double(), best_scores)]
     return [tuple(int(v) for v in box.clamp(min=0).tolist()) if score > threshold else None for box, score in zip(best_boxes, best_scores)]
 
 

@@ -267,15 +267,22 @@ def test_eval_compares_a_synctalk_layout_unet(tmp_path):
 def test_a_protocol_run_writes_metafiles_and_the_table_joins_runs(tmp_path):
     """protocol=fomm_vox1_test on a folder in its layout (one clip, its first frame the source, every frame at 256):
     the real-video and copy-baseline rows and a FOMM-format file, each with a metafile (weights hash, protocol,
-    manifest, metrics with their comparability, cost); overriding a key the protocol fixes makes the run say so;
-    motionlab-eval table joins the runs into one Markdown + CSV table."""
+    manifest, metrics with their comparability, cost); AKD and AED from FAN / OpenFace stand-ins (the real video's
+    are 0); overriding a key the protocol fixes makes the run say so; motionlab-eval table joins the runs into one
+    Markdown + CSV table."""
     import csv
 
     import torch
     from conftest import face_video, run_cli
 
+    from motionlab.metrics.pose_evaluation import FAN, OpenFaceNN4Small2
     from motionlab.models import create_model
     from motionlab.models.fomm import save_fomm_checkpoint
+
+    torch.manual_seed(0)
+    torch.save(FAN(stacks=1).state_dict(), tmp_path / "2DFAN1.pth.tar")
+    torch.save(OpenFaceNN4Small2().state_dict(), tmp_path / "openface.pth")
+    networks = [f"suite.networks.akd_fan={tmp_path / '2DFAN1.pth.tar'}", f"suite.networks.aed_openface={tmp_path / 'openface.pth'}"]
 
     drivers = tmp_path / "vox_test"
     drivers.mkdir()
@@ -284,19 +291,21 @@ def test_a_protocol_run_writes_metafiles_and_the_table_joins_runs(tmp_path):
     release = save_fomm_checkpoint(create_model("fomm_vox256"), tmp_path / "vox-cpk.pth.tar")
     runs = [tmp_path / "run_protocol", tmp_path / "run_overridden"]
     result = evaluate(compose_eval(["protocol=fomm_vox1_test", "ckpt=null", f"compare=[{release}@fomm_vox256]", f"driver_dir={drivers}",
-                                    "wandb=false"], runs[0]))
+                                    "wandb=false", *networks], runs[0]))
     assert result["protocol"]["name"] == "fomm_vox1_test" and result["protocol"]["paper"].startswith("FOMM")
     assert [row["model"] for row in result["models"]] == ["real video", "copy baseline", "vox-cpk.pth.tar @fomm_vox256"]
     meta = json.loads((runs[0] / "metafiles" / "model_2.json").read_text())
     assert meta["model"]["weights"][str(release)] == __import__("hashlib").sha256(release.read_bytes()).hexdigest()
     assert meta["manifest"]["clips"] == [["id10270_clip", 4]] and len(meta["manifest"]["sha256"]) == 64
-    assert meta["protocol"]["not_computed"] == ["akd_fan", "aed_pose_evaluation"]
+    real_row = json.loads((runs[0] / "metafiles" / "model_0.json").read_text())["metrics"]
+    assert real_row["akd_fan"]["value"] == 0.0 and real_row["aed_openface"]["value"] == 0.0
+    assert not real_row["akd_fan"]["comparable_to_papers"] and "dlib's HOG detector" in real_row["akd_fan"]["reason"]
     # L1 is defined by its formula: under FOMM's protocol it is comparable; motionlab's own metrics never are
     assert meta["metrics"]["l1"]["comparable_to_papers"] and "formula" in meta["metrics"]["l1"]["reason"]
     assert not meta["metrics"]["flicker"]["comparable_to_papers"] and "not a paper's metric" in meta["metrics"]["flicker"]["reason"]
     assert meta["cost"]["ms_per_frame"] > 0 and meta["cost"]["peak_rss_mb"] > 0
     evaluate(compose_eval(["protocol=fomm_vox1_test", "ckpt=null", f"compare=[{release}@fomm_vox256]", f"driver_dir={drivers}",
-                           "image_size=64", "reference_rows=false", "wandb=false"], runs[1]))
+                           "image_size=64", "reference_rows=false", "wandb=false", "metrics=[temporal]"], runs[1]))
     overridden = json.loads((runs[1] / "metafiles" / "model_0.json").read_text())
     assert overridden["protocol"]["paper"] is None and overridden["protocol"]["overridden"] == {"image_size": {"protocol": 256, "run": 64}}
     table = run_cli("motionlab-eval", "table", f"runs=[{runs[0]},{runs[1]}]", f"out={tmp_path / 'table'}", cwd=tmp_path)

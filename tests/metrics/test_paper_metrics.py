@@ -133,7 +133,7 @@ def test_every_standard_network_names_its_file_and_the_suite_asks_for_it():
     from motionlab.metrics.suite import NETWORK_METRICS, EvaluationSuite
     from motionlab.utils.config import ConfigError
 
-    assert set(NETWORK_METRICS) | {"fid_inception"} == set(STANDARD_WEIGHTS)
+    assert set(NETWORK_METRICS) | {"fid_inception", "s3fd"} == set(STANDARD_WEIGHTS)  # s3fd: akd_fan's face detector
     with pytest.raises(ConfigError, match=r"suite.networks.csim_arcface=<path to w600k_r50.onnx> \(published at InsightFace"):
         EvaluationSuite(names=["csim_arcface"])
     protocol = {"name": "lrs2_lse", "paper": "Wav2Lip"}

@@ -1,7 +1,7 @@
-"""Fréchet distances between feature distributions (FID-style and clip-level FVD-style).
+"""Fréchet distances between feature distributions (FID-style and clip-level FVD-style), and the kernel distance.
 
-Feature sums and outer-product sums are accumulated in float64 and summed across processes, so the
-value under DDP equals the single-process value on the same data.
+Feature sums and outer-product sums are accumulated in float64 (torchmetrics' FID states) and summed across
+processes, so the value under DDP equals the single-process value on the same data.
 """
 
 from __future__ import annotations
@@ -9,56 +9,41 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torchmetrics import Metric
+from torchmetrics.image.fid import FrechetInceptionDistance
 
 from motionlab.metrics.features import ImageFeatures
 
 
-def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
-    """``||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))`` for (D,) means and (D, D) covariances.
+class PrecomputedFeatures(nn.Module):
+    """The feature extractor of a Fréchet distance fed features already computed: (N, D) in, the same out."""
 
-    The trace of the matrix square root is the sum of the square roots of the eigenvalues of
-    ``S1 S2`` (real and non-negative up to round-off for covariance matrices).
-    """
-    mean_term = (mu1 - mu2).square().sum()
-    root_trace = torch.linalg.eigvals(sigma1 @ sigma2).sqrt().real.sum()
-    return mean_term + sigma1.trace() + sigma2.trace() - 2 * root_trace
+    def __init__(self, dim: int):
+        super().__init__()
+        self.num_features = dim
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
 
 
-class FeatureFrechetDistance(Metric):
-    """Fréchet distance between two sets of precomputed (N, D) features (``real`` and ``generated``)."""
-
-    full_state_update = False
-    higher_is_better = False
-    is_differentiable = False
+class FeatureFrechetDistance(FrechetInceptionDistance):
+    """Fréchet distance between two sets of precomputed (N, D) features (``real`` and ``generated``):
+    torchmetrics' ``FrechetInceptionDistance`` (its float64 moment sums and ``_compute_fid``) with a pass-through
+    feature extractor, so each Fréchet distance here is computed one way, by torchmetrics. ``real_count`` is the
+    number of real samples added."""
 
     def __init__(self, dim: int, **kwargs):
-        super().__init__(**kwargs)
-        for side in ("real", "generated"):
-            self.add_state(f"{side}_sum", torch.zeros(dim, dtype=torch.float64), dist_reduce_fx="sum")
-            self.add_state(f"{side}_outer", torch.zeros(dim, dim, dtype=torch.float64), dist_reduce_fx="sum")
-            self.add_state(f"{side}_count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        super().__init__(feature=PrecomputedFeatures(dim), **kwargs)
 
     def add_features(self, features: torch.Tensor, real: bool) -> None:
         """Add (N, D) features (of this metric's backbone, where it has one)."""
-        side = "real" if real else "generated"
-        features = features.double()
-        setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + features.sum(0))
-        setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + features.T @ features)
-        setattr(self, f"{side}_count", getattr(self, f"{side}_count") + features.shape[0])
+        FrechetInceptionDistance.update(self, features.double(), real)
 
     def update(self, features: torch.Tensor, real: bool) -> None:
         self.add_features(features, real)
 
-    def _moments(self, side: str) -> tuple[torch.Tensor, torch.Tensor]:
-        n = getattr(self, f"{side}_count")
-        if n < 2:
-            raise ValueError(f"Fréchet distance needs at least 2 {side} samples, got {int(n)}")
-        mean = getattr(self, f"{side}_sum") / n
-        covariance = (getattr(self, f"{side}_outer") - n * torch.outer(mean, mean)) / (n - 1)
-        return mean, covariance
-
-    def compute(self) -> torch.Tensor:
-        return frechet_distance(*self._moments("real"), *self._moments("generated"))
+    @property
+    def real_count(self) -> int:
+        return int(self.real_features_num_samples)
 
 
 class FrechetDistance(FeatureFrechetDistance):

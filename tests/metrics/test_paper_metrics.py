@@ -40,15 +40,26 @@ def _face() -> torch.Tensor:
 
 
 def test_frechet_distance_of_two_gaussians_is_the_closed_form():
-    """Through an identity feature map, two Gaussians' Fréchet distance is ||mu1 - mu2||^2 + sum (s1 + s2 - 2 sqrt(s1 s2))
-    for diagonal covariances; a set against itself is 0."""
-    from motionlab.metrics.frechet import frechet_distance
+    """Through an identity feature map, two sets whose sample moments are known (mu +- a_i e_i: mean mu, diagonal
+    covariance 2 a_i^2 / (2D - 1)) are at ||mu1 - mu2||^2 + sum (s1 + s2 - 2 sqrt(s1 s2)); a set against itself is 0."""
+    from motionlab.metrics.frechet import FeatureFrechetDistance
+
+    def samples(mu, a):
+        steps = torch.diag(a)
+        return torch.cat([mu + steps, mu - steps])
 
     mu1, mu2 = torch.tensor([0.0, 1.0, -2.0], dtype=torch.float64), torch.tensor([0.5, 1.0, 0.0], dtype=torch.float64)
-    s1, s2 = torch.tensor([1.0, 4.0, 0.25], dtype=torch.float64), torch.tensor([2.0, 1.0, 1.0], dtype=torch.float64)
+    a1, a2 = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64), torch.tensor([1.5, 1.0, 1.0], dtype=torch.float64)
+    s1, s2 = 2 * a1.square() / 5, 2 * a2.square() / 5
     expected = (mu1 - mu2).square().sum() + (s1 + s2 - 2 * (s1 * s2).sqrt()).sum()
-    assert float(frechet_distance(mu1, torch.diag(s1), mu2, torch.diag(s2))) == pytest.approx(float(expected), rel=1e-9)
-    assert float(frechet_distance(mu1, torch.diag(s1), mu1, torch.diag(s1))) == pytest.approx(0.0, abs=1e-9)
+    metric = FeatureFrechetDistance(3)
+    metric.update(samples(mu1, a1), real=True)
+    metric.update(samples(mu2, a2), real=False)
+    assert float(metric.compute()) == pytest.approx(float(expected), rel=1e-9)
+    same = FeatureFrechetDistance(3)
+    same.update(samples(mu1, a1), real=True)
+    same.update(samples(mu1, a1), real=False)
+    assert float(same.compute()) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_lpips_from_a_torchvision_file(alexnet_file):

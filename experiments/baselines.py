@@ -5,28 +5,22 @@
 Each run is ``motionlab-train experiment=baseline/<name>_ci seed=S`` in its own process, on one CPU thread (so its
 numbers do not depend on how many runs share the machine), under ``logs/baseline_<name>/runs/<invocation>_s<S>``.
 Runs that need another baseline's checkpoint (the descriptor Animator, the adapter, the lip-sync stages) take that of
-the same seed. RESULTS.csv (the source of truth: one row per baseline and metric, with every seed's value) and
-RESULTS.md (mean ± std over seeds, git commit, command, machine) are built from the runs' metrics.json and written
-atomically. Extra Hydra overrides after ``--`` go to every run (the test uses them to shrink the runs).
+the same seed. RESULTS.csv and RESULTS.md (per baseline and metric: mean ± std over seeds, every seed's value; git commit, command,
+machine) are ``motionlab-eval table layout=long`` over the runs' metafile.json, written atomically. Extra Hydra overrides after ``--`` go to every run (the test uses them to shrink the runs).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from motionlab.utils.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,32 +90,29 @@ def _commit() -> str:
 
 
 def write_results(runs: dict[tuple[str, int], Path], chosen: list[Baseline], seeds: list[int], out: Path, command: str, seconds: float) -> Path:
-    """RESULTS.csv (per baseline and metric: mean, std over seeds, every seed's value) and RESULTS.md."""
-    rows = []
+    """RESULTS.csv and RESULTS.md: ``motionlab-eval table layout=long`` over the runs' metafiles (per baseline and
+    metric: mean, std over seeds, every seed's value, device-hours), under a header saying what these rows are."""
+    from motionlab.inference.metafile import METAFILE, metafile_table
+
     for baseline in chosen:
-        per_seed = {seed: json.loads((runs[baseline.name, seed] / "metrics.json").read_text()) for seed in seeds}
-        for metric in baseline.metrics:
-            missing = [seed for seed in seeds if metric not in per_seed[seed]]
+        for seed in seeds:
+            recorded = json.loads((runs[baseline.name, seed] / METAFILE).read_text())["metrics"]
+            missing = [metric for metric in baseline.metrics if metric not in recorded]
             if missing:
-                raise KeyError(f"baseline {baseline.name}: {metric} is not in the metrics.json of seeds {missing} ({runs[baseline.name, missing[0]]})")
-            values = [per_seed[seed][metric] for seed in seeds]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            rows.append([baseline.name, metric, f"{statistics.fmean(values):.6g}", f"{std:.6g}", len(values), *(f"{v:.6g}" for v in values)])
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows([["baseline", "metric", "mean", "std", "seeds", *(f"seed_{s}" for s in seeds)], *rows])
-    csv_path = atomic_write_text(out / "RESULTS.csv", buffer.getvalue())
-    table = ["| baseline | metric | mean ± std | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|---|---|" + "---|" * len(seeds)]
-    table += [f"| {r[0]} | {r[1]} | {r[2]} ± {r[3]} | " + " | ".join(r[5:]) + " |" for r in rows]
-    lines = [
-        "# Baselines (ci scale)", "",
-        "Rebuilt by `make baselines` from the runs' metrics.json; RESULTS.csv beside this file is the source of truth. Toy data,",
-        "CPU, minutes per run: these numbers catch regressions and show seed spread; they are not the paper-scale results",
-        "(conf/experiment/baseline/*_paper.yaml, experiments/README.md).", "",
+                raise KeyError(f"baseline {baseline.name} seed {seed}: {', '.join(missing)} not in {runs[baseline.name, seed] / METAFILE}")
+    preamble = [
+        "# Baselines (ci scale): toy sentinels", "",
+        "Every row is a **toy sentinel**: a model trained here on the embedded toy world (CPU, minutes per run). The rows",
+        "catch regressions and show seed spread; they are not paper-scale results (conf/experiment/baseline/*_paper.yaml,",
+        "experiments/README.md) and no number here is comparable to a paper's (the dagger says so, with the reason).",
+        "Rebuilt by `make baselines` with `motionlab-eval table layout=long` from the runs' metafile.json; RESULTS.csv",
+        "beside this file holds the same numbers.", "",
         f"- commit: `{_commit()}`", f"- command: `{command}`", f"- machine: {_machine()} (each run on one thread)",
-        f"- wall time: {seconds / 60:.1f} min for {len(chosen)} baselines x {len(seeds)} seeds", "", *table, "",
+        f"- wall time: {seconds / 60:.1f} min for {len(chosen)} baselines x {len(seeds)} seeds", "",
     ]
-    atomic_write_text(out / "RESULTS.md", "\n".join(lines))
-    return csv_path
+    wanted = sorted({metric for baseline in chosen for metric in baseline.metrics})
+    report = metafile_table([runs[baseline.name, seed] for baseline in chosen for seed in seeds], out / "RESULTS", "long", wanted, preamble)
+    return Path(report["csv"])
 
 
 def main(argv: list[str] | None = None) -> None:

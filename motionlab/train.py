@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from motionlab.callbacks.rng_state import RNGStateCallback
 from motionlab.callbacks.validation_schedule import ValidationScheduleCheck
+from motionlab.inference.metafile import write_training_metafile
 from motionlab.models import motionlab_meta
 from motionlab.models.lora import LoraSpec, lora_spec
 from motionlab.utils.checkpoint import (
@@ -241,10 +242,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         if trainer.is_global_zero:
             write_json(output_dir / "metrics.json", metrics)
             append_jsonl(output_dir / "metrics.jsonl", {"command": "motionlab-train", "task": cfg.task_name, "metrics": metrics})
-            if cfg.train:
-                folder = _write_pretrained(trainer, cfg, metrics, output_dir)
-                if model_artifact and folder is not None:
-                    _log_model_artifact(folder, metrics)
+            folder = _write_pretrained(trainer, cfg, metrics, output_dir) if cfg.train else None
+            if model_artifact and folder is not None:
+                _log_model_artifact(folder, metrics)
+            last = output_dir / "checkpoints" / "last.ckpt"
+            write_training_metafile(output_dir, cfg.task_name, cfg.get("seed"), OmegaConf.to_container(cfg.data, resolve=True), metrics,
+                                    folder or (last if last.is_file() else None), metrics["trainer/seconds"], trainer.world_size,
+                                    type(trainer.accelerator).__name__.removesuffix("Accelerator").lower())
     finally:
         _finish_wandb()
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": task, "trainer": trainer}

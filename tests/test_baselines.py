@@ -1,5 +1,5 @@
-"""`make baselines` end to end at toy size: real runs per seed, RESULTS.csv / .md from their metrics.json, the same
-numbers from a second invocation; every baseline config composes at both scales."""
+"""`make baselines` end to end at toy size: real runs per seed, RESULTS.csv / .md from their metafiles (motionlab-eval
+table, long layout), the same numbers from a second invocation; every baseline config composes at both scales."""
 
 from __future__ import annotations
 
@@ -38,8 +38,14 @@ def test_baselines_rebuild_results_from_real_runs_and_repeat_exactly(tmp_path):
     assert float(row["mean"]) == pytest.approx(statistics.fmean(values), rel=1e-5)
     assert float(row["std"]) == pytest.approx(statistics.stdev(values), rel=1e-4, abs=1e-9)
     assert [float(row["seed_1"]), float(row["seed_2"])] == pytest.approx(values, rel=1e-5)
+    assert row["model"] == "baseline_animator_v1" and row["split"] == "val" and row["comparable_to_papers"] == "False"
+    assert float(row["device_hours"]) > 0 and row["device"].startswith("1 x cpu")
+    meta = json.loads((runs[0] / "metafile.json").read_text())
+    assert meta["model"]["seed"] == 1 and meta["cost"]["gpu_hours"] is None and meta["manifest"]["data"]["image_size"] == 32
+    assert json.loads((runs[1] / "metafile.json").read_text())["manifest"]["sha256"] == meta["manifest"]["sha256"]  # seeds share data
     report = (tmp_path / "first" / "RESULTS.md").read_text()
-    assert "- commit: `" in report and "- machine: " in report and "| animator_v1 | val/l1 | " in report
+    assert "- commit: `" in report and "- machine: " in report and "toy sentinel" in report
+    assert "| baseline_animator_v1 | none | val | " in report and "| val/l1 | " in report and "no paper's protocol" in report
     second = _baselines(tmp_path / "second", ["1"])  # another invocation, another folder: the same number
     assert second["val/l1"]["seed_1"] == row["seed_1"]
 

@@ -26,6 +26,7 @@ from motionlab.inference.evaluate import (
 from motionlab.inference.metafile import (
     METAFILE,
     CostMeter,
+    clip_manifest,
     metafile_table,
     metric_comparability,
     model_record,
@@ -103,7 +104,7 @@ def _evaluate_models(cfg: DictConfig, options: dict, out_dir: Path, paper_protoc
             meter = CostMeter(clips if reference else clips_from_model(ckpt, arch, *scope, options["device"]), on_clip)
             result = evaluate_clips(iter(meter), suite, preview_dir=out_dir / "previews" / f"model_{index}", fps=options["preview_fps"])
         meta = write_metafile(out_dir / "metafiles" / f"model_{index}.json", model_record(None if reference else ckpt, arch, label), paper_protocol,
-                              result["clips"], result["metrics"], suite.weights_records(), meter.record(options["device"]))
+                              clip_manifest(result["clips"]), result["metrics"], suite.weights_records(), meter.record(options["device"]))
         rows.append({"model": label, "ckpt": None if reference else str(ckpt), "arch": arch, "metrics": result["metrics"], "clips": result["clips"],
                      "comparability": metric_comparability(meta),
                      "cost": meta["cost"], "manifest": meta["manifest"]["sha256"]})
@@ -166,7 +167,7 @@ def evaluate(cfg: DictConfig) -> dict:
     result["source"] = source
     result["note"] = NOTE
     label = Path(options["ckpt"]).name if options["ckpt"] is not None else f"videos {Path(options['generated_dir']).name}"
-    meta = write_metafile(out_dir / METAFILE, model_record(options["ckpt"], None, label), paper_protocol, result["clips"], result["metrics"],
+    meta = write_metafile(out_dir / METAFILE, model_record(options["ckpt"], None, label), paper_protocol, clip_manifest(result["clips"]), result["metrics"],
                           suite.weights_records(), meter.record(options["device"]), split)
     result["protocol"], result["cost"] = paper_protocol, meta["cost"]
     result["comparability"] = metric_comparability(meta)
@@ -199,5 +200,5 @@ def _comparability_line(protocol: dict | None) -> str:
 
 def table(cfg: DictConfig) -> None:
     options = command_options(cfg)
-    report = metafile_table(list(options["runs"]), options["out"])
+    report = metafile_table(list(options["runs"]), options["out"], options["layout"], None if options["metrics"] is None else list(options["metrics"]))
     print(f"wrote {report['md']} and {report['csv']}: {report['rows']} rows" + (f" ({report['manifests']} different clip manifests)" if report["manifests"] > 1 else ""))

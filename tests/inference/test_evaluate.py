@@ -317,6 +317,10 @@ def test_a_protocol_run_writes_metafiles_and_the_table_joins_runs(tmp_path):
     rows = list(csv.DictReader((tmp_path / "table.csv").open()))
     assert len(rows) == 4 and float(rows[0]["l1"]) == 0.0 and rows[0]["l1_comparable_to_papers"] == "True"
     assert rows[3]["l1_comparable_to_papers"] == "False"  # the run that overrode image_size
+    long = run_cli("motionlab-eval", "table", f"runs=[{runs[0]}]", f"out={tmp_path / 'long'}", "layout=long", "metrics=[l1,akd_fan]", cwd=tmp_path)
+    assert long.returncode == 0, long.stderr
+    long_rows = list(csv.DictReader((tmp_path / "long.csv").open()))
+    assert {row["metric"] for row in long_rows} == {"l1", "akd_fan"} and all(row["runs"] == "1" for row in long_rows)
 
 
 def test_a_run_leaves_a_pretrained_folder_every_command_reads(checkpoint, tmp_path):

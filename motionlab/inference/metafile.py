@@ -30,7 +30,7 @@ from motionlab.utils.io import atomic_write_text, file_digest, write_json
 
 METAFILE = "metafile.json"
 # a suite metric -> the names its values are reported under, where they differ
-REPORTED_AS = {"lse_syncnet": ("lse_d_syncnet", "lse_c_syncnet", "sync_offset_syncnet"),
+REPORTED_AS = {"lse_syncnet": ("lse_d_syncnet", "lse_c_syncnet", "sync_offset_syncnet", "lse_syncnet_tracks", "lse_syncnet_clips_without_track"),
                "csim_arcface": ("csim_arcface", "csim_arcface_frames_missed"), "akd_fan": ("akd_fan", "akd_fan_frames_missed")}
 
 

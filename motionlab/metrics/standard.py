@@ -53,6 +53,10 @@ STANDARD_WEIGHTS = {
     "lse_syncnet": StandardWeights(
         "syncnet_v2.model", None, "www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model (joonson/syncnet_python)",
         "LSE-C / LSE-D of Wav2Lip's evaluation and the lip-sync papers after it"),
+    "sfd_face": StandardWeights(
+        "sfd_face.pth", None, "www.robots.ox.ac.uk/~vgg/software/lipsync/data/sfd_face.pth (joonson/syncnet_python download_model.sh)",
+        "the face tracks of syncnet_python's run_pipeline.py, hence LSE of videos that are not face-centred (Wav2Lip's "
+        "calculate_scores_real_videos.sh)"),
     "akd_fan": StandardWeights(
         "2DFAN4-11f355bf06.pth.tar", None, "www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar (face-alignment's 2D-FAN)",
         "AKD of FOMM's protocol (AliaksandrSiarohin/pose-evaluation) and the reenactment papers that reuse it"),

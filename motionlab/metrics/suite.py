@@ -95,9 +95,11 @@ class EvaluationSuite(nn.Module):
             it is neither registered as a sub-module nor moved with it.
         flicker_threshold: driver change below which a pixel counts as static for flicker.
         networks: the weights file of each standard metric network asked for (:data:`NETWORK_METRICS`: metric name ->
-            path; :mod:`motionlab.metrics.standard` says which file each is), and ``s3fd``, the face detector whose
-            boxes ``akd_fan``'s landmarks start from.
+            path; :mod:`motionlab.metrics.standard` says which file each is), ``s3fd``, the face detector whose
+            boxes ``akd_fan``'s landmarks start from, and ``sfd_face``, syncnet_python's, which cuts clips into the
+            face tracks ``lse_syncnet`` scores (without it the whole frame is scored, as for LRS2's face-centred clips).
         standard_sha256: hashes you pinned for standard files published without one (metric name -> SHA-256).
+        lse_min_track: with ``sfd_face``, the frames a face track must exceed to be scored (the reference's 100).
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class EvaluationSuite(nn.Module):
         flicker_threshold: float = 0.02,
         networks: dict | None = None,
         standard_sha256: dict | None = None,
+        lse_min_track: int | None = None,
     ):
         super().__init__()
         self.names = check_metric_names(names)
@@ -146,7 +149,8 @@ class EvaluationSuite(nn.Module):
         self.lpips = nn.ModuleDict({name: LearnedPerceptualSimilarity(name.removeprefix("lpips_"), networks[name])
                                     for name in self.names if name.startswith("lpips_")})
         self.csim = ArcFaceSimilarity(networks["csim_arcface"]) if "csim_arcface" in self.names else None
-        self.sync = SyncNetScores(networks["lse_syncnet"]) if "lse_syncnet" in self.names else None
+        self.sync = (SyncNetScores(networks["lse_syncnet"], face_detector=networks.get("sfd_face"), min_track=lse_min_track)
+                     if "lse_syncnet" in self.names else None)
         self.lip_motion = LipMotion() if "lip_motion" in self.names else None
         self.video_distance = FrechetVideoDistance(networks["fvd_i3d"]) if "fvd_i3d" in self.names else None
         self.fan_keypoints = FanKeypointDistance(networks["akd_fan"], networks.get("s3fd")) if "akd_fan" in self.names else None
@@ -164,6 +168,10 @@ class EvaluationSuite(nn.Module):
             files.update({name: self.features.weights_path for name in self.names if FEATURE_METRICS.get(name, ("", ""))[1] == "inception"})
         records = {name: weights_record("fid_inception" if name in FEATURE_METRICS else name, path, self.standard_sha256.get(name))
                    for name, path in files.items()}
+        if "lse_syncnet" in records and "sfd_face" in self.networks:
+            sync, detector = records["lse_syncnet"], weights_record("sfd_face", self.networks["sfd_face"], self.standard_sha256.get("sfd_face"))
+            records["lse_syncnet"] = {**sync, "detector": detector, "standard": sync["standard"] and detector["standard"],
+                                      "reason": f"{sync['reason']}; face tracks: {detector['reason']}"}
         if "akd_fan" in records:  # AKD's landmarks are the protocol's only on face-alignment's own face boxes
             fan = records["akd_fan"]
             if "s3fd" in self.networks:

@@ -133,29 +133,34 @@ def syncnet_inputs(frames: np.ndarray, wav: np.ndarray) -> tuple[torch.Tensor, t
 
 
 class SyncNetScores(Metric):
-    """LSE-D and LSE-C of clips with their audio, by the VGG SyncNet (``syncnet_v2.model``) as Wav2Lip's
-    ``calculate_scores_LRS.py`` computes them: per clip, the minimum over offsets of the mean embedding distance
-    (LSE-D) and the median minus that minimum (LSE-C), offsets of +-``max_offset`` frames; averaged over clips.
-    ``update(frames, wav, fps)`` takes one clip's (T, H, W, 3) uint8 RGB frames (the whole frame: the LRS2 protocol,
-    whose clips are face-centred; crop faces first for other videos) and its 16 kHz samples."""
+    """LSE-D and LSE-C of clips with their audio, by the VGG SyncNet (``syncnet_v2.model``) as Wav2Lip's evaluation
+    computes them: per clip (or face track), the minimum over offsets of the mean embedding distance (LSE-D) and the
+    median minus that minimum (LSE-C), offsets of +-``max_offset`` frames; averaged over clips (tracks).
+
+    Without ``face_detector`` the whole frame is scored (``calculate_scores_LRS.py``: LRS2's clips are face-centred).
+    With syncnet_python's ``sfd_face.pth`` each clip is first cut into face tracks as ``run_pipeline.py`` does
+    (:mod:`motionlab.metrics.face_tracks`; tracks longer than ``min_track`` frames) and every track is scored
+    (``calculate_scores_real_videos.py``); clips without one are counted in ``clips_without_track``.
+    ``update(frames, wav, fps)`` takes one clip's (T, H, W, 3) uint8 RGB frames and its 16 kHz samples."""
 
     full_state_update = False
 
-    def __init__(self, path: str | os.PathLike, max_offset: int = 15, batch_size: int = 20, **kwargs):
+    def __init__(self, path: str | os.PathLike, max_offset: int = 15, batch_size: int = 20, face_detector: str | os.PathLike | None = None,
+                 min_track: int | None = None, **kwargs):
+        from motionlab.metrics.face_tracks import MIN_TRACK, load_sfd_face
+
         super().__init__(**kwargs)
         self.max_offset, self.batch_size = max_offset, batch_size
+        self.min_track = MIN_TRACK if min_track is None else min_track
         object.__setattr__(self, "network", load_syncnet_v2(path))
-        for name in ("distance_total", "confidence_total", "offset_total", "clips"):
+        object.__setattr__(self, "face_detector", None if face_detector is None else load_sfd_face(face_detector))
+        for name in ("distance_total", "confidence_total", "offset_total", "clips", "clips_without_track"):
             self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     @torch.no_grad()
-    def clip_scores(self, frames: np.ndarray, wav: np.ndarray, fps: float = 25.0) -> dict[str, float]:
-        """One clip's ``lse_d``, ``lse_c`` and ``offset`` (frames the audio leads by): (T, H, W, 3) uint8 RGB frames at
-        ``fps`` (shown at 25 fps, nearest earlier frame, as SyncNet reads them) and its 16 kHz samples."""
-        if abs(fps - 25.0) > 1e-6:
-            from motionlab.data.talking import resample_indices
-
-            frames = frames[resample_indices(len(frames), fps, 25.0)]
+    def window_scores(self, frames: np.ndarray, wav: np.ndarray) -> dict[str, float]:
+        """``lse_d``, ``lse_c`` and ``offset`` (frames the audio leads by) of (T, H, W, 3) uint8 RGB frames at 25 fps
+        (each resized whole to 224) and their 16 kHz samples."""
         video, audio = syncnet_inputs(frames, wav)
         lips = torch.cat([self.network.forward_lip(part) for part in video.split(self.batch_size)])
         sounds = torch.cat([self.network.forward_audio(part) for part in audio.split(self.batch_size)])
@@ -163,15 +168,35 @@ class SyncNetScores(Metric):
         minimum, index = distances.min(0)
         return {"lse_d": float(minimum), "lse_c": float(distances.median() - minimum), "offset": float(self.max_offset - int(index))}
 
+    def clip_scores(self, frames: np.ndarray, wav: np.ndarray, fps: float = 25.0) -> list[dict[str, float]]:
+        """One clip's scores, one entry per face track (the whole frame, one entry, without a face detector): frames at
+        ``fps`` are shown at 25 fps (nearest earlier frame, as the reference's conversion to 25 fps does)."""
+        if abs(fps - 25.0) > 1e-6:
+            from motionlab.data.talking import resample_indices
+
+            frames = frames[resample_indices(len(frames), fps, 25.0)]
+        if self.face_detector is None:
+            return [self.window_scores(frames, wav)]
+        from motionlab.metrics.face_tracks import crop_track, face_tracks, sfd_face_boxes
+
+        tracks = face_tracks([sfd_face_boxes(self.face_detector, frame) for frame in frames], min_track=self.min_track)
+        return [self.window_scores(crop_track(frames, track), wav[int(track["frames"][0]) * 640 : (int(track["frames"][-1]) + 1) * 640])
+                for track in tracks]
+
     def update(self, frames: np.ndarray, wav: np.ndarray, fps: float = 25.0) -> None:
         """Add one clip (:meth:`clip_scores`)."""
-        scores = self.clip_scores(frames, wav, fps)
-        self.distance_total += scores["lse_d"]
-        self.confidence_total += scores["lse_c"]
-        self.offset_total += abs(scores["offset"])
-        self.clips += 1
+        scored = self.clip_scores(frames, wav, fps)
+        self.clips_without_track += not scored
+        for scores in scored:
+            self.distance_total += scores["lse_d"]
+            self.confidence_total += scores["lse_c"]
+            self.offset_total += abs(scores["offset"])
+            self.clips += 1
 
     def compute(self) -> dict[str, torch.Tensor]:
         clips = self.clips.clamp_min(1)
-        return {"lse_d_syncnet": self.distance_total / clips, "lse_c_syncnet": self.confidence_total / clips,
-                "sync_offset_syncnet": self.offset_total / clips}
+        values = {"lse_d_syncnet": self.distance_total / clips, "lse_c_syncnet": self.confidence_total / clips,
+                  "sync_offset_syncnet": self.offset_total / clips}
+        if self.face_detector is not None:
+            values.update(lse_syncnet_tracks=self.clips.clone(), lse_syncnet_clips_without_track=self.clips_without_track.clone())
+        return values

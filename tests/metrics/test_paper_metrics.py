@@ -130,7 +130,7 @@ def test_lse_syncnet_on_the_standard_architecture(tmp_path):
     lips, sounds = syncnet_inputs(frames, wav)
     assert lips.shape == (20, 3, 5, 224, 224) and sounds.shape == (20, 1, 13, 20)
     metric = SyncNetScores(tmp_path / "syncnet_v2.model", max_offset=5)
-    scores = metric.clip_scores(frames, wav)
+    [scores] = metric.clip_scores(frames, wav)
     metric.update(frames, wav)
     assert np.isfinite(scores["lse_d"]) and scores["lse_c"] >= 0 and abs(scores["offset"]) <= 5
     assert set(metric.compute()) == {"lse_d_syncnet", "lse_c_syncnet", "sync_offset_syncnet"}
@@ -144,7 +144,8 @@ def test_every_standard_network_names_its_file_and_the_suite_asks_for_it():
     from motionlab.metrics.suite import NETWORK_METRICS, EvaluationSuite
     from motionlab.utils.config import ConfigError
 
-    assert set(NETWORK_METRICS) | {"fid_inception", "s3fd"} == set(STANDARD_WEIGHTS)  # s3fd: akd_fan's face detector
+    # s3fd: akd_fan's face detector; sfd_face: lse_syncnet's face tracks
+    assert set(NETWORK_METRICS) | {"fid_inception", "s3fd", "sfd_face"} == set(STANDARD_WEIGHTS)
     with pytest.raises(ConfigError, match=r"suite.networks.csim_arcface=<path to w600k_r50.onnx> \(published at InsightFace"):
         EvaluationSuite(names=["csim_arcface"])
     protocol = {"name": "lrs2_lse", "paper": "Wav2Lip"}

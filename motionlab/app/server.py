@@ -1,17 +1,22 @@
 """The Gradio app of ``motionlab-app``: Runs (table, curves, final metrics), Sequences (player with layers and
 per-frame traces), Animate (a run's checkpoint, optionally with a LoRA file or a cross-domain adapter, on an
-uploaded portrait and driver) and Lip-sync (a run's U-Net on an uploaded talking-head video and audio).
+uploaded portrait and driver; a row of examples from the embedded toy world or the ``examples=`` folder), Lip-sync
+(a run's U-Net on an uploaded talking-head video and audio) and Train (LoRA on a limited-data target:
+:mod:`motionlab.app.training`).
 
 Safety: it binds to the host it is given (127.0.0.1 by default); it serves files only from the runs folder and its
 own job folder (Gradio refuses every other path, ``..`` included); uploads are limited in size (Gradio) and in
-pixels and frames (the ``limits`` config group), and are deleted when their job ends; results stay only in the job
-folder (removed when the app stops) unless the user keeps them, which copies them into ``<runs>/app/``.
+pixels and frames (the ``limits`` config group); a job works on copies of the uploads, deleted when it ends, and the
+uploads stay in the app's folder until replaced or the app stops; results stay only in the job folder (removed when
+the app stops) unless the user keeps them, which copies them into ``<runs>/app/``. Training jobs run
+``motionlab-train`` with an argument list, writing only under the runs folder.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -23,7 +28,7 @@ import numpy as np
 
 from motionlab.app.sequences import open_sequence, sequence_files
 from motionlab.inference.animate import animate_files
-from motionlab.utils.errors import MotionlabError, check_positive, describe, expected_error
+from motionlab.utils.errors import InputError, MotionlabError, check_positive, describe, expected_error
 from motionlab.utils.runs import find_runs, hidden, key_metrics, metric_curves, metric_order
 
 log = logging.getLogger(__name__)
@@ -34,8 +39,8 @@ TASK_KINDS = {"AnimatorTask": "animation", "DescriptorTask": "animation", "LiveP
               "LipSyncTask": "lipsync", "SyncTask": "lipsync-critic", "Wav2LipTask": "lipsync"}
 
 
-def run_kind(folder: Path) -> str | None:
-    """What a run trained (:data:`TASK_KINDS`), from its Hydra config; None when the config does not say."""
+def run_task(folder: Path) -> str | None:
+    """The task class a run trained (``AnimatorTask`` ...), from its Hydra config; None when the config does not say."""
     import yaml
 
     try:
@@ -43,7 +48,12 @@ def run_kind(folder: Path) -> str | None:
     except (OSError, yaml.YAMLError):
         return None
     target = str(((config or {}).get("model") or {}).get("_target_", "")) if isinstance(config, dict) else ""
-    return TASK_KINDS.get(target.rsplit(".", 1)[-1])
+    return target.rsplit(".", 1)[-1] or None
+
+
+def run_kind(folder: Path) -> str | None:
+    """What a run trained (:data:`TASK_KINDS`), from its Hydra config; None when the config does not say."""
+    return TASK_KINDS.get(run_task(folder) or "")
 
 
 class JobCancelled(MotionlabError):
@@ -69,12 +79,14 @@ def _error(error: Exception):
 class Viewer:
     """The app's state: the runs root, the job folder, the sequences it has open."""
 
-    def __init__(self, runs: str | Path, work_dir: str | Path, device: str = "cpu"):
+    def __init__(self, runs: str | Path, work_dir: str | Path, device: str = "cpu", train_overrides: list[str] | None = None):
         self.runs = Path(runs).resolve()
         self.work_dir = Path(work_dir).resolve()
         self.device = device
+        self.train_overrides = list(train_overrides or [])
         self._sequences: dict[str, tuple[float, object]] = {}
         self._cancel = threading.Event()
+        self._training = None
 
     # Runs
     def runs_table(self):
@@ -103,6 +115,12 @@ class Viewer:
         final = pd.DataFrame([[key, *(float(f"{finals[run][key]:.4g}") if key in finals[run] else np.nan for run in finals)] for key in final_names],
                              columns=["metric", *finals])
         return pd.DataFrame(rows, columns=["step", "value", "run"]), sorted(available), final
+
+    @staticmethod
+    def has_lone_points(curves) -> bool:
+        """Whether some run has a single point of the metric: a line plot draws nothing for it, so the app shows
+        points instead."""
+        return bool(len(curves)) and int(curves.groupby("run").size().min()) < 2
 
     # Sequences
     def sequence_choices(self) -> list[tuple[str, str]]:
@@ -144,14 +162,22 @@ class Viewer:
         return path
 
     def _job(self, uploads: dict[str, str | None], work, keep: bool, progress=None) -> tuple[str, str]:
-        """Run ``work(job_folder, on_frame) -> summary`` on the uploads; returns the result's HTML player and a status
-        line. Uploads are deleted when the job ends; results are copied into ``<runs>/app/`` when ``keep``."""
+        """Run ``work(job_folder, on_frame, copies) -> summary`` on copies of the uploads (``copies``: upload path -> its
+        copy); returns the result's HTML player and a status line. The copies are deleted when the job ends; results
+        are copied into ``<runs>/app/`` when ``keep``."""
         missing = [name for name, path in uploads.items() if not path]
         if missing:
             raise FileNotFoundError(f"upload the {' and the '.join(missing)}")
         self._cancel.clear()
         job = Path(tempfile.mkdtemp(prefix="job_", dir=self.work_dir))
         started = time.monotonic()
+        # the job works on copies (deleted when it ends): the uploads stay for the next job until replaced
+        copies = {}
+        for index, (name, path) in enumerate(uploads.items()):  # under the upload's own name: messages name the user's file
+            folder = job / "uploads" / str(index)
+            folder.mkdir(parents=True)
+            copies[name] = str(shutil.copy2(path, folder / Path(path).name))
+        work_args = {original: copies[name] for name, original in uploads.items()}
 
         def on_frame(done: int, total: int) -> None:
             if self._cancel.is_set():
@@ -160,10 +186,10 @@ class Viewer:
                 progress((done, total), desc="generating", unit="frames")
 
         try:
-            summary = work(job, on_frame)
+            summary = work(job, on_frame, work_args)
         finally:
-            for upload in uploads.values():  # uploads never outlive their job
-                Path(upload).unlink(missing_ok=True)
+            for copy in copies.values():
+                Path(copy).unlink(missing_ok=True)
         results = [job / name for name in ("result.mp4", "result.npz") if (job / name).is_file()]
         status = f"{summary['frames']} frames in {time.monotonic() - started:.1f} s"
         if keep:
@@ -180,9 +206,9 @@ class Viewer:
         if not ckpt:
             raise FileNotFoundError("choose a checkpoint from the runs")
         ckpt, lora_ckpt, adapter = (self._in_runs(k, v) for k, v in (("checkpoint", ckpt), ("LoRA file", lora_ckpt), ("adapter", adapter)))
-        return self._job({"portrait image": portrait, "driver video": driver}, lambda job, on_frame: animate_files(
-            ckpt, portrait, driver, job / "result.mp4", device=self.device, sequence_out=job / "result.npz", lora_ckpt=lora_ckpt or None,
-            adapter_ckpt=adapter or None, on_frame=on_frame), keep, progress)
+        return self._job({"portrait image": portrait, "driver video": driver}, lambda job, on_frame, copies: animate_files(
+            ckpt, copies[portrait], copies[driver], job / "result.mp4", device=self.device, sequence_out=job / "result.npz",
+            lora_ckpt=lora_ckpt or None, adapter_ckpt=adapter or None, on_frame=on_frame), keep, progress)
 
     def lipsync(self, ckpt: str | None, video: str | None, audio: str | None, keep: bool, progress=None) -> tuple[str, str]:
         """Make an uploaded talking-head video (made a template here: face landmarks, crops) speak an uploaded audio
@@ -194,9 +220,9 @@ class Viewer:
             raise FileNotFoundError("choose a lip-sync U-Net checkpoint from the runs")
         ckpt = self._in_runs("checkpoint", ckpt)
 
-        def work(job: Path, on_frame) -> dict:
-            preprocess_talking_video(video, job / "template")
-            return lipsync_files(ckpt, audio, str(job / "result.mp4"), template=str(job / "template"), device=self.device,
+        def work(job: Path, on_frame, copies: dict[str, str]) -> dict:
+            preprocess_talking_video(copies[video], job / "template")
+            return lipsync_files(ckpt, copies[audio], str(job / "result.mp4"), template=str(job / "template"), device=self.device,
                                  sequence_out=str(job / "result.npz"), on_frame=on_frame)
 
         return self._job({"template video": video, "audio file": audio}, work, keep, progress)
@@ -205,6 +231,73 @@ class Viewer:
         self._cancel.set()
         return "cancelling..."
 
+    # Train
+    def train_bases(self) -> list[tuple[str, str]]:
+        """The Animator v1 runs a target LoRA can start from (their last.ckpt)."""
+        return [(label, path) for label, path in self.checkpoints("animation") if run_task(Path(path).parents[1]) == "AnimatorTask"]
+
+    def profiles(self) -> list[tuple[str, str]]:
+        """Identity profiles in the runs folder (``motionlab-data profile out=<runs>/..._profile.json``)."""
+        return self._files("**/*profile*.json")
+
+    def start_training(self, base: str | None, profile: str | None, build_profile: bool, files: list[str] | None, rank, lr, steps, batch) -> str:
+        """Start a Train-tab job (:func:`motionlab.app.training.new_training_job`); returns its status line."""
+        from motionlab.app.training import new_training_job
+
+        if self._training is not None and self._training.poll() == "running":
+            raise InputError("a training job is running: cancel it first")
+        if not base:
+            raise FileNotFoundError("choose a base run (an Animator v1 run's last.ckpt)")
+        base, profile = self._in_runs("base checkpoint", base), self._in_runs("profile", profile)
+        self._training = new_training_job(self.runs, base, list(files or []), rank, lr, steps, batch, profile or None, bool(build_profile),
+                                          self.train_overrides)
+        self._training.start()
+        return self.training_status()[0]
+
+    def resume_training(self) -> str:
+        """Run the last job's command again: it continues from its run folder's last.ckpt."""
+        job = self._training
+        if job is None:
+            raise InputError("no training job to resume: start one")
+        if job.poll() == "running":
+            raise InputError("the training job is still running")
+        if not (job.run_dir / "checkpoints" / "last.ckpt").is_file():
+            raise InputError("the job wrote no checkpoint before it stopped: start it again")
+        job.start()
+        return self.training_status()[0]
+
+    def cancel_training(self) -> str:
+        if self._training is None:
+            return "no training job"
+        self._training.cancel()
+        return self.training_status()[0]
+
+    def training_status(self):
+        """``(status line, loss curve frame, latest preview or None, running)`` of the current training job."""
+        import pandas as pd
+
+        from motionlab.app.training import latest_preview
+
+        job = self._training
+        if job is None:
+            return "", pd.DataFrame(columns=["step", "value", "run"]), None, False
+        state = job.poll()
+        curves = metric_curves(job.run_dir)
+        curve = pd.DataFrame([{"step": step, "value": value, "run": job.run_dir.name} for step, value in curves.get("train/loss", [])],
+                             columns=["step", "value", "run"])
+        step = max((step for points in curves.values() for step, _ in points), default=0)
+        last = (job.run_dir / "checkpoints" / "last.ckpt").is_file()
+        line = f"**{state}**: run `{job.run_dir.relative_to(self.runs)}`, step {step}" + (", last.ckpt saved" if last else "")
+        if job.profile is not None:
+            line += f"; identity profile `{job.profile.name}`"
+        if state == "finished" and job.lora_file is not None:
+            line += f"; LoRA file `{job.lora_file.relative_to(self.runs)}` (listed in the Animate tab)"
+        elif state == "cancelled":
+            line += "; Resume continues from last.ckpt" if last else "; no checkpoint was written yet"
+        elif state == "failed":
+            line += f"; the log ends:\n```\n{job.log_tail()}\n```"
+        return line, curve, latest_preview(job.run_dir), state == "running"
+
 
 def _video_html(path: Path) -> str:
     # shown at least 384 px wide: results of small networks stay visible, pixels unsmoothed
@@ -212,18 +305,53 @@ def _video_html(path: Path) -> str:
             'style="min-width: 384px; max-width: 100%; image-rendering: pixelated"></video>')
 
 
-def build_app(viewer: Viewer):
-    """The Gradio Blocks of the viewer."""
+EXAMPLE_IMAGES, EXAMPLE_VIDEOS = (".png", ".jpg", ".jpeg"), (".mp4", ".mov", ".avi", ".mkv", ".webm")
+
+
+def example_inputs(work_dir: Path, folder: str | Path | None = None, rows: int = 3) -> tuple[list[list[str]], str]:
+    """The Animate tab's example (portrait, driver) rows and where they come from: the images of ``folder`` paired in
+    turn with its videos, or, without one, a small world of the embedded toy generator (64 px characters, seed 7)
+    written into the app's folder, each portrait with another identity's clip as an mp4."""
+    if folder is not None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"examples={folder} is not a folder; give a folder of images and videos")
+        images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in EXAMPLE_IMAGES)
+        videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in EXAMPLE_VIDEOS)
+        if not images or not videos:
+            raise InputError(f"examples={folder} needs images ({', '.join(EXAMPLE_IMAGES)}) and videos ({', '.join(EXAMPLE_VIDEOS)}); "
+                             f"it holds {len(images)} and {len(videos)}")
+        return [[str(image), str(videos[i % len(videos)])] for i, image in enumerate(images[:rows])], str(folder)
+    from PIL import Image
+
+    from motionlab.data.synthetic import ToyWorldSpec, generate_toy_world
+    from motionlab.data.video_io import write_video
+
+    world = generate_toy_world(work_dir / "examples" / "world", ToyWorldSpec(identities=2 * rows, frames=24, size=64, seed=7))
+    found = []
+    for index in range(rows):
+        portrait, clip = world / f"id_{2 * index:04d}.png", world / f"id_{2 * index + 1:04d}_video"
+        frames = [np.asarray(Image.open(frame).convert("RGB")) for frame in sorted(clip.glob("*.png"))]
+        found.append([str(portrait), str(write_video(work_dir / "examples" / f"driver_{index}.mp4", frames, fps=25.0))])
+    return found, "the embedded toy world (64 px characters)"
+
+
+def build_app(viewer: Viewer, examples: list[list[str]] | None = None, examples_source: str = ""):
+    """The Gradio Blocks of the viewer (``examples``: the Animate tab's (portrait, driver) rows)."""
     import gradio as gr
 
     with gr.Blocks(title="motionlab") as app:
         gr.Markdown(f"# motionlab\nRuns under `{viewer.runs}`")
         with gr.Tab("Runs", id="runs"):
             refresh = gr.Button("Refresh", size="sm")
-            table = gr.Dataframe(label="runs", interactive=False, elem_id="runs-table", wrap=True)
+            # cells keep one line and the table scrolls sideways, the run name pinned: every column stays reachable
+            table = gr.Dataframe(label="runs", interactive=False, elem_id="runs-table", wrap=False, pinned_columns=1)
             selected = gr.CheckboxGroup(label="compare runs", elem_id="compare-runs")
             metric = gr.Dropdown(label="metric", choices=[], allow_custom_value=True, elem_id="compare-metric")
             curves = gr.LinePlot(x="step", y="value", color="run", label="curves (logger=csv)", elem_id="curves")
+            # a run with one value of the metric draws no line: the values are shown as points then
+            points = gr.ScatterPlot(x="step", y="value", color="run", label="values (logger=csv; a run has one point)", elem_id="curve-points",
+                                    visible=False)
             final = gr.Dataframe(label="final metrics", headers=["metric"], interactive=False, elem_id="final-metrics")
 
             def list_runs():
@@ -235,12 +363,14 @@ def build_app(viewer: Viewer):
                 if metric_name not in available and available:
                     metric_name = next((m for m in available if m.startswith("val/")), available[0])
                     frame, _, _ = viewer.compare(selected_runs, metric_name)
-                return frame, gr.update(choices=available, value=metric_name), final_frame
+                lone = viewer.has_lone_points(frame)
+                return (gr.update(value=frame, visible=not lone), gr.update(value=frame, visible=lone), gr.update(choices=available, value=metric_name),
+                        final_frame)
 
             refresh.click(list_runs, outputs=[table, selected])
             app.load(list_runs, outputs=[table, selected])
             for trigger in (selected.change, metric.input):
-                trigger(show, inputs=[selected, metric], outputs=[curves, metric, final])
+                trigger(show, inputs=[selected, metric], outputs=[curves, points, metric, final])
 
         with gr.Tab("Sequences", id="sequences"):
             with gr.Row():
@@ -289,18 +419,18 @@ def build_app(viewer: Viewer):
             timer.tick(tick, inputs=[chosen, frame_index], outputs=frame_index, show_progress="hidden")
 
         def run_job(method, *args, progress):
-            """The job's player and status, or its error as a message; the uploads are cleared either way (their
-            files are deleted when the job ends)."""
+            """The job's player and status, or its error as a message (naming the upload the user knows, not its copy)."""
             uploads = [a for a in args if isinstance(a, str) and viewer.work_dir in Path(a).resolve().parents]
             try:
                 player, line = method(*args, progress=progress)
             except Exception as error:
                 message = _message(error)
-                for upload in uploads:  # the user knows their files by name
+                for upload in uploads:
                     message = message.replace(str(upload), Path(upload).name)
+                message = re.sub(r"\S*/uploads/\d+/", "", message)  # the job's copy: the file the user uploaded
                 gr.Warning(message)
-                return "", f"**Error:** {html.escape(message)}", None, None
-            return player, line, None, None
+                return "", f"**Error:** {html.escape(message)}"
+            return player, line
 
         with gr.Tab("Animate", id="animate"):
             checkpoint = gr.Dropdown(label="checkpoint (a run's last.ckpt)", choices=[], elem_id="animate-ckpt")
@@ -327,8 +457,9 @@ def build_app(viewer: Viewer):
                         gr.update(choices=viewer.checkpoints("adapter")))
 
             app.load(list_files, outputs=[checkpoint, lora, adapter])
-            job = run.click(animate, inputs=[checkpoint, lora, adapter, portrait, driver, keep], outputs=[result, status, portrait, driver],
-                            concurrency_limit=1)
+            if examples:
+                gr.Examples(examples=examples, inputs=[portrait, driver], label=f"examples: {examples_source}", elem_id="animate-examples")
+            job = run.click(animate, inputs=[checkpoint, lora, adapter, portrait, driver, keep], outputs=[result, status], concurrency_limit=1)
             stop.click(viewer.cancel, outputs=status, cancels=[job])
 
         with gr.Tab("Lip-sync", id="lipsync"):
@@ -347,16 +478,60 @@ def build_app(viewer: Viewer):
                 return run_job(lambda *a, progress: viewer.lipsync(ckpt, *a, keep_result, progress=progress), video, audio, progress=progress)
 
             app.load(lambda: gr.update(choices=viewer.checkpoints("lipsync")), outputs=unet)
-            speech_job = speak.click(lipsync, inputs=[unet, template, speech, keep_speech], outputs=[speech_result, speech_status, template, speech],
-                                     concurrency_limit=1)
+            speech_job = speak.click(lipsync, inputs=[unet, template, speech, keep_speech], outputs=[speech_result, speech_status], concurrency_limit=1)
             stop_speech.click(viewer.cancel, outputs=speech_status, cancels=[speech_job])
+
+        with gr.Tab("Train", id="train"):
+            gr.Markdown("LoRA on a limited-data target: adapt an Animator v1 run to one identity from a short clip or a few images "
+                        "(`motionlab-train experiment=lora_animator_target`, in a subprocess). Models trained here are 64-px CPU toys.")
+            base = gr.Dropdown(label="base (an Animator v1 run's last.ckpt)", choices=[], elem_id="train-base")
+            with gr.Row():
+                profile = gr.Dropdown(label="identity profile (optional: *profile*.json in the runs)", choices=[], value=None, elem_id="train-profile")
+                build_profile = gr.Checkbox(label="build a profile from the target", value=False, elem_id="train-build-profile")
+            target = gr.File(label="target (one video, or images of it)", file_count="multiple", elem_id="train-target")
+            with gr.Row():
+                rank = gr.Number(4, label="rank", precision=0, minimum=1, elem_id="train-rank")
+                rate = gr.Number(0.003, label="learning rate", elem_id="train-lr")
+                steps = gr.Number(100, label="steps", precision=0, minimum=1, elem_id="train-steps")
+                batch = gr.Number(16, label="batch", precision=0, minimum=1, elem_id="train-batch")
+            with gr.Row():
+                start = gr.Button("Start", variant="primary", elem_id="train-start")
+                stop_training = gr.Button("Cancel", elem_id="train-cancel")
+                resume = gr.Button("Resume", elem_id="train-resume")
+            train_status = gr.Markdown(elem_id="train-status")
+            loss = gr.LinePlot(x="step", y="value", color="run", label="train/loss", elem_id="train-loss")
+            preview = gr.Image(label="latest validation preview", type="filepath", interactive=False, elem_id="train-preview")
+            poll = gr.Timer(1.0, active=False)
+
+            def guarded(action):
+                def run(*args):
+                    try:
+                        line = action(*args)
+                    except Exception as error:
+                        gr.Warning(_message(error))
+                        return f"**Error:** {html.escape(_message(error))}", gr.Timer(active=False)
+                    return line, gr.Timer(active=True)
+                return run
+
+            def refresh_training():
+                line, curve, shown, running = viewer.training_status()
+                return line, curve, shown, gr.Timer(active=running), gr.update(choices=viewer.lora_files())
+
+            app.load(lambda: (gr.update(choices=viewer.train_bases()), gr.update(choices=viewer.profiles())), outputs=[base, profile])
+            start.click(guarded(viewer.start_training), inputs=[base, profile, build_profile, target, rank, rate, steps, batch],
+                        outputs=[train_status, poll])
+            resume.click(guarded(viewer.resume_training), outputs=[train_status, poll])
+            stop_training.click(guarded(viewer.cancel_training), outputs=[train_status, poll])
+            poll.tick(refresh_training, outputs=[train_status, loss, preview, poll, lora], show_progress="hidden")
     return app
 
 
 def serve(runs: str | Path, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: int = 50, device: str = "cpu",
-          block: bool = True):
+          block: bool = True, examples: str | Path | None = None, train_overrides: list[str] | None = None):
     """Start the app; returns ``(app, url, work_dir)`` (``block=False``: the server runs in a thread; ``app.close()``
-    stops it). The job folder is deleted when the app stops."""
+    stops it). The job folder is deleted when the app stops. ``examples``: a folder of images and videos for the
+    Animate tab's example row (default: the embedded toy world); ``train_overrides``: more overrides for every Train-tab
+    job."""
     import os
 
     check_positive(port=port, max_upload_mb=max_upload_mb)
@@ -366,8 +541,9 @@ def serve(runs: str | Path, host: str = "127.0.0.1", port: int = 7860, max_uploa
     work_dir = Path(tempfile.mkdtemp(prefix="motionlab-app-"))
     os.environ["GRADIO_TEMP_DIR"] = str(work_dir / "gradio")  # uploads and shown images land in the job folder, not /tmp/gradio
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    viewer = Viewer(runs, work_dir, device)
-    app = build_app(viewer)
+    viewer = Viewer(runs, work_dir, device, train_overrides)
+    rows, source = example_inputs(work_dir, examples)
+    app = build_app(viewer, rows, source)
     close = app.close
 
     def close_and_clean(*args, **kwargs):
@@ -376,7 +552,8 @@ def serve(runs: str | Path, host: str = "127.0.0.1", port: int = 7860, max_uploa
 
     app.close = close_and_clean
     try:
-        _, url, _ = app.launch(server_name=host, server_port=port, allowed_paths=[str(viewer.runs), str(work_dir)],
+        allowed = [str(viewer.runs), str(work_dir)] + ([str(Path(examples).resolve())] if examples is not None else [])
+        _, url, _ = app.launch(server_name=host, server_port=port, allowed_paths=allowed,
                                max_file_size=f"{max_upload_mb}mb", prevent_thread_lock=not block, quiet=not block, show_error=True,
                                footer_links=[])
     finally:

@@ -44,7 +44,17 @@ def app_runs(tmp_path_factory) -> dict[str, Path]:
     shutil.copytree(run / ".hydra", sweep / "0" / ".hydra")
     shutil.copy(run / "metrics.json", sweep / "0" / "metrics.json")
     (sweep / "multirun.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
-    return {"root": root, "runs": root / "logs", "run": run, "world": world}
+    # a run that failed after one validation: one point per curve
+    failed = root / "logs" / "descriptor_quick" / "runs" / "2026-01-03_00-00-00_3"
+    shutil.copytree(run / ".hydra", failed / ".hydra")
+    (failed / "csv").mkdir()
+    (failed / "csv" / "metrics.csv").write_text("epoch,step,val/akd\n0,7,2.5\n")
+    (failed / "run_status.json").write_text('{"status": "failed", "error": "RuntimeError: out of memory"}\n')
+    # an Animator v1 run: the base of the Train tab's LoRA
+    code, out, err = run_command(["motionlab-train", "experiment=quickstart", "logger=csv", "trainer.max_epochs=1", *tiny_overrides(root)])
+    assert code == 0, err[-3000:]
+    animator = next((root / "logs" / "quickstart" / "runs").iterdir())
+    return {"root": root, "runs": root / "logs", "run": run, "world": world, "failed": failed, "animator": animator}
 
 
 def test_frame_traces_known_values():
@@ -117,7 +127,9 @@ def test_jobs_cancel_keep_and_clean_up(app_runs, lipsync_checkpoints, tmp_path):
                         ((world / "id_0000.png", "portrait.png"), (app_runs["run"] / "animate" / "out.mp4", "driver.mp4")))
     with pytest.raises(JobCancelled, match="cancelled; nothing was written"):
         viewer.animate(str(ckpt), str(portrait), str(driver), keep=False, progress=lambda *a, **k: viewer.cancel())
-    assert not portrait.exists() and not driver.exists() and not list((tmp_path / "work").rglob("result.*"))
+    # the uploads stay for the next job; the job's copies of them and its outputs are gone
+    assert portrait.exists() and driver.exists() and not list((tmp_path / "work").rglob("result.*"))
+    assert not [p for p in (tmp_path / "work").rglob("*") if p.parent.parent.name == "uploads"]
     with pytest.raises(FileNotFoundError, match="not in the runs folder"):
         viewer.animate(str(tmp_path / "elsewhere.ckpt"), str(portrait), str(driver), keep=False)
 
@@ -143,7 +155,44 @@ def test_jobs_cancel_keep_and_clean_up(app_runs, lipsync_checkpoints, tmp_path):
     assert cx0 < mx0 < mx1 < cx1 and cy0 < my0 < my1 < cy1  # the blanked rectangle lies inside the crop
     changed = (sequence.render(0, ["crop_box"]) != sequence.render(0)).any(axis=-1)
     assert changed.any() and not changed[:, : 2 * changed.shape[1] // 3].any()  # drawn on the result panel only
-    assert not video.exists() and not audio.exists()
+    assert video.exists() and audio.exists() and not [p for p in (tmp_path / "work2").rglob("*") if p.parent.parent.name == "uploads"]
+
+
+def test_train_tab_job_finishes_is_cancelled_and_resumes(app_runs, tmp_path):
+    """A Train-tab job (motionlab-train in a subprocess, bound to the runs folder) on a short target video from an
+    Animator v1 run: cancelled once it has a checkpoint, resumed from it, finished; its adapters are exported beside
+    the run and listed for the Animate tab; a profile built from the target is kept with it."""
+    import time
+
+    from motionlab.app.server import Viewer
+
+    viewer = Viewer(app_runs["runs"], tmp_path / "work", train_overrides=["data.repeats=1", "data.max_val_frames=4", "callbacks.preview.clip_frames=4"])
+    (tmp_path / "work").mkdir()
+    base = app_runs["animator"] / "checkpoints" / "last.ckpt"
+    assert [path for _, path in viewer.train_bases()] == [str(base)]  # the descriptor runs are not Animator v1 bases
+    video = face_video(tmp_path / "work" / "target.mp4", frames=16, fps=25.0)
+    line = viewer.start_training(str(base), None, True, [str(video)], 2, 0.003, 12, 2)
+    assert line.startswith("**running**")
+    job = viewer._training
+    assert job.profile is not None and job.profile.is_file()
+
+    def wait(condition, timeout=240):
+        end = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < end, job.log_tail(30)
+            time.sleep(0.5)
+
+    wait(lambda: (job.run_dir / "checkpoints" / "last.ckpt").is_file() or job.poll() != "running")
+    assert job.poll() == "running", job.log_tail(30)
+    line = viewer.cancel_training()
+    assert line.startswith("**cancelled**") and "Resume continues from last.ckpt" in line
+    viewer.resume_training()
+    wait(lambda: job.poll() != "running")
+    line, curve, _, running = viewer.training_status()
+    assert job.poll() == "finished", job.log_tail(30)
+    assert not running and "LoRA file" in line and len(curve) > 0
+    assert (job.run_dir / "lora.safetensors").is_file()
+    assert str(job.run_dir / "lora.safetensors") in [path for _, path in viewer.lora_files()]
 
 
 def _free_port() -> int:
@@ -156,6 +205,14 @@ def _pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
 
 
+def _upload(page, element: str, path) -> None:
+    """Put ``path`` into the file component ``element``, clearing what it holds first (uploads stay until replaced)."""
+    clear = page.locator(f"{element} button[aria-label='Clear'], {element} button[title='Clear']")
+    if clear.count():
+        clear.first.click()
+    page.locator(f"{element} input[type=file]").set_input_files(path)
+
+
 def _wait_text(page, selector: str, text: str, timeout: float = 30_000) -> None:
     """Wait until the element's visible text contains ``text``."""
     page.wait_for_function("([selector, text]) => { const e = document.querySelector(selector); return e && e.innerText.includes(text); }",
@@ -163,10 +220,12 @@ def _wait_text(page, selector: str, text: str, timeout: float = 30_000) -> None:
 
 
 def test_app_in_a_browser(app_runs, tmp_path):
-    """The app on a free port over the runs folder: the runs table lists the run and compares its curves; the
-    sequence tab shows frames and the keypoint layer changes the image; an animate job finishes and its video plays;
-    a malformed upload is a message; files outside the runs folder are refused. Screenshots of each tab are saved
-    (and copied to $MOTIONLAB_APP_SCREENSHOTS when set, for the README)."""
+    """The app on a free port over the runs folder: the runs table lists the run and compares its curves, a failed run
+    shows failed and its one-point curve as a point; the sequence tab shows frames and the keypoint layer changes the
+    image; the Animate tab offers animation runs only, its example row runs, an animate job finishes and its video
+    plays, a malformed upload is a message; a Train-tab LoRA job is cancelled, resumed and finishes, and its file is
+    offered in the Animate tab; files outside the runs folder are refused. Screenshots of each tab are saved (and
+    copied to $MOTIONLAB_APP_SCREENSHOTS when set, for the README)."""
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
@@ -176,8 +235,15 @@ def test_app_in_a_browser(app_runs, tmp_path):
     shots = tmp_path / "screenshots"
     shots.mkdir()
     (app_runs["root"] / "secret.txt").write_text("outside the runs folder\n")
-    app, url, work_dir = serve(app_runs["runs"], port=_free_port(), block=False)
+    speaker = app_runs["runs"] / "speaker" / "runs" / "r1"  # a lip-sync run: not offered by the Animate tab
+    (speaker / ".hydra").mkdir(parents=True, exist_ok=True)
+    (speaker / ".hydra" / "config.yaml").write_text("model:\n  _target_: motionlab.tasks.lipsync.LipSyncTask\n")
+    (speaker / "checkpoints").mkdir(exist_ok=True)
+    (speaker / "checkpoints" / "last.ckpt").write_bytes(b"")
+    app, url, work_dir = serve(app_runs["runs"], port=_free_port(), block=False,
+                               train_overrides=["data.repeats=1", "data.max_val_frames=4", "callbacks.preview.clip_frames=4"])
     run_name = str(app_runs["run"].relative_to(app_runs["runs"]))
+    failed_name = str(app_runs["failed"].relative_to(app_runs["runs"]))
     try:
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
@@ -189,6 +255,13 @@ def test_app_in_a_browser(app_runs, tmp_path):
             page.wait_for_selector("#curves canvas, #curves svg", timeout=30_000)
             _wait_text(page, "#final-metrics", "val/akd")
             page.screenshot(path=shots / "runs.png", full_page=True)
+            # a failed run says so; its one-point curve is drawn as a point
+            row = page.locator("#runs-table").inner_text().split(failed_name, 1)[1].split("descriptor_quick/", 1)[0]
+            assert "failed" in row and "finished" not in row
+            page.locator("#compare-runs").get_by_label(run_name).uncheck()
+            page.locator("#compare-runs").get_by_label(failed_name).check()
+            page.wait_for_selector("#curve-points canvas, #curve-points svg", timeout=30_000)
+            assert not page.locator("#curves").is_visible()
             # Sequences: frames, and the keypoint layer changes the image
             page.get_by_role("tab", name="Sequences").click()
             page.locator("#sequence-choice input").click()
@@ -210,15 +283,23 @@ def test_app_in_a_browser(app_runs, tmp_path):
             # Animate: a malformed upload is a message, then a real job plays
             page.get_by_role("tab", name="Animate").click()
             page.locator("#animate-ckpt input").click()
+            offered = page.get_by_role("option").all_inner_texts()
+            assert any(name.startswith("quickstart/") for name in offered) and not any(name.startswith("speaker/") for name in offered)
             page.get_by_role("option", name=f"{run_name}/checkpoints/last.ckpt").click()
+            # the example row fills both inputs, and the job runs
+            page.locator("#animate-examples button, #animate-examples tr td").first.click()
+            page.wait_for_function("() => document.querySelectorAll('#animate-portrait a, #animate-driver a').length >= 2", timeout=30_000)
+            page.locator("#animate-run").click()
+            page.wait_for_function("() => { const v = document.querySelector('#result-video'); return v && v.duration > 0; }", timeout=120_000)
+            _wait_text(page, "#animate-status", "24 frames")
             (tmp_path / "broken.png").write_text("not an image\n")
-            page.locator("#animate-portrait input[type=file]").set_input_files(tmp_path / "broken.png")
-            page.locator("#animate-driver input[type=file]").set_input_files(app_runs["run"] / "animate" / "out.mp4")
+            _upload(page, "#animate-portrait", tmp_path / "broken.png")
+            _upload(page, "#animate-driver", app_runs["run"] / "animate" / "out.mp4")
             page.locator("#animate-run").click()
             _wait_text(page, "#animate-status", "broken.png cannot be decoded", timeout=60_000)
             assert "Traceback" not in page.content()
-            page.locator("#animate-portrait input[type=file]").set_input_files(app_runs["world"] / "id_0002.png")
-            page.locator("#animate-driver input[type=file]").set_input_files(app_runs["run"] / "animate" / "out.mp4")
+            _upload(page, "#animate-portrait", app_runs["world"] / "id_0002.png")
+            _upload(page, "#animate-driver", app_runs["run"] / "animate" / "out.mp4")
             page.locator("#animate-run").click()
             page.wait_for_function("() => { const v = document.querySelector('#result-video'); return v && v.duration > 0; }", timeout=120_000)
             _wait_text(page, "#animate-status", "8 frames")
@@ -226,7 +307,26 @@ def test_app_in_a_browser(app_runs, tmp_path):
             page.get_by_role("tab", name="Lip-sync").click()
             page.wait_for_selector("#lipsync-ckpt", timeout=10_000)
             page.screenshot(path=shots / "lipsync.png", full_page=True)
-            assert not [p for p in work_dir.rglob("*") if p.name in ("broken.png", "id_0002.png", "out.mp4")]  # the jobs' uploads are gone
+            assert not [p for p in work_dir.rglob("*") if p.parent.parent.name == "uploads"]  # the jobs' copies of the uploads are gone
+            # Train: a LoRA job on a short target video, cancelled once it has a checkpoint, resumed, finished
+            page.get_by_role("tab", name="Train").click()
+            page.locator("#train-base input").click()
+            page.get_by_role("option", name=f"{app_runs['animator'].relative_to(app_runs['runs'])}/checkpoints/last.ckpt").click()
+            page.locator("#train-target input[type=file]").set_input_files(face_video(tmp_path / "target.mp4", frames=16, fps=25.0))
+            for field, value in (("#train-steps", "12"), ("#train-batch", "2"), ("#train-rank", "2")):
+                page.locator(f"{field} input").fill(value)
+            page.locator("#train-start").click()
+            _wait_text(page, "#train-status", "last.ckpt saved", timeout=180_000)
+            page.locator("#train-cancel").click()
+            _wait_text(page, "#train-status", "Resume continues from last.ckpt", timeout=90_000)
+            page.locator("#train-resume").click()
+            _wait_text(page, "#train-status", "LoRA file", timeout=240_000)
+            page.wait_for_selector("#train-loss canvas, #train-loss svg", timeout=30_000)
+            page.screenshot(path=shots / "train.png", full_page=True)
+            page.get_by_role("tab", name="Animate").click()
+            page.locator("#animate-lora input").click()
+            assert any(name.endswith("lora.safetensors") and name.startswith("lora_animator_target/") for name in page.get_by_role("option").all_inner_texts())
+            page.keyboard.press("Escape")
             # files: inside the runs folder yes, outside (absolute or through ..) no
             inside = page.request.get(f"{url}gradio_api/file={app_runs['run'] / 'metrics.json'}")
             assert inside.status == 200 and b"val/akd" in inside.body()
@@ -237,7 +337,7 @@ def test_app_in_a_browser(app_runs, tmp_path):
     finally:
         app.close()
     assert not work_dir.exists()  # results not kept go with the app
-    for shot in ("runs", "sequences", "animate", "lipsync"):
+    for shot in ("runs", "sequences", "animate", "lipsync", "train"):
         assert (shots / f"{shot}.png").stat().st_size > 10_000
     if os.environ.get("MOTIONLAB_APP_SCREENSHOTS"):
         target = Path(os.environ["MOTIONLAB_APP_SCREENSHOTS"])

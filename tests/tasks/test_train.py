@@ -323,3 +323,19 @@ def test_a_job_that_fails_after_training_is_listed_as_failed(tmp_path, monkeypat
     (run,) = find_runs(tmp_path / "logs")
     assert run.status == "failed" and (run.folder / "metrics.json").is_file()
     assert "val/nothing" in json.loads((run.folder / RUN_STATUS_FILE).read_text())["error"]
+
+
+def test_the_csv_logger_keeps_a_resumed_runs_earlier_rows(tmp_path, recwarn):
+    """logger=csv in a folder that holds metrics.csv (a resumed run) keeps its rows and appends, new columns included;
+    Lightning's own writer would delete the file."""
+    from motionlab.utils.csv_logger import ResumableCSVLogger
+
+    first = ResumableCSVLogger(tmp_path, name="csv", version="")
+    first.log_metrics({"train/loss": 1.0}, step=0)
+    first.log_metrics({"train/loss": 0.5}, step=1)
+    first.save()
+    resumed = ResumableCSVLogger(tmp_path, name="csv", version="")
+    resumed.log_metrics({"train/loss": 0.25, "val/l1": 0.1}, step=2)
+    resumed.save()
+    assert (tmp_path / "csv" / "metrics.csv").read_text().splitlines() == ["step,train/loss,val/l1", "0,1.0,", "1,0.5,", "2,0.25,0.1"]
+    assert not [w for w in recwarn if "will be deleted" in str(w.message)]

@@ -16,6 +16,7 @@ from PIL import Image
 
 from motionlab.callbacks.preview import side_by_side
 from motionlab.data import toy_model_warning
+from motionlab.data.crops import letterbox, unletterbox
 from motionlab.data.datasets import frames_to_tensor
 from motionlab.data.images import to_uint8
 from motionlab.data.landmarks import LandmarkSequence, read_landmarks
@@ -215,9 +216,11 @@ def animate_files(
         rate = fps or landmarks.fps or 25.0
         total = len(landmarks)
 
+        # the whole portrait at its aspect, and the result back at its size (a cartoon: no face for dlib to crop on)
+        square, box = letterbox(read_image(portrait, max_side=input_limits().max_portrait_side), predictor.image_size)
+
         def generated_frames() -> Iterator[np.ndarray]:
-            for batch in animate_with_landmarks(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), landmarks, batch_size or 16,
-                                                landmark_reference):
+            for batch in animate_with_landmarks(predictor, square, landmarks, batch_size or 16, landmark_reference):
                 generated = side_by_side(batch["generated"])
                 adapted = batch["generated_keypoints"].to_pixels().value.cpu().numpy()
                 if keep_views:
@@ -229,7 +232,7 @@ def animate_files(
                     kept["portrait"][:1] = side_by_side(batch["portrait"][:1])
                     kept["generated"].extend(generated)
                     kept["adapted_keypoints"].extend(adapted)
-                yield from generated
+                yield from (unletterbox(frame, box) for frame in generated)
     else:
         # keypoint models detect keypoints on their output only for what draws or records them
         chosen = {key: value for key, value in (predictor or {}).items() if value is not None}

@@ -242,6 +242,15 @@ def test_a_real_human_clip_drives_a_cartoon_through_the_adapter(adapter_checkpoi
     sequence = read_sequence(tmp_path / "seq.npz")  # the viewer's file: dlib's 68 points on the driver, adapted keypoints
     assert len(sequence) == 6 and sequence.layers["driver_landmarks"][0] == "driver" and sequence.layers["driver_landmarks"][1].shape == (6, 68, 2)
     assert sequence.layers["adapted_keypoints"][0] == "generated" and "motion_agreement" not in sequence.traces
+    # a non-square portrait keeps its size and aspect through the adapter path too
+    from PIL import Image
+
+    wide = tmp_path / "wide.png"
+    Image.open(toy_world / "id_0001.png").convert("RGB").resize((96, 64)).save(wide)
+    result = run_cli("motionlab-animate", f"ckpt={descriptor_ckpt}", f"adapter_ckpt={adapter_checkpoint}", f"portrait={wide}",
+                     f"driver={driver}", f"out={tmp_path / 'wide.mp4'}", "max_frames=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert open_clip(tmp_path / "wide.mp4").get([0])[0].shape[:2] == (64, 96)
 
 
 def test_cross_domain_evaluation_writes_motion_agreement(adapter_checkpoint, descriptor_ckpt, toy_world, tmp_path):

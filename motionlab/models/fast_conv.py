@@ -6,16 +6,73 @@ Winograd does fewer multiplications than the direct convolution, so a network ca
 direct-convolution peak allows; the price is rounding: outputs differ from the direct convolution's by ~1e-5 of
 their scale per layer (the test bounds a whole FOMM generator by 1e-4). Training, autograd, other devices and dtypes
 always take the direct convolution; so do CPU autocast (reduced precision) and :func:`torch.onnx.export`.
+
+Choices persist, like FFTW's wisdom: each timed choice is stored in ``<user cache>/fast_conv_wisdom.json`` under the
+machine (CPU model, PyTorch version, threads) and the layer and input shape, so later processes on the same machine
+take it without timing again (delete the file to re-time).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 
 import torch
 from torch import nn
 
 ALGORITHMS = ("auto", "nnpack")
+WISDOM_FILE = "fast_conv_wisdom.json"
+log = logging.getLogger(__name__)
+# the wisdom of this process: machine key -> {layer and shape key -> "direct" | "nnpack"}, read once from the cache
+_wisdom: dict[str, dict[str, str]] | None = None
+
+
+def _machine_key() -> str:
+    from motionlab.utils.machine import cpu_profile
+
+    return f"{cpu_profile().model} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+def _wisdom_path():
+    from motionlab.utils.io import user_cache_dir
+
+    return user_cache_dir() / WISDOM_FILE
+
+
+def _load_wisdom() -> dict[str, dict[str, str]]:
+    global _wisdom
+    if _wisdom is None:
+        try:
+            loaded = json.loads(_wisdom_path().read_text())
+            _wisdom = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            _wisdom = {}
+    return _wisdom
+
+
+def remembered_choice(key: str) -> str | None:
+    """The stored choice of ``key`` (:meth:`FastConv2d.wisdom_key`) on this machine, or None."""
+    choice = _load_wisdom().get(_machine_key(), {}).get(key)
+    return choice if choice in ("direct", "nnpack") else None
+
+
+def remember_choice(key: str, choice: str) -> None:
+    """Store ``choice`` for ``key`` on this machine (atomically; a cache that cannot be written is only logged)."""
+    from motionlab.utils.io import atomic_write_text
+
+    wisdom = _load_wisdom()
+    wisdom.setdefault(_machine_key(), {})[key] = choice
+    try:
+        atomic_write_text(_wisdom_path(), json.dumps(wisdom, indent=1, sort_keys=True))
+    except OSError as error:
+        log.info("fast-convolution choices are not kept (%s)", error)
+
+
+def forget_wisdom() -> None:
+    """Drop this process's copy of the stored choices (the next lookup reads the file again)."""
+    global _wisdom
+    _wisdom = None
 
 
 def nnpack_available() -> bool:
@@ -48,17 +105,23 @@ class FastConv2d(nn.Conv2d):
         bias = self.bias if self.bias is not None else x.new_zeros(self.out_channels)
         return torch._nnpack_spatial_convolution(x.contiguous(), self.weight, bias, list(self.padding))
 
+    def wisdom_key(self, shape: tuple[int, ...]) -> str:
+        """What the choice depends on besides the machine: the layer's geometry and the input's shape."""
+        return (f"{self.in_channels}->{self.out_channels} k{self.kernel_size} p{self.padding} bias={self.bias is not None} "
+                f"input {tuple(shape)}")
+
     def _choose(self, x: torch.Tensor) -> torch.Tensor:
         """Time both algorithms on ``x`` (the second call of each: the first pays for allocations and NNPACK's
-        workspace), record the faster for this shape and return its output."""
+        workspace), record the faster for this shape (here and in the machine's wisdom) and return its output."""
         seconds, outputs = {}, {}
         for name, run in (("direct", super().forward), ("nnpack", self._nnpack)):
             run(x)
             started = time.perf_counter()
             outputs[name] = run(x)
             seconds[name] = time.perf_counter() - started
-        self.choices[tuple(x.shape)] = min(seconds, key=seconds.get)
-        return outputs[self.choices[tuple(x.shape)]]
+        choice = self.choices[tuple(x.shape)] = min(seconds, key=seconds.get)
+        remember_choice(self.wisdom_key(tuple(x.shape)), choice)
+        return outputs[choice]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_autocast_enabled("cpu")
@@ -66,9 +129,13 @@ class FastConv2d(nn.Conv2d):
             return super().forward(x)
         if self.algorithm == "nnpack":
             return self._nnpack(x)
-        choice = self.choices.get(tuple(x.shape))
+        shape = tuple(x.shape)
+        choice = self.choices.get(shape)
         if choice is None:
-            return self._choose(x)
+            choice = remembered_choice(self.wisdom_key(shape))
+            if choice is None:
+                return self._choose(x)
+            self.choices[shape] = choice
         return self._nnpack(x) if choice == "nnpack" else super().forward(x)
 
 

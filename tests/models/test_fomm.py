@@ -200,6 +200,34 @@ def test_keypoint_animate_path_matches_fomms_own_loop(small_fomm, adapt_movement
     assert (ours - reference).abs().max() < 1e-4
 
 
+def test_fast_convolution_choices_persist_per_machine(tmp_path, monkeypatch):
+    """A timed choice is stored under this machine and the layer's geometry and input shape (FFTW-style wisdom): a
+    later process (here: the in-memory copy dropped) takes it from the file without timing again."""
+    import json
+
+    from motionlab.models import fast_conv
+
+    if not fast_conv.nnpack_available():
+        pytest.skip("this PyTorch build has no NNPACK for this CPU")
+    monkeypatch.setenv("MOTIONLAB_CACHE_DIR", str(tmp_path))
+    fast_conv.forget_wisdom()
+    try:
+        x = torch.rand(1, 8, 16, 16)
+        with torch.no_grad():
+            first = fast_conv.FastConv2d.from_conv(torch.nn.Conv2d(8, 8, 3, padding=1))
+            first(x)
+            stored = json.loads((tmp_path / fast_conv.WISDOM_FILE).read_text())
+            (choices,) = stored.values()
+            assert choices == {first.wisdom_key(tuple(x.shape)): first.choices[tuple(x.shape)]}
+            fast_conv.forget_wisdom()
+            monkeypatch.setattr(fast_conv.FastConv2d, "_choose", lambda self, x: pytest.fail("timed again despite the stored choice"))
+            later = fast_conv.FastConv2d.from_conv(torch.nn.Conv2d(8, 8, 3, padding=1))
+            later(x)
+            assert later.choices == first.choices
+    finally:
+        fast_conv.forget_wisdom()
+
+
 def test_fast_convolutions_train_through_the_direct_convolution(small_fomm):
     """With autograd on, a FastConv2d is exactly its nn.Conv2d (same values and gradients): only inference changes."""
     import copy

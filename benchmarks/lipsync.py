@@ -222,3 +222,58 @@ def lipsync_batch(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     medians = alternating_medians({str(batch): rate(batch) for batch in (1, 4, 8)})
     rows = [(f"motionlab-lipsync pipeline, onnxruntime, batch {batch}", value, "frames/s") for batch, value in medians.items()]
     return rows + [(f"  batch {batch} over batch 8", medians[batch] / medians["8"], "x") for batch in ("1", "4")]
+
+
+@benchmark("lipsync_int8")
+def lipsync_int8(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """precision=int8 against fp32 for the SyncTalk_2D-layout U-Net: the pipeline (onnxruntime, batch 1, as
+    motionlab-lipsync runs it) on the same template and speech with the fp32 graph and with the int8 graph quantized
+    on the run's first frames, alternating, medians of 3; and the int8 graph's mouth-region PSNR against fp32 (random
+    weights: a structural stand-in, so the PSNR says how the graph quantizes, not how a trained model does)."""
+    import soundfile
+
+    from motionlab.data.audio import load_wav
+    from motionlab.inference.export import export_onnx
+    from motionlab.inference.lipsync import CALIBRATION_FRAMES, LipSyncPipeline
+    from motionlab.models import create_model
+    from motionlab.tasks import load_predictor
+    from motionlab.tasks.lipsync import MOUTH_REGION
+    from motionlab.utils.machine import cpu_profile
+    from motionlab.utils.onnx_files import OnnxRunner, quantize_int8
+
+    cache_root = Path(_cache_dir()) / "lipsync-bench"
+    cache_root.mkdir(parents=True, exist_ok=True)
+    template = _lipsync_template(str(cache_root))
+    wav_path = cache_root / "speech_int8.wav"
+    soundfile.write(wav_path, load_wav(template / "aud.wav")[: int(max(2.0, args.steps / 5) * 16000)], 16000)
+    torch.manual_seed(0)
+    unet_file, encoder_file = cache_root / "unet_synctalk.pth", cache_root / "audio_visual_encoder.pth"
+    torch.save(create_model("lipsync_unet328_ave").state_dict(), unet_file)
+    torch.save({k.removeprefix("audio_encoder."): v for k, v in create_model("lipsync_audio_encoder_ave").state_dict().items()}, encoder_file)
+    predictor = load_predictor(unet_file, model="lipsync_unet328_ave", audio_encoder_ckpt=encoder_file)
+    fp32_path = export_onnx(predictor.net, cache_root / "unet_ave.onnx")
+    pipeline = LipSyncPipeline(predictor, batch_size=1)
+    samples = pipeline.calibration_inputs(template, load_wav(wav_path), None, CALIBRATION_FRAMES)
+    started = time.perf_counter()
+    int8_path = quantize_int8(fp32_path, cache_root / "unet_ave.int8.onnx", samples, "bench")
+    quantize_seconds = time.perf_counter() - started
+    runners = {name: OnnxRunner(path, threads=torch.get_num_threads(), spinning=False) for name, path in (("fp32", fp32_path), ("int8", int8_path))}
+    rows, cols = MOUTH_REGION
+    mse = np.mean([np.mean((runners["fp32"](*s.values())[:, :, rows, cols].clip(0, 1) - runners["int8"](*s.values())[:, :, rows, cols].clip(0, 1)) ** 2)
+                   for s in samples])
+
+    def rate(name: str) -> Callable[[], float]:
+        def run() -> float:
+            predictor.runner = runners[name]
+            started = time.perf_counter()
+            frames = pipeline.run(template, wav_path, cache_root / f"int8_{name}.mp4")["frames"]
+            return frames / (time.perf_counter() - started)
+
+        return run
+
+    medians = alternating_medians({name: rate(name) for name in runners})
+    native = "native int8 dot products" if cpu_profile().native_int8 else "no int8 dot products (VNNI / AMX) on this CPU"
+    return [(f"motionlab-lipsync pipeline, onnxruntime, batch 1, {name}", value, "frames/s") for name, value in medians.items()] + [
+        (f"  int8 over fp32 ({native})", medians["int8"] / medians["fp32"], "x"),
+        ("  int8 mouth-region PSNR against fp32 (random weights)", float(10 * np.log10(1 / max(mse, 1e-12))), "dB"),
+        (f"  quantization, {len(samples)} calibration frames", quantize_seconds, "s")]

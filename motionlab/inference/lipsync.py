@@ -190,6 +190,21 @@ class LipSyncPipeline:
                     record.append(_sequence_entry(image, frame, box, self.predictor.mask))
                 yield frame
 
+    def calibration_inputs(self, template: str | os.PathLike, wav: np.ndarray, features_path: str | os.PathLike | None,
+                           count: int) -> list[dict[str, np.ndarray]]:
+        """The U-Net's inputs of this run's first ``count`` output frames (at most as many as it has), one frame each:
+        ``{"image": (1, 6, 320, 320), "audio": (1, ...)}`` float32, as :meth:`LipSyncPredictor.__call__` builds them."""
+        from motionlab.data.lipsync import face_tensor
+        from motionlab.tasks.lipsync import unet_input
+
+        features, frames = self.predictor.speech_features(wav, self.fps, features_path)
+        samples = []
+        for step, (_, crop, _) in enumerate(self._template_frames(Path(template), min(count, frames))):
+            faces = face_tensor(crop[None], self.predictor.convention)
+            samples.append({"image": unet_input(faces, faces, self.predictor.mask).numpy(),
+                            "audio": self.predictor.audio(features, [step]).numpy()})
+        return samples
+
     def frames(self, template: str | os.PathLike, wav: np.ndarray, features_path: str | os.PathLike | None = None,
                record: list | None = None) -> tuple[int, Iterator[np.ndarray]]:
         """The number of output frames for 16 kHz ``wav`` and an iterator over them ((H, W, 3) uint8 RGB); with
@@ -246,16 +261,21 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
                   audio_encoder_ckpt: str | None = None, features: str | None = None, runtime: str = "torch", onnx: str | None = None,
                   batch_size: int | None = None, feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora_ckpt: str | None = None,
                   sequence_out: str | None = None, face_detector_ckpt: str | None = None, pads: tuple[int, int, int, int] = RELEASE_PADS,
-                  box_smoothing: int = 5, on_frame: Callable[[int, int], None] | None = None) -> dict:
+                  box_smoothing: int = 5, on_frame: Callable[[int, int], None] | None = None, precision: str = "fp32",
+                  precision_floor_db: float = 40.0, precision_force: bool = False) -> dict:
     """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora_ckpt``, a speaker's LoRA adapter file trained on
     ``ckpt``, unmerged), pick the runtime, write ``out``. A lip-sync U-Net speaks through a ``template`` folder; Wav2Lip
     (``arch=wav2lip96``) through a ``video`` (or image), its faces found by S3FD (``face_detector_ckpt``) or dlib
-    (:mod:`motionlab.inference.wav2lip`)."""
+    (:mod:`motionlab.inference.wav2lip`). ``precision=int8``: :func:`int8_runner`."""
     from motionlab.inference.export import export_checked, onnx_source
     from motionlab.utils.onnx_files import OnnxRunner
 
     if runtime not in ("torch", "onnx"):
         raise InputError(f"runtime must be torch or onnx, got {runtime!r}")
+    if precision not in ("fp32", "int8"):
+        raise InputError(f"precision must be fp32 or int8, got {precision!r}")
+    if precision == "int8" and runtime != "onnx":
+        raise InputError("precision=int8 runs the U-Net's quantized graph in onnxruntime: add runtime=onnx")
     check_output_path(out, "out", (".mp4",))
     if sequence_out is not None:
         check_output_path(sequence_out, "sequence_out", (".npz",))
@@ -293,6 +313,8 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
             log.info("runtime=onnx: the U-Net's graph from %s", path)
         # decoding, paste-back and encoding share the cores; a graph exported from other weights is refused
         predictor.runner = OnnxRunner(path, spinning=False, source=key)
+    if precision == "int8" and isinstance(predictor, Wav2LipPredictor):
+        raise InputError("precision=int8 is the SyncTalk_2D-layout U-Net's; Wav2Lip runs fp32")
     if isinstance(predictor, Wav2LipPredictor):
         if sequence_out is not None:
             raise InputError("sequence_out= records a template's crops; it is not available for Wav2Lip yet")
@@ -300,5 +322,49 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
                                 on_frame=on_frame)
         return {**summary, "runtime": runtime}
     pipeline = LipSyncPipeline(predictor, batch_size=batch_size or UNET_BATCH, feather=feather, fps=fps)
+    reduced = None
+    if precision == "int8":
+        reduced = int8_runner(pipeline, path, key, template, audio, features, precision_floor_db, precision_force)
+        log.info("precision=%s: %s", reduced["mode"], reduced["reason"])
     summary = pipeline.run(template, audio, out, crf=crf, features_path=features, sequence_out=sequence_out, on_frame=on_frame)
-    return {**summary, "runtime": runtime}
+    return {**summary, "runtime": runtime, **({"precision": reduced} if reduced is not None else {})}
+
+
+# the run's own first frames the int8 graph is calibrated and checked on
+CALIBRATION_FRAMES = 8
+
+
+def int8_runner(pipeline: "LipSyncPipeline", fp32_path: Path, source: str, template: str, audio: str, features: str | None,
+                floor_db: float, force: bool) -> dict:
+    """Give ``pipeline`` the U-Net's int8 graph when this CPU computes int8 natively and the graph is faithful: quantized
+    by onnxruntime (:func:`motionlab.utils.onnx_files.quantize_int8`) on the run's first :data:`CALIBRATION_FRAMES`
+    template crops and audio windows, cached beside the fp32 graph under the hash of those inputs, and compared with
+    the fp32 graph on them: the PSNR of the mouth region must reach ``floor_db`` (else an error, unless ``force``).
+    Returns ``mode`` (int8, or fp32 where the CPU has no int8 dot products), ``psnr_mouth_db`` and ``reason``."""
+    import hashlib
+
+    from motionlab.tasks.lipsync import MOUTH_REGION
+    from motionlab.utils.machine import cpu_profile
+    from motionlab.utils.onnx_files import OnnxRunner, quantize_int8
+
+    cpu = cpu_profile()
+    if not cpu.native_int8:
+        return {"mode": "fp32", "psnr_mouth_db": None, "reason": f"this CPU ({cpu.describe()}) has no int8 dot products (VNNI / AMX), "
+                                                                 "where int8 is slower than fp32; running fp32"}
+    samples = pipeline.calibration_inputs(template, load_wav(audio), features, CALIBRATION_FRAMES)
+    digest = hashlib.sha256(b"".join(value.tobytes() for sample in samples for value in sample.values())).hexdigest()[:12]
+    path = fp32_path.with_name(f"{fp32_path.stem}.int8-{digest}.onnx")
+    if not path.is_file():
+        quantize_int8(fp32_path, path, samples, f"{source}.int8-{digest}")
+        log.info("quantized the U-Net to int8 in %s (calibrated on this run's first %d frames)", path, len(samples))
+    reference, quantized = OnnxRunner(fp32_path, spinning=False, source=source), OnnxRunner(path, spinning=False, source=f"{source}.int8-{digest}")
+    rows, cols = MOUTH_REGION
+    errors = [np.mean((reference(*sample.values())[:, :, rows, cols].clip(0, 1) - quantized(*sample.values())[:, :, rows, cols].clip(0, 1)) ** 2)
+              for sample in samples]
+    psnr = float(10 * np.log10(1.0 / max(float(np.mean(errors)), 1e-12)))
+    if psnr < floor_db and not force:
+        raise InputError(f"precision=int8: the quantized U-Net's mouth region is {psnr:.1f} dB from fp32's on this run's first {len(samples)} "
+                         f"frames, below the {floor_db:g} dB floor (precision_floor_db); run precision=fp32, or precision_force=true")
+    pipeline.predictor.runner = quantized
+    return {"mode": "int8", "psnr_mouth_db": psnr, "reason": f"mouth-region PSNR {psnr:.1f} dB against fp32 on this run's first {len(samples)} "
+                                                            f"frames (floor {floor_db:g} dB{', forced' if psnr < floor_db else ''}); graph {path.name}"}

@@ -335,6 +335,37 @@ def test_lipsync_cli_writes_video_with_exact_audio(lipsync_checkpoints, tmp_path
     assert "without landmarks use the nearest" in result.stdout + result.stderr
 
 
+def test_int8_lipsync_is_gated_by_its_mouth_psnr(lipsync_checkpoints, tmp_path, monkeypatch):
+    """precision=int8: the U-Net's graph quantized on the run's own first frames and audio, cached under their hash,
+    used with its mouth-region PSNR against fp32 reported; a floor it cannot reach refuses the run (nothing written)
+    unless forced; a CPU without int8 dot products says so and runs fp32; int8 needs runtime=onnx."""
+    from motionlab.inference import lipsync as lipsync_inference
+    from motionlab.utils.errors import InputError
+    from motionlab.utils.machine import CpuProfile
+
+    monkeypatch.setenv("MOTIONLAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(lipsync_inference, "CALIBRATION_FRAMES", 3)
+    wav = tmp_path / "speech.wav"
+    _wav(wav, 0.4)
+    common = {"ckpt": str(lipsync_checkpoints["unet"]), "audio": str(wav), "template": str(lipsync_checkpoints["clip"]), "runtime": "onnx",
+              "precision": "int8"}
+    vnni = CpuProfile("test CPU", 2, ("avx2", "avx512f", "avx512_vnni"))
+    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: vnni)
+    summary = lipsync_inference.lipsync_files(**common, out=str(tmp_path / "int8.mp4"))
+    assert summary["precision"]["mode"] == "int8" and summary["precision"]["psnr_mouth_db"] >= 40 and summary["frames"] == 10
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.int8-*.onnx"))) == 1
+    with pytest.raises(InputError, match="below the 500 dB floor"):
+        lipsync_inference.lipsync_files(**common, out=str(tmp_path / "refused.mp4"), precision_floor_db=500.0)
+    assert not (tmp_path / "refused.mp4").exists()
+    forced = lipsync_inference.lipsync_files(**common, out=str(tmp_path / "forced.mp4"), precision_floor_db=500.0, precision_force=True)
+    assert "forced" in forced["precision"]["reason"] and len(list((tmp_path / "cache" / "onnx").glob("*.int8-*.onnx"))) == 1  # reused
+    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("old CPU", 2, ("avx2",)))
+    plain = lipsync_inference.lipsync_files(**common, out=str(tmp_path / "plain.mp4"))
+    assert plain["precision"]["mode"] == "fp32" and "no int8 dot products" in plain["precision"]["reason"]
+    with pytest.raises(InputError, match="add runtime=onnx"):
+        lipsync_inference.lipsync_files(**{**common, "runtime": "torch"}, out=str(tmp_path / "torch.mp4"))
+
+
 def test_onnx_export_parity_and_reference_outputs(lipsync_checkpoints, tmp_path):
     out, reference = tmp_path / "unet.onnx", tmp_path / "reference"
     result = subprocess.run([motionlab_bin("motionlab-export"), "onnx", f"ckpt={lipsync_checkpoints['unet']}", f"out={out}",

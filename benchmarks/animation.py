@@ -229,7 +229,7 @@ def cross_domain(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     from motionlab.data.landmarks import read_landmarks
     from motionlab.data.synthetic import ToyWorldSpec, ensure_toy_world
     from motionlab.models import create_model
-    from motionlab.tasks.adapter import LandmarkDrivenPredictor
+    from motionlab.tasks.adapter_predictor import LandmarkDrivenPredictor
 
     torch.manual_seed(0)
     world = ensure_toy_world(os.path.join(_cache_dir(), "cross-domain-bench"), ToyWorldSpec(identities=2, frames=200, size=64))

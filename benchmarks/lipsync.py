@@ -237,7 +237,7 @@ def lipsync_int8(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     from motionlab.inference.lipsync import CALIBRATION_FRAMES, LipSyncPipeline
     from motionlab.models import create_model
     from motionlab.tasks import load_predictor
-    from motionlab.tasks.lipsync import MOUTH_REGION
+    from motionlab.tasks.lipsync_predictor import MOUTH_REGION
     from motionlab.utils.machine import cpu_profile
     from motionlab.utils.onnx_files import OnnxRunner, quantize_int8
 

@@ -20,7 +20,7 @@ def liveportrait(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     from motionlab.inference.export import export_graph_folder
     from motionlab.models import create_model
     from motionlab.models.liveportrait import export_graphs
-    from motionlab.tasks.liveportrait import LivePortraitPredictor
+    from motionlab.tasks.liveportrait_predictor import LivePortraitPredictor
     from motionlab.utils.onnx_files import OnnxRunner
 
     repeats = max(1, args.steps // 10)

@@ -12,17 +12,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from PIL import Image
 
-from motionlab.data.images import to_uint8
+from motionlab.data.images import side_by_side
 from motionlab.data.video_io import write_gif
 from motionlab.utils.errors import InputError
 
 log = logging.getLogger(__name__)
 
-
-
-def side_by_side(*columns: torch.Tensor) -> np.ndarray:
-    """Concatenate (3, H, W) images (or (T, 3, H, W) sequences) left to right as uint8."""
-    return np.concatenate([to_uint8(c) for c in columns], axis=-2)
 
 
 class PreviewCallback(Callback):

@@ -15,7 +15,7 @@ from motionlab.utils.errors import InputError
 STORED_DATA_TARGETS = (
     "motionlab.data.datamodule.PortraitVideoDataModule",
     "motionlab.data.datamodule.TargetDataModule",
-    "motionlab.data.lipsync.LipSyncDataModule",
+    "motionlab.data.lipsync_datamodule.LipSyncDataModule",
     "motionlab.data.cross_domain.CrossDomainDataModule",
     "motionlab.data.augment.PairedAugmentation",
 )

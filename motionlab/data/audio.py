@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import signal
 
 from motionlab.models.lipsync import AUDIO_SHAPES, LipSyncConvention
 from motionlab.utils.errors import MotionlabError
@@ -71,6 +70,7 @@ def _check_duration(path: Path, seconds: float | None) -> None:
 def melspectrogram(wav: np.ndarray) -> np.ndarray:
     """(T_mel, 80) normalised log-mel frames of 16 kHz ``wav``."""
     import librosa
+    from scipy import signal  # scipy.signal takes ~0.6 s to import: only when audio is processed
 
     emphasised = signal.lfilter([1, -0.97], [1], wav)
     spectrum = np.abs(librosa.stft(y=emphasised, n_fft=800, hop_length=200, win_length=800))

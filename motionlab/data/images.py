@@ -24,3 +24,8 @@ def to_uint8(images: torch.Tensor, quantize: str = "round") -> np.ndarray:
     code that casts ``x * 255`` to uint8 does: a release's own output convention)."""
     scaled = images.detach().clamp(0, 1) * 255
     return (scaled.round() if quantize == "round" else scaled.floor()).to(torch.uint8).movedim(-3, -1).cpu().numpy()
+
+
+def side_by_side(*columns: torch.Tensor) -> np.ndarray:
+    """Concatenate (3, H, W) images (or (T, 3, H, W) sequences) left to right as uint8."""
+    return np.concatenate([to_uint8(c) for c in columns], axis=-2)

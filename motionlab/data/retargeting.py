@@ -1,7 +1,7 @@
 """Pairs for LivePortrait's eye and lip retargeting (stage 2), paired by construction in the toy world: a character's
 portrait and the same portrait re-rendered with only its eyes (or its mouth) changed, with the openness ratios of both
 measured on their 68 landmarks (:func:`motionlab.geometry.landmarks.eye_openness` / ``lip_openness``, dlib's
-analogue of the release's ratios, as :class:`motionlab.tasks.liveportrait.LivePortraitPredictor` measures them).
+analogue of the release's ratios, as :class:`motionlab.tasks.liveportrait_predictor.LivePortraitPredictor` measures them).
 
 A sample: ``source`` (3, S, S) the portrait, ``target`` (3, S, S) the re-rendered portrait, ``ratios`` the
 retargeting MLP's condition (eyes: the portrait's two eye ratios and the wanted one, (3,); lips: the portrait's lip

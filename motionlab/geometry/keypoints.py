@@ -15,7 +15,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy.spatial import ConvexHull, QhullError
 
 from motionlab.geometry.checks import check_shape
 
@@ -135,6 +134,8 @@ def sparse_motions(height: int, width: int, kp_driving: Keypoints, kp_source: Ke
 
 def movement_scale(kp_source: Keypoints, kp_driving_initial: Keypoints) -> torch.Tensor:
     """(B,) ratio sqrt(area(hull(source))) / sqrt(area(hull(initial driving))), FOMM's movement-scale adaptation."""
+    from scipy.spatial import ConvexHull, QhullError  # ~0.4 s to import: only where the scale is adapted
+
     scales = []
     for source, initial in zip(kp_source.value.detach().cpu().numpy(), kp_driving_initial.value.detach().cpu().numpy()):
         try:

@@ -14,11 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from motionlab.callbacks.preview import side_by_side
 from motionlab.data import toy_model_warning
 from motionlab.data.crops import letterbox, unletterbox
 from motionlab.data.datasets import frames_to_tensor
-from motionlab.data.images import to_uint8
+from motionlab.data.images import side_by_side, to_uint8
 from motionlab.data.landmarks import LandmarkSequence, read_landmarks
 from motionlab.data.toy_human import human_style_for, render_human
 from motionlab.data.video_io import (
@@ -33,7 +32,7 @@ from motionlab.data.video_io import (
 from motionlab.geometry import Keypoints
 from motionlab.inference.sequence import build_sequence, draw_keypoints, write_sequence
 from motionlab.tasks import AnimationPredictor, load_predictor
-from motionlab.tasks.adapter import LandmarkDrivenPredictor, load_adapter_predictor
+from motionlab.tasks.adapter_predictor import LandmarkDrivenPredictor, load_adapter_predictor
 from motionlab.utils.errors import InputError, check_positive
 from motionlab.utils.io import check_output_path
 

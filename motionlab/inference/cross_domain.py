@@ -26,7 +26,7 @@ from motionlab.data.video_io import open_clip, read_image
 from motionlab.geometry.landmarks import SIGNALS, similarity_to
 from motionlab.metrics.motion import motion_agreement
 from motionlab.models import motionlab_meta
-from motionlab.tasks.adapter import LandmarkDrivenPredictor, load_adapter_predictor
+from motionlab.tasks.adapter_predictor import LandmarkDrivenPredictor, load_adapter_predictor
 from motionlab.utils.checkpoint import load_checkpoint
 from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_write_text, write_json

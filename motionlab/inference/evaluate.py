@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motionlab.callbacks.preview import side_by_side
 from motionlab.data import stored_datamodule
 from motionlab.data.datasets import frames_to_tensor
+from motionlab.data.images import side_by_side
 from motionlab.data.video_io import VIDEO_EXTENSIONS, ClipError, open_clip, read_image, write_gif
 from motionlab.metrics.identity import ProfileSimilarity
 from motionlab.metrics.suite import EvaluationSuite
@@ -175,8 +175,8 @@ def clips_from_model(ckpt: str | os.PathLike, arch: str | None, driver_dir: str 
     from motionlab.data.images import to_uint8
     from motionlab.inference.animate import animate_frames
     from motionlab.tasks import load_predictor
-    from motionlab.tasks.lipsync import LipSyncPredictor
-    from motionlab.tasks.wav2lip import Wav2LipPredictor
+    from motionlab.tasks.lipsync_predictor import LipSyncPredictor
+    from motionlab.tasks.wav2lip_predictor import Wav2LipPredictor
 
     predictor = load_predictor(ckpt, model=arch, device=device, detect_generated=False)
     if not isinstance(predictor, (AnimationPredictor, Wav2LipPredictor, LipSyncPredictor)):

@@ -7,7 +7,7 @@ muxed. Decoding, the model and encoding run in overlapping threads. Frame count,
 resampling follow the U-Net's :class:`~motionlab.models.lipsync.LipSyncConvention`: a SyncTalk_2D file with
 ``feather=0`` gives SyncTalk_2D's ``inference_328.py`` frames.
 
-The checkpoint's :class:`~motionlab.tasks.lipsync.LipSyncPredictor` does what the task does around the U-Net
+The checkpoint's :class:`~motionlab.tasks.lipsync_predictor.LipSyncPredictor` does what the task does around the U-Net
 (audio features, mask, input assembly); SyncTalk_2D's plain state-dict files load with ``arch=lipsync_unet328_<mode>`` (``motionlab-lipsync``).
 """
 
@@ -35,8 +35,8 @@ from motionlab.inference.wav2lip import RELEASE_PADS, wav2lip_video
 from motionlab.models.lipsync import LipSyncConvention
 from motionlab.models.lora import merge_lora
 from motionlab.tasks import load_predictor
-from motionlab.tasks.lipsync import LipSyncPredictor
-from motionlab.tasks.wav2lip import Wav2LipPredictor
+from motionlab.tasks.lipsync_predictor import LipSyncPredictor
+from motionlab.tasks.wav2lip_predictor import Wav2LipPredictor
 from motionlab.utils.errors import InputError, check_positive
 from motionlab.utils.io import check_output_path, user_cache_dir
 
@@ -195,7 +195,7 @@ class LipSyncPipeline:
         """The U-Net's inputs of this run's first ``count`` output frames (at most as many as it has), one frame each:
         ``{"image": (1, 6, 320, 320), "audio": (1, ...)}`` float32, as :meth:`LipSyncPredictor.__call__` builds them."""
         from motionlab.data.lipsync import face_tensor
-        from motionlab.tasks.lipsync import unet_input
+        from motionlab.tasks.lipsync_predictor import unet_input
 
         features, frames = self.predictor.speech_features(wav, self.fps, features_path)
         samples = []
@@ -343,7 +343,7 @@ def int8_runner(pipeline: "LipSyncPipeline", fp32_path: Path, source: str, templ
     Returns ``mode`` (int8, or fp32 where the CPU has no int8 dot products), ``psnr_mouth_db`` and ``reason``."""
     import hashlib
 
-    from motionlab.tasks.lipsync import MOUTH_REGION
+    from motionlab.tasks.lipsync_predictor import MOUTH_REGION
     from motionlab.utils.machine import cpu_profile
     from motionlab.utils.onnx_files import OnnxRunner, quantize_int8
 

@@ -23,7 +23,7 @@ from motionlab.data.audio import MEL_FRAMES_PER_SECOND, MEL_WINDOW, SAMPLE_RATE,
 from motionlab.data.talking import resize
 from motionlab.data.video_io import IMAGE_EXTENSIONS, open_clip, read_image, write_video
 from motionlab.inference.sequence import reported
-from motionlab.tasks.wav2lip import Wav2LipPredictor
+from motionlab.tasks.wav2lip_predictor import Wav2LipPredictor
 from motionlab.utils.errors import InputError
 
 log = logging.getLogger(__name__)

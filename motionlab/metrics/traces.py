@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from motionlab.geometry import check_shape
-from motionlab.metrics.colour import delta_e76, mean_lab
+from motionlab.metrics.colour_difference import delta_e76, mean_lab
 
 
 def frame_traces(portrait: torch.Tensor, driver: torch.Tensor, generated: torch.Tensor,

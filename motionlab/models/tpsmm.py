@@ -17,7 +17,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import resnet18
 
 from motionlab.geometry import Keypoints, coordinate_grid, keypoints_to_gaussian
 from motionlab.models.fomm import (
@@ -72,6 +71,13 @@ def tps_warp(points: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Te
     return tps_apply(points, kp_driving, tps_parameters(kp_driving, kp_source, regularisation))
 
 
+def _resnet18(outputs: int) -> nn.Module:
+    # torchvision.models imports torchvision.ops and with it torch._dynamo (~2 s): only when a TPSMM network is built
+    from torchvision.models import resnet18
+
+    return resnet18(weights=None, num_classes=outputs)
+
+
 class TPSKeypointDetector(nn.Module):
     """A ResNet-18 regressing ``num_tps`` groups of 5 control points, squashed into [-1, 1] (TPSMM's KPDetector)."""
 
@@ -80,7 +86,7 @@ class TPSKeypointDetector(nn.Module):
         if num_channels != 3:
             raise ValueError("TPSMM's keypoint detector is a 3-channel ResNet-18")
         self.num_tps = num_tps
-        self.fg_encoder = resnet18(weights=None, num_classes=num_tps * POINTS_PER_TPS * 2)
+        self.fg_encoder = _resnet18(num_tps * POINTS_PER_TPS * 2)
 
     def forward(self, image: torch.Tensor) -> Keypoints:
         points = torch.sigmoid(self.fg_encoder(image)) * 2 - 1
@@ -92,7 +98,7 @@ class BackgroundPredictor(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.bg_encoder = resnet18(weights=None, num_classes=6)
+        self.bg_encoder = _resnet18(6)
         self.bg_encoder.conv1 = nn.Conv2d(6, 64, kernel_size=7, stride=2, padding=3, bias=False)
         nn.init.zeros_(self.bg_encoder.fc.weight)
         with torch.no_grad():

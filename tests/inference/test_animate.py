@@ -112,7 +112,7 @@ def test_animate_with_keypoints_writes_overlay(descriptor_ckpt, toy_world, tmp_p
 def test_animate_a_descriptor_animator_checkpoint(animator_descriptors_checkpoint, toy_world, tmp_path):
     """The descriptor Animator needs keypoints only its task computes: its predictor detects them with the frozen
     detector stored in the checkpoint (the descriptor run's file is gone), exactly as the task does."""
-    from motionlab.tasks.animator import AnimatorPredictor, animate
+    from motionlab.tasks.animator_predictor import AnimatorPredictor, animate
 
     out = tmp_path / "desc.mp4"
     summary = animate_files(animator_descriptors_checkpoint, toy_world / "id_0004.png", toy_world / "id_0004_video", out, gif=tmp_path / "d.gif")

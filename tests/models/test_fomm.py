@@ -178,7 +178,7 @@ def test_keypoint_animate_path_matches_fomms_own_loop(small_fomm, adapt_movement
     from benchmarks.fomm_reference import fomm_make_animation
     from motionlab.inference.animate import animate_frames
     from motionlab.models.fast_conv import FastConv2d, use_fast_convolutions
-    from motionlab.tasks.descriptor import DescriptorPredictor
+    from motionlab.tasks.descriptor_predictor import DescriptorPredictor
 
     generator = torch.Generator().manual_seed(1)
     portrait = (torch.rand(64, 64, 3, generator=generator) * 255).to(torch.uint8).numpy()
@@ -248,7 +248,7 @@ def test_reduced_precision_animate_stays_close_to_fp32(small_fomm):
     """precision="bf16" really runs in bfloat16 (the frames differ from fp32's) and its PSNR against the fp32 frames is
     above the documented floor of 35 dB."""
     from motionlab.inference.animate import animate_frames
-    from motionlab.tasks.descriptor import DescriptorPredictor
+    from motionlab.tasks.descriptor_predictor import DescriptorPredictor
 
     generator = torch.Generator().manual_seed(2)
     portrait = (torch.rand(64, 64, 3, generator=generator) * 255).to(torch.uint8).numpy()

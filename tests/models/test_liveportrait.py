@@ -261,7 +261,7 @@ def test_driving_options_of_the_release(small_liveportrait):
     """driving_multiplier scales the motion away from the portrait's keypoints (0: the portrait's own); expression-
     friendly driving gives pose-friendly's keypoints for an image source, as in the release (its first-frame keypoints
     are the source's, so its hull multiplier is 1)."""
-    from motionlab.tasks.liveportrait import LivePortraitPredictor
+    from motionlab.tasks.liveportrait_predictor import LivePortraitPredictor
 
     size = small_liveportrait.model_info.input_size[0]
     torch.manual_seed(1)
@@ -319,7 +319,8 @@ def test_retargeting_moves_the_source_keypoints_as_the_release_does(small_livepo
     are the portrait's plus that offset."""
     import copy
 
-    from motionlab.tasks.liveportrait import LivePortraitPredictor, PortraitCrop, retargeted_keypoints
+    from motionlab.tasks.liveportrait import PortraitCrop
+    from motionlab.tasks.liveportrait_predictor import LivePortraitPredictor, retargeted_keypoints
 
     x_source, x_driving, delta = torch.randn(2, 21, 3), torch.randn(2, 21, 3), torch.randn(2, 21, 3)
     assert torch.equal(retargeted_keypoints(x_source, x_driving, delta, relative=True), x_source + delta)
@@ -480,7 +481,8 @@ def test_a_given_crop_box_for_faces_no_detector_finds(small_liveportrait):
     """predictor.crop_box (the animals release's path, whose detector is CUDA-only): the box, made square about its
     centre, fills the 512 crop; "centre" takes the largest centred square; retargeting, which needs the face measured,
     is refused; a malformed box names the option."""
-    from motionlab.tasks.liveportrait import LivePortraitPredictor, box_crop_matrix
+    from motionlab.tasks.liveportrait import box_crop_matrix
+    from motionlab.tasks.liveportrait_predictor import LivePortraitPredictor
 
     matrix = box_crop_matrix([100, 50, 300, 350], (400, 600), 512)
     corners = np.array([[50.0, 50.0], [350.0, 350.0]]) @ matrix[:, :2].T + matrix[:, 2]
@@ -505,7 +507,8 @@ def test_driving_video_crop_is_one_averaged_box(small_liveportrait):
     import cv2
 
     from motionlab.geometry.landmarks import face_crop_square
-    from motionlab.tasks.liveportrait import LivePortraitPredictor, box_crop_matrix
+    from motionlab.tasks.liveportrait import box_crop_matrix
+    from motionlab.tasks.liveportrait_predictor import LivePortraitPredictor
 
     predictor = LivePortraitPredictor(small_liveportrait, crop_driver=True)
     base = np.random.RandomState(0).rand(68, 2) * 40 + 60

@@ -16,7 +16,7 @@ from motionlab.geometry import Keypoints, RandomAffineTPS, coordinate_grid
 from motionlab.losses.descriptor import DescriptorLoss
 from motionlab.models import create_model, load_pretrained
 from motionlab.models.tpsmm import TPSMM_PARTS, tps_warp
-from motionlab.tasks.descriptor import DescriptorPredictor
+from motionlab.tasks.descriptor_predictor import DescriptorPredictor
 from motionlab.utils.checkpoint import WeightMismatchError
 
 MANIFEST = Path(__file__).parent / "manifests" / "tpsmm.json"

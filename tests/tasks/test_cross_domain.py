@@ -14,7 +14,7 @@ from torch import nn
 
 from motionlab.losses.adapter import AdapterLoss, gaussian_mmd
 from motionlab.models import CheckpointFormatError, create_model
-from motionlab.tasks.adapter import landmark_windows, load_adapter_predictor
+from motionlab.tasks.adapter_predictor import landmark_windows, load_adapter_predictor
 from motionlab.utils.checkpoint import atomic_torch_save, load_checkpoint
 
 P = 68

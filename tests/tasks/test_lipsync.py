@@ -16,7 +16,8 @@ from conftest import face_video, motionlab_bin, subprocess_env
 
 from motionlab.data.audio import AudioError
 from motionlab.data.landmarks import read_lms
-from motionlab.data.lipsync import LipSyncDataModule, TalkingClip, audio_features, temporal_split
+from motionlab.data.lipsync import TalkingClip, audio_features, temporal_split
+from motionlab.data.lipsync_datamodule import LipSyncDataModule
 from motionlab.data.talking import crop_face
 from motionlab.data.video_io import read_image
 from motionlab.inference.lipsync import bounce_index, feather_mask, paste_back
@@ -24,7 +25,7 @@ from motionlab.losses.sync import sync_pair_loss
 from motionlab.models import CheckpointFormatError, create_model, load_model
 from motionlab.models.lipsync import CONVENTIONS, LipSyncUNet, SyncNet
 from motionlab.tasks import load_predictor
-from motionlab.tasks.lipsync import SYNCTALK_MASK, LipSyncPredictor, mask_face
+from motionlab.tasks.lipsync_predictor import SYNCTALK_MASK, LipSyncPredictor, mask_face
 from motionlab.utils.checkpoint import WeightMismatchError
 
 

@@ -186,29 +186,36 @@ def wav2lip_video_bench(args: argparse.Namespace) -> list[tuple[str, float, str]
             ("  max abs difference from Wav2Lip's frames (uint8 levels)", float(difference), "levels")]
 
 
-@benchmark("lipsync_batch")
-def lipsync_batch(args: argparse.Namespace) -> list[tuple[str, float, str]]:
-    """motionlab-lipsync's default batch: the pipeline (onnxruntime, as the command runs it) at batch 1, 4 and 8 on the
-    same template and speech, alternating, medians of 3: the smallest batch as fast as the largest is the default."""
+def _stand_in_unet(args: argparse.Namespace, speech_name: str):
+    """(cache folder, the toy template, a speech file cut from its audio, the predictor of a SyncTalk_2D-layout U-Net
+    with random weights saved as the release files are)."""
     import soundfile
 
     from motionlab.data.audio import load_wav
-    from motionlab.inference.export import export_onnx
-    from motionlab.inference.lipsync import LipSyncPipeline
     from motionlab.models import create_model
     from motionlab.tasks import load_predictor
-    from motionlab.utils.onnx_files import OnnxRunner
 
     cache_root = Path(_cache_dir()) / "lipsync-bench"
     cache_root.mkdir(parents=True, exist_ok=True)
     template = _lipsync_template(str(cache_root))
-    wav_path = cache_root / "speech_batch.wav"
+    wav_path = cache_root / speech_name
     soundfile.write(wav_path, load_wav(template / "aud.wav")[: int(max(2.0, args.steps / 5) * 16000)], 16000)
     torch.manual_seed(0)
     unet_file, encoder_file = cache_root / "unet_synctalk.pth", cache_root / "audio_visual_encoder.pth"
     torch.save(create_model("lipsync_unet328_ave").state_dict(), unet_file)
     torch.save({k.removeprefix("audio_encoder."): v for k, v in create_model("lipsync_audio_encoder_ave").state_dict().items()}, encoder_file)
-    predictor = load_predictor(unet_file, model="lipsync_unet328_ave", audio_encoder_ckpt=encoder_file)
+    return cache_root, template, wav_path, load_predictor(unet_file, model="lipsync_unet328_ave", audio_encoder_ckpt=encoder_file)
+
+
+@benchmark("lipsync_batch")
+def lipsync_batch(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """motionlab-lipsync's default batch: the pipeline (onnxruntime, as the command runs it) at batch 1, 4 and 8 on the
+    same template and speech, alternating, medians of 3: the smallest batch as fast as the largest is the default."""
+    from motionlab.inference.export import export_onnx
+    from motionlab.inference.lipsync import LipSyncPipeline
+    from motionlab.utils.onnx_files import OnnxRunner
+
+    cache_root, template, wav_path, predictor = _stand_in_unet(args, "speech_batch.wav")
     predictor.runner = OnnxRunner(export_onnx(predictor.net, cache_root / "unet_ave.onnx"), threads=torch.get_num_threads(), spinning=False)
 
     def rate(batch: int) -> Callable[[], float]:
@@ -230,27 +237,14 @@ def lipsync_int8(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     motionlab-lipsync runs it) on the same template and speech with the fp32 graph and with the int8 graph quantized
     on the run's first frames, alternating, medians of 3; and the int8 graph's mouth-region PSNR against fp32 (random
     weights: a structural stand-in, so the PSNR says how the graph quantizes, not how a trained model does)."""
-    import soundfile
-
     from motionlab.data.audio import load_wav
     from motionlab.inference.export import export_onnx
     from motionlab.inference.lipsync import CALIBRATION_FRAMES, LipSyncPipeline
-    from motionlab.models import create_model
-    from motionlab.tasks import load_predictor
     from motionlab.tasks.lipsync_predictor import MOUTH_REGION
     from motionlab.utils.machine import cpu_profile
     from motionlab.utils.onnx_files import OnnxRunner, quantize_int8
 
-    cache_root = Path(_cache_dir()) / "lipsync-bench"
-    cache_root.mkdir(parents=True, exist_ok=True)
-    template = _lipsync_template(str(cache_root))
-    wav_path = cache_root / "speech_int8.wav"
-    soundfile.write(wav_path, load_wav(template / "aud.wav")[: int(max(2.0, args.steps / 5) * 16000)], 16000)
-    torch.manual_seed(0)
-    unet_file, encoder_file = cache_root / "unet_synctalk.pth", cache_root / "audio_visual_encoder.pth"
-    torch.save(create_model("lipsync_unet328_ave").state_dict(), unet_file)
-    torch.save({k.removeprefix("audio_encoder."): v for k, v in create_model("lipsync_audio_encoder_ave").state_dict().items()}, encoder_file)
-    predictor = load_predictor(unet_file, model="lipsync_unet328_ave", audio_encoder_ckpt=encoder_file)
+    cache_root, template, wav_path, predictor = _stand_in_unet(args, "speech_int8.wav")
     fp32_path = export_onnx(predictor.net, cache_root / "unet_ave.onnx")
     pipeline = LipSyncPipeline(predictor, batch_size=1)
     samples = pipeline.calibration_inputs(template, load_wav(wav_path), None, CALIBRATION_FRAMES)

@@ -17,19 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from motionlab.models.wav2lip import L2Norm
+
 # run_pipeline.py's defaults
 FACEDET_SCALE, CROP_SCALE, MIN_TRACK, NUM_FAILED_DET, MIN_FACE_SIZE, TRACK_IOU = 0.25, 0.40, 100, 25, 100, 0.5
 # the per-channel means its S3FD subtracts, in the order it subtracts them (B, G, R of the BGR mean, from R, G, B)
 SFD_FACE_MEAN = (123.0, 117.0, 104.0)
-
-
-class SfdL2Norm(nn.Module):
-    def __init__(self, channels: int, scale: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.full((channels,), float(scale)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10) * self.weight.view(1, -1, 1, 1)
 
 
 class SyncNetS3FD(nn.Module):
@@ -50,7 +43,7 @@ class SyncNetS3FD(nn.Module):
             layers.append(nn.MaxPool2d(2, 2, ceil_mode=stage == 2))
         layers += [nn.Conv2d(512, 1024, 3, 1, padding=6, dilation=6), nn.ReLU(inplace=True), nn.Conv2d(1024, 1024, 1, 1), nn.ReLU(inplace=True)]
         self.vgg = nn.ModuleList(layers)
-        self.L2Norm3_3, self.L2Norm4_3, self.L2Norm5_3 = SfdL2Norm(256, 10), SfdL2Norm(512, 8), SfdL2Norm(512, 5)
+        self.L2Norm3_3, self.L2Norm4_3, self.L2Norm5_3 = L2Norm(256, 10), L2Norm(512, 8), L2Norm(512, 5)
         self.extras = nn.ModuleList([nn.Conv2d(1024, 256, 1, 1), nn.Conv2d(256, 512, 3, 2, padding=1), nn.Conv2d(512, 128, 1, 1),
                                      nn.Conv2d(128, 256, 3, 2, padding=1)])
         source_widths = (256, 512, 512, 1024, 512, 256)

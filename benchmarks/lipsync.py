@@ -231,12 +231,13 @@ def lipsync_batch(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     return rows + [(f"  batch {batch} over batch 8", medians[batch] / medians["8"], "x") for batch in ("1", "4")]
 
 
-@benchmark("lipsync_int8")
-def lipsync_int8(args: argparse.Namespace) -> list[tuple[str, float, str]]:
-    """precision=int8 against fp32 for the SyncTalk_2D-layout U-Net: the pipeline (onnxruntime, batch 1, as
-    motionlab-lipsync runs it) on the same template and speech with the fp32 graph and with the int8 graph quantized
-    on the run's first frames, alternating, medians of 3; and the int8 graph's mouth-region PSNR against fp32 (random
-    weights: a structural stand-in, so the PSNR says how the graph quantizes, not how a trained model does)."""
+@benchmark("lipsync_precision")
+def lipsync_precision(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """precision=int8 and bf16 against fp32 for the SyncTalk_2D-layout U-Net: the pipeline (batch 1, as
+    motionlab-lipsync runs it) on the same template and speech with the fp32 graph and the int8 graph quantized on the
+    run's first frames (onnxruntime), and the eager network in fp32 and in bf16 autocast (PyTorch), alternating, medians
+    of 3; with each reduced mode's mouth-region PSNR against fp32 (random weights: a structural stand-in, so the PSNR
+    says how the network rounds, not how a trained model does)."""
     from motionlab.data.audio import load_wav
     from motionlab.inference.export import export_onnx
     from motionlab.inference.lipsync import CALIBRATION_FRAMES, LipSyncPipeline
@@ -253,21 +254,36 @@ def lipsync_int8(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     quantize_seconds = time.perf_counter() - started
     runners = {name: OnnxRunner(path, threads=torch.get_num_threads(), spinning=False) for name, path in (("fp32", fp32_path), ("int8", int8_path))}
     rows, cols = MOUTH_REGION
-    mse = np.mean([np.mean((runners["fp32"](*s.values())[:, :, rows, cols].clip(0, 1) - runners["int8"](*s.values())[:, :, rows, cols].clip(0, 1)) ** 2)
-                   for s in samples])
+
+    def eager(sample: dict, dtype: torch.dtype | None) -> np.ndarray:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            return predictor.net(torch.from_numpy(sample["image"]).contiguous(memory_format=torch.channels_last), torch.from_numpy(sample["audio"])).float().numpy()
+
+    def psnr(reference, candidate) -> float:
+        mse = np.mean([np.mean((a[:, :, rows, cols].clip(0, 1) - b[:, :, rows, cols].clip(0, 1)) ** 2) for a, b in zip(reference, candidate)])
+        return float(10 * np.log10(1 / max(mse, 1e-12)))
+
+    int8_psnr = psnr([runners["fp32"](*s.values()) for s in samples], [runners["int8"](*s.values()) for s in samples])
+    bf16_psnr = psnr([eager(s, None) for s in samples], [eager(s, torch.bfloat16) for s in samples])
+    modes = {"onnxruntime fp32": (runners["fp32"], None), "onnxruntime int8": (runners["int8"], None), "PyTorch fp32": (None, None),
+             "PyTorch bf16 autocast": (None, torch.bfloat16)}
 
     def rate(name: str) -> Callable[[], float]:
         def run() -> float:
-            predictor.runner = runners[name]
+            predictor.runner, predictor.autocast = modes[name]
             started = time.perf_counter()
-            frames = pipeline.run(template, wav_path, cache_root / f"int8_{name}.mp4")["frames"]
+            frames = pipeline.run(template, wav_path, cache_root / "precision.mp4")["frames"]
             return frames / (time.perf_counter() - started)
 
         return run
 
-    medians = alternating_medians({name: rate(name) for name in runners})
-    native = "native int8 dot products" if cpu_profile().native_int8 else "no int8 dot products (VNNI / AMX) on this CPU"
-    return [(f"motionlab-lipsync pipeline, onnxruntime, batch 1, {name}", value, "frames/s") for name, value in medians.items()] + [
-        (f"  int8 over fp32 ({native})", medians["int8"] / medians["fp32"], "x"),
-        ("  int8 mouth-region PSNR against fp32 (random weights)", float(10 * np.log10(1 / max(mse, 1e-12))), "dB"),
+    medians = alternating_medians({name: rate(name) for name in modes})
+    cpu = cpu_profile()
+    int8_native = "native int8 dot products" if cpu.native_int8 else "no int8 dot products (VNNI / AMX) on this CPU"
+    bf16_native = "native bf16" if cpu.native_bf16 else "no bf16 arithmetic (AVX512-BF16 / AMX) on this CPU"
+    return [(f"motionlab-lipsync pipeline, batch 1, {name}", value, "frames/s") for name, value in medians.items()] + [
+        (f"  int8 over onnxruntime fp32 ({int8_native})", medians["onnxruntime int8"] / medians["onnxruntime fp32"], "x"),
+        (f"  bf16 over PyTorch fp32 ({bf16_native})", medians["PyTorch bf16 autocast"] / medians["PyTorch fp32"], "x"),
+        ("  int8 mouth-region PSNR against fp32 (random weights)", int8_psnr, "dB"),
+        ("  bf16 mouth-region PSNR against fp32 (random weights)", bf16_psnr, "dB"),
         (f"  quantization, {len(samples)} calibration frames", quantize_seconds, "s")]

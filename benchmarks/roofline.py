@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 
 from benchmarks.common import _cache_dir, benchmark, counted_flops, median_seconds, native_bf16, quickstart_config
+from motionlab.utils.machine import cpu_profile
 
 _PEAKS: dict[str, float] = {}
 
@@ -26,7 +27,33 @@ def measured_peaks() -> dict[str, float]:
             _PEAKS["conv fp32"] = counted_flops(lambda: conv(x)) / median_seconds(lambda: conv(x)) / 1e9
         a16, b16 = a[:512, :512].bfloat16(), b[:512, :512].bfloat16()
         _PEAKS["matmul bf16"] = counted_flops(lambda: a16 @ b16) / median_seconds(lambda: a16 @ b16) / 1e9
+        _PEAKS.update(onnxruntime_conv_peaks())
     return _PEAKS
+
+
+def onnxruntime_conv_peaks() -> dict[str, float]:
+    """GFLOP/s (GOP/s for int8) of four 3x3 convolutions 128 -> 128 at 80x80 in onnxruntime: fp32, and int8 as
+    ``precision=int8`` runs it (pre-processed, static QDQ, per-channel int8 weights, uint8 activations)."""
+    import numpy as np
+
+    from motionlab.utils.onnx_files import OnnxRunner, quantize_int8
+
+    folder = Path(_cache_dir()) / "roofline"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    layers = torch.nn.Sequential(*(torch.nn.Sequential(torch.nn.Conv2d(128, 128, 3, padding=1), torch.nn.ReLU()) for _ in range(4))).eval()
+    x = torch.rand(1, 128, 80, 80)
+    torch.onnx.export(layers, (x,), str(folder / "convs.onnx"), input_names=["x"], output_names=["y"], opset_version=17, dynamo=False)
+    samples = [{"x": np.random.default_rng(i).random((1, 128, 80, 80), dtype=np.float32)} for i in range(4)]
+    int8 = quantize_int8(folder / "convs.onnx", folder / "convs.int8.onnx", samples, "roofline")
+    with torch.no_grad():
+        flops = counted_flops(lambda: layers(x))
+    threads = torch.get_num_threads()
+    peaks = {}
+    for name, path in (("conv fp32 (onnxruntime)", folder / "convs.onnx"), ("conv int8 (onnxruntime, QDQ)", int8)):
+        runner = OnnxRunner(path, threads=threads)
+        peaks[name] = flops / median_seconds(lambda runner=runner: runner(samples[0]["x"])) / 1e9
+    return peaks
 
 
 @benchmark("roofline")
@@ -42,7 +69,10 @@ def roofline(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     from motionlab.utils.onnx_files import OnnxRunner
 
     peaks = measured_peaks()
-    results = [(f"peak: {name} ({'native' if name.endswith('fp32') or native_bf16() else 'not native on this CPU'})", value, "GFLOP/s")
+    def native(name: str) -> bool:
+        return native_bf16() if "bf16" in name else cpu_profile().native_int8 if "int8" in name else True
+
+    results = [(f"peak: {name} ({'native' if native(name) else 'not native on this CPU'})", value, "GOP/s" if "int8" in name else "GFLOP/s")
                for name, value in peaks.items()]
     peak = peaks["conv fp32"]
     rows: list[tuple[str, float, float]] = []  # (hot path, FLOPs per item, seconds per item)

@@ -266,16 +266,18 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
     """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora_ckpt``, a speaker's LoRA adapter file trained on
     ``ckpt``, unmerged), pick the runtime, write ``out``. A lip-sync U-Net speaks through a ``template`` folder; Wav2Lip
     (``arch=wav2lip96``) through a ``video`` (or image), its faces found by S3FD (``face_detector_ckpt``) or dlib
-    (:mod:`motionlab.inference.wav2lip`). ``precision=int8``: :func:`int8_runner`."""
+    (:mod:`motionlab.inference.wav2lip`). ``precision=bf16`` / ``int8``: :func:`reduced_precision`."""
     from motionlab.inference.export import export_checked, onnx_source
     from motionlab.utils.onnx_files import OnnxRunner
 
     if runtime not in ("torch", "onnx"):
         raise InputError(f"runtime must be torch or onnx, got {runtime!r}")
-    if precision not in ("fp32", "int8"):
-        raise InputError(f"precision must be fp32 or int8, got {precision!r}")
+    if precision not in ("fp32", "bf16", "int8"):
+        raise InputError(f"precision must be fp32, bf16 or int8, got {precision!r}")
     if precision == "int8" and runtime != "onnx":
         raise InputError("precision=int8 runs the U-Net's quantized graph in onnxruntime: add runtime=onnx")
+    if precision == "bf16" and runtime != "torch":
+        raise InputError("precision=bf16 runs the U-Net in PyTorch's bfloat16 autocast: add runtime=torch")
     check_output_path(out, "out", (".mp4",))
     if sequence_out is not None:
         check_output_path(sequence_out, "sequence_out", (".npz",))
@@ -313,8 +315,8 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
             log.info("runtime=onnx: the U-Net's graph from %s", path)
         # decoding, paste-back and encoding share the cores; a graph exported from other weights is refused
         predictor.runner = OnnxRunner(path, spinning=False, source=key)
-    if precision == "int8" and isinstance(predictor, Wav2LipPredictor):
-        raise InputError("precision=int8 is the SyncTalk_2D-layout U-Net's; Wav2Lip runs fp32")
+    if precision != "fp32" and isinstance(predictor, Wav2LipPredictor):
+        raise InputError(f"precision={precision} is the SyncTalk_2D-layout U-Net's; Wav2Lip runs fp32")
     if isinstance(predictor, Wav2LipPredictor):
         if sequence_out is not None:
             raise InputError("sequence_out= records a template's crops; it is not available for Wav2Lip yet")
@@ -323,8 +325,9 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
         return {**summary, "runtime": runtime}
     pipeline = LipSyncPipeline(predictor, batch_size=batch_size or UNET_BATCH, feather=feather, fps=fps)
     reduced = None
-    if precision == "int8":
-        reduced = int8_runner(pipeline, path, key, template, audio, features, precision_floor_db, precision_force)
+    if precision != "fp32":
+        reduced = reduced_precision(pipeline, precision, path if runtime == "onnx" else None, key if runtime == "onnx" else None, template, audio,
+                                    features, precision_floor_db, precision_force)
         log.info("precision=%s: %s", reduced["mode"], reduced["reason"])
     summary = pipeline.run(template, audio, out, crf=crf, features_path=features, sequence_out=sequence_out, on_frame=on_frame)
     return {**summary, "runtime": runtime, **({"precision": reduced} if reduced is not None else {})}
@@ -334,13 +337,18 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
 CALIBRATION_FRAMES = 8
 
 
-def int8_runner(pipeline: "LipSyncPipeline", fp32_path: Path, source: str, template: str, audio: str, features: str | None,
-                floor_db: float, force: bool) -> dict:
-    """Give ``pipeline`` the U-Net's int8 graph when this CPU computes int8 natively and the graph is faithful: quantized
-    by onnxruntime (:func:`motionlab.utils.onnx_files.quantize_int8`) on the run's first :data:`CALIBRATION_FRAMES`
-    template crops and audio windows, cached beside the fp32 graph under the hash of those inputs, and compared with
-    the fp32 graph on them: the PSNR of the mouth region must reach ``floor_db`` (else an error, unless ``force``).
-    Returns ``mode`` (int8, or fp32 where the CPU has no int8 dot products), ``psnr_mouth_db`` and ``reason``."""
+def reduced_precision(pipeline: "LipSyncPipeline", precision: str, fp32_path: Path | None, source: str | None, template: str, audio: str,
+                      features: str | None, floor_db: float, force: bool) -> dict:
+    """Run ``pipeline``'s U-Net in ``precision`` when this CPU computes it natively and the result is faithful:
+
+    - ``int8``: the U-Net's ONNX graph (``fp32_path``) quantized by onnxruntime
+      (:func:`motionlab.utils.onnx_files.quantize_int8`) on the run's first :data:`CALIBRATION_FRAMES` template crops
+      and audio windows, cached beside the fp32 graph under the hash of those inputs;
+    - ``bf16``: PyTorch's bfloat16 autocast on the channels-last network (oneDNN's bf16 kernels).
+
+    Either is compared with the fp32 network on those frames: the PSNR of the mouth region must reach ``floor_db``
+    (else an error, unless ``force``). Returns ``mode`` (the precision, or fp32 where the CPU lacks it),
+    ``psnr_mouth_db`` and ``reason``."""
     import hashlib
 
     from motionlab.tasks.lipsync_predictor import MOUTH_REGION
@@ -348,23 +356,38 @@ def int8_runner(pipeline: "LipSyncPipeline", fp32_path: Path, source: str, templ
     from motionlab.utils.onnx_files import OnnxRunner, quantize_int8
 
     cpu = cpu_profile()
-    if not cpu.native_int8:
-        return {"mode": "fp32", "psnr_mouth_db": None, "reason": f"this CPU ({cpu.describe()}) has no int8 dot products (VNNI / AMX), "
-                                                                 "where int8 is slower than fp32; running fp32"}
+    native = cpu.native_int8 if precision == "int8" else cpu.native_bf16
+    if not native:
+        missing = "int8 dot products (VNNI / AMX)" if precision == "int8" else "bfloat16 arithmetic (AVX512-BF16 / AMX)"
+        return {"mode": "fp32", "psnr_mouth_db": None, "reason": f"this CPU ({cpu.describe()}) has no {missing}, where {precision} is slower "
+                                                                 "than fp32; running fp32"}
+    predictor = pipeline.predictor
     samples = pipeline.calibration_inputs(template, load_wav(audio), features, CALIBRATION_FRAMES)
-    digest = hashlib.sha256(b"".join(value.tobytes() for sample in samples for value in sample.values())).hexdigest()[:12]
-    path = fp32_path.with_name(f"{fp32_path.stem}.int8-{digest}.onnx")
-    if not path.is_file():
-        quantize_int8(fp32_path, path, samples, f"{source}.int8-{digest}")
-        log.info("quantized the U-Net to int8 in %s (calibrated on this run's first %d frames)", path, len(samples))
-    reference, quantized = OnnxRunner(fp32_path, spinning=False, source=source), OnnxRunner(path, spinning=False, source=f"{source}.int8-{digest}")
+    with torch.inference_mode():
+        reference = [predictor.net(torch.from_numpy(sample["image"]), torch.from_numpy(sample["audio"])).float().numpy() for sample in samples]
+    if precision == "int8":
+        digest = hashlib.sha256(b"".join(value.tobytes() for sample in samples for value in sample.values())).hexdigest()[:12]
+        path = fp32_path.with_name(f"{fp32_path.stem}.int8-{digest}.onnx")
+        if not path.is_file():
+            quantize_int8(fp32_path, path, samples, f"{source}.int8-{digest}")
+            log.info("quantized the U-Net to int8 in %s (calibrated on this run's first %d frames)", path, len(samples))
+        runner = OnnxRunner(path, spinning=False, source=f"{source}.int8-{digest}")
+        candidate = [runner(*sample.values()) for sample in samples]
+        where = f"graph {path.name}"
+    else:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            candidate = [predictor.net(torch.from_numpy(sample["image"]).contiguous(memory_format=torch.channels_last),
+                                       torch.from_numpy(sample["audio"])).float().numpy() for sample in samples]
+        where = "PyTorch bf16 autocast, channels-last"
     rows, cols = MOUTH_REGION
-    errors = [np.mean((reference(*sample.values())[:, :, rows, cols].clip(0, 1) - quantized(*sample.values())[:, :, rows, cols].clip(0, 1)) ** 2)
-              for sample in samples]
-    psnr = float(10 * np.log10(1.0 / max(float(np.mean(errors)), 1e-12)))
+    error = np.mean([np.mean((ref[:, :, rows, cols].clip(0, 1) - out[:, :, rows, cols].clip(0, 1)) ** 2) for ref, out in zip(reference, candidate)])
+    psnr = float(10 * np.log10(1.0 / max(float(error), 1e-12)))
     if psnr < floor_db and not force:
-        raise InputError(f"precision=int8: the quantized U-Net's mouth region is {psnr:.1f} dB from fp32's on this run's first {len(samples)} "
+        raise InputError(f"precision={precision}: the U-Net's mouth region is {psnr:.1f} dB from fp32's on this run's first {len(samples)} "
                          f"frames, below the {floor_db:g} dB floor (precision_floor_db); run precision=fp32, or precision_force=true")
-    pipeline.predictor.runner = quantized
-    return {"mode": "int8", "psnr_mouth_db": psnr, "reason": f"mouth-region PSNR {psnr:.1f} dB against fp32 on this run's first {len(samples)} "
-                                                            f"frames (floor {floor_db:g} dB{', forced' if psnr < floor_db else ''}); graph {path.name}"}
+    if precision == "int8":
+        predictor.runner = runner
+    else:
+        predictor.autocast = torch.bfloat16
+    return {"mode": precision, "psnr_mouth_db": psnr, "reason": f"mouth-region PSNR {psnr:.1f} dB against fp32 on this run's first {len(samples)} "
+                                                                f"frames (floor {floor_db:g} dB{', forced' if psnr < floor_db else ''}); {where}"}

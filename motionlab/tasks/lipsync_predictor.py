@@ -55,6 +55,8 @@ class LipSyncPredictor(Predictor):
         super().__init__(net=net, audio_encoder=audio_encoder)
         self.mode, self.mask, self.convention = net.mode, tuple(mask), lipsync_convention(convention)
         self.runner: Callable | None = None
+        # a reduced-precision autocast dtype for the eager network (motionlab-lipsync precision=bf16), None for fp32
+        self.autocast: torch.dtype | None = None
         if self.mode == "ave" and audio_encoder is None:
             raise InputError("ave U-Nets need the audio encoder they were trained with (audio_encoder_ckpt=...)")
 
@@ -104,7 +106,8 @@ class LipSyncPredictor(Predictor):
         faces = face_tensor(crops, self.convention)
         image = unet_input(faces, faces, self.mask)
         if self.runner is None:
-            out = self.net(image.to(self.device, memory_format=torch.channels_last), audio.to(self.device)).float().cpu()
+            with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+                out = self.net(image.to(self.device, memory_format=torch.channels_last), audio.to(self.device)).float().cpu()
         else:
             out = torch.from_numpy(self.runner(image.numpy(), audio.numpy()))
         scaled = to_channel_order(out, self.convention).clamp(0, 1) * 255

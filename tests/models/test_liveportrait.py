@@ -286,7 +286,7 @@ def test_driving_options_of_the_release(small_liveportrait):
     assert LivePortraitPredictor.from_models({"net": small_liveportrait}, {}).quantize == "round"
     assert to_uint8(torch.full((3, 1, 1), 0.999), "floor").item(0) == 254 and to_uint8(torch.full((3, 1, 1), 0.999)).item(0) == 255
     # the release's lip normalisation adds the lip MLP's offset to closed lips, for a portrait with open lips only
-    from motionlab.tasks.liveportrait import PortraitCrop
+    from motionlab.data.crops import PortraitCrop
 
     image = np.zeros((size, size, 3), np.uint8)
     for lips, moved in ((0.2, True), (0.01, False)):
@@ -319,7 +319,7 @@ def test_retargeting_moves_the_source_keypoints_as_the_release_does(small_livepo
     are the portrait's plus that offset."""
     import copy
 
-    from motionlab.tasks.liveportrait import PortraitCrop
+    from motionlab.data.crops import PortraitCrop
     from motionlab.tasks.liveportrait_predictor import LivePortraitPredictor, retargeted_keypoints
 
     x_source, x_driving, delta = torch.randn(2, 21, 3), torch.randn(2, 21, 3), torch.randn(2, 21, 3)
@@ -481,7 +481,7 @@ def test_a_given_crop_box_for_faces_no_detector_finds(small_liveportrait):
     """predictor.crop_box (the animals release's path, whose detector is CUDA-only): the box, made square about its
     centre, fills the 512 crop; "centre" takes the largest centred square; retargeting, which needs the face measured,
     is refused; a malformed box names the option."""
-    from motionlab.tasks.liveportrait import box_crop_matrix
+    from motionlab.data.crops import box_crop_matrix
     from motionlab.tasks.liveportrait_predictor import LivePortraitPredictor
 
     matrix = box_crop_matrix([100, 50, 300, 350], (400, 600), 512)
@@ -507,7 +507,7 @@ def test_driving_video_crop_is_one_averaged_box(small_liveportrait):
     import cv2
 
     from motionlab.geometry.landmarks import face_crop_square
-    from motionlab.tasks.liveportrait import box_crop_matrix
+    from motionlab.data.crops import box_crop_matrix
     from motionlab.tasks.liveportrait_predictor import LivePortraitPredictor
 
     predictor = LivePortraitPredictor(small_liveportrait, crop_driver=True)
@@ -535,7 +535,7 @@ def test_paste_back_through_the_release_mask_template(tmp_path):
     portrait, truncated; a constant mask of 1 gives the warped crop, one of 0 the portrait."""
     from PIL import Image
 
-    from motionlab.tasks.liveportrait import PortraitCrop, paste_into_portrait, read_paste_mask
+    from motionlab.data.crops import PortraitCrop, paste_into_portrait, read_paste_mask
 
     portrait = np.full((40, 60, 3), 100, np.uint8)
     crop = PortraitCrop(np.array([[2.0, 0.0, -20.0], [0.0, 2.0, -10.0]]), 32, portrait, None, None)  # the crop sees x 10..26, y 5..21

@@ -365,6 +365,12 @@ def test_int8_lipsync_is_gated_by_its_mouth_psnr(lipsync_checkpoints, tmp_path, 
     assert plain["precision"]["mode"] == "fp32" and "no int8 dot products" in plain["precision"]["reason"]
     with pytest.raises(InputError, match="add runtime=onnx"):
         lipsync_inference.lipsync_files(**{**common, "runtime": "torch"}, out=str(tmp_path / "torch.mp4"))
+    # bf16: PyTorch's autocast, the same gate
+    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("bf16 CPU", 2, ("avx512f", "avx512_bf16")))
+    bf16 = lipsync_inference.lipsync_files(**{**common, "runtime": "torch", "precision": "bf16"}, out=str(tmp_path / "bf16.mp4"))
+    assert bf16["precision"]["mode"] == "bf16" and 20 < bf16["precision"]["psnr_mouth_db"] and bf16["frames"] == 10
+    with pytest.raises(InputError, match="add runtime=torch"):
+        lipsync_inference.lipsync_files(**{**common, "precision": "bf16"}, out=str(tmp_path / "bf16_onnx.mp4"))
 
 
 def test_onnx_export_parity_and_reference_outputs(lipsync_checkpoints, tmp_path):

@@ -506,8 +506,8 @@ def test_driving_video_crop_is_one_averaged_box(small_liveportrait):
     the predictor refuses to guess a box."""
     import cv2
 
-    from motionlab.geometry.landmarks import face_crop_square
     from motionlab.data.crops import box_crop_matrix
+    from motionlab.geometry.landmarks import face_crop_square
     from motionlab.tasks.liveportrait_predictor import LivePortraitPredictor
 
     predictor = LivePortraitPredictor(small_liveportrait, crop_driver=True)

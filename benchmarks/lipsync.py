@@ -255,9 +255,9 @@ def lipsync_precision(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     runners = {name: OnnxRunner(path, threads=torch.get_num_threads(), spinning=False) for name, path in (("fp32", fp32_path), ("int8", int8_path))}
     rows, cols = MOUTH_REGION
 
-    def eager(sample: dict, dtype: torch.dtype | None) -> np.ndarray:
+    def eager(inputs: dict, dtype: torch.dtype | None) -> np.ndarray:
         with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            return predictor.net(torch.from_numpy(sample["image"]).contiguous(memory_format=torch.channels_last), torch.from_numpy(sample["audio"])).float().numpy()
+            return predictor.net(torch.from_numpy(inputs["image"]).contiguous(memory_format=torch.channels_last), torch.from_numpy(inputs["audio"])).float().numpy()
 
     def psnr(reference, candidate) -> float:
         mse = np.mean([np.mean((a[:, :, rows, cols].clip(0, 1) - b[:, :, rows, cols].clip(0, 1)) ** 2) for a, b in zip(reference, candidate)])

@@ -364,7 +364,7 @@ def reduced_precision(pipeline: "LipSyncPipeline", precision: str, fp32_path: Pa
     predictor = pipeline.predictor
     samples = pipeline.calibration_inputs(template, load_wav(audio), features, CALIBRATION_FRAMES)
     with torch.inference_mode():
-        reference = [predictor.net(torch.from_numpy(sample["image"]), torch.from_numpy(sample["audio"])).float().numpy() for sample in samples]
+        reference = [predictor.net(torch.from_numpy(inputs["image"]), torch.from_numpy(inputs["audio"])).float().numpy() for inputs in samples]
     if precision == "int8":
         digest = hashlib.sha256(b"".join(value.tobytes() for sample in samples for value in sample.values())).hexdigest()[:12]
         path = fp32_path.with_name(f"{fp32_path.stem}.int8-{digest}.onnx")
@@ -376,8 +376,8 @@ def reduced_precision(pipeline: "LipSyncPipeline", precision: str, fp32_path: Pa
         where = f"graph {path.name}"
     else:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            candidate = [predictor.net(torch.from_numpy(sample["image"]).contiguous(memory_format=torch.channels_last),
-                                       torch.from_numpy(sample["audio"])).float().numpy() for sample in samples]
+            candidate = [predictor.net(torch.from_numpy(inputs["image"]).contiguous(memory_format=torch.channels_last),
+                                       torch.from_numpy(inputs["audio"])).float().numpy() for inputs in samples]
         where = "PyTorch bf16 autocast, channels-last"
     rows, cols = MOUTH_REGION
     error = np.mean([np.mean((ref[:, :, rows, cols].clip(0, 1) - out[:, :, rows, cols].clip(0, 1)) ** 2) for ref, out in zip(reference, candidate)])

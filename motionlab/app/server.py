@@ -173,11 +173,10 @@ class Viewer:
         started = time.monotonic()
         # the job works on copies (deleted when it ends): the uploads stay for the next job until replaced
         copies = {}
-        for index, (name, path) in enumerate(uploads.items()):  # under the upload's own name: messages name the user's file
+        for index, path in enumerate(uploads.values()):  # under the upload's own name: messages name the user's file
             folder = job / "uploads" / str(index)
             folder.mkdir(parents=True)
-            copies[name] = str(shutil.copy2(path, folder / Path(path).name))
-        work_args = {original: copies[name] for name, original in uploads.items()}
+            copies[path] = str(shutil.copy2(path, folder / Path(path).name))
 
         def on_frame(done: int, total: int) -> None:
             if self._cancel.is_set():
@@ -186,7 +185,7 @@ class Viewer:
                 progress((done, total), desc="generating", unit="frames")
 
         try:
-            summary = work(job, on_frame, work_args)
+            summary = work(job, on_frame, copies)
         finally:
             for copy in copies.values():
                 Path(copy).unlink(missing_ok=True)

@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -37,7 +37,6 @@ class TrainingJob:
     process: subprocess.Popen | None = None
     state: str = "starting"
     lora_file: Path | None = None
-    notes: list[str] = field(default_factory=list)
 
     def start(self) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -52,8 +51,7 @@ class TrainingJob:
         code = self.process.poll()
         if code is None:
             return self.state
-        if self.state == "running":
-            self.state = "finished" if code == 0 else "failed"
+        self.state = "finished" if code == 0 else "failed"
         if self.state == "finished":
             from motionlab.inference.export import export_lora_adapter
 

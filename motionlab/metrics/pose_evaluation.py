@@ -111,8 +111,11 @@ def _read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     by its tensors (the graph is not run: motionlab's own network is)."""
     from motionlab.utils.checkpoint import load_checkpoint
 
-    if zipfile.is_zipfile(path) and any(name.endswith("constants.pkl") for name in zipfile.ZipFile(path).namelist()):
-        return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            torchscript = any(name.endswith("constants.pkl") for name in archive.namelist())
+        if torchscript:
+            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
     state = load_checkpoint(path)
     return {key.removeprefix("module."): value for key, value in state.get("state_dict", state).items()}
 

@@ -168,19 +168,15 @@ class EvaluationSuite(nn.Module):
             files.update({name: self.features.weights_path for name in self.names if FEATURE_METRICS.get(name, ("", ""))[1] == "inception"})
         records = {name: weights_record("fid_inception" if name in FEATURE_METRICS else name, path, self.standard_sha256.get(name))
                    for name, path in files.items()}
-        if "lse_syncnet" in records and "sfd_face" in self.networks:
-            sync, detector = records["lse_syncnet"], weights_record("sfd_face", self.networks["sfd_face"], self.standard_sha256.get("sfd_face"))
-            records["lse_syncnet"] = {**sync, "detector": detector, "standard": sync["standard"] and detector["standard"],
-                                      "reason": f"{sync['reason']}; face tracks: {detector['reason']}"}
-        if "akd_fan" in records:  # AKD's landmarks are the protocol's only on face-alignment's own face boxes
-            fan = records["akd_fan"]
-            if "s3fd" in self.networks:
-                detector = weights_record("s3fd", self.networks["s3fd"], self.standard_sha256.get("s3fd"))
-                records["akd_fan"] = {**fan, "detector": detector, "standard": fan["standard"] and detector["standard"],
-                                      "reason": f"{fan['reason']}; face boxes: {detector['reason']}"}
-            else:
-                records["akd_fan"] = {**fan, "standard": False, "reason": f"{fan['reason']}; face boxes from dlib's HOG detector, not "
-                                      "face-alignment's S3FD (give suite.networks.s3fd=s3fd-619a316812.pth)"}
+        # LSE on face tracks and AKD's landmarks depend on their face detector's file too: its record joins theirs
+        for metric, detector, what in (("lse_syncnet", "sfd_face", "face tracks"), ("akd_fan", "s3fd", "face boxes")):
+            if metric in records and detector in self.networks:
+                found = weights_record(detector, self.networks[detector], self.standard_sha256.get(detector))
+                records[metric] = {**records[metric], "detector": found, "standard": records[metric]["standard"] and found["standard"],
+                                   "reason": f"{records[metric]['reason']}; {what}: {found['reason']}"}
+        if "akd_fan" in records and "s3fd" not in self.networks:  # AKD's landmarks are the protocol's only on face-alignment's boxes
+            records["akd_fan"] = {**records["akd_fan"], "standard": False, "reason": f"{records['akd_fan']['reason']}; face boxes from dlib's "
+                                  "HOG detector, not face-alignment's S3FD (give suite.networks.s3fd=s3fd-619a316812.pth)"}
         return records
 
     @torch.no_grad()

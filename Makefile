@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; motionlab needs Python 3.11 (set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,export,landmarks,app,cluster,stream]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,export,landmarks,app,cluster,stream,musetalk]'
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install motionlab with its dev extras

@@ -411,3 +411,62 @@ def liveportrait_crop_models(root: Path) -> Path:
     points_203 = torch.linspace(0.2, 0.8, 406).view(1, 406)
     _export(_Constant(torch.zeros(1, 214), torch.zeros(1, 1), points_203), root / "liveportrait" / "landmark.onnx", 224, "input", 3)
     return root / "liveportrait"
+
+
+# MuseTalk 1.5 at reduced widths (same blocks, attention and depth pattern as the release) for CPU tests
+MUSETALK_REDUCED = {"unet": {"block_out_channels": [32, 32, 64, 64], "layers_per_block": 1, "norm_num_groups": 8, "cross_attention_dim": 32,
+                             "attention_head_dim": 4},
+                    "vae": {"block_out_channels": [16, 16, 32, 32], "layers_per_block": 1, "norm_num_groups": 8},
+                    "whisper": {"d_model": 32, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 64}}
+
+
+def write_musetalk_release(folder: Path, seed: int = 0) -> Path:
+    """A MuseTalk ``models/`` folder of random reduced-width weights in the release's file formats: the U-Net state dict
+    with its diffusers config, the VAE with diffusers 0.4's attention names, Whisper's full ``model.encoder.`` /
+    ``model.decoder.`` file with transformers' configs, BiSeNet without BatchNorm counters (as 2019 files)."""
+    import json
+
+    from motionlab.models.musetalk import FEATURE_SETTINGS, UNET_SETTINGS, VAE_SETTINGS, WHISPER_SETTINGS
+    from motionlab.models.registry import build
+
+    torch.manual_seed(seed)
+    model = build("musetalk_v15", MUSETALK_REDUCED)
+    state = model.state_dict()
+
+    def part(prefix: str) -> dict:
+        return {key[len(prefix) + 1 :]: value.clone() for key, value in state.items() if key.startswith(prefix + ".")}
+
+    for sub in ("musetalkV15", "sd-vae", "whisper", "face-parse-bisent"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    torch.save(part("unet"), folder / "musetalkV15" / "unet.pth")
+    (folder / "musetalkV15" / "musetalk.json").write_text(json.dumps(
+        {"_class_name": "UNet2DConditionModel", "_diffusers_version": "0.6.0.dev0", **UNET_SETTINGS, **MUSETALK_REDUCED["unet"]}))
+    old = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    vae = {}
+    for key, value in part("vae").items():
+        for new, name in old.items():
+            if ".attentions." in key and f".{new}." in key:
+                key = key.replace(f".{new}.", f".{name}.")
+        vae[key] = value
+    torch.save(vae, folder / "sd-vae" / "diffusion_pytorch_model.bin")
+    (folder / "sd-vae" / "config.json").write_text(json.dumps(
+        {"_class_name": "AutoencoderKL", "_diffusers_version": "0.4.2", **{k: v for k, v in VAE_SETTINGS.items() if k != "scaling_factor"},
+         **MUSETALK_REDUCED["vae"]}))
+    whisper = {f"model.encoder.{key}": value for key, value in part("audio_encoder").items()}
+    whisper["model.decoder.layer_norm.weight"] = torch.ones(MUSETALK_REDUCED["whisper"]["d_model"])
+    torch.save(whisper, folder / "whisper" / "pytorch_model.bin")
+    (folder / "whisper" / "config.json").write_text(json.dumps(
+        {"architectures": ["WhisperForConditionalGeneration"], "model_type": "whisper", "decoder_layers": 2, "decoder_attention_heads": 2, "decoder_ffn_dim": 64,
+         **WHISPER_SETTINGS, **MUSETALK_REDUCED["whisper"]}))
+    (folder / "whisper" / "preprocessor_config.json").write_text(json.dumps({"feature_extractor_type": "WhisperFeatureExtractor", **FEATURE_SETTINGS}))
+    parser = {key: value for key, value in part("face_parser").items() if not key.endswith("num_batches_tracked")}
+    # a parser that calls every pixel skin (its head reads ReLU features, all >= 0), so the blending mask covers the jaw
+    parser["conv_out.conv_out.weight"] = torch.zeros_like(parser["conv_out.conv_out.weight"])
+    parser["conv_out.conv_out.weight"][1] = 1.0
+    torch.save(parser, folder / "face-parse-bisent" / "79999_iter.pth")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def musetalk_release(tmp_path_factory) -> Path:
+    return write_musetalk_release(tmp_path_factory.mktemp("musetalk") / "models")

@@ -104,8 +104,17 @@ def export_checked(net: nn.Module, out: str | os.PathLike, source: str, real_inp
 
 
 def onnx_source(ckpt: str | os.PathLike, lora_ckpt: str | os.PathLike | None = None) -> str:
-    """What a graph exported from ``ckpt`` (with the adapters of ``lora_ckpt`` merged) is tagged with."""
-    return file_digest(ckpt)[:12] + (f".lora-{file_digest(lora_ckpt)[:12]}" if lora_ckpt is not None else "")
+    """What a graph exported from ``ckpt`` (a file, or a release folder: its files' names and digests; with the
+    adapters of ``lora_ckpt`` merged) is tagged with."""
+    ckpt = Path(ckpt)
+    if ckpt.is_dir():
+        import hashlib
+
+        listing = "\n".join(f"{path.relative_to(ckpt)} {file_digest(path)}" for path in sorted(ckpt.rglob("*")) if path.is_file())
+        digest = hashlib.sha256(listing.encode()).hexdigest()
+    else:
+        digest = file_digest(ckpt)
+    return digest[:12] + (f".lora-{file_digest(lora_ckpt)[:12]}" if lora_ckpt is not None else "")
 
 
 def write_reference_outputs(net: nn.Module, inputs: dict[str, torch.Tensor], folder: str | os.PathLike) -> list[Path]:

@@ -30,12 +30,14 @@ from motionlab.data.audio import SAMPLE_RATE, load_wav
 from motionlab.data.landmarks import read_lms
 from motionlab.data.talking import CROP_SIZE, INNER_SIZE, box_region, crop_face, resize
 from motionlab.data.video_io import ClipError, list_frame_files, read_image, write_video
+from motionlab.inference.musetalk import EXTRA_MARGIN, musetalk_video
 from motionlab.inference.sequence import build_sequence, reported, write_sequence
 from motionlab.inference.wav2lip import RELEASE_PADS, wav2lip_video
 from motionlab.models.lipsync import LipSyncConvention
 from motionlab.models.lora import merge_lora
 from motionlab.tasks import load_predictor
 from motionlab.tasks.lipsync_predictor import LipSyncPredictor
+from motionlab.tasks.musetalk_predictor import MuseTalkPredictor
 from motionlab.tasks.wav2lip_predictor import Wav2LipPredictor
 from motionlab.utils.errors import InputError, check_positive
 from motionlab.utils.io import check_output_path, user_cache_dir
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 
 # frames per network call when the command does not say (batch_size=null): the U-Net is fastest one frame at a time on a
 # CPU (1.17x batch 8, a fraction of its memory: make bench ARGS="--only lipsync_batch"); Wav2Lip's small crops batch well
-UNET_BATCH, WAV2LIP_BATCH = 1, 16
+UNET_BATCH, WAV2LIP_BATCH, MUSETALK_BATCH = 1, 16, 8
 
 
 def bounce_index(step: int, length: int) -> int:
@@ -262,11 +264,14 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
                   batch_size: int | None = None, feather: int = 16, crf: int = 20, fps: float = 25.0, device: str = "cpu", lora_ckpt: str | None = None,
                   sequence_out: str | None = None, face_detector_ckpt: str | None = None, pads: tuple[int, int, int, int] = RELEASE_PADS,
                   box_smoothing: int = 5, on_frame: Callable[[int, int], None] | None = None, precision: str = "fp32",
-                  precision_floor_db: float = 40.0, precision_force: bool = False) -> dict:
+                  precision_floor_db: float = 40.0, precision_force: bool = False, bbox_shift: int = 0, extra_margin: int = EXTRA_MARGIN,
+                  parsing_mode: str = "jaw", blend: str = "normal", avatar: str | None = None) -> dict:
     """``motionlab-lipsync``: load the checkpoint's predictor (with ``lora_ckpt``, a speaker's LoRA adapter file trained on
     ``ckpt``, unmerged), pick the runtime, write ``out``. A lip-sync U-Net speaks through a ``template`` folder; Wav2Lip
     (``arch=wav2lip96``) through a ``video`` (or image), its faces found by S3FD (``face_detector_ckpt``) or dlib
-    (:mod:`motionlab.inference.wav2lip`). ``precision=bf16`` / ``int8``: :func:`reduced_precision`."""
+    (:mod:`motionlab.inference.wav2lip`); MuseTalk (a release ``models/`` folder) through a ``video`` too, with its face
+    rule, blending and avatar cache (:mod:`motionlab.inference.musetalk`). ``precision=bf16`` / ``int8``:
+    :func:`reduced_precision`."""
     from motionlab.inference.export import export_checked, onnx_source
     from motionlab.utils.onnx_files import OnnxRunner
 
@@ -288,12 +293,21 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
         if value is not None and not Path(value).exists():
             raise FileNotFoundError(f"{name}={value} does not exist")
     predictor = load_predictor(ckpt, model=arch, device=device, lora=lora_ckpt, audio_encoder_ckpt=audio_encoder_ckpt)
-    if not isinstance(predictor, (LipSyncPredictor, Wav2LipPredictor)):
+    if not isinstance(predictor, (LipSyncPredictor, Wav2LipPredictor, MuseTalkPredictor)):
         raise InputError(f"{ckpt} is not a lip-sync checkpoint (its predictor is {type(predictor).__name__})")
-    source = video if isinstance(predictor, Wav2LipPredictor) else template
+    crops_itself = isinstance(predictor, (Wav2LipPredictor, MuseTalkPredictor))
+    source = video if crops_itself else template
     if source is None or (template is not None and video is not None):
-        wanted = "video=CLIP_OR_IMAGE (Wav2Lip crops the faces itself)" if isinstance(predictor, Wav2LipPredictor) else "template=DIR (SyncTalk_2D layout)"
+        wanted = "video=CLIP_OR_IMAGE (it crops the faces itself)" if crops_itself else "template=DIR (SyncTalk_2D layout)"
         raise InputError(f"{ckpt} ({predictor.net.model_info.name}) speaks through {wanted}; give that one")
+    if isinstance(predictor, MuseTalkPredictor):
+        if precision != "fp32" or sequence_out is not None or lora_ckpt is not None and runtime == "onnx":
+            raise InputError("MuseTalk runs fp32, without sequence_out=, and with a LoRA adapter only in runtime=torch")
+        if runtime == "onnx":
+            _musetalk_graphs(predictor, ckpt, onnx)
+        summary = musetalk_video(predictor, video, audio, out, bbox_shift, extra_margin, parsing_mode, blend, avatar, batch_size or MUSETALK_BATCH,
+                                 fps, crf, on_frame=on_frame)
+        return {**summary, "runtime": runtime}
     warning = toy_model_warning(predictor.trained_on, source)
     if warning is not None:
         log.warning(warning)
@@ -331,6 +345,22 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
         log.info("precision=%s: %s", reduced["mode"], reduced["reason"])
     summary = pipeline.run(template, audio, out, crf=crf, features_path=features, sequence_out=sequence_out, on_frame=on_frame)
     return {**summary, "runtime": runtime, **({"precision": reduced} if reduced is not None else {})}
+
+
+def _musetalk_graphs(predictor: MuseTalkPredictor, ckpt: str, onnx: str | None) -> None:
+    """Run MuseTalk's U-Net and VAE decoder as onnxruntime graphs: exported (with parity checks) on first use into a
+    folder of the user cache named by the release files' digests, or read from the folder ``onnx``."""
+    from motionlab.inference.export import export_graph_folder, onnx_source
+    from motionlab.utils.onnx_files import OnnxRunner
+
+    key = onnx_source(ckpt)
+    folder = Path(onnx) if onnx else user_cache_dir() / "onnx" / f"musetalk.{key}"
+    if not folder.is_dir():
+        report = export_graph_folder(predictor.net, folder, key)
+        log.info("exported MuseTalk's U-Net and VAE decoder to %s (reused by later runs); onnxruntime parity %s", folder,
+                 {name: graph["max_abs_difference"] for name, graph in report["graphs"].items()})
+    predictor.unet_runner = OnnxRunner(folder / "musetalk_unet.onnx", spinning=False, source=key)
+    predictor.decoder_runner = OnnxRunner(folder / "musetalk_vae_decoder.onnx", spinning=False, source=key)
 
 
 # the run's own first frames the int8 graph is calibrated and checked on

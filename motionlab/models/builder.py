@@ -17,7 +17,7 @@ from pathlib import Path
 from torch import nn
 
 from motionlab.models.lora import LoraSpec, add_lora, check_base, load_adapter_state_dict
-from motionlab.models.registry import build, list_models, model_builder, recognize
+from motionlab.models.registry import build, list_models, model_builder, model_info, recognize
 from motionlab.utils.checkpoint import (
     CheckpointFormatError,
     load_checkpoint,
@@ -164,7 +164,9 @@ def checkpoint_models(checkpoint: Mapping, source: str | os.PathLike, name: str 
             f"{source} is not a motionlab checkpoint (entries {sorted(checkpoint)[:8]}); for a published file say which "
             f"architecture it is with arch=NAME, one of: {', '.join(list_models())}"
         )
-    return {"net": load_pretrained(build(name, {}), source, checkpoint).eval()}
+    release_args = model_info(name).release_args
+    args = release_args(checkpoint) if release_args is not None else {}
+    return {"net": load_pretrained(build(name, args), source, checkpoint).eval()}
 
 
 def load_model(ckpt: str | os.PathLike, name: str | None = None, component: str | None = None) -> nn.Module:

@@ -33,6 +33,8 @@ class ModelInfo:
         accepts_from: other variants whose motionlab checkpoints hold weights for this one (the filter extracts them).
         recognizes: ``(checkpoint) -> bool``, true for a foreign file only this variant reads (a LivePortrait release
             folder): such files load without naming the architecture.
+        release_args: ``(checkpoint) -> args``, the builder's arguments a foreign file's own configs give (MuseTalk's
+            folder carries its networks' configs), so the network is built to the file's sizes before loading.
         lora_targets: the default LoRA targets, a regular expression over module names (:mod:`motionlab.models.lora`).
         published_settings: the predictor settings a foreign-format (published) file of this variant implies, where
             motionlab checkpoints record theirs (a SyncTalk_2D U-Net file runs in SyncTalk_2D's conventions).
@@ -49,6 +51,7 @@ class ModelInfo:
     checkpoint_filter: CheckpointFilter | None = None
     accepts_from: tuple[str, ...] = ()
     recognizes: Callable[[dict], bool] | None = None
+    release_args: Callable[[dict], dict] | None = None
     lora_targets: str | None = None
     published_settings: dict = field(default_factory=dict)
     args: dict = field(default_factory=dict)
@@ -122,6 +125,11 @@ def recognize(checkpoint: dict) -> str | None:
     """The one variant whose ``recognizes`` accepts a foreign checkpoint, or None."""
     names = [name for name, entry in _MODELS.items() if entry.info.recognizes is not None and entry.info.recognizes(checkpoint)]
     return names[0] if len(names) == 1 else None
+
+
+def model_info(name: str) -> ModelInfo:
+    """The :class:`ModelInfo` registered for ``name`` (before any build: no ``args``)."""
+    return _entry(name).info
 
 
 def model_builder(name: str) -> Callable[..., nn.Module]:

@@ -8,6 +8,7 @@ from motionlab.tasks import (  # noqa: F401  (registers every predictor)
     descriptor_predictor,
     lipsync_predictor,
     liveportrait_predictor,
+    musetalk_predictor,
     wav2lip_predictor,
 )
 from motionlab.tasks.predictor import AnimationPredictor, Predictor, load_predictor, predictor_from_checkpoint

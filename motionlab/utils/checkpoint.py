@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
     A pretrained folder (:func:`save_pretrained`: ``model.safetensors`` + ``config.json``) reads as the checkpoint it
     was written from. A folder of ``.pth`` files (a release published as one file per module, e.g. LivePortrait's)
-    reads as ``{file stem: contents}``, searched recursively; two files with one stem are refused.
+    reads as ``{file stem: contents}``, searched recursively; two files with one stem are refused. A folder in a layout a
+    model registered (:func:`register_folder_layout`: MuseTalk's ``models/``) reads as that layout's reader says.
     """
     path = Path(path)
     if path.is_dir() and (path / PRETRAINED_WEIGHTS).is_file():
         return _load_pretrained_folder(path)
     if path.is_dir():
-        return _load_release_folder(path)
+        layout = next((read for matches, read in _FOLDER_LAYOUTS if matches(path)), _load_release_folder)
+        return layout(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; give the path of a .ckpt written by motionlab-train")
     try:
@@ -49,6 +51,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"checkpoint {path} cannot be read weights-only ({type(error).__name__}: {_load_failure(error)}); "
             "it may be truncated or hold Python objects beyond tensors and plain containers"
         ) from error
+
+
+# (matches(folder), read(folder)) of release folders whose layout a model module knows
+_FOLDER_LAYOUTS: list[tuple[Callable[[Path], bool], Callable[[Path], dict]]] = []
+
+
+def register_folder_layout(matches: Callable[[Path], bool], read: Callable[[Path], dict]) -> None:
+    """Read folders for which ``matches`` is true with ``read`` (which must read weights-only) in :func:`load_checkpoint`."""
+    _FOLDER_LAYOUTS.append((matches, read))
 
 
 # a pretrained folder: the weights (safetensors), what motionlab records with them (JSON), a model card (Markdown)

@@ -1,0 +1,307 @@
+"""MuseTalk 1.5 (Zhang et al., 2024; TMElyralab, MIT): lip-sync by one-step latent inpainting, and its release format.
+
+The networks are the release's own classes, built from the configs the release folder carries: the U-Net is diffusers'
+``UNet2DConditionModel`` with ``musetalkV15/musetalk.json`` (8 latent channels in: the masked face's and the reference
+face's VAE latents; Whisper-tiny's 384-d features as cross-attention context), the VAE is diffusers' ``AutoencoderKL``
+(``sd-vae/``, stabilityai's sd-vae-ft-mse), the audio encoder is transformers' Whisper encoder (``whisper/``, Whisper
+tiny; MuseTalk reads its hidden states, never its decoder) and the face parser the release blends with is BiSeNet
+(``face-parse-bisent/79999_iter.pth``, :mod:`motionlab.models.face_parsing`). diffusers is the optional extra
+``musetalk`` (``pip install motionlab[musetalk]``).
+
+A release ``models/`` folder reads as one checkpoint (:func:`read_release_folder`); its configs give the variant's
+arguments (so a folder of reduced-width stand-ins loads the same way) and :func:`musetalk_checkpoint_filter` maps the
+files onto this module's keys strictly: the VAE's pre-0.15 diffusers attention names (``query`` / ``key`` / ``value`` /
+``proj_attn``) become ``to_q`` / ``to_k`` / ``to_v`` / ``to_out.0``; Whisper's ``model.encoder.`` keys are taken and
+its decoder's dropped; BatchNorm counters absent from 2019 files are filled.
+
+Convention: faces (B, 3, 256, 256) RGB in [-1, 1] (the VAE's range); latents (B, 4, 32, 32) scaled by the VAE's
+``scaling_factor``; the U-Net input is (B, 8, 32, 32) = masked face latents then reference latents; the audio
+context is (B, 50, D): 10 Whisper frames (0.2 s, :func:`whisper_windows`) x 5 hidden states, plus MuseTalk's
+sinusoidal positional encoding (added in :meth:`MuseTalk.forward`). The U-Net runs once, at timestep 0.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from motionlab.models.face_parsing import BiSeNet
+from motionlab.models.registry import ExportGraph, register_model
+from motionlab.utils.checkpoint import (
+    CheckpointFormatError,
+    WeightMismatchError,
+    load_checkpoint,
+    register_folder_layout,
+)
+
+FACE_SIZE, LATENT_SIZE = 256, 32
+
+# musetalkV15/musetalk.json
+UNET_SETTINGS = {
+    "act_fn": "silu", "attention_head_dim": 8, "block_out_channels": [320, 640, 1280, 1280], "center_input_sample": False,
+    "cross_attention_dim": 384, "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 8, "layers_per_block": 2, "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4, "sample_size": 64,
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+}
+# sd-vae/config.json (sd-vae-ft-mse)
+VAE_SETTINGS = {
+    "act_fn": "silu", "block_out_channels": [128, 256, 512, 512], "down_block_types": ["DownEncoderBlock2D"] * 4, "in_channels": 3,
+    "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32, "out_channels": 3, "sample_size": 256,
+    "up_block_types": ["UpDecoderBlock2D"] * 4, "scaling_factor": 0.18215,
+}
+# whisper/config.json (Whisper tiny): the encoder's settings; the rest configures its decoder and generation
+WHISPER_SETTINGS = {
+    "d_model": 384, "encoder_layers": 4, "encoder_attention_heads": 6, "encoder_ffn_dim": 1536, "num_mel_bins": 80,
+    "max_source_positions": 1500, "activation_function": "gelu", "scale_embedding": False,
+}
+# whisper/preprocessor_config.json: the log-mel front end (30-s windows of 16 kHz audio, 100 frames/s)
+FEATURE_SETTINGS = {"feature_size": 80, "sampling_rate": 16000, "hop_length": 160, "chunk_length": 30, "n_fft": 400, "padding_value": 0.0}
+
+# Whisper's encoder emits 50 frames per second; MuseTalk's context for a video frame is its frame +-2 video frames of them
+WHISPER_FPS = 50
+AUDIO_PAD_LEFT, AUDIO_PAD_RIGHT = 2, 2
+
+
+def positional_encoding(length: int, dim: int) -> torch.Tensor:
+    """(length, dim) sinusoids of MuseTalk's ``PositionalEncoding`` (sin on even, cos on odd channels)."""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, dim, 2).float() * (-math.log(10000.0) / dim))
+    encoding = torch.zeros(length, dim)
+    encoding[:, 0::2] = torch.sin(position * frequency)
+    encoding[:, 1::2] = torch.cos(position * frequency)
+    return encoding
+
+
+def whisper_windows(hidden: torch.Tensor, samples: int, fps: float, sample_rate: int = 16000, pad_left: int = AUDIO_PAD_LEFT,
+                    pad_right: int = AUDIO_PAD_RIGHT) -> torch.Tensor:
+    """MuseTalk's audio context per video frame (``AudioProcessor.get_whisper_chunk``).
+
+    Convention: ``hidden`` is (1, T, L, D), Whisper's stacked hidden states at 50 frames/s for ``samples`` samples of audio
+    (its 30-s windows concatenated); returns (N, 2 (pad_left + pad_right + 1) L, D) for N = floor(seconds x fps) frames.
+    The features are cut to floor(seconds x 50), padded with ceil(50 / fps) x pad_left zero frames in front and 3 x that
+    x pad_right behind; frame i takes 2 (pad_left + pad_right + 1) frames from floor(i x 50 / fps), flattened frame-major.
+    """
+    seconds = samples / sample_rate
+    frames, length = math.floor(seconds * int(fps)), math.floor(seconds * WHISPER_FPS)
+    step = WHISPER_FPS / int(fps)
+    hidden = hidden[:, :length]
+    pad = math.ceil(step)
+    padded = torch.cat([hidden.new_zeros(1, pad * pad_left, *hidden.shape[2:]), hidden,
+                        hidden.new_zeros(1, pad * 3 * pad_right, *hidden.shape[2:])], dim=1)
+    width = 2 * (pad_left + pad_right + 1)
+    starts = [math.floor(i * step) for i in range(frames)]
+    if starts and starts[-1] + width > padded.shape[1]:
+        raise ValueError(f"audio of {samples} samples at {fps} fps runs past MuseTalk's padding")
+    windows = torch.stack([padded[0, start : start + width] for start in starts]) if starts else padded.new_zeros(0, width, *hidden.shape[2:])
+    return windows.flatten(1, 2)
+
+
+class MuseTalk(nn.Module):
+    """MuseTalk 1.5's networks (see the module's convention); ``*_settings`` are the release configs' values."""
+
+    def __init__(self, unet: dict, vae: dict, whisper: dict, audio_features: dict):
+        super().__init__()
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import WhisperConfig
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        self.unet = UNet2DConditionModel(**unet)
+        self.vae = AutoencoderKL(**vae)
+        self.audio_encoder = WhisperEncoder(WhisperConfig(**whisper))
+        self.face_parser = BiSeNet()
+        self.audio_features = dict(audio_features)
+        self.scaling_factor = float(self.vae.config.scaling_factor)
+
+    @property
+    def context_dim(self) -> int:
+        return self.audio_encoder.config.d_model
+
+    @property
+    def context_length(self) -> int:
+        """Audio context rows per video frame: 10 Whisper frames x (encoder layers + 1) hidden states (50 for tiny)."""
+        return 2 * (AUDIO_PAD_LEFT + AUDIO_PAD_RIGHT + 1) * (self.audio_encoder.config.encoder_layers + 1)
+
+    def audio_hidden_states(self, mels: torch.Tensor) -> torch.Tensor:
+        """(S, mel bins, 3000) log-mels of S 30-s windows -> (1, 1500 S, L, D): every hidden state of the encoder
+        (the embeddings, each layer's input, the final normed output), windows concatenated in time."""
+        states = self.audio_encoder(mels, output_hidden_states=True).hidden_states
+        return torch.stack(states, dim=2).flatten(0, 1).unsqueeze(0)
+
+    def encode(self, faces: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 256, 256) in [-1, 1] -> (B, 4, 32, 32) scaled latents: the posterior's mode, as MuseTalk trains."""
+        return self.vae.encode(faces).latent_dist.mode() * self.scaling_factor
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, 4, 32, 32) scaled latents -> (B, 3, 256, 256) in [-1, 1] (not clamped)."""
+        return self.vae.decode((1 / self.scaling_factor) * latents).sample
+
+    def forward(self, latents: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """(B, 8, h, w) masked + reference latents and (B, 50, D) audio windows -> (B, 4, h, w) predicted latents."""
+        audio = audio + positional_encoding(audio.shape[1], audio.shape[2]).to(audio)
+        timestep = torch.zeros((), dtype=torch.long, device=latents.device)
+        return self.unet(latents, timestep, encoder_hidden_states=audio).sample
+
+
+class _Decoder(nn.Module):
+    def __init__(self, model: MuseTalk):
+        super().__init__()
+        self.model = model
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(latents)
+
+
+def export_graphs(model: MuseTalk, batch: int = 1, generator: torch.Generator | None = None) -> dict[str, ExportGraph]:
+    """The U-Net (masked + reference latents, audio windows -> latents) and the VAE decoder (latents -> faces), on
+    latents of a random face pair and random audio windows of the Whisper encoder's size."""
+    model = model.eval()
+    with torch.no_grad():
+        faces = torch.rand(2 * batch, 3, FACE_SIZE, FACE_SIZE, generator=generator) * 2 - 1
+        latents = model.encode(faces).reshape(batch, 8, LATENT_SIZE, LATENT_SIZE)
+        audio = torch.randn(batch, model.context_length, model.context_dim, generator=generator)
+        predicted = model(latents, audio)
+    return {
+        "musetalk_unet": ExportGraph(model, {"latents": latents, "audio": audio}, ("predicted_latents",), 17, tolerance=1e-3),
+        "musetalk_vae_decoder": ExportGraph(_Decoder(model), {"latents": predicted}, ("faces",), 17, tolerance=1e-3),
+    }
+
+
+# ---- the release folder ----------------------------------------------------------------------------------------------
+
+# where a MuseTalk models/ folder keeps each file (download_weights.sh), first match wins
+RELEASE_FILES = {
+    "unet": ["musetalkV15/unet.pth"],
+    "unet_config": ["musetalkV15/musetalk.json"],
+    "vae": ["sd-vae/diffusion_pytorch_model.safetensors", "sd-vae/diffusion_pytorch_model.bin",
+            "sd-vae-ft-mse/diffusion_pytorch_model.safetensors", "sd-vae-ft-mse/diffusion_pytorch_model.bin"],
+    "vae_config": ["sd-vae/config.json", "sd-vae-ft-mse/config.json"],
+    "whisper": ["whisper/model.safetensors", "whisper/pytorch_model.bin"],
+    "whisper_config": ["whisper/config.json"],
+    "face_parsing": ["face-parse-bisent/79999_iter.pth"],
+}
+OPTIONAL_FILES = {"audio_features": ["whisper/preprocessor_config.json"]}
+
+
+def is_release_folder(folder: Path) -> bool:
+    return (folder / "musetalkV15").is_dir()
+
+
+def _read(path: Path):
+    if path.suffix == ".json":
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise CheckpointFormatError(f"{path} is not a readable JSON config ({error})") from error
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return load_checkpoint(path)
+
+
+def read_release_folder(folder: Path) -> dict:
+    """A MuseTalk ``models/`` folder as one checkpoint: ``{part: state dict or config}`` for the parts of
+    :data:`RELEASE_FILES` (weights-only reads; JSON configs as plain data). DWPose and the SyncNet are not read."""
+    found, missing = {}, []
+    for part, candidates in {**RELEASE_FILES, **OPTIONAL_FILES}.items():
+        path = next((folder / name for name in candidates if (folder / name).is_file()), None)
+        if path is None and part in RELEASE_FILES:
+            missing.append(" or ".join(candidates))
+        elif path is not None:
+            found[part] = _read(path)
+    if missing:
+        raise CheckpointFormatError(f"{folder} is not a complete MuseTalk 1.5 models/ folder: missing {'; '.join(missing)} "
+                                    "(the layout of MuseTalk's download_weights.sh)")
+    return found
+
+
+register_folder_layout(is_release_folder, read_release_folder)
+
+
+def _recognizes_release(checkpoint: dict) -> bool:
+    return isinstance(checkpoint.get("unet_config"), dict) and isinstance(checkpoint.get("unet"), dict)
+
+
+def _settings(config: dict, allowed: set[str], where: str) -> dict:
+    """A release config's values for a constructor taking ``allowed``: diffusers' ``_class_name``-style entries dropped."""
+    unknown = sorted(key for key in config if not key.startswith("_") and key not in allowed)
+    if unknown:
+        raise CheckpointFormatError(f"{where}: unknown settings {unknown}; this is not a config of the network MuseTalk 1.5 uses")
+    return {key: value for key, value in config.items() if key in allowed}
+
+
+def release_args(checkpoint: dict) -> dict:
+    """The ``musetalk_v15`` arguments a release folder's configs give (so reduced stand-ins load as the release does)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    def parameters(cls) -> set[str]:
+        return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+    whisper = {key: value for key, value in checkpoint["whisper_config"].items() if key in WHISPER_SETTINGS}
+    args = {"unet": _settings(checkpoint["unet_config"], parameters(UNet2DConditionModel), "musetalkV15/musetalk.json"),
+            "vae": _settings(checkpoint["vae_config"], parameters(AutoencoderKL), "sd-vae/config.json"),
+            "whisper": whisper}
+    if isinstance(checkpoint.get("audio_features"), dict):
+        args["audio_features"] = {key: value for key, value in checkpoint["audio_features"].items() if key in FEATURE_SETTINGS}
+    return args
+
+
+_VAE_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+
+
+def _vae_keys(state: dict) -> dict:
+    mapped = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if ".attentions." in key and len(parts) >= 2 and parts[-2] in _VAE_ATTENTION:
+            key = ".".join(parts[:-2] + [_VAE_ATTENTION[parts[-2]], parts[-1]])
+            # the old attention blocks' projections were 1x1 convolutions in some files: (C, C, 1, 1) -> (C, C)
+            value = value.flatten(1) if value.dim() == 4 else value
+        mapped[key] = value
+    return mapped
+
+
+def _whisper_encoder_keys(state: dict, source: str) -> dict:
+    for prefix in ("model.encoder.", "encoder."):
+        encoder = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+        if encoder:
+            return encoder
+    raise WeightMismatchError(f"{source}: whisper weights without 'model.encoder.' or 'encoder.' keys (found {sorted(state)[:5]}); "
+                              "give Whisper tiny's transformers files (config.json + pytorch_model.bin)")
+
+
+def _with_batchnorm_counters(state: dict) -> dict:
+    filled = dict(state)
+    for key in state:
+        if key.endswith(".running_mean"):
+            filled.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0))
+    return filled
+
+
+def musetalk_checkpoint_filter(state: dict, source: str) -> dict:
+    """A release folder's parts (:func:`read_release_folder`) as one flat state dict of :class:`MuseTalk`; flat state
+    dicts (motionlab's ``net``) pass through."""
+    if not _recognizes_release(state):
+        return state
+    flat = {f"unet.{key}": value for key, value in state["unet"].items()}
+    flat.update({f"vae.{key}": value for key, value in _vae_keys(state["vae"]).items()})
+    flat.update({f"audio_encoder.{key}": value for key, value in _whisper_encoder_keys(state["whisper"], source).items()})
+    flat.update({f"face_parser.{key}": value for key, value in _with_batchnorm_counters(state["face_parsing"]).items()})
+    return flat
+
+
+@register_model(family="musetalk", input_size=FACE_SIZE, checkpoint_filter=musetalk_checkpoint_filter, recognizes=_recognizes_release,
+                release_args=release_args, export_graphs=export_graphs,
+                # the U-Net's attention projections: MuseTalk's cross-attention to the audio and the self-attention
+                lora_targets=r"unet\..*\.attn[12]\.to_(q|k|v|out\.0)")
+def musetalk_v15(unet: dict | None = None, vae: dict | None = None, whisper: dict | None = None, audio_features: dict | None = None) -> MuseTalk:
+    """MuseTalk 1.5 at the release's sizes; each dict overrides single settings of one network (a reduced stand-in).
+    Load a release with ``create_model("musetalk_v15", ckpt=MODELS_DIR)`` or ``motionlab-lipsync ckpt=MODELS_DIR``."""
+    return MuseTalk({**UNET_SETTINGS, **(unet or {})}, {**VAE_SETTINGS, **(vae or {})}, {**WHISPER_SETTINGS, **(whisper or {})},
+                    {**FEATURE_SETTINGS, **(audio_features or {})})

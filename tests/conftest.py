@@ -121,6 +121,8 @@ def tiny_overrides(root: Path, experiment: str = "quickstart", lipsync: dict | N
         return [f"paths.root_dir={root}", "data.toy_world.identities=8", "data.toy_world.frames=8", "data.toy_world.size=32",
                 "data.image_size=32", "data.val_fraction=0.25", "data.test_fraction=0.25", "data.batch_size=8", f"model.net.num_kp={num_kp}",
                 "model.net.hidden=16"]
+    if "musetalk" in experiment:
+        return [f"paths.root_dir={root}", *TINY_TALKING, "data.batch_size=2", "data.eval_batch_size=4"]
     if "lipsync" in experiment:
         data = [f"data.root={lipsync['clip']}"] if "_real_" in experiment else TINY_TALKING
         return [f"paths.root_dir={root}", *data, "data.batch_size=2", "data.eval_batch_size=4", *lipsync_links(experiment, lipsync)]
@@ -465,6 +467,18 @@ def write_musetalk_release(folder: Path, seed: int = 0) -> Path:
     parser["conv_out.conv_out.weight"][1] = 1.0
     torch.save(parser, folder / "face-parse-bisent" / "79999_iter.pth")
     return folder
+
+
+@pytest.fixture(scope="session")
+def musetalk_checkpoint(tmp_path_factory, talking_clip) -> Path:
+    """Two steps of musetalk_quick (toy-scale MuseTalk stage 1) on the toy talking clip: its last.ckpt."""
+    from motionlab.train import train
+
+    root = tmp_path_factory.mktemp("musetalk_run")
+    train(compose_train(["experiment=musetalk_quick", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                         "trainer.limit_val_batches=1", f"+data.root={talking_clip}", "data.toy_talking=null", "data.val_fraction=0.3",
+                         "data.batch_size=2", "data.eval_batch_size=4", "validate_before_training=false", f"paths.root_dir={root}"], root / "run"))
+    return root / "run" / "checkpoints" / "last.ckpt"
 
 
 @pytest.fixture(scope="session")

@@ -96,6 +96,20 @@ class Wav2LipBatch(TypedDict):
     frame: int  # the window's first frame
 
 
+class MuseTalkBatch(TypedDict):
+    """:class:`motionlab.data.lipsync.MuseTalkDataset`: a frame's face crop by MuseTalk's box rule, another frame of the
+    clip as reference, and the Whisper input its audio context is read from (MuseTalk's conventions: 256 px, RGB,
+    [-1, 1])."""
+
+    face: Tensor  # (3, 256, 256) the frame's crop (the target; its upper half is the masked input)
+    reference: Tensor  # (3, 256, 256) another frame's crop (the identity input)
+    whisper_mel: Tensor  # (80, 3000) the Whisper log-mel of the 30-s window holding the frame
+    audio_start: int  # where the frame's context starts in that window's padded hidden states (models.musetalk.window_start)
+    audio_frames: int  # Whisper frames of real audio in that window (the rest is zeroed, as at inference)
+    clip: int
+    frame: int
+
+
 class AnimationOutput(TypedDict):
     """What an animation predictor returns for a batch of driver frames (:class:`motionlab.tasks.AnimationPredictor`)."""
 

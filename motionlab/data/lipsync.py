@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from motionlab.data.audio import (
     CONTEXT,
+    SAMPLE_RATE,
     AudioError,
     audio_input,
     encoder_window_count,
@@ -42,7 +43,7 @@ from motionlab.data.audio import (
     melspectrogram,
     per_frame_features,
 )
-from motionlab.data.batches import LipSyncBatch, Wav2LipBatch
+from motionlab.data.batches import LipSyncBatch, MuseTalkBatch, Wav2LipBatch
 from motionlab.data.images import to_tensor
 from motionlab.data.landmarks import read_lms
 from motionlab.data.talking import crop_face, resize
@@ -341,6 +342,66 @@ class Wav2LipDataset(Dataset):
         window = slice(t, t + WAV2LIP_FRAMES)
         return {"faces": crops[window], "reference": crops[reference : reference + WAV2LIP_FRAMES], "mels": mel[window],
                 "sync_mel": mel[t], "clip": c, "frame": t}
+
+
+class MuseTalkDataset(Dataset):
+    """Frames of each clip's ``indices`` for MuseTalk (its stage-1 samples, from motionlab's talking-clip folders):
+    256 px RGB crops in [-1, 1] of MuseTalk's landmark box (:func:`motionlab.models.musetalk.landmark_face_box`, with
+    ``extra_margin`` below the chin), a reference frame of the clip drawn from the same split, and the Whisper log-mel
+    window holding the frame with the frame's place in it (:class:`~motionlab.data.batches.MuseTalkBatch`); the task runs
+    the frozen Whisper encoder on it, as MuseTalk's training does. ``random`` draws references afresh (training);
+    otherwise they are fixed per sample."""
+
+    def __init__(self, clips: list[TalkingClip], indices: list[np.ndarray], fps: float = 25.0, extra_margin: int = 10, random: bool = True):
+        self.clips, self.indices, self.fps, self.extra_margin, self.random = clips, indices, fps, extra_margin, random
+        self.items = [(c, int(i)) for c, frames in enumerate(indices) for i in frames]
+        self._crops: dict[int, torch.Tensor] = {}
+        self._mels: dict[int, tuple[torch.Tensor, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def crops(self, c: int) -> torch.Tensor:
+        """(N, 3, 256, 256) crops of clip ``c``'s frames in [-1, 1], cut once."""
+        from motionlab.models.musetalk import face_crops, landmark_face_box
+
+        if c not in self._crops:
+            clip = self.clips[c]
+            frames, boxes = [], []
+            for path, points in zip(clip.frame_files, clip.landmarks):
+                image = read_image(path)
+                box = landmark_face_box(points)
+                if box is None:
+                    raise ClipError(f"{path}: its landmarks give no MuseTalk face box (the face leaves the frame on the left)")
+                x1, y1, x2, y2 = box
+                frames.append(image)
+                boxes.append((x1, y1, x2, min(y2 + self.extra_margin, image.shape[0])))
+            self._crops[c] = torch.from_numpy(face_crops(frames, boxes)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return self._crops[c]
+
+    def log_mels(self, c: int) -> tuple[torch.Tensor, int]:
+        """(S, 80, 3000) Whisper log-mels of clip ``c``'s speech in 30-s windows and the speech's length in Whisper
+        frames (50 per second), computed once."""
+        from motionlab.models.musetalk import WHISPER_FPS, whisper_log_mels
+
+        if c not in self._mels:
+            wav = self.clips[c].wav()
+            self._mels[c] = (whisper_log_mels(wav), int(len(wav) / SAMPLE_RATE * WHISPER_FPS))
+        return self._mels[c]
+
+    def __getitem__(self, index: int) -> MuseTalkBatch:
+        from motionlab.models.musetalk import WHISPER_FPS, window_start
+
+        c, i = self.items[index]
+        rng = np.random.default_rng(int(torch.randint(2**31, (1,))) if self.random else index)
+        reference = int(rng.choice(self.indices[c]))
+        (mels, length), crops = self.log_mels(c), self.crops(c)
+        per_window = 30 * WHISPER_FPS
+        start = window_start(i, self.fps)
+        window = min(start // per_window, len(mels) - 1)
+        audio_frames = length - window * per_window
+        return {"face": crops[i], "reference": crops[reference], "whisper_mel": mels[window], "audio_start": start - window * per_window,
+                "audio_frames": min(per_window, audio_frames), "clip": c, "frame": i}
 
 
 def temporal_split(frames: int, val_fraction: float, gap: int = CONTEXT) -> tuple[np.ndarray, np.ndarray]:

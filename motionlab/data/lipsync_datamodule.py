@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from motionlab.data.datamodule import EpochSeededRandomSampler, SplitDataModule, collate
 from motionlab.data.lipsync import (
     LipSyncDataset,
+    MuseTalkDataset,
     TalkingClip,
     Wav2LipDataset,
     audio_features,
@@ -38,8 +39,9 @@ class LipSyncDataModule(SplitDataModule):
         min_offset: off-sync pairs are at least this many frames apart.
         convention: the :class:`~motionlab.models.lipsync.LipSyncConvention` crops, channel order and audio alignment
             follow (``motionlab`` for new models; ``synctalk_2d`` to fine-tune SyncTalk_2D's weights on its files).
-        samples: ``unet`` (single frames for the SyncTalk_2D-layout networks, :class:`LipSyncDataset`) or ``wav2lip``
-            (5-frame windows of 96 px crops, :class:`Wav2LipDataset`; needs ``mode=null``).
+        samples: ``unet`` (single frames for the SyncTalk_2D-layout networks, :class:`LipSyncDataset`), ``wav2lip``
+            (5-frame windows of 96 px crops, :class:`Wav2LipDataset`) or ``musetalk`` (256 px crops by MuseTalk's box
+            rule with Whisper log-mels, :class:`MuseTalkDataset`); the last two need ``mode=null``.
     """
 
     def __init__(self, root: str | None = None, toy_talking: dict | None = None, cache_dir: str = ".cache", mode: str | None = "ave",
@@ -47,10 +49,10 @@ class LipSyncDataModule(SplitDataModule):
                  batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 0, shuffle_seed: int = 0,
                  convention: str = "motionlab", samples: str = "unet"):
         super().__init__()
-        if samples not in ("unet", "wav2lip"):
-            raise InputError(f"data.samples must be unet or wav2lip, got {samples!r}")
-        if samples == "wav2lip" and mode is not None:
-            raise InputError("data.samples=wav2lip reads mel windows, not encoder features: set data.mode=null")
+        if samples not in ("unet", "wav2lip", "musetalk"):
+            raise InputError(f"data.samples must be unet, wav2lip or musetalk, got {samples!r}")
+        if samples in ("wav2lip", "musetalk") and mode is not None:
+            raise InputError(f"data.samples={samples} reads its own audio input, not encoder features: set data.mode=null")
         self.samples = samples
         self.convention = lipsync_convention(convention)
         if (root is None) == (toy_talking is None):
@@ -88,6 +90,8 @@ class LipSyncDataModule(SplitDataModule):
         splits = [temporal_split(len(clip), self.val_fraction) for clip in self.clips]
         if self.samples == "wav2lip":
             build = lambda split, random: Wav2LipDataset(self.clips, [s[split] for s in splits], self.min_offset, random)  # noqa: E731
+        elif self.samples == "musetalk":
+            build = lambda split, random: MuseTalkDataset(self.clips, [s[split] for s in splits], self.fps, random=random)  # noqa: E731
         else:
             common = dict(features=features, mode=self.mode or "ave", min_offset=self.min_offset)
             build = lambda split, random: LipSyncDataset(self.clips, [s[split] for s in splits], random=random, **common)  # noqa: E731

@@ -300,6 +300,9 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
     if source is None or (template is not None and video is not None):
         wanted = "video=CLIP_OR_IMAGE (it crops the faces itself)" if crops_itself else "template=DIR (SyncTalk_2D layout)"
         raise InputError(f"{ckpt} ({predictor.net.model_info.name}) speaks through {wanted}; give that one")
+    warning = toy_model_warning(predictor.trained_on, source)
+    if warning is not None:
+        log.warning(warning)
     if isinstance(predictor, MuseTalkPredictor):
         if precision != "fp32" or sequence_out is not None or lora_ckpt is not None and runtime == "onnx":
             raise InputError("MuseTalk runs fp32, without sequence_out=, and with a LoRA adapter only in runtime=torch")
@@ -308,9 +311,6 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
         summary = musetalk_video(predictor, video, audio, out, bbox_shift, extra_margin, parsing_mode, blend, avatar, batch_size or MUSETALK_BATCH,
                                  fps, crf, on_frame=on_frame)
         return {**summary, "runtime": runtime}
-    warning = toy_model_warning(predictor.trained_on, source)
-    if warning is not None:
-        log.warning(warning)
     if runtime == "onnx":
         # the graph is the U-Net with the adapters merged: an export per (base, adapter) pair
         key = onnx_source(ckpt, lora_ckpt)

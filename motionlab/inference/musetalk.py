@@ -37,6 +37,7 @@ from motionlab.data.audio import SAMPLE_RATE, load_wav
 from motionlab.data.video_io import IMAGE_EXTENSIONS, open_clip, read_image, write_video
 from motionlab.inference.sequence import reported
 from motionlab.models.face_parsing import LOWER_LIP, MOUTH, NECK, NOSE, SKIN, UPPER_LIP
+from motionlab.models.musetalk import face_crops, landmark_face_box
 from motionlab.tasks.musetalk_predictor import MuseTalkPredictor
 from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_open, file_digest
@@ -49,20 +50,6 @@ BLEND_BLUR = {"normal": 0.05, "realtime": 0.1}
 PARSING_MODES = ("jaw", "raw", "neck")
 # the widened box parsed for the mask, and the share of it (from the top) left out of the mask
 EXPAND, UPPER_BOUNDARY = 1.5, 0.5
-
-
-def landmark_face_box(points: np.ndarray, bbox_shift: int = 0) -> tuple[int, int, int, int] | None:
-    """MuseTalk's box (x1, y1, x2, y2) of (68, 2) iBUG-68 points (cast to int32 first, as MuseTalk), or None where the rule
-    gives an empty box or one left of the frame (the caller then uses the detector's box)."""
-    points = points.astype(np.int32)
-    half = points[29].copy()
-    half[1] += bbox_shift
-    chin = int(points[:, 1].max())
-    upper = max(0, half[1] - (chin - half[1]))
-    x1, y1, x2, y2 = int(points[:, 0].min()), int(upper), int(points[:, 0].max()), chin
-    if y2 - y1 <= 0 or x2 - x1 <= 0 or x1 < 0:
-        return None
-    return x1, y1, x2, y2
 
 
 def face_boxes(frames: np.ndarray, source: str, bbox_shift: int = 0, extra_margin: int = EXTRA_MARGIN) -> list[tuple[int, int, int, int]]:
@@ -206,16 +193,10 @@ class Avatar:
             raise InputError(f"avatar {path} cannot be read ({error}); delete it to prepare it again") from error
 
 
-def crop_faces(frames: list[np.ndarray], boxes: list[tuple[int, int, int, int]], size: int) -> np.ndarray:
-    """(N, size, size, 3) crops of the boxes, Lanczos-resized (MuseTalk's ``cv2.INTER_LANCZOS4``)."""
-    return np.stack([cv2.resize(frame[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_LANCZOS4)
-                     for frame, (x1, y1, x2, y2) in zip(frames, boxes)])
-
-
 def prepare_avatar(predictor: MuseTalkPredictor, frames: np.ndarray, source: str, settings: dict, batch_size: int = 8) -> Avatar:
     """The avatar of (N, H, W, 3) frames: boxes, latents and masks, computed once per template frame."""
     boxes = face_boxes(frames, source, settings["bbox_shift"], settings["extra_margin"])
-    latents = torch.cat([predictor.face_latents(crop_faces(frames[start : start + batch_size], boxes[start : start + batch_size], predictor.image_size))
+    latents = torch.cat([predictor.face_latents(face_crops(frames[start : start + batch_size], boxes[start : start + batch_size], predictor.image_size))
                          for start in range(0, len(frames), batch_size)]).contiguous()  # as read back from a saved avatar: same kernels, same frames
     material = [blend_material(predictor, frame, box, settings["parsing_mode"], BLEND_BLUR[settings["blend"]]) for frame, box in zip(frames, boxes)]
     return Avatar(frames, boxes, latents, [mask for mask, _ in material], [box for _, box in material], settings)

@@ -78,28 +78,79 @@ def positional_encoding(length: int, dim: int) -> torch.Tensor:
     return encoding
 
 
+def padded_hidden(hidden: torch.Tensor, length: int, fps: float, pad_left: int = AUDIO_PAD_LEFT, pad_right: int = AUDIO_PAD_RIGHT) -> torch.Tensor:
+    """(B, T, L, D) hidden states cut to ``length`` frames (the audio's), with MuseTalk's zero padding: ceil(50 / fps) x
+    ``pad_left`` frames in front, 3 x that x ``pad_right`` behind."""
+    pad = math.ceil(WHISPER_FPS / int(fps))
+    hidden = hidden[:, :length]
+    return torch.cat([hidden.new_zeros(hidden.shape[0], pad * pad_left, *hidden.shape[2:]), hidden,
+                      hidden.new_zeros(hidden.shape[0], pad * 3 * pad_right, *hidden.shape[2:])], dim=1)
+
+
+def window_start(frame: int, fps: float) -> int:
+    """Where video frame ``frame``'s audio context starts in :func:`padded_hidden`'s frames: floor(frame x 50 / fps)."""
+    return math.floor(frame * (WHISPER_FPS / int(fps)))
+
+
+def context_width(pad_left: int = AUDIO_PAD_LEFT, pad_right: int = AUDIO_PAD_RIGHT) -> int:
+    """Whisper frames in one video frame's context: 2 (pad_left + pad_right + 1) (10: 0.2 s)."""
+    return 2 * (pad_left + pad_right + 1)
+
+
 def whisper_windows(hidden: torch.Tensor, samples: int, fps: float, sample_rate: int = 16000, pad_left: int = AUDIO_PAD_LEFT,
                     pad_right: int = AUDIO_PAD_RIGHT) -> torch.Tensor:
     """MuseTalk's audio context per video frame (``AudioProcessor.get_whisper_chunk``).
 
     Convention: ``hidden`` is (1, T, L, D), Whisper's stacked hidden states at 50 frames/s for ``samples`` samples of audio
     (its 30-s windows concatenated); returns (N, 2 (pad_left + pad_right + 1) L, D) for N = floor(seconds x fps) frames.
-    The features are cut to floor(seconds x 50), padded with ceil(50 / fps) x pad_left zero frames in front and 3 x that
-    x pad_right behind; frame i takes 2 (pad_left + pad_right + 1) frames from floor(i x 50 / fps), flattened frame-major.
+    The features are cut to floor(seconds x 50) frames and padded (:func:`padded_hidden`); frame i takes
+    :func:`context_width` frames from :func:`window_start` (i), flattened frame-major.
     """
     seconds = samples / sample_rate
-    frames, length = math.floor(seconds * int(fps)), math.floor(seconds * WHISPER_FPS)
-    step = WHISPER_FPS / int(fps)
-    hidden = hidden[:, :length]
-    pad = math.ceil(step)
-    padded = torch.cat([hidden.new_zeros(1, pad * pad_left, *hidden.shape[2:]), hidden,
-                        hidden.new_zeros(1, pad * 3 * pad_right, *hidden.shape[2:])], dim=1)
-    width = 2 * (pad_left + pad_right + 1)
-    starts = [math.floor(i * step) for i in range(frames)]
+    frames = math.floor(seconds * int(fps))
+    padded = padded_hidden(hidden, math.floor(seconds * WHISPER_FPS), fps, pad_left, pad_right)
+    width = context_width(pad_left, pad_right)
+    starts = [window_start(i, fps) for i in range(frames)]
     if starts and starts[-1] + width > padded.shape[1]:
         raise ValueError(f"audio of {samples} samples at {fps} fps runs past MuseTalk's padding")
     windows = torch.stack([padded[0, start : start + width] for start in starts]) if starts else padded.new_zeros(0, width, *hidden.shape[2:])
     return windows.flatten(1, 2)
+
+
+def landmark_face_box(points, bbox_shift: int = 0) -> tuple[int, int, int, int] | None:
+    """MuseTalk's face box (x1, y1, x2, y2) of (68, 2) iBUG-68 points (cast to int32 first, as MuseTalk): the points' x
+    range, from the lowest point (the chin) up to point 29 (the nose bridge; ``bbox_shift`` moves it down) and as far
+    again. None where that box is empty or starts left of the frame (MuseTalk then takes the face detector's box)."""
+    import numpy as np
+
+    points = np.asarray(points).astype(np.int32)
+    half = points[29].copy()
+    half[1] += bbox_shift
+    chin = int(points[:, 1].max())
+    upper = max(0, int(half[1]) - (chin - int(half[1])))
+    x1, y1, x2, y2 = int(points[:, 0].min()), upper, int(points[:, 0].max()), chin
+    if y2 - y1 <= 0 or x2 - x1 <= 0 or x1 < 0:
+        return None
+    return x1, y1, x2, y2
+
+
+def face_crops(frames, boxes, size: int = FACE_SIZE):
+    """(N, size, size, 3) crops of (x1, y1, x2, y2) boxes, Lanczos-resized (MuseTalk's ``cv2.INTER_LANCZOS4``)."""
+    import cv2
+    import numpy as np
+
+    return np.stack([cv2.resize(frame[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_LANCZOS4) for frame, (x1, y1, x2, y2) in zip(frames, boxes)])
+
+
+def whisper_log_mels(wav, settings: dict | None = None) -> torch.Tensor:
+    """(S, mel bins, 3000) log-mels of 16 kHz mono ``wav`` in 30-s windows (the last one zero-padded), by transformers'
+    ``WhisperFeatureExtractor`` with ``settings`` (Whisper's preprocessor config; default tiny's)."""
+    from transformers import WhisperFeatureExtractor
+
+    extractor = WhisperFeatureExtractor(**{**FEATURE_SETTINGS, **(settings or {})})
+    rate, window = extractor.sampling_rate, extractor.chunk_length * extractor.sampling_rate
+    return torch.cat([extractor(wav[start : start + window], sampling_rate=rate, return_tensors="pt").input_features
+                      for start in range(0, len(wav), window)])
 
 
 class MuseTalk(nn.Module):
@@ -125,7 +176,16 @@ class MuseTalk(nn.Module):
     @property
     def context_length(self) -> int:
         """Audio context rows per video frame: 10 Whisper frames x (encoder layers + 1) hidden states (50 for tiny)."""
-        return 2 * (AUDIO_PAD_LEFT + AUDIO_PAD_RIGHT + 1) * (self.audio_encoder.config.encoder_layers + 1)
+        return context_width() * (self.audio_encoder.config.encoder_layers + 1)
+
+    def log_mels(self, wav) -> torch.Tensor:
+        """(S, mel bins, 3000) Whisper log-mels of 16 kHz ``wav`` in 30-s windows (its feature extractor's settings)."""
+        return whisper_log_mels(wav, self.audio_features)
+
+    def speech_windows(self, wav, fps: float) -> torch.Tensor:
+        """(N, context_length, D) audio context of the N = floor(seconds x fps) video frames of 16 kHz ``wav``."""
+        hidden = self.audio_hidden_states(self.log_mels(wav).to(self.unet.conv_in.weight.device))
+        return whisper_windows(hidden, len(wav), fps, self.audio_features["sampling_rate"])
 
     def audio_hidden_states(self, mels: torch.Tensor) -> torch.Tensor:
         """(S, mel bins, 3000) log-mels of S 30-s windows -> (1, 1500 S, L, D): every hidden state of the encoder

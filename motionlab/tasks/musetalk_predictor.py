@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from motionlab.models.musetalk import FACE_SIZE, whisper_windows
+from motionlab.models.musetalk import FACE_SIZE
 from motionlab.tasks.predictor import Predictor, register_predictor
 
 # MuseTalk parses faces at 512 x 512
@@ -49,7 +49,6 @@ class MuseTalkPredictor(Predictor):
         super().__init__(net=net)
         self.unet_runner: Callable | None = None
         self.decoder_runner: Callable | None = None
-        self._features = None
 
     @classmethod
     def from_models(cls, models: dict[str, nn.Module], settings: dict, **options) -> "MuseTalkPredictor":
@@ -62,16 +61,7 @@ class MuseTalkPredictor(Predictor):
     @torch.inference_mode()
     def audio_windows(self, wav: np.ndarray, fps: float) -> torch.Tensor:
         """(N, 2 x 5 x L, D) audio context of N = floor(seconds x fps) video frames of 16 kHz mono ``wav``."""
-        from transformers import WhisperFeatureExtractor
-
-        if self._features is None:
-            self._features = WhisperFeatureExtractor(**self.net.audio_features)
-        rate = self._features.sampling_rate
-        window = self._features.chunk_length * rate
-        mels = torch.cat([self._features(wav[start : start + window], sampling_rate=rate, return_tensors="pt").input_features
-                          for start in range(0, len(wav), window)])
-        hidden = self.net.audio_hidden_states(mels.to(self.device))
-        return whisper_windows(hidden, len(wav), fps, rate).cpu()
+        return self.net.speech_windows(wav, fps).cpu()
 
     @torch.inference_mode()
     def face_latents(self, crops: np.ndarray) -> torch.Tensor:

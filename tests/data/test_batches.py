@@ -18,7 +18,7 @@ USES = re.compile(r"\b(?:batch|sample)(?:\[|\.get\()f?\"([a-z_0-9{}]+)\"")
 
 def declared() -> set[str]:
     keys = set()
-    for kind in (batches.AnimationBatch, batches.RetargetingBatch, batches.AdapterBatch, batches.LipSyncBatch, batches.Wav2LipBatch,
+    for kind in (batches.AnimationBatch, batches.RetargetingBatch, batches.AdapterBatch, batches.LipSyncBatch, batches.Wav2LipBatch, batches.MuseTalkBatch,
                  batches.AnimationOutput):
         keys |= set(typing.get_type_hints(kind))
     return keys

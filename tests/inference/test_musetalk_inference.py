@@ -10,8 +10,9 @@ from conftest import SHARED
 
 from motionlab.data.audio import SAMPLE_RATE, load_wav
 from motionlab.data.video_io import open_clip, write_video
-from motionlab.inference.musetalk import Avatar, blend, landmark_face_box, parsing_mask, widened_box
+from motionlab.inference.musetalk import Avatar, blend, parsing_mask, widened_box
 from motionlab.models.face_parsing import LOWER_LIP, NECK, NOSE, SKIN
+from motionlab.models.musetalk import landmark_face_box
 from motionlab.utils.errors import InputError
 
 REAL = SHARED / "data" / "real"

@@ -270,18 +270,18 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
     ``ckpt``, unmerged), pick the runtime, write ``out``. A lip-sync U-Net speaks through a ``template`` folder; Wav2Lip
     (``arch=wav2lip96``) through a ``video`` (or image), its faces found by S3FD (``face_detector_ckpt``) or dlib
     (:mod:`motionlab.inference.wav2lip`); MuseTalk (a release ``models/`` folder) through a ``video`` too, with its face
-    rule, blending and avatar cache (:mod:`motionlab.inference.musetalk`). ``precision=bf16`` / ``int8``:
-    :func:`reduced_precision`."""
+    rule, blending and avatar cache (:mod:`motionlab.inference.musetalk`). ``runtime=auto``: onnxruntime, except for
+    MuseTalk and ``precision=bf16`` (PyTorch). ``precision=bf16`` / ``int8``: :func:`reduced_precision`."""
     from motionlab.inference.export import export_checked, onnx_source
     from motionlab.utils.onnx_files import OnnxRunner
 
-    if runtime not in ("torch", "onnx"):
-        raise InputError(f"runtime must be torch or onnx, got {runtime!r}")
+    if runtime not in ("auto", "torch", "onnx"):
+        raise InputError(f"runtime must be auto, torch or onnx, got {runtime!r}")
     if precision not in ("fp32", "bf16", "int8"):
         raise InputError(f"precision must be fp32, bf16 or int8, got {precision!r}")
-    if precision == "int8" and runtime != "onnx":
+    if precision == "int8" and runtime == "torch":
         raise InputError("precision=int8 runs the U-Net's quantized graph in onnxruntime: add runtime=onnx")
-    if precision == "bf16" and runtime != "torch":
+    if precision == "bf16" and runtime == "onnx":
         raise InputError("precision=bf16 runs the U-Net in PyTorch's bfloat16 autocast: add runtime=torch")
     check_output_path(out, "out", (".mp4",))
     if sequence_out is not None:
@@ -300,6 +300,10 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
     if source is None or (template is not None and video is not None):
         wanted = "video=CLIP_OR_IMAGE (it crops the faces itself)" if crops_itself else "template=DIR (SyncTalk_2D layout)"
         raise InputError(f"{ckpt} ({predictor.net.model_info.name}) speaks through {wanted}; give that one")
+    if runtime == "auto":
+        # onnxruntime is the faster path for the U-Net and Wav2Lip on a CPU (docs/benchmarks.md); MuseTalk's 3.4 GB U-Net
+        # exceeds ONNX's 2 GB protobuf and runs eagerly, as does bf16 autocast
+        runtime = "torch" if isinstance(predictor, MuseTalkPredictor) or precision == "bf16" else "onnx"
     warning = toy_model_warning(predictor.trained_on, source)
     if warning is not None:
         log.warning(warning)

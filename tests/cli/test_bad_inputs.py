@@ -259,7 +259,7 @@ CASES = [
     ("config-animate-batch-zero", lambda b, c: _animate(b, c, batch_size=0), r"batch_size=0: must be > 0"),
     ("config-animate-precision", lambda b, c: _animate(b, c, precision="fp16"), r"precision='fp16': expected one of \('fp32', 'bf16'\)"),
     ("config-animate-fps-negative", lambda b, c: _animate(b, c, fps=-5), r"fps=-5: must be > 0"),
-    ("config-lipsync-runtime", lambda b, c: _lipsync(b, c, runtime="tpu"), r"runtime must be torch or onnx"),
+    ("config-lipsync-runtime", lambda b, c: _lipsync(b, c, runtime="tpu"), r"runtime must be auto, torch or onnx"),
     # output paths
     ("out-wrong-suffix", lambda b, c: _animate(b, c, out="OUT.txt"), r"out=.*out.txt: the output must end in .mp4"),
     ("out-is-a-folder", lambda b, c: _animate(b, c, out=b["dir"]), r"a_folder: the output must end in .mp4"),

@@ -97,17 +97,19 @@ class Wav2LipBatch(TypedDict):
 
 
 class MuseTalkBatch(TypedDict):
-    """:class:`motionlab.data.lipsync.MuseTalkDataset`: a frame's face crop by MuseTalk's box rule, another frame of the
-    clip as reference, and the Whisper input its audio context is read from (MuseTalk's conventions: 256 px, RGB,
-    [-1, 1])."""
+    """:class:`motionlab.data.lipsync.MuseTalkDataset`: a window of T consecutive frames (1 in stage 1): face crops by
+    MuseTalk's box rule, a reference frame of the clip for each, and the Whisper input their audio context is read from
+    (MuseTalk's conventions: 256 px, RGB, [-1, 1])."""
 
-    face: Tensor  # (3, 256, 256) the frame's crop (the target; its upper half is the masked input)
-    reference: Tensor  # (3, 256, 256) another frame's crop (the identity input)
-    whisper_mel: Tensor  # (80, 3000) the Whisper log-mel of the 30-s window holding the frame
-    audio_start: int  # where the frame's context starts in that window's padded hidden states (models.musetalk.window_start)
+    face: Tensor  # (T, 3, 256, 256) the frames' crops (the targets; their upper halves are the masked input)
+    reference: Tensor  # (T, 3, 256, 256) another frame's crop for each (the identity input)
+    mouth_box: Tensor  # (T, 4) int64 x0, y0, x1, y1 of MuseTalk's mouth box in each crop (the mouth critic's view)
+    whisper_mel: Tensor  # (80, 3000) the Whisper log-mel of the 30-s window holding the frames
+    audio_start: Tensor  # (T,) int64 where each frame's context starts in that window's padded hidden states (models.musetalk.window_start)
     audio_frames: int  # Whisper frames of real audio in that window (the rest is zeroed, as at inference)
+    sync_mel: Tensor  # (1, 80, 16) the first frame's mel window (an expert SyncNet's audio input for 5-frame windows)
     clip: int
-    frame: int
+    frame: int  # the window's first frame
 
 
 class AnimationOutput(TypedDict):

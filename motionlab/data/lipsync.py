@@ -345,38 +345,50 @@ class Wav2LipDataset(Dataset):
 
 
 class MuseTalkDataset(Dataset):
-    """Frames of each clip's ``indices`` for MuseTalk (its stage-1 samples, from motionlab's talking-clip folders):
-    256 px RGB crops in [-1, 1] of MuseTalk's landmark box (:func:`motionlab.models.musetalk.landmark_face_box`, with
-    ``extra_margin`` below the chin), a reference frame of the clip drawn from the same split, and the Whisper log-mel
-    window holding the frame with the frame's place in it (:class:`~motionlab.data.batches.MuseTalkBatch`); the task runs
-    the frozen Whisper encoder on it, as MuseTalk's training does. ``random`` draws references afresh (training);
-    otherwise they are fixed per sample."""
+    """Windows of ``frames`` consecutive frames of each clip's ``indices`` for MuseTalk (its training samples, from
+    motionlab's talking-clip folders; 1 frame in stage 1, several in stage 2): 256 px RGB crops in [-1, 1] of MuseTalk's
+    landmark box (:func:`motionlab.models.musetalk.landmark_face_box`, ``extra_margin`` below the chin), for each frame a
+    reference frame of the clip drawn from the same split, MuseTalk's mouth box in the crop, the Whisper log-mel window
+    holding the frames with each frame's place in it, and the first frame's mel window (an expert SyncNet's audio input)
+    (:class:`~motionlab.data.batches.MuseTalkBatch`). The task runs the frozen Whisper encoder on the log-mel, as MuseTalk's
+    training does; windows whose frames straddle two 30-s Whisper windows are left out. ``random`` draws references
+    afresh (training); otherwise they are fixed per sample."""
 
-    def __init__(self, clips: list[TalkingClip], indices: list[np.ndarray], fps: float = 25.0, extra_margin: int = 10, random: bool = True):
-        self.clips, self.indices, self.fps, self.extra_margin, self.random = clips, indices, fps, extra_margin, random
-        self.items = [(c, int(i)) for c, frames in enumerate(indices) for i in frames]
-        self._crops: dict[int, torch.Tensor] = {}
+    def __init__(self, clips: list[TalkingClip], indices: list[np.ndarray], fps: float = 25.0, extra_margin: int = 10, random: bool = True,
+                 frames: int = 1):
+        from motionlab.models.musetalk import WHISPER_FPS, window_start
+
+        self.clips, self.indices, self.fps, self.extra_margin, self.random, self.frames = clips, indices, fps, extra_margin, random, frames
+        per_window = 30 * WHISPER_FPS
+        self.items = [(c, int(i)) for c, split in enumerate(indices) for i in split[: len(split) - frames + 1]
+                      if window_start(int(i), fps) // per_window == window_start(int(i) + frames - 1, fps) // per_window]
+        if not self.items:
+            raise ClipError(f"{clips[0].folder}: no window of {frames} consecutive frames in a split")
+        self._crops: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
         self._mels: dict[int, tuple[torch.Tensor, int]] = {}
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def crops(self, c: int) -> torch.Tensor:
-        """(N, 3, 256, 256) crops of clip ``c``'s frames in [-1, 1], cut once."""
-        from motionlab.models.musetalk import face_crops, landmark_face_box
+    def crops(self, c: int) -> tuple[torch.Tensor, np.ndarray]:
+        """(N, 3, 256, 256) crops of clip ``c``'s frames in [-1, 1] and their (N, 4) mouth boxes, cut once."""
+        from motionlab.models.musetalk import face_crops, landmark_face_box, mouth_box
 
         if c not in self._crops:
             clip = self.clips[c]
-            frames, boxes = [], []
+            images, boxes, mouths = [], [], []
             for path, points in zip(clip.frame_files, clip.landmarks):
                 image = read_image(path)
                 box = landmark_face_box(points)
                 if box is None:
                     raise ClipError(f"{path}: its landmarks give no MuseTalk face box (the face leaves the frame on the left)")
                 x1, y1, x2, y2 = box
-                frames.append(image)
-                boxes.append((x1, y1, x2, min(y2 + self.extra_margin, image.shape[0])))
-            self._crops[c] = torch.from_numpy(face_crops(frames, boxes)).permute(0, 3, 1, 2).float() / 127.5 - 1
+                box = (x1, y1, x2, min(y2 + self.extra_margin, image.shape[0]))
+                images.append(image)
+                boxes.append(box)
+                mouths.append(mouth_box(points, box))
+            crops = torch.from_numpy(face_crops(images, boxes)).permute(0, 3, 1, 2).float() / 127.5 - 1
+            self._crops[c] = (crops, np.array(mouths, dtype=np.int64))
         return self._crops[c]
 
     def log_mels(self, c: int) -> tuple[torch.Tensor, int]:
@@ -392,16 +404,17 @@ class MuseTalkDataset(Dataset):
     def __getitem__(self, index: int) -> MuseTalkBatch:
         from motionlab.models.musetalk import WHISPER_FPS, window_start
 
-        c, i = self.items[index]
+        c, first = self.items[index]
         rng = np.random.default_rng(int(torch.randint(2**31, (1,))) if self.random else index)
-        reference = int(rng.choice(self.indices[c]))
-        (mels, length), crops = self.log_mels(c), self.crops(c)
+        window = list(range(first, first + self.frames))
+        references = [int(r) for r in rng.choice(self.indices[c], size=self.frames)]
+        (mels, length), (crops, mouths) = self.log_mels(c), self.crops(c)
         per_window = 30 * WHISPER_FPS
-        start = window_start(i, self.fps)
-        window = min(start // per_window, len(mels) - 1)
-        audio_frames = length - window * per_window
-        return {"face": crops[i], "reference": crops[reference], "whisper_mel": mels[window], "audio_start": start - window * per_window,
-                "audio_frames": min(per_window, audio_frames), "clip": c, "frame": i}
+        whisper = min(window_start(first, self.fps) // per_window, len(mels) - 1)
+        starts = torch.tensor([window_start(i, self.fps) - whisper * per_window for i in window])
+        return {"face": crops[window], "reference": crops[references], "mouth_box": torch.from_numpy(mouths[window]), "whisper_mel": mels[whisper],
+                "audio_start": starts, "audio_frames": min(per_window, length - whisper * per_window), "sync_mel": self.clips[c].mel[first],
+                "clip": c, "frame": first}
 
 
 def temporal_split(frames: int, val_fraction: float, gap: int = CONTEXT) -> tuple[np.ndarray, np.ndarray]:

@@ -42,18 +42,19 @@ class LipSyncDataModule(SplitDataModule):
         samples: ``unet`` (single frames for the SyncTalk_2D-layout networks, :class:`LipSyncDataset`), ``wav2lip``
             (5-frame windows of 96 px crops, :class:`Wav2LipDataset`) or ``musetalk`` (256 px crops by MuseTalk's box
             rule with Whisper log-mels, :class:`MuseTalkDataset`); the last two need ``mode=null``.
+        window_frames: consecutive frames per ``musetalk`` sample (1 in MuseTalk's stage 1; 5 for an expert SyncNet).
     """
 
     def __init__(self, root: str | None = None, toy_talking: dict | None = None, cache_dir: str = ".cache", mode: str | None = "ave",
                  audio_encoder_ckpt: str | None = None, val_fraction: float = 0.15, min_offset: int = 5, fps: float = 25.0,
                  batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 0, shuffle_seed: int = 0,
-                 convention: str = "motionlab", samples: str = "unet"):
+                 convention: str = "motionlab", samples: str = "unet", window_frames: int = 1):
         super().__init__()
         if samples not in ("unet", "wav2lip", "musetalk"):
             raise InputError(f"data.samples must be unet, wav2lip or musetalk, got {samples!r}")
         if samples in ("wav2lip", "musetalk") and mode is not None:
             raise InputError(f"data.samples={samples} reads its own audio input, not encoder features: set data.mode=null")
-        self.samples = samples
+        self.samples, self.window_frames = samples, window_frames
         self.convention = lipsync_convention(convention)
         if (root is None) == (toy_talking is None):
             raise InputError("data: give exactly one of data.root (your preprocessed clips) or data.toy_talking (generated)")
@@ -91,7 +92,8 @@ class LipSyncDataModule(SplitDataModule):
         if self.samples == "wav2lip":
             build = lambda split, random: Wav2LipDataset(self.clips, [s[split] for s in splits], self.min_offset, random)  # noqa: E731
         elif self.samples == "musetalk":
-            build = lambda split, random: MuseTalkDataset(self.clips, [s[split] for s in splits], self.fps, random=random)  # noqa: E731
+            build = lambda split, random: MuseTalkDataset(self.clips, [s[split] for s in splits], self.fps, random=random,  # noqa: E731
+                                                          frames=self.window_frames)
         else:
             common = dict(features=features, mode=self.mode or "ave", min_offset=self.min_offset)
             build = lambda split, random: LipSyncDataset(self.clips, [s[split] for s in splits], random=random, **common)  # noqa: E731

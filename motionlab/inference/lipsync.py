@@ -31,6 +31,7 @@ from motionlab.data.landmarks import read_lms
 from motionlab.data.talking import CROP_SIZE, INNER_SIZE, box_region, crop_face, resize
 from motionlab.data.video_io import ClipError, list_frame_files, read_image, write_video
 from motionlab.inference.musetalk import EXTRA_MARGIN, musetalk_video
+from motionlab.inference.precision import checked_psnr, unsupported
 from motionlab.inference.sequence import build_sequence, reported, write_sequence
 from motionlab.inference.wav2lip import RELEASE_PADS, wav2lip_video
 from motionlab.models.lipsync import LipSyncConvention
@@ -308,12 +309,12 @@ def lipsync_files(ckpt: str, audio: str, out: str, template: str | None = None, 
     if warning is not None:
         log.warning(warning)
     if isinstance(predictor, MuseTalkPredictor):
-        if precision != "fp32" or sequence_out is not None or lora_ckpt is not None and runtime == "onnx":
-            raise InputError("MuseTalk runs fp32, without sequence_out=, and with a LoRA adapter only in runtime=torch")
+        if precision == "int8" or sequence_out is not None or lora_ckpt is not None and runtime == "onnx":
+            raise InputError("MuseTalk runs fp32 or bf16, without sequence_out=, and with a LoRA adapter only in runtime=torch")
         if runtime == "onnx":
             _musetalk_graphs(predictor, ckpt, onnx)
         summary = musetalk_video(predictor, video, audio, out, bbox_shift, extra_margin, parsing_mode, blend, avatar, batch_size or MUSETALK_BATCH,
-                                 fps, crf, on_frame=on_frame)
+                                 fps, crf, on_frame=on_frame, precision=precision, floor_db=precision_floor_db, force=precision_force)
         return {**summary, "runtime": runtime}
     if runtime == "onnx":
         # the graph is the U-Net with the adapters merged: an export per (base, adapter) pair
@@ -386,15 +387,11 @@ def reduced_precision(pipeline: "LipSyncPipeline", precision: str, fp32_path: Pa
     import hashlib
 
     from motionlab.tasks.lipsync_predictor import MOUTH_REGION
-    from motionlab.utils.machine import cpu_profile
     from motionlab.utils.onnx_files import OnnxRunner, quantize_int8
 
-    cpu = cpu_profile()
-    native = cpu.native_int8 if precision == "int8" else cpu.native_bf16
-    if not native:
-        missing = "int8 dot products (VNNI / AMX)" if precision == "int8" else "bfloat16 arithmetic (AVX512-BF16 / AMX)"
-        return {"mode": "fp32", "psnr_mouth_db": None, "reason": f"this CPU ({cpu.describe()}) has no {missing}, where {precision} is slower "
-                                                                 "than fp32; running fp32"}
+    reason = unsupported(precision)
+    if reason is not None:
+        return {"mode": "fp32", "psnr_mouth_db": None, "reason": reason}
     predictor = pipeline.predictor
     samples = pipeline.calibration_inputs(template, load_wav(audio), features, CALIBRATION_FRAMES)
     with torch.inference_mode():
@@ -414,11 +411,8 @@ def reduced_precision(pipeline: "LipSyncPipeline", precision: str, fp32_path: Pa
                                        torch.from_numpy(inputs["audio"])).float().numpy() for inputs in samples]
         where = "PyTorch bf16 autocast, channels-last"
     rows, cols = MOUTH_REGION
-    error = np.mean([np.mean((ref[:, :, rows, cols].clip(0, 1) - out[:, :, rows, cols].clip(0, 1)) ** 2) for ref, out in zip(reference, candidate)])
-    psnr = float(10 * np.log10(1.0 / max(float(error), 1e-12)))
-    if psnr < floor_db and not force:
-        raise InputError(f"precision={precision}: the U-Net's mouth region is {psnr:.1f} dB from fp32's on this run's first {len(samples)} "
-                         f"frames, below the {floor_db:g} dB floor (precision_floor_db); run precision=fp32, or precision_force=true")
+    psnr = checked_psnr(precision, [ref[:, :, rows, cols] for ref in reference], [out[:, :, rows, cols] for out in candidate], floor_db, force,
+                        "the U-Net's mouth region")
     if precision == "int8":
         predictor.runner = runner
     else:

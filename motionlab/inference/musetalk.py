@@ -35,6 +35,7 @@ from PIL import Image
 
 from motionlab.data.audio import SAMPLE_RATE, load_wav
 from motionlab.data.video_io import IMAGE_EXTENSIONS, open_clip, read_image, write_video
+from motionlab.inference.precision import checked_psnr, unsupported
 from motionlab.inference.sequence import reported
 from motionlab.models.face_parsing import LOWER_LIP, MOUTH, NECK, NOSE, SKIN, UPPER_LIP
 from motionlab.models.musetalk import face_crops, landmark_face_box
@@ -215,10 +216,13 @@ def musetalk_frames(predictor: MuseTalkPredictor, avatar: Avatar, audio: torch.T
 def musetalk_video(predictor: MuseTalkPredictor, video: str | os.PathLike, audio: str | os.PathLike, out: str | os.PathLike,
                    bbox_shift: int = 0, extra_margin: int = EXTRA_MARGIN, parsing_mode: str = "jaw", blend_mode: str = "normal",
                    avatar: str | os.PathLike | None = None, batch_size: int = 8, fps: float = 25.0, crf: int = 20,
-                   on_frame: Callable[[int, int], None] | None = None) -> dict:
+                   on_frame: Callable[[int, int], None] | None = None, precision: str = "fp32", floor_db: float = 40.0,
+                   force: bool = False) -> dict:
     """Write ``out``: ``video`` (a clip, or an image held still at ``fps``) lip-synced to ``audio`` by MuseTalk, audio muxed.
     With ``avatar``, the prepared avatar is read from that ``.npz`` when it exists (made with the same settings) and
-    written there otherwise. Returns the frame count, the audio's length, the face landmarks used and the avatar's path."""
+    written there otherwise. ``precision=bf16`` runs the U-Net and the VAE decoder in PyTorch's bfloat16 autocast where
+    the CPU has it natively and the faces' lower halves on the first frames stay within ``floor_db`` of fp32's
+    (:func:`bf16_gate`). Returns the frame count, the audio's length, the face landmarks used and the avatar's path."""
     if parsing_mode not in PARSING_MODES:
         raise InputError(f"parsing_mode must be one of {', '.join(PARSING_MODES)}, got {parsing_mode!r}")
     if blend_mode not in BLEND_BLUR:
@@ -241,9 +245,38 @@ def musetalk_video(predictor: MuseTalkPredictor, video: str | os.PathLike, audio
         if avatar is not None:
             prepared.save(avatar)
             log.info("avatar written to %s (%d template frames; reused by later runs with the same video and settings)", avatar, len(frames))
+    reduced = bf16_gate(predictor, prepared, windows, floor_db, force) if precision == "bf16" else None
     generated = musetalk_frames(predictor, prepared, windows, batch_size)
     if on_frame is not None:
         generated = reported(generated, len(windows), on_frame)
     path = write_video(out, generated, fps=fps, crf=crf, audio=(wav, SAMPLE_RATE))
     return {"out": str(path), "frames": len(windows), "audio_seconds": len(wav) / SAMPLE_RATE, "face_detector": "dlib_68 (MuseTalk's box rule)",
-            **({"avatar": str(avatar)} if avatar is not None else {})}
+            **({"avatar": str(avatar)} if avatar is not None else {}), **({"precision": reduced} if reduced is not None else {})}
+
+
+# the run's own first frames bf16 is checked on
+CHECK_FRAMES = 8
+
+
+def bf16_gate(predictor: MuseTalkPredictor, avatar: Avatar, windows: torch.Tensor, floor_db: float, force: bool) -> dict:
+    """Switch ``predictor`` to bfloat16 autocast when this CPU computes it natively and the decoded faces' lower halves
+    (what MuseTalk generates) on the run's first :data:`CHECK_FRAMES` frames reach ``floor_db`` PSNR against fp32's
+    (else an error, unless ``force``). Returns ``mode``, ``psnr_mouth_db`` and ``reason``."""
+    reason = unsupported("bf16")
+    if reason is not None:
+        return {"mode": "fp32", "psnr_mouth_db": None, "reason": reason}
+    count = min(CHECK_FRAMES, len(windows))
+    indices = [avatar.position(i) for i in range(count)]
+    latents, audio = avatar.latents[indices], windows[:count]
+    reference = predictor.faces(latents, audio)
+    predictor.autocast = torch.bfloat16
+    candidate = predictor.faces(latents, audio)
+    lower = slice(reference.shape[-2] // 2, None)
+    try:
+        psnr = checked_psnr("bf16", [(reference[..., lower, :] / 2 + 0.5).numpy()], [(candidate[..., lower, :] / 2 + 0.5).numpy()], floor_db, force,
+                            "the generated lower face")
+    except InputError:
+        predictor.autocast = None
+        raise
+    return {"mode": "bf16", "psnr_mouth_db": psnr, "reason": f"lower-face PSNR {psnr:.1f} dB against fp32 on this run's first {count} frames "
+                                                             f"(floor {floor_db:g} dB{', forced' if psnr < floor_db else ''}); PyTorch bf16 autocast"}

@@ -134,6 +134,21 @@ def landmark_face_box(points, bbox_shift: int = 0) -> tuple[int, int, int, int] 
     return x1, y1, x2, y2
 
 
+def mouth_box(points, box: tuple[int, int, int, int], size: int = FACE_SIZE, padding: int = 10) -> tuple[int, int, int, int]:
+    """MuseTalk's mouth box (x0, y0, x1, y1) in the ``size`` crop of face ``box`` (its dataset's ``get_resized_mouth_mask``):
+    the lip points (48-66) mapped into the crop, x widened by ``padding`` on each side, y centred on the lips with half
+    that width as height; clipped to the crop, at least 2 pixels each way."""
+    import numpy as np
+
+    x1, y1, x2, y2 = box
+    lips = (np.asarray(points, dtype=np.float64)[48:67] - [x1, y1]) / [max(1, x2 - x1), max(1, y2 - y1)] * size
+    left, right = lips[:, 0].min() - padding, lips[:, 0].max() + padding
+    centre, half = (lips[:, 1].min() + lips[:, 1].max()) / 2, (right - left) / 4
+    x0, x1_ = int(np.clip(left, 0, size - 2)), int(np.clip(right, 2, size))
+    y0, y1_ = int(np.clip(centre - half, 0, size - 2)), int(np.clip(centre + half, 2, size))
+    return x0, y0, max(x1_, x0 + 2), max(y1_, y0 + 2)
+
+
 def face_crops(frames, boxes, size: int = FACE_SIZE):
     """(N, size, size, 3) crops of (x1, y1, x2, y2) boxes, Lanczos-resized (MuseTalk's ``cv2.INTER_LANCZOS4``)."""
     import cv2
@@ -206,6 +221,49 @@ class MuseTalk(nn.Module):
         audio = audio + positional_encoding(audio.shape[1], audio.shape[2]).to(audio)
         timestep = torch.zeros((), dtype=torch.long, device=latents.device)
         return self.unet(latents, timestep, encoder_hidden_states=audio).sample
+
+
+class _DownBlock(nn.Module):
+    """4x4 convolution (spectral-normalised), instance norm except in the first block, LeakyReLU 0.2, 2x2 average pool
+    except in the last block (FOMM's ``DownBlock2d``, MuseTalk's copy)."""
+
+    def __init__(self, cin: int, cout: int, norm: bool, pool: bool, sn: bool):
+        super().__init__()
+        conv = nn.Conv2d(cin, cout, kernel_size=4)
+        self.conv = nn.utils.spectral_norm(conv) if sn else conv
+        self.norm = nn.InstanceNorm2d(cout, affine=True) if norm else None
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        out = nn.functional.leaky_relu(self.norm(out) if self.norm is not None else out, 0.2)
+        return nn.functional.avg_pool2d(out, 2) if self.pool else out
+
+
+class PatchDiscriminator(nn.Module):
+    """MuseTalk's stage-2 critic (``musetalk/loss/discriminator.py``, FOMM's pix2pix-style ``Discriminator`` at one
+    scale): images (B, 3, H, W) in [-1, 1] -> (the blocks' feature maps, for feature matching; (B, 1, h, w) patch
+    scores, least-squares GAN)."""
+
+    def __init__(self, block_expansion: int = 32, num_blocks: int = 4, max_features: int = 512, sn: bool = True):
+        super().__init__()
+        widths = [3] + [min(max_features, block_expansion * 2 ** (i + 1)) for i in range(num_blocks)]
+        self.down_blocks = nn.ModuleList(_DownBlock(widths[i], widths[i + 1], norm=i != 0, pool=i != num_blocks - 1, sn=sn) for i in range(num_blocks))
+        conv = nn.Conv2d(widths[-1], 1, kernel_size=1)
+        self.conv = nn.utils.spectral_norm(conv) if sn else conv
+
+    def forward(self, image: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        features, out = [], image
+        for block in self.down_blocks:
+            out = block(out)
+            features.append(out)
+        return features, self.conv(out)
+
+
+@register_model(family="discriminator")
+def musetalk_discriminator(block_expansion: int = 32, num_blocks: int = 4, max_features: int = 512, sn: bool = True) -> PatchDiscriminator:
+    """The critic of MuseTalk 1.5's stage 2 (its ``configs/training/stage2.yaml`` sizes); one for the face, one for the mouth."""
+    return PatchDiscriminator(block_expansion, num_blocks, max_features, sn)
 
 
 class _Decoder(nn.Module):

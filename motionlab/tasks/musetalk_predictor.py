@@ -49,6 +49,8 @@ class MuseTalkPredictor(Predictor):
         super().__init__(net=net)
         self.unet_runner: Callable | None = None
         self.decoder_runner: Callable | None = None
+        # a reduced-precision autocast dtype for the eager U-Net and decoder (motionlab-lipsync precision=bf16), None for fp32
+        self.autocast: torch.dtype | None = None
 
     @classmethod
     def from_models(cls, models: dict[str, nn.Module], settings: dict, **options) -> "MuseTalkPredictor":
@@ -70,16 +72,20 @@ class MuseTalkPredictor(Predictor):
         return torch.cat([self.net.encode(masked_faces(faces)), self.net.encode(faces)], dim=1).cpu()
 
     @torch.inference_mode()
+    def faces(self, latents: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """(N, 8, 32, 32) latents + (N, 50, D) audio windows -> (N, 3, 256, 256) decoded faces in [-1, 1] (float32, CPU)."""
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+            if self.unet_runner is None:
+                predicted = self.net(latents.to(self.device), audio.to(self.device))
+            else:
+                predicted = torch.from_numpy(self.unet_runner(latents.numpy(), audio.numpy()))
+            if self.decoder_runner is None:
+                return self.net.decode(predicted.to(self.device)).float().cpu()
+        return torch.from_numpy(self.decoder_runner(predicted.float().cpu().numpy()))
+
     def __call__(self, latents: torch.Tensor, audio: torch.Tensor) -> np.ndarray:
         """(N, 8, 32, 32) latents + (N, 50, D) audio windows -> (N, 256, 256, 3) uint8 RGB faces."""
-        if self.unet_runner is None:
-            predicted = self.net(latents.to(self.device), audio.to(self.device))
-        else:
-            predicted = torch.from_numpy(self.unet_runner(latents.numpy(), audio.numpy()))
-        if self.decoder_runner is None:
-            faces = self.net.decode(predicted.to(self.device)).float().cpu()
-        else:
-            faces = torch.from_numpy(self.decoder_runner(predicted.cpu().numpy()))
+        faces = self.faces(latents, audio)
         return ((faces / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
     @torch.inference_mode()

@@ -111,3 +111,23 @@ def test_a_real_clip_speaks_through_musetalk(musetalk_release, tmp_path):
                          onnx=str(tmp_path / "graphs"))
     assert onnx["runtime"] == "onnx" and sorted(p.name for p in (tmp_path / "graphs").iterdir()) == ["musetalk_unet.onnx", "musetalk_vae_decoder.onnx"]
     assert np.abs(_frames(tmp_path / "onnx.mp4").astype(int) - out.astype(int)).mean() < 1.0
+
+
+@needs_real
+def test_bf16_is_gated_by_the_lower_face_psnr(musetalk_release, tmp_path, monkeypatch):
+    """precision=bf16 on a CPU with native bf16: the U-Net and decoder in autocast, the lower face within the floor of
+    fp32's (reported), refused above an unreachable floor; a CPU without bf16 says so and runs fp32."""
+    from motionlab.inference.lipsync import lipsync_files
+    from motionlab.utils.machine import CpuProfile
+
+    video, speech, _ = _short_clip(tmp_path, frames=4, seconds=0.3)
+    common = dict(video=str(video), avatar=str(tmp_path / "avatar.npz"))
+    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("bf16 CPU", 2, ("avx512f", "avx512_bf16")))
+    bf16 = lipsync_files(str(musetalk_release), str(speech), str(tmp_path / "bf16.mp4"), precision="bf16", **common)
+    assert bf16["runtime"] == "torch" and bf16["precision"]["mode"] == "bf16" and bf16["precision"]["psnr_mouth_db"] > 25
+    with pytest.raises(InputError, match="the generated lower face is .* below the 500 dB floor"):
+        lipsync_files(str(musetalk_release), str(speech), str(tmp_path / "refused.mp4"), precision="bf16", precision_floor_db=500.0, **common)
+    assert not (tmp_path / "refused.mp4").exists()
+    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("old CPU", 2, ("avx2",)))
+    plain = lipsync_files(str(musetalk_release), str(speech), str(tmp_path / "plain.mp4"), precision="bf16", **common)
+    assert plain["precision"]["mode"] == "fp32" and "no bfloat16 arithmetic" in plain["precision"]["reason"]

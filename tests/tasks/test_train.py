@@ -40,7 +40,7 @@ def test_fast_dev_run_every_experiment(experiment, tmp_path, request):
         extra = [f"init_ckpt={lipsync['unet']}"]
     if experiment == "tpsmm_avd_quick":  # the second stage of a trained TPSMM
         extra = [f"init_ckpt={request.getfixturevalue('tpsmm_ckpt')}"]
-    if experiment == "lora_musetalk_speaker":  # adapts a trained MuseTalk U-Net
+    if experiment in ("lora_musetalk_speaker", "musetalk_stage2_quick"):  # adapts / continues a trained MuseTalk U-Net
         extra = [f"init_ckpt={request.getfixturevalue('musetalk_checkpoint')}"]
     if experiment == "lora_animator_target":  # adapts a trained Animator
         extra = [f"init_ckpt={request.getfixturevalue('animator_base_checkpoint')}"]

@@ -50,6 +50,14 @@ from motionlab.data.talking import crop_face, resize
 from motionlab.data.video_io import ClipError, list_frame_files, read_image
 from motionlab.models import create_model, freeze
 from motionlab.models.lipsync import AUDIO_SHAPES, LipSyncConvention, lipsync_convention, to_channel_order
+from motionlab.models.musetalk import (
+    WHISPER_FPS,
+    face_crops,
+    landmark_face_box,
+    mouth_box,
+    whisper_log_mels,
+    window_start,
+)
 from motionlab.utils.errors import InputError
 from motionlab.utils.io import atomic_open, file_digest, read_array, write_json
 
@@ -356,8 +364,6 @@ class MuseTalkDataset(Dataset):
 
     def __init__(self, clips: list[TalkingClip], indices: list[np.ndarray], fps: float = 25.0, extra_margin: int = 10, random: bool = True,
                  frames: int = 1):
-        from motionlab.models.musetalk import WHISPER_FPS, window_start
-
         self.clips, self.indices, self.fps, self.extra_margin, self.random, self.frames = clips, indices, fps, extra_margin, random, frames
         per_window = 30 * WHISPER_FPS
         self.items = [(c, int(i)) for c, split in enumerate(indices) for i in split[: len(split) - frames + 1]
@@ -372,8 +378,6 @@ class MuseTalkDataset(Dataset):
 
     def crops(self, c: int) -> tuple[torch.Tensor, np.ndarray]:
         """(N, 3, 256, 256) crops of clip ``c``'s frames in [-1, 1] and their (N, 4) mouth boxes, cut once."""
-        from motionlab.models.musetalk import face_crops, landmark_face_box, mouth_box
-
         if c not in self._crops:
             clip = self.clips[c]
             images, boxes, mouths = [], [], []
@@ -394,16 +398,12 @@ class MuseTalkDataset(Dataset):
     def log_mels(self, c: int) -> tuple[torch.Tensor, int]:
         """(S, 80, 3000) Whisper log-mels of clip ``c``'s speech in 30-s windows and the speech's length in Whisper
         frames (50 per second), computed once."""
-        from motionlab.models.musetalk import WHISPER_FPS, whisper_log_mels
-
         if c not in self._mels:
             wav = self.clips[c].wav()
             self._mels[c] = (whisper_log_mels(wav), int(len(wav) / SAMPLE_RATE * WHISPER_FPS))
         return self._mels[c]
 
     def __getitem__(self, index: int) -> MuseTalkBatch:
-        from motionlab.models.musetalk import WHISPER_FPS, window_start
-
         c, first = self.items[index]
         rng = np.random.default_rng(int(torch.randint(2**31, (1,))) if self.random else index)
         window = list(range(first, first + self.frames))

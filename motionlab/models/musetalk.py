@@ -27,6 +27,8 @@ import json
 import math
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 from torch import nn
 
@@ -121,8 +123,6 @@ def landmark_face_box(points, bbox_shift: int = 0) -> tuple[int, int, int, int] 
     """MuseTalk's face box (x1, y1, x2, y2) of (68, 2) iBUG-68 points (cast to int32 first, as MuseTalk): the points' x
     range, from the lowest point (the chin) up to point 29 (the nose bridge; ``bbox_shift`` moves it down) and as far
     again. None where that box is empty or starts left of the frame (MuseTalk then takes the face detector's box)."""
-    import numpy as np
-
     points = np.asarray(points).astype(np.int32)
     half = points[29].copy()
     half[1] += bbox_shift
@@ -138,8 +138,6 @@ def mouth_box(points, box: tuple[int, int, int, int], size: int = FACE_SIZE, pad
     """MuseTalk's mouth box (x0, y0, x1, y1) in the ``size`` crop of face ``box`` (its dataset's ``get_resized_mouth_mask``):
     the lip points (48-66) mapped into the crop, x widened by ``padding`` on each side, y centred on the lips with half
     that width as height; clipped to the crop, at least 2 pixels each way."""
-    import numpy as np
-
     x1, y1, x2, y2 = box
     lips = (np.asarray(points, dtype=np.float64)[48:67] - [x1, y1]) / [max(1, x2 - x1), max(1, y2 - y1)] * size
     left, right = lips[:, 0].min() - padding, lips[:, 0].max() + padding
@@ -151,9 +149,6 @@ def mouth_box(points, box: tuple[int, int, int, int], size: int = FACE_SIZE, pad
 
 def face_crops(frames, boxes, size: int = FACE_SIZE):
     """(N, size, size, 3) crops of (x1, y1, x2, y2) boxes, Lanczos-resized (MuseTalk's ``cv2.INTER_LANCZOS4``)."""
-    import cv2
-    import numpy as np
-
     return np.stack([cv2.resize(frame[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_LANCZOS4) for frame, (x1, y1, x2, y2) in zip(frames, boxes)])
 
 

@@ -30,6 +30,7 @@ from motionlab.data.video_io import (
     write_video,
 )
 from motionlab.geometry import Keypoints
+from motionlab.inference.precision import checked_psnr, unsupported
 from motionlab.inference.sequence import build_sequence, draw_keypoints, write_sequence
 from motionlab.tasks import AnimationPredictor, load_predictor
 from motionlab.tasks.adapter_predictor import LandmarkDrivenPredictor, load_adapter_predictor
@@ -77,6 +78,19 @@ def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: 
             outputs = predictor(source, driver, initial, {**portrait_context, **driver_context})
         yield {"portrait": source.expand(driver.shape[0], -1, -1, -1), "driver": driver, "portrait_context": portrait_context,
                **{key: _as_float32(value) for key, value in outputs.items()}}
+
+
+# the driver frames bf16 is checked on before a run
+CHECK_FRAMES = 4
+
+
+def bf16_gate(predictor: AnimationPredictor, portrait: np.ndarray, frames: np.ndarray, floor_db: float, force: bool) -> float:
+    """PSNR (dB) of the animated ``frames`` under bf16 autocast against fp32 (the networks' outputs in [0, 1], before
+    paste-back); an error below ``floor_db`` unless ``force``."""
+    scan = predictor.scan_driver([frames]) if predictor.needs_driver_scan else None
+    results = {mode: torch.cat([batch["generated"] for batch in animate_frames(predictor, portrait, frames, len(frames), mode, scan)]).cpu().numpy()
+               for mode in ("fp32", "bf16")}
+    return checked_psnr("bf16", [results["fp32"]], [results["bf16"]], floor_db, force, "the animated frames")
 
 
 def decoded_batches(clip, count: int, batch_size: int) -> Iterator[np.ndarray]:
@@ -159,6 +173,8 @@ def animate_files(
     fast_convolutions: bool = True,
     precision: str = "fp32",
     size: int | None = None,
+    precision_floor_db: float = 35.0,
+    precision_force: bool = False,
 ) -> dict:
     """Animate ``portrait`` (an image; a video for predictors that animate one, LivePortrait's video-to-video) with
     ``driver`` and write ``out`` (mp4).
@@ -177,7 +193,9 @@ def animate_files(
     another family is an error. ``batch_size`` (driver frames per forward pass) defaults to the
     predictor's choice. ``fast_convolutions`` lets the network's convolutions use Winograd / FFT where that is faster on
     the CPU (:mod:`motionlab.models.fast_conv`); ``precision="bf16"`` is the opt-in reduced-precision mode (see
-    :func:`animate_frames`). The video keeps the portrait's size and aspect (the predictor's :meth:`finish`) unless
+    :func:`animate_frames`), used where the CPU computes bf16 natively and the first driver frames' results reach
+    ``precision_floor_db`` PSNR against fp32's (:func:`bf16_gate`; ``precision_force`` runs it below). The video keeps the
+    portrait's size and aspect (the predictor's :meth:`finish`) unless
     ``size`` sets its longer side. ``on_frame(done, total)`` is called
     after each generated frame (progress); an exception from it stops the job with nothing written. Returns a summary.
     """
@@ -187,13 +205,11 @@ def animate_files(
             check_output_path(value, key, (suffix,))
     check_positive(batch_size=batch_size, fps=fps, max_frames=max_frames, size=size)
     _check_precision(precision)
+    psnr = None
     if precision == "bf16" and torch.device(device).type == "cpu":
-        from motionlab.utils.machine import cpu_profile
-
-        cpu = cpu_profile()
-        if not cpu.native_bf16:
-            log.warning("precision=bf16: this CPU (%s) computes no bfloat16 in hardware (AVX512-BF16 / AMX), where bf16 is slower "
-                        "than fp32; running fp32", cpu.describe())
+        reason = unsupported("bf16")
+        if reason is not None:
+            log.warning("precision=bf16: %s", reason)
             precision = "fp32"
     # Frames stream from the decoder through the network into the encoder; only the side-by-side views (asked for
     # with gif / side_by_side_out) and the sequence's frames (sequence_out) are kept until the end.
@@ -250,6 +266,11 @@ def animate_files(
                              "(video-to-video, a video as the source, is LivePortrait's): give an image")
         count = len(clip) if source_clip is None else min(len(clip), len(source_clip))
         count = count if max_frames is None else min(count, max_frames)
+        if precision == "bf16" and source_clip is None:
+            psnr = bf16_gate(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), next(decoded_batches(clip, min(count, CHECK_FRAMES), CHECK_FRAMES)),
+                             precision_floor_db, precision_force)
+            log.info("precision=bf16: animated frames %.1f dB from fp32's on the first %d driver frames (floor %g dB)", psnr, min(count, CHECK_FRAMES),
+                     precision_floor_db)
         # video-to-video keeps the source's timing, as the release writes it at the source's rate
         rate = fps or (source_clip.fps if source_clip is not None else None) or clip.fps or 25.0
         total = count
@@ -323,5 +344,5 @@ def animate_files(
         panels = {"driver_keypoints": "driver", "generated_keypoints": "generated", "driver_landmarks": "driver", "adapted_keypoints": "generated"}
         layers = {name: (panel, np.stack(kept[name])) for name, panel in panels.items() if kept[name]}
         write_sequence(sequence_out, build_sequence(kept["portrait"][0], np.stack(kept["driver"][:written]), np.stack(kept["generated"]), rate, layers))
-    return {"frames": written, "fps": rate, "out": str(Path(out)), "gif": str(gif) if gif else None, "precision": precision,
+    return {"frames": written, "fps": rate, "out": str(Path(out)), "gif": str(gif) if gif else None, "precision": precision, "precision_psnr_db": psnr,
             "sequence": str(sequence_out) if sequence_out else None, "crop_model": getattr(predictor, "crop_model", None)}

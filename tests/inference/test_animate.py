@@ -351,3 +351,23 @@ def test_results_keep_the_portraits_size_and_aspect(tmp_path):
     animate_files(tmp_path / "tiny.ckpt", tmp_path / "photo.png", tmp_path / "driver.mp4", tmp_path / "sized.mp4", max_frames=1, size=128)
     with av.open(str(tmp_path / "sized.mp4")) as container:
         assert next(container.decode(video=0)).to_ndarray(format="rgb24").shape == (90, 128, 3)
+
+
+def test_bf16_is_gated_by_the_animated_frames_psnr(checkpoint, toy_world, tmp_path, monkeypatch):
+    """precision=bf16 where the CPU has it: the first driver frames' results compared with fp32's (PSNR reported, above
+    the 35 dB floor); refused above an unreachable floor, run anyway when forced; a CPU without bf16 runs fp32."""
+    from motionlab.utils.errors import InputError
+    from motionlab.utils.machine import CpuProfile
+
+    common = (checkpoint, toy_world / "id_0001.png", toy_world / "id_0001_video")
+    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("bf16 CPU", 2, ("avx512f", "avx512_bf16")))
+    summary = animate_files(*common, tmp_path / "bf16.mp4", max_frames=6, precision="bf16")
+    assert summary["precision"] == "bf16" and 35 < summary["precision_psnr_db"] < 200 and summary["frames"] == 6
+    with pytest.raises(InputError, match="the animated frames is .* below the 500 dB floor"):
+        animate_files(*common, tmp_path / "refused.mp4", precision="bf16", precision_floor_db=500.0)
+    assert not (tmp_path / "refused.mp4").exists()
+    forced = animate_files(*common, tmp_path / "forced.mp4", max_frames=2, precision="bf16", precision_floor_db=500.0, precision_force=True)
+    assert forced["precision"] == "bf16" and forced["precision_psnr_db"] < 500
+    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("old CPU", 2, ("avx2",)))
+    plain = animate_files(*common, tmp_path / "plain.mp4", max_frames=2, precision="bf16")
+    assert plain["precision"] == "fp32" and plain["precision_psnr_db"] is None

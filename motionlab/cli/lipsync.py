@@ -15,7 +15,9 @@ def _lipsync(cfg: DictConfig) -> None:
     with progress("lip-syncing", "frames", progress_wanted(options.pop("progress"))) as on_frame:
         summary = lipsync_files(**options, on_frame=on_frame)
     detector = f", faces by {summary['face_detector']}" if "face_detector" in summary else ""
-    print(f"wrote {summary['frames']} frames ({summary['audio_seconds']:.2f} s of audio, {summary['runtime']}{detector}) to {summary['out']}")
+    reduced = summary.get("precision")
+    precision = f", {reduced['mode']}" + (f" at {reduced['psnr_mouth_db']:.1f} dB from fp32" if reduced["psnr_mouth_db"] is not None else "") if reduced else ""
+    print(f"wrote {summary['frames']} frames ({summary['audio_seconds']:.2f} s of audio, {summary['runtime']}{precision}{detector}) to {summary['out']}")
 
 
 main = hydra_app("lipsync", _lipsync)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from motionlab.data.batches import AdapterBatch
-from motionlab.data.datamodule import EpochSeededRandomSampler, SplitDataModule, collate
+from motionlab.data.datamodule import SplitDataModule
 from motionlab.data.datasets import ClipRecord, discover_clips, frames_to_tensor, split_identities
 from motionlab.data.descriptor_cache import DescriptorCache
 from motionlab.data.landmarks import fill_missing
@@ -194,10 +194,5 @@ class CrossDomainDataModule(SplitDataModule):
             descriptors.append((clip.value - clip.value[0]).reshape(len(clip), -1))
         return np.concatenate(landmarks), np.concatenate(descriptors)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if split not in self.datasets:
-            raise InputError(f"data: no {split} split (val_fraction={self.val_fraction}, test_fraction={self.test_fraction})")
-        dataset = self.datasets[split]
-        return DataLoader(dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          sampler=EpochSeededRandomSampler(len(dataset), self.shuffle_seed) if shuffle else None,
-                          drop_last=shuffle and len(dataset) >= self.batch_size, num_workers=self.num_workers, collate_fn=collate)
+    def split_settings(self) -> str:
+        return f"val_fraction={self.val_fraction}, test_fraction={self.test_fraction}"

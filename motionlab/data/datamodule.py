@@ -62,10 +62,21 @@ def collate(samples: list[dict]) -> dict:
 
 
 class SplitDataModule(L.LightningDataModule):
-    """Train / val / test loaders from one ``_loader(split, shuffle)`` that a datamodule defines."""
+    """Train / val / test loaders from one ``_loader(split, shuffle)``: by default over ``self.datasets[split]`` with the
+    datamodule's ``batch_size`` / ``eval_batch_size``, its per-epoch seeded shuffle (``shuffle_seed``), ``num_workers``
+    and :func:`collate`; a split it lacks is an error naming :meth:`split_settings`."""
+
+    def split_settings(self) -> str:
+        """The settings that decide which splits exist (named when a split is missing)."""
+        return f"val_fraction={self.val_fraction}"
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        raise NotImplementedError
+        if split not in self.datasets:
+            raise InputError(f"data: no {split} split ({self.split_settings()})")
+        dataset = self.datasets[split]
+        return DataLoader(dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
+                          sampler=EpochSeededRandomSampler(len(dataset), self.shuffle_seed) if shuffle else None,
+                          drop_last=shuffle and len(dataset) >= self.batch_size, num_workers=self.num_workers, collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -7,9 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from torch.utils.data import DataLoader
-
-from motionlab.data.datamodule import EpochSeededRandomSampler, SplitDataModule, collate
+from motionlab.data.datamodule import SplitDataModule
 from motionlab.data.lipsync import (
     LipSyncDataset,
     MuseTalkDataset,
@@ -103,10 +101,3 @@ class LipSyncDataModule(SplitDataModule):
         log.info("lip-sync data: %d clips under %s, frames train/val=%d/%d, audio features=%s",
                  len(self.clips), self.data_root(), len(self.datasets["train"]), len(self.datasets.get("val", [])), self.mode)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if split not in self.datasets:
-            raise InputError(f"data: no {split} split (val_fraction={self.val_fraction})")
-        dataset = self.datasets[split]
-        return DataLoader(dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          sampler=EpochSeededRandomSampler(len(dataset), self.shuffle_seed) if shuffle else None,
-                          drop_last=shuffle and len(dataset) >= self.batch_size, num_workers=self.num_workers, collate_fn=collate)

@@ -21,6 +21,7 @@ audio, as the realtime mode does.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -72,6 +73,7 @@ def face_boxes(frames: np.ndarray, source: str, bbox_shift: int = 0, extra_margi
     return boxes
 
 
+@functools.cache
 def _jaw_kernels() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """FaceParsing's kernels: a cone (21 rows, widening by 2 per row from its middle) over a 12-row stem, the flat
     ellipse that erodes the cheeks, and the 512 x 512 cheek mask (outside the middle +-90 columns)."""
@@ -92,7 +94,6 @@ def _jaw_kernels() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def parsing_mask(classes: np.ndarray, mode: str) -> np.ndarray:
     """(512, 512) uint8 0 / 255 mask of BiSeNet ``classes`` in MuseTalk's ``mode`` (FaceParsing.__call__)."""
-    kept = np.zeros(classes.shape, bool)
     if mode == "neck":
         kept = np.isin(classes, [SKIN, MOUTH, UPPER_LIP, LOWER_LIP, NECK])
     elif mode == "jaw":
@@ -271,12 +272,10 @@ def bf16_gate(predictor: MuseTalkPredictor, avatar: Avatar, windows: torch.Tenso
     reference = predictor.faces(latents, audio)
     predictor.autocast = torch.bfloat16
     candidate = predictor.faces(latents, audio)
+    predictor.autocast = None
     lower = slice(reference.shape[-2] // 2, None)
-    try:
-        psnr = checked_psnr("bf16", [(reference[..., lower, :] / 2 + 0.5).numpy()], [(candidate[..., lower, :] / 2 + 0.5).numpy()], floor_db, force,
-                            "the generated lower face")
-    except InputError:
-        predictor.autocast = None
-        raise
+    psnr = checked_psnr("bf16", [(reference[..., lower, :] / 2 + 0.5).numpy()], [(candidate[..., lower, :] / 2 + 0.5).numpy()], floor_db, force,
+                        "the generated lower face")
+    predictor.autocast = torch.bfloat16
     return {"mode": "bf16", "psnr_mouth_db": psnr, "reason": f"lower-face PSNR {psnr:.1f} dB against fp32 on this run's first {count} frames "
                                                              f"(floor {floor_db:g} dB{', forced' if psnr < floor_db else ''}); PyTorch bf16 autocast"}

@@ -122,7 +122,7 @@ def _read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def load_fan(path: str | os.PathLike) -> FAN:
     """face-alignment's 2D-FAN file read strictly into :class:`FAN`, its number of stacks read from the keys (``m0`` ..)."""
-    from motionlab.utils.checkpoint import load_state_dict_strict
+    from motionlab.utils.checkpoint import load_state_dict_strict, with_batchnorm_counters
 
     state = _read_weights(path)
     stacks = sum(1 for key in state if key.startswith("m") and key.endswith(".b1_4.bn1.weight"))
@@ -130,14 +130,8 @@ def load_fan(path: str | os.PathLike) -> FAN:
         raise InputError(f"{path}: not a face-alignment FAN file (no m0.b1_4.* hourglass keys; first keys: {', '.join(list(state)[:5])}); "
                          "give 2DFAN4-11f355bf06.pth.tar")
     net = FAN(stacks)
-    load_state_dict_strict(net, _with_batch_counters(net, state), str(path))
+    load_state_dict_strict(net, with_batchnorm_counters(state), str(path))
     return net.eval().requires_grad_(False)
-
-
-def _with_batch_counters(net: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Files saved before PyTorch 0.4.1 lack BatchNorm's ``num_batches_tracked`` (unused in evaluation): add zeros."""
-    missing = {key: torch.zeros((), dtype=torch.long) for key in net.state_dict() if key.endswith("num_batches_tracked") and key not in state}
-    return {**state, **missing}
 
 
 def _crop_transform(center: np.ndarray, scale: float, resolution: float) -> torch.Tensor:
@@ -342,10 +336,10 @@ class OpenFaceNN4Small2(nn.Module):
 
 def load_openface(path: str | os.PathLike) -> OpenFaceNN4Small2:
     """OpenFacePytorch's ``openface.pth`` read weights-only and strictly into :class:`OpenFaceNN4Small2`."""
-    from motionlab.utils.checkpoint import load_state_dict_strict
+    from motionlab.utils.checkpoint import load_state_dict_strict, with_batchnorm_counters
 
     net = OpenFaceNN4Small2()
-    load_state_dict_strict(net, _with_batch_counters(net, _read_weights(path)), str(path))
+    load_state_dict_strict(net, with_batchnorm_counters(_read_weights(path)), str(path))
     return net.eval().requires_grad_(False)
 
 

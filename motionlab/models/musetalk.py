@@ -39,6 +39,7 @@ from motionlab.utils.checkpoint import (
     WeightMismatchError,
     load_checkpoint,
     register_folder_layout,
+    with_batchnorm_counters,
 )
 
 FACE_SIZE, LATENT_SIZE = 256, 32
@@ -389,14 +390,6 @@ def _whisper_encoder_keys(state: dict, source: str) -> dict:
                               "give Whisper tiny's transformers files (config.json + pytorch_model.bin)")
 
 
-def _with_batchnorm_counters(state: dict) -> dict:
-    filled = dict(state)
-    for key in state:
-        if key.endswith(".running_mean"):
-            filled.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0))
-    return filled
-
-
 def musetalk_checkpoint_filter(state: dict, source: str) -> dict:
     """A release folder's parts (:func:`read_release_folder`) as one flat state dict of :class:`MuseTalk`; flat state
     dicts (motionlab's ``net``) pass through."""
@@ -405,7 +398,7 @@ def musetalk_checkpoint_filter(state: dict, source: str) -> dict:
     flat = {f"unet.{key}": value for key, value in state["unet"].items()}
     flat.update({f"vae.{key}": value for key, value in _vae_keys(state["vae"]).items()})
     flat.update({f"audio_encoder.{key}": value for key, value in _whisper_encoder_keys(state["whisper"], source).items()})
-    flat.update({f"face_parser.{key}": value for key, value in _with_batchnorm_counters(state["face_parsing"]).items()})
+    flat.update({f"face_parser.{key}": value for key, value in with_batchnorm_counters(state["face_parsing"]).items()})
     return flat
 
 

@@ -59,20 +59,26 @@ class MuseTalkTask(MotionlabTask):
         self.net, self.loss, self.fps, self.gradient_clip = net, loss, fps, gradient_clip
         self.discriminator, self.mouth_discriminator = discriminator, mouth_discriminator
         self.add_helper("syncnet", syncnet)
-        for part in (net.vae, net.audio_encoder, net.face_parser):
+        for part in self._frozen_parts():
             freeze(part)
         if loss is not None:
             loss.bind(discriminator=discriminator, mouth_discriminator=mouth_discriminator, syncnet=self.syncnet)
 
+    def _frozen_parts(self) -> tuple[nn.Module, ...]:
+        return self.net.vae, self.net.audio_encoder, self.net.face_parser
+
+    def _critics(self) -> list[nn.Module]:
+        return [critic for critic in (self.discriminator, self.mouth_discriminator) if critic is not None]
+
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = {"net": [p for p in self.net.parameters() if p.requires_grad]}
         if "discriminator" in self.optimizer_factories:
-            groups["discriminator"] = [p for critic in (self.discriminator, self.mouth_discriminator) if critic is not None for p in critic.parameters()]
+            groups["discriminator"] = [p for critic in self._critics() for p in critic.parameters()]
         return groups
 
     def train(self, mode: bool = True) -> "MuseTalkTask":
         super().train(mode)
-        for part in (self.net.vae, self.net.audio_encoder, self.net.face_parser):
+        for part in self._frozen_parts():
             part.eval()
         return self
 
@@ -91,18 +97,18 @@ class MuseTalkTask(MotionlabTask):
 
     def forward(self, face: torch.Tensor, reference: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         """Faces and references (N, 3, 256, 256) in [-1, 1], audio context (N, ...) -> ``image`` (decoded), ``latents``
-        (predicted) and ``target_latents`` (the face's)."""
+        (predicted) and, where the loss has a latent term, ``target_latents`` (the face's: one more VAE encode)."""
         with torch.no_grad():
             inputs = torch.cat([self.net.encode(masked_faces(face)), self.net.encode(reference)], dim=1)
-            target = self.net.encode(face)
+            target = self.net.encode(face) if self.loss is not None and self.loss.active("latent_l1") else None
         predicted = self.net(inputs, audio)
-        return {"image": self.net.decode(predicted), "latents": predicted, "target_latents": target}
+        return {"image": self.net.decode(predicted), "latents": predicted, **({"target_latents": target} if target is not None else {})}
 
     def _outputs(self, batch: MuseTalkBatch) -> dict[str, torch.Tensor]:
         return self(batch["face"].flatten(0, 1), batch["reference"].flatten(0, 1), self.audio_context(batch))
 
     def training_step(self, batch: MuseTalkBatch, batch_idx: int) -> torch.Tensor | None:
-        critics = [critic for critic in (self.discriminator, self.mouth_discriminator) if critic is not None]
+        critics = self._critics()
         for critic in critics:
             critic.requires_grad_(False)  # the U-Net's step moves the U-Net only
         outputs = {**self._outputs(batch), "step": self.global_step}

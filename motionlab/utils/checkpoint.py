@@ -149,6 +149,13 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
     module.load_state_dict(state_dict, strict=True)
 
 
+def with_batchnorm_counters(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with BatchNorm's ``num_batches_tracked`` (unused in evaluation) as zero wherever a layer's
+    ``running_mean`` has none: files saved before PyTorch 0.4.1 lack them."""
+    counters = {key[: -len("running_mean")] + "num_batches_tracked": torch.zeros((), dtype=torch.long) for key in state if key.endswith(".running_mean")}
+    return {**counters, **state}
+
+
 def submodule_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries under ``prefix.`` with the prefix removed (a task's ``net.`` weights, say)."""
     head = prefix + "."

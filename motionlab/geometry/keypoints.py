@@ -137,7 +137,7 @@ def movement_scale(kp_source: Keypoints, kp_driving_initial: Keypoints) -> torch
     from scipy.spatial import ConvexHull, QhullError  # ~0.4 s to import: only where the scale is adapted
 
     scales = []
-    for source, initial in zip(kp_source.value.detach().cpu().numpy(), kp_driving_initial.value.detach().cpu().numpy()):
+    for source, initial in zip(kp_source.value.detach().float().cpu().numpy(), kp_driving_initial.value.detach().float().cpu().numpy()):
         try:
             scales.append(np.sqrt(ConvexHull(source).volume) / np.sqrt(ConvexHull(initial).volume))
         except QhullError as error:  # fewer than 3 non-collinear points: no area to compare

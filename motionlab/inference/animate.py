@@ -39,12 +39,13 @@ from motionlab.utils.io import check_output_path
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
-        raise InputError(f"precision={precision!r}: expected one of {PRECISIONS} (bf16: bfloat16 autocast, for processors that compute it natively)")
+        raise InputError(f"precision={precision!r}: expected one of {PRECISIONS} (bf16: bfloat16 autocast; int8: the network's heavy "
+                         "parts as onnxruntime int8 graphs; both for processors that compute them natively)")
 
 
 def _as_float32(value):
@@ -74,23 +75,41 @@ def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: 
         driver, driver_context = predictor.prepare_driver(batch, driver_scan)
         driver = driver.to(predictor.device)
         initial = driver[:1] if initial is None else initial
+        # int8 is in the network itself (precision_gate has replaced its modules); bf16 is autocast around it
         with torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             outputs = predictor(source, driver, initial, {**portrait_context, **driver_context})
         yield {"portrait": source.expand(driver.shape[0], -1, -1, -1), "driver": driver, "portrait_context": portrait_context,
                **{key: _as_float32(value) for key, value in outputs.items()}}
 
 
-# the driver frames bf16 is checked on before a run
+# the driver frames a reduced precision is calibrated (int8) and checked on before a run
 CHECK_FRAMES = 4
 
 
-def bf16_gate(predictor: AnimationPredictor, portrait: np.ndarray, frames: np.ndarray, floor_db: float, force: bool) -> float:
-    """PSNR (dB) of the animated ``frames`` under bf16 autocast against fp32 (the networks' outputs in [0, 1], before
-    paste-back); an error below ``floor_db`` unless ``force``."""
+def precision_gate(predictor: AnimationPredictor, precision: str, portrait: np.ndarray, frames: np.ndarray, floor_db: float, force: bool) -> float:
+    """Switch ``predictor`` to ``precision`` and return the PSNR (dB) of its animated ``frames`` against fp32's (the
+    networks' outputs in [0, 1], before paste-back); an error below ``floor_db`` unless ``force``.
+
+    bf16 is autocast around each call (:func:`animate_frames`). int8 replaces the network's
+    :attr:`~motionlab.models.ModelInfo.int8_modules` in place by onnxruntime int8 graphs
+    (:func:`motionlab.models.int8.quantize_modules`), calibrated on what they receive while the fp32 reference of these
+    frames is computed: the portrait and the first driver frames of this run."""
     scan = predictor.scan_driver([frames]) if predictor.needs_driver_scan else None
-    results = {mode: torch.cat([batch["generated"] for batch in animate_frames(predictor, portrait, frames, len(frames), mode, scan)]).cpu().numpy()
-               for mode in ("fp32", "bf16")}
-    return checked_psnr("bf16", [results["fp32"]], [results["bf16"]], floor_db, force, "the animated frames")
+
+    def animated(mode: str) -> np.ndarray:
+        return torch.cat([batch["generated"] for batch in animate_frames(predictor, portrait, frames, len(frames), mode, scan)]).cpu().numpy()
+
+    if precision == "int8":
+        from motionlab.models.int8 import quantize_modules
+
+        info = predictor.net.model_info
+        if info.int8_modules is None:
+            raise InputError(f"precision=int8: {info.name} lists no modules to quantize (int8 serves FOMM, TPSMM and LivePortrait); "
+                             "use precision=bf16 or fp32")
+        reference: list[np.ndarray] = []
+        quantize_modules(predictor.net, info.int8_modules(predictor.net), lambda: reference.append(animated("fp32")), f"{info.name}.int8")
+        return checked_psnr("int8", reference, [animated("fp32")], floor_db, force, "the animated frames")
+    return checked_psnr(precision, [animated("fp32")], [animated(precision)], floor_db, force, "the animated frames")
 
 
 def decoded_batches(clip, count: int, batch_size: int) -> Iterator[np.ndarray]:
@@ -192,9 +211,10 @@ def animate_files(
     retargeting, crop and paste-back for LivePortrait); a ``None`` value keeps the family's default, an option of
     another family is an error. ``batch_size`` (driver frames per forward pass) defaults to the
     predictor's choice. ``fast_convolutions`` lets the network's convolutions use Winograd / FFT where that is faster on
-    the CPU (:mod:`motionlab.models.fast_conv`); ``precision="bf16"`` is the opt-in reduced-precision mode (see
-    :func:`animate_frames`), used where the CPU computes bf16 natively and the first driver frames' results reach
-    ``precision_floor_db`` PSNR against fp32's (:func:`bf16_gate`; ``precision_force`` runs it below). The video keeps the
+    the CPU (:mod:`motionlab.models.fast_conv`); ``precision="bf16"`` (autocast) and ``"int8"`` (the network's heavy
+    parts as onnxruntime int8 graphs calibrated on this run's portrait and first driver frames) are opt-in reduced
+    precisions, used where the CPU computes them natively and the first driver frames' results reach
+    ``precision_floor_db`` PSNR against fp32's (:func:`precision_gate`; ``precision_force`` runs them below). The video keeps the
     portrait's size and aspect (the predictor's :meth:`finish`) unless
     ``size`` sets its longer side. ``on_frame(done, total)`` is called
     after each generated frame (progress); an exception from it stops the job with nothing written. Returns a summary.
@@ -206,10 +226,12 @@ def animate_files(
     check_positive(batch_size=batch_size, fps=fps, max_frames=max_frames, size=size)
     _check_precision(precision)
     psnr = None
-    if precision == "bf16" and torch.device(device).type == "cpu":
-        reason = unsupported("bf16")
+    if precision == "int8" and torch.device(device).type != "cpu":
+        raise InputError(f"precision=int8 runs onnxruntime's CPU int8 kernels; with device={device} use precision=bf16")
+    if precision != "fp32" and torch.device(device).type == "cpu":
+        reason = unsupported(precision)
         if reason is not None:
-            log.warning("precision=bf16: %s", reason)
+            log.warning("precision=%s: %s", precision, reason)
             precision = "fp32"
     # Frames stream from the decoder through the network into the encoder; only the side-by-side views (asked for
     # with gif / side_by_side_out) and the sequence's frames (sequence_out) are kept until the end.
@@ -266,11 +288,14 @@ def animate_files(
                              "(video-to-video, a video as the source, is LivePortrait's): give an image")
         count = len(clip) if source_clip is None else min(len(clip), len(source_clip))
         count = count if max_frames is None else min(count, max_frames)
-        if precision == "bf16" and source_clip is None:
-            psnr = bf16_gate(predictor, read_image(portrait, max_side=input_limits().max_portrait_side), next(decoded_batches(clip, min(count, CHECK_FRAMES), CHECK_FRAMES)),
-                             precision_floor_db, precision_force)
-            log.info("precision=bf16: animated frames %.1f dB from fp32's on the first %d driver frames (floor %g dB)", psnr, min(count, CHECK_FRAMES),
-                     precision_floor_db)
+        if precision == "int8" and source_clip is not None:
+            raise InputError("precision=int8 is calibrated on a still portrait and the first driver frames; a video source "
+                             f"({portrait}) runs in fp32 or bf16")
+        if precision != "fp32" and source_clip is None:
+            psnr = precision_gate(predictor, precision, read_image(portrait, max_side=input_limits().max_portrait_side),
+                                  next(decoded_batches(clip, min(count, CHECK_FRAMES), CHECK_FRAMES)), precision_floor_db, precision_force)
+            log.info("precision=%s: animated frames %.1f dB from fp32's on the first %d driver frames (floor %g dB)", precision, psnr,
+                     min(count, CHECK_FRAMES), precision_floor_db)
         # video-to-video keeps the source's timing, as the release writes it at the source's rate
         rate = fps or (source_clip.fps if source_clip is not None else None) or clip.fps or 25.0
         total = count

@@ -563,6 +563,13 @@ def export_graphs(model: LivePortrait, batch: int = 1, generator: torch.Generato
     }
 
 
+def liveportrait_int8_modules(model: LivePortrait) -> tuple[str, ...]:
+    """What ``precision=int8`` quantizes: W's 3-D hourglass and its 2-D output block, and the SPADE generator G (most of
+    a frame's convolutions); F and M (once per portrait, and the keypoints), the volume warps, W's mask and occlusion
+    heads and the stitching MLPs stay fp32."""
+    return ("warping_module.dense_motion_network.hourglass", "warping_module.third", "spade_generator")
+
+
 def _recognizes_release(checkpoint: dict) -> bool:
     return all(isinstance(checkpoint.get(part), dict) for part in PARTS)
 
@@ -571,7 +578,7 @@ def _recognizes_release(checkpoint: dict) -> bool:
                 # LoRA adapts the generator's SPADE modulation and output (plain convolutions; the
                 # spectral-normalised ones keep their hooks)
                 lora_targets=r"spade_generator\.(G_middle_\d|up_\d)\.norm_[01s]\.mlp_(gamma|beta)|spade_generator\.conv_img\.0",
-                published_settings={"output_size": 512, "quantize": "floor"}, export_graphs=export_graphs)
+                published_settings={"output_size": 512, "quantize": "floor"}, export_graphs=export_graphs, int8_modules=liveportrait_int8_modules)
 def liveportrait(input_size: int = 256, num_kp: int | None = None, appearance_feature_extractor: dict | None = None,
                  motion_extractor: dict | None = None, warping_module: dict | None = None, spade_generator: dict | None = None,
                  stitching_retargeting_module: dict | None = None) -> LivePortrait:

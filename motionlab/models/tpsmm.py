@@ -433,8 +433,19 @@ def tpsmm_export_graphs(model: TPSMM, batch: int, generator: torch.Generator | N
 
 # LoRA by default adapts the inpainting decoder (residual blocks, up-sampling, output): the appearance path
 # a release file runs as the release demo's relative mode does: motion scaled by the ratio of keypoint hull areas
+def tpsmm_int8_modules(model: TPSMM) -> tuple[str, ...]:
+    """What ``precision=int8`` quantizes: the dense-motion hourglass (its encoder and up blocks: TPSMM reads every
+    level of it) and the inpainting decoder's residual and up blocks; the keypoint ResNet, the thin-plate solve, the
+    warps, the occlusion heads and the output convolution stay fp32."""
+    hourglass, inpainting = model.dense_motion_network.hourglass, model.inpainting_network
+    return ("dense_motion_network.hourglass.encoder",
+            *(f"dense_motion_network.hourglass.decoder.up_blocks.{i}" for i in range(len(hourglass.decoder.up_blocks))),
+            *(f"inpainting_network.resblock.{i}" for i in range(len(inpainting.resblock))),
+            *(f"inpainting_network.up_blocks.{i}" for i in range(len(inpainting.up_blocks))))
+
+
 _TPSMM_INFO = dict(family="keypoint_animator", checkpoint_filter=tpsmm_checkpoint_filter, published_settings={"adapt_movement_scale": True},
-                   export_graphs=tpsmm_export_graphs,
+                   export_graphs=tpsmm_export_graphs, int8_modules=tpsmm_int8_modules,
                    lora_targets=r"inpainting_network\.(resblock\.\d+\.conv[12]|up_blocks\.\d+\.conv|final)")
 
 

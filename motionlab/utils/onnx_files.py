@@ -3,6 +3,7 @@ exported graph to its weights, and the CPU runner called like a network."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -115,10 +116,18 @@ def quantize_int8(fp32: str | os.PathLike, out: str | os.PathLike, samples: list
             return next(self.remaining, None)
 
     out = Path(out)
+    root = logging.getLogger()
+    level = root.level
     with tempfile.TemporaryDirectory(prefix="motionlab-quantize-") as folder, atomic_path(out) as scratch:
         prepared = Path(folder) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(scratch), Samples(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+        # the quantizer reports each tensor it handles on the root logger (per-channel axes of norm parameters, bias
+        # copies): hundreds of lines that say nothing about the result
+        root.setLevel(max(level, logging.ERROR))
+        try:
+            quantize_static(str(prepared), str(scratch), Samples(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+        finally:
+            root.setLevel(level)
         tag_source(scratch, source)
     return out

@@ -376,7 +376,7 @@ def test_bf16_is_gated_by_the_animated_frames_psnr(checkpoint, toy_world, tmp_pa
 def test_int8_is_calibrated_and_gated_on_the_run(tpsmm_ckpt, checkpoint, tmp_path, monkeypatch):
     """precision=int8 where the CPU has int8 dot products: a TPSMM checkpoint's heavy blocks are quantized on this run's
     portrait and first driver frames (a real photo and its crops) and checked against fp32 there (PSNR reported, above
-    the 35 dB floor); refused above an unreachable floor; a network that lists no int8 modules, or a CPU without VNNI /
+    the 35 dB floor), as bf16 is; refused above an unreachable floor; a network that lists no int8 modules, or a CPU without VNNI /
     AMX, is told so."""
     from skimage import data
 
@@ -387,7 +387,9 @@ def test_int8_is_calibrated_and_gated_on_the_run(tpsmm_ckpt, checkpoint, tmp_pat
     Image.fromarray(photo[:256, 100:356]).save(tmp_path / "portrait.png")
     write_video(tmp_path / "driver.mp4", [np.roll(photo[:256, 128:384], 3 * i, axis=1) for i in range(6)], fps=25, crf=10)
     common = (tmp_path / "portrait.png", tmp_path / "driver.mp4")
-    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("int8 CPU", 2, ("avx512f", "avx512_vnni")))
+    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("AVX-512 CPU", 2, ("avx512f", "avx512_vnni", "avx512_bf16")))
+    # TPSMM's relative mode adapts the movement scale from the keypoints' hulls, which bf16 hands over in bf16
+    assert animate_files(tpsmm_ckpt, *common, tmp_path / "bf16.mp4", max_frames=2, precision="bf16", precision_force=True)["precision"] == "bf16"
     summary = animate_files(tpsmm_ckpt, *common, tmp_path / "int8.mp4", precision="int8")
     assert summary["precision"] == "int8" and 35 < summary["precision_psnr_db"] < 200 and summary["frames"] == 6
     assert count_video_frames(tmp_path / "int8.mp4") == 6

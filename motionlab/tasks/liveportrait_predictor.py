@@ -167,6 +167,7 @@ class LivePortraitPredictor(AnimationPredictor):
         self.render_batch = render_batch
         self.crop_models = crop_models
         self._measure: FaceMeasure | None = None
+        self._prepared: tuple | None = None
 
     @classmethod
     def from_models(cls, models: dict[str, nn.Module], settings: dict, relative: bool = True, checkpoint_path=None,
@@ -418,13 +419,24 @@ class LivePortraitPredictor(AnimationPredictor):
         return np.stack([paste_into_portrait(frame, crop, self.paste_mask) for frame, crop in zip(frames, crops)])
 
     @torch.no_grad()
+    def _portrait_state(self, portrait: torch.Tensor, initial: torch.Tensor) -> tuple[torch.Tensor, dict, dict]:
+        """(appearance volume, portrait motion, first driver frame's motion), computed once per pair of tensors and
+        reused while the same ``portrait`` / ``initial`` objects come back, batch after batch of a clip (as the release's
+        pipeline computes ``f_s`` and ``x_s_info`` once): F and two M passes a batch saved."""
+        if self._prepared is None or self._prepared[0] is not portrait or self._prepared[1] is not initial:
+            net = self.net
+            resized_portrait = resized(portrait, self.image_size)
+            self._prepared = (portrait, initial, net.appearance_feature_extractor(resized_portrait), net.motion_extractor.motion(resized_portrait),
+                              net.motion_extractor.motion(resized(initial, self.image_size)))
+        return self._prepared[2:]
+
+    @torch.no_grad()
     def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor, context: dict | None = None) -> dict:
         n = driver.shape[0]
         net = self.net
+        volume, source, initial_motion = self._portrait_state(portrait, initial)
         # frames at another size (a paper-scale checkpoint's 512 px data scored by motionlab-eval) go in at the input size
-        portrait, driver, initial = (resized(images, self.image_size) for images in (portrait, driver, initial))
-        volume = net.appearance_feature_extractor(portrait)
-        source, initial_motion = net.motion_extractor.motion(portrait), net.motion_extractor.motion(initial)
+        driver = resized(driver, self.image_size)
         driving = net.motion_extractor.motion(driver)
         x_source = net.keypoints(source)
         x_driving = driving_keypoints(source["canonical"], source, driving, initial_motion, self.relative, self.animation_region)

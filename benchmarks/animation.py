@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import SHARED_REAL, _cache_dir, alternating_medians, benchmark, native_bf16
+from benchmarks.common import SHARED_REAL, _cache_dir, alternating_medians, benchmark
 
 
 @benchmark("metrics_suite")
@@ -98,6 +98,46 @@ def _animate_inputs(cache_root: Path) -> tuple[Path, Path, str]:
     return world / "id_0000.png", driver, "toy portrait / toy driver"
 
 
+def _reduced_precision_rows(release: Path, arch: str, race: dict) -> list[tuple[str, float, str]]:
+    """motionlab-animate's ``precision=bf16`` and ``precision=int8`` on the frames of a :func:`_race_release_loop`, where
+    the CPU computes each natively: frames/s of the same loop, the speed-up over the release's loop and over fp32,
+    and the PSNR against the fp32 frames. int8 is set up as the command does it (:func:`precision_gate`: the network's
+    int8 modules calibrated on the portrait and the first 4 driver frames); its set-up time is a row of its own."""
+    from motionlab.inference.animate import CHECK_FRAMES, animate_frames, precision_gate
+    from motionlab.inference.precision import unsupported
+    from motionlab.tasks import load_predictor
+
+    portrait_image, driver_frames, frames = race["portrait_image"], race["driver_frames"], len(race["driver_frames"])
+    fp32 = torch.cat(race["ours"])
+    rows = []
+    for mode in ("bf16", "int8"):
+        reason = unsupported(mode)
+        if reason is not None:
+            rows.append((f"precision={mode}: not run, {reason}", float("nan"), ""))
+            continue
+        predictor = race["predictor"]
+        if mode == "int8":
+            predictor = load_predictor(release, model=arch, fast_convolutions=True, detect_generated=False)
+            started = time.perf_counter()
+            precision_gate(predictor, "int8", portrait_image, driver_frames[:CHECK_FRAMES], 0.0, True)
+            rows.append(("  int8 set-up: export + quantization, calibrated on the first 4 frames", time.perf_counter() - started, "s"))
+        outputs: list[torch.Tensor] = []
+
+        def loop(predictor=predictor, mode=mode, outputs=outputs) -> float:
+            started = time.perf_counter()
+            with torch.inference_mode():
+                outputs[:] = [batch["generated"] for batch in animate_frames(predictor, portrait_image, driver_frames, predictor.batch_size, mode)]
+            return frames / (time.perf_counter() - started)
+
+        rates = alternating_medians({"fp32": race["motionlab_loop"], mode: loop})
+        mse = float(((torch.cat(outputs) - fp32) ** 2).mean())
+        rows += [(f"motionlab path, precision={mode}", rates[mode], "frames/s"),
+                 (f"  speed-up over the release's loop ({mode})", rates[mode] / race["loops"]["reference"], "x"),
+                 (f"  speed-up over motionlab fp32 (fp32 at {rates['fp32']:.2f} frames/s beside it)", rates[mode] / rates["fp32"], "x"),
+                 (f"  PSNR of {mode} against fp32 frames", 10 * np.log10(1 / max(mse, 1e-12)), "dB")]
+    return rows
+
+
 def _race_release_loop(release: Path, arch: str, portrait: Path, driver: Path, frames: int, reference_animation) -> dict:
     """A release's own animation loop (``reference_animation(source, driving) -> [(S, S, 3) predictions]``) against
     motionlab's keypoint path on the same decoded, prepared frames, alternating, medians of 3; the frames' largest
@@ -127,7 +167,7 @@ def _race_release_loop(release: Path, arch: str, portrait: Path, driver: Path, f
     loops = alternating_medians({"reference": reference_loop, "motionlab": motionlab_loop})
     difference = float((torch.cat(ours) - torch.from_numpy(np.stack(theirs)).permute(0, 3, 1, 2)).abs().max())
     return {"loops": loops, "difference": difference, "predictor": predictor, "ours": ours, "portrait_image": portrait_image,
-            "driver_frames": driver_frames}
+            "driver_frames": driver_frames, "motionlab_loop": motionlab_loop}
 
 
 @benchmark("keypoint_animate")
@@ -136,9 +176,9 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     FOMM's own demo loop (benchmarks/fomm_reference.py: batch 1, the source re-encoded every frame) against
     ``motionlab-animate`` (portrait state once, batch 1 at 256 px, Winograd / FFT convolutions where faster), alternating,
     median of 3: the loop alone on decoded frames (steady state), and the whole command (read, resize, animate, encode;
-    model load included on both sides). Then the opt-in bf16 mode, where the CPU computes bf16 natively."""
+    model load included on both sides). Then the opt-in bf16 and int8 modes, where the CPU computes them natively."""
     from benchmarks.fomm_reference import fomm_demo, fomm_make_animation
-    from motionlab.inference.animate import animate_files, animate_frames
+    from motionlab.inference.animate import animate_files
     from motionlab.models import create_model
     from motionlab.models.fomm import save_fomm_checkpoint
 
@@ -152,8 +192,7 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     reference = create_model("fomm_vox256", ckpt=release).eval()
     race = _race_release_loop(release, "fomm_vox256", portrait, driver, frames,
                               lambda source, driving: fomm_make_animation(reference.kp_detector, reference.generator, source, driving))
-    loops, difference, predictor, ours = race["loops"], race["difference"], race["predictor"], race["ours"]
-    portrait_image, driver_frames = race["portrait_image"], race["driver_frames"]
+    loops, difference = race["loops"], race["difference"]
 
     def reference_command() -> float:
         started = time.perf_counter()
@@ -176,19 +215,7 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
                (f"FOMM demo script, whole ({2 * frames} frames; model load, read, resize, animate, H.264)", commands["reference"], "frames/s"),
                ("motionlab-animate, whole command, same files", commands["motionlab"], "frames/s"),
                ("  speed-up over FOMM's demo (whole command)", commands["motionlab"] / commands["reference"], "x")]
-    if native_bf16():
-        bf16: list[torch.Tensor] = []
-        started = time.perf_counter()
-        with torch.inference_mode():
-            bf16[:] = [batch["generated"] for batch in animate_frames(predictor, portrait_image, driver_frames, predictor.batch_size, "bf16")]
-        rate = frames / (time.perf_counter() - started)
-        mse = float(((torch.cat(bf16) - torch.cat(ours)) ** 2).mean())
-        results += [("motionlab keypoint path, precision=bf16", rate, "frames/s"),
-                    ("  speed-up over FOMM's loop (bf16)", rate / loops["reference"], "x"),
-                    ("  PSNR of bf16 against fp32 frames", 10 * np.log10(1 / max(mse, 1e-12)), "dB")]
-    else:
-        results.append(("precision=bf16: not run, this CPU has no native bf16 (no avx512_bf16 / amx_bf16 flag; see roofline)", float("nan"), ""))
-    return results
+    return results + _reduced_precision_rows(release, "fomm_vox256", race)
 
 
 @benchmark("tpsmm_animate")
@@ -218,7 +245,7 @@ def tpsmm_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
             ("TPSMM demo loop (relative mode, batch 1, eager)", loops["reference"], "frames/s"),
             ("motionlab TPSMM path, same frames", loops["motionlab"], "frames/s"),
             ("  speed-up over TPSMM's loop (steady state)", loops["motionlab"] / loops["reference"], "x"),
-            ("  max abs difference from TPSMM's loop (1e6 x)", difference * 1e6, "1e-6")]
+            ("  max abs difference from TPSMM's loop (1e6 x)", difference * 1e6, "1e-6"), *_reduced_precision_rows(release, "tpsmm_vox256", race)]
 
 
 @benchmark("cross_domain")

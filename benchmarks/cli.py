@@ -4,6 +4,7 @@ torchmetrics is imported for it), and how fast an inference command gets a frame
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import time
@@ -33,8 +34,8 @@ def cli_help(args: argparse.Namespace) -> list[tuple[str, float, str]]:
 def startup(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     """Launch to exit of ``motionlab-animate`` (a FOMM vox-256 release-format file, random weights, one 256 px frame)
     and ``motionlab-lipsync`` (a SyncTalk_2D-layout U-Net, onnxruntime with its graph already in the cache, 0.2 s of
-    speech: 5 frames, the least it takes): the whole command, so the time bounds launch-to-first-frame. Median of 3,
-    each in its own process."""
+    speech: 5 frames, the least it takes): launch to the first generated frame (as the command reports it) and to exit.
+    Median of 3, each in its own process."""
     import numpy as np
     import soundfile
     import torch
@@ -67,10 +68,14 @@ def startup(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     rows = []
     for label, command in commands.items():
         subprocess.run(command, check=True, capture_output=True)  # the first run fills the caches (the ONNX graph, file pages)
-        times = []
+        times, first_frames = [], []
         for _ in range(3):
             started = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True)
+            result = subprocess.run(command, check=True, capture_output=True, text=True)
             times.append(time.perf_counter() - started)
-        rows.append((f"{label}: launch to exit (median of 3)", sorted(times)[1], "s"))
+            # the command's own report: seconds from its launch to the first generated frame
+            found = re.search(r"first frame ([\d.]+) s after launch", result.stdout)
+            first_frames.append(float(found.group(1)) if found else float("nan"))
+        rows += [(f"{label}: launch to first frame (median of 3)", sorted(first_frames)[1], "s"),
+                 (f"{label}: launch to exit (median of 3)", sorted(times)[1], "s")]
     return rows

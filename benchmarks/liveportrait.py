@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import _cache_dir, benchmark, native_bf16
+from benchmarks.common import SHARED_REAL, _cache_dir, alternating_medians, benchmark, native_bf16
 
 
 @benchmark("liveportrait")
@@ -81,4 +81,87 @@ def liveportrait(args: argparse.Namespace) -> list[tuple[str, float, str]]:
                     ("the loop's networks, precision=bf16 (autocast)", reduced_seconds * 1000, "ms/frame"),
                     ("  speed-up over fp32", full_seconds / reduced_seconds, "x"),
                     ("  PSNR of bf16 against fp32 renders (random weights; the gate's floor: 35 dB)", psnr, "dB")]
+    return results
+
+
+@benchmark("liveportrait_pipeline")
+def liveportrait_pipeline(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """LivePortrait's own pipeline (benchmarks/liveportrait_reference.py: ``execute`` at batch 1, eager fp32) against
+    motionlab's LivePortrait predictor on the same networks (release size, random weights) and the same 256 px source
+    and driving crops, alternating, medians of 3: motionlab in fp32 (Winograd / FFT convolutions where faster), in
+    ``precision=bf16`` (autocast) and ``precision=int8`` (W's hourglass and mask convolution as onnxruntime int8 graphs calibrated on the
+    first 4 driving frames), each where the CPU computes it natively; the renders' largest difference (uint8 levels)
+    and each reduced precision's PSNR against motionlab's fp32 renders. Crop and paste-back are left out on both sides."""
+    import copy
+
+    from benchmarks.liveportrait_reference import liveportrait_execute
+    from motionlab.data.datasets import frames_to_tensor
+    from motionlab.data.images import to_uint8
+    from motionlab.data.video_io import open_clip, read_image
+    from motionlab.models import create_model
+    from motionlab.models.fast_conv import use_fast_convolutions
+    from motionlab.models.int8 import quantize_modules
+    from motionlab.tasks.liveportrait_predictor import LivePortraitPredictor
+    from motionlab.utils.machine import cpu_profile
+
+    frames = max(2, args.steps // 5)
+    torch.manual_seed(0)
+    reference = create_model("liveportrait").eval()
+    portrait_path, driver_path = SHARED_REAL / "portraits" / "portrait_s9.jpg", SHARED_REAL / "drivers" / "human_d0.mp4"
+    found = portrait_path.is_file() and driver_path.is_file()
+    rng = np.random.default_rng(0)
+    portrait = read_image(portrait_path) if found else rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    driver = open_clip(driver_path).get(range(frames)) if found else rng.integers(0, 256, (frames, 256, 256, 3), dtype=np.uint8)
+    options = {"driving_option": "expression-friendly", "stitching": True, "paste_back": False}
+    plain = LivePortraitPredictor(reference, crop_portrait=found, **options)
+    source, context = plain.prepare_portrait(portrait)
+    driving = frames_to_tensor(driver, 256)
+    fast = copy.deepcopy(reference)
+    use_fast_convolutions(fast)
+    predictors = {"fp32": LivePortraitPredictor(fast, crop_portrait=False, **options)}
+    cpu = cpu_profile()
+    if cpu.native_bf16:
+        predictors["bf16"] = predictors["fp32"]
+    if cpu.native_int8:
+        int8 = LivePortraitPredictor(copy.deepcopy(reference), crop_portrait=False, **options)
+        started = time.perf_counter()
+        quantize_modules(int8.net, int8.net.model_info.int8_modules(int8.net), lambda: int8(source, driving[:4], driving[:1], context), "benchmark.int8")
+        quantize_seconds = time.perf_counter() - started
+        predictors["int8"] = int8
+    renders: dict[str, np.ndarray] = {}
+
+    def reference_run() -> float:
+        started = time.perf_counter()
+        renders["reference"] = np.stack(liveportrait_execute(reference, source, driving))
+        return frames / (time.perf_counter() - started)
+
+    def motionlab_run(mode: str):
+        predictor = predictors[mode]
+
+        def run() -> float:
+            started = time.perf_counter()
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+                out = [predictor(source, batch, driving[:1], context)["generated"].float() for batch in driving.split(predictor.batch_size)]
+            renders[mode] = to_uint8(torch.cat(out), "floor")
+            return frames / (time.perf_counter() - started)
+        return run
+
+    predictors["fp32"](source, driving[:1], driving[:1], context)  # the convolutions choose their algorithms (once per machine and shape)
+    rates = alternating_medians({"reference": reference_run, **{mode: motionlab_run(mode) for mode in predictors}})
+    inputs = "real portrait_s9 (dlib crop) / human_d0" if found else "noise portrait / noise driver"
+    results = [(f"inputs: {inputs}, {frames} frames, 256 px crops -> 512 px renders, {torch.get_num_threads()} threads", float(frames), "frames"),
+               ("LivePortrait's pipeline (execute: template, W + G per frame, batch 1, eager fp32)", rates["reference"], "frames/s"),
+               ("motionlab LivePortrait predictor, fp32", rates["fp32"], "frames/s"),
+               ("  speed-up over LivePortrait's pipeline (fp32)", rates["fp32"] / rates["reference"], "x"),
+               ("  max abs difference from the pipeline's renders", float(np.abs(renders["fp32"].astype(int) - renders["reference"]).max()), "uint8 levels")]
+    for mode in ("bf16", "int8"):
+        if mode not in predictors:
+            results.append((f"precision={mode}: not run, this CPU ({cpu.describe()}) has no native {mode}", float("nan"), ""))
+            continue
+        error = float(np.mean(((renders[mode].astype(np.float64) - renders["fp32"]) / 255) ** 2))
+        results += [(f"motionlab LivePortrait predictor, precision={mode}", rates[mode], "frames/s"),
+                    (f"  speed-up over LivePortrait's pipeline ({mode})", rates[mode] / rates["reference"], "x"),
+                    (f"  PSNR of {mode} against fp32 renders (random weights; the gate's floor: 35 dB)", 10 * np.log10(1 / max(error, 1e-12)), "dB")]
+    if "int8" in predictors:
+        results.append(("  int8: export + quantization of W's hourglass and mask convolution (once per run)", quantize_seconds, "s"))
     return results

@@ -51,7 +51,7 @@ def motion_multiplier(x_source: torch.Tensor, x_first: torch.Tensor) -> float:
     keypoints and the first driving frame's."""
     from scipy.spatial import ConvexHull
 
-    volumes = [ConvexHull(points[0].detach().cpu().numpy()).volume for points in (x_source, x_first)]
+    volumes = [ConvexHull(points[0].detach().float().cpu().numpy()).volume for points in (x_source, x_first)]
     return float(np.sqrt(volumes[0]) / np.sqrt(volumes[1]))
 
 
@@ -133,13 +133,13 @@ class LivePortraitPredictor(AnimationPredictor):
 
     families = ("liveportrait",)
     options = {"relative": True, "stitching": True, "eye_retargeting": False, "lip_retargeting": False, "crop_portrait": True,
-               "crop_driver": False, "paste_back": True, "crop_scale": 2.3, "render_batch": 4, "crop_models": None,
+               "crop_driver": False, "paste_back": True, "crop_scale": 2.3, "render_batch": None, "crop_models": None,
                "animation_region": "all", "driving_option": "pose-friendly", "driving_multiplier": 1.0, "crop_box": None,
                "normalize_lip": False, "paste_mask": None}
 
     def __init__(self, net: LivePortrait, relative: bool = True, stitching: bool = True, eye_retargeting: bool = False,
                  lip_retargeting: bool = False, crop_portrait: bool = True, crop_driver: bool = False, paste_back: bool = True,
-                 crop_scale: float = 2.3, render_batch: int = 4, crop_models: dict | None = None, animation_region: str = "all",
+                 crop_scale: float = 2.3, render_batch: int | None = None, crop_models: dict | None = None, animation_region: str = "all",
                  driving_option: str = "pose-friendly", driving_multiplier: float = 1.0, crop_box: list | str | None = None,
                  normalize_lip: bool = False, paste_mask: str | None = None):
         """``crop_models``: the release's three crop-model files by role (:func:`motionlab.data.face_models.find_crop_models`).
@@ -339,11 +339,13 @@ class LivePortraitPredictor(AnimationPredictor):
         return x_source + (x_driving - x_source) * self.driving_multiplier
 
     def _render(self, volume: torch.Tensor, x_source: torch.Tensor, x_driving: torch.Tensor) -> torch.Tensor:
-        """Images (N, 3, S', S') in [0, 1] rendered ``render_batch`` at a time; ``volume`` / ``x_source``: one or N."""
+        """Images (N, 3, S', S') in [0, 1] rendered ``render_batch`` at a time; ``volume`` / ``x_source``: one or N.
+        Unset, 1 on a CPU (at the release's size on two cores batch 1 made 1.1x the frames/s of batch 2: W and G are
+        memory-bound there) and 4 elsewhere."""
         n = x_driving.shape[0]
+        batch = self.render_batch or (1 if self.device.type == "cpu" else 4)
         volume, x_source = volume.expand(n, -1, -1, -1, -1), x_source.expand(n, -1, -1)
-        return torch.cat([self.net.render(v, s, d)["image"] for v, s, d in zip(volume.split(self.render_batch), x_source.split(self.render_batch),
-                                                                                x_driving.split(self.render_batch))]).clamp(0, 1)
+        return torch.cat([self.net.render(v, s, d)["image"] for v, s, d in zip(volume.split(batch), x_source.split(batch), x_driving.split(batch))]).clamp(0, 1)
 
     supports_source_video = True
 

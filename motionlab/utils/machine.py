@@ -55,3 +55,17 @@ def cpu_profile(cpuinfo: str | None = None) -> CpuProfile:
         elif key == "flags" and not flags:
             flags = set(value.split())
     return CpuProfile(model, cores, tuple(flag for flag in ISA_FLAGS if flag in flags))
+
+
+def seconds_since_launch() -> float | None:
+    """Seconds since this process was started (the interpreter's own start-up included), from ``/proc/self/stat``'s
+    start time and ``/proc/uptime``; None where /proc does not say (not Linux)."""
+    import os
+
+    try:
+        # the process name (field 2) may hold spaces: the fields after its closing parenthesis, start time the 20th
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")

@@ -45,3 +45,24 @@ def progress(description: str, unit: str, enabled: bool) -> Iterator[Callable[[i
             bar.update(task, completed=done, total=total, rate=f"{speed:.1f} {unit}/s" if speed else "")
 
         yield update
+
+
+class FirstFrame:
+    """A per-frame callback (``on_frame(done, total)``) that notes when the first frame was done, in seconds since the
+    process was launched (:func:`motionlab.utils.machine.seconds_since_launch`), and passes every call on to
+    ``on_frame``: the launch-to-first-frame time a command reports."""
+
+    def __init__(self, on_frame: Callable[[int, int | None], None]):
+        self.on_frame = on_frame
+        self.seconds: float | None = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.seconds is None:
+            from motionlab.utils.machine import seconds_since_launch
+
+            self.seconds = seconds_since_launch()
+        self.on_frame(done, total)
+
+    def describe(self) -> str:
+        """``"; first frame 2.7 s after launch"``, or nothing where it is unknown."""
+        return "" if self.seconds is None else f"; first frame {self.seconds:.1f} s after launch"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from fractions import Fraction
 
@@ -47,6 +48,9 @@ def test_animate_cli_writes_mp4_and_gif(checkpoint, toy_world, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "wrote 8 frames at 25 fps" in result.stdout
+    # the launch-to-first-frame time the command reports (the start-up benchmark reads it)
+    first = re.search(r"first frame ([\d.]+) s after launch", result.stdout)
+    assert first and 0 < float(first.group(1)) < 300
     assert count_video_frames(out) == 8
     with Image.open(gif) as image:
         assert image.n_frames == 8 and image.size == (3 * 32, 32)

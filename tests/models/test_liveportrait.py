@@ -705,3 +705,41 @@ def test_fast_convolutions_stay_within_the_stated_bound_through_the_full_generat
             fast = copy.deepcopy(network)
             use_fast_convolutions(fast, algorithm="nnpack")
             assert (fast(inputs) - network(inputs)).abs().max() < bound
+
+
+def test_predictor_matches_liveportraits_own_pipeline_loop(small_liveportrait):
+    """motionlab's LivePortrait predictor (portrait state once per clip, batches of 3, expression-friendly relative motion
+    with stitching, every eligible convolution forced to Winograd / FFT) renders the frames of LivePortrait's own
+    ``execute`` loop (benchmarks/liveportrait_reference.py: motion template, batch 1, direct convolutions), the loop
+    the pipeline benchmark times it against; then with precision=int8's modules (W's hourglass and mask convolution) the
+    renders stay above the 35 dB floor."""
+    import copy
+
+    from benchmarks.liveportrait_reference import liveportrait_execute
+    from motionlab.data.images import to_uint8
+    from motionlab.models.fast_conv import use_fast_convolutions
+    from motionlab.models.int8 import quantize_modules
+    from motionlab.tasks.liveportrait_predictor import LivePortraitPredictor
+
+    generator = torch.Generator().manual_seed(3)
+    base = torch.rand(1, 3, 64, 64, generator=generator)
+    source = base.roll(5, dims=3)
+    driving = torch.stack([base[0].roll(2 * i, dims=2) for i in range(5)])
+    reference = np.stack(liveportrait_execute(small_liveportrait, source, driving))
+    fast = copy.deepcopy(small_liveportrait)
+    assert use_fast_convolutions(fast, algorithm="nnpack") > 10
+    options = {"driving_option": "expression-friendly", "stitching": True, "crop_portrait": False, "paste_back": False}
+    predictor = LivePortraitPredictor(fast, **options)
+    with torch.inference_mode():
+        ours = to_uint8(torch.cat([predictor(source, batch, driving[:1])["generated"] for batch in driving.split(3)]), "floor")
+    assert ours.shape == reference.shape == (5, 128, 128, 3)
+    assert np.abs(ours.astype(int) - reference).max() <= 1  # floor-quantized: a rounding flip is one level
+
+    quantized = LivePortraitPredictor(copy.deepcopy(small_liveportrait), **options)
+    names = quantized.net.model_info.int8_modules(quantized.net)
+    quantize_modules(quantized.net, names, lambda: quantized(source, driving[:4], driving[:1]), "small.int8")
+    with torch.inference_mode():
+        int8 = quantized(source, driving, driving[:1])["generated"]
+        fp32 = LivePortraitPredictor(small_liveportrait, **options)(source, driving, driving[:1])["generated"]
+    psnr = 10 * np.log10(1 / float(((int8 - fp32) ** 2).mean()))
+    assert 35 < psnr < 200, psnr

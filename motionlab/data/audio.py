@@ -9,6 +9,7 @@ frame's audio context holds, how many frames a clip of speech gives and how the 
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -29,9 +30,11 @@ class AudioError(MotionlabError, RuntimeError):
 
 
 def load_wav(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Mono float32 samples at ``sample_rate`` (resampled when needed); unreadable or empty audio is an error."""
-    import librosa
+    """Mono float32 samples at ``sample_rate`` (resampled when needed); unreadable or empty audio is an error.
 
+    The samples are librosa.load's: a file soundfile reads at ``sample_rate`` is read and averaged to mono here (librosa
+    and the scipy.signal / numba it pulls in take 1-2 s to import, most of a lip-sync command's start-up); anything
+    else (another rate, a format only audioread decodes) goes through librosa.load itself."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"audio {path} does not exist")
@@ -39,13 +42,31 @@ def load_wav(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndar
         raise AudioError(f"audio {path} is empty (0 bytes)")
     _check_duration(path, _declared_seconds(path))
     try:
-        wav, _ = librosa.load(str(path), sr=sample_rate, mono=True)
+        wav = _read_at_rate(path, sample_rate)
+        if wav is None:
+            import librosa
+
+            wav, _ = librosa.load(str(path), sr=sample_rate, mono=True)
     except Exception as error:  # soundfile / audioread raise many types for bad files
         raise AudioError(f"audio {path} cannot be decoded ({error}); convert it to a 16 kHz mono WAV") from error
     if wav.size == 0:
         raise AudioError(f"audio {path} holds no samples")
     _check_duration(path, wav.size / sample_rate)
     return wav.astype(np.float32)
+
+
+def _read_at_rate(path: Path, sample_rate: int) -> np.ndarray | None:
+    """librosa.load's samples of a file soundfile reads at ``sample_rate`` (float32, channels averaged as its
+    ``to_mono`` does), or None for a file that needs resampling or another decoder."""
+    import soundfile
+
+    try:
+        if soundfile.info(str(path)).samplerate != sample_rate:
+            return None
+    except Exception:  # not a format soundfile reads
+        return None
+    data, _ = soundfile.read(str(path), dtype="float32", always_2d=True)
+    return data[:, 0] if data.shape[1] == 1 else np.mean(data.T, axis=0)
 
 
 def _declared_seconds(path: Path) -> float | None:
@@ -67,14 +88,71 @@ def _check_duration(path: Path, seconds: float | None) -> None:
                          f"limits.max_audio_seconds={int(seconds) + 1}")
 
 
-def melspectrogram(wav: np.ndarray) -> np.ndarray:
-    """(T_mel, 80) normalised log-mel frames of 16 kHz ``wav``."""
-    import librosa
-    from scipy import signal  # scipy.signal takes ~0.6 s to import: only when audio is processed
+N_FFT, HOP = 800, 200
 
-    emphasised = signal.lfilter([1, -0.97], [1], wav)
-    spectrum = np.abs(librosa.stft(y=emphasised, n_fft=800, hop_length=200, win_length=800))
-    mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=800, n_mels=80, fmin=55, fmax=7600) @ spectrum
+
+@functools.cache
+def _hann_window(size: int) -> np.ndarray:
+    """scipy.signal.get_window("hann", size) (periodic), computed as scipy does: a symmetric window one longer,
+    truncated."""
+    angles = np.linspace(-np.pi, np.pi, size + 1)
+    window = np.zeros(size + 1)
+    for k, weight in enumerate((0.5, 0.5)):
+        window += weight * np.cos(k * angles)
+    return window[:-1]
+
+
+# Slaney's mel scale as librosa writes it: linear (200 / 3 Hz a mel) below 1 kHz, logarithmic above
+_MEL_STEP, _LOG_HZ = 200.0 / 3, 1000.0
+_LOG_MEL, _LOG_STEP = _LOG_HZ / _MEL_STEP, np.log(6.4) / 27.0
+
+
+def _slaney_mel(hz: np.ndarray) -> np.ndarray:
+    """librosa.hz_to_mel(hz) (htk=False)."""
+    hz = np.atleast_1d(np.asarray(hz, dtype=np.float64))
+    mels = hz / _MEL_STEP
+    above = hz >= _LOG_HZ
+    mels[above] = _LOG_MEL + np.log(hz[above] / _LOG_HZ) / _LOG_STEP
+    return mels
+
+
+def _slaney_hz(mels: np.ndarray) -> np.ndarray:
+    """librosa.mel_to_hz(mels) (htk=False)."""
+    hz = _MEL_STEP * mels
+    above = mels >= _LOG_MEL
+    hz[above] = _LOG_HZ * np.exp(_LOG_STEP * (mels[above] - _LOG_MEL))
+    return hz
+
+
+@functools.cache
+def _mel_filterbank(n_mels: int = 80, fmin: float = 55.0, fmax: float = 7600.0) -> np.ndarray:
+    """librosa.filters.mel(sr=16000, n_fft=800, ...): (n_mels, 401) float32 triangles on Slaney's scale, area-normalised."""
+    frequencies = np.fft.rfftfreq(n=N_FFT, d=1.0 / SAMPLE_RATE)
+    edges = _slaney_hz(np.linspace(_slaney_mel(fmin)[0], _slaney_mel(fmax)[0], n_mels + 2))
+    widths = np.diff(edges)
+    ramps = np.subtract.outer(edges, frequencies)
+    weights = np.zeros((n_mels, len(frequencies)), dtype=np.float32)
+    for i in range(n_mels):
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / widths[i], ramps[i + 2] / widths[i + 1]))
+    weights *= (2.0 / (edges[2 : n_mels + 2] - edges[:n_mels]))[:, np.newaxis]  # in place, as librosa rounds it
+    return weights
+
+
+def _stft_magnitude(signal: np.ndarray) -> np.ndarray:
+    """|librosa.stft(signal, n_fft=800, hop_length=200)|: centred (400 zeros each side), periodic Hann, (401, frames)."""
+    padded = np.pad(signal, N_FFT // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
+    return np.abs(np.fft.rfft(_hann_window(N_FFT) * frames, axis=-1)).T
+
+
+def melspectrogram(wav: np.ndarray) -> np.ndarray:
+    """(T_mel, 80) normalised log-mel frames of 16 kHz ``wav``: SyncTalk_2D's / Wav2Lip's ``audio.melspectrogram``
+    (scipy's pre-emphasis filter, librosa's STFT and Slaney mel bank), written in numpy: equal to theirs
+    (tests/data/test_audio.py), without importing librosa and scipy.signal (1-2 s)."""
+    wav = np.asarray(wav, dtype=np.float64)
+    # scipy.signal.lfilter([1, -0.97], [1], wav): y[n] = x[n] - 0.97 x[n - 1], from rest
+    emphasised = np.concatenate([wav[:1], wav[1:] + (-0.97 * wav[:-1])])
+    mel = _mel_filterbank() @ _stft_magnitude(emphasised)
     decibels = 20 * np.log10(np.maximum(1e-5, mel)) - 20.0
     return np.clip(8.0 * ((decibels + 100.0) / 100.0) - 4.0, -4.0, 4.0).T.astype(np.float32)
 

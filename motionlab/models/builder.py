@@ -53,14 +53,15 @@ def _check_plain(value, where: str) -> None:
         raise CheckpointFormatError(f"{where}: {type(value).__name__} is not a plain value")
 
 
-def model_from_spec(spec: Mapping, where: str = "model spec") -> nn.Module:
-    """Build the network a stored spec describes (registered name, plain arguments, optional component)."""
+def model_from_spec(spec: Mapping, where: str = "model spec", initialize: bool = True) -> nn.Module:
+    """Build the network a stored spec describes (registered name, plain arguments, optional component);
+    ``initialize=False``: for weights loaded strictly next (:func:`motionlab.models.registry.build`)."""
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("args", {}), Mapping):
         raise CheckpointFormatError(f"{where}: expected {{'name': str, 'args': dict, 'component': str|None}}, got {spec!r}")
     args = dict(spec.get("args", {}))
     _check_plain(args, f"{where}.args")
     try:
-        model = build(spec["name"], args)
+        model = build(spec["name"], args, initialize)
     except KeyError as error:
         raise CheckpointFormatError(f"{where}: {error.args[0]}") from error
     component = spec.get("component")
@@ -107,7 +108,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, checkpoint: Mappi
 def create_model(name: str, ckpt: str | os.PathLike | None = None, **overrides) -> nn.Module:
     """Build the registered variant ``name`` with ``overrides`` of its explicit arguments; with ``ckpt``
     (a checkpoint or release file), load its weights (see :func:`load_pretrained`). Unknown names list the known ones."""
-    model = build(name, overrides)
+    model = build(name, overrides, initialize=ckpt is None)
     if ckpt is not None:
         load_pretrained(model, ckpt)
     return model
@@ -128,7 +129,7 @@ def stored_models(checkpoint: Mapping, source: str | os.PathLike, base: str | os
         return _lora_checkpoint_models(checkpoint, meta, source, base)
     models = {}
     for attribute, spec in meta["models"].items():
-        model = model_from_spec(spec, f"{source} [motionlab.models.{attribute}]")
+        model = model_from_spec(spec, f"{source} [motionlab.models.{attribute}]", initialize=False)
         load_state_dict_strict(model, submodule_state_dict(checkpoint["state_dict"], attribute), f"{source} [{attribute}]")
         models[attribute] = model.eval()
     return models
@@ -166,7 +167,7 @@ def checkpoint_models(checkpoint: Mapping, source: str | os.PathLike, name: str 
         )
     release_args = model_info(name).release_args
     args = release_args(checkpoint) if release_args is not None else {}
-    return {"net": load_pretrained(build(name, args), source, checkpoint).eval()}
+    return {"net": load_pretrained(build(name, args, initialize=False), source, checkpoint).eval()}
 
 
 def load_model(ckpt: str | os.PathLike, name: str | None = None, component: str | None = None) -> nn.Module:

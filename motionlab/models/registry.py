@@ -3,7 +3,8 @@ arguments, registered with the metadata inference and export need to call it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -151,11 +152,36 @@ def _plain(value):
     return value
 
 
-def build(name: str, args: dict) -> nn.Module:
-    """Call the builder of ``name`` with ``args`` and attach its :class:`ModelInfo` as ``model_info``."""
+# torch.nn.init's random fills, which every layer's reset_parameters calls
+_RANDOM_INITS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "orthogonal_")
+
+
+@contextmanager
+def _random_init_skipped() -> Iterator[None]:
+    """Layers built inside keep their parameters' allocated memory instead of drawing random values (the
+    ``torch.nn.init`` fills are no-ops): for networks whose every parameter a strict load overwrites next. A vox-256
+    FOMM builds in 0.02 s instead of 0.3 s, the release's MuseTalk U-Net in a fraction of its seconds."""
+    saved = {name: getattr(nn.init, name) for name in _RANDOM_INITS}
+    for name in _RANDOM_INITS:
+        setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
+def build(name: str, args: dict, initialize: bool = True) -> nn.Module:
+    """Call the builder of ``name`` with ``args`` and attach its :class:`ModelInfo` as ``model_info``. With
+    ``initialize=False`` the parameters are left uninitialised: only for a caller that loads all of them strictly
+    right after (a checkpoint load; a missing key is an error there, so no uninitialised value survives)."""
     entry = _entry(name)
     args = {key: _plain(value) for key, value in args.items()}
-    model = entry.builder(**args)
+    if initialize:
+        model = entry.builder(**args)
+    else:
+        with _random_init_skipped():
+            model = entry.builder(**args)
     info = replace(entry.info, args=dict(args))
     if "input_size" in args:
         info = replace(info, input_size=(int(args["input_size"]), int(args["input_size"])))

@@ -62,9 +62,17 @@ def check_onnx_file(path: str | os.PathLike, source: str | None = None) -> None:
                              f"not from these ({source}); leave onnx= unset to export the graph of this checkpoint")
 
 
+def _in_cache(path: Path) -> bool:
+    from motionlab.utils.io import user_cache_dir
+
+    return path.resolve().is_relative_to(user_cache_dir().resolve())
+
+
 class OnnxRunner:
     """An onnxruntime CPU session called like the network on numpy arrays: ``runner(*inputs) -> array`` (the first
-    output; :meth:`outputs` gives all). The file is checked first (:func:`check_onnx_file`)."""
+    output; :meth:`outputs` gives all). A file given by the user is checked first (:func:`check_onnx_file`); a graph
+    motionlab compiled into its own cache (checked when it was written) only has its source tag read back, through
+    onnxruntime: the ``onnx`` package takes ~1 s to import (its ml_dtypes extension), a third of a command's start-up."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, spinning: bool = True, source: str | None = None):
         """``spinning=False`` lets idle intra-op threads sleep instead of busy-waiting for work: slower between
@@ -73,13 +81,21 @@ class OnnxRunner:
         must have been exported from."""
         import onnxruntime
 
-        check_onnx_file(path, source)
+        path = Path(path)
+        cached = _in_cache(path) and path.is_file()
+        if not cached:
+            check_onnx_file(path, source)
         options = onnxruntime.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
         if not spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        if cached and source is not None:
+            found = self.session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY)
+            if found != source:
+                raise InputError(f"{path} was compiled from {'other weights (' + found + ')' if found else 'weights it does not name'}, not "
+                                 f"from these ({source}); delete it to compile it again")
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def outputs(self, *inputs: np.ndarray) -> list[np.ndarray]:

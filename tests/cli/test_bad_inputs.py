@@ -257,7 +257,7 @@ CASES = [
     ("config-limit-zero", lambda b, c: _animate(b, c, **{"limits.max_video_frames": 0}), r"'limits.max_video_frames' is 0; it must be an integer >= 1"),
     ("config-missing-value", lambda b, c: ["motionlab-animate", f"ckpt={c['animator']}"], r"config key 'portrait' is required"),
     ("config-animate-batch-zero", lambda b, c: _animate(b, c, batch_size=0), r"batch_size=0: must be > 0"),
-    ("config-animate-precision", lambda b, c: _animate(b, c, precision="fp16"), r"precision='fp16': expected one of \('fp32', 'bf16'\)"),
+    ("config-animate-precision", lambda b, c: _animate(b, c, precision="fp16"), r"precision='fp16': expected one of \('fp32', 'bf16', 'int8'\)"),
     ("config-animate-fps-negative", lambda b, c: _animate(b, c, fps=-5), r"fps=-5: must be > 0"),
     ("config-lipsync-runtime", lambda b, c: _lipsync(b, c, runtime="tpu"), r"runtime must be auto, torch or onnx"),
     # output paths

@@ -126,3 +126,26 @@ def test_audio_longer_than_the_limit_is_refused_before_decoding(tmp_path):
         with pytest.raises(AudioError, match=r"speech.wav lasts 3 s, over limits.max_audio_seconds=2; .* limits.max_audio_seconds=4"):
             load_wav(tmp_path / "speech.wav")
     assert len(load_wav(tmp_path / "speech.wav")) == 16000 * 3
+
+
+def test_mel_and_wav_reading_equal_librosa_and_scipy(tmp_path):
+    """melspectrogram (numpy) is SyncTalk_2D's / Wav2Lip's ``audio.melspectrogram`` (scipy.signal.lfilter pre-emphasis,
+    librosa.stft, librosa.filters.mel) to the bit, at lengths that do and do not fill the last hop; load_wav gives
+    librosa.load's samples for mono and stereo 16 kHz files and resamples a 44.1 kHz one as librosa does."""
+    import librosa
+    from scipy import signal
+
+    def reference(wav: np.ndarray) -> np.ndarray:
+        spectrum = np.abs(librosa.stft(y=signal.lfilter([1, -0.97], [1], wav), n_fft=800, hop_length=200, win_length=800))
+        mel = librosa.filters.mel(sr=16000, n_fft=800, n_mels=80, fmin=55, fmax=7600) @ spectrum
+        return np.clip(8.0 * ((20 * np.log10(np.maximum(1e-5, mel)) - 20.0 + 100.0) / 100.0) - 4.0, -4.0, 4.0).T.astype(np.float32)
+
+    rng = np.random.default_rng(0)
+    for length in (16000, 16037, 3201):
+        wav = (0.3 * rng.standard_normal(length) + 0.2 * np.sin(np.arange(length) / 7.0)).astype(np.float32)
+        assert np.array_equal(melspectrogram(wav), reference(wav)), length
+    stereo = (0.2 * rng.standard_normal((8000, 2))).astype(np.float32)
+    for name, data, rate in (("mono.wav", stereo[:, 0], 16000), ("stereo.wav", stereo, 16000), ("cd.wav", stereo, 44100)):
+        soundfile.write(tmp_path / name, data, rate, subtype="FLOAT")
+        expected, _ = librosa.load(str(tmp_path / name), sr=16000, mono=True)
+        assert np.array_equal(load_wav(tmp_path / name), expected), name

@@ -105,13 +105,15 @@ def test_help_loads_neither_torch_nor_lightning(module, argv, tmp_path):
 @pytest.mark.parametrize("module", ["motionlab.inference.animate", "motionlab.inference.lipsync", "motionlab.tasks"])
 def test_inference_runs_without_the_training_stack(module):
     """The inference paths (animate, lip-sync, every predictor) import neither Lightning, torchmetrics nor peft, nor
-    torchvision's models (torch._dynamo behind them): a command that only runs a model starts in about the time torch
-    takes to import (docs/benchmarks.md)."""
+    torchvision's models (torch._dynamo behind them), nor librosa, scipy.signal, kornia or onnx (each 0.3-1 s; used
+    where they are needed): a command that only runs a model starts in about the time torch takes to import
+    (docs/benchmarks.md)."""
     import subprocess
     import sys
 
     probe = (f"import importlib, sys\nimportlib.import_module('{module}')\n"
-             "print('LOADED', sorted(m for m in ('lightning', 'torchmetrics', 'peft', 'torchvision.models', 'scipy.signal') if m in sys.modules))")
+             "print('LOADED', sorted(m for m in ('lightning', 'torchmetrics', 'peft', 'torchvision.models', 'scipy.signal', 'librosa', 'kornia', 'onnx') "
+             "if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.rstrip().endswith("LOADED []"), result.stdout[-500:]

@@ -104,15 +104,29 @@ def lipsync_video(args: argparse.Namespace) -> list[tuple[str, float, str]]:
             return time.perf_counter() - started
         return run
 
-    commands = alternating_medians({
-        "reference": command_seconds([sys.executable, "-m", "benchmarks.synctalk_reference", str(unet_file), str(encoder_file), str(template),
-                                      str(long_wav), str(cache_root / "reference_6s.mp4")]),
-        "motionlab": command_seconds([sys.executable, "-m", "motionlab.cli.lipsync", f"ckpt={unet_file}", "arch=lipsync_unet328_ave",
-                                      f"audio_encoder_ckpt={encoder_file}", f"template={template}", f"audio={long_wav}", "feather=0",
-                                      f"out={cache_root / 'motionlab_6s.mp4'}", f"onnx={onnx_path}"])})
+    from motionlab.inference.precision import unsupported
+
+    motionlab_argv = [sys.executable, "-m", "motionlab.cli.lipsync", f"ckpt={unet_file}", "arch=lipsync_unet328_ave", f"audio_encoder_ckpt={encoder_file}",
+                      f"template={template}", f"audio={long_wav}", "feather=0", f"out={cache_root / 'motionlab_6s.mp4'}", f"onnx={onnx_path}"]
+    runs = {"reference": command_seconds([sys.executable, "-m", "benchmarks.synctalk_reference", str(unet_file), str(encoder_file), str(template),
+                                          str(long_wav), str(cache_root / "reference_6s.mp4")]),
+            "motionlab": command_seconds(motionlab_argv)}
+    int8_note = unsupported("int8")
+    if int8_note is None:
+        # precision=int8 as after a first run: its graph, quantized on the run's first frames, cached beside the fp32 one
+        int8_argv = [*motionlab_argv[:-2], f"out={cache_root / 'motionlab_6s_int8.mp4'}", f"onnx={onnx_path}", "precision=int8"]
+        first = subprocess.run(int8_argv, check=True, capture_output=True, text=True)
+        int8_note = first.stdout.strip().splitlines()[-1]
+        runs["int8"] = command_seconds(int8_argv)
+    commands = alternating_medians(runs)
     results += [("SyncTalk_2D, whole commands (features + inference), 6 s of speech", commands["reference"], "s"),
                 ("motionlab-lipsync, whole command, same files", commands["motionlab"], "s"),
                 ("  speed-up over SyncTalk_2D (whole command, 6 s)", commands["reference"] / commands["motionlab"], "x")]
+    if "int8" in commands:
+        results += [(f"motionlab-lipsync precision=int8, whole command ({int8_note.split('(', 1)[-1].split(')')[0]})", commands["int8"], "s"),
+                    ("  speed-up over SyncTalk_2D (whole command, 6 s, int8)", commands["reference"] / commands["int8"], "x")]
+    else:
+        results.append((f"precision=int8 whole command: not run, {int8_note}", float("nan"), ""))
     # the roofline: no fp32 pipeline outruns its U-Net computed at the machine's convolution peak
     _, image, audio, _ = kept[0]
     ceiling = measured_peaks()["conv fp32"] * 1e9 / counted_flops(lambda: net(image[None], audio[None]))

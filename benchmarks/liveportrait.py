@@ -123,17 +123,19 @@ def liveportrait_pipeline(args: argparse.Namespace) -> list[tuple[str, float, st
     if cpu.native_bf16:
         predictors["bf16"] = predictors["fp32"]
     if cpu.native_int8:
-        int8 = LivePortraitPredictor(copy.deepcopy(reference), crop_portrait=False, **options)
+        # as motionlab-animate runs it: the fast-convolution network with W's int8 parts
+        int8 = LivePortraitPredictor(copy.deepcopy(fast), crop_portrait=False, **options)
         started = time.perf_counter()
         quantize_modules(int8.net, int8.net.model_info.int8_modules(int8.net), lambda: int8(source, driving[:4], driving[:1], context), "benchmark.int8")
         quantize_seconds = time.perf_counter() - started
         predictors["int8"] = int8
     renders: dict[str, np.ndarray] = {}
 
+    # seconds per frame (a LivePortrait frame takes seconds on a CPU)
     def reference_run() -> float:
         started = time.perf_counter()
         renders["reference"] = np.stack(liveportrait_execute(reference, source, driving))
-        return frames / (time.perf_counter() - started)
+        return (time.perf_counter() - started) / frames
 
     def motionlab_run(mode: str):
         predictor = predictors[mode]
@@ -143,24 +145,24 @@ def liveportrait_pipeline(args: argparse.Namespace) -> list[tuple[str, float, st
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
                 out = [predictor(source, batch, driving[:1], context)["generated"].float() for batch in driving.split(predictor.batch_size)]
             renders[mode] = to_uint8(torch.cat(out), "floor")
-            return frames / (time.perf_counter() - started)
+            return (time.perf_counter() - started) / frames
         return run
 
     predictors["fp32"](source, driving[:1], driving[:1], context)  # the convolutions choose their algorithms (once per machine and shape)
-    rates = alternating_medians({"reference": reference_run, **{mode: motionlab_run(mode) for mode in predictors}})
+    seconds = alternating_medians({"reference": reference_run, **{mode: motionlab_run(mode) for mode in predictors}})
     inputs = "real portrait_s9 (dlib crop) / human_d0" if found else "noise portrait / noise driver"
     results = [(f"inputs: {inputs}, {frames} frames, 256 px crops -> 512 px renders, {torch.get_num_threads()} threads", float(frames), "frames"),
-               ("LivePortrait's pipeline (execute: template, W + G per frame, batch 1, eager fp32)", rates["reference"], "frames/s"),
-               ("motionlab LivePortrait predictor, fp32", rates["fp32"], "frames/s"),
-               ("  speed-up over LivePortrait's pipeline (fp32)", rates["fp32"] / rates["reference"], "x"),
+               ("LivePortrait's pipeline (execute: template, W + G per frame, batch 1, eager fp32)", seconds["reference"], "s/frame"),
+               ("motionlab LivePortrait predictor, fp32", seconds["fp32"], "s/frame"),
+               ("  speed-up over LivePortrait's pipeline (fp32)", seconds["reference"] / seconds["fp32"], "x"),
                ("  max abs difference from the pipeline's renders", float(np.abs(renders["fp32"].astype(int) - renders["reference"]).max()), "uint8 levels")]
     for mode in ("bf16", "int8"):
         if mode not in predictors:
             results.append((f"precision={mode}: not run, this CPU ({cpu.describe()}) has no native {mode}", float("nan"), ""))
             continue
         error = float(np.mean(((renders[mode].astype(np.float64) - renders["fp32"]) / 255) ** 2))
-        results += [(f"motionlab LivePortrait predictor, precision={mode}", rates[mode], "frames/s"),
-                    (f"  speed-up over LivePortrait's pipeline ({mode})", rates[mode] / rates["reference"], "x"),
+        results += [(f"motionlab LivePortrait predictor, precision={mode}", seconds[mode], "s/frame"),
+                    (f"  speed-up over LivePortrait's pipeline ({mode})", seconds["reference"] / seconds[mode], "x"),
                     (f"  PSNR of {mode} against fp32 renders (random weights; the gate's floor: 35 dB)", 10 * np.log10(1 / max(error, 1e-12)), "dB")]
     if "int8" in predictors:
         results.append(("  int8: export + quantization of W's hourglass and mask convolution (once per run)", quantize_seconds, "s"))

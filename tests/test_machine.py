@@ -46,3 +46,13 @@ def test_bf16_on_a_cpu_without_it_runs_fp32(monkeypatch, tmp_path, caplog):
     write_video(tmp_path / "d.mp4", [np.full((64, 64, 3), 40 * i, np.uint8) for i in range(2)], fps=25)
     summary = animate_files(tmp_path / "tiny.ckpt", tmp_path / "p.png", tmp_path / "d.mp4", tmp_path / "o.mp4", precision="bf16")
     assert summary["precision"] == "fp32" and "has no bfloat16 arithmetic" in caplog.text
+
+
+def test_seconds_since_launch_counts_from_the_process_start():
+    """The launch-to-first-frame clock: a process that sleeps 0.5 s after starting reads at least that."""
+    import subprocess
+    import sys
+
+    probe = "import time; time.sleep(0.5); from motionlab.utils.machine import seconds_since_launch; print(seconds_since_launch())"
+    seconds = float(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60).stdout)
+    assert 0.45 <= seconds < 60

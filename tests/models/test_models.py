@@ -161,3 +161,31 @@ def test_strict_loading_names_missing_and_unexpected_keys():
     assert "missing keys (1): flow_head.bias" in message
     assert "unexpected keys (1): extra.weight" in message
     assert "to_output.bias: checkpoint (7,) vs model (4,)" in message
+
+
+def test_a_network_loaded_from_a_file_skips_only_its_random_initialisation(tmp_path):
+    """create_model(ckpt=...) builds without drawing random weights (the strict load overwrites every one) and gives the
+    network a plain build + load gives; torch.nn.init is itself again afterwards, also when the builder fails."""
+    from motionlab.models.fomm import save_fomm_checkpoint
+    from motionlab.models.registry import build
+
+    torch.manual_seed(0)
+    small = dict(input_size=64, num_kp=4, kp_detector={"block_expansion": 8, "max_features": 32, "num_blocks": 3},
+                 generator={"block_expansion": 8, "max_features": 32, "num_bottleneck_blocks": 1,
+                            "dense_motion_params": {"block_expansion": 8, "max_features": 32, "num_blocks": 3}})
+    path = save_fomm_checkpoint(create_model("fomm_vox256", **small), tmp_path / "small.pth.tar")
+    loaded = create_model("fomm_vox256", ckpt=path, **small).eval()
+    initialised = create_model("fomm_vox256", **small)
+    release = torch.load(path, weights_only=True)
+    initialised.generator.load_state_dict(release["generator"])
+    initialised.kp_detector.load_state_dict(release["kp_detector"])
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(image, image)["prediction"], initialised.eval()(image, image)["prediction"])
+    kaiming = torch.nn.init.kaiming_uniform_
+    with pytest.raises(TypeError):
+        build("fomm_vox256", {"no_such_argument": 1}, initialize=False)
+    assert torch.nn.init.kaiming_uniform_ is kaiming
+    weight = torch.zeros(4, 4)
+    torch.nn.init.uniform_(weight)
+    assert weight.abs().sum() > 0  # random fills work again

@@ -1,7 +1,7 @@
 """int8 inference for PyTorch networks: named sub-modules run as onnxruntime int8 graphs, calibrated on a run's inputs.
 
 A network's heavy, convolution-only parts (FOMM's bottleneck and decoder, TPSMM's inpainting decoder, the dense-motion
-hourglasses, LivePortrait's SPADE decoder) are listed in its :attr:`~motionlab.models.ModelInfo.int8_modules`. Each is
+hourglasses, LivePortrait's warping hourglass) are listed in its :attr:`~motionlab.models.ModelInfo.int8_modules`. Each is
 a function of tensors alone, so it exports as one ONNX graph; what stays in PyTorch (keypoints, grid sampling, soft
 masks, the thin-plate solve) is where int8 would cost fidelity for little time. :func:`quantize_modules` records the
 inputs each listed module receives while the caller's calibration runs in fp32, exports the module, quantizes it
@@ -9,7 +9,8 @@ statically (QDQ, per-channel int8 weights, uint8 activations: the pair VNNI / AM
 inputs, and puts an :class:`OnnxModule` in its place. Its session's idle threads sleep rather than spin: PyTorch runs
 between the graphs, and spinning threads took its cores (FOMM vox-256 on two cores: 2.2x fp32's frames/s with sleeping
 threads, 1.5x with spinning ones). The graphs live in a temporary folder only while sessions open:
-they depend on the run's inputs and are rebuilt by every run (seconds against minutes of animation).
+they depend on the run's inputs and are rebuilt by every run (18-73 s at the releases' sizes on two cores, against
+minutes of animation: docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,10 +24,9 @@ from motionlab.tasks import load_predictor
 from motionlab.utils.checkpoint import CheckpointFormatError, atomic_torch_save, load_checkpoint
 from motionlab.utils.errors import InputError, MotionlabError
 from motionlab.utils.io import atomic_dir, atomic_path, file_digest
-from motionlab.utils.onnx_files import OnnxRunner, tag_source
+from motionlab.utils.onnx_files import OPSET, OnnxRunner, export_graph, tag_source
 
 log = logging.getLogger(__name__)
-OPSET = 17
 
 
 class ParityError(MotionlabError, RuntimeError):
@@ -52,17 +50,7 @@ def export_onnx(net: nn.Module, out: str | os.PathLike, inputs: dict[str, torch.
     net = net.eval().float()
     inputs = example_inputs(net) if inputs is None else inputs
     names = list(net.model_info.output_names if output_names is None else output_names)
-    shared = sorted(set(inputs) & set(names))
-    if shared:
-        # the exporter would rename the input ("face" -> "face.1") and a runtime feeding it by name would fail
-        raise ValueError(f"{type(net).__name__}: ONNX input and output names must differ; {shared} are both")
-    dynamic = {name: {0: "batch"} for name in [*inputs, *names]}
-    out = Path(out)
-    with atomic_path(out) as scratch, torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input shape checks are constant under tracing
-        torch.onnx.export(net, tuple(inputs.values()), str(scratch), input_names=list(inputs), output_names=names,
-                          dynamic_axes=dynamic, opset_version=opset, dynamo=False)
-    return out
+    return export_graph(net, inputs, names, out, opset)
 
 
 @torch.no_grad()

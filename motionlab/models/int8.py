@@ -20,12 +20,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
-
-# the ONNX opset the graphs are exported in (onnxruntime's static quantizer needs >= 13 for per-channel weights)
-OPSET = 17
 
 
 class OnnxModule(nn.Module):
@@ -70,15 +66,14 @@ def _record_inputs(model: nn.Module, names: tuple[str, ...], calibrate: Callable
     return seen, outputs
 
 
-def quantize_modules(model: nn.Module, names: tuple[str, ...], calibrate: Callable[[], object], source: str,
-                     threads: int | None = None) -> dict[str, int]:
+def quantize_modules(model: nn.Module, names: tuple[str, ...], calibrate: Callable[[], object], source: str) -> dict[str, int]:
     """Replace each sub-module in ``names`` by an int8 onnxruntime graph (:class:`OnnxModule`), in place.
 
     ``calibrate()`` runs the fp32 network on the run's own inputs; the tensors each module receives there are both its
     export example and its calibration set (MinMax ranges). ``source`` tags the graphs with the weights they come from.
     Returns, per module, the number of calibration inputs it saw; a listed module the calibration never reached is an
     error (it would run uncalibrated)."""
-    from motionlab.utils.onnx_files import OnnxRunner, quantize_int8
+    from motionlab.utils.onnx_files import OnnxRunner, export_graph, quantize_int8
 
     seen, outputs = _record_inputs(model, names, calibrate)
     unreached = [name for name, inputs in seen.items() if not inputs]
@@ -86,18 +81,13 @@ def quantize_modules(model: nn.Module, names: tuple[str, ...], calibrate: Callab
         raise ValueError(f"the int8 calibration never ran {unreached}; nothing to calibrate their ranges on")
     with tempfile.TemporaryDirectory(prefix="motionlab-int8-") as folder:
         for name, inputs in seen.items():
-            module = model.get_submodule(name)
             input_names = [f"input{i}" for i in range(len(inputs[0]))]
-            output_names = [f"output{i}" for i in range(max(1, outputs[name]))]
-            fp32 = Path(folder) / f"{name}.onnx"
-            int8 = Path(folder) / f"{name}.int8.onnx"
-            with torch.no_grad(), warnings.catch_warnings():
-                # the exporter's notes (its legacy path, instance norm exported with input statistics, constant shape
-                # checks) are about the export, not the run: the int8 result is checked against fp32's by the caller
+            fp32, int8 = Path(folder) / f"{name}.onnx", Path(folder) / f"{name}.int8.onnx"
+            with warnings.catch_warnings():
+                # the exporter's notes (its legacy path, instance norm exported with input statistics) are about the
+                # export, not the run: the int8 result is checked against fp32's by the caller
                 warnings.simplefilter("ignore")
-                torch.onnx.export(module, inputs[0], str(fp32), input_names=input_names, output_names=output_names,
-                                  dynamic_axes={key: {0: "batch"} for key in [*input_names, *output_names]}, opset_version=OPSET, dynamo=False)
-            samples = [{key: np.asarray(value.numpy()) for key, value in zip(input_names, values)} for values in inputs]
-            quantize_int8(fp32, int8, samples, source)
-            model.set_submodule(name, OnnxModule(OnnxRunner(int8, threads=threads, spinning=False, source=source), name, outputs[name] > 0))
+                export_graph(model.get_submodule(name), dict(zip(input_names, inputs[0])), [f"output{i}" for i in range(max(1, outputs[name]))], fp32)
+            quantize_int8(fp32, int8, [{key: value.numpy() for key, value in zip(input_names, values)} for values in inputs], source)
+            model.set_submodule(name, OnnxModule(OnnxRunner(int8, spinning=False, source=source), name, outputs[name] > 0))
     return {name: len(inputs) for name, inputs in seen.items()}

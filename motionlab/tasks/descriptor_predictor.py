@@ -38,7 +38,6 @@ class DescriptorPredictor(AnimationPredictor):
         if avd and getattr(net, "avd_network", None) is None:
             raise InputError(f"predictor.avd=true needs a model with an AVD network (TPSMM); {net.model_info.name} has none")
         self.relative, self.adapt_movement_scale, self.avd, self.detect_generated = relative, adapt_movement_scale, avd, detect_generated
-        self._prepared: tuple | None = None
 
     @classmethod
     def from_models(cls, models: dict[str, nn.Module], settings: dict, relative: bool = True, adapt_movement_scale: bool | None = None,
@@ -55,11 +54,9 @@ class DescriptorPredictor(AnimationPredictor):
         return 1 if self.image_size >= 256 else 16
 
     def _portrait_state(self, portrait: torch.Tensor, initial: torch.Tensor) -> tuple[Keypoints, Keypoints, list[torch.Tensor]]:
-        """(portrait keypoints, first-frame keypoints, portrait features), cached for the last pair of tensors."""
-        if self._prepared is None or self._prepared[0] is not portrait or self._prepared[1] is not initial:
-            detector = self.net.kp_detector
-            self._prepared = (portrait, initial, detector(portrait), detector(initial), self.net.encode_source(portrait))
-        return self._prepared[2:]
+        """(portrait keypoints, first-frame keypoints, portrait features), once per clip (:meth:`per_clip`)."""
+        detector = self.net.kp_detector
+        return self.per_clip(portrait, initial, lambda: (detector(portrait), detector(initial), self.net.encode_source(portrait)))
 
     def transferred_keypoints(self, kp_source: Keypoints, kp_driving: Keypoints, kp_initial: Keypoints) -> Keypoints:
         """The keypoints the portrait is animated to, by the options (AVD network, relative or absolute motion)."""

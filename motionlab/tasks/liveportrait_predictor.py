@@ -167,7 +167,6 @@ class LivePortraitPredictor(AnimationPredictor):
         self.render_batch = render_batch
         self.crop_models = crop_models
         self._measure: FaceMeasure | None = None
-        self._prepared: tuple | None = None
 
     @classmethod
     def from_models(cls, models: dict[str, nn.Module], settings: dict, relative: bool = True, checkpoint_path=None,
@@ -422,15 +421,15 @@ class LivePortraitPredictor(AnimationPredictor):
 
     @torch.no_grad()
     def _portrait_state(self, portrait: torch.Tensor, initial: torch.Tensor) -> tuple[torch.Tensor, dict, dict]:
-        """(appearance volume, portrait motion, first driver frame's motion), computed once per pair of tensors and
-        reused while the same ``portrait`` / ``initial`` objects come back, batch after batch of a clip (as the release's
-        pipeline computes ``f_s`` and ``x_s_info`` once): F and two M passes a batch saved."""
-        if self._prepared is None or self._prepared[0] is not portrait or self._prepared[1] is not initial:
-            net = self.net
-            resized_portrait = resized(portrait, self.image_size)
-            self._prepared = (portrait, initial, net.appearance_feature_extractor(resized_portrait), net.motion_extractor.motion(resized_portrait),
-                              net.motion_extractor.motion(resized(initial, self.image_size)))
-        return self._prepared[2:]
+        """(appearance volume, portrait motion, first driver frame's motion), once per clip (:meth:`per_clip`, as the
+        release's pipeline computes ``f_s`` and ``x_s_info`` once): F and two M passes a batch saved."""
+        net, size = self.net, self.image_size
+
+        def compute() -> tuple[torch.Tensor, dict, dict]:
+            source = resized(portrait, size)
+            return net.appearance_feature_extractor(source), net.motion_extractor.motion(source), net.motion_extractor.motion(resized(initial, size))
+
+        return self.per_clip(portrait, initial, compute)
 
     @torch.no_grad()
     def __call__(self, portrait: torch.Tensor, driver: torch.Tensor, initial: torch.Tensor, context: dict | None = None) -> dict:

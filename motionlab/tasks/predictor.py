@@ -188,6 +188,17 @@ class AnimationPredictor(Predictor):
             return np.stack([unletterbox(frame, context["letterbox"]) for frame in frames])
         return frames
 
+    # (portrait, first driver frame, what per_clip computed from them): the last clip's
+    _clip_state: tuple | None = None
+
+    def per_clip(self, portrait: torch.Tensor, initial: torch.Tensor, compute):
+        """``compute()``'s result, computed once and reused while the same ``portrait`` / ``initial`` tensor objects come
+        back, batch after batch of a clip: what depends only on them (their keypoints, the portrait's encoding), which
+        the releases' loops recompute for every frame."""
+        if self._clip_state is None or self._clip_state[0] is not portrait or self._clip_state[1] is not initial:
+            self._clip_state = (portrait, initial, compute())
+        return self._clip_state[2]
+
     # whether a video can be the source, each of its frames driven by the driver frame of the same index
     # (video-to-video: plan_source_video, render_source_video and finish_source_video, LivePortrait's)
     supports_source_video: bool = False

@@ -11,6 +11,9 @@ import numpy as np
 
 from motionlab.utils.errors import InputError
 
+# the ONNX opset graphs are exported in (onnxruntime's static quantizer needs >= 13 for per-channel weights)
+OPSET = 17
+
 # the metadata entry tying an exported graph to the weights it was exported from (a SHA-256 prefix, and the adapter's)
 SOURCE_KEY = "motionlab.source"
 
@@ -26,6 +29,27 @@ def tag_source(path: str | os.PathLike, source: str) -> None:
     for key, value in entries.items():
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(path))
+
+
+def export_graph(module, inputs: dict, output_names: list[str], out: str | os.PathLike, opset: int = OPSET) -> Path:
+    """Write ``module`` (called on the tensors ``inputs``, by input name) as an ONNX graph with a dynamic batch axis on
+    every input and output, atomically; returns the path. Names of inputs and outputs must differ (the exporter would
+    rename the input and a runtime feeding it by name would fail)."""
+    import warnings
+
+    import torch
+
+    from motionlab.utils.io import atomic_path
+
+    shared = sorted(set(inputs) & set(output_names))
+    if shared:
+        raise ValueError(f"{type(module).__name__}: ONNX input and output names must differ; {shared} are both")
+    out = Path(out)
+    with atomic_path(out) as scratch, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input shape checks are constant under tracing
+        torch.onnx.export(module, tuple(inputs.values()), str(scratch), input_names=list(inputs), output_names=list(output_names),
+                          dynamic_axes={name: {0: "batch"} for name in [*inputs, *output_names]}, opset_version=opset, dynamo=False)
+    return out
 
 
 def check_onnx_file(path: str | os.PathLike, source: str | None = None) -> None:

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import SHARED_REAL, _cache_dir, alternating_medians, benchmark
+from benchmarks.common import (
+    SHARED_REAL,
+    _cache_dir,
+    alternating_medians,
+    benchmark,
+    release_layout,
+    with_data_statistics,
+)
 
 
 @benchmark("metrics_suite")
@@ -138,6 +145,15 @@ def _reduced_precision_rows(release: Path, arch: str, race: dict) -> list[tuple[
     return rows
 
 
+def _statistics_frames(portrait: Path, driver: Path, frames: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """The portrait and the first driver frames at 256 px, which a random network's BatchNorm statistics are taken
+    from (:func:`benchmarks.common.with_data_statistics`)."""
+    from motionlab.data.datasets import frames_to_tensor
+    from motionlab.data.video_io import open_clip, read_image
+
+    return frames_to_tensor(read_image(portrait)[None], 256), frames_to_tensor(open_clip(driver).get(range(frames)), 256)
+
+
 def _race_release_loop(release: Path, arch: str, portrait: Path, driver: Path, frames: int, reference_animation) -> dict:
     """A release's own animation loop (``reference_animation(source, driving) -> [(S, S, 3) predictions]``) against
     motionlab's keypoint path on the same decoded, prepared frames, alternating, medians of 3; the frames' largest
@@ -154,7 +170,7 @@ def _race_release_loop(release: Path, arch: str, portrait: Path, driver: Path, f
 
     def reference_loop() -> float:
         started = time.perf_counter()
-        theirs[:] = reference_animation(source, driving)
+        theirs[:] = reference_animation(release_layout(source), release_layout(driving))
         return frames / (time.perf_counter() - started)
 
     def motionlab_loop() -> float:
@@ -184,9 +200,12 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
 
     cache_root = Path(_cache_dir()) / "keypoint-animate-bench"
     cache_root.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    release = save_fomm_checkpoint(create_model("fomm_vox256"), cache_root / "vox-random.pth.tar")
     portrait, driver, inputs = _animate_inputs(cache_root)
+    torch.manual_seed(0)
+    random = create_model("fomm_vox256")
+    source, driving = _statistics_frames(portrait, driver)
+    with_data_statistics(random, lambda: fomm_make_animation(random.kp_detector, random.generator, source, driving))
+    release = save_fomm_checkpoint(random, cache_root / "vox-random.pth.tar")
     frames = max(4, args.steps // 2)
 
     reference = create_model("fomm_vox256", ckpt=release).eval()
@@ -229,13 +248,14 @@ def tpsmm_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
 
     cache_root = Path(_cache_dir()) / "tpsmm-animate-bench"
     cache_root.mkdir(parents=True, exist_ok=True)
-    release = cache_root / "vox-random.pth.tar"
-    if not release.is_file():
-        torch.manual_seed(0)
-        model = create_model("tpsmm_vox256")
-        torch.save({part: getattr(model, part).state_dict() for part in ("kp_detector", "dense_motion_network", "inpainting_network",
-                                                                           "avd_network", "bg_predictor")}, release)
     portrait, driver, inputs = _animate_inputs(cache_root)
+    torch.manual_seed(0)
+    random = create_model("tpsmm_vox256")
+    source, driving = _statistics_frames(portrait, driver)
+    with_data_statistics(random, lambda: tpsmm_make_animation(random, source, driving, "relative"))
+    release = cache_root / "vox-random.pth.tar"
+    torch.save({part: getattr(random, part).state_dict() for part in ("kp_detector", "dense_motion_network", "inpainting_network",
+                                                                       "avd_network", "bg_predictor")}, release)
     frames = max(4, args.steps // 2)
     reference = create_model("tpsmm_vox256", ckpt=release).eval()
     race = _race_release_loop(release, "tpsmm_vox256", portrait, driver, frames,

@@ -73,3 +73,50 @@ def native_bf16() -> bool:
     from motionlab.utils.machine import cpu_profile
 
     return cpu_profile().native_bf16
+
+
+def with_data_statistics(model, run: Callable[[], object], logits=None):
+    """``model`` (random weights) with every BatchNorm's running mean and variance set to what it sees while ``run()``
+    passes real frames through it (one cumulative pass, in place; returns the model in eval mode); ``logits``, the
+    convolution before an output sigmoid, is then scaled so that its outputs have unit spread on those frames.
+
+    PyTorch's default initialisation shrinks activations layer after layer, and its BatchNorm statistics (mean 0,
+    variance 1) do not undo that: a random FOMM renders a flat grey image (pixel spread 0.001), on which any precision
+    scores ~95 dB; a random LivePortrait's spectral-normalised SPADE decoder does the opposite, its logits so large
+    that every pixel is 0 or 1. With the statistics of real frames every normalised layer has unit spread and the
+    render varies as a trained network's does (FOMM: spread 0.08, values 0.09 to 0.89), so that a PSNR against fp32
+    measures the rounding of a precision rather than a flat or saturated image."""
+    import torch
+    from torch import nn
+
+    norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the pass
+    model.eval()
+    for norm in norms:
+        norm.train()
+    with torch.no_grad():
+        run()
+    for norm in norms:
+        norm.momentum = 0.1
+    model.eval()
+    if logits is not None:
+        outputs: list[torch.Tensor] = []
+        handle = logits.register_forward_hook(lambda module, inputs, output: outputs.append(output.detach().flatten()))
+        with torch.no_grad():
+            run()
+            handle.remove()
+            spread = float(torch.cat(outputs).std())
+            logits.weight.div_(spread)
+            if logits.bias is not None:
+                logits.bias.div_(spread)
+    return model
+
+
+def release_layout(images):
+    """(N, 3, S, S) images as the releases' demos hold them: ``torch.tensor(hwc_array).permute(0, 3, 1, 2)``, a view
+    with channels-last strides, which PyTorch then keeps through every layer (each 3x3 convolution that falls to its
+    direct THNN path copies its weight to channels-last on every call). motionlab's data layer makes the same views
+    (frames_to_tensor), so both sides of a race run the same layout."""
+    return images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)

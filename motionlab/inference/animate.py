@@ -32,6 +32,7 @@ from motionlab.data.video_io import (
 from motionlab.geometry import Keypoints
 from motionlab.inference.precision import checked_psnr, unsupported
 from motionlab.inference.sequence import build_sequence, draw_keypoints, write_sequence
+from motionlab.models.bf16 import keep_float32
 from motionlab.tasks import AnimationPredictor, load_predictor
 from motionlab.tasks.adapter_predictor import LandmarkDrivenPredictor, load_adapter_predictor
 from motionlab.utils.errors import InputError, check_positive
@@ -60,9 +61,12 @@ def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: 
     driver is decoded) in batches, with the ``source`` and ``driver`` tensors (N, 3, S, S) they were computed from
     (S: the network's input size; the predictor prepares them, e.g. crops a face). ``precision="bf16"`` runs the
     networks under bfloat16 autocast (fast only where the processor computes in bf16 natively: AVX512-BF16 / AMX, or a
-    GPU); the outputs come back as float32. A predictor that looks at the whole driver first
+    GPU), but for the network's :attr:`~motionlab.models.ModelInfo.float32_modules`; the outputs come back as float32. A predictor that looks at the whole driver first
     (:attr:`~motionlab.tasks.AnimationPredictor.needs_driver_scan`) gets ``driver_scan``, or scans an array itself."""
     _check_precision(precision)
+    info = getattr(predictor.net, "model_info", None)
+    if precision == "bf16" and info is not None and info.float32_modules is not None:
+        keep_float32(predictor.net, info.float32_modules(predictor.net))
     if predictor.needs_driver_scan and driver_scan is None:
         if not isinstance(frames, np.ndarray):
             raise ValueError(f"{type(predictor).__name__} scans the whole driver first: pass driver_scan= with streamed frames")
@@ -75,7 +79,8 @@ def animate_frames(predictor: AnimationPredictor, portrait: np.ndarray, frames: 
         driver, driver_context = predictor.prepare_driver(batch, driver_scan)
         driver = driver.to(predictor.device)
         initial = driver[:1] if initial is None else initial
-        # int8 is in the network itself (precision_gate has replaced its modules); bf16 is autocast around it
+        # int8 is in the network itself (precision_gate has replaced its modules); bf16 is autocast around it, with the
+        # network's float32_modules computing in float32 inside
         with torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             outputs = predictor(source, driver, initial, {**portrait_context, **driver_context})
         yield {"portrait": source.expand(driver.shape[0], -1, -1, -1), "driver": driver, "portrait_context": portrait_context,

@@ -401,10 +401,18 @@ def fomm_int8_modules(model: FOMM) -> tuple[str, ...]:
     return tuple(names)
 
 
+def fomm_float32_modules(model: FOMM) -> tuple[str, ...]:
+    """What ``precision=bf16`` leaves in float32: the keypoint detector (a keypoint and its Jacobian are means over a
+    heatmap at temperature 0.1, so bf16's rounding moves them and every pixel with them: 32 dB from fp32 with it in
+    bf16, 44 dB without, on real frames through a vox-256 FOMM with data statistics; docs/benchmarks.md)."""
+    return ("kp_detector",)
+
+
 # input_size: the side the model is trained and run at (inference resizes to it)
 # LoRA by default adapts the generator's appearance path (bottleneck, decoder, output)
 _FOMM_INFO = dict(family="keypoint_animator", input_size=256, checkpoint_filter=fomm_checkpoint_filter,
-                  lora_targets=r"generator\.(bottleneck\.r\d+\.conv[12]|up_blocks\.\d+\.conv|final)", int8_modules=fomm_int8_modules)
+                  lora_targets=r"generator\.(bottleneck\.r\d+\.conv[12]|up_blocks\.\d+\.conv|final)", int8_modules=fomm_int8_modules,
+                  float32_modules=fomm_float32_modules)
 
 
 @register_model(**_FOMM_INFO)

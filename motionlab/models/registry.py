@@ -39,6 +39,8 @@ class ModelInfo:
         lora_targets: the default LoRA targets, a regular expression over module names (:mod:`motionlab.models.lora`).
         int8_modules: ``(model) -> names`` of the tensor-only sub-modules ``precision=int8`` runs as onnxruntime int8
             graphs (:mod:`motionlab.models.int8`): the convolution-heavy parts; keypoints, warps and soft masks stay fp32.
+        float32_modules: ``(model) -> names`` of the sub-modules ``precision=bf16`` leaves in float32
+            (:mod:`motionlab.models.bf16`): where bf16's rounding moves keypoints or warps, and so the whole render.
         published_settings: the predictor settings a foreign-format (published) file of this variant implies, where
             motionlab checkpoints record theirs (a SyncTalk_2D U-Net file runs in SyncTalk_2D's conventions).
         args: the explicit arguments it was built with; component: the sub-module taken from it, if any.
@@ -57,6 +59,7 @@ class ModelInfo:
     release_args: Callable[[dict], dict] | None = None
     lora_targets: str | None = None
     int8_modules: Callable[[nn.Module], tuple[str, ...]] | None = None
+    float32_modules: Callable[[nn.Module], tuple[str, ...]] | None = None
     published_settings: dict = field(default_factory=dict)
     args: dict = field(default_factory=dict)
     component: str | None = None

@@ -444,8 +444,17 @@ def tpsmm_int8_modules(model: TPSMM) -> tuple[str, ...]:
             *(f"inpainting_network.up_blocks.{i}" for i in range(len(inpainting.up_blocks))))
 
 
+def tpsmm_float32_modules(model: TPSMM) -> tuple[str, ...]:
+    """What ``precision=bf16`` leaves in float32: everything that places pixels (the keypoint ResNet, the dense motion
+    with its thin-plate warps and contribution maps, the AVD and background-motion networks); the inpainting network,
+    most of a frame's time, runs in bf16 (on real frames with data statistics: 31 dB from fp32 with only the inpainting
+    left out, 60 dB this way, at the same speed; docs/benchmarks.md)."""
+    return tuple(name for name in ("kp_detector", "dense_motion_network", "avd_network", "bg_predictor")
+                 if isinstance(getattr(model, name, None), nn.Module))
+
+
 _TPSMM_INFO = dict(family="keypoint_animator", checkpoint_filter=tpsmm_checkpoint_filter, published_settings={"adapt_movement_scale": True},
-                   export_graphs=tpsmm_export_graphs, int8_modules=tpsmm_int8_modules,
+                   export_graphs=tpsmm_export_graphs, int8_modules=tpsmm_int8_modules, float32_modules=tpsmm_float32_modules,
                    lora_targets=r"inpainting_network\.(resblock\.\d+\.conv[12]|up_blocks\.\d+\.conv|final)")
 
 

@@ -392,8 +392,9 @@ def test_int8_is_calibrated_and_gated_on_the_run(tpsmm_ckpt, checkpoint, tmp_pat
     write_video(tmp_path / "driver.mp4", [np.roll(photo[:256, 128:384], 3 * i, axis=1) for i in range(6)], fps=25, crf=10)
     common = (tmp_path / "portrait.png", tmp_path / "driver.mp4")
     monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("AVX-512 CPU", 2, ("avx512f", "avx512_vnni", "avx512_bf16")))
-    # TPSMM's relative mode adapts the movement scale from the keypoints' hulls, which bf16 hands over in bf16
-    assert animate_files(tpsmm_ckpt, *common, tmp_path / "bf16.mp4", max_frames=2, precision="bf16", precision_force=True)["precision"] == "bf16"
+    # bf16 leaves TPSMM's keypoints and dense motion in float32 (its float32_modules): the frames reach the floor
+    bf16 = animate_files(tpsmm_ckpt, *common, tmp_path / "bf16.mp4", max_frames=2, precision="bf16")
+    assert bf16["precision"] == "bf16" and 35 < bf16["precision_psnr_db"] < 200
     summary = animate_files(tpsmm_ckpt, *common, tmp_path / "int8.mp4", precision="int8")
     assert summary["precision"] == "int8" and 35 < summary["precision_psnr_db"] < 200 and summary["frames"] == 6
     assert count_video_frames(tmp_path / "int8.mp4") == 6

@@ -11,6 +11,7 @@ BatchNorm statistics of real frames, bf16 everywhere rendered 32 dB from fp32 an
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import torch
 from torch import nn
@@ -30,17 +31,16 @@ def as_float32(value):
     return value
 
 
+def _float32_forward(module: nn.Module, *args, **kwargs):
+    with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+        return type(module).forward(module, *as_float32(args), **as_float32(kwargs))
+
+
 def keep_float32(model: nn.Module, names: tuple[str, ...]) -> None:
     """Make each named sub-module of ``model`` compute in float32 under autocast (in place, once per module): its
-    floating-point inputs are cast to float32 and autocast is off while it runs. Outside autocast nothing changes."""
+    floating-point inputs are cast to float32 and autocast is off while it runs. Outside autocast nothing changes.
+    The forward is bound to the module, so a ``copy.deepcopy`` of the model keeps float32 parts of its own."""
     for name in names:
         module = model.get_submodule(name)
-        if "forward" in vars(module):  # already kept
-            continue
-        forward = module.forward
-
-        def float32_forward(*args, _forward=forward, **kwargs):
-            with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
-                return _forward(*as_float32(args), **as_float32(kwargs))
-
-        module.forward = float32_forward
+        if "forward" not in vars(module):  # not kept yet
+            module.forward = types.MethodType(_float32_forward, module)

@@ -1,5 +1,7 @@
 """precision=bf16's float32 parts: named sub-modules compute in float32 inside a bfloat16 autocast region."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -31,6 +33,11 @@ def test_kept_modules_compute_in_float32_under_autocast_and_change_nothing_outsi
         kept = model.first(x.bfloat16())  # a bf16 input is cast up, the product computed in float32
         assert kept.dtype == torch.float32 and model.second(kept).dtype == torch.bfloat16
     torch.testing.assert_close(kept, model.first(x.bfloat16().float()))
+    copied = copy.deepcopy(model)  # the copy's kept module runs its own weights, in float32
+    with torch.no_grad():
+        copied.first.weight.zero_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert copied.first(x).dtype == torch.float32 and not torch.equal(copied.first(x), model.first(x))
 
 
 def test_as_float32_reaches_into_keypoints_lists_and_dicts():

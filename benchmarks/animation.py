@@ -316,3 +316,62 @@ def cross_domain(args: argparse.Namespace) -> list[tuple[str, float, str]]:
             detector(frame)
         results.append((f"dlib 68 landmarks on a {frame.shape[1]}x{frame.shape[0]} real frame", max(1, args.steps // 4) / (time.perf_counter() - started), "frames/s"))
     return results
+
+
+@benchmark("random_weight_fidelity")
+def random_weight_fidelity(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """What a reduced precision's PSNR on random weights can say. For FOMM, TPSMM (vox-256) and the SyncTalk_2D-layout
+    U-Net, on real frames (the lip-sync template's mouth region): the render's spread with PyTorch's initialisation and
+    with data statistics (:func:`benchmarks.common.with_data_statistics`), and, with data statistics, the fp32 render's
+    PSNR when half a uint8 level of noise is added to the inputs: a precision whose PSNR lies above that is below the
+    8-bit inputs' own rounding; a network whose fp32 render moves that much under such noise (a random U-Net)
+    cannot rank precisions at all."""
+    from benchmarks.fomm_reference import fomm_make_animation
+    from benchmarks.lipsync import _stand_in_unet
+    from benchmarks.tpsmm_reference import tpsmm_make_animation
+    from motionlab.data.audio import load_wav
+    from motionlab.inference.lipsync import CALIBRATION_FRAMES, LipSyncPipeline
+    from motionlab.models import create_model
+    from motionlab.tasks.lipsync_predictor import MOUTH_REGION
+
+    portrait, driver, inputs = _animate_inputs(Path(_cache_dir()) / "keypoint-animate-bench")
+    source, driving = _statistics_frames(portrait, driver)
+    noise = torch.Generator().manual_seed(0)
+
+    def noisy(images: torch.Tensor) -> torch.Tensor:
+        return images + torch.randn(images.shape, generator=noise) * (0.5 / 255)
+
+    def psnr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(10 * np.log10(1 / max(float(np.mean((a - b) ** 2)), 1e-12)))
+
+    _, template, wav_path, lipsync = _stand_in_unet(args, "speech_fidelity.wav")
+    samples = LipSyncPipeline(lipsync, batch_size=1).calibration_inputs(template, load_wav(wav_path), None, CALIBRATION_FRAMES)
+    rows, cols = MOUTH_REGION
+
+    def frames(perturb: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return (noisy(source), noisy(driving)) if perturb else (source, driving)
+
+    def lipsync_render(perturb: bool = False) -> np.ndarray:
+        return np.concatenate([lipsync.net(noisy(torch.from_numpy(s["image"])) if perturb else torch.from_numpy(s["image"]),
+                                           torch.from_numpy(s["audio"])).numpy()[:, :, rows, cols] for s in samples])
+
+    torch.manual_seed(0)
+    fomm, tpsmm = create_model("fomm_vox256").eval(), create_model("tpsmm_vox256").eval()
+    # name: (network, render(perturb) -> frames, the convolution before its output sigmoid where its logits need a scale)
+    networks = {
+        "FOMM vox-256": (fomm, lambda perturb=False: np.stack(fomm_make_animation(fomm.kp_detector, fomm.generator, *frames(perturb))), None),
+        "TPSMM vox-256": (tpsmm, lambda perturb=False: np.stack(tpsmm_make_animation(tpsmm, *frames(perturb))), None),
+        "SyncTalk_2D U-Net (mouth region)": (lipsync.net, lipsync_render, lipsync.net.outc.conv),
+    }
+    results = [(f"inputs: {inputs}, {len(driving)} driver frames; the lip-sync template's first {len(samples)} frames", float(len(driving)), "frames")]
+    with torch.no_grad():
+        for name, (net, render, logits) in networks.items():
+            plain = render()
+            with_data_statistics(net, render, logits)
+            rendered = render()
+            perturbed = render(True)
+            results += [(f"{name}: render spread (std x 1000), PyTorch's initialisation (values {plain.min():.3f} to {plain.max():.3f})",
+                         1000 * float(plain.std()), "1e-3"),
+                        (f"  with data statistics (values {rendered.min():.3f} to {rendered.max():.3f})", 1000 * float(rendered.std()), "1e-3"),
+                        ("  fp32 PSNR with half a uint8 level of input noise", psnr(rendered, perturbed), "dB")]
+    return results

@@ -404,7 +404,7 @@ def fomm_int8_modules(model: FOMM) -> tuple[str, ...]:
 def fomm_float32_modules(model: FOMM) -> tuple[str, ...]:
     """What ``precision=bf16`` leaves in float32: the keypoint detector (a keypoint and its Jacobian are means over a
     heatmap at temperature 0.1, so bf16's rounding moves them and every pixel with them: 32 dB from fp32 with it in
-    bf16, 44 dB without, on real frames through a vox-256 FOMM with data statistics; docs/benchmarks.md)."""
+    bf16, 43 dB without, on real frames through a vox-256 FOMM with data statistics; docs/benchmarks.md)."""
     return ("kp_detector",)
 
 

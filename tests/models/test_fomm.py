@@ -261,3 +261,21 @@ def test_reduced_precision_animate_stays_close_to_fp32(small_fomm):
     assert outputs["bf16"].dtype == torch.float32
     mse = float(((outputs["bf16"] - outputs["fp32"]) ** 2).mean())
     assert 0 < mse and 10 * np.log10(1 / mse) > 35
+
+
+@pytest.mark.parametrize(("scale", "side"), [(0.25, 256), (0.25, 65), (0.5, 33), (0.125, 64)])
+def test_anti_alias_down_is_the_release_blur_then_every_step_th_pixel(scale, side):
+    """The strided convolution equals FOMM's definition (blur every pixel, keep every step-th) to the bit, for sides
+    the step does not divide too, and carries gradients."""
+    import torch.nn.functional as F
+
+    from motionlab.models.fomm import AntiAliasInterpolation2d
+
+    down = AntiAliasInterpolation2d(3, scale)
+    x = torch.rand(2, 3, side, side, requires_grad=True)
+    blurred = F.conv2d(F.pad(x, (down.ka, down.kb, down.ka, down.kb)), down.weight, groups=3)
+    expected = blurred[:, :, :: down.step, :: down.step]
+    out = down(x)
+    assert out.shape == expected.shape and torch.equal(out, expected)
+    (gradient,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(gradient, torch.autograd.grad(expected.sum(), x)[0])

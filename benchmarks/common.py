@@ -7,6 +7,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,24 @@ def release_layout(images):
     direct THNN path copies its weight to channels-last on every call). motionlab's data layer makes the same views
     (frames_to_tensor), so both sides of a race run the same layout."""
     return images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+
+
+@contextmanager
+def release_gaussians():
+    """Inside: the keypoint Gaussians as the releases compute them (``kp2gaussian``: a plain ``exp``, its subnormal tails
+    kept), in place of motionlab's :func:`~motionlab.geometry.keypoints.gaussian_without_subnormals`. The reference loops
+    run motionlab's modules (the releases' architectures) and must pay what the releases' own code pays: a CPU computes
+    on subnormals tens of times slower."""
+    import torch
+
+    from motionlab.geometry import head_pose, keypoints
+
+    modules = (keypoints, head_pose)
+    originals = [module.gaussian_without_subnormals for module in modules]
+    for module in modules:
+        module.gaussian_without_subnormals = torch.exp
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, originals):
+            module.gaussian_without_subnormals = original

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from benchmarks.common import release_layout, with_data_statistics
+from benchmarks.common import release_gaussians, release_layout, with_data_statistics
 
 
 def test_data_statistics_are_the_frames_and_the_logits_get_unit_spread():
@@ -23,3 +23,14 @@ def test_release_layout_keeps_the_values_in_channels_last_strides():
     images = torch.rand(2, 3, 8, 8)
     held = release_layout(images)
     assert torch.equal(held, images) and held.is_contiguous(memory_format=torch.channels_last) and not held.is_contiguous()
+
+
+def test_release_gaussians_keep_the_subnormal_tails_inside_only():
+    from motionlab.geometry import keypoints_to_gaussian
+
+    kp, tiny = torch.tensor([[[-0.9, -0.9]]]), torch.finfo(torch.float32).tiny
+    with release_gaussians():
+        release = keypoints_to_gaussian(kp, 64, 64, 0.01)
+    ours = keypoints_to_gaussian(kp, 64, 64, 0.01)
+    assert bool(((release > 0) & (release < tiny)).any()) and not bool(((ours > 0) & (ours < tiny)).any())
+    torch.testing.assert_close(ours, release, rtol=0, atol=tiny)

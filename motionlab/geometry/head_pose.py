@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from motionlab.geometry.checks import check_shape
+from motionlab.geometry.keypoints import gaussian_without_subnormals
 
 
 def bins_to_degrees(logits: torch.Tensor, bin_width: float = 3.0, offset: float = 97.5) -> torch.Tensor:
@@ -176,11 +177,12 @@ def coordinate_grid_3d(depth: int, height: int, width: int, device=None, dtype=t
 
 
 def keypoints_to_gaussian_3d(keypoints: torch.Tensor, depth: int, height: int, width: int, variance: float) -> torch.Tensor:
-    """Isotropic Gaussians ``exp(-|p - kp|^2 / (2 variance))`` at (B, K, 3) keypoints -> (B, K, D, H, W)."""
+    """Isotropic Gaussians ``exp(-|p - kp|^2 / (2 variance))`` at (B, K, 3) keypoints -> (B, K, D, H, W) (subnormal
+    tails set to 0: :func:`~motionlab.geometry.keypoints.gaussian_without_subnormals`)."""
     check_shape(keypoints, ["B", "K", 3], "keypoints")
     grid = coordinate_grid_3d(depth, height, width, keypoints.device, keypoints.dtype)
     offsets = grid.view(1, 1, depth, height, width, 3) - keypoints.view(*keypoints.shape[:2], 1, 1, 1, 3)
-    return torch.exp(-0.5 * offsets.square().sum(-1) / variance)
+    return gaussian_without_subnormals(-0.5 * offsets.square().sum(-1) / variance)
 
 
 def sample_volume(volume: torch.Tensor, grid: torch.Tensor, depth_sliced: bool = False) -> torch.Tensor:

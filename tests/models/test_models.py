@@ -115,6 +115,22 @@ def test_geometry_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(lambda p: keypoints_to_gaussian(p, 5, 7, 0.05), (points,))
 
 
+def test_keypoint_gaussians_have_no_subnormal_tails():
+    """Far from a keypoint the Gaussian is 0, not a subnormal number (which CPUs compute on tens of times slower);
+    everywhere else it is the release's exp, to the bit, in 2-D and 3-D."""
+    from motionlab.geometry.head_pose import keypoints_to_gaussian_3d
+
+    kp = torch.tensor([[[-0.9, -0.9]]])
+    maps = keypoints_to_gaussian(kp, 64, 64, 0.01)
+    exponent = -0.5 * (torch.stack(torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="xy"), -1) - kp[0, 0]).square().sum(-1) / 0.01
+    release = torch.exp(exponent)
+    tiny = torch.finfo(torch.float32).tiny
+    assert bool(((release > 0) & (release < tiny)).any()), "the release's map has subnormals here"
+    assert not bool(((maps > 0) & (maps < tiny)).any()) and torch.equal(maps[0, 0][release >= tiny], release[release >= tiny])
+    volume = keypoints_to_gaussian_3d(torch.tensor([[[0.9, 0.9, 0.9]]]), 8, 32, 32, 0.01)
+    assert not bool(((volume > 0) & (volume < tiny)).any()) and volume.max() > 0.5
+
+
 VARIANTS = list_models()
 
 

@@ -15,7 +15,7 @@ from benchmarks.common import (
     _cache_dir,
     alternating_medians,
     benchmark,
-    release_gaussians,
+    release_computation,
     release_layout,
     with_data_statistics,
 )
@@ -171,7 +171,7 @@ def _race_release_loop(release: Path, arch: str, portrait: Path, driver: Path, f
 
     def reference_loop() -> float:
         started = time.perf_counter()
-        with release_gaussians():
+        with release_computation():
             theirs[:] = reference_animation(release_layout(source), release_layout(driving))
         return frames / (time.perf_counter() - started)
 
@@ -218,7 +218,7 @@ def keypoint_animate(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     def reference_command() -> float:
         started = time.perf_counter()
         net = create_model("fomm_vox256", ckpt=release).eval()
-        with release_gaussians():
+        with release_computation():
             fomm_demo(net.kp_detector, net.generator, portrait, driver, cache_root / "fomm.mp4", max_frames=2 * frames)
         return 2 * frames / (time.perf_counter() - started)
 

@@ -124,21 +124,32 @@ def release_layout(images):
 
 
 @contextmanager
-def release_gaussians():
-    """Inside: the keypoint Gaussians as the releases compute them (``kp2gaussian``: a plain ``exp``, its subnormal tails
-    kept), in place of motionlab's :func:`~motionlab.geometry.keypoints.gaussian_without_subnormals`. The reference loops
-    run motionlab's modules (the releases' architectures) and must pay what the releases' own code pays: a CPU computes
-    on subnormals tens of times slower."""
+def release_computation():
+    """Inside: two computations as the releases' own code does them, where motionlab computes the same numbers faster.
+    The reference loops run motionlab's modules (the releases' architectures) and must pay what the releases pay:
+
+    - keypoint Gaussians as ``kp2gaussian``: a plain ``exp``, its subnormal tails kept (a CPU computes on subnormals
+      tens of times slower), in place of :func:`~motionlab.geometry.keypoints.gaussian_without_subnormals`;
+    - ``AntiAliasInterpolation2d``: the blur computed at every pixel, then every step-th pixel kept, in place of the
+      strided convolution (equal to the bit)."""
     import torch
+    import torch.nn.functional as F
 
     from motionlab.geometry import head_pose, keypoints
+    from motionlab.models.fomm import AntiAliasInterpolation2d
+
+    def blur_then_subsample(self, x):
+        out = F.conv2d(F.pad(x, (self.ka, self.kb, self.ka, self.kb)), self.weight, groups=self.groups)
+        return out[:, :, :: self.step, :: self.step]
 
     modules = (keypoints, head_pose)
-    originals = [module.gaussian_without_subnormals for module in modules]
+    originals = [module.gaussian_without_subnormals for module in modules], AntiAliasInterpolation2d.forward
     for module in modules:
         module.gaussian_without_subnormals = torch.exp
+    AntiAliasInterpolation2d.forward = blur_then_subsample
     try:
         yield
     finally:
-        for module, original in zip(modules, originals):
+        for module, original in zip(modules, originals[0]):
             module.gaussian_without_subnormals = original
+        AntiAliasInterpolation2d.forward = originals[1]

@@ -5,8 +5,8 @@ a softmax-weighted mean at temperature 0.1), or reads a feature volume through p
 appearance volume and warping module), that rounding moves every pixel of the render; in the dense decoders it does
 not. A network's :attr:`~motionlab.models.ModelInfo.float32_modules` names the first kind: on a FOMM vox-256 with
 BatchNorm statistics of real frames, bf16 everywhere rendered 32 dB from fp32 (below the 35 dB gate), bf16 with the
-detector in float32 43 dB, and ran faster too (1.9x fp32's frames/s, against 1.65x: the detector's small convolutions
-gain nothing in bf16 and pay for the casts; docs/benchmarks.md).
+detector in float32 43 dB, and no slower (1.66-1.90x fp32's frames/s in three runs, against 1.65x: the detector's
+small convolutions gain little in bf16 and pay for the casts; docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -564,11 +564,13 @@ def export_graphs(model: LivePortrait, batch: int = 1, generator: torch.Generato
 
 
 def liveportrait_int8_modules(model: LivePortrait) -> tuple[str, ...]:
-    """What ``precision=int8`` quantizes: W's 3-D hourglass and its 7x7x7 mask convolution (W's heaviest parts: W 3.4 ->
-    2.2 s a frame at the release's size on a 2-core AMX CPU). G stays fp32: its SPADE blocks instance-normalise every
-    convolution's output, which magnifies per-tensor activation rounding (a small random LivePortrait rendered 22 dB
-    from fp32 with G quantized, 62 dB with W's parts alone; tests/models/test_liveportrait.py). F and M (once per
-    portrait; the keypoints), the volume warps and the stitching MLPs stay fp32 too."""
+    """What ``precision=int8`` quantizes: W's 3-D hourglass and its 7x7x7 mask convolution (W's heaviest parts; with
+    subnormal-free heatmaps W takes 2.4 s a frame in fp32 at the release's size on a 2-core AMX CPU, and int8 gains
+    little on it: 1.49x the pipeline against fp32's 1.47x, docs/benchmarks.md). G stays fp32: its SPADE blocks
+    instance-normalise every convolution's output, which magnifies per-tensor activation rounding (28 dB from fp32 with
+    G quantized, on release-size random weights with data statistics; 62 dB with W's parts alone on a small random
+    LivePortrait, tests/models/test_liveportrait.py). F and M (once per portrait; the keypoints), the volume warps and
+    the stitching MLPs stay fp32 too."""
     return ("warping_module.dense_motion_network.hourglass", "warping_module.dense_motion_network.mask")
 
 

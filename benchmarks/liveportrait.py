@@ -89,7 +89,7 @@ def liveportrait(args: argparse.Namespace) -> list[tuple[str, float, str]]:
         results += [("the loop's networks, fp32", full_seconds * 1000, "ms/frame"),
                     ("the loop's networks, precision=bf16 (autocast)", reduced_seconds * 1000, "ms/frame"),
                     ("  speed-up over fp32", full_seconds / reduced_seconds, "x"),
-                    ("  PSNR of bf16 against fp32 renders (random weights with data statistics; the gate's floor: 35 dB)", psnr, "dB")]
+                    ("  PSNR of bf16 against fp32 renders (random weights; the gate's floor: 35 dB)", psnr, "dB")]
     return results
 
 

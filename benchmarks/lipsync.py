@@ -265,7 +265,7 @@ def lipsync_precision(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     pipeline = LipSyncPipeline(predictor, batch_size=1)
     samples = pipeline.calibration_inputs(template, load_wav(wav_path), None, CALIBRATION_FRAMES)
     started = time.perf_counter()
-    int8_path = quantize_int8(fp32_path, cache_root / "unet_ave.int8.onnx", samples, "bench")
+    int8_path = quantize_int8(fp32_path, cache_root / "unet_ave.int8.onnx", samples, "bench", cpu_profile().int8_reduce_range)
     quantize_seconds = time.perf_counter() - started
     runners = {name: OnnxRunner(path, threads=torch.get_num_threads(), spinning=False) for name, path in (("fp32", fp32_path), ("int8", int8_path))}
     rows, cols = MOUTH_REGION
@@ -294,7 +294,7 @@ def lipsync_precision(args: argparse.Namespace) -> list[tuple[str, float, str]]:
 
     medians = alternating_medians({name: rate(name) for name in modes})
     cpu = cpu_profile()
-    int8_native = "native int8 dot products" if cpu.native_int8 else "no int8 dot products (VNNI / AMX) on this CPU"
+    int8_native = "native int8 dot products" if cpu.native_int8 else "AVX2, 7-bit weights" if cpu.int8_reduce_range else "no int8 kernels on this CPU"
     bf16_native = "native bf16" if cpu.native_bf16 else "no bf16 arithmetic (AVX512-BF16 / AMX) on this CPU"
     return [(f"motionlab-lipsync pipeline, batch 1, {name}", value, "frames/s") for name, value in medians.items()] + [
         (f"  int8 over onnxruntime fp32 ({int8_native})", medians["onnxruntime int8"] / medians["onnxruntime fp32"], "x"),

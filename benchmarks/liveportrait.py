@@ -108,12 +108,12 @@ def liveportrait_pipeline(args: argparse.Namespace) -> list[tuple[str, float, st
     from motionlab.data.datasets import frames_to_tensor
     from motionlab.data.images import to_uint8
     from motionlab.data.video_io import open_clip, read_image
+    from motionlab.inference.precision import unsupported
     from motionlab.models import create_model
     from motionlab.models.bf16 import keep_float32
     from motionlab.models.fast_conv import use_fast_convolutions
     from motionlab.models.int8 import quantize_modules
     from motionlab.tasks.liveportrait_predictor import LivePortraitPredictor
-    from motionlab.utils.machine import cpu_profile
 
     frames = max(2, args.steps // 5)
     torch.manual_seed(0)
@@ -131,12 +131,11 @@ def liveportrait_pipeline(args: argparse.Namespace) -> list[tuple[str, float, st
     fast = copy.deepcopy(reference)
     use_fast_convolutions(fast)
     predictors = {"fp32": LivePortraitPredictor(fast, crop_portrait=False, **options)}
-    cpu = cpu_profile()
-    if cpu.native_bf16:
+    if unsupported("bf16") is None:
         # as animate_frames runs bf16: autocast around the predictor, the float32 modules (all but G) inside
         keep_float32(fast, fast.model_info.float32_modules(fast))
         predictors["bf16"] = predictors["fp32"]
-    if cpu.native_int8:
+    if unsupported("int8") is None:
         # as motionlab-animate runs it: the fast-convolution network with W's int8 parts
         int8 = LivePortraitPredictor(copy.deepcopy(fast), crop_portrait=False, **options)
         started = time.perf_counter()
@@ -173,7 +172,7 @@ def liveportrait_pipeline(args: argparse.Namespace) -> list[tuple[str, float, st
                ("  max abs difference from the pipeline's renders", float(np.abs(renders["fp32"].astype(int) - renders["reference"]).max()), "uint8 levels")]
     for mode in ("bf16", "int8"):
         if mode not in predictors:
-            results.append((f"precision={mode}: not run, this CPU ({cpu.describe()}) has no native {mode}", float("nan"), ""))
+            results.append((f"precision={mode}: not run, {unsupported(mode)}", float("nan"), ""))
             continue
         error = float(np.mean(((renders[mode].astype(np.float64) - renders["fp32"]) / 255) ** 2))
         results += [(f"motionlab LivePortrait predictor, precision={mode}", seconds[mode], "s/frame"),

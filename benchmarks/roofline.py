@@ -45,7 +45,7 @@ def onnxruntime_conv_peaks() -> dict[str, float]:
     x = torch.rand(1, 128, 80, 80)
     torch.onnx.export(layers, (x,), str(folder / "convs.onnx"), input_names=["x"], output_names=["y"], opset_version=17, dynamo=False)
     samples = [{"x": np.random.default_rng(i).random((1, 128, 80, 80), dtype=np.float32)} for i in range(4)]
-    int8 = quantize_int8(folder / "convs.onnx", folder / "convs.int8.onnx", samples, "roofline")
+    int8 = quantize_int8(folder / "convs.onnx", folder / "convs.int8.onnx", samples, "roofline", cpu_profile().int8_reduce_range)
     with torch.no_grad():
         flops = counted_flops(lambda: layers(x))
     threads = torch.get_num_threads()
@@ -69,11 +69,14 @@ def roofline(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     from motionlab.utils.onnx_files import OnnxRunner
 
     peaks = measured_peaks()
-    def native(name: str) -> bool:
-        return native_bf16() if "bf16" in name else cpu_profile().native_int8 if "int8" in name else True
+    def support(name: str) -> str:
+        cpu = cpu_profile()
+        if "int8" in name and cpu.int8_reduce_range:
+            return "AVX2 byte multiply-add, 7-bit weights"
+        native = native_bf16() if "bf16" in name else cpu.native_int8 if "int8" in name else True
+        return "native" if native else "not native on this CPU"
 
-    results = [(f"peak: {name} ({'native' if native(name) else 'not native on this CPU'})", value, "GOP/s" if "int8" in name else "GFLOP/s")
-               for name, value in peaks.items()]
+    results = [(f"peak: {name} ({support(name)})", value, "GOP/s" if "int8" in name else "GFLOP/s") for name, value in peaks.items()]
     peak = peaks["conv fp32"]
     rows: list[tuple[str, float, float]] = []  # (hot path, FLOPs per item, seconds per item)
 

@@ -21,8 +21,12 @@ def test_isa_detection_on_constructed_cpuinfo():
     zen = cpu_profile(ZEN1)
     assert (zen.model, zen.cores, zen.flags) == ("AMD EPYC 7551 32-Core Processor", 2, ("avx2", "fma"))
     assert not zen.native_bf16 and not zen.native_int8 and zen.vector_isa == "AVX2"
+    assert zen.int8_kernels and zen.int8_reduce_range  # AVX2's byte multiply-add: int8 with 7-bit weights
     xeon = cpu_profile(SAPPHIRE)
     assert xeon.native_bf16 and xeon.native_int8 and xeon.vector_isa == "AVX-512"
+    assert xeon.int8_kernels and not xeon.int8_reduce_range
+    old = cpu_profile("processor\t: 0\nmodel name\t: old\nflags\t\t: fpu sse sse2 avx\n")
+    assert not old.int8_kernels and not old.int8_reduce_range and old.vector_isa == "SSE"
     assert xeon.describe() == "Intel(R) Xeon(R) Platinum 8480+, 1 cores (avx2, fma, avx512f, avx512_bf16, avx512_vnni, amx_bf16, amx_int8, amx_tile)"
     assert cpu_profile("").model == "unknown CPU"
 

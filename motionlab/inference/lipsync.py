@@ -387,6 +387,7 @@ def reduced_precision(pipeline: "LipSyncPipeline", precision: str, fp32_path: Pa
     import hashlib
 
     from motionlab.tasks.lipsync_predictor import MOUTH_REGION
+    from motionlab.utils.machine import cpu_profile
     from motionlab.utils.onnx_files import OnnxRunner, quantize_int8
 
     reason = unsupported(precision)
@@ -397,10 +398,12 @@ def reduced_precision(pipeline: "LipSyncPipeline", precision: str, fp32_path: Pa
     with torch.inference_mode():
         reference = [predictor.net(torch.from_numpy(inputs["image"]), torch.from_numpy(inputs["audio"])).float().numpy() for inputs in samples]
     if precision == "int8":
+        # 7-bit weights where the CPU's int8 path saturates at 8 (AVX2 without VNNI): another graph, another name
+        reduce_range = cpu_profile().int8_reduce_range
         digest = hashlib.sha256(b"".join(value.tobytes() for sample in samples for value in sample.values())).hexdigest()[:12]
-        path = fp32_path.with_name(f"{fp32_path.stem}.int8-{digest}.onnx")
+        path = fp32_path.with_name(f"{fp32_path.stem}.int8{'-7bit' if reduce_range else ''}-{digest}.onnx")
         if not path.is_file():
-            quantize_int8(fp32_path, path, samples, f"{source}.int8-{digest}")
+            quantize_int8(fp32_path, path, samples, f"{source}.int8-{digest}", reduce_range)
             log.info("quantized the U-Net to int8 in %s (calibrated on this run's first %d frames)", path, len(samples))
         runner = OnnxRunner(path, spinning=False, source=f"{source}.int8-{digest}")
         candidate = [runner(*sample.values()) for sample in samples]

@@ -1,4 +1,4 @@
-"""Reduced precision behind a fidelity gate: a mode runs only where the CPU computes it natively and where its output
+"""Reduced precision behind a fidelity gate: a mode runs only where the CPU computes it in SIMD and where its output
 stays within a PSNR floor of fp32's on the run's own first frames (motionlab-lipsync ``precision=``)."""
 
 from __future__ import annotations
@@ -9,13 +9,15 @@ from motionlab.utils.errors import InputError
 
 
 def unsupported(precision: str) -> str | None:
-    """Why this CPU runs ``precision`` (bf16 / int8) no faster than fp32, or None where it computes it natively."""
+    """Why this CPU runs ``precision`` (bf16 / int8) no faster than fp32, or None where it computes it in SIMD: bf16
+    only with native bfloat16 arithmetic (emulated, it ran at 2 % of fp32 on a Zen CPU), int8 with VNNI / AMX or with
+    AVX2 (7-bit weights there: :attr:`~motionlab.utils.machine.CpuProfile.int8_reduce_range`)."""
     from motionlab.utils.machine import cpu_profile
 
     cpu = cpu_profile()
-    if (cpu.native_int8 if precision == "int8" else cpu.native_bf16):
+    if (cpu.int8_kernels if precision == "int8" else cpu.native_bf16):
         return None
-    missing = "int8 dot products (VNNI / AMX)" if precision == "int8" else "bfloat16 arithmetic (AVX512-BF16 / AMX)"
+    missing = "int8 SIMD kernels (VNNI / AMX or AVX2)" if precision == "int8" else "bfloat16 arithmetic (AVX512-BF16 / AMX)"
     return f"this CPU ({cpu.describe()}) has no {missing}, where {precision} is slower than fp32; running fp32"
 
 

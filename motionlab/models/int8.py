@@ -5,8 +5,8 @@ hourglasses, LivePortrait's warping hourglass) are listed in its :attr:`~motionl
 a function of tensors alone, so it exports as one ONNX graph; what stays in PyTorch (keypoints, grid sampling, soft
 masks, the thin-plate solve) is where int8 would cost fidelity for little time. :func:`quantize_modules` records the
 inputs each listed module receives while the caller's calibration runs in fp32, exports the module, quantizes it
-statically (QDQ, per-channel int8 weights, uint8 activations: the pair VNNI / AMX dot products take) on exactly those
-inputs, and puts an :class:`OnnxModule` in its place. Its session's idle threads sleep rather than spin: PyTorch runs
+statically (QDQ, per-channel int8 weights, uint8 activations: the pair VNNI / AMX dot products take; 7-bit weights on
+AVX2-only CPUs) on exactly those inputs, and puts an :class:`OnnxModule` in its place. Its session's idle threads sleep rather than spin: PyTorch runs
 between the graphs, and spinning threads took its cores (FOMM vox-256 on two cores: 2.2x fp32's frames/s with sleeping
 threads, 1.5x with spinning ones). The graphs live in a temporary folder only while sessions open:
 they depend on the run's inputs and are rebuilt by every run (18-73 s at the releases' sizes on two cores, against
@@ -73,8 +73,10 @@ def quantize_modules(model: nn.Module, names: tuple[str, ...], calibrate: Callab
     export example and its calibration set (MinMax ranges). ``source`` tags the graphs with the weights they come from.
     Returns, per module, the number of calibration inputs it saw; a listed module the calibration never reached is an
     error (it would run uncalibrated)."""
+    from motionlab.utils.machine import cpu_profile
     from motionlab.utils.onnx_files import OnnxRunner, export_graph, quantize_int8
 
+    reduce_range = cpu_profile().int8_reduce_range
     seen, outputs = _record_inputs(model, names, calibrate)
     unreached = [name for name, inputs in seen.items() if not inputs]
     if unreached:
@@ -88,6 +90,6 @@ def quantize_modules(model: nn.Module, names: tuple[str, ...], calibrate: Callab
                 # export, not the run: the int8 result is checked against fp32's by the caller
                 warnings.simplefilter("ignore")
                 export_graph(model.get_submodule(name), dict(zip(input_names, inputs[0])), [f"output{i}" for i in range(max(1, outputs[name]))], fp32)
-            quantize_int8(fp32, int8, [{key: value.numpy() for key, value in zip(input_names, values)} for values in inputs], source)
+            quantize_int8(fp32, int8, [{key: value.numpy() for key, value in zip(input_names, values)} for values in inputs], source, reduce_range)
             model.set_submodule(name, OnnxModule(OnnxRunner(int8, spinning=False, source=source), name, outputs[name] > 0))
     return {name: len(inputs) for name, inputs in seen.items()}

@@ -130,11 +130,14 @@ class OnnxRunner:
         return self.outputs(*inputs)[0]
 
 
-def quantize_int8(fp32: str | os.PathLike, out: str | os.PathLike, samples: list[dict[str, np.ndarray]], source: str) -> Path:
+def quantize_int8(fp32: str | os.PathLike, out: str | os.PathLike, samples: list[dict[str, np.ndarray]], source: str,
+                  reduce_range: bool) -> Path:
     """onnxruntime's static quantization of the graph ``fp32`` into ``out``: its pre-processing first (constant folding
     and shape inference: without it the exported convolutions' biases are not initializers and stay float), then QDQ
     format, per-channel int8 weights, uint8 activations (the pair VNNI's dot products take), MinMax ranges calibrated
-    on ``samples`` (input name -> array, the run's own inputs); tagged with ``source`` and written atomically."""
+    on ``samples`` (input name -> array, the run's own inputs); tagged with ``source`` and written atomically.
+    ``reduce_range``: weights in 7 bits, for CPUs whose int8 path saturates at 8
+    (:attr:`~motionlab.utils.machine.CpuProfile.int8_reduce_range`)."""
     import tempfile
 
     from onnxruntime.quantization import (
@@ -166,7 +169,7 @@ def quantize_int8(fp32: str | os.PathLike, out: str | os.PathLike, samples: list
         root.setLevel(max(level, logging.ERROR))
         try:
             quantize_static(str(prepared), str(scratch), Samples(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax, reduce_range=reduce_range)
         finally:
             root.setLevel(level)
         tag_source(scratch, source)

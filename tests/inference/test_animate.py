@@ -380,8 +380,8 @@ def test_bf16_is_gated_by_the_animated_frames_psnr(checkpoint, toy_world, tmp_pa
 def test_int8_is_calibrated_and_gated_on_the_run(tpsmm_ckpt, checkpoint, tmp_path, monkeypatch):
     """precision=int8 where the CPU has int8 dot products: a TPSMM checkpoint's heavy blocks are quantized on this run's
     portrait and first driver frames (a real photo and its crops) and checked against fp32 there (PSNR reported, above
-    the 35 dB floor), as bf16 is; refused above an unreachable floor; a network that lists no int8 modules, or a CPU without VNNI /
-    AMX, is told so."""
+    the 35 dB floor), as bf16 is; refused above an unreachable floor; a network that lists no int8 modules, or a CPU without int8
+    SIMD kernels (VNNI / AMX or AVX2), is told so."""
     from skimage import data
 
     from motionlab.utils.errors import InputError
@@ -403,6 +403,6 @@ def test_int8_is_calibrated_and_gated_on_the_run(tpsmm_ckpt, checkpoint, tmp_pat
     assert not (tmp_path / "refused.mp4").exists()
     with pytest.raises(InputError, match="precision=int8: animator_v1 lists no modules to quantize"):
         animate_files(checkpoint, *common, tmp_path / "animator.mp4", precision="int8")
-    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("old CPU", 2, ("avx2",)))
+    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("old CPU", 2, ()))
     plain = animate_files(tpsmm_ckpt, *common, tmp_path / "plain.mp4", max_frames=2, precision="int8")
     assert plain["precision"] == "fp32" and plain["precision_psnr_db"] is None

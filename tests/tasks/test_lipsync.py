@@ -339,7 +339,8 @@ def test_lipsync_cli_writes_video_with_exact_audio(lipsync_checkpoints, tmp_path
 def test_int8_lipsync_is_gated_by_its_mouth_psnr(lipsync_checkpoints, tmp_path, monkeypatch):
     """precision=int8: the U-Net's graph quantized on the run's own first frames and audio, cached under their hash,
     used with its mouth-region PSNR against fp32 reported; a floor it cannot reach refuses the run (nothing written)
-    unless forced; a CPU without int8 dot products says so and runs fp32; int8 needs runtime=onnx."""
+    unless forced; an AVX2 CPU without VNNI gets 7-bit weights; a CPU without int8 SIMD kernels says so and runs fp32;
+    int8 needs runtime=onnx."""
     from motionlab.inference import lipsync as lipsync_inference
     from motionlab.utils.errors import InputError
     from motionlab.utils.machine import CpuProfile
@@ -360,9 +361,14 @@ def test_int8_lipsync_is_gated_by_its_mouth_psnr(lipsync_checkpoints, tmp_path, 
     assert not (tmp_path / "refused.mp4").exists()
     forced = lipsync_inference.lipsync_files(**common, out=str(tmp_path / "forced.mp4"), precision_floor_db=500.0, precision_force=True)
     assert "forced" in forced["precision"]["reason"] and len(list((tmp_path / "cache" / "onnx").glob("*.int8-*.onnx"))) == 1  # reused
-    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("old CPU", 2, ("avx2",)))
+    # AVX2 without VNNI: a graph of its own with 7-bit weights (the 8-bit path would saturate there)
+    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("AVX2 CPU", 2, ("avx2", "fma")))
+    avx2 = lipsync_inference.lipsync_files(**common, out=str(tmp_path / "avx2.mp4"))
+    assert avx2["precision"]["mode"] == "int8" and avx2["precision"]["psnr_mouth_db"] >= 40
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.int8-7bit-*.onnx"))) == 1
+    monkeypatch.setattr("motionlab.utils.machine.cpu_profile", lambda *a: CpuProfile("old CPU", 2, ()))
     plain = lipsync_inference.lipsync_files(**common, out=str(tmp_path / "plain.mp4"))
-    assert plain["precision"]["mode"] == "fp32" and "no int8 dot products" in plain["precision"]["reason"]
+    assert plain["precision"]["mode"] == "fp32" and "no int8 SIMD kernels" in plain["precision"]["reason"]
     with pytest.raises(InputError, match="add runtime=onnx"):
         lipsync_inference.lipsync_files(**{**common, "runtime": "torch"}, out=str(tmp_path / "torch.mp4"))
     # bf16: PyTorch's autocast, the same gate

@@ -69,8 +69,9 @@ def roofline(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     from motionlab.utils.onnx_files import OnnxRunner
 
     peaks = measured_peaks()
+    cpu = cpu_profile()
+
     def support(name: str) -> str:
-        cpu = cpu_profile()
         if "int8" in name and cpu.int8_reduce_range:
             return "AVX2 byte multiply-add, 7-bit weights"
         native = native_bf16() if "bf16" in name else cpu.native_int8 if "int8" in name else True

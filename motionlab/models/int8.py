@@ -6,9 +6,9 @@ a function of tensors alone, so it exports as one ONNX graph; what stays in PyTo
 masks, the thin-plate solve) is where int8 would cost fidelity for little time. :func:`quantize_modules` records the
 inputs each listed module receives while the caller's calibration runs in fp32, exports the module, quantizes it
 statically (QDQ, per-channel int8 weights, uint8 activations: the pair VNNI / AMX dot products take; 7-bit weights on
-AVX2-only CPUs) on exactly those inputs, and puts an :class:`OnnxModule` in its place. Its session's idle threads sleep rather than spin: PyTorch runs
-between the graphs, and spinning threads took its cores (FOMM vox-256 on two cores: 2.2x fp32's frames/s with sleeping
-threads, 1.5x with spinning ones). The graphs live in a temporary folder only while sessions open:
+AVX2-only CPUs) on exactly those inputs, and puts an :class:`OnnxModule` in its place. Its session's idle threads sleep
+rather than spin: PyTorch runs between the graphs, and spinning threads took its cores (FOMM vox-256 on two cores: 2.2x
+fp32's frames/s with sleeping threads, 1.5x with spinning ones). The graphs live in a temporary folder only while sessions open:
 they depend on the run's inputs and are rebuilt by every run (18-73 s at the releases' sizes on two cores, against
 minutes of animation: docs/benchmarks.md).
 """
